@@ -1,0 +1,374 @@
+//! The auth function: `/api/auth/*` of API.md — registration, login, token refresh, logout,
+//! the caller's account, their sessions, and guest tokens.
+//!
+//! Passwords, tokens, sessions and the rate limit live in the core crate
+//! (`primer_shared::auth`); this crate maps HTTP onto them. Claiming a guest's conversations
+//! happens here (at register and login), the conversations themselves belong to the
+//! conversations function.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use primer_shared::auth::password::{self, Password, Verdict};
+use primer_shared::auth::rate_limit::{self, LoginLimits};
+use primer_shared::auth::sessions::{self, Rotation, SessionInfo};
+use primer_shared::auth::tokens::{self, RefreshToken};
+use primer_shared::extract::{AuthUser, ClientMeta, JsonBody};
+use primer_shared::user::{self, Email, User, UserChanges, UserName};
+use primer_shared::{AppState, Error, FieldErrors, Result, app, guests};
+use serde::{Deserialize, Deserializer, Serialize};
+use uuid::Uuid;
+
+/// The auth routes, for the Lambda and for the local runner.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/auth/register", post(register))
+        .route("/api/auth/login", post(login))
+        .route("/api/auth/refresh", post(refresh))
+        .route("/api/auth/logout", post(logout))
+        .route("/api/auth/logout-all", post(logout_all))
+        .route("/api/auth/me", get(me).patch(update_me).delete(delete_me))
+        .route("/api/auth/password", post(change_password))
+        .route("/api/auth/sessions", get(list_sessions))
+        .route("/api/auth/sessions/{id}", delete(revoke_session))
+        .route("/api/auth/guest", post(guest))
+}
+
+/// The function's whole service: its routes with the shared layers, on `state`.
+pub fn router(state: AppState) -> Router {
+    app::service(routes(), state)
+}
+
+/// `{user}`.
+#[derive(Serialize)]
+struct UserBody {
+    user: User,
+}
+
+/// `{user, session}`: what register and login answer.
+#[derive(Serialize)]
+struct SignedIn {
+    user: User,
+    session: SessionTokens,
+}
+
+/// A token pair; the refresh token is shown here and never again.
+#[derive(Serialize)]
+struct SessionTokens {
+    access_token: String,
+    token_type: &'static str,
+    expires_in: i64,
+    refresh_token: String,
+    session_id: String,
+}
+
+fn session_tokens(
+    state: &AppState,
+    user_id: &str,
+    session_id: String,
+    refresh: &RefreshToken,
+) -> Result<SessionTokens> {
+    let access = tokens::issue_access(&state.config.jwt, user_id, &session_id)?;
+    Ok(SessionTokens {
+        access_token: access.token,
+        token_type: "Bearer",
+        expires_in: access.expires_in,
+        refresh_token: refresh.expose().to_owned(),
+        session_id,
+    })
+}
+
+/// Fields are optional here so that a missing one is a 422 naming it, like a bad one.
+#[derive(Deserialize)]
+struct RegisterRequest {
+    email: Option<String>,
+    password: Option<String>,
+    name: Option<String>,
+    guest_token: Option<String>,
+}
+
+async fn register(
+    State(state): State<AppState>,
+    client: ClientMeta,
+    JsonBody(body): JsonBody<RegisterRequest>,
+) -> Result<(StatusCode, Json<SignedIn>)> {
+    let mut errors = FieldErrors::new();
+    let email = errors.check("email", Email::parse(body.email.as_deref().unwrap_or_default()));
+    let password = errors.check("password", Password::parse_new(body.password.unwrap_or_default()));
+    let name = errors.check("name", UserName::parse(body.name.as_deref().unwrap_or_default()));
+    let guest = guest_of(&state, body.guest_token.as_deref(), &mut errors);
+    errors.finish()?;
+    let (email, password, name) = (email.unwrap(), password.unwrap(), name.unwrap());
+
+    let hash = password::hash(&password).await?;
+    let refresh = RefreshToken::generate();
+    let mut tx = state.pool.begin().await?;
+    let user = user::create_with_password(&mut tx, &email, &name, &hash).await?;
+    let session_id =
+        sessions::create(&mut *tx, &user.id, &refresh, state.config.jwt.session_ttl, &client).await?;
+    if let Some(guest_id) = guest {
+        guests::claim_conversations(&mut *tx, guest_id, &user.id).await?;
+    }
+    tx.commit().await?;
+    tracing::info!(user_id = %user.id, "registered");
+    let session = session_tokens(&state, &user.id, session_id, &refresh)?;
+    Ok((StatusCode::CREATED, Json(SignedIn { user, session })))
+}
+
+/// The guest id of an optional guest token; a bad token is a field error.
+fn guest_of(state: &AppState, token: Option<&str>, errors: &mut FieldErrors) -> Option<Uuid> {
+    let token = token?;
+    let claims = tokens::verify_guest(&state.config.jwt, token);
+    errors.check("guest_token", claims.map(|c| c.sub).map_err(|_| "is not a valid guest token".into()))
+}
+
+#[derive(Deserialize)]
+struct LoginRequest {
+    email: Option<String>,
+    password: Option<String>,
+    guest_token: Option<String>,
+}
+
+/// One answer for an unknown email and a wrong password, so neither can be told apart.
+const BAD_CREDENTIALS: Error = Error::UnauthorizedWith("invalid email or password");
+
+async fn login(
+    State(state): State<AppState>,
+    client: ClientMeta,
+    JsonBody(body): JsonBody<LoginRequest>,
+) -> Result<Json<SignedIn>> {
+    let mut errors = FieldErrors::new();
+    let email = errors.check("email", Email::parse(body.email.as_deref().unwrap_or_default()));
+    let password = errors.check("password", Password::parse_presented(body.password.unwrap_or_default()));
+    let guest = guest_of(&state, body.guest_token.as_deref(), &mut errors);
+    errors.finish()?;
+    let (email, password) = (email.unwrap(), password.unwrap());
+
+    // Checked before the password, so a locked-out guesser learns nothing more.
+    rate_limit::check(&state.pool, LoginLimits::default(), email.as_str(), client.ip.as_deref()).await?;
+    let found = user::credentials_by_email(&state.pool, &email).await?;
+    let verdict = match found.as_ref().and_then(|c| c.password_hash.as_deref()) {
+        Some(stored) => password::verify(&password, stored).await?,
+        None => password::verify_dummy(&password).await?,
+    };
+    let Some(found) = found.filter(|_| verdict.matched()) else {
+        rate_limit::record_failure(&state.pool, email.as_str(), client.ip.as_deref()).await?;
+        return Err(BAD_CREDENTIALS);
+    };
+    if !found.user.is_active {
+        return Err(Error::AccountDisabled);
+    }
+    if verdict == Verdict::MatchNeedsRehash {
+        let upgraded = password::hash(&password).await?;
+        user::set_password_hash(&state.pool, &found.user.id, &upgraded).await?;
+    }
+
+    let refresh = RefreshToken::generate();
+    let mut tx = state.pool.begin().await?;
+    rate_limit::clear(&mut *tx, email.as_str()).await?;
+    let user = user::record_login(&mut *tx, &found.user.id).await?;
+    let session_id =
+        sessions::create(&mut *tx, &user.id, &refresh, state.config.jwt.session_ttl, &client).await?;
+    if let Some(guest_id) = guest {
+        guests::claim_conversations(&mut *tx, guest_id, &user.id).await?;
+    }
+    tx.commit().await?;
+    let session = session_tokens(&state, &user.id, session_id, &refresh)?;
+    Ok(Json(SignedIn { user, session }))
+}
+
+#[derive(Deserialize)]
+struct RefreshRequest {
+    refresh_token: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Refreshed {
+    session: SessionTokens,
+}
+
+async fn refresh(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<RefreshRequest>,
+) -> Result<Json<Refreshed>> {
+    let presented = body
+        .refresh_token
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| Error::invalid("refresh_token", "is required"))?;
+    let next = RefreshToken::generate();
+    let mut tx = state.pool.begin().await?;
+    let rotation = sessions::rotate(&mut tx, &presented, &next, state.config.jwt.session_ttl).await?;
+    match rotation {
+        Rotation::Rotated { is_active: false, .. } => Err(Error::AccountDisabled),
+        Rotation::Rotated { session_id, user_id, .. } => {
+            tx.commit().await?;
+            Ok(Json(Refreshed { session: session_tokens(&state, &user_id, session_id, &next)? }))
+        }
+        Rotation::Replayed => {
+            // Keep the revocation: a spent token came back, so it has leaked.
+            tx.commit().await?;
+            tracing::warn!("refresh token replayed; session revoked");
+            Err(Error::Unauthorized)
+        }
+        Rotation::Unknown => Err(Error::Unauthorized),
+    }
+}
+
+async fn logout(State(state): State<AppState>, caller: AuthUser) -> Result<StatusCode> {
+    sessions::revoke(&state.pool, &caller.user_id, &caller.session_id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn logout_all(State(state): State<AppState>, caller: AuthUser) -> Result<StatusCode> {
+    sessions::revoke_all_but(&state.pool, &caller.user_id, None).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn me(State(state): State<AppState>, caller: AuthUser) -> Result<Json<UserBody>> {
+    let user = user::by_id(&state.pool, &caller.user_id).await?.ok_or(Error::Unauthorized)?;
+    Ok(Json(UserBody { user }))
+}
+
+#[derive(Deserialize)]
+struct UpdateMeRequest {
+    name: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    image: Option<Option<String>>,
+    preferences: Option<serde_json::Value>,
+}
+
+/// Tells an explicit `null` (`Some(None)`) from an absent field (`None`).
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+const MAX_IMAGE_URL: usize = 2048;
+const MAX_PREFERENCES_BYTES: usize = 8 * 1024;
+
+async fn update_me(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    JsonBody(body): JsonBody<UpdateMeRequest>,
+) -> Result<Json<UserBody>> {
+    let mut errors = FieldErrors::new();
+    let name = body.name.and_then(|n| errors.check("name", UserName::parse(&n)));
+    let image = body.image.map(|image| {
+        image.map(|url| url.trim().to_owned()).filter(|url| {
+            let ok =
+                url.len() <= MAX_IMAGE_URL && (url.starts_with("https://") || url.starts_with("http://"));
+            if !ok {
+                errors.add("image", format!("must be an http(s) URL of at most {MAX_IMAGE_URL} bytes"));
+            }
+            ok
+        })
+    });
+    let preferences = match body.preferences {
+        None => None,
+        Some(serde_json::Value::Object(map))
+            if serde_json::to_vec(&map).map_or(0, |v| v.len()) <= MAX_PREFERENCES_BYTES =>
+        {
+            Some(map)
+        }
+        Some(serde_json::Value::Object(_)) => {
+            errors.add("preferences", format!("must be at most {MAX_PREFERENCES_BYTES} bytes of JSON"));
+            None
+        }
+        Some(_) => {
+            errors.add("preferences", "must be an object");
+            None
+        }
+    };
+    errors.finish()?;
+    let user = user::update(&state.pool, &caller.user_id, UserChanges { name, image, preferences }).await?;
+    Ok(Json(UserBody { user }))
+}
+
+#[derive(Deserialize)]
+struct DeleteMeRequest {
+    password: Option<String>,
+}
+
+async fn delete_me(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    JsonBody(body): JsonBody<DeleteMeRequest>,
+) -> Result<StatusCode> {
+    let password = Password::parse_presented(body.password.unwrap_or_default())
+        .map_err(|m| Error::invalid("password", m))?;
+    confirm_password(&state, &caller.user_id, &password, "password").await?;
+    user::delete(&state.pool, &caller.user_id).await?;
+    tracing::info!(user_id = %caller.user_id, "account deleted");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A signed-in user re-proves their password before a sensitive change; a wrong one is a 422
+/// on `field` (not a 401, which would read as "your token is bad").
+async fn confirm_password(state: &AppState, user_id: &str, password: &Password, field: &str) -> Result<()> {
+    let found = user::credentials_by_id(&state.pool, user_id).await?.ok_or(Error::Unauthorized)?;
+    let verdict = match found.password_hash.as_deref() {
+        Some(stored) => password::verify(password, stored).await?,
+        None => Verdict::Mismatch,
+    };
+    if verdict.matched() { Ok(()) } else { Err(Error::invalid(field, "is incorrect")) }
+}
+
+#[derive(Deserialize)]
+struct ChangePasswordRequest {
+    current_password: Option<String>,
+    new_password: Option<String>,
+}
+
+async fn change_password(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    JsonBody(body): JsonBody<ChangePasswordRequest>,
+) -> Result<StatusCode> {
+    let mut errors = FieldErrors::new();
+    let current = errors
+        .check("current_password", Password::parse_presented(body.current_password.unwrap_or_default()));
+    let new = errors.check("new_password", Password::parse_new(body.new_password.unwrap_or_default()));
+    errors.finish()?;
+    let (current, new) = (current.unwrap(), new.unwrap());
+
+    confirm_password(&state, &caller.user_id, &current, "current_password").await?;
+    let hash = password::hash(&new).await?;
+    let mut tx = state.pool.begin().await?;
+    user::set_password_hash(&mut *tx, &caller.user_id, &hash).await?;
+    sessions::revoke_all_but(&mut *tx, &caller.user_id, Some(&caller.session_id)).await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Serialize)]
+struct SessionList {
+    sessions: Vec<SessionInfo>,
+}
+
+async fn list_sessions(State(state): State<AppState>, caller: AuthUser) -> Result<Json<SessionList>> {
+    let sessions = sessions::list(&state.pool, &caller.user_id, &caller.session_id).await?;
+    Ok(Json(SessionList { sessions }))
+}
+
+async fn revoke_session(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    Path(id): Path<String>,
+) -> Result<StatusCode> {
+    if sessions::revoke(&state.pool, &caller.user_id, &id).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(Error::NotFound)
+    }
+}
+
+#[derive(Serialize)]
+struct GuestToken {
+    guest_token: String,
+    expires_in: i64,
+}
+
+async fn guest(State(state): State<AppState>) -> Result<(StatusCode, Json<GuestToken>)> {
+    let issued = tokens::issue_guest(&state.config.jwt)?;
+    Ok((StatusCode::CREATED, Json(GuestToken { guest_token: issued.token, expires_in: issued.expires_in })))
+}

@@ -1,0 +1,64 @@
+//! Every sample event in `events/` for the auth function, fed through the Lambda entry.
+
+use axum::http::StatusCode;
+use primer_shared::test_util::{TestApp, TestUser, event, event_names};
+use sqlx::PgPool;
+
+/// Each auth event and the status it must get; a user is signed up for those that need one.
+const EXPECTED: &[(&str, u16)] = &[
+    ("auth-register.json", 201),
+    ("auth-login.json", 200),
+    ("auth-refresh.json", 200),
+    ("auth-logout.json", 204),
+    ("auth-logout-all.json", 204),
+    ("auth-me-get.json", 200),
+    ("auth-me-patch.json", 200),
+    ("auth-me-delete.json", 204),
+    ("auth-password.json", 204),
+    ("auth-sessions-list.json", 200),
+    ("auth-sessions-delete.json", 204),
+    ("auth-guest.json", 201),
+];
+
+#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+async fn every_auth_event_gets_its_status(pool: PgPool) {
+    let app = TestApp::new(pool, auth::router);
+    let names = event_names("auth-");
+    let covered: Vec<&str> = EXPECTED.iter().map(|(n, _)| *n).collect();
+    assert_eq!(
+        names,
+        {
+            let mut c = covered.clone();
+            c.sort();
+            c
+        },
+        "every auth event has an expected status"
+    );
+
+    for (i, (name, expected)) in EXPECTED.iter().enumerate() {
+        // A fresh user per event, so one event's effect (logout, delete) cannot spoil another.
+        let user: TestUser = app.signed_up(&format!("event{i}@example.com")).await;
+        let other_session = app.signed_in(&user).await;
+        let json = event(
+            name,
+            &[
+                ("REPLACE_WITH_ACCESS_TOKEN", &user.access_token),
+                ("REPLACE_WITH_REFRESH_TOKEN", &user.refresh_token),
+                ("REPLACE_WITH_SESSION_ID", &other_session.session_id),
+            ],
+        );
+        let response = app.send_event(&json).await;
+        assert_eq!(response.status, StatusCode::from_u16(*expected).unwrap(), "{name}: {}", response.text());
+    }
+
+    // The session opened by the login event records API Gateway's view of the client.
+    let (ip, agent): (Option<String>, Option<String>) = sqlx::query_as(
+        r#"SELECT s."ipAddress", s."userAgent" FROM "session" s JOIN "user" u ON u.id = s."userId"
+           WHERE u.email = 'ada@example.com' ORDER BY s."createdAt" DESC LIMIT 1"#,
+    )
+    .fetch_one(app.pool())
+    .await
+    .unwrap();
+    assert!(ip.is_some_and(|ip| ip.starts_with("203.0.113.")));
+    assert!(agent.is_some());
+}

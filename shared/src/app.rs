@@ -1,0 +1,73 @@
+//! The state every function shares and the layers every router gets.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::HttpBody as _;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use sqlx::PgPool;
+
+use crate::config::{Config, ConfigError};
+use crate::error::Error;
+use crate::{db, telemetry};
+
+/// The largest request body any route accepts (API.md: 64 KiB).
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+/// Built once per cold start and cloned into every request.
+#[derive(Clone)]
+pub struct AppState {
+    /// The configuration read at start-up.
+    pub config: Arc<Config>,
+    /// The lazily connecting pool.
+    pub pool: PgPool,
+}
+
+impl AppState {
+    /// State over an existing pool (tests, the local runner).
+    pub fn new(config: Config, pool: PgPool) -> Self {
+        Self { config: Arc::new(config), pool }
+    }
+
+    /// State from the environment, without connecting yet.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let config = Config::from_env()?;
+        let pool = db::lazy_pool(&config)?;
+        Ok(Self::new(config, pool))
+    }
+}
+
+/// Wraps a function's routes in what every function shares: the request id and its log line,
+/// the body limit, and the contract's 404 and 405.
+pub fn service(routes: Router<AppState>, state: AppState) -> Router {
+    routes
+        .fallback(|| async { Error::NotFound })
+        .method_not_allowed_fallback(|| async { Error::MethodNotAllowed })
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(middleware::from_fn(reject_oversized_body))
+        .layer(middleware::from_fn(telemetry::request_context))
+        .with_state(state)
+}
+
+/// Refuses a body over the limit before any handler runs, even one that ignores its body.
+async fn reject_oversized_body(request: Request, next: Next) -> Response {
+    let declared = request
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    let known = declared.or_else(|| request.body().size_hint().exact());
+    if known.is_some_and(|len| len > BODY_LIMIT as u64) {
+        return Error::PayloadTooLarge { limit: BODY_LIMIT }.into_response();
+    }
+    next.run(request).await
+}
+
+/// The whole `main` of a function: logging, state from the environment, then Lambda's loop.
+/// A configuration error ends the cold start with a message saying what is missing.
+pub async fn run_on_lambda(router: fn(AppState) -> Router) -> Result<(), lambda_http::Error> {
+    telemetry::init();
+    let state = AppState::from_env().inspect_err(|e| tracing::error!(error = %e, "bad configuration"))?;
+    lambda_http::run(router(state)).await
+}

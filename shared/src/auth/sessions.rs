@@ -1,0 +1,168 @@
+//! Sessions, in Better-Auth's `session` table. Ours keep only the hash of their current
+//! refresh token in `token`; rotated-away hashes go to `refresh_token_spent` so that a replay
+//! is recognised and revokes the whole session.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::{PgConnection, PgExecutor};
+use uuid::Uuid;
+
+use super::tokens::{RefreshToken, storage_hash};
+use crate::error::Result;
+use crate::extract::ClientMeta;
+
+/// The owner of a live session, as every authenticated request needs it.
+#[derive(Debug, sqlx::FromRow)]
+pub struct LiveOwner {
+    /// False when the account is disabled.
+    pub is_active: bool,
+}
+
+/// The owner of `session_id` if the session is live and belongs to `user_id`.
+pub async fn live_owner(
+    db: impl PgExecutor<'_>,
+    session_id: &str,
+    user_id: &str,
+) -> Result<Option<LiveOwner>> {
+    Ok(sqlx::query_as(
+        r#"SELECT u.is_active FROM "session" s JOIN "user" u ON u.id = s."userId"
+           WHERE s.id = $1 AND s."userId" = $2 AND s."expiresAt" > now()"#,
+    )
+    .bind(session_id)
+    .bind(user_id)
+    .fetch_optional(db)
+    .await?)
+}
+
+/// Opens a session whose refresh token is `refresh`, returning its id.
+pub async fn create(
+    db: impl PgExecutor<'_>,
+    user_id: &str,
+    refresh: &RefreshToken,
+    ttl: Duration,
+    client: &ClientMeta,
+) -> Result<String> {
+    let id = Uuid::new_v4().to_string();
+    sqlx::query(
+        r#"INSERT INTO "session" (id, "expiresAt", token, "createdAt", "updatedAt", "ipAddress", "userAgent", "userId")
+           VALUES ($1, now() + make_interval(secs => $2), $3, now(), now(), $4, $5, $6)"#,
+    )
+    .bind(&id)
+    .bind(ttl.as_secs_f64())
+    .bind(refresh.storage_hash())
+    .bind(&client.ip)
+    .bind(&client.user_agent)
+    .bind(user_id)
+    .execute(db)
+    .await?;
+    Ok(id)
+}
+
+/// What presenting a refresh token led to.
+#[derive(Debug)]
+pub enum Rotation {
+    /// The token was current: it is now spent and `next` is the session's token.
+    Rotated {
+        /// The session.
+        session_id: String,
+        /// Its user.
+        user_id: String,
+        /// False when the account is disabled.
+        is_active: bool,
+    },
+    /// The token had already been rotated away: the session is now revoked.
+    Replayed,
+    /// No session knows this token (never issued, expired, or revoked).
+    Unknown,
+}
+
+/// Swaps the session's current refresh token `presented` for `next`, extending the session.
+/// Runs on one connection; concurrent presentations of one token serialise on the row, so
+/// only the first rotates and the others count as a replay.
+pub async fn rotate(
+    conn: &mut PgConnection,
+    presented: &str,
+    next: &RefreshToken,
+    ttl: Duration,
+) -> Result<Rotation> {
+    let old = storage_hash(presented);
+    let rotated: Option<(String, String, bool)> = sqlx::query_as(
+        r#"UPDATE "session" s SET token = $2, "expiresAt" = now() + make_interval(secs => $3), "updatedAt" = now()
+           FROM "user" u
+           WHERE s.token = $1 AND s."expiresAt" > now() AND u.id = s."userId"
+           RETURNING s.id, s."userId", u.is_active"#,
+    )
+    .bind(&old)
+    .bind(next.storage_hash())
+    .bind(ttl.as_secs_f64())
+    .fetch_optional(&mut *conn)
+    .await?;
+    if let Some((session_id, user_id, is_active)) = rotated {
+        sqlx::query("INSERT INTO refresh_token_spent (token_hash, session_id) VALUES ($1, $2)")
+            .bind(&old)
+            .bind(&session_id)
+            .execute(&mut *conn)
+            .await?;
+        return Ok(Rotation::Rotated { session_id, user_id, is_active });
+    }
+    let revoked = sqlx::query(
+        r#"DELETE FROM "session" WHERE id = (SELECT session_id FROM refresh_token_spent WHERE token_hash = $1)"#,
+    )
+    .bind(&old)
+    .execute(&mut *conn)
+    .await?;
+    Ok(if revoked.rows_affected() > 0 { Rotation::Replayed } else { Rotation::Unknown })
+}
+
+/// Revokes one of the user's sessions; false when the user has no such session.
+pub async fn revoke(db: impl PgExecutor<'_>, user_id: &str, session_id: &str) -> Result<bool> {
+    let done = sqlx::query(r#"DELETE FROM "session" WHERE id = $1 AND "userId" = $2"#)
+        .bind(session_id)
+        .bind(user_id)
+        .execute(db)
+        .await?;
+    Ok(done.rows_affected() > 0)
+}
+
+/// Revokes every session of the user but `keep` (all of them when `keep` is `None`).
+pub async fn revoke_all_but(db: impl PgExecutor<'_>, user_id: &str, keep: Option<&str>) -> Result<u64> {
+    let done = sqlx::query(r#"DELETE FROM "session" WHERE "userId" = $1 AND id IS DISTINCT FROM $2"#)
+        .bind(user_id)
+        .bind(keep)
+        .execute(db)
+        .await?;
+    Ok(done.rows_affected())
+}
+
+/// A live session as its owner sees it in the list.
+#[derive(Debug, Serialize, sqlx::FromRow)]
+pub struct SessionInfo {
+    /// Session id.
+    pub id: String,
+    /// When it was opened.
+    pub created_at: DateTime<Utc>,
+    /// When it lapses unless refreshed.
+    pub expires_at: DateTime<Utc>,
+    /// Where it was opened from.
+    pub ip_address: Option<String>,
+    /// With what.
+    pub user_agent: Option<String>,
+    /// True for the session making the request.
+    pub current: bool,
+}
+
+/// The user's live sessions, newest first.
+pub async fn list(db: impl PgExecutor<'_>, user_id: &str, current: &str) -> Result<Vec<SessionInfo>> {
+    Ok(sqlx::query_as(
+        r#"SELECT id, "createdAt" AS created_at, "expiresAt" AS expires_at, "ipAddress" AS ip_address,
+                  "userAgent" AS user_agent, id = $2 AS current
+           FROM "session" WHERE "userId" = $1 AND "expiresAt" > now()
+           ORDER BY "createdAt" DESC, id"#,
+    )
+    .bind(user_id)
+    .bind(current)
+    .fetch_all(db)
+    .await?)
+}

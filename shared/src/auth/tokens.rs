@@ -1,0 +1,192 @@
+//! Tokens: HS256 access tokens and guest tokens (JWT, algorithm pinned), and opaque refresh
+//! tokens that are stored only as a hash.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::Utc;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use secrecy::ExposeSecret;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::config::JwtConfig;
+use crate::error::Error;
+
+/// The claims of an access token.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AccessClaims {
+    /// The user id.
+    pub sub: String,
+    /// The session id: checked on every request, so revocation is immediate.
+    pub sid: String,
+    /// Issued at (Unix seconds).
+    pub iat: i64,
+    /// Expires at (Unix seconds).
+    pub exp: i64,
+    /// Issuer.
+    pub iss: String,
+    /// Audience.
+    pub aud: String,
+}
+
+/// The claims of a guest token: a stranger who may chat before signing up.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GuestClaims {
+    /// The guest id, which owns the guest's conversations until they are claimed.
+    pub sub: Uuid,
+    /// Issued at.
+    pub iat: i64,
+    /// Expires at.
+    pub exp: i64,
+    /// Issuer.
+    pub iss: String,
+    /// The guest audience, which no access-token check accepts.
+    pub aud: String,
+}
+
+/// A freshly issued token and how long it lives.
+#[derive(Debug)]
+pub struct Issued<T> {
+    /// The encoded token.
+    pub token: String,
+    /// Seconds until it expires.
+    pub expires_in: i64,
+    /// Its claims.
+    pub claims: T,
+}
+
+fn guest_audience(jwt: &JwtConfig) -> String {
+    format!("{}#guest", jwt.audience)
+}
+
+/// Issues an access token for a session.
+pub fn issue_access(jwt: &JwtConfig, user_id: &str, session_id: &str) -> Result<Issued<AccessClaims>, Error> {
+    let iat = Utc::now().timestamp();
+    let expires_in = jwt.access_ttl.as_secs() as i64;
+    let claims = AccessClaims {
+        sub: user_id.to_owned(),
+        sid: session_id.to_owned(),
+        iat,
+        exp: iat + expires_in,
+        iss: jwt.issuer.clone(),
+        aud: jwt.audience.clone(),
+    };
+    Ok(Issued { token: encode(jwt, &claims)?, expires_in, claims })
+}
+
+/// Checks signature, algorithm, expiry, issuer and audience. Every failure is the same 401.
+pub fn verify_access(jwt: &JwtConfig, token: &str) -> Result<AccessClaims, Error> {
+    decode(jwt, token, &jwt.audience)
+}
+
+/// Issues a token for a new guest.
+pub fn issue_guest(jwt: &JwtConfig) -> Result<Issued<GuestClaims>, Error> {
+    let iat = Utc::now().timestamp();
+    let expires_in = jwt.guest_ttl.as_secs() as i64;
+    let claims = GuestClaims {
+        sub: Uuid::new_v4(),
+        iat,
+        exp: iat + expires_in,
+        iss: jwt.issuer.clone(),
+        aud: guest_audience(jwt),
+    };
+    Ok(Issued { token: encode(jwt, &claims)?, expires_in, claims })
+}
+
+/// Checks a guest token as strictly as an access token.
+pub fn verify_guest(jwt: &JwtConfig, token: &str) -> Result<GuestClaims, Error> {
+    decode(jwt, token, &guest_audience(jwt))
+}
+
+fn encode(jwt: &JwtConfig, claims: &impl Serialize) -> Result<String, Error> {
+    let key = EncodingKey::from_secret(jwt.secret.expose_secret().as_bytes());
+    jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &key).map_err(Error::internal)
+}
+
+fn decode<T: serde::de::DeserializeOwned>(jwt: &JwtConfig, token: &str, audience: &str) -> Result<T, Error> {
+    // Only HS256: a token claiming `none` or an asymmetric algorithm is refused outright.
+    let mut validation = Validation::new(Algorithm::HS256);
+    validation.set_issuer(&[&jwt.issuer]);
+    validation.set_audience(&[audience]);
+    validation.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
+    validation.leeway = 5;
+    let key = DecodingKey::from_secret(jwt.secret.expose_secret().as_bytes());
+    jsonwebtoken::decode::<T>(token, &key, &validation)
+        .map(|data| data.claims)
+        .map_err(|_| Error::Unauthorized)
+}
+
+/// An opaque refresh token: 256 random bits, shown to the client once.
+pub struct RefreshToken(String);
+
+impl RefreshToken {
+    /// A new random token.
+    pub fn generate() -> Self {
+        let bytes: [u8; 32] = rand::random();
+        Self(URL_SAFE_NO_PAD.encode(bytes))
+    }
+
+    /// The token as the client receives it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// What the database stores in `session.token` for this token.
+    pub fn storage_hash(&self) -> String {
+        storage_hash(&self.0)
+    }
+}
+
+/// The stored form of a refresh token: `sha256:` and the hex digest. The prefix keeps it apart
+/// from Better-Auth's plain 32-character session tokens sharing the column.
+pub fn storage_hash(presented: &str) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(presented.as_bytes())))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn config() -> JwtConfig {
+        JwtConfig {
+            secret: "k".repeat(32).into(),
+            issuer: "primer".into(),
+            audience: "primer-api".into(),
+            access_ttl: Duration::from_secs(900),
+            session_ttl: Duration::from_secs(3600),
+            guest_ttl: Duration::from_secs(3600),
+        }
+    }
+
+    #[test]
+    fn access_token_round_trips() {
+        let jwt = config();
+        let issued = issue_access(&jwt, "user-1", "session-1").unwrap();
+        let claims = verify_access(&jwt, &issued.token).unwrap();
+        assert_eq!((claims.sub.as_str(), claims.sid.as_str()), ("user-1", "session-1"));
+        assert_eq!(claims.exp - claims.iat, 900);
+    }
+
+    #[test]
+    fn guest_and_access_tokens_are_not_interchangeable() {
+        let jwt = config();
+        let guest = issue_guest(&jwt).unwrap();
+        assert!(verify_access(&jwt, &guest.token).is_err());
+        let access = issue_access(&jwt, "u", "s").unwrap();
+        assert!(verify_guest(&jwt, &access.token).is_err());
+        assert_eq!(verify_guest(&jwt, &guest.token).unwrap().sub, guest.claims.sub);
+    }
+
+    #[test]
+    fn refresh_tokens_are_random_and_stored_hashed() {
+        let (a, b) = (RefreshToken::generate(), RefreshToken::generate());
+        assert_ne!(a.expose(), b.expose());
+        assert_eq!(a.expose().len(), 43); // 32 bytes, base64url
+        assert!(a.storage_hash().starts_with("sha256:"));
+        assert!(!a.storage_hash().contains(a.expose()));
+        assert_eq!(a.storage_hash(), storage_hash(a.expose()));
+    }
+}

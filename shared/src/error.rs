@@ -1,0 +1,302 @@
+//! The one error type of every function, rendered in the API's error shape:
+//! `{"error": {"code", "message", "request_id", "details"?}}`.
+//!
+//! Internal causes keep their source chain for the log; the caller sees only a clean
+//! message.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::telemetry::current_request_id;
+
+/// What a handler returns.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in a request, by the status it deserves.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// 400: malformed JSON, wrong types, unknown query values.
+    #[error("{0}")]
+    BadRequest(String),
+    /// 401: no, invalid or expired token; revoked session; deleted user.
+    #[error("authentication required")]
+    Unauthorized,
+    /// 401 with a reason for the caller (e.g. "invalid email or password").
+    #[error("{0}")]
+    UnauthorizedWith(&'static str),
+    /// 403: the account is disabled.
+    #[error("this account is disabled")]
+    AccountDisabled,
+    /// 404: no such route or resource, or one that is not the caller's.
+    #[error("not found")]
+    NotFound,
+    /// 405.
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    /// 409 with a specific code (`conflict`, `immutable_field`, `profile_incomplete`).
+    #[error("{message}")]
+    Conflict {
+        /// The machine-readable code.
+        code: &'static str,
+        /// What happened, for a person.
+        message: String,
+    },
+    /// 413.
+    #[error("the request body is larger than {limit} bytes")]
+    PayloadTooLarge {
+        /// The limit that was exceeded.
+        limit: usize,
+    },
+    /// 415.
+    #[error("expected a JSON body with Content-Type: application/json")]
+    UnsupportedMediaType,
+    /// 422: every invalid field, by its JSON path.
+    #[error("validation failed")]
+    Validation(Vec<FieldError>),
+    /// 429.
+    #[error("too many attempts; retry in {retry_after_secs} s")]
+    RateLimited {
+        /// Seconds until an attempt may succeed; sent as `Retry-After`.
+        retry_after_secs: u64,
+    },
+    /// 502: the language model failed and nothing could stand in.
+    #[error("the language model is unavailable")]
+    ModelUnavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// 503: the database or the store cannot be reached.
+    #[error("a backing service is unavailable")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// 500 from the database.
+    #[error("database error")]
+    Database(#[source] sqlx::Error),
+    /// 500: a bug.
+    #[error("internal error")]
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// One invalid field: its JSON path and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldError {
+    /// JSON path, e.g. `software_context.languages[1]`.
+    pub field: String,
+    /// What is wrong, for a person.
+    pub message: String,
+}
+
+/// Collects every invalid field of a request before failing, so a 422 names them all.
+#[derive(Debug, Default)]
+pub struct FieldErrors(Vec<FieldError>);
+
+impl FieldErrors {
+    /// No errors yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records that `field` is invalid.
+    pub fn add(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.0.push(FieldError { field: field.into(), message: message.into() });
+    }
+
+    /// Keeps the value of a parse, or records its error under `field`.
+    pub fn check<T>(&mut self, field: &str, parsed: Result<T, String>) -> Option<T> {
+        parsed.map_err(|message| self.add(field, message)).ok()
+    }
+
+    /// True when nothing was recorded.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// `Ok` when nothing was recorded, else the 422 listing everything.
+    pub fn finish(self) -> Result<()> {
+        if self.0.is_empty() { Ok(()) } else { Err(Error::Validation(self.0)) }
+    }
+}
+
+impl Error {
+    /// 409 `conflict`.
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::Conflict { code: "conflict", message: message.into() }
+    }
+
+    /// 422 for a single field.
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::Validation(vec![FieldError { field: field.into(), message: message.into() }])
+    }
+
+    /// Wraps any error as a 500.
+    pub fn internal(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self::Internal(e.into())
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Unauthorized | Self::UnauthorizedWith(_) => StatusCode::UNAUTHORIZED,
+            Self::AccountDisabled => StatusCode::FORBIDDEN,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Conflict { .. } => StatusCode::CONFLICT,
+            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::ModelUnavailable(_) => StatusCode::BAD_GATEWAY,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Database(_) | Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The machine-readable code of API.md.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::BadRequest(_) => "bad_request",
+            Self::Unauthorized | Self::UnauthorizedWith(_) => "unauthorized",
+            Self::AccountDisabled => "account_disabled",
+            Self::NotFound => "not_found",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::Conflict { code, .. } => code,
+            Self::PayloadTooLarge { .. } => "payload_too_large",
+            Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::Validation(_) => "validation_failed",
+            Self::RateLimited { .. } => "rate_limited",
+            Self::ModelUnavailable(_) => "model_unavailable",
+            Self::Unavailable(_) => "unavailable",
+            Self::Database(_) | Self::Internal(_) => "internal",
+        }
+    }
+}
+
+impl From<sqlx::Error> for Error {
+    fn from(e: sqlx::Error) -> Self {
+        match e {
+            // The database cannot be reached: the caller may retry later.
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_) => Self::Unavailable(Box::new(e)),
+            e => Self::Database(e),
+        }
+    }
+}
+
+/// Turns a constraint violation into the error the caller deserves, instead of a 500.
+pub trait ResultExt<T> {
+    /// If the error is a violation of the constraint (or unique index) `name`, return `map(e)`.
+    fn on_constraint(self, name: &str, map: impl FnOnce(&sqlx::Error) -> Error) -> Result<T>;
+}
+
+impl<T, E: Into<Error>> ResultExt<T> for std::result::Result<T, E> {
+    fn on_constraint(self, name: &str, map: impl FnOnce(&sqlx::Error) -> Error) -> Result<T> {
+        self.map_err(|e| match e.into() {
+            Error::Database(db) if constraint_of(&db) == Some(name) => map(&db),
+            other => other,
+        })
+    }
+}
+
+fn constraint_of(e: &sqlx::Error) -> Option<&str> {
+    match e {
+        sqlx::Error::Database(db) => db.constraint(),
+        _ => None,
+    }
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    error: BodyInner<'a>,
+}
+
+#[derive(Serialize)]
+struct BodyInner<'a> {
+    code: &'a str,
+    message: String,
+    request_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    details: Option<&'a [FieldError]>,
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_server_error() {
+            // The chain goes to the log only; the body says nothing internal.
+            tracing::error!(error = %ErrorChain(&self), code = self.code(), "request failed");
+        }
+        let details = match &self {
+            Self::Validation(fields) => Some(fields.as_slice()),
+            _ => None,
+        };
+        let body = Body {
+            error: BodyInner {
+                code: self.code(),
+                message: self.to_string(),
+                request_id: current_request_id().unwrap_or_default(),
+                details,
+            },
+        };
+        let mut response = (status, axum::Json(body)).into_response();
+        if let Self::RateLimited { retry_after_secs } = self {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+        }
+        response
+    }
+}
+
+/// Displays an error with all its sources, `a: b: c`.
+pub struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(e) = source {
+            write!(f, ": {e}")?;
+            source = e.source();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    async fn render(e: Error) -> (StatusCode, serde_json::Value, Option<String>) {
+        let response = e.into_response();
+        let status = response.status();
+        let retry = response.headers().get(header::RETRY_AFTER).map(|v| v.to_str().unwrap().to_owned());
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        (status, serde_json::from_slice(&bytes).unwrap(), retry)
+    }
+
+    #[tokio::test]
+    async fn validation_lists_every_field() {
+        let mut errors = FieldErrors::new();
+        errors.add("email", "not an email address");
+        errors.add("password", "must be at least 8 characters");
+        let (status, body, _) = render(errors.finish().unwrap_err()).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(body["error"]["code"], "validation_failed");
+        assert_eq!(body["error"]["details"][1]["field"], "password");
+    }
+
+    #[tokio::test]
+    async fn internal_errors_say_nothing_internal() {
+        let (status, body, _) = render(Error::internal("secret table xyz is on fire")).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(body["error"]["message"], "internal error");
+        assert!(!body.to_string().contains("xyz"));
+    }
+
+    #[tokio::test]
+    async fn rate_limit_sends_retry_after() {
+        let (status, body, retry) = render(Error::RateLimited { retry_after_secs: 42 }).await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(body["error"]["code"], "rate_limited");
+        assert_eq!(retry.as_deref(), Some("42"));
+    }
+}

@@ -1,0 +1,112 @@
+//! Extractors: a handler names what it needs in its signature and gets it parsed, or the
+//! request is refused with the contract's error.
+
+use std::net::SocketAddr;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
+use axum::http::StatusCode;
+use axum::http::header::{AUTHORIZATION, USER_AGENT};
+use axum::http::request::Parts;
+use lambda_http::RequestExt;
+use lambda_http::request::RequestContext;
+use serde::de::DeserializeOwned;
+
+use crate::app::{AppState, BODY_LIMIT};
+use crate::auth::{sessions, tokens};
+use crate::error::Error;
+
+/// A JSON body whose rejections are the contract's errors: 415 when it is not JSON, 400 when
+/// it is malformed or of the wrong shape, 413 when it is too large.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct JsonBody<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+    type Rejection = Error;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Error> {
+        match axum::Json::<T>::from_request(request, state).await {
+            Ok(axum::Json(value)) => Ok(Self(value)),
+            Err(rejection) => Err(json_rejection(rejection)),
+        }
+    }
+}
+
+fn json_rejection(rejection: JsonRejection) -> Error {
+    match rejection.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => Error::PayloadTooLarge { limit: BODY_LIMIT },
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => Error::UnsupportedMediaType,
+        _ => match rejection {
+            JsonRejection::JsonDataError(e) => Error::BadRequest(format!(
+                "the JSON body has the wrong shape: {}",
+                e.body_text().rsplit(": ").next().unwrap_or_default()
+            )),
+            JsonRejection::JsonSyntaxError(_) => Error::BadRequest("the body is not valid JSON".into()),
+            other => Error::BadRequest(other.body_text()),
+        },
+    }
+}
+
+/// The signed-in user behind a Bearer access token whose session is still live.
+///
+/// Every request checks the session in the database, so logout, logout-all and a password
+/// change take effect at once; a disabled account gets 403.
+#[derive(Debug, Clone)]
+pub struct AuthUser {
+    /// The user's id.
+    pub user_id: String,
+    /// The session the token belongs to.
+    pub session_id: String,
+}
+
+impl FromRequestParts<AppState> for AuthUser {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
+        let token = bearer_token(parts).ok_or(Error::Unauthorized)?;
+        let claims = tokens::verify_access(&state.config.jwt, token)?;
+        let live =
+            sessions::live_owner(&state.pool, &claims.sid, &claims.sub).await?.ok_or(Error::Unauthorized)?;
+        if !live.is_active {
+            return Err(Error::AccountDisabled);
+        }
+        Ok(Self { user_id: claims.sub, session_id: claims.sid })
+    }
+}
+
+/// The token of an `Authorization: Bearer ...` header, if there is one.
+pub fn bearer_token(parts: &Parts) -> Option<&str> {
+    let value = parts.headers.get(AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+/// Where a request comes from: recorded on sessions and used to rate-limit logins.
+#[derive(Debug, Clone, Default)]
+pub struct ClientMeta {
+    /// API Gateway's `sourceIp` on Lambda; the peer address locally.
+    pub ip: Option<String>,
+    /// The `User-Agent` header.
+    pub user_agent: Option<String>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientMeta {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        // Only addresses the platform vouches for: a client-sent X-Forwarded-For could
+        // dodge the per-IP login limit.
+        let ip = match parts.request_context_ref() {
+            Some(RequestContext::ApiGatewayV2(ctx)) => ctx.http.source_ip.clone(),
+            _ => None,
+        }
+        .or_else(|| parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string()));
+        let user_agent = parts
+            .headers
+            .get(USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|s| s.chars().take(512).collect());
+        Ok(Self { ip, user_agent })
+    }
+}

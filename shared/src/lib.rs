@@ -1,0 +1,24 @@
+//! The core crate of primer: what two or more functions need, written once.
+//!
+//! It owns configuration, the database pool and the migrations, the [`Error`] type that
+//! renders the API's error shape, the request extractors (JSON bodies, the authenticated
+//! caller), tracing, passwords and tokens, and the repositories over the schema. It owns no
+//! routes: each function crate builds its router on [`AppState`] and hands it to
+//! [`app::service`].
+
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod extract;
+pub mod guests;
+pub mod telemetry;
+pub mod user;
+
+#[cfg(feature = "test-util")]
+pub mod test_util;
+
+pub use app::AppState;
+pub use config::Config;
+pub use error::{Error, FieldErrors, Result};

@@ -1,0 +1,251 @@
+//! A `TestApp` for the functions' integration tests: the real router on a `#[sqlx::test]`
+//! database, with one method per route, so tests read as specifications.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::ConnectInfo;
+use axum::http::{HeaderMap, Method, Request, StatusCode, header};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use tower::ServiceExt;
+
+use crate::app::AppState;
+use crate::config::{Config, JwtConfig};
+
+/// The signing secret of every test app.
+pub const TEST_JWT_SECRET: &str = "test-secret-test-secret-test-secret!";
+
+/// Configuration for tests; the pool comes from `#[sqlx::test]`, so the URL is unused.
+pub fn test_config() -> Config {
+    Config {
+        database_url: "postgres://unused-in-tests".to_owned().into(),
+        db_max_connections: 2,
+        jwt: JwtConfig {
+            secret: TEST_JWT_SECRET.to_owned().into(),
+            issuer: "primer".into(),
+            audience: "primer-api".into(),
+            access_ttl: Duration::from_secs(900),
+            session_ttl: Duration::from_secs(30 * 24 * 3600),
+            guest_ttl: Duration::from_secs(3600),
+        },
+    }
+}
+
+/// The sample event `events/{name}`, with each `(placeholder, value)` substituted.
+pub fn event(name: &str, substitutions: &[(&str, &str)]) -> String {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../events").join(name);
+    let mut text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    for (placeholder, value) in substitutions {
+        text = text.replace(placeholder, value);
+    }
+    text
+}
+
+/// The names of the sample events whose file name starts with `prefix`.
+pub fn event_names(prefix: &str) -> Vec<String> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../events");
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .expect("events/ exists")
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(prefix) && n.ends_with(".json"))
+        .collect();
+    names.sort();
+    names
+}
+
+/// One function's service over a test database.
+#[derive(Clone)]
+pub struct TestApp {
+    /// The service under test.
+    pub router: Router,
+    /// The state it was built with.
+    pub state: AppState,
+    /// The client address requests come from (the per-IP rate limit reads it).
+    pub client_ip: SocketAddr,
+}
+
+/// A response, fully read.
+#[derive(Debug)]
+pub struct TestResponse {
+    /// Status.
+    pub status: StatusCode,
+    /// Headers.
+    pub headers: HeaderMap,
+    /// Raw body.
+    pub body: Bytes,
+}
+
+impl TestResponse {
+    /// The body as JSON (`Null` when empty); panics on anything else.
+    pub fn json(&self) -> Value {
+        if self.body.is_empty() {
+            return Value::Null;
+        }
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    /// The body as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The error code of an error body.
+    pub fn error_code(&self) -> String {
+        self.json()["error"]["code"].as_str().unwrap_or_default().to_owned()
+    }
+}
+
+/// A signed-in test user.
+#[derive(Debug, Clone)]
+pub struct TestUser {
+    /// User id.
+    pub id: String,
+    /// Email.
+    pub email: String,
+    /// Password.
+    pub password: String,
+    /// Access token.
+    pub access_token: String,
+    /// Refresh token.
+    pub refresh_token: String,
+    /// Session id.
+    pub session_id: String,
+}
+
+impl TestUser {
+    fn from_signed_in(body: &Value, email: &str, password: &str) -> Self {
+        let s = &body["session"];
+        let text = |v: &Value| v.as_str().unwrap_or_else(|| panic!("missing field in {body}")).to_owned();
+        Self {
+            id: text(&body["user"]["id"]),
+            email: email.to_owned(),
+            password: password.to_owned(),
+            access_token: text(&s["access_token"]),
+            refresh_token: text(&s["refresh_token"]),
+            session_id: text(&s["session_id"]),
+        }
+    }
+}
+
+impl TestApp {
+    /// Builds the service with `router` on the test pool.
+    pub fn new(pool: PgPool, router: fn(AppState) -> Router) -> Self {
+        let state = AppState::new(test_config(), pool);
+        Self { router: router(state.clone()), state, client_ip: SocketAddr::from(([127, 0, 0, 1], 40000)) }
+    }
+
+    /// The test database.
+    pub fn pool(&self) -> &PgPool {
+        &self.state.pool
+    }
+
+    /// The same app, with requests coming from another address.
+    pub fn from_ip(&self, ip: [u8; 4]) -> Self {
+        Self { client_ip: SocketAddr::from((ip, 40000)), ..self.clone() }
+    }
+
+    /// Sends any request.
+    pub async fn send(&self, mut request: Request<Body>) -> TestResponse {
+        request.extensions_mut().insert(ConnectInfo(self.client_ip));
+        let response = self.router.clone().oneshot(request).await.expect("the router is infallible");
+        let (parts, body) = response.into_parts();
+        TestResponse {
+            status: parts.status,
+            headers: parts.headers,
+            body: body.collect().await.unwrap().to_bytes(),
+        }
+    }
+
+    /// Feeds an API Gateway HTTP API event (JSON) through the service, as `lambda_http` does
+    /// on Lambda: the request context (source IP, request id) comes from the event.
+    pub async fn send_event(&self, event: &str) -> TestResponse {
+        let request = lambda_http::request::from_str(event).expect("a valid API Gateway event");
+        let response = self.router.clone().oneshot(request).await.expect("the router is infallible");
+        let (parts, body) = response.into_parts();
+        TestResponse {
+            status: parts.status,
+            headers: parts.headers,
+            body: body.collect().await.unwrap().to_bytes(),
+        }
+    }
+
+    /// Sends `body` as JSON (or nothing) with an optional Bearer token.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> TestResponse {
+        let mut request = Request::builder().method(method).uri(path);
+        if let Some(token) = token {
+            request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        let body = match body {
+            Some(v) => {
+                request = request.header(header::CONTENT_TYPE, "application/json");
+                Body::from(v.to_string())
+            }
+            None => Body::empty(),
+        };
+        self.send(request.body(body).unwrap()).await
+    }
+
+    /// `GET path`.
+    pub async fn get(&self, path: &str, token: Option<&str>) -> TestResponse {
+        self.call(Method::GET, path, token, None).await
+    }
+
+    /// `POST /api/auth/register`.
+    pub async fn register(&self, email: &str, password: &str) -> TestResponse {
+        let body = json!({"email": email, "password": password, "name": "Test Reader"});
+        self.call(Method::POST, "/api/auth/register", None, Some(body)).await
+    }
+
+    /// `POST /api/auth/login`.
+    pub async fn login(&self, email: &str, password: &str) -> TestResponse {
+        let body = json!({"email": email, "password": password});
+        self.call(Method::POST, "/api/auth/login", None, Some(body)).await
+    }
+
+    /// `POST /api/auth/refresh`.
+    pub async fn refresh(&self, refresh_token: &str) -> TestResponse {
+        self.call(Method::POST, "/api/auth/refresh", None, Some(json!({"refresh_token": refresh_token})))
+            .await
+    }
+
+    /// `GET /api/auth/me`.
+    pub async fn me(&self, token: &str) -> TestResponse {
+        self.get("/api/auth/me", Some(token)).await
+    }
+
+    /// `POST /api/auth/logout`.
+    pub async fn logout(&self, token: &str) -> TestResponse {
+        self.call(Method::POST, "/api/auth/logout", Some(token), None).await
+    }
+
+    /// `POST /api/auth/guest`.
+    pub async fn guest(&self) -> TestResponse {
+        self.call(Method::POST, "/api/auth/guest", None, None).await
+    }
+
+    /// Registers `email` (password `correct horse battery`) and returns the signed-in user.
+    pub async fn signed_up(&self, email: &str) -> TestUser {
+        let password = "correct horse battery";
+        let response = self.register(email, password).await;
+        assert_eq!(response.status, StatusCode::CREATED, "register failed: {}", response.text());
+        TestUser::from_signed_in(&response.json(), email, password)
+    }
+
+    /// Logs `user` in again, opening a new session.
+    pub async fn signed_in(&self, user: &TestUser) -> TestUser {
+        let response = self.login(&user.email, &user.password).await;
+        assert_eq!(response.status, StatusCode::OK, "login failed: {}", response.text());
+        TestUser::from_signed_in(&response.json(), &user.email, &user.password)
+    }
+}

@@ -1,0 +1,295 @@
+//! Users: their domain values and their rows in Better-Auth's `user` and `account` tables.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::{PgConnection, PgExecutor};
+use uuid::Uuid;
+
+use crate::error::{Error, Result, ResultExt};
+
+/// An email address, trimmed and lower-cased: once one exists it is valid.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Email(String);
+
+impl Email {
+    /// Parses what a person typed. Deliberately simple: one `@`, a dotted domain, no spaces.
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let email = raw.trim().to_lowercase();
+        let invalid = || Err("is not a valid email address".to_owned());
+        if email.is_empty() {
+            return Err("is required".into());
+        }
+        if email.len() > 254 || email.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return invalid();
+        }
+        let Some((local, domain)) = email.split_once('@') else { return invalid() };
+        let domain_ok = domain.contains('.')
+            && !domain.contains('@')
+            && domain
+                .split('.')
+                .all(|label| !label.is_empty() && !label.starts_with('-') && !label.ends_with('-'));
+        if local.is_empty() || local.len() > 64 || !domain_ok {
+            return invalid();
+        }
+        Ok(Self(email))
+    }
+
+    /// The normalised address.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A display name: trimmed, 1 to 100 characters, no control characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserName(String);
+
+impl UserName {
+    /// Parses a display name.
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let name = raw.trim();
+        match name.chars().count() {
+            0 => Err("is required".into()),
+            n if n > 100 => Err("must be at most 100 characters".into()),
+            _ if name.chars().any(char::is_control) => Err("must not contain control characters".into()),
+            _ => Ok(Self(name.to_owned())),
+        }
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A user as the API shows it: never a hash.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct User {
+    /// Id (a UUID for users created here; Better-Auth's own ids are 32 characters).
+    pub id: String,
+    /// Normalised email.
+    pub email: String,
+    /// Display name.
+    pub name: String,
+    /// Avatar URL.
+    pub image: Option<String>,
+    /// Whether the email was verified.
+    pub email_verified: bool,
+    /// False when the account is disabled.
+    pub is_active: bool,
+    /// UI preferences (theme, default model, ...).
+    pub preferences: serde_json::Value,
+    /// Last successful login.
+    pub last_login: Option<DateTime<Utc>>,
+    /// Created.
+    pub created_at: DateTime<Utc>,
+    /// Last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// The `user` columns as [`User`] reads them.
+macro_rules! user_columns {
+    ($t:literal) => {
+        concat!(
+            $t,
+            ".id, ",
+            $t,
+            ".email, ",
+            $t,
+            ".name, ",
+            $t,
+            ".image, ",
+            $t,
+            r#"."emailVerified" AS email_verified, "#,
+            $t,
+            ".is_active, ",
+            $t,
+            ".preferences, ",
+            $t,
+            ".last_login, ",
+            $t,
+            r#"."createdAt" AS created_at, "#,
+            $t,
+            r#"."updatedAt" AS updated_at"#
+        )
+    };
+}
+
+/// Creates a user with a password account, in the caller's transaction. A taken email, in
+/// any case, is a 409.
+pub async fn create_with_password(
+    conn: &mut PgConnection,
+    email: &Email,
+    name: &UserName,
+    password_hash: &str,
+) -> Result<User> {
+    let id = Uuid::new_v4().to_string();
+    let user: User = sqlx::query_as(concat!(
+        r#"INSERT INTO "user" AS u (id, name, email, "emailVerified", "createdAt", "updatedAt")
+           VALUES ($1, $2, $3, false, now(), now()) RETURNING "#,
+        user_columns!("u")
+    ))
+    .bind(&id)
+    .bind(name.as_str())
+    .bind(email.as_str())
+    .fetch_one(&mut *conn)
+    .await
+    .on_constraint("user_email_key", email_taken)
+    .on_constraint("user_email_lower_key", email_taken)?;
+    // Better-Auth's credential account: accountId is the user id.
+    sqlx::query(
+        r#"INSERT INTO "account" (id, "accountId", "providerId", "userId", password, "createdAt", "updatedAt")
+           VALUES ($1, $2, 'credential', $2, $3, now(), now())"#,
+    )
+    .bind(Uuid::new_v4().to_string())
+    .bind(&id)
+    .bind(password_hash)
+    .execute(&mut *conn)
+    .await?;
+    Ok(user)
+}
+
+fn email_taken(_: &sqlx::Error) -> Error {
+    Error::Conflict { code: "email_taken", message: "an account with this email already exists".into() }
+}
+
+/// A user and their stored password hash, for a login.
+#[derive(Debug, sqlx::FromRow)]
+pub struct Credentials {
+    /// The user.
+    #[sqlx(flatten)]
+    pub user: User,
+    /// The credential account's hash; `None` for a user who only signs in through SSO.
+    pub password_hash: Option<String>,
+}
+
+/// The user with this email and their password hash.
+pub async fn credentials_by_email(db: impl PgExecutor<'_>, email: &Email) -> Result<Option<Credentials>> {
+    Ok(sqlx::query_as(concat!(
+        "SELECT ",
+        user_columns!("u"),
+        r#", a.password AS password_hash FROM "user" u
+           LEFT JOIN "account" a ON a."userId" = u.id AND a."providerId" = 'credential'
+           WHERE lower(u.email) = $1"#
+    ))
+    .bind(email.as_str())
+    .fetch_optional(db)
+    .await?)
+}
+
+/// The user with this id and their password hash.
+pub async fn credentials_by_id(db: impl PgExecutor<'_>, user_id: &str) -> Result<Option<Credentials>> {
+    Ok(sqlx::query_as(concat!(
+        "SELECT ",
+        user_columns!("u"),
+        r#", a.password AS password_hash FROM "user" u
+           LEFT JOIN "account" a ON a."userId" = u.id AND a."providerId" = 'credential'
+           WHERE u.id = $1"#
+    ))
+    .bind(user_id)
+    .fetch_optional(db)
+    .await?)
+}
+
+/// The user with this id.
+pub async fn by_id(db: impl PgExecutor<'_>, user_id: &str) -> Result<Option<User>> {
+    Ok(sqlx::query_as(concat!("SELECT ", user_columns!("u"), r#" FROM "user" u WHERE u.id = $1"#))
+        .bind(user_id)
+        .fetch_optional(db)
+        .await?)
+}
+
+/// Replaces the password hash of the user's credential account.
+pub async fn set_password_hash(db: impl PgExecutor<'_>, user_id: &str, hash: &str) -> Result<()> {
+    sqlx::query(
+        r#"UPDATE "account" SET password = $2, "updatedAt" = now()
+           WHERE "userId" = $1 AND "providerId" = 'credential'"#,
+    )
+    .bind(user_id)
+    .bind(hash)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Stamps a successful login and returns the user as it now is.
+pub async fn record_login(db: impl PgExecutor<'_>, user_id: &str) -> Result<User> {
+    Ok(sqlx::query_as(concat!(
+        r#"UPDATE "user" u SET last_login = now() WHERE u.id = $1 RETURNING "#,
+        user_columns!("u")
+    ))
+    .bind(user_id)
+    .fetch_one(db)
+    .await?)
+}
+
+/// A change to the user's own details; `None` leaves a field as it is.
+#[derive(Debug, Default)]
+pub struct UserChanges {
+    /// New display name.
+    pub name: Option<UserName>,
+    /// New avatar URL, or `Some(None)` to remove it.
+    pub image: Option<Option<String>>,
+    /// Preferences to merge in (top-level keys replace, others stay).
+    pub preferences: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// Applies `changes` and returns the user as it now is.
+pub async fn update(db: impl PgExecutor<'_>, user_id: &str, changes: UserChanges) -> Result<User> {
+    Ok(sqlx::query_as(concat!(
+        r#"UPDATE "user" u SET
+             name = coalesce($2, u.name),
+             image = CASE WHEN $3 THEN $4 ELSE u.image END,
+             preferences = u.preferences || coalesce($5, '{}'::jsonb),
+             "updatedAt" = now()
+           WHERE u.id = $1 RETURNING "#,
+        user_columns!("u")
+    ))
+    .bind(user_id)
+    .bind(changes.name.as_ref().map(UserName::as_str))
+    .bind(changes.image.is_some())
+    .bind(changes.image.flatten())
+    .bind(changes.preferences.map(serde_json::Value::Object))
+    .fetch_one(db)
+    .await?)
+}
+
+/// Deletes the user; every row of theirs goes with it (cascades).
+pub async fn delete(db: impl PgExecutor<'_>, user_id: &str) -> Result<bool> {
+    let done = sqlx::query(r#"DELETE FROM "user" WHERE id = $1"#).bind(user_id).execute(db).await?;
+    Ok(done.rows_affected() > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails_are_trimmed_and_lowercased() {
+        assert_eq!(Email::parse("  Ada@Example.COM ").unwrap().as_str(), "ada@example.com");
+    }
+
+    #[test]
+    fn bad_emails_are_refused() {
+        for raw in [
+            "",
+            "ada",
+            "ada@",
+            "@example.com",
+            "ada@example",
+            "a da@example.com",
+            "ada@@example.com",
+            "ada@-x.com",
+        ] {
+            assert!(Email::parse(raw).is_err(), "{raw:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn names_are_bounded() {
+        assert_eq!(UserName::parse("  Ada ").unwrap().as_str(), "Ada");
+        assert!(UserName::parse("   ").is_err());
+        assert!(UserName::parse(&"n".repeat(101)).is_err());
+        assert!(UserName::parse("a\u{0}b").is_err());
+    }
+}
