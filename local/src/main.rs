@@ -16,6 +16,7 @@ const OPENAPI: &str = include_str!("../../openapi.json");
 /// Every function's routes, merged.
 fn routes() -> Router<AppState> {
     auth::routes()
+        .merge(profile::routes())
         .route("/api/openapi.json", get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }))
 }
 

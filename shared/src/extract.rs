@@ -32,6 +32,13 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     }
 }
 
+/// Reads a JSON document assembled in code (e.g. a merge-patched profile) as `T`, refusing a
+/// wrong shape with the same 400 as [`JsonBody`].
+pub fn from_json_value<T: DeserializeOwned>(document: &serde_json::Value) -> Result<T, Error> {
+    let bytes = serde_json::to_vec(document).map_err(Error::internal)?;
+    axum::Json::<T>::from_bytes(&bytes).map(|axum::Json(value)| value).map_err(json_rejection)
+}
+
 fn json_rejection(rejection: JsonRejection) -> Error {
     match rejection.status() {
         StatusCode::PAYLOAD_TOO_LARGE => Error::PayloadTooLarge { limit: BODY_LIMIT },

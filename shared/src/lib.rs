@@ -13,6 +13,7 @@ pub mod db;
 pub mod error;
 pub mod extract;
 pub mod guests;
+pub mod profile;
 pub mod telemetry;
 pub mod user;
 

@@ -1,0 +1,221 @@
+//! Profiles in `user_profiles`: reading one, and creating, replacing or merge-patching it under
+//! a row lock so that concurrent writes and the onboarding rule cannot race.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+use sqlx::types::Json;
+use sqlx::{PgConnection, PgExecutor, PgPool};
+
+use super::input::{HardwareContextInput, ProfileInput, SoftwareContextInput};
+use super::{CatalogValue, Profile, ProfileHash};
+use crate::error::{Error, ErrorChain, Result, ResultExt};
+use crate::extract;
+
+/// A user's stored profile, as `GET /api/profile` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct UserProfile {
+    /// The background itself.
+    #[serde(flatten)]
+    pub profile: Profile,
+    /// True once both onboarding answers are given.
+    pub is_onboarded: bool,
+    /// The hash of `profile` the row was saved with.
+    pub profile_hash: ProfileHash,
+    /// Created.
+    pub created_at: DateTime<Utc>,
+    /// Last changed (a write that changes nothing keeps it).
+    pub updated_at: DateTime<Utc>,
+}
+
+/// How a write changes the profile.
+#[derive(Debug)]
+pub enum Change {
+    /// `PUT`: the whole profile, already parsed.
+    Replace(Box<Profile>),
+    /// `PATCH`: an RFC 7396 merge patch, applied to the stored profile (or to `{}` when there
+    /// is none yet) and then parsed like a `PUT`.
+    MergePatch(Value),
+}
+
+/// What a write did.
+#[derive(Debug)]
+pub enum Saved {
+    /// There was no profile; this one is new.
+    Created(UserProfile),
+    /// The profile was replaced (or already was exactly this).
+    Replaced(UserProfile),
+}
+
+/// The columns [`ProfileRow`] reads.
+macro_rules! profile_columns {
+    () => {
+        "software_context, hardware_context, python_proficiency, developer_role, robotics_experience, \
+         learning_goals, is_onboarded, profile_hash, created_at, updated_at"
+    };
+}
+
+/// A row as stored; it becomes a [`UserProfile`] through the same parser as a request.
+#[derive(sqlx::FromRow)]
+struct ProfileRow {
+    software_context: Json<SoftwareContextInput>,
+    hardware_context: Json<HardwareContextInput>,
+    python_proficiency: Option<String>,
+    developer_role: Option<String>,
+    robotics_experience: Option<String>,
+    learning_goals: Json<Vec<String>>,
+    is_onboarded: bool,
+    profile_hash: String,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl ProfileRow {
+    fn into_profile(self) -> Result<UserProfile> {
+        let input = ProfileInput {
+            software_context: Some(self.software_context.0),
+            hardware_context: Some(self.hardware_context.0),
+            python_proficiency: self.python_proficiency,
+            developer_role: self.developer_role,
+            robotics_experience: self.robotics_experience,
+            learning_goals: Some(self.learning_goals.0),
+            ..ProfileInput::default()
+        };
+        // Only parsed profiles are written, so this fails only if the catalog lost a value
+        // that stored profiles still use: a missing data migration, hence a 500.
+        let profile = input.parse().map_err(|e| match e {
+            Error::Validation(fields) => {
+                Error::internal(format!("a stored profile no longer parses: {fields:?}"))
+            }
+            other => Error::internal(format!("a stored profile no longer parses: {}", ErrorChain(&other))),
+        })?;
+        Ok(UserProfile {
+            profile,
+            is_onboarded: self.is_onboarded,
+            profile_hash: ProfileHash(self.profile_hash),
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        })
+    }
+}
+
+/// The profile of `user_id`, if they have one.
+pub async fn find(db: impl PgExecutor<'_>, user_id: &str) -> Result<Option<UserProfile>> {
+    let row: Option<ProfileRow> =
+        sqlx::query_as(concat!("SELECT ", profile_columns!(), " FROM user_profiles WHERE user_id = $1"))
+            .bind(user_id)
+            .fetch_optional(db)
+            .await?;
+    row.map(ProfileRow::into_profile).transpose()
+}
+
+/// Creates or changes the profile of `user_id`. Once onboarded, a change to either
+/// onboarding answer is a 409 `immutable_field`; a merge patch that leaves an invalid profile
+/// is a 422 like a `PUT`.
+pub async fn save(pool: &PgPool, user_id: &str, change: Change) -> Result<Saved> {
+    let mut tx = pool.begin().await?;
+    // A second pass only when another request created the profile between our look and our
+    // insert; the row lock then orders us after it.
+    for _ in 0..2 {
+        let current = find_for_update(&mut tx, user_id).await?;
+        let next = match &change {
+            Change::Replace(profile) => Profile::clone(profile),
+            Change::MergePatch(patch) => {
+                let mut document = current
+                    .as_ref()
+                    .map_or_else(|| Value::Object(Default::default()), |c| c.profile.to_document());
+                json_patch::merge(&mut document, patch);
+                extract::from_json_value::<ProfileInput>(&document)?.parse()?
+            }
+        };
+        let hash = next.hash();
+        let saved = match current {
+            Some(current) => {
+                current.profile.ensure_answers_kept(&next)?;
+                if current.profile_hash == hash {
+                    // Nothing that matters changed: keep updated_at, so nothing looks stale.
+                    return Ok(Saved::Replaced(current));
+                }
+                Saved::Replaced(update(&mut tx, user_id, &next, &hash).await?)
+            }
+            None => match insert(&mut tx, user_id, &next, &hash).await? {
+                Some(created) => Saved::Created(created),
+                None => continue,
+            },
+        };
+        tx.commit().await?;
+        return Ok(saved);
+    }
+    Err(Error::conflict("the profile was changed by another request; try again"))
+}
+
+async fn find_for_update(conn: &mut PgConnection, user_id: &str) -> Result<Option<UserProfile>> {
+    let row: Option<ProfileRow> = sqlx::query_as(concat!(
+        "SELECT ",
+        profile_columns!(),
+        " FROM user_profiles WHERE user_id = $1 FOR UPDATE"
+    ))
+    .bind(user_id)
+    .fetch_optional(conn)
+    .await?;
+    row.map(ProfileRow::into_profile).transpose()
+}
+
+/// Inserts the profile; `None` when one appeared concurrently.
+async fn insert(
+    conn: &mut PgConnection,
+    user_id: &str,
+    profile: &Profile,
+    hash: &ProfileHash,
+) -> Result<Option<UserProfile>> {
+    let row: Option<ProfileRow> = sqlx::query_as(concat!(
+        "INSERT INTO user_profiles (user_id, software_context, hardware_context, python_proficiency,
+             developer_role, robotics_experience, learning_goals, is_onboarded, profile_hash)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+         ON CONFLICT (user_id) DO NOTHING
+         RETURNING ",
+        profile_columns!()
+    ))
+    .bind(user_id)
+    .bind(Json(&profile.software_context))
+    .bind(Json(&profile.hardware_context))
+    .bind(profile.python_proficiency.map(CatalogValue::as_str))
+    .bind(profile.developer_role.map(CatalogValue::as_str))
+    .bind(profile.robotics_experience.map(CatalogValue::as_str))
+    .bind(Json(&profile.learning_goals))
+    .bind(profile.is_onboarded())
+    .bind(hash.as_str())
+    .fetch_optional(conn)
+    .await
+    // The user was deleted while their token was still in flight.
+    .on_constraint("user_profiles_user_id_fkey", |_| Error::Unauthorized)?;
+    row.map(ProfileRow::into_profile).transpose()
+}
+
+async fn update(
+    conn: &mut PgConnection,
+    user_id: &str,
+    profile: &Profile,
+    hash: &ProfileHash,
+) -> Result<UserProfile> {
+    let row: ProfileRow = sqlx::query_as(concat!(
+        "UPDATE user_profiles SET software_context = $2, hardware_context = $3, python_proficiency = $4,
+             developer_role = $5, robotics_experience = $6, learning_goals = $7, is_onboarded = $8,
+             profile_hash = $9, updated_at = now()
+         WHERE user_id = $1
+         RETURNING ",
+        profile_columns!()
+    ))
+    .bind(user_id)
+    .bind(Json(&profile.software_context))
+    .bind(Json(&profile.hardware_context))
+    .bind(profile.python_proficiency.map(CatalogValue::as_str))
+    .bind(profile.developer_role.map(CatalogValue::as_str))
+    .bind(profile.robotics_experience.map(CatalogValue::as_str))
+    .bind(Json(&profile.learning_goals))
+    .bind(profile.is_onboarded())
+    .bind(hash.as_str())
+    .fetch_one(conn)
+    .await?;
+    row.into_profile()
+}
