@@ -17,6 +17,8 @@ const OPENAPI: &str = include_str!("../../openapi.json");
 fn routes() -> Router<AppState> {
     auth::routes()
         .merge(profile::routes())
+        .merge(chapters::routes())
+        .merge(conversations::routes())
         .route("/api/openapi.json", get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }))
 }
 
@@ -33,7 +35,7 @@ async fn main() -> ExitCode {
 }
 
 async fn serve() -> Result<(), Box<dyn std::error::Error>> {
-    let state = AppState::from_env()?;
+    let state = AppState::from_env().await?;
     db::MIGRATOR.run(&state.pool).await?;
     let port: u16 = std::env::var("PORT").ok().map(|p| p.parse()).transpose()?.unwrap_or(3000);
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;

@@ -9,8 +9,10 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use sqlx::PgPool;
 
+use crate::blob::{BlobStore, DirStore, S3Store};
 use crate::config::{Config, ConfigError};
 use crate::error::Error;
+use crate::model::ModelClient;
 use crate::{db, telemetry};
 
 /// The largest request body any route accepts (API.md: 64 KiB).
@@ -23,19 +25,50 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// The lazily connecting pool.
     pub pool: PgPool,
+    /// Where personalized chapters are stored.
+    pub blobs: Arc<dyn BlobStore>,
+    /// The language model client; `None` when no model is configured (the offline engines answer).
+    pub model: Option<Arc<ModelClient>>,
 }
 
 impl AppState {
-    /// State over an existing pool (tests, the local runner).
+    /// State over an existing pool (tests), storing blobs in the configured local folder;
+    /// [`AppState::from_env`] uses the bucket when one is configured.
     pub fn new(config: Config, pool: PgPool) -> Self {
-        Self { config: Arc::new(config), pool }
+        let blobs = Arc::new(DirStore::new(&config.blob.dir));
+        let model = config.model.clone().and_then(|model| {
+            // Only a broken TLS setup fails here; the offline engines are the designed fallback.
+            ModelClient::new(model)
+                .inspect_err(|e| tracing::error!(error = %e, "no model client; the offline engines answer"))
+                .ok()
+                .map(Arc::new)
+        });
+        Self { config: Arc::new(config), pool, blobs, model }
     }
 
-    /// State from the environment, without connecting yet.
-    pub fn from_env() -> Result<Self, ConfigError> {
+    /// The same state with another blob store.
+    pub fn with_blobs(self, blobs: Arc<dyn BlobStore>) -> Self {
+        Self { blobs, ..self }
+    }
+
+    /// The same state with another model client (tests point it at a stub server).
+    pub fn with_model(self, model: Option<Arc<ModelClient>>) -> Self {
+        Self { model, ..self }
+    }
+
+    /// State from the environment, without connecting to the database yet.
+    pub async fn from_env() -> Result<Self, ConfigError> {
         let config = Config::from_env()?;
         let pool = db::lazy_pool(&config)?;
-        Ok(Self::new(config, pool))
+        let s3 = match &config.blob.s3 {
+            Some(s3) => Some(S3Store::from_env(s3).await),
+            None => None,
+        };
+        let state = Self::new(config, pool);
+        Ok(match s3 {
+            Some(s3) => state.with_blobs(Arc::new(s3)),
+            None => state,
+        })
     }
 }
 
@@ -68,6 +101,7 @@ async fn reject_oversized_body(request: Request, next: Next) -> Response {
 /// A configuration error ends the cold start with a message saying what is missing.
 pub async fn run_on_lambda(router: fn(AppState) -> Router) -> Result<(), lambda_http::Error> {
     telemetry::init();
-    let state = AppState::from_env().inspect_err(|e| tracing::error!(error = %e, "bad configuration"))?;
+    let state =
+        AppState::from_env().await.inspect_err(|e| tracing::error!(error = %e, "bad configuration"))?;
     lambda_http::run(router(state)).await
 }

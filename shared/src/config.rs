@@ -1,8 +1,11 @@
 //! Configuration, read once per cold start from the environment.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use secrecy::SecretString;
+
+pub use crate::model::ModelConfig;
 
 /// Everything a function needs to know about its surroundings.
 #[derive(Debug, Clone)]
@@ -13,6 +16,33 @@ pub struct Config {
     pub db_max_connections: u32,
     /// How access tokens are signed and checked.
     pub jwt: JwtConfig,
+    /// Where personalized chapters are stored.
+    pub blob: BlobConfig,
+    /// How long model-based personalization may take before the rule-based result is served
+    /// instead; under API Gateway's 30 s.
+    pub personalize_budget: Duration,
+    /// The language model; `None` without `MODEL_API_KEY`, and the offline engines answer.
+    pub model: Option<ModelConfig>,
+}
+
+/// The blob store: a bucket when one is configured, else a local folder.
+#[derive(Debug, Clone)]
+pub struct BlobConfig {
+    /// The folder used when no bucket is configured (`PRIMER_BLOB_DIR`).
+    pub dir: PathBuf,
+    /// The bucket (`PRIMER_BUCKET`), if any.
+    pub s3: Option<S3Config>,
+}
+
+/// An S3 bucket, or one on an S3-compatible server.
+#[derive(Debug, Clone)]
+pub struct S3Config {
+    /// The bucket's name.
+    pub bucket: String,
+    /// Another server than AWS's (`PRIMER_S3_ENDPOINT`, e.g. `http://127.0.0.1:9000`).
+    pub endpoint: Option<String>,
+    /// Path-style addressing (`PRIMER_S3_PATH_STYLE`), which most S3-compatible servers need.
+    pub path_style: bool,
 }
 
 /// The HS256 signing key and the claims every access token must carry.
@@ -89,8 +119,67 @@ impl Config {
                 session_ttl: Duration::from_secs(parse_or(&get, "SESSION_TTL_SECS", 30 * 24 * 3600)?),
                 guest_ttl: Duration::from_secs(parse_or(&get, "GUEST_TOKEN_TTL_SECS", 7 * 24 * 3600)?),
             },
+            blob: BlobConfig {
+                dir: get("PRIMER_BLOB_DIR").unwrap_or_else(|| ".local/blobs".into()).into(),
+                s3: s3_from(&get)?,
+            },
+            personalize_budget: Duration::from_secs(parse_or(&get, "PERSONALIZE_BUDGET_SECS", 20)?),
+            model: model_from(&get)?,
         })
     }
+}
+
+fn s3_from(get: &impl Fn(&'static str) -> Option<String>) -> Result<Option<S3Config>, ConfigError> {
+    let Some(bucket) = get("PRIMER_BUCKET").map(|b| b.trim().to_owned()) else {
+        return Ok(None);
+    };
+    // S3's naming rules, checked here so a typo fails the cold start, not the first request.
+    let named_well = (3..=63).contains(&bucket.len())
+        && bucket.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-');
+    if !named_well {
+        return Err(ConfigError::Invalid {
+            name: "PRIMER_BUCKET",
+            reason: "a bucket name has 3-63 lower-case letters, digits, dots or hyphens".into(),
+        });
+    }
+    let endpoint = get("PRIMER_S3_ENDPOINT").map(|e| e.trim().to_owned());
+    if endpoint.as_ref().is_some_and(|e| !(e.starts_with("http://") || e.starts_with("https://"))) {
+        return Err(ConfigError::Invalid {
+            name: "PRIMER_S3_ENDPOINT",
+            reason: "it must be an http:// or https:// URL".into(),
+        });
+    }
+    Ok(Some(S3Config { bucket, endpoint, path_style: parse_or(get, "PRIMER_S3_PATH_STYLE", false)? }))
+}
+
+/// The model endpoint, when `MODEL_API_KEY` is set. `MODEL_ALLOWED` (comma-separated) lists
+/// the models a conversation may choose; `MODEL_NAME`, the default, is always one of them.
+fn model_from(get: &impl Fn(&'static str) -> Option<String>) -> Result<Option<ModelConfig>, ConfigError> {
+    let Some(api_key) = get("MODEL_API_KEY") else {
+        return Ok(None);
+    };
+    let raw_url = get("MODEL_BASE_URL").unwrap_or_else(|| "https://api.openai.com/v1".into());
+    let base_url = reqwest::Url::parse(raw_url.trim())
+        .ok()
+        .filter(|url| matches!(url.scheme(), "http" | "https"))
+        .ok_or_else(|| ConfigError::Invalid {
+            name: "MODEL_BASE_URL",
+            reason: "it must be an http(s) URL".into(),
+        })?;
+    let mut model = ModelConfig::new(
+        api_key.trim().to_owned().into(),
+        base_url,
+        get("MODEL_NAME").map_or_else(|| "gpt-4o-mini".into(), |name| name.trim().to_owned()),
+    );
+    for name in get("MODEL_ALLOWED").iter().flat_map(|list| list.split(',')).map(str::trim) {
+        if !name.is_empty() && !model.allowed_models.iter().any(|known| known == name) {
+            model.allowed_models.push(name.to_owned());
+        }
+    }
+    model.request_timeout = Duration::from_secs(parse_or(get, "MODEL_TIMEOUT_SECS", 20)?);
+    model.total_timeout = Duration::from_secs(parse_or(get, "MODEL_TOTAL_TIMEOUT_SECS", 25)?);
+    model.max_retries = parse_or(get, "MODEL_MAX_RETRIES", 2)?;
+    Ok(Some(model))
 }
 
 fn parse_or<T: std::str::FromStr>(
@@ -139,6 +228,52 @@ mod tests {
         assert_eq!(config.db_max_connections, 2);
         assert_eq!(config.jwt.access_ttl, Duration::from_secs(900));
         assert_eq!(config.jwt.audience, "primer-api");
+        assert_eq!(config.blob.dir, PathBuf::from(".local/blobs"));
+        assert!(config.blob.s3.is_none(), "no bucket means the local folder");
+        assert_eq!(config.personalize_budget, Duration::from_secs(20));
+    }
+
+    #[test]
+    fn a_bucket_selects_s3_with_its_endpoint() {
+        let secret = "s".repeat(40);
+        let config = Config::from_lookup(lookup(&[
+            ("DATABASE_URL", "postgres://x"),
+            ("JWT_SECRET", &secret),
+            ("PRIMER_BUCKET", "primer-staging"),
+            ("PRIMER_S3_ENDPOINT", "http://127.0.0.1:9000"),
+            ("PRIMER_S3_PATH_STYLE", "true"),
+        ]))
+        .unwrap();
+        let s3 = config.blob.s3.unwrap();
+        assert_eq!((s3.bucket.as_str(), s3.path_style), ("primer-staging", true));
+        assert_eq!(s3.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+    }
+
+    #[test]
+    fn a_bad_bucket_name_is_refused() {
+        let secret = "s".repeat(40);
+        let err = Config::from_lookup(lookup(&[
+            ("DATABASE_URL", "postgres://x"),
+            ("JWT_SECRET", &secret),
+            ("PRIMER_BUCKET", "My_Bucket"),
+        ]))
+        .unwrap_err();
+        assert!(err.to_string().starts_with("PRIMER_BUCKET is invalid"), "{err}");
+    }
+
+    #[test]
+    fn the_model_is_configured_only_with_a_key() {
+        let secret = "s".repeat(40);
+        let base = [("DATABASE_URL", "postgres://x"), ("JWT_SECRET", secret.as_str())];
+        assert!(Config::from_lookup(lookup(&base)).unwrap().model.is_none());
+        let with = [base[0], base[1], ("MODEL_API_KEY", "sk-x"), ("MODEL_ALLOWED", "gpt-4o, gpt-4o-mini,")];
+        let model = Config::from_lookup(lookup(&with)).unwrap().model.unwrap();
+        assert_eq!(model.base_url.as_str(), "https://api.openai.com/v1");
+        assert_eq!(model.default_model, "gpt-4o-mini");
+        assert_eq!(model.allowed_models, ["gpt-4o-mini", "gpt-4o"]);
+        let bad = [base[0], base[1], ("MODEL_API_KEY", "sk-x"), ("MODEL_BASE_URL", "ftp://models")];
+        let err = Config::from_lookup(lookup(&bad)).unwrap_err();
+        assert!(err.to_string().starts_with("MODEL_BASE_URL is invalid"), "{err}");
     }
 
     #[test]

@@ -11,6 +11,7 @@ use axum::http::request::Parts;
 use lambda_http::RequestExt;
 use lambda_http::request::RequestContext;
 use serde::de::DeserializeOwned;
+use uuid::Uuid;
 
 use crate::app::{AppState, BODY_LIMIT};
 use crate::auth::{sessions, tokens};
@@ -37,6 +38,14 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
 pub fn from_json_value<T: DeserializeOwned>(document: &serde_json::Value) -> Result<T, Error> {
     let bytes = serde_json::to_vec(document).map_err(Error::internal)?;
     axum::Json::<T>::from_bytes(&bytes).map(|axum::Json(value)| value).map_err(json_rejection)
+}
+
+/// For `#[serde(default, deserialize_with = "nullable")]` on an `Option<Option<T>>` field of a
+/// PATCH body: an explicit `null` (`Some(None)`, clear it) differs from an absent field (`None`).
+pub fn nullable<'de, D: serde::Deserializer<'de>, T: serde::Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    <Option<T> as serde::Deserialize>::deserialize(d).map(Some)
 }
 
 fn json_rejection(rejection: JsonRejection) -> Error {
@@ -78,6 +87,51 @@ impl FromRequestParts<AppState> for AuthUser {
             return Err(Error::AccountDisabled);
         }
         Ok(Self { user_id: claims.sub, session_id: claims.sid })
+    }
+}
+
+/// Who calls a route that guests may use too (the conversations): a signed-in user, checked
+/// exactly as [`AuthUser`], or a guest with a token from `POST /api/auth/guest`.
+#[derive(Debug, Clone)]
+pub enum Caller {
+    /// A signed-in user.
+    User(AuthUser),
+    /// A guest (seed 000), who owns conversations until signing up or logging in.
+    Guest {
+        /// The guest id the token was issued for.
+        guest_id: Uuid,
+    },
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
+        // A guest token is told apart by its audience alone, without a database round trip.
+        let guest = bearer_token(parts).map(|token| tokens::verify_guest(&state.config.jwt, token));
+        if let Some(Ok(guest)) = guest {
+            return Ok(Self::Guest { guest_id: guest.sub });
+        }
+        AuthUser::from_request_parts(parts, state).await.map(Self::User)
+    }
+}
+
+/// Query parameters whose rejection is the contract's 400, e.g. for `?archived=maybe`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct QueryParams<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for QueryParams<T> {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Error> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(value)) => Ok(Self(value)),
+            Err(rejection) => {
+                let text = rejection.body_text();
+                let reason = text.strip_prefix("Failed to deserialize query string: ").unwrap_or(&text);
+                Err(Error::BadRequest(format!("invalid query parameters: {reason}")))
+            }
+        }
     }
 }
 

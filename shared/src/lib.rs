@@ -8,13 +8,19 @@
 
 pub mod app;
 pub mod auth;
+pub mod blob;
+pub mod book;
 pub mod config;
+pub mod conversations;
 pub mod db;
 pub mod error;
 pub mod extract;
 pub mod guests;
+pub mod model;
+pub mod personalize;
 pub mod profile;
 pub mod telemetry;
+pub mod tutor;
 pub mod user;
 
 #[cfg(feature = "test-util")]

@@ -2,6 +2,8 @@
 //! database, with one method per route, so tests read as specifications.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -14,12 +16,14 @@ use sqlx::PgPool;
 use tower::ServiceExt;
 
 use crate::app::AppState;
-use crate::config::{Config, JwtConfig};
+use crate::blob::{BlobError, BlobFuture, BlobStore, KeyPrefix, ObjectKey};
+use crate::config::{BlobConfig, Config, JwtConfig};
 
 /// The signing secret of every test app.
 pub const TEST_JWT_SECRET: &str = "test-secret-test-secret-test-secret!";
 
-/// Configuration for tests; the pool comes from `#[sqlx::test]`, so the URL is unused.
+/// Configuration for tests; the pool comes from `#[sqlx::test]`, so the URL is unused. Each
+/// call gets its own (not yet created) blob folder, removed when its `TestApp` is dropped.
 pub fn test_config() -> Config {
     Config {
         database_url: "postgres://unused-in-tests".to_owned().into(),
@@ -32,6 +36,26 @@ pub fn test_config() -> Config {
             session_ttl: Duration::from_secs(30 * 24 * 3600),
             guest_ttl: Duration::from_secs(3600),
         },
+        blob: BlobConfig { dir: test_blob_root().join(uuid::Uuid::new_v4().to_string()), s3: None },
+        personalize_budget: Duration::from_secs(20),
+        model: None,
+    }
+}
+
+/// Where test blob folders go.
+fn test_blob_root() -> PathBuf {
+    std::env::temp_dir().join("primer-test-blobs")
+}
+
+/// Removes a test's blob folder with the last clone of its `TestApp`.
+struct TestBlobDir(PathBuf);
+
+impl Drop for TestBlobDir {
+    fn drop(&mut self) {
+        // Only folders `test_config` made: a test may point the state anywhere.
+        if self.0.starts_with(test_blob_root()) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
     }
 }
 
@@ -66,6 +90,7 @@ pub struct TestApp {
     pub state: AppState,
     /// The client address requests come from (the per-IP rate limit reads it).
     pub client_ip: SocketAddr,
+    _blob_dir: Arc<TestBlobDir>,
 }
 
 /// A response, fully read.
@@ -97,6 +122,70 @@ impl TestResponse {
     /// The error code of an error body.
     pub fn error_code(&self) -> String {
         self.json()["error"]["code"].as_str().unwrap_or_default().to_owned()
+    }
+}
+
+/// Gives `user_id` an onboarded profile straight in the database (not through the profile
+/// function), replacing any they had, and returns its `profile_hash`: a digest of the values,
+/// so changing any of them changes it. `python_proficiency` is `Beginner`, `Intermediate` or
+/// `Advanced`; `robotics_experience` is `none`, `simulation_only` or `real_hardware`.
+pub async fn set_reader_profile(
+    pool: &PgPool,
+    user_id: &str,
+    python_proficiency: &str,
+    robotics_experience: &str,
+    languages: &[&str],
+    devices: &[&str],
+) -> String {
+    use sha2::Digest as _;
+    let software = json!({"languages": languages, "experience_level": python_proficiency});
+    let hardware = json!({"devices": devices});
+    let canonical = json!([software, hardware, python_proficiency, robotics_experience]).to_string();
+    let hash = hex::encode(sha2::Sha256::digest(canonical.as_bytes()));
+    sqlx::query(
+        "INSERT INTO user_profiles (user_id, software_context, hardware_context, python_proficiency,
+                                    developer_role, robotics_experience, is_onboarded, profile_hash)
+         VALUES ($1, $2, $3, $4, 'Backend Developer', $5, true, $6)
+         ON CONFLICT (user_id) DO UPDATE SET software_context = $2, hardware_context = $3,
+             python_proficiency = $4, robotics_experience = $5, profile_hash = $6, updated_at = now()",
+    )
+    .bind(user_id)
+    .bind(software)
+    .bind(hardware)
+    .bind(python_proficiency)
+    .bind(robotics_experience)
+    .bind(&hash)
+    .execute(pool)
+    .await
+    .expect("the test profile is valid");
+    hash
+}
+
+/// A blob store whose every operation fails, as an unreachable bucket would.
+pub struct UnreachableStore;
+
+impl UnreachableStore {
+    fn fail<'a, T: Send + 'a>(operation: &'static str) -> BlobFuture<'a, T> {
+        let refused = std::io::Error::other("connection refused");
+        Box::pin(async move { Err(BlobError::new(operation, "any", refused)) })
+    }
+}
+
+impl BlobStore for UnreachableStore {
+    fn put<'a>(&'a self, _: &'a ObjectKey, _: Vec<u8>, _: &'a str) -> BlobFuture<'a, ()> {
+        Self::fail("put")
+    }
+    fn get<'a>(&'a self, _: &'a ObjectKey) -> BlobFuture<'a, Option<Vec<u8>>> {
+        Self::fail("get")
+    }
+    fn delete<'a>(&'a self, _: &'a ObjectKey) -> BlobFuture<'a, ()> {
+        Self::fail("delete")
+    }
+    fn delete_prefix<'a>(&'a self, _: &'a KeyPrefix) -> BlobFuture<'a, u64> {
+        Self::fail("delete_prefix")
+    }
+    fn presign_get<'a>(&'a self, _: &'a ObjectKey, _: Duration) -> BlobFuture<'a, Option<String>> {
+        Self::fail("presign")
     }
 }
 
@@ -135,8 +224,18 @@ impl TestUser {
 impl TestApp {
     /// Builds the service with `router` on the test pool.
     pub fn new(pool: PgPool, router: fn(AppState) -> Router) -> Self {
-        let state = AppState::new(test_config(), pool);
-        Self { router: router(state.clone()), state, client_ip: SocketAddr::from(([127, 0, 0, 1], 40000)) }
+        Self::with_state(AppState::new(test_config(), pool), router)
+    }
+
+    /// Builds the service with `router` on a state the test made (another blob store, say).
+    pub fn with_state(state: AppState, router: fn(AppState) -> Router) -> Self {
+        let blob_dir = Arc::new(TestBlobDir(state.config.blob.dir.clone()));
+        Self {
+            router: router(state.clone()),
+            state,
+            client_ip: SocketAddr::from(([127, 0, 0, 1], 40000)),
+            _blob_dir: blob_dir,
+        }
     }
 
     /// The test database.

@@ -16,8 +16,8 @@ use primer_shared::auth::sessions::{self, Rotation, SessionInfo};
 use primer_shared::auth::tokens::{self, RefreshToken};
 use primer_shared::extract::{AuthUser, ClientMeta, JsonBody};
 use primer_shared::user::{self, Email, User, UserChanges, UserName};
-use primer_shared::{AppState, Error, FieldErrors, Result, app, guests};
-use serde::{Deserialize, Deserializer, Serialize};
+use primer_shared::{AppState, Error, FieldErrors, Result, app, guests, personalize};
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 /// The auth routes, for the Lambda and for the local runner.
@@ -233,14 +233,9 @@ async fn me(State(state): State<AppState>, caller: AuthUser) -> Result<Json<User
 #[derive(Deserialize)]
 struct UpdateMeRequest {
     name: Option<String>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "primer_shared::extract::nullable")]
     image: Option<Option<String>>,
     preferences: Option<serde_json::Value>,
-}
-
-/// Tells an explicit `null` (`Some(None)`) from an absent field (`None`).
-fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
-    Option::<T>::deserialize(d).map(Some)
 }
 
 const MAX_IMAGE_URL: usize = 2048;
@@ -297,8 +292,10 @@ async fn delete_me(
     let password = Password::parse_presented(body.password.unwrap_or_default())
         .map_err(|m| Error::invalid("password", m))?;
     confirm_password(&state, &caller.user_id, &password, "password").await?;
+    // Objects first: if the store fails, the account stays and the request can be retried.
+    let objects = personalize::cache::delete_user_objects(state.blobs.as_ref(), &caller.user_id).await?;
     user::delete(&state.pool, &caller.user_id).await?;
-    tracing::info!(user_id = %caller.user_id, "account deleted");
+    tracing::info!(user_id = %caller.user_id, objects, "account deleted");
     Ok(StatusCode::NO_CONTENT)
 }
 

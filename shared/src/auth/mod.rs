@@ -1,4 +1,4 @@
-//! Identity: passwords, tokens, sessions and the login rate limit.
+//! Identity: passwords, tokens, sessions, the login rate limit, and Better-Auth's sessions.
 
 pub mod password;
 pub mod rate_limit;

@@ -1,0 +1,6 @@
+//! The chapters Lambda: state once per cold start, then `lambda_http`'s loop.
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    primer_shared::app::run_on_lambda(chapters::router).await
+}

@@ -1,0 +1,54 @@
+//! `DELETE /api/auth/me` takes the user's stored chapters with it.
+
+mod common;
+
+use std::sync::Arc;
+
+use axum::http::{Method, StatusCode};
+use common::{copies, files_under, import_fixture, python_reader, with_auth};
+use primer_shared::AppState;
+use primer_shared::test_util::{TestApp, TestUser, UnreachableStore, test_config};
+use serde_json::json;
+use sqlx::PgPool;
+
+async fn delete_account(app: &TestApp, user: &TestUser) -> StatusCode {
+    let body = json!({"password": user.password});
+    app.call(Method::DELETE, "/api/auth/me", Some(&user.access_token), Some(body)).await.status
+}
+
+#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+async fn deleting_an_account_removes_its_objects_and_only_its_own(pool: PgPool) {
+    let app = TestApp::new(pool, with_auth);
+    import_fixture(app.pool()).await;
+    let (leaving, _) = python_reader(&app, "leaving@example.com").await;
+    let (staying, _) = python_reader(&app, "staying@example.com").await;
+    for user in [&leaving, &staying] {
+        let response = app.get("/api/chapters/1/personalized", Some(&user.access_token)).await;
+        assert_eq!(response.status, StatusCode::OK);
+    }
+    let blobs = &app.state.config.blob.dir;
+    let folder = |user: &TestUser| blobs.join("personalized").join(&user.id);
+    assert_eq!((files_under(&folder(&leaving)), files_under(&folder(&staying))), (1, 1));
+
+    assert_eq!(delete_account(&app, &leaving).await, StatusCode::NO_CONTENT);
+    assert_eq!(files_under(&folder(&leaving)), 0);
+    assert_eq!(files_under(&folder(&staying)), 1);
+    assert_eq!(copies(app.pool()).await, 1, "the row went with the user");
+    let again = app.get("/api/chapters/1/personalized?format=json", Some(&staying.access_token)).await;
+    assert_eq!(again.json()["cached"], true);
+}
+
+#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+async fn an_unreachable_store_keeps_the_account_for_a_retry(pool: PgPool) {
+    let healthy = TestApp::new(pool, with_auth);
+    import_fixture(healthy.pool()).await;
+    let (user, _) = python_reader(&healthy, "reader@example.com").await;
+    healthy.get("/api/chapters/1/personalized", Some(&user.access_token)).await;
+
+    let state = AppState::new(test_config(), healthy.pool().clone()).with_blobs(Arc::new(UnreachableStore));
+    let broken = TestApp::with_state(state, with_auth);
+    assert_eq!(delete_account(&broken, &user).await, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(healthy.me(&user.access_token).await.status, StatusCode::OK, "the account is still there");
+    assert_eq!(delete_account(&healthy, &user).await, StatusCode::NO_CONTENT);
+    assert_eq!(copies(healthy.pool()).await, 0);
+}

@@ -1,0 +1,98 @@
+//! What the chapters tests share: the fixture chapter, readers, and blob stores that count or
+//! fail.
+
+#![allow(dead_code)] // each test file uses its own part of this
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use primer_shared::blob::{BlobFuture, BlobStore, KeyPrefix, ObjectKey};
+use primer_shared::book::{self, ChapterId};
+use primer_shared::test_util::{TestApp, TestUser, set_reader_profile};
+use primer_shared::{AppState, app};
+use sqlx::PgPool;
+
+/// The chapters service with the auth routes beside it, so tests can sign readers up.
+pub fn with_auth(state: AppState) -> Router {
+    app::service(auth::routes().merge(chapters::routes()), state)
+}
+
+/// The folder holding the fixture chapter (`01-first-steps.md`).
+pub fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+/// The sample book at content/book.
+pub fn sample_book() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../content/book")
+}
+
+/// Imports the fixture chapter; it is chapter 1.
+pub async fn import_fixture(pool: &PgPool) -> ChapterId {
+    book::import_dir(pool, &fixtures()).await.expect("the fixture chapter imports");
+    ChapterId::parse("1").unwrap()
+}
+
+/// A signed-up user with an onboarded profile: an intermediate Python reader working in
+/// simulation, with a Jetson. Returns the user and their profile hash.
+pub async fn python_reader(app: &TestApp, email: &str) -> (TestUser, String) {
+    let user = app.signed_up(email).await;
+    let hash =
+        set_reader_profile(app.pool(), &user.id, "Intermediate", "simulation_only", &["Python"], &["Jetson"])
+            .await;
+    (user, hash)
+}
+
+/// How many personalized-chapter rows there are.
+pub async fn copies(pool: &PgPool) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM personalized_chapters").fetch_one(pool).await.unwrap()
+}
+
+/// Files under `dir`, recursively (0 when it does not exist).
+pub fn files_under(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    entries.map(|e| e.unwrap().path()).map(|p| if p.is_dir() { files_under(&p) } else { 1 }).sum()
+}
+
+/// Another store, with its writes counted and slowed down (so that concurrent requests
+/// really overlap).
+pub struct CountingStore {
+    pub inner: Arc<dyn BlobStore>,
+    pub puts: AtomicUsize,
+    pub put_delay: Duration,
+}
+
+impl CountingStore {
+    pub fn new(inner: Arc<dyn BlobStore>, put_delay: Duration) -> Self {
+        Self { inner, puts: AtomicUsize::new(0), put_delay }
+    }
+
+    pub fn puts(&self) -> usize {
+        self.puts.load(Ordering::SeqCst)
+    }
+}
+
+impl BlobStore for CountingStore {
+    fn put<'a>(&'a self, key: &'a ObjectKey, body: Vec<u8>, content_type: &'a str) -> BlobFuture<'a, ()> {
+        Box::pin(async move {
+            self.puts.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(self.put_delay).await;
+            self.inner.put(key, body, content_type).await
+        })
+    }
+    fn get<'a>(&'a self, key: &'a ObjectKey) -> BlobFuture<'a, Option<Vec<u8>>> {
+        self.inner.get(key)
+    }
+    fn delete<'a>(&'a self, key: &'a ObjectKey) -> BlobFuture<'a, ()> {
+        self.inner.delete(key)
+    }
+    fn delete_prefix<'a>(&'a self, prefix: &'a KeyPrefix) -> BlobFuture<'a, u64> {
+        self.inner.delete_prefix(prefix)
+    }
+    fn presign_get<'a>(&'a self, key: &'a ObjectKey, ttl: Duration) -> BlobFuture<'a, Option<String>> {
+        self.inner.presign_get(key, ttl)
+    }
+}

@@ -1,0 +1,106 @@
+//! The S3 store against a real S3-compatible server (moto's, started by `scripts/test`):
+//! put, get, delete, delete by prefix, and a presigned URL fetched over HTTP, then the
+//! personalized route's redirect.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_sdk_s3::config::{Credentials, Region, SharedCredentialsProvider};
+use axum::http::{StatusCode, header};
+use common::{import_fixture, python_reader, with_auth};
+use primer_shared::AppState;
+use primer_shared::blob::{BlobStore, KeyPrefix, ObjectKey, S3Store};
+use primer_shared::config::S3Config;
+use primer_shared::test_util::{TestApp, test_config};
+use sqlx::PgPool;
+
+/// A store on a new, empty bucket of the local server.
+async fn fresh_bucket() -> S3Store {
+    let endpoint = std::env::var("PRIMER_TEST_S3_ENDPOINT")
+        .expect("PRIMER_TEST_S3_ENDPOINT is not set: run scripts/test, which starts an S3-compatible server");
+    let sdk = aws_config::SdkConfig::builder()
+        .region(Region::new("us-east-1"))
+        .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
+            "test",
+            "test",
+            None,
+            None,
+            "primer-tests",
+        )))
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .build();
+    let bucket = format!("primer-test-{}", uuid::Uuid::new_v4().simple());
+    let store =
+        S3Store::new(&sdk, &S3Config { bucket: bucket.clone(), endpoint: Some(endpoint), path_style: true });
+    store.client().create_bucket().bucket(&bucket).send().await.expect("the bucket is created");
+    store
+}
+
+fn key(s: &str) -> ObjectKey {
+    ObjectKey::parse(s).unwrap()
+}
+
+#[tokio::test]
+async fn objects_round_trip_through_s3() {
+    let store = fresh_bucket().await;
+    let chapter = key("personalized/u1/1/v1-abc.md");
+    assert_eq!(store.get(&chapter).await.unwrap(), None, "a missing key is None, not an error");
+
+    store.put(&chapter, "# Hello\n".into(), "text/markdown; charset=utf-8").await.unwrap();
+    assert_eq!(store.get(&chapter).await.unwrap().as_deref(), Some(&b"# Hello\n"[..]));
+    let head =
+        store.client().head_object().bucket(store.bucket()).key(chapter.as_str()).send().await.unwrap();
+    assert_eq!(head.content_type(), Some("text/markdown; charset=utf-8"));
+
+    store.delete(&chapter).await.unwrap();
+    assert_eq!(store.get(&chapter).await.unwrap(), None);
+    store.delete(&chapter).await.expect("deleting a missing object is fine");
+}
+
+#[tokio::test]
+async fn a_presigned_url_fetches_the_object_without_credentials() {
+    let store = fresh_bucket().await;
+    let chapter = key("personalized/u1/2/v3-def.md");
+    store.put(&chapter, "# Signed\n".into(), "text/markdown").await.unwrap();
+
+    let url = store.presign_get(&chapter, Duration::from_secs(900)).await.unwrap().expect("S3 presigns");
+    assert!(url.contains("X-Amz-Signature=") && url.contains("X-Amz-Expires=900"), "{url}");
+    let response = reqwest::get(&url).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.text().await.unwrap(), "# Signed\n");
+}
+
+#[tokio::test]
+async fn deleting_a_prefix_spares_its_neighbours() {
+    let store = fresh_bucket().await;
+    for k in ["personalized/u1/1/a.md", "personalized/u1/2/b.md", "personalized/u10/1/c.md"] {
+        store.put(&key(k), b"x".to_vec(), "text/markdown").await.unwrap();
+    }
+    let removed = store.delete_prefix(&KeyPrefix::parse("personalized/u1/").unwrap()).await.unwrap();
+    assert_eq!(removed, 2);
+    assert_eq!(store.get(&key("personalized/u1/2/b.md")).await.unwrap(), None);
+    assert!(store.get(&key("personalized/u10/1/c.md")).await.unwrap().is_some());
+    let none = store.delete_prefix(&KeyPrefix::parse("personalized/nobody/").unwrap()).await.unwrap();
+    assert_eq!(none, 0);
+}
+
+#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+async fn the_personalized_route_redirects_to_a_presigned_url(pool: PgPool) {
+    let state = AppState::new(test_config(), pool).with_blobs(Arc::new(fresh_bucket().await));
+    let app = TestApp::with_state(state, with_auth);
+    import_fixture(app.pool()).await;
+    let (reader, _) = python_reader(&app, "reader@example.com").await;
+
+    let redirect =
+        app.get("/api/chapters/1/personalized?delivery=redirect", Some(&reader.access_token)).await;
+    assert_eq!(redirect.status, StatusCode::FOUND, "{}", redirect.text());
+    let location = redirect.headers[header::LOCATION].to_str().unwrap();
+    assert!(location.contains(&format!("personalized/{}/1/v1-", reader.id)), "{location}");
+    let fetched = reqwest::get(location).await.unwrap().text().await.unwrap();
+
+    let inline = app.get("/api/chapters/1/personalized?format=json", Some(&reader.access_token)).await.json();
+    assert_eq!(inline["cached"], true, "the redirect stored it first");
+    assert_eq!(inline["markdown"], fetched.as_str());
+}

@@ -1,0 +1,251 @@
+//! The conversations function: `/api/models` and `/api/conversations*` of API.md — a
+//! caller's conversations with the tutor and their messages. The caller is a signed-in user
+//! or a guest (`Bearer <guest_token>`); another owner's conversation is a 404 on every route.
+//!
+//! Conversations and messages are stored by `primer_shared::conversations`; answering a
+//! message (retrieval from the book, the model or the offline tutor, duplicates, retries) is
+//! `primer_shared::tutor`. Handing a guest's conversations to a user happens in the auth
+//! function, at register and login.
+//!
+//! Messages are paged from the newest: a page holds the `limit` messages before `before` (or
+//! the newest ones), oldest first, and `next_cursor` leads to older ones.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use primer_shared::conversations::{
+    self, Conversation, ConversationChanges, ConversationQuery, Cursor, Message, MessageContent,
+    NewConversation, Owner, PageSize, SystemPrompt, Title,
+};
+use primer_shared::extract::{Caller, JsonBody, QueryParams, nullable};
+use primer_shared::tutor::{Exchange, ModelCatalog, Tutor};
+use primer_shared::{AppState, Error, FieldErrors, Result, app};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// The conversations routes, for the Lambda and for the local runner.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/models", get(models))
+        .route("/api/conversations", post(create).get(list))
+        .route("/api/conversations/{id}", get(show).patch(update).delete(remove))
+        .route("/api/conversations/{id}/messages", get(list_messages).post(post_message))
+        .route("/api/conversations/{id}/messages/{message_id}/retry", post(retry))
+}
+
+/// The function's whole service: its routes with the shared layers, on `state`.
+pub fn router(state: AppState) -> Router {
+    app::service(routes(), state)
+}
+
+fn catalog(state: &AppState) -> ModelCatalog<'_> {
+    ModelCatalog::new(state.model.as_deref())
+}
+
+/// An id in the path; one that is not a UUID names nothing, so it is a 404 like a missing one.
+fn resource_id(raw: &str) -> Result<Uuid> {
+    raw.parse().map_err(|_| Error::NotFound)
+}
+
+#[derive(Serialize)]
+struct ModelList {
+    models: Vec<ModelEntry>,
+    default: String,
+}
+
+#[derive(Serialize)]
+struct ModelEntry {
+    id: String,
+    /// True for the built-in offline tutor, which quotes the book instead of writing.
+    offline: bool,
+}
+
+async fn models(State(state): State<AppState>, _caller: Caller) -> Json<ModelList> {
+    let catalog = catalog(&state);
+    let models = catalog
+        .allowed()
+        .into_iter()
+        .map(|id| ModelEntry { id: id.to_owned(), offline: catalog.is_offline() })
+        .collect();
+    Json(ModelList { models, default: catalog.default_model().as_str().to_owned() })
+}
+
+/// `{conversation}`.
+#[derive(Serialize)]
+struct ConversationBody {
+    conversation: Conversation,
+}
+
+#[derive(Deserialize)]
+struct CreateRequest {
+    title: Option<String>,
+    ai_model: Option<String>,
+    system_prompt: Option<String>,
+}
+
+async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    JsonBody(body): JsonBody<CreateRequest>,
+) -> Result<(StatusCode, Json<ConversationBody>)> {
+    let catalog = catalog(&state);
+    let mut errors = FieldErrors::new();
+    let title = body.title.and_then(|t| errors.check("title", Title::parse(&t)));
+    let ai_model = match body.ai_model {
+        Some(model) => errors.check("ai_model", catalog.parse(&model)),
+        None => Some(catalog.default_model()),
+    };
+    let system_prompt =
+        body.system_prompt.and_then(|p| errors.check("system_prompt", SystemPrompt::parse(&p)));
+    errors.finish()?;
+    let new = NewConversation { title, ai_model: ai_model.unwrap(), system_prompt: system_prompt.flatten() };
+    let conversation =
+        conversations::create(&mut *state.pool.acquire().await?, &Owner::from(caller), new).await?;
+    Ok((StatusCode::CREATED, Json(ConversationBody { conversation })))
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    archived: Option<bool>,
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+#[derive(Serialize)]
+struct ConversationList {
+    conversations: Vec<Conversation>,
+    next_cursor: Option<String>,
+}
+
+async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    QueryParams(query): QueryParams<ListQuery>,
+) -> Result<Json<ConversationList>> {
+    let query = ConversationQuery {
+        archived: query.archived.unwrap_or(false),
+        limit: PageSize::parse(query.limit, 20)?,
+        after: query.cursor.as_deref().map(Cursor::parse).transpose()?,
+    };
+    let page = conversations::list(&state.pool, &Owner::from(caller), query).await?;
+    Ok(Json(ConversationList { conversations: page.items, next_cursor: page.next_cursor }))
+}
+
+async fn show(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<ConversationBody>> {
+    let conversation = conversations::get(&state.pool, &Owner::from(caller), resource_id(&id)?)
+        .await?
+        .ok_or(Error::NotFound)?;
+    Ok(Json(ConversationBody { conversation }))
+}
+
+#[derive(Deserialize)]
+struct UpdateRequest {
+    title: Option<String>,
+    ai_model: Option<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    system_prompt: Option<Option<String>>,
+    is_archived: Option<bool>,
+    is_pinned: Option<bool>,
+}
+
+async fn update(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<UpdateRequest>,
+) -> Result<Json<ConversationBody>> {
+    let id = resource_id(&id)?;
+    let catalog = catalog(&state);
+    let mut errors = FieldErrors::new();
+    let changes = ConversationChanges {
+        title: body.title.and_then(|t| errors.check("title", Title::parse(&t))),
+        ai_model: body.ai_model.and_then(|m| errors.check("ai_model", catalog.parse(&m))),
+        system_prompt: body.system_prompt.and_then(|prompt| match prompt {
+            None => Some(None),
+            Some(p) => errors.check("system_prompt", SystemPrompt::parse(&p)),
+        }),
+        is_archived: body.is_archived,
+        is_pinned: body.is_pinned,
+    };
+    errors.finish()?;
+    let conversation = conversations::update(&state.pool, &Owner::from(caller), id, changes)
+        .await?
+        .ok_or(Error::NotFound)?;
+    Ok(Json(ConversationBody { conversation }))
+}
+
+async fn remove(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<StatusCode> {
+    if conversations::delete(&state.pool, &Owner::from(caller), resource_id(&id)?).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(Error::NotFound)
+    }
+}
+
+#[derive(Deserialize)]
+struct MessagesQuery {
+    limit: Option<u32>,
+    before: Option<String>,
+}
+
+#[derive(Serialize)]
+struct MessageList {
+    messages: Vec<Message>,
+    next_cursor: Option<String>,
+}
+
+async fn list_messages(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    QueryParams(query): QueryParams<MessagesQuery>,
+) -> Result<Json<MessageList>> {
+    let id = resource_id(&id)?;
+    let limit = PageSize::parse(query.limit, 50)?;
+    let before = query.before.as_deref().map(Cursor::parse).transpose()?;
+    let owner = Owner::from(caller);
+    // Asked first, so an empty page of someone else's conversation is a 404, not `[]`.
+    conversations::get(&state.pool, &owner, id).await?.ok_or(Error::NotFound)?;
+    let page = conversations::list_messages(&state.pool, &owner, id, limit, before).await?;
+    Ok(Json(MessageList { messages: page.items, next_cursor: page.next_cursor }))
+}
+
+#[derive(Deserialize)]
+struct PostMessageRequest {
+    content: Option<String>,
+}
+
+async fn post_message(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<PostMessageRequest>,
+) -> Result<(StatusCode, Json<Exchange>)> {
+    let id = resource_id(&id)?;
+    let content = body.content.ok_or_else(|| Error::invalid("content", "is required"))?;
+    let content = MessageContent::parse(content)?;
+    let exchange =
+        Tutor::new(&state.pool, state.model.as_deref()).post(&Owner::from(caller), id, content).await?;
+    Ok((StatusCode::CREATED, Json(exchange)))
+}
+
+#[derive(Serialize)]
+struct ReplyBody {
+    reply: Message,
+}
+
+async fn retry(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((id, message_id)): Path<(String, String)>,
+) -> Result<(StatusCode, Json<ReplyBody>)> {
+    let (id, message_id) = (resource_id(&id)?, resource_id(&message_id)?);
+    let reply =
+        Tutor::new(&state.pool, state.model.as_deref()).retry(&Owner::from(caller), id, message_id).await?;
+    Ok((StatusCode::CREATED, Json(ReplyBody { reply })))
+}

@@ -1,0 +1,107 @@
+//! What the conversations tests share: the app (with the auth routes, which sign callers in),
+//! callers of every kind, and a model client pointed at a local stub server.
+
+#![allow(dead_code)] // Each test file uses its own part.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::{Method, StatusCode};
+use primer_shared::model::{ModelClient, ModelConfig, Url};
+use primer_shared::test_util::{TestApp, TestResponse, test_config};
+use primer_shared::{AppState, app};
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use wiremock::MockServer;
+
+/// The conversations routes, and the auth routes to sign callers in.
+pub fn router(state: AppState) -> Router {
+    app::service(auth::routes().merge(conversations::routes()), state)
+}
+
+/// The app with the offline tutor (no model configured).
+pub fn offline_app(pool: PgPool) -> TestApp {
+    TestApp::new(pool, router)
+}
+
+/// The model the stub server plays.
+pub const STUB_MODEL: &str = "tutor-small";
+
+/// The app with a model client pointed at `server`; short timeouts keep failing tests fast.
+pub fn app_with_model(pool: PgPool, server: &MockServer) -> TestApp {
+    let mut config = ModelConfig::new(
+        "sk-test".to_owned().into(),
+        Url::parse(&format!("{}/v1", server.uri())).unwrap(),
+        STUB_MODEL,
+    );
+    config.allowed_models.push("tutor-large".into());
+    config.request_timeout = Duration::from_millis(500);
+    config.total_timeout = Duration::from_secs(3);
+    config.retry_backoff = Duration::from_millis(5);
+    let client = ModelClient::new(config).unwrap();
+    let state = AppState::new(test_config(), pool).with_model(Some(Arc::new(client)));
+    TestApp::with_state(state, router)
+}
+
+/// A chat completion whose answer is `text`.
+pub fn completion(text: &str) -> wiremock::ResponseTemplate {
+    wiremock::ResponseTemplate::new(200).set_body_json(json!({
+        "id": "chatcmpl-1",
+        "object": "chat.completion",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}]
+    }))
+}
+
+/// A fresh guest token.
+pub async fn guest_token(app: &TestApp) -> String {
+    let response = app.guest().await;
+    assert_eq!(response.status, StatusCode::CREATED, "{}", response.text());
+    response.json()["guest_token"].as_str().unwrap().to_owned()
+}
+
+/// A signed-up user's access token.
+pub async fn user_token(app: &TestApp, email: &str) -> String {
+    app.signed_up(email).await.access_token
+}
+
+/// `POST /api/conversations` with `body`, which must succeed; the conversation.
+pub async fn create(app: &TestApp, token: &str, body: Value) -> Value {
+    let response = app.call(Method::POST, "/api/conversations", Some(token), Some(body)).await;
+    assert_eq!(response.status, StatusCode::CREATED, "{}", response.text());
+    response.json()["conversation"].clone()
+}
+
+/// The id of a value that has one.
+pub fn id(value: &Value) -> String {
+    value["id"].as_str().unwrap_or_else(|| panic!("no id in {value}")).to_owned()
+}
+
+/// `POST /api/conversations/{id}/messages`.
+pub async fn post_message(app: &TestApp, token: &str, conversation_id: &str, content: &str) -> TestResponse {
+    let path = format!("/api/conversations/{conversation_id}/messages");
+    app.call(Method::POST, &path, Some(token), Some(json!({"content": content}))).await
+}
+
+/// `POST /api/conversations/{id}/messages/{message_id}/retry`.
+pub async fn retry(app: &TestApp, token: &str, conversation_id: &str, message_id: &str) -> TestResponse {
+    let path = format!("/api/conversations/{conversation_id}/messages/{message_id}/retry");
+    app.call(Method::POST, &path, Some(token), None).await
+}
+
+/// Every message of a conversation, oldest first, as the API lists them.
+pub async fn messages(app: &TestApp, token: &str, conversation_id: &str) -> Vec<Value> {
+    let response =
+        app.get(&format!("/api/conversations/{conversation_id}/messages?limit=100"), Some(token)).await;
+    assert_eq!(response.status, StatusCode::OK, "{}", response.text());
+    response.json()["messages"].as_array().unwrap().clone()
+}
+
+/// How many message rows a conversation has in the database.
+pub async fn stored_messages(pool: &PgPool, conversation_id: &str) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM messages WHERE conversation_id = $1::uuid")
+        .bind(conversation_id)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}

@@ -1,0 +1,104 @@
+//! The janitor: a clean-up run hourly by an EventBridge schedule, not over HTTP. It removes
+//! expired sessions and verification rows, failed-login records older than the rate limit
+//! needs, and personalized chapters nobody can be served any more (made for a profile hash
+//! that is no longer the user's, or for an old chapter version): object first, then row. It
+//! answers (and logs) how many of each it removed.
+//!
+//! What counts as stale, and the removal itself, live in the core crate
+//! (`primer_shared::personalize::cache`), beside the code that makes those chapters.
+
+use primer_shared::error::ErrorChain;
+use primer_shared::personalize::cache;
+use primer_shared::{AppState, Result, telemetry};
+use serde::Serialize;
+use serde_json::Value;
+
+/// Failed logins are counted over 15 minutes; a day's worth is kept for investigations.
+const LOGIN_FAILURES_KEPT: &str = "1 day";
+
+/// Stale copies looked at per query.
+const STALE_BATCH: i64 = 200;
+
+/// What one run removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Sweep {
+    /// Sessions past their expiry.
+    pub sessions: u64,
+    /// Verification rows past their expiry.
+    pub verifications: u64,
+    /// Failed-login records older than a day.
+    pub login_failures: u64,
+    /// Stale personalized chapters, object and row.
+    pub personalized_chapters: u64,
+    /// Stale personalized chapters whose object could not be removed; they stay, row and all,
+    /// for the next run.
+    pub personalized_chapters_failed: u64,
+}
+
+/// Runs every clean-up once.
+pub async fn sweep(state: &AppState) -> Result<Sweep> {
+    let mut sweep = Sweep {
+        sessions: delete(state, r#"DELETE FROM "session" WHERE "expiresAt" < now()"#).await?,
+        verifications: delete(state, r#"DELETE FROM "verification" WHERE "expiresAt" < now()"#).await?,
+        login_failures: sqlx::query("DELETE FROM login_failures WHERE failed_at < now() - $1::interval")
+            .bind(LOGIN_FAILURES_KEPT)
+            .execute(&state.pool)
+            .await?
+            .rows_affected(),
+        ..Sweep::default()
+    };
+    let mut after = None;
+    loop {
+        let batch = cache::stale_copies(&state.pool, after, STALE_BATCH).await?;
+        let Some(last) = batch.last() else { break };
+        after = Some(last.id);
+        for copy in &batch {
+            match cache::remove_stale(&state.pool, state.blobs.as_ref(), copy).await {
+                Ok(true) => sweep.personalized_chapters += 1,
+                Ok(false) => {}
+                Err(e) => {
+                    sweep.personalized_chapters_failed += 1;
+                    tracing::warn!(key = %copy.storage_path, error = %ErrorChain(&e), "could not remove a stale chapter");
+                }
+            }
+        }
+    }
+    Ok(sweep)
+}
+
+async fn delete(state: &AppState, sql: &'static str) -> Result<u64> {
+    Ok(sqlx::query(sql).execute(&state.pool).await?.rows_affected())
+}
+
+/// The Lambda handler: the schedule's event carries nothing the sweep needs.
+pub async fn handle(state: &AppState, _event: Value) -> Result<Sweep, lambda_runtime::Error> {
+    match sweep(state).await {
+        Ok(sweep) => {
+            tracing::info!(
+                sessions = sweep.sessions,
+                verifications = sweep.verifications,
+                login_failures = sweep.login_failures,
+                personalized_chapters = sweep.personalized_chapters,
+                personalized_chapters_failed = sweep.personalized_chapters_failed,
+                "janitor swept"
+            );
+            Ok(sweep)
+        }
+        Err(e) => {
+            tracing::error!(error = %ErrorChain(&e), "janitor failed");
+            Err(e.into())
+        }
+    }
+}
+
+/// The whole `main`: logging, state from the environment, then Lambda's loop.
+pub async fn run_on_lambda() -> Result<(), lambda_runtime::Error> {
+    telemetry::init();
+    let state =
+        AppState::from_env().await.inspect_err(|e| tracing::error!(error = %e, "bad configuration"))?;
+    lambda_runtime::run(lambda_runtime::service_fn(|event: lambda_runtime::LambdaEvent<Value>| {
+        let state = state.clone();
+        async move { handle(&state, event.payload).await }
+    }))
+    .await
+}

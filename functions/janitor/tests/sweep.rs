@@ -1,0 +1,154 @@
+//! The janitor removes exactly what is expired or stale, and nothing live.
+
+use std::sync::Arc;
+
+use janitor::{Sweep, handle, sweep};
+use primer_shared::AppState;
+use primer_shared::blob::ObjectKey;
+use primer_shared::book::{self, ChapterId, ChapterSource};
+use primer_shared::personalize::cache::personalized_chapter;
+use primer_shared::test_util::{TestApp, TestUser, UnreachableStore, event, set_reader_profile, test_config};
+use sqlx::PgPool;
+
+const CHAPTER: &str = "# Walking\n\n:::only{level=\"beginner\"}\nTake it slowly.\n:::\n\n## Balance\n\nKeep the centre of mass over the feet.\n";
+
+async fn import(pool: &PgPool, number: u32, extra: &str) {
+    let source =
+        ChapterSource::parse(&format!("0{number}-walking-{number}.md"), format!("{CHAPTER}{extra}")).unwrap();
+    book::import_chapter(&mut pool.acquire().await.unwrap(), &source).await.unwrap();
+}
+
+fn chapter(n: &str) -> ChapterId {
+    ChapterId::parse(n).unwrap()
+}
+
+async fn reader(app: &TestApp, email: &str, level: &str) -> TestUser {
+    let user = app.signed_up(email).await;
+    set_reader_profile(app.pool(), &user.id, level, "none", &["Python"], &[]).await;
+    user
+}
+
+/// Makes (and stores) `user`'s copy of `chapter`; returns its key.
+async fn read(app: &TestApp, user: &TestUser, chapter: ChapterId) -> ObjectKey {
+    personalized_chapter(&app.state, &user.id, chapter).await.unwrap().key
+}
+
+async fn keys_in_rows(pool: &PgPool) -> Vec<String> {
+    sqlx::query_scalar("SELECT storage_path FROM personalized_chapters ORDER BY storage_path")
+        .fetch_all(pool)
+        .await
+        .unwrap()
+}
+
+async fn exists(app: &TestApp, key: &ObjectKey) -> bool {
+    app.state.blobs.get(key).await.unwrap().is_some()
+}
+
+async fn count(pool: &PgPool, sql: &'static str) -> i64 {
+    sqlx::query_scalar(sql).fetch_one(pool).await.unwrap()
+}
+
+#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+async fn only_expired_and_stale_things_go(pool: PgPool) {
+    let app = TestApp::new(pool, auth::router);
+    let pool = app.pool().clone();
+    import(&pool, 1, "").await;
+    import(&pool, 2, "").await;
+
+    // Sessions: one expired, one live.
+    let ada = reader(&app, "ada@example.com", "Beginner").await;
+    let old_session = app.signed_in(&ada).await;
+    sqlx::query(r#"UPDATE "session" SET "expiresAt" = now() - interval '1 minute' WHERE id = $1"#)
+        .bind(&old_session.session_id)
+        .execute(&pool)
+        .await
+        .unwrap();
+    // Verifications and failed logins: one old, one current each.
+    sqlx::query(
+        r#"INSERT INTO "verification" (id, identifier, value, "expiresAt") VALUES
+           ('v-old', 'reset:ada', 'x', now() - interval '1 hour'), ('v-new', 'reset:ada', 'y', now() + interval '1 hour')"#,
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO login_failures (email, ip_address, failed_at) VALUES
+         ('ada@example.com', '203.0.113.9', now() - interval '2 days'), ('ada@example.com', '203.0.113.9', now())",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+
+    // Personalized chapters. Ada changes her profile after reading chapter 1: that copy is stale.
+    let ada_old = read(&app, &ada, chapter("1")).await;
+    set_reader_profile(&pool, &ada.id, "Advanced", "none", &["Python"], &[]).await;
+    let ada_live = read(&app, &ada, chapter("1")).await;
+    // Bob read chapter 2 before it changed: stale; he reads the new version too: live.
+    let bob = reader(&app, "bob@example.com", "Intermediate").await;
+    let bob_old = read(&app, &bob, chapter("2")).await;
+    import(&pool, 2, "\n## Turning\n\nNew section.\n").await;
+    let bob_live = read(&app, &bob, chapter("2")).await;
+    // Cy's profile is gone altogether: nothing of hers can be served.
+    let cy = reader(&app, "cy@example.com", "Beginner").await;
+    let cy_old = read(&app, &cy, chapter("1")).await;
+    sqlx::query("DELETE FROM user_profiles WHERE user_id = $1").bind(&cy.id).execute(&pool).await.unwrap();
+
+    let swept = sweep(&app.state).await.unwrap();
+    assert_eq!(
+        swept,
+        Sweep {
+            sessions: 1,
+            verifications: 1,
+            login_failures: 1,
+            personalized_chapters: 3,
+            personalized_chapters_failed: 0
+        }
+    );
+    for gone in [&ada_old, &bob_old, &cy_old] {
+        assert!(!exists(&app, gone).await, "{gone} is still stored");
+    }
+    for live in [&ada_live, &bob_live] {
+        assert!(exists(&app, live).await, "{live} was removed");
+    }
+    let mut live_keys = vec![ada_live.to_string(), bob_live.to_string()];
+    live_keys.sort();
+    assert_eq!(keys_in_rows(&pool).await, live_keys);
+    assert_eq!(app.me(&ada.access_token).await.status, 200, "the live session still works");
+    assert_eq!(count(&pool, r#"SELECT count(*) FROM "verification""#).await, 1);
+    assert_eq!(count(&pool, "SELECT count(*) FROM login_failures").await, 1);
+
+    assert_eq!(sweep(&app.state).await.unwrap(), Sweep::default(), "a second run finds nothing");
+}
+
+#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+async fn a_copy_whose_object_cannot_be_removed_keeps_its_row(pool: PgPool) {
+    let app = TestApp::new(pool, auth::router);
+    import(app.pool(), 1, "").await;
+    let ada = reader(&app, "ada@example.com", "Beginner").await;
+    let stale = read(&app, &ada, chapter("1")).await;
+    set_reader_profile(app.pool(), &ada.id, "Advanced", "none", &["Python"], &[]).await;
+
+    let broken = AppState::new(test_config(), app.pool().clone()).with_blobs(Arc::new(UnreachableStore));
+    let swept = sweep(&broken).await.unwrap();
+    assert_eq!((swept.personalized_chapters, swept.personalized_chapters_failed), (0, 1));
+    assert_eq!(keys_in_rows(app.pool()).await, [stale.to_string()], "no row without its object removed");
+
+    let swept = sweep(&app.state).await.unwrap();
+    assert_eq!((swept.personalized_chapters, swept.personalized_chapters_failed), (1, 0));
+    assert!(!exists(&app, &stale).await);
+}
+
+#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+async fn the_schedule_event_returns_the_counts(pool: PgPool) {
+    let app = TestApp::new(pool, auth::router);
+    let payload: serde_json::Value = serde_json::from_str(&event("janitor-schedule.json", &[])).unwrap();
+    assert_eq!(payload["detail-type"], "Scheduled Event");
+    let counts = handle(&app.state, payload).await.unwrap();
+    assert_eq!(
+        serde_json::to_value(counts).unwrap(),
+        serde_json::json!({
+            "sessions": 0, "verifications": 0, "login_failures": 0,
+            "personalized_chapters": 0, "personalized_chapters_failed": 0
+        })
+    );
+}

@@ -1,0 +1,439 @@
+//! The language model: a client for any OpenAI-compatible chat-completions endpoint.
+//!
+//! One [`ModelClient`] is built per cold start from a [`ModelConfig`] (see
+//! [`crate::config`]); without an API key there is no client and the built-in offline engines
+//! stand in. A call is bounded twice: each attempt by `request_timeout`, the whole call,
+//! retries included, by `total_timeout`. Rate limits (429) and server errors (5xx) are retried
+//! a bounded number of times with exponential backoff; nothing else is, because a bad key or
+//! a bad request fails the same way the second time.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use reqwest::header::{HeaderMap, RETRY_AFTER};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+
+/// The URL type of [`ModelConfig::base_url`].
+pub use reqwest::Url;
+
+/// How to reach the model and how long to wait for it.
+#[derive(Debug, Clone)]
+pub struct ModelConfig {
+    /// The bearer key of the endpoint (`MODEL_API_KEY`).
+    pub api_key: SecretString,
+    /// The endpoint's base, e.g. `https://api.openai.com/v1`; `/chat/completions` is appended.
+    pub base_url: Url,
+    /// The model used when a caller names none (`MODEL_NAME`).
+    pub default_model: String,
+    /// Every model a conversation may use (`MODEL_ALLOWED`); contains `default_model`.
+    pub allowed_models: Vec<String>,
+    /// Limit for one HTTP attempt.
+    pub request_timeout: Duration,
+    /// Limit for the whole call, retries and backoff included.
+    pub total_timeout: Duration,
+    /// Attempts after the first one, on 429, 5xx or a connection failure.
+    pub max_retries: u32,
+    /// The first backoff; each further one doubles it.
+    pub retry_backoff: Duration,
+}
+
+impl ModelConfig {
+    /// A configuration with the defaults for everything but the endpoint, key and model.
+    pub fn new(api_key: SecretString, base_url: Url, model: impl Into<String>) -> Self {
+        let model = model.into();
+        Self {
+            api_key,
+            base_url,
+            allowed_models: vec![model.clone()],
+            default_model: model,
+            request_timeout: Duration::from_secs(20),
+            total_timeout: Duration::from_secs(25),
+            max_retries: 2,
+            retry_backoff: Duration::from_millis(500),
+        }
+    }
+}
+
+/// Who says a message of the conversation sent to the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Instructions that frame the whole conversation.
+    System,
+    /// The person asking.
+    User,
+    /// The model's earlier answers.
+    Assistant,
+}
+
+/// One message of the conversation sent to the model.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatMessage {
+    /// Who says it.
+    pub role: Role,
+    /// What is said.
+    pub content: String,
+}
+
+impl ChatMessage {
+    /// A system message.
+    pub fn system(content: impl Into<String>) -> Self {
+        Self { role: Role::System, content: content.into() }
+    }
+
+    /// A message of the person asking.
+    pub fn user(content: impl Into<String>) -> Self {
+        Self { role: Role::User, content: content.into() }
+    }
+
+    /// An earlier answer of the model.
+    pub fn assistant(content: impl Into<String>) -> Self {
+        Self { role: Role::Assistant, content: content.into() }
+    }
+}
+
+/// Why the model gave no answer. [`ModelError::code`] is stable: it is stored in a failed
+/// reply's `error_details` and clients may branch on it.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// No answer within the time limit.
+    #[error("the language model did not answer in time")]
+    Timeout,
+    /// The endpoint refused the key (401 or 403).
+    #[error("the language model refused our credentials")]
+    Unauthorized,
+    /// Still rate limited after every retry.
+    #[error("the language model is rate limiting us; try again shortly")]
+    RateLimited,
+    /// The endpoint could not be reached.
+    #[error("the language model could not be reached")]
+    Unreachable(#[source] reqwest::Error),
+    /// Any other unsuccessful status (5xx after every retry, or a 4xx such as an unknown model).
+    #[error("the language model failed with status {0}")]
+    Status(StatusCode),
+    /// A successful status with a body that is not a chat completion with text in it.
+    #[error("the language model sent an answer we could not read")]
+    BadResponse(String),
+}
+
+impl ModelError {
+    /// The machine-readable code: `model_timeout`, `model_unauthorized`, `model_rate_limited`,
+    /// `model_unreachable`, `model_error` or `model_bad_response`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Timeout => "model_timeout",
+            Self::Unauthorized => "model_unauthorized",
+            Self::RateLimited => "model_rate_limited",
+            Self::Unreachable(_) => "model_unreachable",
+            Self::Status(_) => "model_error",
+            Self::BadResponse(_) => "model_bad_response",
+        }
+    }
+
+    /// Whether another attempt may succeed.
+    fn is_transient(&self) -> bool {
+        match self {
+            Self::RateLimited | Self::Unreachable(_) => true,
+            Self::Status(status) => status.is_server_error(),
+            Self::Timeout | Self::Unauthorized | Self::BadResponse(_) => false,
+        }
+    }
+}
+
+/// The OpenAI-compatible chat-completions client. Cheap to share behind an `Arc`.
+#[derive(Debug)]
+pub struct ModelClient {
+    http: reqwest::Client,
+    endpoint: Url,
+    config: ModelConfig,
+}
+
+#[derive(Serialize)]
+struct CompletionRequest<'a> {
+    model: &'a str,
+    messages: &'a [ChatMessage],
+}
+
+#[derive(Deserialize)]
+struct CompletionResponse {
+    choices: Vec<Choice>,
+}
+
+#[derive(Deserialize)]
+struct Choice {
+    message: AnswerMessage,
+}
+
+#[derive(Deserialize)]
+struct AnswerMessage {
+    content: Option<String>,
+}
+
+/// The part of an OpenAI error body worth logging; its `message` may quote our input.
+#[derive(Deserialize)]
+struct UpstreamError {
+    error: UpstreamErrorInner,
+}
+
+#[derive(Deserialize)]
+struct UpstreamErrorInner {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    code: Option<serde_json::Value>,
+}
+
+impl ModelClient {
+    /// Builds the HTTP client (rustls) for `config`.
+    pub fn new(config: ModelConfig) -> Result<Self, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .timeout(config.request_timeout)
+            .connect_timeout(config.request_timeout.min(Duration::from_secs(5)))
+            .build()?;
+        let endpoint = chat_completions_url(&config.base_url);
+        Ok(Self { http, endpoint, config })
+    }
+
+    /// The model used when a caller names none.
+    pub fn default_model(&self) -> &str {
+        &self.config.default_model
+    }
+
+    /// Every model a conversation may use.
+    pub fn allowed_models(&self) -> &[String] {
+        &self.config.allowed_models
+    }
+
+    /// Sends `messages` to `model` and returns the text of its answer.
+    pub async fn complete(&self, model: &str, messages: &[ChatMessage]) -> Result<String, ModelError> {
+        tokio::time::timeout(self.config.total_timeout, self.complete_with_retries(model, messages))
+            .await
+            .unwrap_or(Err(ModelError::Timeout))
+    }
+
+    async fn complete_with_retries(
+        &self,
+        model: &str,
+        messages: &[ChatMessage],
+    ) -> Result<String, ModelError> {
+        let mut attempt = 0;
+        loop {
+            match self.attempt(model, messages).await {
+                Ok(answer) => return Ok(answer),
+                Err(Failure { error, retry_after })
+                    if error.is_transient() && attempt < self.config.max_retries =>
+                {
+                    let backoff = self.config.retry_backoff * 2u32.saturating_pow(attempt);
+                    let delay = retry_after.map_or(backoff, |asked| asked.max(backoff));
+                    tracing::warn!(
+                        code = error.code(),
+                        attempt,
+                        delay_ms = delay.as_millis() as u64,
+                        "model call failed; retrying"
+                    );
+                    tokio::time::sleep(delay).await;
+                    attempt += 1;
+                }
+                Err(Failure { error, .. }) => return Err(error),
+            }
+        }
+    }
+
+    async fn attempt(&self, model: &str, messages: &[ChatMessage]) -> Result<String, Failure> {
+        let response = self
+            .http
+            .post(self.endpoint.clone())
+            .bearer_auth(self.config.api_key.expose_secret())
+            .json(&CompletionRequest { model, messages })
+            .send()
+            .await
+            .map_err(transport_error)?;
+        let status = response.status();
+        if !status.is_success() {
+            let retry_after = retry_after(response.headers());
+            let upstream = response.json::<UpstreamError>().await.ok().map(|e| e.error);
+            tracing::warn!(
+                status = status.as_u16(),
+                upstream_type = upstream.as_ref().and_then(|e| e.kind.as_deref()),
+                upstream_code = upstream.as_ref().and_then(|e| e.code.as_ref()).map(|c| c.to_string()),
+                "model answered with an error status"
+            );
+            let error = match status {
+                StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => ModelError::Unauthorized,
+                StatusCode::TOO_MANY_REQUESTS => ModelError::RateLimited,
+                other => ModelError::Status(other),
+            };
+            return Err(Failure { error, retry_after });
+        }
+        let body: CompletionResponse = response.json().await.map_err(|e| {
+            if e.is_timeout() {
+                Failure::from(ModelError::Timeout)
+            } else {
+                Failure::from(ModelError::BadResponse(format!("not a chat completion: {e}")))
+            }
+        })?;
+        body.choices
+            .into_iter()
+            .next()
+            .and_then(|choice| choice.message.content)
+            .filter(|text| !text.trim().is_empty())
+            .ok_or_else(|| ModelError::BadResponse("the completion holds no text".into()).into())
+    }
+}
+
+/// A failed attempt and how long the endpoint asked us to wait before the next one.
+struct Failure {
+    error: ModelError,
+    retry_after: Option<Duration>,
+}
+
+impl From<ModelError> for Failure {
+    fn from(error: ModelError) -> Self {
+        Self { error, retry_after: None }
+    }
+}
+
+fn transport_error(e: reqwest::Error) -> Failure {
+    if e.is_timeout() { ModelError::Timeout.into() } else { ModelError::Unreachable(e).into() }
+}
+
+/// `Retry-After` in seconds; an HTTP date or a wait longer than a minute is not worth honouring
+/// inside one request, so the ordinary backoff applies.
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let secs: u64 = headers.get(RETRY_AFTER)?.to_str().ok()?.trim().parse().ok()?;
+    (secs <= 60).then(|| Duration::from_secs(secs))
+}
+
+/// `base` + `/chat/completions`, keeping the base's path (`Url::join` would drop its last
+/// segment, e.g. `/v1`).
+fn chat_completions_url(base: &Url) -> Url {
+    let mut url = base.clone();
+    let path = format!("{}/chat/completions", base.path().trim_end_matches('/'));
+    url.set_path(&path);
+    url
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wiremock::matchers::{body_partial_json, header, method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    fn client(server: &MockServer) -> ModelClient {
+        let mut config = ModelConfig::new(
+            SecretString::from("sk-test"),
+            Url::parse(&format!("{}/v1", server.uri())).unwrap(),
+            "tutor-small",
+        );
+        config.request_timeout = Duration::from_millis(300);
+        config.total_timeout = Duration::from_secs(5);
+        config.retry_backoff = Duration::from_millis(5);
+        ModelClient::new(config).unwrap()
+    }
+
+    fn completion(text: &str) -> ResponseTemplate {
+        ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "id": "chatcmpl-1",
+            "object": "chat.completion",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}]
+        }))
+    }
+
+    #[test]
+    fn the_endpoint_keeps_the_base_path() {
+        let url = chat_completions_url(&Url::parse("https://api.openai.com/v1/").unwrap());
+        assert_eq!(url.as_str(), "https://api.openai.com/v1/chat/completions");
+        let url = chat_completions_url(&Url::parse("http://127.0.0.1:8080").unwrap());
+        assert_eq!(url.as_str(), "http://127.0.0.1:8080/chat/completions");
+    }
+
+    #[tokio::test]
+    async fn a_normal_reply_is_returned_and_the_request_is_well_formed() {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path("/v1/chat/completions"))
+            .and(header("authorization", "Bearer sk-test"))
+            .and(body_partial_json(serde_json::json!({
+                "model": "tutor-small",
+                "messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}]
+            })))
+            .respond_with(completion("Hello!"))
+            .expect(1)
+            .mount(&server)
+            .await;
+        let messages = [ChatMessage::system("be brief"), ChatMessage::user("hi")];
+        let answer = client(&server).complete("tutor-small", &messages).await.unwrap();
+        assert_eq!(answer, "Hello!");
+    }
+
+    #[tokio::test]
+    async fn a_server_error_is_retried() {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .respond_with(ResponseTemplate::new(503))
+            .up_to_n_times(1)
+            .expect(1)
+            .mount(&server)
+            .await;
+        Mock::given(method("POST"))
+            .respond_with(completion("second time lucky"))
+            .expect(1)
+            .mount(&server)
+            .await;
+        let answer = client(&server).complete("tutor-small", &[ChatMessage::user("hi")]).await.unwrap();
+        assert_eq!(answer, "second time lucky");
+    }
+
+    #[tokio::test]
+    async fn retries_are_bounded() {
+        let server = MockServer::start().await;
+        // One attempt plus two retries, then the rate limit is reported.
+        Mock::given(method("POST")).respond_with(ResponseTemplate::new(429)).expect(3).mount(&server).await;
+        let err = client(&server).complete("tutor-small", &[ChatMessage::user("hi")]).await.unwrap_err();
+        assert_eq!(err.code(), "model_rate_limited");
+    }
+
+    #[tokio::test]
+    async fn a_refused_key_is_not_retried() {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .respond_with(ResponseTemplate::new(401).set_body_json(serde_json::json!({
+                "error": {"message": "Incorrect API key provided", "type": "invalid_request_error", "code": "invalid_api_key"}
+            })))
+            .expect(1)
+            .mount(&server)
+            .await;
+        let err = client(&server).complete("tutor-small", &[ChatMessage::user("hi")]).await.unwrap_err();
+        assert_eq!(err.code(), "model_unauthorized");
+    }
+
+    #[tokio::test]
+    async fn a_slow_model_times_out() {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .respond_with(completion("too late").set_delay(Duration::from_secs(2)))
+            .mount(&server)
+            .await;
+        let err = client(&server).complete("tutor-small", &[ChatMessage::user("hi")]).await.unwrap_err();
+        assert_eq!(err.code(), "model_timeout");
+    }
+
+    #[tokio::test]
+    async fn an_empty_completion_is_a_bad_response() {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({"choices": []})))
+            .mount(&server)
+            .await;
+        let err = client(&server).complete("tutor-small", &[ChatMessage::user("hi")]).await.unwrap_err();
+        assert_eq!(err.code(), "model_bad_response");
+    }
+
+    #[tokio::test]
+    async fn an_unknown_model_is_a_model_error() {
+        let server = MockServer::start().await;
+        Mock::given(method("POST")).respond_with(ResponseTemplate::new(404)).expect(1).mount(&server).await;
+        let err = client(&server).complete("nope", &[ChatMessage::user("hi")]).await.unwrap_err();
+        assert_eq!(err.code(), "model_error");
+    }
+}
