@@ -1,7 +1,9 @@
 -- Better-Auth's core identity tables, exactly as better-auth 1.7.25's own migration creates
 -- them with the pg adapter (quoted camelCase columns, text ids), so a Better-Auth frontend can
 -- share this database. Do not rename or retype these columns: Better-Auth reads them.
-CREATE TABLE "user" (
+-- IF NOT EXISTS: on a database where Better-Auth already made these tables, primer adopts
+-- them as they are (the DDL is the same) and only adds its own columns in the next migration.
+CREATE TABLE IF NOT EXISTS "user" (
     "id" text NOT NULL PRIMARY KEY,
     "name" text NOT NULL,
     "email" text NOT NULL UNIQUE,
@@ -11,7 +13,7 @@ CREATE TABLE "user" (
     "updatedAt" timestamptz DEFAULT CURRENT_TIMESTAMP NOT NULL
 );
 
-CREATE TABLE "session" (
+CREATE TABLE IF NOT EXISTS "session" (
     "id" text NOT NULL PRIMARY KEY,
     "expiresAt" timestamptz NOT NULL,
     "token" text NOT NULL UNIQUE,
@@ -21,9 +23,9 @@ CREATE TABLE "session" (
     "userAgent" text,
     "userId" text NOT NULL REFERENCES "user" ("id") ON DELETE CASCADE
 );
-CREATE INDEX "session_userId_idx" ON "session" ("userId");
+CREATE INDEX IF NOT EXISTS "session_userId_idx" ON "session" ("userId");
 
-CREATE TABLE "account" (
+CREATE TABLE IF NOT EXISTS "account" (
     "id" text NOT NULL PRIMARY KEY,
     "accountId" text NOT NULL,
     "providerId" text NOT NULL,
@@ -38,9 +40,9 @@ CREATE TABLE "account" (
     "createdAt" timestamptz DEFAULT CURRENT_TIMESTAMP NOT NULL,
     "updatedAt" timestamptz NOT NULL
 );
-CREATE INDEX "account_userId_idx" ON "account" ("userId");
+CREATE INDEX IF NOT EXISTS "account_userId_idx" ON "account" ("userId");
 
-CREATE TABLE "verification" (
+CREATE TABLE IF NOT EXISTS "verification" (
     "id" text NOT NULL PRIMARY KEY,
     "identifier" text NOT NULL,
     "value" text NOT NULL,
@@ -48,4 +50,4 @@ CREATE TABLE "verification" (
     "createdAt" timestamptz DEFAULT CURRENT_TIMESTAMP NOT NULL,
     "updatedAt" timestamptz DEFAULT CURRENT_TIMESTAMP NOT NULL
 );
-CREATE INDEX "verification_identifier_idx" ON "verification" ("identifier");
+CREATE INDEX IF NOT EXISTS "verification_identifier_idx" ON "verification" ("identifier");

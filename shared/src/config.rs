@@ -16,6 +16,9 @@ pub struct Config {
     pub db_max_connections: u32,
     /// How access tokens are signed and checked.
     pub jwt: JwtConfig,
+    /// The `BETTER_AUTH_SECRET` of a Better-Auth frontend sharing the database; when set, its
+    /// session tokens and cookies are accepted as callers (see `auth::better_auth`).
+    pub better_auth_secret: Option<SecretString>,
     /// Where personalized chapters are stored.
     pub blob: BlobConfig,
     /// How long model-based personalization may take before the rule-based result is served
@@ -119,6 +122,7 @@ impl Config {
                 session_ttl: Duration::from_secs(parse_or(&get, "SESSION_TTL_SECS", 30 * 24 * 3600)?),
                 guest_ttl: Duration::from_secs(parse_or(&get, "GUEST_TOKEN_TTL_SECS", 7 * 24 * 3600)?),
             },
+            better_auth_secret: get("BETTER_AUTH_SECRET").map(Into::into),
             blob: BlobConfig {
                 dir: get("PRIMER_BLOB_DIR").unwrap_or_else(|| ".local/blobs".into()).into(),
                 s3: s3_from(&get)?,
@@ -247,6 +251,17 @@ mod tests {
         let s3 = config.blob.s3.unwrap();
         assert_eq!((s3.bucket.as_str(), s3.path_style), ("primer-staging", true));
         assert_eq!(s3.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+    }
+
+    #[test]
+    fn a_better_auth_secret_turns_interop_on() {
+        use secrecy::ExposeSecret;
+        let secret = "s".repeat(40);
+        let base = [("DATABASE_URL", "postgres://x"), ("JWT_SECRET", secret.as_str())];
+        assert!(Config::from_lookup(lookup(&base)).unwrap().better_auth_secret.is_none());
+        let with = [base[0], base[1], ("BETTER_AUTH_SECRET", "shared-with-the-frontend")];
+        let config = Config::from_lookup(lookup(&with)).unwrap();
+        assert_eq!(config.better_auth_secret.unwrap().expose_secret(), "shared-with-the-frontend");
     }
 
     #[test]

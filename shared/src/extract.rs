@@ -14,7 +14,7 @@ use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
 use crate::app::{AppState, BODY_LIMIT};
-use crate::auth::{sessions, tokens};
+use crate::auth::{better_auth, sessions, tokens};
 use crate::error::Error;
 
 /// A JSON body whose rejections are the contract's errors: 415 when it is not JSON, 400 when
@@ -63,7 +63,8 @@ fn json_rejection(rejection: JsonRejection) -> Error {
     }
 }
 
-/// The signed-in user behind a Bearer access token whose session is still live.
+/// The signed-in user behind a Bearer access token whose session is still live, or behind a
+/// Better-Auth session token or cookie when `BETTER_AUTH_SECRET` is configured.
 ///
 /// Every request checks the session in the database, so logout, logout-all and a password
 /// change take effect at once; a disabled account gets 403.
@@ -79,8 +80,15 @@ impl FromRequestParts<AppState> for AuthUser {
     type Rejection = Error;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
-        let token = bearer_token(parts).ok_or(Error::Unauthorized)?;
-        let claims = tokens::verify_access(&state.config.jwt, token)?;
+        let verified = bearer_token(parts)
+            .ok_or(Error::Unauthorized)
+            .and_then(|token| tokens::verify_access(&state.config.jwt, token));
+        let claims = match (verified, &state.config.better_auth_secret) {
+            (Ok(claims), _) => claims,
+            // Not one of our access tokens: perhaps a session of a Better-Auth frontend.
+            (Err(_), Some(secret)) => return better_auth::authenticate(&state.pool, parts, secret).await,
+            (Err(e), None) => return Err(e),
+        };
         let live =
             sessions::live_owner(&state.pool, &claims.sid, &claims.sub).await?.ok_or(Error::Unauthorized)?;
         if !live.is_active {

@@ -36,6 +36,7 @@ pub fn test_config() -> Config {
             session_ttl: Duration::from_secs(30 * 24 * 3600),
             guest_ttl: Duration::from_secs(3600),
         },
+        better_auth_secret: None,
         blob: BlobConfig { dir: test_blob_root().join(uuid::Uuid::new_v4().to_string()), s3: None },
         personalize_budget: Duration::from_secs(20),
         model: None,

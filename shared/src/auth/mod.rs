@@ -1,5 +1,6 @@
 //! Identity: passwords, tokens, sessions, the login rate limit, and Better-Auth's sessions.
 
+pub mod better_auth;
 pub mod password;
 pub mod rate_limit;
 pub mod sessions;

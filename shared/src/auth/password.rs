@@ -1,6 +1,10 @@
 //! Password hashing: argon2id with OWASP's parameters (m = 19456 KiB, t = 2, p = 1), stored as
 //! PHC strings in `account.password`.
 //!
+//! Verifying also accepts the hashes of the systems whose users primer inherits: bcrypt
+//! (`$2a$`/`$2b$`/`$2y$`, seed 004's chatbot) and Better-Auth's scrypt (`salthex:keyhex`). A
+//! match against one of those asks for an upgrade to argon2id; any other format fails closed.
+//!
 //! Hashing and verifying cost tens of milliseconds of CPU, so both run on the blocking pool.
 
 use std::sync::LazyLock;
@@ -8,6 +12,7 @@ use std::sync::LazyLock;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng};
 use argon2::{Algorithm, Argon2, Params, Version};
 use secrecy::{ExposeSecret, SecretString};
+use unicode_normalization::UnicodeNormalization;
 
 use crate::error::Error;
 
@@ -45,8 +50,8 @@ impl Password {
         if raw.is_empty() { Err("is required".into()) } else { Ok(Self(raw.into())) }
     }
 
-    fn bytes(&self) -> &[u8] {
-        self.0.expose_secret().as_bytes()
+    fn text(&self) -> &str {
+        self.0.expose_secret()
     }
 }
 
@@ -77,7 +82,7 @@ fn hasher() -> Argon2<'static> {
 /// Hashes a password into a PHC string.
 pub async fn hash(password: &Password) -> Result<String, Error> {
     let password = password.clone();
-    blocking(move || hash_blocking(password.bytes())).await?
+    blocking(move || hash_blocking(password.text().as_bytes())).await?
 }
 
 fn hash_blocking(password: &[u8]) -> Result<String, Error> {
@@ -88,7 +93,7 @@ fn hash_blocking(password: &[u8]) -> Result<String, Error> {
 /// Checks a password against a stored hash. Unknown formats fail closed.
 pub async fn verify(password: &Password, stored: &str) -> Result<Verdict, Error> {
     let (password, stored) = (password.clone(), stored.to_owned());
-    blocking(move || verify_blocking(password.bytes(), &stored)).await
+    blocking(move || verify_blocking(password.text(), &stored)).await
 }
 
 /// Spends the same effort as [`verify`] and always answers `Mismatch`: for logins with an
@@ -96,7 +101,7 @@ pub async fn verify(password: &Password, stored: &str) -> Result<Verdict, Error>
 pub async fn verify_dummy(password: &Password) -> Result<Verdict, Error> {
     let password = password.clone();
     blocking(move || {
-        verify_blocking(password.bytes(), &DUMMY_HASH);
+        verify_blocking(password.text(), &DUMMY_HASH);
         Verdict::Mismatch
     })
     .await
@@ -113,24 +118,92 @@ pub fn warm_up() {
     LazyLock::force(&DUMMY_HASH);
 }
 
-fn verify_blocking(password: &[u8], stored: &str) -> Verdict {
-    let Ok(parsed) = PasswordHash::new(stored) else { return Verdict::Mismatch };
-    if parsed.algorithm != argon2::ARGON2ID_IDENT
-        && parsed.algorithm != argon2::ARGON2I_IDENT
-        && parsed.algorithm != argon2::ARGON2D_IDENT
-    {
-        return Verdict::Mismatch;
+/// The formats a stored hash may be in, told apart by their shape.
+enum StoredHash<'a> {
+    /// A PHC string of argon2 (ours, possibly with older parameters).
+    Argon2(PasswordHash<'a>),
+    /// A bcrypt hash of seed 004's chatbot.
+    Bcrypt(&'a str),
+    /// Better-Auth's default: scrypt over the NFKC password, salted with the salt's hex text.
+    BetterAuthScrypt {
+        /// The 32 hex characters, used as they are (their bytes), not decoded.
+        salt: &'a str,
+        /// The derived key.
+        key: [u8; BETTER_AUTH_KEY_BYTES],
+    },
+}
+
+/// Better-Auth's scrypt parameters (`@better-auth/utils/password`): N = 2^14, r = 16, p = 1.
+const BETTER_AUTH_LOG_N: u8 = 14;
+const BETTER_AUTH_R: u32 = 16;
+const BETTER_AUTH_P: u32 = 1;
+const BETTER_AUTH_KEY_BYTES: usize = 64;
+/// Better-Auth's salts are 16 random bytes written as hex.
+const BETTER_AUTH_SALT_HEX: usize = 32;
+
+impl<'a> StoredHash<'a> {
+    fn parse(stored: &'a str) -> Option<Self> {
+        if ["$2a$", "$2b$", "$2y$"].iter().any(|prefix| stored.starts_with(prefix)) {
+            return Some(Self::Bcrypt(stored));
+        }
+        if stored.starts_with("$argon2") {
+            let parsed = PasswordHash::new(stored).ok()?;
+            let argon2 = [argon2::ARGON2ID_IDENT, argon2::ARGON2I_IDENT, argon2::ARGON2D_IDENT];
+            return argon2.contains(&parsed.algorithm).then_some(Self::Argon2(parsed));
+        }
+        let (salt, key) = stored.split_once(':')?;
+        let salt_ok = salt.len() == BETTER_AUTH_SALT_HEX && salt.bytes().all(|b| b.is_ascii_hexdigit());
+        let mut key_bytes = [0u8; BETTER_AUTH_KEY_BYTES];
+        (salt_ok && hex::decode_to_slice(key, &mut key_bytes).is_ok())
+            .then_some(Self::BetterAuthScrypt { salt, key: key_bytes })
     }
-    if hasher().verify_password(password, &parsed).is_err() {
+}
+
+fn verify_blocking(password: &str, stored: &str) -> Verdict {
+    match StoredHash::parse(stored) {
+        None => Verdict::Mismatch,
+        Some(StoredHash::Argon2(parsed)) => verify_argon2(password, &parsed),
+        // Both legacy formats are weaker than argon2id: a match is upgraded at once.
+        Some(StoredHash::Bcrypt(stored)) => match bcrypt::verify(password, stored) {
+            Ok(true) => Verdict::MatchNeedsRehash,
+            _ => Verdict::Mismatch,
+        },
+        Some(StoredHash::BetterAuthScrypt { salt, key }) => {
+            if verify_better_auth_scrypt(password, salt, &key) {
+                Verdict::MatchNeedsRehash
+            } else {
+                Verdict::Mismatch
+            }
+        }
+    }
+}
+
+fn verify_argon2(password: &str, parsed: &PasswordHash<'_>) -> Verdict {
+    if hasher().verify_password(password.as_bytes(), parsed).is_err() {
         return Verdict::Mismatch;
     }
     let current = parsed.algorithm == argon2::ARGON2ID_IDENT
-        && Params::try_from(&parsed).is_ok_and(|p| {
+        && Params::try_from(parsed).is_ok_and(|p| {
             let want = hasher();
             let want = want.params();
             (p.m_cost(), p.t_cost(), p.p_cost()) == (want.m_cost(), want.t_cost(), want.p_cost())
         });
     if current { Verdict::Match } else { Verdict::MatchNeedsRehash }
+}
+
+fn verify_better_auth_scrypt(password: &str, salt: &str, key: &[u8; BETTER_AUTH_KEY_BYTES]) -> bool {
+    // Better-Auth normalises before hashing, so "ﬁ" and "fi" are one password there; same here.
+    let normalized: String = password.nfkc().collect();
+    let params = scrypt::Params::new(BETTER_AUTH_LOG_N, BETTER_AUTH_R, BETTER_AUTH_P, BETTER_AUTH_KEY_BYTES)
+        .expect("Better-Auth's scrypt parameters are valid");
+    let mut derived = [0u8; BETTER_AUTH_KEY_BYTES];
+    scrypt::scrypt(normalized.as_bytes(), salt.as_bytes(), &params, &mut derived).is_ok()
+        && same_bytes(&derived, key)
+}
+
+/// Compares without stopping at the first difference, so the time taken reveals nothing.
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0, |diff, (x, y)| diff | (x ^ y)) == 0
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, Error> {
@@ -163,8 +236,97 @@ mod tests {
 
     #[tokio::test]
     async fn unknown_formats_fail_closed() {
-        for stored in ["", "plaintext", "$md5$abc", "deadbeef:cafe"] {
+        for stored in [
+            "",
+            "plaintext",
+            "$md5$abc",
+            "deadbeef:cafe",
+            "$2x$04$wBO3sCyIUa6HWD3KagSjp.UmofRS0mInbUxKd7aBCUKw4kSOHa4ne",
+            "$scrypt$ln=14,r=16,p=1$c2FsdA$aGFzaA",
+        ] {
             assert_eq!(verify(&pw("whatever123"), stored).await.unwrap(), Verdict::Mismatch, "{stored}");
+        }
+    }
+
+    fn presented(s: &str) -> Password {
+        Password::parse_presented(s.into()).unwrap()
+    }
+
+    /// Made by better-auth 1.7.25's own hasher (`node tests/better-auth/interop.mjs
+    /// hash-passwords '{"passwords": [...]}'`).
+    const BETTER_AUTH_SCRYPT: &[(&str, &str)] = &[
+        (
+            "correct horse battery",
+            "07e8eeddb1d57ee9719e9a861cacb654:5f28db96418a4f80c8af06c8efbe26514a365c30f3e59ed5c9bb40882713708abd1ef21de90969359497557d6f559c2a02d7753b30da5e159e775bc10fe44756",
+        ),
+        (
+            "\u{fb01}anc\u{e9} \u{c5}",
+            "2350a7ce5931d500d822ac2d5a72bc76:5a46fffaf6deec5287f0d224cf9993b7241e9c1d488173dcdcf099e0d4400f2d8096885ddbd3e9f72ad02083ea662dec1644cd422236c3c7f1f342e7d27d9d8b",
+        ),
+    ];
+
+    /// Made by the system's crypt(3) (libxcrypt), as seed 004's Python bcrypt would; the last
+    /// is OpenBSD's own test vector.
+    const BCRYPT: &[(&str, &str)] = &[
+        ("correct horse battery", "$2b$04$wBO3sCyIUa6HWD3KagSjp.UmofRS0mInbUxKd7aBCUKw4kSOHa4ne"),
+        ("seed 004 password", "$2a$04$eFMl6LBc45qcbUgq7/QVj.Yq1B3qEP00ND/4DiopPVQqXdE6rMFLu"),
+        (
+            "p\u{e4}ssw\u{f6}rd \u{fc}n\u{ef}code",
+            "$2y$04$m7UkvqhwKpW7RP4BoB4c6.6SU5M278ZETr6mb2UgyCOsBhBRFGeIy",
+        ),
+        ("U*U", "$2a$05$CCCCCCCCCCCCCCCCCCCCC.E5YPO9kmyuRGyh0XouQYb4YMJKvyOeW"),
+    ];
+
+    #[tokio::test]
+    async fn better_auth_scrypt_hashes_match_and_ask_for_an_upgrade() {
+        for (password, stored) in BETTER_AUTH_SCRYPT {
+            assert_eq!(
+                verify(&presented(password), stored).await.unwrap(),
+                Verdict::MatchNeedsRehash,
+                "{password}"
+            );
+            let wrong = format!("{password}!");
+            assert_eq!(verify(&presented(&wrong), stored).await.unwrap(), Verdict::Mismatch, "{wrong}");
+        }
+    }
+
+    #[tokio::test]
+    async fn better_auth_scrypt_compares_nfkc_normalized_passwords() {
+        // The ligature "ﬁ" and the precomposed letters, typed as plain "fi" and combining marks.
+        let (_, stored) = BETTER_AUTH_SCRYPT[1];
+        let decomposed = presented("fiance\u{301} A\u{30a}");
+        assert_eq!(verify(&decomposed, stored).await.unwrap(), Verdict::MatchNeedsRehash);
+    }
+
+    #[tokio::test]
+    async fn bcrypt_hashes_match_and_ask_for_an_upgrade() {
+        for (password, stored) in BCRYPT {
+            assert_eq!(
+                verify(&presented(password), stored).await.unwrap(),
+                Verdict::MatchNeedsRehash,
+                "{stored}"
+            );
+            let wrong = format!("{password}!");
+            assert_eq!(verify(&presented(&wrong), stored).await.unwrap(), Verdict::Mismatch, "{stored}");
+        }
+    }
+
+    #[tokio::test]
+    async fn tampered_legacy_hashes_fail_closed() {
+        let (password, stored) = BETTER_AUTH_SCRYPT[0];
+        let (salt, key) = stored.split_once(':').unwrap();
+        let flipped_key = format!("{salt}:{}{}", if key.starts_with('0') { '1' } else { '0' }, &key[1..]);
+        let short_salt = format!("{}:{key}", &salt[1..]);
+        let short_key = format!("{salt}:{}", &key[2..]);
+        let (bcrypt_password, bcrypt_stored) = BCRYPT[0];
+        let cut_bcrypt = &bcrypt_stored[..bcrypt_stored.len() - 1];
+        for (password, stored) in [
+            (password, flipped_key.as_str()),
+            (password, short_salt.as_str()),
+            (password, short_key.as_str()),
+            (bcrypt_password, cut_bcrypt),
+        ] {
+            assert_eq!(verify(&presented(password), stored).await.unwrap(), Verdict::Mismatch, "{stored}");
         }
     }
 

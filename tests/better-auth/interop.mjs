@@ -1,0 +1,99 @@
+// A real Better-Auth on primer's database, driven by functions/auth/tests/better_auth.rs.
+//
+//   DATABASE_URL=... BETTER_AUTH_SECRET=... node interop.mjs <command> '<json input>'
+//
+// Each command prints one JSON document on stdout; a failure exits non-zero with the reason
+// on stderr. Better-Auth is configured as a frontend sharing the database would configure it:
+// the Kysely/pg adapter on a pg Pool, email and password enabled, the defaults otherwise.
+import { betterAuth } from "better-auth";
+import { getMigrations } from "better-auth/db/migration";
+import pg from "pg";
+
+const SESSION_COOKIE = "better-auth.session_token";
+
+const env = (name) => {
+  const value = process.env[name];
+  if (!value) throw new Error(`${name} is not set`);
+  return value;
+};
+
+const options = {
+  database: new pg.Pool({ connectionString: env("DATABASE_URL"), max: 2 }),
+  secret: env("BETTER_AUTH_SECRET"),
+  baseURL: "http://localhost:3000",
+  emailAndPassword: { enabled: true },
+  telemetry: { enabled: false },
+  logger: { disabled: true },
+};
+const auth = betterAuth(options);
+
+/** The value Better-Auth set for its session cookie, as a browser would send it back. */
+function sessionCookie(headers) {
+  const setCookie = headers.get("set-cookie") ?? "";
+  const match = setCookie.match(new RegExp(`(?:^|[,\\s])${SESSION_COOKIE.replace(".", "\\.")}=([^;]+)`));
+  if (!match) throw new Error(`no ${SESSION_COOKIE} in Set-Cookie: ${setCookie}`);
+  return match[1];
+}
+
+const commands = {
+  /** Signs a user up, then in: {user_id, session_id, token, cookie}. */
+  async "sign-up-and-in"({ email, password, name }) {
+    await auth.api.signUpEmail({ body: { email, password, name } });
+    const signedIn = await auth.api.signInEmail({ body: { email, password }, returnHeaders: true });
+    const token = signedIn.response.token;
+    const session = await auth.api.getSession({
+      headers: new Headers({ cookie: `${SESSION_COOKIE}=${sessionCookie(signedIn.headers)}` }),
+    });
+    return {
+      user_id: signedIn.response.user.id,
+      session_id: session.session.id,
+      token,
+      cookie: sessionCookie(signedIn.headers),
+    };
+  },
+
+  /** What Better-Auth's getSession makes of a session cookie: {session_id, user_id} or null. */
+  async "get-session"({ cookie }) {
+    const found = await auth.api.getSession({
+      headers: new Headers({ cookie: `${SESSION_COOKIE}=${cookie}` }),
+      query: { disableCookieCache: true },
+    });
+    return found && { session_id: found.session.id, user_id: found.user.id };
+  },
+
+  /** Password hashes made by Better-Auth's own hasher: [{password, hash}]. */
+  async "hash-passwords"({ passwords }) {
+    const context = await auth.$context;
+    return Promise.all(passwords.map(async (password) => ({ password, hash: await context.password.hash(password) })));
+  },
+
+  /** Better-Auth's own migration, as `npx auth migrate` runs it: the tables it created. */
+  async migrate() {
+    const context = await auth.$context;
+    const plan = await getMigrations(context.options);
+    await plan.runMigrations();
+    return { created: plan.toBeCreated.map((t) => t.table) };
+  },
+
+  /** What Better-Auth's migration planner would still create or add to this database. */
+  async "plan-migrations"() {
+    const context = await auth.$context;
+    const plan = await getMigrations(context.options);
+    return {
+      to_be_created: plan.toBeCreated.map((t) => t.table),
+      to_be_added: plan.toBeAdded.map((t) => ({ table: t.table, fields: Object.keys(t.fields) })),
+    };
+  },
+};
+
+const [command, input = "{}"] = process.argv.slice(2);
+try {
+  if (!commands[command]) throw new Error(`unknown command ${command}; one of ${Object.keys(commands).join(", ")}`);
+  const output = await commands[command](JSON.parse(input));
+  process.stdout.write(JSON.stringify(output) + "\n");
+} catch (error) {
+  process.stderr.write(`${command}: ${error?.stack ?? error}\n`);
+  process.exitCode = 1;
+} finally {
+  await options.database.end();
+}
