@@ -1,6 +1,6 @@
 //! The janitor: a clean-up run hourly by an EventBridge schedule, not over HTTP. It removes
 //! expired sessions and verification rows, failed-login records older than the rate limit
-//! needs, and personalized chapters nobody can be served any more (made for a profile hash
+//! needs, guest conversations no guest token can reach any more, and personalized chapters nobody can be served any more (made for a profile hash
 //! that is no longer the user's, or for an old chapter version): object first, then row. It
 //! answers (and logs) how many of each it removed.
 //!
@@ -28,6 +28,8 @@ pub struct Sweep {
     pub verifications: u64,
     /// Failed-login records older than a day.
     pub login_failures: u64,
+    /// Unclaimed guest conversations untouched for longer than a guest token lives.
+    pub guest_conversations: u64,
     /// Stale personalized chapters, object and row.
     pub personalized_chapters: u64,
     /// Stale personalized chapters whose object could not be removed; they stay, row and all,
@@ -45,6 +47,7 @@ pub async fn sweep(state: &AppState) -> Result<Sweep> {
             .execute(&state.pool)
             .await?
             .rows_affected(),
+        guest_conversations: sweep_guest_conversations(state).await?,
         ..Sweep::default()
     };
     let mut after = None;
@@ -66,6 +69,28 @@ pub async fn sweep(state: &AppState) -> Result<Sweep> {
     Ok(sweep)
 }
 
+/// A guest token reaches its guest's conversations until it expires, and every change to a
+/// conversation was made with a token issued before it: so one untouched for longer than a
+/// guest token lives is out of everyone's reach for good.
+async fn sweep_guest_conversations(state: &AppState) -> Result<u64> {
+    let removed = sqlx::query(
+        "DELETE FROM conversations WHERE user_id IS NULL
+           AND greatest(updated_at, last_message_at) < now() - make_interval(secs => $1)",
+    )
+    .bind(state.config.jwt.guest_ttl.as_secs_f64())
+    .execute(&state.pool)
+    .await?
+    .rows_affected();
+    // Their `Untitled N` counters go with the last of their conversations.
+    delete(
+        state,
+        "DELETE FROM conversation_title_counters c WHERE c.guest_id IS NOT NULL
+           AND NOT EXISTS (SELECT 1 FROM conversations WHERE guest_id = c.guest_id)",
+    )
+    .await?;
+    Ok(removed)
+}
+
 async fn delete(state: &AppState, sql: &'static str) -> Result<u64> {
     Ok(sqlx::query(sql).execute(&state.pool).await?.rows_affected())
 }
@@ -78,6 +103,7 @@ pub async fn handle(state: &AppState, _event: Value) -> Result<Sweep, lambda_run
                 sessions = sweep.sessions,
                 verifications = sweep.verifications,
                 login_failures = sweep.login_failures,
+                guest_conversations = sweep.guest_conversations,
                 personalized_chapters = sweep.personalized_chapters,
                 personalized_chapters_failed = sweep.personalized_chapters_failed,
                 "janitor swept"

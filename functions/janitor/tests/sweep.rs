@@ -79,6 +79,19 @@ async fn only_expired_and_stale_things_go(pool: PgPool) {
     .await
     .unwrap();
 
+    // Guest conversations (guest tokens live an hour in tests): one a guest touched two hours
+    // ago, out of every token's reach; one touched now; an old one already claimed by Ada.
+    sqlx::query(
+        "INSERT INTO conversations (user_id, guest_id, title, ai_model, updated_at, last_message_at) VALUES
+         (NULL, gen_random_uuid(), 'Untitled 1', 'offline-tutor', now() - interval '3 hours', now() - interval '2 hours'),
+         (NULL, gen_random_uuid(), 'Untitled 1', 'offline-tutor', now() - interval '3 hours', now()),
+         ($1, NULL, 'Untitled 1', 'offline-tutor', now() - interval '3 hours', NULL)",
+    )
+    .bind(&ada.id)
+    .execute(&pool)
+    .await
+    .unwrap();
+
     // Personalized chapters. Ada changes her profile after reading chapter 1: that copy is stale.
     let ada_old = read(&app, &ada, chapter("1")).await;
     set_reader_profile(&pool, &ada.id, "Advanced", "none", &["Python"], &[]).await;
@@ -100,6 +113,7 @@ async fn only_expired_and_stale_things_go(pool: PgPool) {
             sessions: 1,
             verifications: 1,
             login_failures: 1,
+            guest_conversations: 1,
             personalized_chapters: 3,
             personalized_chapters_failed: 0
         }
@@ -116,6 +130,12 @@ async fn only_expired_and_stale_things_go(pool: PgPool) {
     assert_eq!(app.me(&ada.access_token).await.status, 200, "the live session still works");
     assert_eq!(count(&pool, r#"SELECT count(*) FROM "verification""#).await, 1);
     assert_eq!(count(&pool, "SELECT count(*) FROM login_failures").await, 1);
+    let kept: i64 = count(
+        &pool,
+        "SELECT count(*) FROM conversations WHERE user_id IS NOT NULL OR last_message_at > now() - interval '1 minute'",
+    )
+    .await;
+    assert_eq!((count(&pool, "SELECT count(*) FROM conversations").await, kept), (2, 2));
 
     assert_eq!(sweep(&app.state).await.unwrap(), Sweep::default(), "a second run finds nothing");
 }
@@ -147,7 +167,7 @@ async fn the_schedule_event_returns_the_counts(pool: PgPool) {
     assert_eq!(
         serde_json::to_value(counts).unwrap(),
         serde_json::json!({
-            "sessions": 0, "verifications": 0, "login_failures": 0,
+            "sessions": 0, "verifications": 0, "login_failures": 0, "guest_conversations": 0,
             "personalized_chapters": 0, "personalized_chapters_failed": 0
         })
     );

@@ -4,8 +4,10 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
+use sqlx::postgres::PgArguments;
+use sqlx::query::QueryAs;
 use sqlx::types::Json;
-use sqlx::{PgConnection, PgExecutor, PgPool};
+use sqlx::{PgConnection, PgExecutor, PgPool, Postgres};
 
 use super::input::{HardwareContextInput, ProfileInput, SoftwareContextInput};
 use super::{CatalogValue, Profile, ProfileHash};
@@ -161,6 +163,26 @@ async fn find_for_update(conn: &mut PgConnection, user_id: &str) -> Result<Optio
     row.map(ProfileRow::into_profile).transpose()
 }
 
+/// Binds `$1..$9` of the insert and the update: the user, then the profile's columns in
+/// table order.
+fn bind_profile<'q>(
+    query: QueryAs<'q, Postgres, ProfileRow, PgArguments>,
+    user_id: &'q str,
+    profile: &'q Profile,
+    hash: &'q ProfileHash,
+) -> QueryAs<'q, Postgres, ProfileRow, PgArguments> {
+    query
+        .bind(user_id)
+        .bind(Json(&profile.software_context))
+        .bind(Json(&profile.hardware_context))
+        .bind(profile.python_proficiency.map(CatalogValue::as_str))
+        .bind(profile.developer_role.map(CatalogValue::as_str))
+        .bind(profile.robotics_experience.map(CatalogValue::as_str))
+        .bind(Json(&profile.learning_goals))
+        .bind(profile.is_onboarded())
+        .bind(hash.as_str())
+}
+
 /// Inserts the profile; `None` when one appeared concurrently.
 async fn insert(
     conn: &mut PgConnection,
@@ -168,27 +190,19 @@ async fn insert(
     profile: &Profile,
     hash: &ProfileHash,
 ) -> Result<Option<UserProfile>> {
-    let row: Option<ProfileRow> = sqlx::query_as(concat!(
+    let insert = sqlx::query_as(concat!(
         "INSERT INTO user_profiles (user_id, software_context, hardware_context, python_proficiency,
              developer_role, robotics_experience, learning_goals, is_onboarded, profile_hash)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
          ON CONFLICT (user_id) DO NOTHING
          RETURNING ",
         profile_columns!()
-    ))
-    .bind(user_id)
-    .bind(Json(&profile.software_context))
-    .bind(Json(&profile.hardware_context))
-    .bind(profile.python_proficiency.map(CatalogValue::as_str))
-    .bind(profile.developer_role.map(CatalogValue::as_str))
-    .bind(profile.robotics_experience.map(CatalogValue::as_str))
-    .bind(Json(&profile.learning_goals))
-    .bind(profile.is_onboarded())
-    .bind(hash.as_str())
-    .fetch_optional(conn)
-    .await
-    // The user was deleted while their token was still in flight.
-    .on_constraint("user_profiles_user_id_fkey", |_| Error::Unauthorized)?;
+    ));
+    let row: Option<ProfileRow> = bind_profile(insert, user_id, profile, hash)
+        .fetch_optional(conn)
+        .await
+        // The user was deleted while their token was still in flight.
+        .on_constraint("user_profiles_user_id_fkey", |_| Error::Unauthorized)?;
     row.map(ProfileRow::into_profile).transpose()
 }
 
@@ -198,24 +212,14 @@ async fn update(
     profile: &Profile,
     hash: &ProfileHash,
 ) -> Result<UserProfile> {
-    let row: ProfileRow = sqlx::query_as(concat!(
+    let update = sqlx::query_as(concat!(
         "UPDATE user_profiles SET software_context = $2, hardware_context = $3, python_proficiency = $4,
              developer_role = $5, robotics_experience = $6, learning_goals = $7, is_onboarded = $8,
              profile_hash = $9, updated_at = now()
          WHERE user_id = $1
          RETURNING ",
         profile_columns!()
-    ))
-    .bind(user_id)
-    .bind(Json(&profile.software_context))
-    .bind(Json(&profile.hardware_context))
-    .bind(profile.python_proficiency.map(CatalogValue::as_str))
-    .bind(profile.developer_role.map(CatalogValue::as_str))
-    .bind(profile.robotics_experience.map(CatalogValue::as_str))
-    .bind(Json(&profile.learning_goals))
-    .bind(profile.is_onboarded())
-    .bind(hash.as_str())
-    .fetch_one(conn)
-    .await?;
+    ));
+    let row = bind_profile(update, user_id, profile, hash).fetch_one(conn).await?;
     row.into_profile()
 }
