@@ -7,5 +7,7 @@ CREATE TABLE conversation_title_counters (
     -- A guest's counter goes when the guest's conversations are claimed by a user.
     guest_id uuid UNIQUE,
     last_number integer NOT NULL CHECK (last_number > 0),
+    -- The janitor drops a guest's counter once no guest token can use it any more.
+    updated_at timestamptz NOT NULL DEFAULT now(),
     CONSTRAINT conversation_title_counters_one_owner CHECK ((user_id IS NULL) <> (guest_id IS NULL))
 );

@@ -8,7 +8,7 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use sqlx::types::Json;
@@ -96,6 +96,9 @@ impl SystemPrompt {
         if prompt.chars().count() > Self::MAX_CHARS {
             return Err(format!("must be at most {} characters", Self::MAX_CHARS));
         }
+        if prompt.contains('\0') {
+            return Err("must not contain NUL characters".into());
+        }
         Ok((!prompt.is_empty()).then(|| Self(prompt.to_owned())))
     }
 
@@ -129,6 +132,8 @@ pub enum ContentError {
     Blank,
     /// Over [`MessageContent::MAX_BYTES`].
     TooLarge,
+    /// Holds a NUL character, which PostgreSQL cannot store.
+    Nul,
 }
 
 impl From<ContentError> for Error {
@@ -136,6 +141,7 @@ impl From<ContentError> for Error {
         match e {
             ContentError::Blank => Error::invalid("content", "must not be empty"),
             ContentError::TooLarge => Error::PayloadTooLarge { limit: MessageContent::MAX_BYTES },
+            ContentError::Nul => Error::invalid("content", "must not contain NUL characters"),
         }
     }
 }
@@ -155,6 +161,8 @@ impl MessageContent {
             Err(ContentError::TooLarge)
         } else if raw.trim().is_empty() {
             Err(ContentError::Blank)
+        } else if raw.contains('\0') {
+            Err(ContentError::Nul)
         } else {
             Ok(Self(raw))
         }
@@ -246,12 +254,14 @@ async fn next_untitled_number(db: impl PgExecutor<'_>, owner: &Owner) -> Result<
     let query = match owner {
         Owner::User(user_id) => sqlx::query_scalar(
             "INSERT INTO conversation_title_counters AS t (user_id, last_number) VALUES ($1, 1)
-             ON CONFLICT (user_id) DO UPDATE SET last_number = t.last_number + 1 RETURNING last_number",
+             ON CONFLICT (user_id) DO UPDATE SET last_number = t.last_number + 1, updated_at = now()
+             RETURNING last_number",
         )
         .bind(user_id.as_str()),
         Owner::Guest(guest_id) => sqlx::query_scalar(
             "INSERT INTO conversation_title_counters AS t (guest_id, last_number) VALUES ($1, 1)
-             ON CONFLICT (guest_id) DO UPDATE SET last_number = t.last_number + 1 RETURNING last_number",
+             ON CONFLICT (guest_id) DO UPDATE SET last_number = t.last_number + 1, updated_at = now()
+             RETURNING last_number",
         )
         .bind(*guest_id),
     };
@@ -394,7 +404,14 @@ impl Cursor {
                 "0" => false,
                 _ => return Err(bad()),
             },
-            at: micros.parse().ok().and_then(DateTime::from_timestamp_micros).ok_or_else(bad)?,
+            // Within what `timestamptz` holds (and what this service ever wrote), so a forged
+            // cursor is a 400, not a database error.
+            at: micros
+                .parse()
+                .ok()
+                .and_then(DateTime::from_timestamp_micros)
+                .filter(|at| (1970..=9999).contains(&at.year()))
+                .ok_or_else(bad)?,
             id: id.parse().map_err(|_| bad())?,
         })
     }
@@ -597,17 +614,19 @@ pub async fn recent_duplicate(
     db: impl PgExecutor<'_>,
     conversation_id: Uuid,
     hash: &str,
+    arrived: DateTime<Utc>,
 ) -> Result<Option<Message>> {
     let message = sqlx::query_as(concat!(
         "SELECT ",
         message_columns!(),
         " FROM messages m
          WHERE m.conversation_id = $1 AND m.content_hash = $2 AND m.sender = 'user'
-           AND m.created_at > clock_timestamp() - interval '30 seconds'
+           AND m.created_at > $3 - interval '30 seconds'
          ORDER BY m.created_at DESC LIMIT 1"
     ))
     .bind(conversation_id)
     .bind(hash)
+    .bind(arrived)
     .fetch_optional(db)
     .await?;
     Ok(message)
@@ -764,6 +783,8 @@ mod tests {
     fn message_content_is_bounded_and_not_blank() {
         assert_eq!(MessageContent::parse(" \n ".into()), Err(ContentError::Blank));
         assert_eq!(MessageContent::parse("x".repeat(32 * 1024 + 1)), Err(ContentError::TooLarge));
+        assert_eq!(MessageContent::parse("a\0b".into()), Err(ContentError::Nul));
+        assert!(SystemPrompt::parse("be\0brief").is_err());
         let content = MessageContent::parse("What is a topic?".into()).unwrap();
         assert_eq!(content.hash(), hex::encode(Sha256::digest(b"What is a topic?")));
     }

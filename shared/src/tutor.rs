@@ -110,23 +110,26 @@ impl<'a> Tutor<'a> {
         let conversation =
             conversations::get(self.pool, owner, conversation_id).await?.ok_or(Error::NotFound)?;
         let hash = content.hash();
+        // The 30 s count from the post's arrival, not from when the lock was free.
+        let arrived = chrono::Utc::now();
         let mut conn = exchange_lock(conversation.id, &hash).acquire(self.pool.acquire().await?).await?;
-        let exchange = match conversations::recent_duplicate(&mut *conn, conversation.id, &hash).await? {
-            Some(user_message) => {
-                let reply = match conversations::latest_reply(&mut *conn, user_message.id).await? {
-                    Some(reply) => reply,
-                    // The first post stored the message but ended before answering it.
-                    None => self.answer(&mut conn, &conversation, &user_message).await?,
-                };
-                Exchange { user_message, reply }
-            }
-            None => {
-                let user_message =
-                    conversations::add_user_message(&mut conn, conversation.id, &content).await?;
-                let reply = self.answer(&mut conn, &conversation, &user_message).await?;
-                Exchange { user_message, reply }
-            }
-        };
+        let exchange =
+            match conversations::recent_duplicate(&mut *conn, conversation.id, &hash, arrived).await? {
+                Some(user_message) => {
+                    let reply = match conversations::latest_reply(&mut *conn, user_message.id).await? {
+                        Some(reply) => reply,
+                        // The first post stored the message but ended before answering it.
+                        None => self.answer(&mut conn, &conversation, &user_message).await?,
+                    };
+                    Exchange { user_message, reply }
+                }
+                None => {
+                    let user_message =
+                        conversations::add_user_message(&mut conn, conversation.id, &content).await?;
+                    let reply = self.answer(&mut conn, &conversation, &user_message).await?;
+                    Exchange { user_message, reply }
+                }
+            };
         release(conn).await;
         Ok(exchange)
     }
@@ -186,7 +189,8 @@ impl<'a> Tutor<'a> {
                 );
                 match client.complete(model, &messages).await {
                     Ok(text) => NewReply {
-                        content: text,
+                        // PostgreSQL text cannot hold NUL; a model can still emit one.
+                        content: text.replace('\0', ""),
                         ai_model: model.to_owned(),
                         citations: passages.iter().map(Passage::citation).collect(),
                         error: None,

@@ -250,8 +250,9 @@ async fn update_me(
     let name = body.name.and_then(|n| errors.check("name", UserName::parse(&n)));
     let image = body.image.map(|image| {
         image.map(|url| url.trim().to_owned()).filter(|url| {
-            let ok =
-                url.len() <= MAX_IMAGE_URL && (url.starts_with("https://") || url.starts_with("http://"));
+            let ok = url.len() <= MAX_IMAGE_URL
+                && (url.starts_with("https://") || url.starts_with("http://"))
+                && !url.contains(char::is_control);
             if !ok {
                 errors.add("image", format!("must be an http(s) URL of at most {MAX_IMAGE_URL} bytes"));
             }
@@ -260,6 +261,13 @@ async fn update_me(
     });
     let preferences = match body.preferences {
         None => None,
+        // jsonb cannot hold NUL characters (serde_json writes them as \u0000).
+        Some(serde_json::Value::Object(map))
+            if serde_json::to_string(&map).is_ok_and(|json| json.contains("\\u0000")) =>
+        {
+            errors.add("preferences", "must not contain NUL characters");
+            None
+        }
         Some(serde_json::Value::Object(map))
             if serde_json::to_vec(&map).map_or(0, |v| v.len()) <= MAX_PREFERENCES_BYTES =>
         {
@@ -295,6 +303,11 @@ async fn delete_me(
     // Objects first: if the store fails, the account stays and the request can be retried.
     let objects = personalize::cache::delete_user_objects(state.blobs.as_ref(), &caller.user_id).await?;
     user::delete(&state.pool, &caller.user_id).await?;
+    // A chapter request racing the delete may have stored one more object; the row is gone
+    // with the user, so sweep again (best effort: the bucket's lifecycle rule is the backstop).
+    if let Err(e) = personalize::cache::delete_user_objects(state.blobs.as_ref(), &caller.user_id).await {
+        tracing::warn!(user_id = %caller.user_id, error = %primer_shared::error::ErrorChain(&e), "objects left after account deletion");
+    }
     tracing::info!(user_id = %caller.user_id, objects, "account deleted");
     Ok(StatusCode::NO_CONTENT)
 }

@@ -393,6 +393,15 @@ async fn account_details_can_be_changed(pool: PgPool) {
         .await;
     assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(bad.json()["error"]["details"].as_array().unwrap().len(), 3);
+
+    // PostgreSQL cannot store NUL in text or jsonb: a 422 naming the fields, not a 500.
+    let body = json!({"image": "https://example.com/\u{0}.png", "preferences": {"theme": "da\u{0}rk"}});
+    let nul = app.call(Method::PATCH, "/api/auth/me", Some(&user.access_token), Some(body)).await;
+    assert_eq!(nul.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", nul.text());
+    let details = nul.json()["error"]["details"].clone();
+    let fields: Vec<&str> =
+        details.as_array().unwrap().iter().map(|d| d["field"].as_str().unwrap()).collect();
+    assert_eq!(fields, ["image", "preferences"]);
 }
 
 #[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]

@@ -161,7 +161,16 @@ async fn the_list_shows_pinned_first_then_latest_activity_and_filters_archived(p
 async fn bad_query_values_are_a_400(pool: PgPool) {
     let app = offline_app(pool);
     let token = user_token(&app, "ada@example.com").await;
-    for query in ["?archived=maybe", "?limit=0", "?limit=101", "?limit=many", "?cursor=not-a-cursor"] {
+    // A well-formed cursor whose time PostgreSQL cannot hold (year -9000) is forged: 400.
+    let forged = format!(
+        "?cursor={}",
+        base64::Engine::encode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            format!("0:-346000000000000000:{}", uuid::Uuid::nil())
+        )
+    );
+    for query in ["?archived=maybe", "?limit=0", "?limit=101", "?limit=many", "?cursor=not-a-cursor", &forged]
+    {
         let response = app.get(&format!("/api/conversations{query}"), Some(&token)).await;
         assert_eq!(response.status, StatusCode::BAD_REQUEST, "{query}");
         assert_eq!(response.error_code(), "bad_request");

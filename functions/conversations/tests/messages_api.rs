@@ -59,6 +59,21 @@ async fn content_limits_are_enforced(pool: PgPool) {
     assert_eq!(exactly.status, StatusCode::CREATED, "32 KiB is allowed");
     let blank = post_message(&app, &token, &conversation, " \n\t").await;
     assert_eq!(blank.status, StatusCode::UNPROCESSABLE_ENTITY);
+    // PostgreSQL cannot store NUL: a 422, not a 500.
+    let nul = post_message(&app, &token, &conversation, "hi\u{0}there").await;
+    assert_eq!(
+        (nul.status, nul.error_code().as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed")
+    );
+    let prompt = app
+        .call(
+            Method::POST,
+            "/api/conversations",
+            Some(&token),
+            Some(json!({"system_prompt": "be\u{0}brief"})),
+        )
+        .await;
+    assert_eq!(prompt.status, StatusCode::UNPROCESSABLE_ENTITY);
     let path = format!("/api/conversations/{conversation}/messages");
     let missing = app.call(Method::POST, &path, Some(&token), Some(json!({}))).await;
     assert_eq!(missing.status, StatusCode::UNPROCESSABLE_ENTITY);

@@ -81,12 +81,13 @@ async fn sweep_guest_conversations(state: &AppState) -> Result<u64> {
     .execute(&state.pool)
     .await?
     .rows_affected();
-    // Their `Untitled N` counters go with the last of their conversations.
-    delete(
-        state,
-        "DELETE FROM conversation_title_counters c WHERE c.guest_id IS NOT NULL
-           AND NOT EXISTS (SELECT 1 FROM conversations WHERE guest_id = c.guest_id)",
+    // A guest id is one token's: once its counter is as old, nobody can create with it again.
+    sqlx::query(
+        "DELETE FROM conversation_title_counters WHERE guest_id IS NOT NULL
+           AND updated_at < now() - make_interval(secs => $1)",
     )
+    .bind(state.config.jwt.guest_ttl.as_secs_f64())
+    .execute(&state.pool)
     .await?;
     Ok(removed)
 }

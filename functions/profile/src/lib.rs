@@ -58,7 +58,9 @@ async fn merge_patch(
     caller: AuthUser,
     JsonBody(patch): JsonBody<serde_json::Value>,
 ) -> Result<(StatusCode, Json<ProfileBody>)> {
-    Ok(respond(profile::save(&state.pool, &caller.user_id, Change::MergePatch(patch)).await?))
+    // API.md: a patch answers 200, even the one that creates the profile.
+    let (_, profile) = respond(profile::save(&state.pool, &caller.user_id, Change::MergePatch(patch)).await?);
+    Ok((StatusCode::OK, profile))
 }
 
 /// 201 for a new profile, 200 for a changed one.
