@@ -91,6 +91,14 @@ async fn only_expired_and_stale_things_go(pool: PgPool) {
     .execute(&pool)
     .await
     .unwrap();
+    // Guest title counters: one last used by an expired token, one in use.
+    sqlx::query(
+        "INSERT INTO conversation_title_counters (guest_id, last_number, updated_at) VALUES
+         (gen_random_uuid(), 3, now() - interval '2 hours'), (gen_random_uuid(), 1, now())",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
 
     // Personalized chapters. Ada changes her profile after reading chapter 1: that copy is stale.
     let ada_old = read(&app, &ada, chapter("1")).await;
@@ -136,6 +144,15 @@ async fn only_expired_and_stale_things_go(pool: PgPool) {
     )
     .await;
     assert_eq!((count(&pool, "SELECT count(*) FROM conversations").await, kept), (2, 2));
+    let counters =
+        "SELECT count(*) FROM conversation_title_counters WHERE updated_at > now() - interval '1 minute'";
+    assert_eq!(
+        (
+            count(&pool, "SELECT count(*) FROM conversation_title_counters").await,
+            count(&pool, counters).await
+        ),
+        (1, 1)
+    );
 
     assert_eq!(sweep(&app.state).await.unwrap(), Sweep::default(), "a second run finds nothing");
 }
