@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::time::Duration;
 
+use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::config::{RequestChecksumCalculation, ResponseChecksumValidation};
 use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream;
@@ -245,7 +246,14 @@ impl S3Store {
             // S3-compatible servers reject or mishandle the SDK's default checksums; AWS
             // itself needs them only where an operation requires one.
             .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
-            .response_checksum_validation(ResponseChecksumValidation::WhenRequired);
+            .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
+            // A store that hangs must not hold the request (and the Lambda) with it.
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(s3.connect_timeout)
+                    .operation_timeout(s3.operation_timeout)
+                    .build(),
+            );
         if let Some(endpoint) = &s3.endpoint {
             builder = builder.endpoint_url(endpoint);
         }

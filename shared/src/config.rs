@@ -46,6 +46,24 @@ pub struct S3Config {
     pub endpoint: Option<String>,
     /// Path-style addressing (`PRIMER_S3_PATH_STYLE`), which most S3-compatible servers need.
     pub path_style: bool,
+    /// How long connecting may take (`PRIMER_S3_CONNECT_TIMEOUT_MS`, default 2 s).
+    pub connect_timeout: Duration,
+    /// How long one operation may take, retries included (`PRIMER_S3_TIMEOUT_MS`, default
+    /// 5 s): a store that hangs is a 503 then, not a request that holds its caller.
+    pub operation_timeout: Duration,
+}
+
+impl S3Config {
+    /// A bucket with the default time-outs.
+    pub fn new(bucket: impl Into<String>, endpoint: Option<String>, path_style: bool) -> Self {
+        Self {
+            bucket: bucket.into(),
+            endpoint,
+            path_style,
+            connect_timeout: Duration::from_secs(2),
+            operation_timeout: Duration::from_secs(5),
+        }
+    }
 }
 
 /// The HS256 signing key and the claims every access token must carry.
@@ -153,7 +171,17 @@ fn s3_from(get: &impl Fn(&'static str) -> Option<String>) -> Result<Option<S3Con
             reason: "it must be an http:// or https:// URL".into(),
         });
     }
-    Ok(Some(S3Config { bucket, endpoint, path_style: parse_or(get, "PRIMER_S3_PATH_STYLE", false)? }))
+    let mut s3 = S3Config::new(bucket, endpoint, parse_or(get, "PRIMER_S3_PATH_STYLE", false)?);
+    let millis = |name, default: Duration| -> Result<Duration, ConfigError> {
+        let ms = parse_or(get, name, default.as_millis() as u64)?;
+        if ms == 0 {
+            return Err(ConfigError::Invalid { name, reason: "a time-out must be at least 1 ms".into() });
+        }
+        Ok(Duration::from_millis(ms))
+    };
+    s3.connect_timeout = millis("PRIMER_S3_CONNECT_TIMEOUT_MS", s3.connect_timeout)?;
+    s3.operation_timeout = millis("PRIMER_S3_TIMEOUT_MS", s3.operation_timeout)?;
+    Ok(Some(s3))
 }
 
 /// The model endpoint, when `MODEL_API_KEY` is set. `MODEL_ALLOWED` (comma-separated) lists

@@ -6,13 +6,15 @@
 //! the tutor answers, and how a message and its reply are stored around the model call, is in
 //! [`crate::tutor`].
 
+use std::time::Duration;
+
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Datelike, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use sqlx::types::Json;
-use sqlx::{Connection, PgConnection, PgExecutor};
+use sqlx::{Connection, PgConnection, PgExecutor, PgPool};
 use uuid::Uuid;
 
 use crate::error::{Error, Result, ResultExt};
@@ -610,7 +612,7 @@ pub async fn list_messages(
 }
 
 /// A user message of `conversation_id` with this content hash, stored in the last 30 seconds.
-pub async fn recent_duplicate(
+async fn recent_duplicate(
     db: impl PgExecutor<'_>,
     conversation_id: Uuid,
     hash: &str,
@@ -630,6 +632,109 @@ pub async fn recent_duplicate(
     .fetch_optional(db)
     .await?;
     Ok(message)
+}
+
+/// A user message as [`add_or_find_user_message`] left it.
+#[derive(Debug)]
+pub enum Posted {
+    /// Stored now, and claimed for answering by the caller (see [`claim_reply`]).
+    New(Message),
+    /// The same message arrived within 30 s before: stored once, answered by whoever claims it.
+    Duplicate(Message),
+}
+
+/// Stores a user message and claims it for answering for `lease`, unless the same message
+/// reached the conversation within 30 s of `arrived`: then that one is returned instead.
+///
+/// The check and the insert are serialized per (conversation, content) by a transaction-scoped
+/// advisory lock, held only for this short transaction, so two identical posts at once store
+/// one message. Nothing outlives the transaction, as PgBouncer's transaction mode requires.
+pub async fn add_or_find_user_message(
+    pool: &PgPool,
+    conversation_id: Uuid,
+    content: &MessageContent,
+    arrived: DateTime<Utc>,
+    lease: Duration,
+) -> Result<Posted> {
+    let hash = content.hash();
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+        .bind(format!("primer.exchange:{conversation_id}:{hash}"))
+        .execute(&mut *tx)
+        .await?;
+    let posted = match recent_duplicate(&mut *tx, conversation_id, &hash, arrived).await? {
+        Some(message) => Posted::Duplicate(message),
+        None => {
+            let new = NewMessage::User { content: content.as_str(), hash, lease: Some(lease) };
+            Posted::New(insert(&mut tx, conversation_id, new).await?)
+        }
+    };
+    tx.commit().await?;
+    Ok(posted)
+}
+
+/// Which user messages [`claim_reply`] may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unanswered {
+    /// Only those with no reply yet (a duplicate post finishing the first one's work).
+    NoReply,
+    /// Those with no reply or whose newest reply failed (a retry).
+    NoAnswer,
+}
+
+/// Claims user message `message_id` for answering for `lease`: true when the caller may now
+/// ask the model and store the reply. False while someone else's claim runs, or when the
+/// message already has the reply `which` asks for.
+///
+/// The lease is taken by an UPDATE of the message's row, so of any number of claimants at once
+/// one wins and the others wait for it; the replies are looked at by the next statement, which
+/// sees every reply committed before the row was taken (a reply is stored in the transaction
+/// that ends its claim). Four round trips, but only duplicates and retries claim.
+pub async fn claim_reply(
+    pool: &PgPool,
+    message_id: Uuid,
+    which: Unanswered,
+    lease: Duration,
+) -> Result<bool> {
+    let mut tx = pool.begin().await?;
+    let taken: Option<Uuid> = sqlx::query_scalar(
+        "UPDATE messages SET reply_lease_until = clock_timestamp() + make_interval(secs => $2)
+         WHERE id = $1 AND sender = 'user'
+           AND (reply_lease_until IS NULL OR reply_lease_until < clock_timestamp())
+         RETURNING id",
+    )
+    .bind(message_id)
+    .bind(lease.as_secs_f64())
+    .fetch_optional(&mut *tx)
+    .await?;
+    if taken.is_none() {
+        return Ok(false);
+    }
+    let latest_failed: Option<bool> = sqlx::query_scalar(
+        "SELECT is_error FROM messages WHERE reply_to = $1 ORDER BY created_at DESC, id DESC LIMIT 1",
+    )
+    .bind(message_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let may_answer = match latest_failed {
+        None => true,
+        Some(failed) => failed && which == Unanswered::NoAnswer,
+    };
+    if may_answer {
+        tx.commit().await?;
+    }
+    // Otherwise the transaction rolls back as it drops: the lease stays as it was.
+    Ok(may_answer)
+}
+
+/// Gives up a claim without a reply (the caller failed before it could store one), so the next
+/// post or retry need not wait for the lease to lapse.
+pub async fn release_reply_claim(db: impl PgExecutor<'_>, message_id: Uuid) -> Result<()> {
+    sqlx::query("UPDATE messages SET reply_lease_until = NULL WHERE id = $1 AND sender = 'user'")
+        .bind(message_id)
+        .execute(db)
+        .await?;
+    Ok(())
 }
 
 /// The caller's user message `message_id` in conversation `conversation_id`.
@@ -688,13 +793,18 @@ pub async fn history_before(db: impl PgExecutor<'_>, message: &Message, limit: i
     Ok(messages)
 }
 
-/// Stores a user message and moves the conversation's `last_message_at` to it.
+/// Stores a user message, claimed by nobody, and moves the conversation's `last_message_at` to
+/// it (history written straight into the store, e.g. by an import or a test).
 pub async fn add_user_message(
     db: &mut PgConnection,
     conversation_id: Uuid,
     content: &MessageContent,
 ) -> Result<Message> {
-    insert(db, conversation_id, NewMessage::User { content: content.as_str(), hash: content.hash() }).await
+    let mut tx = db.begin().await?;
+    let new = NewMessage::User { content: content.as_str(), hash: content.hash(), lease: None };
+    let stored = insert(&mut tx, conversation_id, new).await?;
+    tx.commit().await?;
+    Ok(stored)
 }
 
 /// A reply to store: an answer or a failure notice.
@@ -710,25 +820,40 @@ pub struct NewReply {
     pub error: Option<ErrorDetails>,
 }
 
-/// Stores the reply to `user_message` and moves the conversation's `last_message_at` to it.
+/// Stores the reply to `user_message`, ends the claim on it, and moves the conversation's
+/// `last_message_at` to the reply: one transaction.
 pub async fn add_reply(db: &mut PgConnection, user_message: &Message, reply: NewReply) -> Result<Message> {
-    insert(db, user_message.conversation_id, NewMessage::Reply { to: user_message.id, reply }).await
+    let mut tx = db.begin().await?;
+    let stored =
+        insert(&mut tx, user_message.conversation_id, NewMessage::Reply { to: user_message.id, reply })
+            .await?;
+    sqlx::query("UPDATE messages SET reply_lease_until = NULL WHERE id = $1")
+        .bind(user_message.id)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(stored)
 }
 
 enum NewMessage<'a> {
-    User { content: &'a str, hash: String },
+    User { content: &'a str, hash: String, lease: Option<Duration> },
     Reply { to: Uuid, reply: NewReply },
 }
 
-async fn insert(db: &mut PgConnection, conversation_id: Uuid, message: NewMessage<'_>) -> Result<Message> {
-    let mut tx = db.begin().await?;
-    let query = sqlx::query_as::<_, Message>(concat!("INSERT INTO messages AS m
-            (conversation_id, sender, content, content_hash, ai_model, reply_to, is_error, error_details, citations)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-         RETURNING ", message_columns!()))
+/// Inserts a message and moves its conversation's `last_message_at`, inside the caller's
+/// transaction.
+async fn insert(tx: &mut PgConnection, conversation_id: Uuid, message: NewMessage<'_>) -> Result<Message> {
+    let query = sqlx::query_as::<_, Message>(concat!(
+        "INSERT INTO messages AS m
+            (conversation_id, sender, content, content_hash, ai_model, reply_to, is_error, error_details,
+             citations, reply_lease_until)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, clock_timestamp() + make_interval(secs => $10))
+         RETURNING ",
+        message_columns!()
+    ))
     .bind(conversation_id);
     let query = match message {
-        NewMessage::User { content, hash } => query
+        NewMessage::User { content, hash, lease } => query
             .bind("user")
             .bind(content.to_owned())
             .bind(hash)
@@ -736,7 +861,8 @@ async fn insert(db: &mut PgConnection, conversation_id: Uuid, message: NewMessag
             .bind(None::<Uuid>)
             .bind(false)
             .bind(None::<Json<ErrorDetails>>)
-            .bind(Json(Vec::<Citation>::new())),
+            .bind(Json(Vec::<Citation>::new()))
+            .bind(lease.map(|lease| lease.as_secs_f64())),
         NewMessage::Reply { to, reply } => query
             .bind("ai")
             .bind(reply.content.clone())
@@ -745,7 +871,8 @@ async fn insert(db: &mut PgConnection, conversation_id: Uuid, message: NewMessag
             .bind(Some(to))
             .bind(reply.error.is_some())
             .bind(reply.error.map(Json))
-            .bind(Json(reply.citations)),
+            .bind(Json(reply.citations))
+            .bind(None::<f64>),
     };
     // The conversation may be deleted while the tutor thinks: then there is nothing to answer.
     let stored = query
@@ -758,7 +885,6 @@ async fn insert(db: &mut PgConnection, conversation_id: Uuid, message: NewMessag
         .bind(stored.created_at)
         .execute(&mut *tx)
         .await?;
-    tx.commit().await?;
     Ok(stored)
 }
 

@@ -171,16 +171,35 @@ impl Error {
 
 impl From<sqlx::Error> for Error {
     fn from(e: sqlx::Error) -> Self {
-        match e {
-            // The database cannot be reached: the caller may retry later.
-            sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::Io(_)
-            | sqlx::Error::Tls(_) => Self::Unavailable(Box::new(e)),
-            e => Self::Database(e),
-        }
+        if is_transient(&e) { Self::Unavailable(Box::new(e)) } else { Self::Database(e) }
     }
 }
+
+/// True when a database error says nothing about the request, only that the database cannot
+/// serve it now: the caller may retry. Besides an unreachable server and an exhausted pool,
+/// that is a connection the server or the pooler ended (Neon suspends idle computes and
+/// restarts them), a server out of connections, and a statement or lock time-out.
+fn is_transient(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        // A connection cut mid-message reads as a protocol error.
+        | sqlx::Error::Protocol(_) => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            // 08: connection exceptions (PgBouncer's "server conn crashed?" is 08P01);
+            // 57P01-57P03: admin shutdown, crash shutdown, cannot connect now;
+            // 53300: too many connections; 57014: statement time-out; 55P03: lock time-out.
+            code.starts_with("08") || matches!(&*code, "57P01" | "57P02" | "57P03" | "53300" | "57014" | "55P03")
+        }),
+        _ => false,
+    }
+}
+
+/// The `Retry-After` of a 503: a restarting compute or a full pool is back within seconds.
+const UNAVAILABLE_RETRY_AFTER_SECS: u32 = 2;
 
 /// Turns a constraint violation into the error the caller deserves, instead of a 500.
 pub trait ResultExt<T> {
@@ -238,8 +257,16 @@ impl IntoResponse for Error {
             },
         };
         let mut response = (status, axum::Json(body)).into_response();
-        if let Self::RateLimited { retry_after_secs } = self {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+        match self {
+            Self::RateLimited { retry_after_secs } => {
+                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+            }
+            Self::Unavailable(_) => {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(UNAVAILABLE_RETRY_AFTER_SECS));
+            }
+            _ => {}
         }
         response
     }
@@ -290,6 +317,16 @@ mod tests {
         assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!(body["error"]["message"], "internal error");
         assert!(!body.to_string().contains("xyz"));
+    }
+
+    #[tokio::test]
+    async fn an_unavailable_backend_is_a_503_with_retry_after() {
+        for e in [sqlx::Error::PoolTimedOut, sqlx::Error::Protocol("unexpected end of stream".into())] {
+            let (status, body, retry) = render(e.into()).await;
+            assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(body["error"]["code"], "unavailable");
+            assert_eq!(retry.as_deref(), Some("2"));
+        }
     }
 
     #[tokio::test]

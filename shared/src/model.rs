@@ -194,6 +194,11 @@ impl ModelClient {
         Ok(Self { http, endpoint, config })
     }
 
+    /// The longest one completion may take, retries included.
+    pub fn total_timeout(&self) -> Duration {
+        self.config.total_timeout
+    }
+
     /// The model used when a caller names none.
     pub fn default_model(&self) -> &str {
         &self.config.default_model

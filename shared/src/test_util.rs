@@ -13,6 +13,7 @@ use axum::http::{HeaderMap, Method, Request, StatusCode, header};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use sqlx::PgPool;
+use sqlx::postgres::PgConnectOptions;
 use tower::ServiceExt;
 
 use crate::app::AppState;
@@ -47,6 +48,31 @@ pub fn test_config() -> Config {
 fn test_blob_root() -> PathBuf {
     std::env::temp_dir().join("primer-test-blobs")
 }
+
+/// The URL of the test run's PgBouncer in transaction mode, as Neon's pooled URL runs
+/// (`PRIMER_TEST_POOLED_URL`, set by `scripts/test`), if any.
+pub fn pooled_url() -> Option<PgConnectOptions> {
+    let url = std::env::var("PRIMER_TEST_POOLED_URL").ok().filter(|url| !url.is_empty())?;
+    Some(url.parse().unwrap_or_else(|e| panic!("PRIMER_TEST_POOLED_URL {url:?}: {e}")))
+}
+
+/// A pool on the same test database as `pool`, through the test run's PgBouncer when there is
+/// one (else `pool` itself), configured as the functions configure theirs. `#[sqlx::test]`
+/// creates its databases and runs the migrations over the direct URL, as Neon's documentation
+/// asks; the app under test then talks only to the pooler.
+pub fn through_pooler(pool: &PgPool) -> PgPool {
+    let Some(pooled) = pooled_url() else { return pool.clone() };
+    let direct = pool.connect_options();
+    if direct.get_port() == pooled.get_port() && direct.get_host() == pooled.get_host() {
+        return pool.clone();
+    }
+    let database = direct.get_database().expect("a #[sqlx::test] pool names its database");
+    crate::db::pool_options(POOLED_TEST_CONNECTIONS).connect_lazy_with(pooled.database(database))
+}
+
+/// Connections of an app's pool in tests: more than a Lambda instance has, so a test can send
+/// requests at once, and more than PgBouncer's server pool (4), so they queue there.
+const POOLED_TEST_CONNECTIONS: u32 = 10;
 
 /// Removes a test's blob folder with the last clone of its `TestApp`.
 struct TestBlobDir(PathBuf);
@@ -229,7 +255,9 @@ impl TestApp {
     }
 
     /// Builds the service with `router` on a state the test made (another blob store, say).
-    pub fn with_state(state: AppState, router: fn(AppState) -> Router) -> Self {
+    /// The state's pool is routed through the test run's PgBouncer, when there is one.
+    pub fn with_state(mut state: AppState, router: fn(AppState) -> Router) -> Self {
+        state.pool = through_pooler(&state.pool);
         let blob_dir = Arc::new(TestBlobDir(state.config.blob.dir.clone()));
         Self {
             router: router(state.clone()),

@@ -4,22 +4,26 @@
 //! answer or, when the model fails, as a failure notice that can be retried, so a crash in
 //! between loses no question. Without a configured model the offline tutor answers.
 //!
-//! The same message posted twice within 30 s is stored and answered once: an exchange holds a
-//! PostgreSQL advisory lock on (conversation, content hash) from the duplicate check until its
-//! reply is stored, so a second post waits for the first and then finds its message and reply.
+//! The same message posted twice within 30 s is stored and answered once. Nothing is held while
+//! the model thinks, neither a transaction nor a pooled connection (Neon's pooler is PgBouncer
+//! in transaction mode, where a session lock would not survive and a held connection starves
+//! everyone else): the message is stored in a short transaction that also claims it for
+//! answering for a lease (see [`conversations::claim_reply`]); a duplicate post polls for the
+//! reply, and takes the claim over if the lease lapses without one.
 
 pub mod offline;
 pub mod prompt;
 pub mod retrieval;
 
+use std::time::{Duration, Instant};
+
 use serde::Serialize;
-use sqlx::postgres::PgAdvisoryLock;
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::book;
 use crate::conversations::{
-    self, AiModel, Conversation, ErrorDetails, Message, MessageContent, NewReply, Owner,
+    self, AiModel, Conversation, ErrorDetails, Message, MessageContent, NewReply, Owner, Posted, Unanswered,
 };
 use crate::error::{Error, ErrorChain, Result};
 use crate::model::{ModelClient, ModelError};
@@ -109,29 +113,26 @@ impl<'a> Tutor<'a> {
     ) -> Result<Exchange> {
         let conversation =
             conversations::get(self.pool, owner, conversation_id).await?.ok_or(Error::NotFound)?;
-        let hash = content.hash();
-        // The 30 s count from the post's arrival, not from when the lock was free.
+        // The 30 s count from the post's arrival.
         let arrived = chrono::Utc::now();
-        let mut conn = exchange_lock(conversation.id, &hash).acquire(self.pool.acquire().await?).await?;
-        let exchange =
-            match conversations::recent_duplicate(&mut *conn, conversation.id, &hash, arrived).await? {
-                Some(user_message) => {
-                    let reply = match conversations::latest_reply(&mut *conn, user_message.id).await? {
-                        Some(reply) => reply,
-                        // The first post stored the message but ended before answering it.
-                        None => self.answer(&mut conn, &conversation, &user_message).await?,
-                    };
-                    Exchange { user_message, reply }
-                }
-                None => {
-                    let user_message =
-                        conversations::add_user_message(&mut conn, conversation.id, &content).await?;
-                    let reply = self.answer(&mut conn, &conversation, &user_message).await?;
-                    Exchange { user_message, reply }
-                }
-            };
-        release(conn).await;
-        Ok(exchange)
+        let posted = conversations::add_or_find_user_message(
+            self.pool,
+            conversation.id,
+            &content,
+            arrived,
+            self.lease(),
+        )
+        .await?;
+        Ok(match posted {
+            Posted::New(user_message) => {
+                let reply = self.answer(&conversation, &user_message).await?;
+                Exchange { user_message, reply }
+            }
+            Posted::Duplicate(user_message) => {
+                let reply = self.await_reply(&conversation, &user_message, Unanswered::NoReply).await?;
+                Exchange { user_message, reply }
+            }
+        })
     }
 
     /// Answers again a user message of the caller whose reply failed; 409 when its latest
@@ -142,64 +143,95 @@ impl<'a> Tutor<'a> {
         let question = conversations::user_message(self.pool, owner, conversation.id, message_id)
             .await?
             .ok_or(Error::NotFound)?;
-        let mut conn = exchange_lock(conversation.id, &question.content_hash)
-            .acquire(self.pool.acquire().await?)
-            .await?;
-        // Checked under the lock, so two retries at once answer once.
-        if let Some(reply) = conversations::latest_reply(&mut *conn, question.id).await?
-            && !reply.is_error
-        {
-            return Err(Error::Conflict {
-                code: "already_answered",
-                message: "this message has an answer; only a failed reply can be retried".into(),
-            });
-        }
-        let reply = self.answer(&mut conn, &conversation, &question).await?;
-        release(conn).await;
-        Ok(reply)
+        self.await_reply(&conversation, &question, Unanswered::NoAnswer).await
     }
 
-    /// Finds the passages for `question`, has the model or the offline tutor answer, and stores
-    /// the reply (or the model's failure).
-    async fn answer(
+    /// How long a claim on a message lasts: the longest the model may take, and then some.
+    fn lease(&self) -> Duration {
+        let thinking = self.models.0.map_or(Duration::from_secs(5), ModelClient::total_timeout);
+        thinking + Duration::from_secs(5)
+    }
+
+    /// The reply to `question`: someone else's, once stored, or this call's own once it wins the
+    /// claim (the first claimant died, or `which` allows answering a failed reply again). For
+    /// a retry (`NoAnswer`), an answered question is a 409. Polls with a short backoff, holding
+    /// no connection in between, for at most about one lease.
+    async fn await_reply(
         &self,
-        conn: &mut PgConnection,
         conversation: &Conversation,
         question: &Message,
+        which: Unanswered,
     ) -> Result<Message> {
-        let passages = retrieval::best_passages(&mut *conn, &question.content, PASSAGES_PER_ANSWER).await?;
-        let reply = match self.models.engine(&conversation.ai_model) {
-            None => {
-                // Only an answer that found nothing points the reader at the chapters.
-                let titles = if passages.is_empty() {
-                    book::list(&mut *conn).await?.into_iter().map(|chapter| chapter.title).collect()
-                } else {
-                    Vec::new()
-                };
-                offline::answer(&passages, &titles)
-            }
-            Some((client, model)) => {
-                let history =
-                    conversations::history_before(&mut *conn, question, prompt::MAX_HISTORY_MESSAGES).await?;
-                let messages = prompt::build(
-                    conversation.system_prompt.as_deref(),
-                    &passages,
-                    &history,
-                    &question.content,
-                );
-                match client.complete(model, &messages).await {
-                    Ok(text) => NewReply {
-                        // PostgreSQL text cannot hold NUL; a model can still emit one.
-                        content: text.replace('\0', ""),
-                        ai_model: model.to_owned(),
-                        citations: passages.iter().map(Passage::citation).collect(),
-                        error: None,
-                    },
-                    Err(e) => failure_notice(model, &e),
+        let deadline = Instant::now() + self.lease() + Duration::from_secs(1);
+        let mut pause = Duration::from_millis(20);
+        loop {
+            if let Some(reply) = conversations::latest_reply(self.pool, question.id).await? {
+                match which {
+                    Unanswered::NoReply => return Ok(reply),
+                    Unanswered::NoAnswer if !reply.is_error => {
+                        return Err(Error::Conflict {
+                            code: "already_answered",
+                            message: "this message has an answer; only a failed reply can be retried".into(),
+                        });
+                    }
+                    Unanswered::NoAnswer => {}
                 }
             }
+            if conversations::claim_reply(self.pool, question.id, which, self.lease()).await? {
+                return self.answer(conversation, question).await;
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::Unavailable("another request is still answering this message".into()));
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(250));
+        }
+    }
+
+    /// Answers `question`, which the caller has claimed, and stores the reply (or the model's
+    /// failure), ending the claim. When that fails, the claim is given up so that a retry need
+    /// not wait for it to lapse.
+    async fn answer(&self, conversation: &Conversation, question: &Message) -> Result<Message> {
+        let answered = async {
+            let reply = self.reply_to(conversation, question).await?;
+            conversations::add_reply(&mut *self.pool.acquire().await?, question, reply).await
+        }
+        .await;
+        if answered.is_err()
+            && let Err(e) = conversations::release_reply_claim(self.pool, question.id).await
+        {
+            tracing::warn!(error = %ErrorChain(&e), "giving up a reply claim failed; it lapses by itself");
+        }
+        answered
+    }
+
+    /// Finds the passages for `question` and has the model or the offline tutor answer. Each
+    /// query takes a pooled connection and gives it back: none is held across the model call.
+    async fn reply_to(&self, conversation: &Conversation, question: &Message) -> Result<NewReply> {
+        let passages = retrieval::best_passages(self.pool, &question.content, PASSAGES_PER_ANSWER).await?;
+        let Some((client, model)) = self.models.engine(&conversation.ai_model) else {
+            // Only an answer that found nothing points the reader at the chapters.
+            let titles = if passages.is_empty() {
+                book::list(self.pool).await?.into_iter().map(|chapter| chapter.title).collect()
+            } else {
+                Vec::new()
+            };
+            return Ok(offline::answer(&passages, &titles));
         };
-        conversations::add_reply(conn, question, reply).await
+        let history =
+            conversations::history_before(self.pool, question, prompt::MAX_HISTORY_MESSAGES).await?;
+        let messages =
+            prompt::build(conversation.system_prompt.as_deref(), &passages, &history, &question.content);
+        Ok(match client.complete(model, &messages).await {
+            Ok(text) => NewReply {
+                // PostgreSQL text cannot hold NUL; a model can still emit one.
+                content: text.replace('\0', ""),
+                ai_model: model.to_owned(),
+                citations: passages.iter().map(Passage::citation).collect(),
+                error: None,
+            },
+            Err(e) => failure_notice(model, &e),
+        })
     }
 }
 
@@ -211,20 +243,5 @@ fn failure_notice(model: &str, e: &ModelError) -> NewReply {
         ai_model: model.to_owned(),
         citations: Vec::new(),
         error: Some(ErrorDetails { code: e.code().to_owned(), message: e.to_string() }),
-    }
-}
-
-/// The lock one exchange holds: the same message in the same conversation.
-fn exchange_lock(conversation_id: Uuid, content_hash: &str) -> PgAdvisoryLock {
-    PgAdvisoryLock::new(format!("primer.exchange:{conversation_id}:{content_hash}"))
-}
-
-/// Unlocks at once. Should it fail, the connection is broken and its lock ends with it, and
-/// the exchange is already stored, so the caller still gets it.
-async fn release<C: AsMut<PgConnection> + AsRef<PgConnection>>(
-    guard: sqlx::postgres::PgAdvisoryLockGuard<C>,
-) {
-    if let Err(e) = guard.release_now().await {
-        tracing::warn!(error = %ErrorChain(&e), "releasing an exchange lock failed");
     }
 }

@@ -32,8 +32,7 @@ async fn fresh_bucket() -> S3Store {
         .behavior_version(aws_config::BehaviorVersion::latest())
         .build();
     let bucket = format!("primer-test-{}", uuid::Uuid::new_v4().simple());
-    let store =
-        S3Store::new(&sdk, &S3Config { bucket: bucket.clone(), endpoint: Some(endpoint), path_style: true });
+    let store = S3Store::new(&sdk, &S3Config::new(bucket.clone(), Some(endpoint), true));
     store.client().create_bucket().bucket(&bucket).send().await.expect("the bucket is created");
     store
 }

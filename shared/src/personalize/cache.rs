@@ -2,18 +2,25 @@
 //! `personalized_chapters` rows keyed by `(user, chapter, profile_hash, chapter_version)`.
 //!
 //! Invariants: the object is written before its row, so no row points at a missing object;
-//! concurrent misses for one key generate once (they queue on a transaction-scoped advisory
-//! lock on the key); a failed store write leaves no row. An object that disappears anyway (the
-//! bucket's lifecycle rule) is regenerated on the next read.
+//! concurrent misses for one key generate once; a failed store write leaves no row. An object
+//! that disappears anyway (the bucket's lifecycle rule) is regenerated on the next read.
+//!
+//! Generating takes seconds (the model, then the store), so it is guarded by a claim row in
+//! `personalization_claims`, taken by one statement, instead of a lock in a transaction held
+//! across the work: under Neon's pooler (PgBouncer, transaction mode) an open transaction pins
+//! a server connection. Whoever wins the claim generates; the others poll for the row, holding
+//! no connection in between, and take the claim over if its lease lapses.
 
-use sqlx::{PgConnection, PgExecutor, PgPool};
+use std::time::{Duration, Instant};
+
+use sqlx::{PgExecutor, PgPool};
 use uuid::Uuid;
 
 use super::{Engine, ModelEngine, ReaderProfile, personalize, reader_profile};
 use crate::app::AppState;
 use crate::blob::{BlobStore, KeyPrefix, ObjectKey};
 use crate::book::{self, Chapter, ChapterId};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorChain, Result, ResultExt};
 
 /// The media type of stored chapters.
 pub const MARKDOWN: &str = "text/markdown; charset=utf-8";
@@ -69,54 +76,118 @@ pub async fn personalized_chapter(
     })?;
     let key = object_key(user_id, id, chapter.version, &profile.profile_hash)?;
 
-    // The common case, without locks: the row and its object are there.
-    if let Some(engine) = engine_of(&state.pool, &key).await?
-        && let Some(markdown) = read(state.blobs.as_ref(), &key).await?
-    {
+    // The common case: the row and its object are there.
+    if let Some((engine, markdown)) = cached(state, &key).await? {
         return Ok(served(&chapter, &profile, key, engine, true, markdown));
     }
-
-    let mut tx = state.pool.begin().await?;
-    lock(&mut tx, &key).await?;
-    // Whoever held the lock before us may have made it meanwhile.
-    if let Some(engine) = engine_of(&mut *tx, &key).await? {
-        if let Some(markdown) = read(state.blobs.as_ref(), &key).await? {
-            tx.commit().await?;
+    let lease = state.config.personalize_budget + GENERATION_MARGIN;
+    let deadline = Instant::now() + lease + GENERATION_MARGIN;
+    let mut pause = Duration::from_millis(20);
+    loop {
+        if claim(&state.pool, &key, lease).await? {
+            let made = make(state, user_id, &chapter, &profile, &key).await;
+            release(&state.pool, &key).await;
+            let (engine, cached, markdown) = made?;
+            return Ok(served(&chapter, &profile, key, engine, cached, markdown));
+        }
+        if Instant::now() >= deadline {
+            return Err(Error::Unavailable("another request is still making this chapter".into()));
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(250));
+        if let Some((engine, markdown)) = cached(state, &key).await? {
             return Ok(served(&chapter, &profile, key, engine, true, markdown));
+        }
+    }
+}
+
+/// What a generation may take beyond the personalization budget: the store's write and the
+/// row's insert.
+const GENERATION_MARGIN: Duration = Duration::from_secs(10);
+
+/// The stored copy under `key`, when its row and its object are both there.
+async fn cached(state: &AppState, key: &ObjectKey) -> Result<Option<(Engine, String)>> {
+    let Some(engine) = engine_of(&state.pool, key).await? else { return Ok(None) };
+    Ok(read(state.blobs.as_ref(), key).await?.map(|markdown| (engine, markdown)))
+}
+
+/// Makes and stores the chapter under `key`, which the caller has claimed: object first, then
+/// row. Returns who made it, whether it was in fact there already, and the markdown.
+async fn make(
+    state: &AppState,
+    user_id: &str,
+    chapter: &Chapter,
+    profile: &ReaderProfile,
+    key: &ObjectKey,
+) -> Result<(Engine, bool, String)> {
+    // The claim's previous holder may have finished between our look and our claim.
+    if let Some(engine) = engine_of(&state.pool, key).await? {
+        if let Some(markdown) = read(state.blobs.as_ref(), key).await? {
+            return Ok((engine, true, markdown));
         }
         tracing::warn!(key = %key, "a personalized chapter's object is gone; making it again");
         sqlx::query("DELETE FROM personalized_chapters WHERE storage_path = $1")
             .bind(key.as_str())
-            .execute(&mut *tx)
+            .execute(&state.pool)
             .await?;
     }
 
     let model =
         state.model.as_deref().map(|client| ModelEngine { client, budget: state.config.personalize_budget });
     let made = personalize(&chapter.source_markdown, &profile.reader, model).await;
-    // Object first: if the write fails, the transaction rolls back and no row is left.
-    state.blobs.put(&key, made.markdown.clone().into_bytes(), MARKDOWN).await?;
+    // Object first: if the write fails, no row is written.
+    state.blobs.put(key, made.markdown.clone().into_bytes(), MARKDOWN).await?;
     let inserted = sqlx::query(
         "INSERT INTO personalized_chapters (user_id, chapter_id, profile_hash, chapter_version, storage_path, engine)
-         VALUES ($1, $2, $3, $4, $5, $6)",
+         VALUES ($1, $2, $3, $4, $5, $6)
+         ON CONFLICT (storage_path) DO NOTHING",
     )
     .bind(user_id)
-    .bind(id)
+    .bind(chapter.id)
     .bind(&profile.profile_hash)
     .bind(chapter.version)
     .bind(key.as_str())
     .bind(made.engine.as_str())
-    .execute(&mut *tx)
-    .await;
+    .execute(&state.pool)
+    .await
+    // The account was deleted while its chapter was being made: there is nobody to serve.
+    .on_constraint("personalized_chapters_user_id_fkey", |_| Error::NotFound);
     if let Err(e) = inserted {
         // Best effort: an orphan object is harmless (the lifecycle rule sweeps it), a row
         // without one is not.
-        let _ = state.blobs.delete(&key).await;
-        return Err(e.into());
+        let _ = state.blobs.delete(key).await;
+        return Err(e);
     }
-    tx.commit().await?;
-    tracing::info!(chapter_id = %id, engine = made.engine.as_str(), "personalized a chapter");
-    Ok(served(&chapter, &profile, key, made.engine, false, made.markdown))
+    tracing::info!(chapter_id = %chapter.id, engine = made.engine.as_str(), "personalized a chapter");
+    Ok((made.engine, false, made.markdown))
+}
+
+/// Claims `key` for `lease`: true when the caller may make (or remove) its copy now. One
+/// statement, so of any number of claimants at once exactly one wins; a lapsed claim is taken
+/// over.
+async fn claim(db: impl PgExecutor<'_>, key: &ObjectKey, lease: Duration) -> Result<bool> {
+    let claimed = sqlx::query(
+        "INSERT INTO personalization_claims AS c (storage_path, expires_at)
+         VALUES ($1, clock_timestamp() + make_interval(secs => $2))
+         ON CONFLICT (storage_path) DO UPDATE SET expires_at = EXCLUDED.expires_at
+         WHERE c.expires_at < clock_timestamp()",
+    )
+    .bind(key.as_str())
+    .bind(lease.as_secs_f64())
+    .execute(db)
+    .await?;
+    Ok(claimed.rows_affected() == 1)
+}
+
+/// Ends a claim. Should that fail, the claim lapses by itself.
+async fn release(db: impl PgExecutor<'_>, key: &ObjectKey) {
+    let released = sqlx::query("DELETE FROM personalization_claims WHERE storage_path = $1")
+        .bind(key.as_str())
+        .execute(db)
+        .await;
+    if let Err(e) = released {
+        tracing::warn!(key = %key, error = %ErrorChain(&e), "ending a personalization claim failed");
+    }
 }
 
 fn served(
@@ -136,15 +207,6 @@ fn served(
         key,
         markdown,
     }
-}
-
-/// Serializes everyone working on `key` until the transaction ends.
-async fn lock(conn: &mut PgConnection, key: &ObjectKey) -> Result<()> {
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
-        .bind(key.as_str())
-        .execute(conn)
-        .await?;
-    Ok(())
 }
 
 async fn engine_of(db: impl PgExecutor<'_>, key: &ObjectKey) -> Result<Option<Engine>> {
@@ -198,27 +260,35 @@ const STALE: &str = "JOIN chapters c ON c.id = pc.chapter_id
     LEFT JOIN user_profiles up ON up.user_id = pc.user_id
     WHERE (up.profile_hash IS DISTINCT FROM pc.profile_hash OR c.version <> pc.chapter_version)";
 
-/// Removes a stale copy, object first, then row, under the key's lock so that no reader is
+/// Removes a stale copy, object first, then row, under the key's claim so that no reader is
 /// making it at the same moment. Returns false when it turned out to be live again (the
-/// profile went back to that hash) and was left alone.
+/// profile went back to that hash) or a reader is making it, and was left alone.
 pub async fn remove_stale(pool: &PgPool, blobs: &dyn BlobStore, copy: &StaleCopy) -> Result<bool> {
     let key = ObjectKey::parse(&copy.storage_path).map_err(Error::internal)?;
-    let mut tx = pool.begin().await?;
-    lock(&mut tx, &key).await?;
-    let still_stale: Option<Uuid> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-        "SELECT pc.id FROM personalized_chapters pc {STALE} AND pc.id = $1 FOR UPDATE OF pc"
-    )))
-    .bind(copy.id)
-    .fetch_optional(&mut *tx)
-    .await?;
-    if still_stale.is_none() {
+    if !claim(pool, &key, REMOVAL_LEASE).await? {
         return Ok(false);
     }
-    blobs.delete(&key).await?;
-    sqlx::query("DELETE FROM personalized_chapters WHERE id = $1").bind(copy.id).execute(&mut *tx).await?;
-    tx.commit().await?;
-    Ok(true)
+    let removed = async {
+        let still_stale: Option<Uuid> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT pc.id FROM personalized_chapters pc {STALE} AND pc.id = $1"
+        )))
+        .bind(copy.id)
+        .fetch_optional(pool)
+        .await?;
+        if still_stale.is_none() {
+            return Ok(false);
+        }
+        blobs.delete(&key).await?;
+        sqlx::query("DELETE FROM personalized_chapters WHERE id = $1").bind(copy.id).execute(pool).await?;
+        Ok(true)
+    }
+    .await;
+    release(pool, &key).await;
+    removed
 }
+
+/// How long the janitor's claim on one copy lasts: a store delete and a row delete.
+const REMOVAL_LEASE: Duration = Duration::from_secs(30);
 
 #[cfg(test)]
 mod tests {
