@@ -1,0 +1,101 @@
+//! A database that drops its connections, as Neon does when it suspends or restarts a compute:
+//! every request on a killed connection is a 503 with `Retry-After`, never a 500, and the next
+//! requests work without a restart.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use primer_shared::test_util::TestApp;
+use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
+
+#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+async fn terminating_every_backend_mid_load_is_never_a_500_and_recovers(pool: PgPool) {
+    let app = TestApp::new(pool.clone(), auth::router);
+    let user = app.signed_up("ada@example.com").await;
+
+    // The killer has its own connection, outside the app's pool, and spares only itself.
+    let killer_pool = PgPoolOptions::new()
+        .max_connections(1)
+        .connect_with((*pool.connect_options()).clone())
+        .await
+        .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let killer = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut killed = 0i64;
+            while !stop.load(Ordering::SeqCst) {
+                let n: i64 = sqlx::query_scalar(
+                    "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity
+                     WHERE datname = current_database() AND pid <> pg_backend_pid()
+                       AND backend_type = 'client backend'",
+                )
+                .fetch_one(&killer_pool)
+                .await
+                .unwrap();
+                killed += n;
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+            killed
+        })
+    };
+
+    // A bounded load: 8 clients, 40 requests each.
+    let clients: Vec<_> = (0..8)
+        .map(|_| {
+            let (app, token) = (app.clone(), user.access_token.clone());
+            tokio::spawn(async move {
+                let mut statuses = Vec::new();
+                for _ in 0..40 {
+                    let response = app.me(&token).await;
+                    if response.status == StatusCode::SERVICE_UNAVAILABLE {
+                        assert_eq!(response.error_code(), "unavailable", "{}", response.text());
+                        assert!(response.headers.contains_key("retry-after"));
+                    }
+                    statuses.push(response.status);
+                }
+                statuses
+            })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for client in clients {
+        statuses.extend(client.await.unwrap());
+    }
+    stop.store(true, Ordering::SeqCst);
+    let killed = killer.await.unwrap();
+
+    assert!(killed > 0, "no backend was terminated: the test proved nothing");
+    let unexpected: Vec<_> =
+        statuses.iter().filter(|s| **s != StatusCode::OK && **s != StatusCode::SERVICE_UNAVAILABLE).collect();
+    assert!(unexpected.is_empty(), "only 200 or 503 while connections die, got {unexpected:?}");
+    println!(
+        "{} requests, {} backends terminated: {} × 200, {} × 503",
+        statuses.len(),
+        killed,
+        statuses.iter().filter(|s| **s == StatusCode::OK).count(),
+        statuses.iter().filter(|s| **s == StatusCode::SERVICE_UNAVAILABLE).count()
+    );
+
+    // Once the database is back, requests work again, without a new pool.
+    for _ in 0..5 {
+        let response = app.me(&user.access_token).await;
+        assert_eq!(response.status, StatusCode::OK, "{}", response.text());
+    }
+}
+
+#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+async fn every_connection_starts_with_statement_lock_and_idle_transaction_time_outs(pool: PgPool) {
+    let app = TestApp::new(pool, auth::router);
+    let (statement, lock, idle): (String, String, String) = sqlx::query_as(
+        "SELECT current_setting('statement_timeout'), current_setting('lock_timeout'),
+                current_setting('idle_in_transaction_session_timeout')",
+    )
+    .fetch_one(app.pool())
+    .await
+    .unwrap();
+    assert_eq!((statement.as_str(), lock.as_str(), idle.as_str()), ("15s", "5s", "30s"));
+}

@@ -1,0 +1,158 @@
+//! Personalization where it really runs: through the pooler, with many readers at once and with
+//! the store or the model slow or gone. A miss holds no transaction (and so no pooled server
+//! connection) while it generates; a store that hangs is a 503 within its time-out, leaving no
+//! row and no claim behind.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_sdk_s3::config::{Credentials, Region, SharedCredentialsProvider};
+use axum::http::StatusCode;
+use common::{copies, import_fixture, python_reader, with_auth};
+use primer_shared::AppState;
+use primer_shared::blob::S3Store;
+use primer_shared::config::S3Config;
+use primer_shared::model::{ModelClient, ModelConfig};
+use primer_shared::test_util::{TestApp, test_config};
+use serde_json::json;
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+use wiremock::matchers::method;
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+const PERSONALIZED_JSON: &str = "/api/chapters/1/personalized?format=json";
+
+/// A model stub that answers with the fixture chapter's headings after `delay`.
+async fn slow_model(delay: Duration) -> MockServer {
+    let server = MockServer::start().await;
+    let adapted = "# First Steps\n\nAdapted.\n\n## Reading a sensor\n\n### In Python\n\nRead it.\n\n## Acting\n\nMove.\n";
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": adapted}, "finish_reason": "stop"}]
+                }))
+                .set_delay(delay),
+        )
+        .mount(&server)
+        .await;
+    server
+}
+
+fn app_with_model(pool: PgPool, server: &MockServer) -> TestApp {
+    let url = format!("{}/v1", server.uri()).parse().unwrap();
+    let client = ModelClient::new(ModelConfig::new("sk-test".to_owned().into(), url, "editor")).unwrap();
+    TestApp::with_state(AppState::new(test_config(), pool).with_model(Some(Arc::new(client))), with_auth)
+}
+
+/// Connections of this test's database that sit in an open transaction doing nothing.
+async fn idle_in_transaction(observer: &PgPool) -> i64 {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_activity
+         WHERE datname = current_database() AND state LIKE 'idle in transaction%'",
+    )
+    .fetch_one(observer)
+    .await
+    .unwrap()
+}
+
+#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+async fn concurrent_misses_generate_once_and_hold_no_transaction_while_the_model_works(pool: PgPool) {
+    let server = slow_model(Duration::from_millis(1500)).await;
+    let app = app_with_model(pool.clone(), &server);
+    import_fixture(app.pool()).await;
+    let (reader, _) = python_reader(&app, "reader@example.com").await;
+
+    let readers: Vec<_> = (0..8)
+        .map(|_| {
+            let (app, token) = (app.clone(), reader.access_token.clone());
+            tokio::spawn(async move { app.get(PERSONALIZED_JSON, Some(&token)).await })
+        })
+        .collect();
+    // While the model works, nobody holds a transaction open on this database.
+    let mut samples = 0;
+    while readers.iter().any(|r| !r.is_finished()) {
+        assert_eq!(idle_in_transaction(&pool).await, 0, "a connection is idle in transaction");
+        samples += 1;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(samples >= 10, "the readers were not in flight long enough to observe ({samples} samples)");
+
+    let mut bodies = Vec::new();
+    for reader in readers {
+        let response = reader.await.unwrap();
+        assert_eq!(response.status, StatusCode::OK, "{}", response.text());
+        bodies.push(response.json());
+    }
+    assert!(bodies.iter().all(|b| b["markdown"] == bodies[0]["markdown"] && b["engine"] == "model"));
+    assert_eq!(
+        bodies.iter().filter(|b| b["cached"] == false).count(),
+        1,
+        "made once, served from the cache after"
+    );
+    assert_eq!(server.received_requests().await.unwrap().len(), 1, "the model was asked once");
+    assert_eq!(copies(&pool).await, 1);
+    let claims: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM personalization_claims").fetch_one(&pool).await.unwrap();
+    assert_eq!(claims, 0, "the claim ends with the generation");
+}
+
+/// An S3 store at `endpoint` with short time-outs.
+fn s3_at(endpoint: String) -> S3Store {
+    let sdk = aws_config::SdkConfig::builder()
+        .region(Region::new("us-east-1"))
+        .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
+            "test", "test", None, None, "t",
+        )))
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .build();
+    let mut s3 = S3Config::new("primer-faults", Some(endpoint), true);
+    s3.connect_timeout = Duration::from_millis(300);
+    s3.operation_timeout = Duration::from_millis(800);
+    S3Store::new(&sdk, &s3)
+}
+
+/// A server that accepts connections and never answers, as a paused S3 server does.
+async fn paused_server() -> (String, tokio::task::JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            open.push(socket);
+        }
+    });
+    (endpoint, held)
+}
+
+#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+async fn a_paused_or_stopped_store_is_a_503_within_its_time_out_and_leaves_nothing(pool: PgPool) {
+    let (paused, _held) = paused_server().await;
+    // A port nobody listens on: a stopped server.
+    let stopped = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", listener.local_addr().unwrap())
+    };
+    for endpoint in [paused, stopped] {
+        let state = AppState::new(test_config(), pool.clone()).with_blobs(Arc::new(s3_at(endpoint.clone())));
+        let app = TestApp::with_state(state, with_auth);
+        import_fixture(app.pool()).await;
+        let email = format!("reader-{}@example.com", uuid::Uuid::new_v4().simple());
+        let (reader, _) = python_reader(&app, &email).await;
+
+        let started = Instant::now();
+        let response = app.get(PERSONALIZED_JSON, Some(&reader.access_token)).await;
+        let took = started.elapsed();
+        assert_eq!(response.status, StatusCode::SERVICE_UNAVAILABLE, "{endpoint}: {}", response.text());
+        assert_eq!(response.error_code(), "unavailable");
+        assert!(response.headers.contains_key("retry-after"));
+        // The cache-hit read and the write, each within its 0.8 s operation time-out.
+        assert!(took < Duration::from_secs(4), "{endpoint}: the 503 took {took:?}");
+        assert_eq!(copies(&pool).await, 0, "{endpoint}: no row points at a missing object");
+        let claims: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM personalization_claims").fetch_one(&pool).await.unwrap();
+        assert_eq!(claims, 0, "{endpoint}: a failed generation gives its claim up");
+    }
+}
