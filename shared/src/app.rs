@@ -73,15 +73,37 @@ impl AppState {
 }
 
 /// Wraps a function's routes in what every function shares: the request id and its log line,
-/// the body limit, and the contract's 404 and 405.
+/// the body limit, the contract's 404 and 405, and the error shape on every failure.
 pub fn service(routes: Router<AppState>, state: AppState) -> Router {
     routes
         .fallback(|| async { Error::NotFound })
         .method_not_allowed_fallback(|| async { Error::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(middleware::from_fn(reject_oversized_body))
+        .layer(middleware::from_fn(shape_errors))
         .layer(middleware::from_fn(telemetry::request_context))
         .with_state(state)
+}
+
+/// Gives the contract's error shape to a failure some layer answered in its own words (axum's
+/// plain-text rejections, such as a path segment that is not UTF-8): every 4xx and 5xx is
+/// `{"error": {code, message, request_id}}`, whatever produced it.
+async fn shape_errors(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let said = match axum::body::to_bytes(response.into_body(), 1024).await {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).trim().to_owned(),
+        Err(_) => String::new(),
+    };
+    Error::from_status(status, said).into_response()
 }
 
 /// Refuses a body over the limit before any handler runs, even one that ignores its body.

@@ -125,6 +125,23 @@ impl Error {
         Self::Validation(vec![FieldError { field: field.into(), message: message.into() }])
     }
 
+    /// The error for a bare `status` that another layer produced, with what it `said` (kept
+    /// for a client error, where it can only describe the request; dropped for a server error).
+    pub fn from_status(status: StatusCode, said: String) -> Self {
+        let said =
+            if said.is_empty() { status.canonical_reason().unwrap_or("error").to_owned() } else { said };
+        match status {
+            StatusCode::UNAUTHORIZED => Self::Unauthorized,
+            StatusCode::NOT_FOUND => Self::NotFound,
+            StatusCode::METHOD_NOT_ALLOWED => Self::MethodNotAllowed,
+            StatusCode::PAYLOAD_TOO_LARGE => Self::PayloadTooLarge { limit: crate::app::BODY_LIMIT },
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => Self::UnsupportedMediaType,
+            StatusCode::SERVICE_UNAVAILABLE | StatusCode::GATEWAY_TIMEOUT => Self::Unavailable(said.into()),
+            s if s.is_client_error() => Self::BadRequest(said),
+            _ => Self::Internal(said.into()),
+        }
+    }
+
     /// Wraps any error as a 500.
     pub fn internal(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
         Self::Internal(e.into())
@@ -327,6 +344,20 @@ mod tests {
             assert_eq!(body["error"]["code"], "unavailable");
             assert_eq!(retry.as_deref(), Some("2"));
         }
+    }
+
+    #[tokio::test]
+    async fn a_bare_status_from_another_layer_gets_the_error_shape() {
+        let (status, body, _) =
+            render(Error::from_status(StatusCode::BAD_REQUEST, "Invalid URL: Invalid UTF-8 in `id`".into()))
+                .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(body["error"]["code"], "bad_request");
+        assert_eq!(body["error"]["message"], "Invalid URL: Invalid UTF-8 in `id`");
+        let (status, body, _) =
+            render(Error::from_status(StatusCode::BAD_GATEWAY, "upstream x".into())).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(body["error"]["message"], "internal error");
     }
 
     #[tokio::test]

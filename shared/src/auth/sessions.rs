@@ -118,6 +118,13 @@ pub async fn rotate(
 
 /// Revokes one of the user's sessions; false when the user has no such session.
 pub async fn revoke(db: impl PgExecutor<'_>, user_id: &str, session_id: &str) -> Result<bool> {
+    // Session ids (ours and Better-Auth's) are short runs of letters, digits, `-` and `_`:
+    // anything else names no session, and must not reach the database (a NUL cannot).
+    let plausible = (1..=64).contains(&session_id.len())
+        && session_id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if !plausible {
+        return Ok(false);
+    }
     let done = sqlx::query(r#"DELETE FROM "session" WHERE id = $1 AND "userId" = $2"#)
         .bind(session_id)
         .bind(user_id)
