@@ -381,24 +381,40 @@ impl PageSize {
     }
 }
 
-/// A position in a list: the sort key of the last item seen. Opaque to clients (base64 of
-/// `pinned:micros:id`); one that does not parse is a 400.
+/// A position in a list: the sort key of the last item seen, and for conversations the moment
+/// the first page was read (`as_of`), so that later pages sort by the activity of that moment
+/// and a conversation that gets a message between two fetches is neither skipped nor repeated.
+/// Opaque to clients (base64 of `pinned:micros:id[:as_of_micros]`); one that does not parse is
+/// a 400.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cursor {
     pinned: bool,
     at: DateTime<Utc>,
     id: Uuid,
+    as_of: Option<DateTime<Utc>>,
 }
 
 impl Cursor {
     /// Parses a cursor a client sent back.
     pub fn parse(raw: &str) -> Result<Self> {
         let bad = || Error::BadRequest("the cursor is not one this API issued".into());
+        // Within what `timestamptz` holds (and what this service ever wrote), so a forged
+        // cursor is a 400, not a database error.
+        let time = |micros: &str| {
+            micros
+                .parse()
+                .ok()
+                .and_then(DateTime::from_timestamp_micros)
+                .filter(|at| (1970..=9999).contains(&at.year()))
+                .ok_or_else(bad)
+        };
         let bytes = URL_SAFE_NO_PAD.decode(raw.trim()).map_err(|_| bad())?;
         let text = String::from_utf8(bytes).map_err(|_| bad())?;
-        let mut parts = text.splitn(3, ':');
-        let (Some(pinned), Some(micros), Some(id)) = (parts.next(), parts.next(), parts.next()) else {
-            return Err(bad());
+        let parts: Vec<&str> = text.split(':').collect();
+        let (pinned, micros, id, as_of) = match parts[..] {
+            [pinned, micros, id] => (pinned, micros, id, None),
+            [pinned, micros, id, as_of] => (pinned, micros, id, Some(time(as_of)?)),
+            _ => return Err(bad()),
         };
         Ok(Self {
             pinned: match pinned {
@@ -406,20 +422,17 @@ impl Cursor {
                 "0" => false,
                 _ => return Err(bad()),
             },
-            // Within what `timestamptz` holds (and what this service ever wrote), so a forged
-            // cursor is a 400, not a database error.
-            at: micros
-                .parse()
-                .ok()
-                .and_then(DateTime::from_timestamp_micros)
-                .filter(|at| (1970..=9999).contains(&at.year()))
-                .ok_or_else(bad)?,
+            at: time(micros)?,
             id: id.parse().map_err(|_| bad())?,
+            as_of,
         })
     }
 
     fn encode(&self) -> String {
-        let text = format!("{}:{}:{}", u8::from(self.pinned), self.at.timestamp_micros(), self.id);
+        let mut text = format!("{}:{}:{}", u8::from(self.pinned), self.at.timestamp_micros(), self.id);
+        if let Some(as_of) = self.as_of {
+            text.push_str(&format!(":{}", as_of.timestamp_micros()));
+        }
         URL_SAFE_NO_PAD.encode(text)
     }
 }
@@ -440,26 +453,40 @@ struct ListedConversation {
     #[sqlx(flatten)]
     conversation: Conversation,
     activity: DateTime<Utc>,
+    as_of: DateTime<Utc>,
 }
 
 /// The caller's conversations: pinned first, then by latest activity (the newest message, or
-/// the creation for an empty one).
+/// the creation for an empty one), as of the first page's moment: later pages leave out
+/// conversations created since and sort by the newest message up to that moment, so paging
+/// while messages arrive neither skips nor repeats a conversation. (Pinning or archiving one
+/// between two fetches still moves it.)
 pub async fn list(
     db: impl PgExecutor<'_>,
     owner: &Owner,
     query: ConversationQuery,
 ) -> Result<Page<Conversation>> {
     let rows: Vec<ListedConversation> = sqlx::query_as(concat!(
-        "SELECT ",
-        conversation_columns!(),
-        ", coalesce(c.last_message_at, c.created_at) AS activity
-         FROM conversations c
-         WHERE ",
+        "WITH snapshot AS (SELECT coalesce($8::timestamptz, statement_timestamp()) AS as_of),
+         listed AS (
+           SELECT c.*, s.as_of,
+                  CASE WHEN c.last_message_at IS NULL THEN c.created_at
+                       WHEN c.last_message_at <= s.as_of THEN c.last_message_at
+                       ELSE coalesce((SELECT max(m.created_at) FROM messages m
+                                      WHERE m.conversation_id = c.id AND m.created_at <= s.as_of),
+                                     c.created_at)
+                  END AS activity
+           FROM conversations c CROSS JOIN snapshot s
+           WHERE ",
         owned!(),
-        " AND c.is_archived = $3
-           AND ($4::boolean IS NULL
-                OR (c.is_pinned, coalesce(c.last_message_at, c.created_at), c.id) < ($4, $5, $6))
-         ORDER BY c.is_pinned DESC, coalesce(c.last_message_at, c.created_at) DESC, c.id DESC
+        " AND c.is_archived = $3 AND c.created_at <= s.as_of
+         )
+         SELECT ",
+        conversation_columns!(),
+        ", c.activity, c.as_of
+         FROM listed c
+         WHERE ($4::boolean IS NULL OR (c.is_pinned, c.activity, c.id) < ($4, $5, $6))
+         ORDER BY c.is_pinned DESC, c.activity DESC, c.id DESC
          LIMIT $7"
     ))
     .bind(owner.user_id())
@@ -469,12 +496,14 @@ pub async fn list(
     .bind(query.after.map(|c| c.at))
     .bind(query.after.map(|c| c.id))
     .bind(query.limit.fetch())
+    .bind(query.after.and_then(|c| c.as_of))
     .fetch_all(db)
     .await?;
     Ok(paginate(rows, query.limit, |row| Cursor {
         pinned: row.conversation.is_pinned,
         at: row.activity,
         id: row.conversation.id,
+        as_of: Some(row.as_of),
     })
     .map(|row| row.conversation))
 }
@@ -606,7 +635,8 @@ pub async fn list_messages(
     .bind(limit.fetch())
     .fetch_all(db)
     .await?;
-    let mut page = paginate(rows, limit, |m| Cursor { pinned: false, at: m.created_at, id: m.id });
+    let mut page =
+        paginate(rows, limit, |m| Cursor { pinned: false, at: m.created_at, id: m.id, as_of: None });
     page.items.reverse();
     Ok(page)
 }
@@ -894,12 +924,11 @@ mod tests {
 
     #[test]
     fn a_cursor_survives_the_round_trip_and_garbage_is_refused() {
-        let cursor = Cursor {
-            pinned: true,
-            at: DateTime::from_timestamp_micros(1_795_514_400_123_456).unwrap(),
-            id: Uuid::new_v4(),
-        };
-        assert_eq!(Cursor::parse(&cursor.encode()).unwrap(), cursor);
+        let at = DateTime::from_timestamp_micros(1_795_514_400_123_456).unwrap();
+        for as_of in [None, Some(at)] {
+            let cursor = Cursor { pinned: true, at, id: Uuid::new_v4(), as_of };
+            assert_eq!(Cursor::parse(&cursor.encode()).unwrap(), cursor);
+        }
         for garbage in ["", "!!", "bm90IGEgY3Vyc29y", &URL_SAFE_NO_PAD.encode("2:1:x")] {
             assert_eq!(Cursor::parse(garbage).unwrap_err().code(), "bad_request", "{garbage}");
         }

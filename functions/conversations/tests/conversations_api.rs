@@ -264,3 +264,45 @@ async fn the_models_route_lists_the_offline_tutor_without_a_key(pool: PgPool) {
     );
     assert_eq!(app.get("/api/models", None).await.status, StatusCode::UNAUTHORIZED);
 }
+
+#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+async fn paging_while_messages_arrive_neither_skips_nor_repeats(pool: PgPool) {
+    let app = offline_app(pool);
+    let token = user_token(&app, "ada@example.com").await;
+    let mut created = Vec::new();
+    for n in 0..7 {
+        created.push(id(&create(&app, &token, json!({"title": format!("c{n}")})).await));
+    }
+
+    let page = |cursor: Option<String>| {
+        let (app, token) = (app.clone(), token.clone());
+        async move {
+            let query = cursor.map_or(String::new(), |c| format!("&cursor={c}"));
+            let response = app.get(&format!("/api/conversations?limit=3{query}"), Some(&token)).await;
+            assert_eq!(response.status, StatusCode::OK, "{}", response.text());
+            let body = response.json();
+            let ids: Vec<String> = body["conversations"].as_array().unwrap().iter().map(id).collect();
+            (ids, body["next_cursor"].as_str().map(str::to_owned))
+        }
+    };
+    let (first, cursor) = page(None).await;
+    // Between the fetches, the oldest conversations (still to come) and one already seen get
+    // messages, which moves them to the top of a fresh list; and a new conversation starts.
+    for conversation in [&created[0], &created[1], &first[0]] {
+        let response = post_message(&app, &token, conversation, "What is a topic?").await;
+        assert_eq!(response.status, StatusCode::CREATED, "{}", response.text());
+    }
+    create(&app, &token, json!({"title": "newer"})).await;
+    let (second, cursor) = page(cursor).await;
+    let (third, cursor) = page(cursor).await;
+    assert_eq!(cursor, None);
+
+    let seen: Vec<String> = first.iter().chain(&second).chain(&third).cloned().collect();
+    let mut sorted = seen.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted.len(), seen.len(), "a conversation was repeated: {first:?} {second:?} {third:?}");
+    let mut expected = created.clone();
+    expected.sort();
+    assert_eq!(sorted, expected, "every conversation of the first page's moment is listed once");
+}
