@@ -37,6 +37,22 @@ pub trait BlobStore: Send + Sync {
     /// Removes every object under `prefix` and says how many there were.
     fn delete_prefix<'a>(&'a self, prefix: &'a KeyPrefix) -> BlobFuture<'a, u64>;
 
+    /// Removes the objects under `keys` (missing ones count as removed) and returns the keys it
+    /// could not remove. A store that can removes many in one request (S3's `DeleteObjects`);
+    /// by default they go one by one.
+    fn delete_many<'a>(&'a self, keys: &'a [ObjectKey]) -> BlobFuture<'a, Vec<ObjectKey>> {
+        Box::pin(async move {
+            let mut refused = Vec::new();
+            for key in keys {
+                if let Err(e) = self.delete(key).await {
+                    tracing::warn!(error = %crate::error::ErrorChain(&e), "removing an object failed");
+                    refused.push(key.clone());
+                }
+            }
+            Ok(refused)
+        })
+    }
+
     /// A URL that fetches the object without credentials for `ttl`, or `None` when the store
     /// cannot hand out URLs (a local folder).
     fn presign_get<'a>(&'a self, key: &'a ObjectKey, ttl: Duration) -> BlobFuture<'a, Option<String>>;
@@ -296,6 +312,28 @@ impl S3Store {
             }
         }
     }
+
+    /// One `DeleteObjects` request for at most [`DELETE_BATCH`] keys; the keys S3 reported it
+    /// did not delete (a 200 can still refuse some).
+    async fn delete_batch(&self, keys: &[impl AsRef<str>]) -> Result<Vec<String>, BlobError> {
+        let fail = |e: Box<dyn std::error::Error + Send + Sync>| BlobError::new("delete_objects", "many", e);
+        let objects = keys
+            .iter()
+            .map(|k| ObjectIdentifier::builder().key(k.as_ref()).build())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| fail(e.into()))?;
+        let delete =
+            Delete::builder().set_objects(Some(objects)).quiet(true).build().map_err(|e| fail(e.into()))?;
+        let done = self
+            .client
+            .delete_objects()
+            .bucket(&self.bucket)
+            .delete(delete)
+            .send()
+            .await
+            .map_err(|e| fail(e.into()))?;
+        Ok(done.errors().iter().filter_map(|e| e.key().map(str::to_owned)).collect())
+    }
 }
 
 impl BlobStore for S3Store {
@@ -343,32 +381,35 @@ impl BlobStore for S3Store {
 
     fn delete_prefix<'a>(&'a self, prefix: &'a KeyPrefix) -> BlobFuture<'a, u64> {
         Box::pin(async move {
-            let fail = |e: Box<dyn std::error::Error + Send + Sync>| {
-                BlobError::new("delete_prefix", prefix.as_str(), e)
-            };
             let keys = self.keys_under(prefix).await?;
             for batch in keys.chunks(DELETE_BATCH) {
-                let objects = batch
-                    .iter()
-                    .map(|k| ObjectIdentifier::builder().key(k).build())
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(|e| fail(e.into()))?;
-                let delete = Delete::builder().set_objects(Some(objects)).quiet(true).build();
-                let done = self
-                    .client
-                    .delete_objects()
-                    .bucket(&self.bucket)
-                    .delete(delete.map_err(|e| fail(e.into()))?)
-                    .send()
-                    .await
-                    .map_err(|e| fail(e.into()))?;
-                // A 200 can still report keys it did not delete.
-                if let Some(refused) = done.errors().first() {
-                    let reason = format!("{:?}: {:?}", refused.key(), refused.code());
-                    return Err(fail(reason.into()));
+                if let Some(refused) = self.delete_batch(batch).await?.first() {
+                    let reason = format!("{refused} was not removed");
+                    return Err(BlobError::new("delete_prefix", prefix.as_str(), reason));
                 }
             }
             Ok(keys.len() as u64)
+        })
+    }
+
+    fn delete_many<'a>(&'a self, keys: &'a [ObjectKey]) -> BlobFuture<'a, Vec<ObjectKey>> {
+        Box::pin(async move {
+            let mut refused = Vec::new();
+            for batch in keys.chunks(DELETE_BATCH) {
+                let names: Vec<&str> = batch.iter().map(ObjectKey::as_str).collect();
+                match self.delete_batch(&names).await {
+                    Ok(not_removed) => {
+                        refused.extend(
+                            batch.iter().filter(|k| not_removed.iter().any(|n| n == k.as_str())).cloned(),
+                        );
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %crate::error::ErrorChain(&e), keys = batch.len(), "a DeleteObjects request failed");
+                        refused.extend_from_slice(batch);
+                    }
+                }
+            }
+            Ok(refused)
         })
     }
 

@@ -3,9 +3,10 @@
 mod common;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::http::{Method, StatusCode};
-use common::{copies, files_under, import_fixture, python_reader, with_auth};
+use common::{CountingStore, copies, files_under, import_fixture, python_reader, with_auth};
 use primer_shared::AppState;
 use primer_shared::test_util::{TestApp, TestUser, UnreachableStore, test_config};
 use serde_json::json;
@@ -51,4 +52,32 @@ async fn an_unreachable_store_keeps_the_account_for_a_retry(pool: PgPool) {
     assert_eq!(healthy.me(&user.access_token).await.status, StatusCode::OK, "the account is still there");
     assert_eq!(delete_account(&healthy, &user).await, StatusCode::NO_CONTENT);
     assert_eq!(copies(healthy.pool()).await, 0);
+}
+
+#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+async fn misses_in_flight_while_the_account_goes_are_never_a_500(pool: PgPool) {
+    let plain = TestApp::new(pool, with_auth);
+    let slow = Arc::new(CountingStore::new(plain.state.blobs.clone(), Duration::from_millis(400)));
+    let app = TestApp::with_state(plain.state.clone().with_blobs(slow), with_auth);
+    import_fixture(app.pool()).await;
+    let (user, _) = python_reader(&app, "leaving@example.com").await;
+
+    let readers: Vec<_> = (0..3)
+        .map(|_| {
+            let (app, token) = (app.clone(), user.access_token.clone());
+            tokio::spawn(async move { app.get("/api/chapters/1/personalized", Some(&token)).await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(delete_account(&app, &user).await, StatusCode::NO_CONTENT);
+    for reader in readers {
+        let response = reader.await.unwrap();
+        assert!(
+            [StatusCode::OK, StatusCode::UNAUTHORIZED, StatusCode::NOT_FOUND].contains(&response.status),
+            "{}: {}",
+            response.status,
+            response.text()
+        );
+    }
+    assert_eq!(copies(app.pool()).await, 0, "no row outlives its user");
 }

@@ -42,6 +42,23 @@ fn key(s: &str) -> ObjectKey {
 }
 
 #[tokio::test]
+async fn many_objects_go_in_one_request_and_missing_ones_count_as_gone() {
+    let store = fresh_bucket().await;
+    let keys: Vec<ObjectKey> = (0..5).map(|n| key(&format!("personalized/u1/1/v1-{n}.md"))).collect();
+    for k in &keys[..4] {
+        store.put(k, "# x\n".into(), "text/markdown; charset=utf-8").await.unwrap();
+    }
+    let spared = key("personalized/u2/1/v1-0.md");
+    store.put(&spared, "# y\n".into(), "text/markdown; charset=utf-8").await.unwrap();
+
+    assert_eq!(store.delete_many(&keys).await.unwrap(), Vec::<ObjectKey>::new());
+    for k in &keys {
+        assert_eq!(store.get(k).await.unwrap(), None, "{k}");
+    }
+    assert!(store.get(&spared).await.unwrap().is_some());
+}
+
+#[tokio::test]
 async fn objects_round_trip_through_s3() {
     let store = fresh_bucket().await;
     let chapter = key("personalized/u1/1/v1-abc.md");

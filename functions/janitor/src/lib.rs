@@ -16,8 +16,8 @@ use serde_json::Value;
 /// Failed logins are counted over 15 minutes; a day's worth is kept for investigations.
 const LOGIN_FAILURES_KEPT: &str = "1 day";
 
-/// Stale copies looked at per query.
-const STALE_BATCH: i64 = 200;
+/// Stale copies removed per batch: one `DeleteObjects` request's worth.
+const STALE_BATCH: i64 = 1000;
 
 /// What one run removed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -52,18 +52,12 @@ pub async fn sweep(state: &AppState) -> Result<Sweep> {
     };
     let mut after = None;
     loop {
-        let batch = cache::stale_copies(&state.pool, after, STALE_BATCH).await?;
-        let Some(last) = batch.last() else { break };
-        after = Some(last.id);
-        for copy in &batch {
-            match cache::remove_stale(&state.pool, state.blobs.as_ref(), copy).await {
-                Ok(true) => sweep.personalized_chapters += 1,
-                Ok(false) => {}
-                Err(e) => {
-                    sweep.personalized_chapters_failed += 1;
-                    tracing::warn!(key = %copy.storage_path, error = %ErrorChain(&e), "could not remove a stale chapter");
-                }
-            }
+        let batch = cache::remove_stale_batch(&state.pool, state.blobs.as_ref(), after, STALE_BATCH).await?;
+        sweep.personalized_chapters += batch.removed;
+        sweep.personalized_chapters_failed += batch.failed;
+        match batch.next {
+            Some(next) => after = Some(next),
+            None => break,
         }
     }
     Ok(sweep)

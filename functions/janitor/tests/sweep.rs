@@ -189,3 +189,45 @@ async fn the_schedule_event_returns_the_counts(pool: PgPool) {
         })
     );
 }
+
+#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+async fn five_thousand_stale_copies_go_in_one_run_in_batches(pool: PgPool) {
+    let app = TestApp::new(pool, auth::router);
+    import(app.pool(), 1, "").await;
+    let ada = reader(&app, "ada@example.com", "Beginner").await;
+    // 5,000 copies made for profiles Ada no longer has, each with its object.
+    let keys: Vec<String> = sqlx::query_scalar(
+        "INSERT INTO personalized_chapters (user_id, chapter_id, profile_hash, chapter_version, storage_path, engine)
+         SELECT $1, 1, h, 1, 'personalized/' || $1 || '/1/v1-' || h || '.md', 'rule'
+         FROM (SELECT encode(sha256(i::text::bytea), 'hex') AS h FROM generate_series(1, 5000) i) hashes
+         RETURNING storage_path",
+    )
+    .bind(&ada.id)
+    .fetch_all(app.pool())
+    .await
+    .unwrap();
+    for key in &keys {
+        app.state
+            .blobs
+            .put(&ObjectKey::parse(key).unwrap(), b"# old\n".to_vec(), "text/markdown")
+            .await
+            .unwrap();
+    }
+    // A reader is making one of them again right now: its claim is respected.
+    sqlx::query("INSERT INTO personalization_claims VALUES ($1, now() + interval '1 minute')")
+        .bind(&keys[17])
+        .execute(app.pool())
+        .await
+        .unwrap();
+
+    let swept = sweep(&app.state).await.unwrap();
+    assert_eq!((swept.personalized_chapters, swept.personalized_chapters_failed), (4999, 0));
+    assert_eq!(keys_in_rows(app.pool()).await, [keys[17].clone()]);
+    assert!(exists(&app, &ObjectKey::parse(&keys[17]).unwrap()).await);
+    assert!(!exists(&app, &ObjectKey::parse(&keys[4999]).unwrap()).await);
+    assert_eq!(
+        count(app.pool(), "SELECT count(*) FROM personalization_claims").await,
+        1,
+        "only the reader's claim"
+    );
+}

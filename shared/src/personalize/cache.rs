@@ -227,68 +227,89 @@ async fn read(blobs: &dyn BlobStore, key: &ObjectKey) -> Result<Option<String>> 
     }
 }
 
-/// A personalized chapter that nobody can be served any more: made for a profile hash that is
-/// no longer its user's, or for a chapter version that is no longer current.
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct StaleCopy {
-    /// The row.
-    pub id: Uuid,
-    /// Its object's key.
-    pub storage_path: String,
-}
-
-/// Up to `limit` stale copies with ids after `after`, in id order (a cursor, so copies whose
-/// removal failed are not offered again in the same sweep).
-pub async fn stale_copies(
-    db: impl PgExecutor<'_>,
-    after: Option<Uuid>,
-    limit: i64,
-) -> Result<Vec<StaleCopy>> {
-    // STALE is a constant: nothing of the caller's reaches the SQL text.
-    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT pc.id, pc.storage_path FROM personalized_chapters pc {STALE} AND pc.id > $1
-         ORDER BY pc.id LIMIT $2"
-    )))
-    .bind(after.unwrap_or(Uuid::nil()))
-    .bind(limit)
-    .fetch_all(db)
-    .await?)
-}
-
-/// The join and condition that make a copy stale; no profile at all counts as another hash.
+/// The join and condition that make a copy stale: made for a profile hash that is no longer its
+/// user's (no profile at all counts as another hash), or for a chapter version that is no
+/// longer current.
 const STALE: &str = "JOIN chapters c ON c.id = pc.chapter_id
     LEFT JOIN user_profiles up ON up.user_id = pc.user_id
     WHERE (up.profile_hash IS DISTINCT FROM pc.profile_hash OR c.version <> pc.chapter_version)";
 
-/// Removes a stale copy, object first, then row, under the key's claim so that no reader is
-/// making it at the same moment. Returns false when it turned out to be live again (the
-/// profile went back to that hash) or a reader is making it, and was left alone.
-pub async fn remove_stale(pool: &PgPool, blobs: &dyn BlobStore, copy: &StaleCopy) -> Result<bool> {
-    let key = ObjectKey::parse(&copy.storage_path).map_err(Error::internal)?;
-    if !claim(pool, &key, REMOVAL_LEASE).await? {
-        return Ok(false);
-    }
-    let removed = async {
-        let still_stale: Option<Uuid> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-            "SELECT pc.id FROM personalized_chapters pc {STALE} AND pc.id = $1"
-        )))
-        .bind(copy.id)
-        .fetch_optional(pool)
-        .await?;
-        if still_stale.is_none() {
-            return Ok(false);
-        }
-        blobs.delete(&key).await?;
-        sqlx::query("DELETE FROM personalized_chapters WHERE id = $1").bind(copy.id).execute(pool).await?;
-        Ok(true)
-    }
-    .await;
-    release(pool, &key).await;
-    removed
+/// What one [`remove_stale_batch`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StaleBatch {
+    /// Copies removed, object and row.
+    pub removed: u64,
+    /// Copies whose object could not be removed: they stay, row and all, for the next run.
+    pub failed: u64,
+    /// Where the next batch starts (`None`: there was nothing after `after`).
+    pub next: Option<Uuid>,
 }
 
-/// How long the janitor's claim on one copy lasts: a store delete and a row delete.
-const REMOVAL_LEASE: Duration = Duration::from_secs(30);
+/// Removes up to `limit` stale copies with ids after `after` (a cursor, in id order): one
+/// statement claims every key not being made right now (readers' claims are respected; a copy
+/// under one is left for the next run), one `DeleteObjects`-style request per thousand objects,
+/// one statement deletes the rows whose objects went, one releases the claims. Objects go
+/// before rows, so no row ever points at a missing object; an interrupted run leaves only rows
+/// with their objects, or orphan objects the bucket's lifecycle rule expires, and the next run
+/// carries on with what is left.
+pub async fn remove_stale_batch(
+    pool: &PgPool,
+    blobs: &dyn BlobStore,
+    after: Option<Uuid>,
+    limit: i64,
+) -> Result<StaleBatch> {
+    // STALE is a constant: nothing of the caller's reaches the SQL text.
+    let rows: Vec<(Uuid, String, bool)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "WITH stale AS (
+             SELECT pc.id, pc.storage_path FROM personalized_chapters pc {STALE} AND pc.id > $1
+             ORDER BY pc.id LIMIT $2
+         ), claimed AS (
+             INSERT INTO personalization_claims AS cl (storage_path, expires_at)
+             SELECT storage_path, clock_timestamp() + make_interval(secs => $3) FROM stale
+             ON CONFLICT (storage_path) DO UPDATE SET expires_at = EXCLUDED.expires_at
+             WHERE cl.expires_at < clock_timestamp()
+             RETURNING storage_path
+         )
+         SELECT s.id, s.storage_path, c.storage_path IS NOT NULL FROM stale s
+         LEFT JOIN claimed c USING (storage_path) ORDER BY s.id"
+    )))
+    .bind(after.unwrap_or(Uuid::nil()))
+    .bind(limit)
+    .bind(REMOVAL_LEASE.as_secs_f64())
+    .fetch_all(pool)
+    .await?;
+    let next = rows.last().map(|(id, _, _)| *id);
+    let mut claimed = Vec::new();
+    for (id, path, is_claimed) in rows {
+        if is_claimed {
+            claimed.push((id, ObjectKey::parse(&path).map_err(Error::internal)?));
+        }
+    }
+    if claimed.is_empty() {
+        return Ok(StaleBatch { next, ..StaleBatch::default() });
+    }
+    let keys: Vec<ObjectKey> = claimed.iter().map(|(_, key)| key.clone()).collect();
+    let outcome = async {
+        let refused = blobs.delete_many(&keys).await?;
+        let gone: Vec<Uuid> =
+            claimed.iter().filter(|(_, key)| !refused.contains(key)).map(|(id, _)| *id).collect();
+        sqlx::query("DELETE FROM personalized_chapters WHERE id = ANY($1)").bind(&gone).execute(pool).await?;
+        Ok(StaleBatch { removed: gone.len() as u64, failed: refused.len() as u64, next })
+    }
+    .await;
+    let paths: Vec<&str> = keys.iter().map(ObjectKey::as_str).collect();
+    if let Err(e) = sqlx::query("DELETE FROM personalization_claims WHERE storage_path = ANY($1)")
+        .bind(&paths)
+        .execute(pool)
+        .await
+    {
+        tracing::warn!(error = %ErrorChain(&e), "ending the janitor's claims failed; they lapse by themselves");
+    }
+    outcome
+}
+
+/// How long the janitor's claim on a batch lasts: a thousand store deletes and a row delete.
+const REMOVAL_LEASE: Duration = Duration::from_secs(120);
 
 #[cfg(test)]
 mod tests {
