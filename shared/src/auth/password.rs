@@ -5,13 +5,21 @@
 //! (`$2a$`/`$2b$`/`$2y$`, seed 004's chatbot) and Better-Auth's scrypt (`salthex:keyhex`). A
 //! match against one of those asks for an upgrade to argon2id; any other format fails closed.
 //!
-//! Hashing and verifying cost tens of milliseconds of CPU, so both run on the blocking pool.
+//! Hashing and verifying cost tens of milliseconds of CPU and 19 MiB of memory each, so they
+//! run on the blocking pool, at most one per core at a time (a [`Workbench`]): a burst of logins
+//! queues for a few seconds and then gets a 503, instead of starting hundreds of hashes that
+//! each take their share of the CPU and leave their 19 MiB behind in the allocator. The argon2
+//! work memory is allocated once per slot and reused, so memory stays where it started.
 
-use std::sync::LazyLock;
+use std::sync::{LazyLock, Mutex};
+use std::time::Duration;
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng};
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::password_hash::{
+    Output, ParamsString, PasswordHash, PasswordVerifier, SaltString, rand_core::OsRng,
+};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use secrecy::{ExposeSecret, SecretString};
+use tokio::sync::Semaphore;
 use unicode_normalization::UnicodeNormalization;
 
 use crate::error::Error;
@@ -82,40 +90,88 @@ fn hasher() -> Argon2<'static> {
 /// Hashes a password into a PHC string.
 pub async fn hash(password: &Password) -> Result<String, Error> {
     let password = password.clone();
-    blocking(move || hash_blocking(password.text().as_bytes())).await?
+    WORKBENCH.run(move |memory| hash_with(password.text().as_bytes(), memory)).await?
 }
 
-fn hash_blocking(password: &[u8]) -> Result<String, Error> {
+fn hash_with(password: &[u8], memory: &mut [Block]) -> Result<String, Error> {
     let salt = SaltString::generate(&mut OsRng);
-    Ok(hasher().hash_password(password, &salt).map_err(Error::internal)?.to_string())
+    let mut raw_salt = [0u8; 64];
+    let raw_salt = salt.decode_b64(&mut raw_salt).map_err(Error::internal)?;
+    let mut out = [0u8; OUTPUT_BYTES];
+    hasher().hash_password_into_with_memory(password, raw_salt, &mut out, memory).map_err(Error::internal)?;
+    let params = ParamsString::try_from(hasher().params()).map_err(Error::internal)?;
+    let phc = PasswordHash {
+        algorithm: argon2::ARGON2ID_IDENT,
+        version: Some(Version::V0x13.into()),
+        params,
+        salt: Some(salt.as_salt()),
+        hash: Some(Output::new(&out).map_err(Error::internal)?),
+    };
+    Ok(phc.to_string())
 }
 
 /// Checks a password against a stored hash. Unknown formats fail closed.
 pub async fn verify(password: &Password, stored: &str) -> Result<Verdict, Error> {
     let (password, stored) = (password.clone(), stored.to_owned());
-    blocking(move || verify_blocking(password.text(), &stored)).await
+    WORKBENCH.run(move |memory| verify_with(password.text(), &stored, memory)).await
 }
 
 /// Spends the same effort as [`verify`] and always answers `Mismatch`: for logins with an
 /// unknown email, so they cannot be told apart by their timing.
 pub async fn verify_dummy(password: &Password) -> Result<Verdict, Error> {
     let password = password.clone();
-    blocking(move || {
-        verify_blocking(password.text(), &DUMMY_HASH);
-        Verdict::Mismatch
-    })
-    .await
+    WORKBENCH
+        .run(move |memory| {
+            verify_with(password.text(), DUMMY_HASH, memory);
+            Verdict::Mismatch
+        })
+        .await
 }
 
-/// A hash of a random password with the current parameters, made once per cold start.
-static DUMMY_HASH: LazyLock<String> = LazyLock::new(|| {
-    let random: [u8; 32] = rand::random();
-    hash_blocking(&random).expect("hashing random bytes cannot fail")
+/// A PHC string with the current parameters whose salt and output are random bytes, so that no
+/// password matches it: a constant costs nothing at cold start, and a verify against it costs
+/// what a real one does.
+const DUMMY_HASH: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$Jjj1qkQ8BL0DpmFBDLTm1g$ZpcZtWEFUWcKK2sv9yAnkLdFHRPOxQfVvrDNoK0e5RM";
+
+/// Bytes of an argon2id output as primer writes it (the PHC default).
+const OUTPUT_BYTES: usize = 32;
+
+/// How long a request waits for a free slot before it is a 503.
+const QUEUE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Where hashes are computed: one slot per core, each with its argon2 work memory, reused.
+struct Workbench {
+    slots: Semaphore,
+    memory: Mutex<Vec<Vec<Block>>>,
+}
+
+static WORKBENCH: LazyLock<Workbench> = LazyLock::new(|| {
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    Workbench { slots: Semaphore::new(cores), memory: Mutex::new(Vec::new()) }
 });
 
-/// Makes the dummy hash now, so the first unknown-email login is not cheaper or dearer.
-pub fn warm_up() {
-    LazyLock::force(&DUMMY_HASH);
+impl Workbench {
+    /// Runs `work` on the blocking pool once a slot is free, lending it a slot's work memory.
+    async fn run<T: Send + 'static>(
+        &'static self,
+        work: impl FnOnce(&mut [Block]) -> T + Send + 'static,
+    ) -> Result<T, Error> {
+        let _slot = tokio::time::timeout(QUEUE_TIMEOUT, self.slots.acquire())
+            .await
+            .map_err(|_| Error::Unavailable("every password-hashing slot stayed busy".into()))?
+            .map_err(Error::internal)?;
+        let mut memory = self.memory.lock().unwrap_or_else(|e| e.into_inner()).pop().unwrap_or_default();
+        let (memory, result) = tokio::task::spawn_blocking(move || {
+            memory.resize(hasher().params().block_count(), Block::default());
+            let result = work(&mut memory);
+            (memory, result)
+        })
+        .await
+        .map_err(Error::internal)?;
+        self.memory.lock().unwrap_or_else(|e| e.into_inner()).push(memory);
+        Ok(result)
+    }
 }
 
 /// The formats a stored hash may be in, told apart by their shape.
@@ -159,10 +215,10 @@ impl<'a> StoredHash<'a> {
     }
 }
 
-fn verify_blocking(password: &str, stored: &str) -> Verdict {
+fn verify_with(password: &str, stored: &str, memory: &mut [Block]) -> Verdict {
     match StoredHash::parse(stored) {
         None => Verdict::Mismatch,
-        Some(StoredHash::Argon2(parsed)) => verify_argon2(password, &parsed),
+        Some(StoredHash::Argon2(parsed)) => verify_argon2(password, &parsed, memory),
         // Both legacy formats are weaker than argon2id: a match is upgraded at once.
         Some(StoredHash::Bcrypt(stored)) => match bcrypt::verify(password, stored) {
             Ok(true) => Verdict::MatchNeedsRehash,
@@ -178,17 +234,26 @@ fn verify_blocking(password: &str, stored: &str) -> Verdict {
     }
 }
 
-fn verify_argon2(password: &str, parsed: &PasswordHash<'_>) -> Verdict {
-    if hasher().verify_password(password.as_bytes(), parsed).is_err() {
-        return Verdict::Mismatch;
-    }
+fn verify_argon2(password: &str, parsed: &PasswordHash<'_>, memory: &mut [Block]) -> Verdict {
     let current = parsed.algorithm == argon2::ARGON2ID_IDENT
+        && parsed.version == Some(Version::V0x13.into())
         && Params::try_from(parsed).is_ok_and(|p| {
             let want = hasher();
             let want = want.params();
             (p.m_cost(), p.t_cost(), p.p_cost()) == (want.m_cost(), want.t_cost(), want.p_cost())
         });
-    if current { Verdict::Match } else { Verdict::MatchNeedsRehash }
+    if !current {
+        // Older parameters: the library's own verify, with its own memory, then an upgrade.
+        let matched = hasher().verify_password(password.as_bytes(), parsed).is_ok();
+        return if matched { Verdict::MatchNeedsRehash } else { Verdict::Mismatch };
+    }
+    // Current parameters: recompute into the slot's memory and compare in constant time.
+    let (Some(salt), Some(expected)) = (parsed.salt, parsed.hash) else { return Verdict::Mismatch };
+    let mut raw_salt = [0u8; 64];
+    let Ok(raw_salt) = salt.decode_b64(&mut raw_salt) else { return Verdict::Mismatch };
+    let mut out = vec![0u8; expected.len()];
+    let computed = hasher().hash_password_into_with_memory(password.as_bytes(), raw_salt, &mut out, memory);
+    if computed.is_ok() && same_bytes(&out, expected.as_bytes()) { Verdict::Match } else { Verdict::Mismatch }
 }
 
 fn verify_better_auth_scrypt(password: &str, salt: &str, key: &[u8; BETTER_AUTH_KEY_BYTES]) -> bool {
@@ -206,12 +271,10 @@ fn same_bytes(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0, |diff, (x, y)| diff | (x ^ y)) == 0
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, Error> {
-    tokio::task::spawn_blocking(f).await.map_err(Error::internal)
-}
-
 #[cfg(test)]
 mod tests {
+    use argon2::password_hash::PasswordHasher;
+
     use super::*;
 
     fn pw(s: &str) -> Password {
@@ -222,6 +285,10 @@ mod tests {
     async fn hash_is_argon2id_with_owasp_parameters() {
         let phc = hash(&pw("correct horse battery")).await.unwrap();
         assert!(phc.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{phc}");
+        // A standard PHC string: the library's own verifier (and so any argon2 one) accepts it.
+        assert!(
+            hasher().verify_password(b"correct horse battery", &PasswordHash::new(&phc).unwrap()).is_ok()
+        );
         assert_eq!(verify(&pw("correct horse battery"), &phc).await.unwrap(), Verdict::Match);
         assert_eq!(verify(&pw("correct horse batterx"), &phc).await.unwrap(), Verdict::Mismatch);
     }
@@ -328,6 +395,29 @@ mod tests {
         ] {
             assert_eq!(verify(&presented(password), stored).await.unwrap(), Verdict::Mismatch, "{stored}");
         }
+    }
+
+    #[tokio::test]
+    async fn the_dummy_hash_has_the_current_parameters() {
+        // A verify against it must cost what a real one does: same algorithm, same parameters.
+        let parsed = PasswordHash::new(DUMMY_HASH).unwrap();
+        assert!(matches!(StoredHash::parse(DUMMY_HASH), Some(StoredHash::Argon2(_))));
+        assert_eq!(parsed.algorithm, argon2::ARGON2ID_IDENT);
+        assert_eq!(Params::try_from(&parsed).unwrap().m_cost(), hasher().params().m_cost());
+        assert_eq!(verify_dummy(&pw("correct horse battery")).await.unwrap(), Verdict::Mismatch);
+    }
+
+    #[tokio::test]
+    async fn many_hashes_at_once_all_finish_and_reuse_the_slots_memory() {
+        let phcs: Vec<_> =
+            (0..8).map(|n| tokio::spawn(async move { hash(&pw(&format!("password {n}"))).await })).collect();
+        for (n, phc) in phcs.into_iter().enumerate() {
+            let phc = phc.await.unwrap().unwrap();
+            assert_eq!(verify(&pw(&format!("password {n}")), &phc).await.unwrap(), Verdict::Match);
+        }
+        let slots = std::thread::available_parallelism().map_or(1, usize::from);
+        let buffers = WORKBENCH.memory.lock().unwrap().len();
+        assert!(buffers <= slots, "{buffers} work memories for {slots} slots");
     }
 
     #[test]
