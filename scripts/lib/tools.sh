@@ -1,0 +1,62 @@
+# shellcheck shell=bash
+# Python-packaged tools of primer's scripts, each in its own venv (the SAM CLI downgrades
+# boto3 for anything installed next to it). A venv is re-created when it is missing, broken
+# or of another version. Paths are relative to the repository root (the scripts cd there);
+# PRIMER_SAM_VENV and PRIMER_CARGO_LAMBDA_VENV move them (CI keeps them under /var/tmp).
+#
+#   ensure_sam             the AWS SAM CLI in $sam_venv
+#   ensure_cargo_lambda    cargo-lambda (and the Zig it cross-compiles with) in
+#                          $cargo_lambda_venv; `cargo lambda` needs its bin on PATH
+#   sam_run ARGS...        runs `sam ARGS...` offline: no telemetry, region us-east-1, fake
+#                          credentials
+#
+# Sets no shell options (see pg.sh).
+
+SAM_CLI_VERSION=1.170.0
+CARGO_LAMBDA_VERSION=1.9.2
+# Zig 0.16 broke cross-builds of aws-lc-sys and ring.
+ZIGLANG_BELOW=0.16
+sam_venv=${PRIMER_SAM_VENV:-.local/venv-sam}
+cargo_lambda_venv=${PRIMER_CARGO_LAMBDA_VENV:-.local/venv-cargo-lambda}
+
+# _tools_make_venv DIR PIP_REQUIREMENT...: a new venv at DIR with those packages.
+_tools_make_venv() {
+  local dir=$1
+  shift
+  # Explicit `|| return`: set -e does not apply inside a function called with `||`.
+  rm -rf "$dir" || return 1
+  mkdir -p "$(dirname "$dir")" || return 1
+  python3 -m venv "$dir" || return 1
+  PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 PIP_ROOT_USER_ACTION=ignore \
+    "$dir/bin/pip" install -q "$@" || return 1
+}
+
+ensure_sam() {
+  local have
+  have=$("$sam_venv/bin/sam" --version 2>/dev/null) || have=""
+  [[ $have == *"version $SAM_CLI_VERSION" ]] && return 0
+  echo "installing aws-sam-cli $SAM_CLI_VERSION into $sam_venv (takes a minute or two)"
+  _tools_make_venv "$sam_venv" "aws-sam-cli==$SAM_CLI_VERSION" || return 1
+  "$sam_venv/bin/sam" --version >/dev/null
+}
+
+ensure_cargo_lambda() {
+  local have cl zig
+  have=$("$cargo_lambda_venv/bin/python" -c 'import importlib.metadata as m
+print(m.version("cargo-lambda"), m.version("ziglang"))' 2>/dev/null) || have=""
+  cl=${have% *} zig=${have#* }
+  if [[ -n $have && $cl == "$CARGO_LAMBDA_VERSION" && -x $cargo_lambda_venv/bin/cargo-lambda ]] &&
+    [[ $(printf '%s\n%s\n' "$zig" "$ZIGLANG_BELOW" | sort -V | head -n 1) == "$zig" && $zig != "$ZIGLANG_BELOW" ]]; then
+    return 0
+  fi
+  echo "installing cargo-lambda $CARGO_LAMBDA_VERSION (and ziglang<$ZIGLANG_BELOW) into $cargo_lambda_venv"
+  _tools_make_venv "$cargo_lambda_venv" "cargo-lambda==$CARGO_LAMBDA_VERSION" "ziglang<$ZIGLANG_BELOW" || return 1
+  PATH="$cargo_lambda_venv/bin:$PATH" cargo lambda --version >/dev/null
+}
+
+sam_run() {
+  env -u AWS_SESSION_TOKEN -u AWS_PROFILE -u AWS_DEFAULT_PROFILE SAM_CLI_TELEMETRY=0 \
+    AWS_DEFAULT_REGION=us-east-1 AWS_REGION=us-east-1 \
+    AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test \
+    "$sam_venv/bin/sam" "$@"
+}
