@@ -12,13 +12,14 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request};
-use axum::http::header;
+use axum::http::{HeaderValue, Method, header};
 use axum::routing::get;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use primer_shared::{AppState, app};
 use tokio::net::TcpListener;
 use tower::ServiceExt;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::timeout::RequestBodyTimeoutLayer;
 
 /// The HTTP contract, as the repository keeps it.
@@ -49,9 +50,35 @@ pub fn routes() -> Router<AppState> {
         .route("/api/openapi.json", get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }))
 }
 
-/// The whole API over `state`, as the runner serves it.
+/// The whole API over `state`, as the runner serves it: with CORS for the origins in
+/// `PRIMER_CORS_ORIGINS` (comma-separated; `*`, the default, for any), so that a reader's site
+/// on another port can call it, as API Gateway's CORS lets it in the cloud.
 pub fn app(state: AppState) -> Router {
-    app::service(routes(), state)
+    let origins = std::env::var("PRIMER_CORS_ORIGINS").unwrap_or_else(|_| "*".into());
+    app::service(routes(), state).layer(cors(&origins))
+}
+
+/// The CORS policy of template.yaml's HTTP API (methods, headers, max age) for `origins`.
+pub fn cors(origins: &str) -> CorsLayer {
+    let origins: Vec<HeaderValue> =
+        origins.split(',').map(str::trim).filter(|o| !o.is_empty()).filter_map(|o| o.parse().ok()).collect();
+    let allowed = if origins.is_empty() || origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(origins)
+    };
+    CorsLayer::new()
+        .allow_origin(allowed)
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+            Method::OPTIONS,
+        ])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+        .max_age(Duration::from_secs(600))
 }
 
 /// Serves `app` on `listener` until `shutdown` resolves, then lets the requests in flight finish.

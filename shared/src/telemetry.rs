@@ -28,21 +28,50 @@ pub fn init() {
     let json = ["AWS_LAMBDA_LOG_FORMAT", "PRIMER_LOG_FORMAT"]
         .iter()
         .any(|k| std::env::var(k).is_ok_and(|v| v.eq_ignore_ascii_case("json")));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
     // A second init (tests) is harmless, hence `try_init`.
     let _ = if json {
-        builder.json().with_current_span(true).with_span_list(false).without_time().try_init()
+        json_lines(filter, std::io::stdout).try_init()
     } else {
-        builder.compact().try_init()
+        tracing_subscriber::fmt().with_env_filter(filter).compact().try_init()
     };
 }
 
+/// JSON lines, one per event, with a timestamp and the fields of the request's span
+/// (`request_id`, `aws_request_id`) on each.
+fn json_lines<W>(
+    filter: EnvFilter,
+    writer: W,
+) -> tracing_subscriber::fmt::SubscriberBuilder<
+    tracing_subscriber::fmt::format::JsonFields,
+    tracing_subscriber::fmt::format::Format<tracing_subscriber::fmt::format::Json>,
+    EnvFilter,
+    W,
+>
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .json()
+        .with_current_span(true)
+        .with_span_list(false)
+        .with_writer(writer)
+}
+
 /// Middleware: gives the request its id (API Gateway's, else Lambda's, else a new one), runs
-/// it inside a span carrying that id, logs one line with the outcome, and echoes the id in
-/// `x-request-id`.
+/// it inside a span carrying that id and Lambda's `aws_request_id` (on Lambda), logs one line
+/// with the outcome, and echoes the id in `x-request-id`: the id a client sees in an error body
+/// and that header is the one on every log line of its request.
 pub async fn request_context(request: Request, next: Next) -> Response {
     let id = request_id_of(&request);
-    let span = tracing::info_span!("request", request_id = %id, method = %request.method(), path = %request.uri().path());
+    let aws_request_id = request.lambda_context_ref().map(|c| c.request_id.clone());
+    let span = tracing::info_span!(
+        "request",
+        request_id = %id,
+        aws_request_id = aws_request_id.as_deref(),
+        method = %request.method(),
+        path = %request.uri().path()
+    );
     let started = std::time::Instant::now();
     let mut response = REQUEST_ID.scope(id.clone(), next.run(request).instrument(span.clone())).await;
     span.in_scope(|| {
@@ -67,4 +96,67 @@ fn request_id_of(request: &Request) -> String {
         .or_else(|| request.lambda_context_ref().map(|c| c.request_id.clone()))
         .filter(|id| !id.is_empty())
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use axum::Router;
+    use axum::http::StatusCode;
+    use lambda_http::RequestExt;
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::error::Error;
+
+    /// Log lines written into memory.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn one_request_id_in_the_error_body_the_header_and_every_log_line() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = json_lines(EnvFilter::new("info"), move || writer.clone()).finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+
+        let app = Router::new()
+            .route("/boom", axum::routing::get(|| async { Error::internal("a bug") }))
+            .layer(axum::middleware::from_fn(request_context));
+        let event = r#"{"version":"2.0","routeKey":"GET /boom","rawPath":"/boom","rawQueryString":"",
+            "headers":{},"requestContext":{"http":{"method":"GET","path":"/boom","protocol":"HTTP/1.1",
+            "sourceIp":"203.0.113.10","userAgent":"t"},"requestId":"api-req-42","routeKey":"GET /boom",
+            "stage":"$default","time":"24/Nov/2026:10:00:05 +0000","timeEpoch":1795514405000,
+            "accountId":"1","apiId":"a","domainName":"d","domainPrefix":"d"},"isBase64Encoded":false}"#;
+        let mut context = lambda_http::Context::default();
+        context.request_id = "aws-req-7".into();
+        let request = lambda_http::request::from_str(event).unwrap().with_lambda_context(context);
+        let response = app.oneshot(request).await.unwrap();
+
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(response.headers()["x-request-id"], "api-req-42");
+        let body = axum::body::to_bytes(response.into_body(), 4096).await.unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["error"]["request_id"], "api-req-42");
+
+        let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert!(lines.len() >= 2, "the failure and the request's line: {text}");
+        for line in &lines {
+            assert_eq!(line["span"]["request_id"], "api-req-42", "{line}");
+            assert_eq!(line["span"]["aws_request_id"], "aws-req-7", "{line}");
+            assert!(line["timestamp"].is_string(), "{line}");
+        }
+    }
 }
