@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 use common::{app_with_model, completion, create, id, post_message, user_token};
-use primer_shared::conversations::{self, MessageContent, Posted};
+use primer_shared::conversations::{self, MessageContent, Owner, Posted};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use wiremock::matchers::method;
@@ -131,7 +131,8 @@ async fn no_connection_is_idle_in_transaction_while_the_model_thinks(pool: PgPoo
 async fn a_duplicate_takes_over_a_claim_whose_holder_died(pool: PgPool) {
     let server = slow_model(Duration::ZERO).await;
     let app = app_with_model(pool.clone(), &server);
-    let token = user_token(&app, "ada@example.com").await;
+    let user = app.signed_up("ada@example.com").await;
+    let token = user.access_token.clone();
     let conversation = id(&create(&app, &token, json!({})).await);
 
     // A post that stored its question and claimed it, then died (its Lambda timed out): the
@@ -139,8 +140,11 @@ async fn a_duplicate_takes_over_a_claim_whose_holder_died(pool: PgPool) {
     let content = MessageContent::parse("What is a topic?".into()).unwrap();
     let arrived = chrono::Utc::now();
     let lease = Duration::from_millis(300);
+    let owner = Owner::User(user.id.clone());
     let Posted::New(question) = conversations::add_or_find_user_message(
         &pool,
+        &owner,
+        &app.state.config.usage,
         conversation.parse().unwrap(),
         &content,
         arrived,
