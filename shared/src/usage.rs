@@ -265,27 +265,22 @@ pub async fn settle(pool: &PgPool, reservation: TokenReservation, spend: Spend) 
         return Ok(());
     }
     let subject = &reservation.subject;
-    let mut tx = pool.begin().await?;
+    // One statement, so both counters move together without a transaction.
     sqlx::query(
-        "UPDATE usage_daily SET tokens = greatest(tokens + $3, 0), updated_at = now()
-         WHERE (user_id = $1 OR guest_id = $2) AND day = $4",
+        "WITH reader AS (
+             UPDATE usage_daily SET tokens = greatest(tokens + $3, 0), updated_at = now()
+             WHERE (user_id = $1 OR guest_id = $2) AND day = $4
+         )
+         UPDATE model_budget_daily SET tokens = greatest(tokens + $3, 0)
+         WHERE day = $4 AND (pool = 'all' OR (pool = 'guests' AND $5))",
     )
     .bind(subject.user_id())
     .bind(subject.guest_id())
     .bind(delta)
     .bind(reservation.day)
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query(
-        "UPDATE model_budget_daily SET tokens = greatest(tokens + $2, 0)
-         WHERE day = $1 AND (pool = 'all' OR (pool = 'guests' AND $3))",
-    )
-    .bind(reservation.day)
-    .bind(delta)
     .bind(subject.is_guest())
-    .execute(&mut *tx)
+    .execute(pool)
     .await?;
-    tx.commit().await?;
     Ok(())
 }
 
