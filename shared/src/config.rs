@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 
+pub use crate::auth::rate_limit::{AddressLimit, LoginLimits};
 pub use crate::model::ModelConfig;
+pub use crate::usage::{DailyQuota, UsageLimits};
 
 /// Everything a function needs to know about its surroundings.
 #[derive(Debug, Clone)]
@@ -26,6 +28,36 @@ pub struct Config {
     pub personalize_budget: Duration,
     /// The language model; `None` without `MODEL_API_KEY`, and the offline engines answer.
     pub model: Option<ModelConfig>,
+    /// Limits on logins, sign-ups, guest tokens and refresh-token reuse.
+    pub limits: AbuseLimits,
+    /// Daily quotas of readers and the deployment's daily model budget.
+    pub usage: UsageLimits,
+}
+
+/// The limits that keep logins, sign-ups and guest tokens from being abused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AbuseLimits {
+    /// Failed password checks per account and per address (`LOGIN_*`).
+    pub login: LoginLimits,
+    /// Registrations per client address (`REGISTER_*`).
+    pub register: AddressLimit,
+    /// Guest tokens per client address (`GUEST_TOKENS_*`).
+    pub guest: AddressLimit,
+    /// How long a just-rotated refresh token still gets its successor instead of revoking the
+    /// session (`REFRESH_REUSE_SECS`): two tabs refreshing at once.
+    pub refresh_reuse: Duration,
+}
+
+impl Default for AbuseLimits {
+    fn default() -> Self {
+        Self {
+            login: LoginLimits::default(),
+            // A class signing up together from one school address fits; a script does not.
+            register: AddressLimit { per_address: 50, window: Duration::from_secs(3600) },
+            guest: AddressLimit { per_address: 20, window: Duration::from_secs(3600) },
+            refresh_reuse: Duration::from_secs(10),
+        }
+    }
 }
 
 /// The blob store: a bucket when one is configured, else a local folder.
@@ -147,6 +179,8 @@ impl Config {
             },
             personalize_budget: Duration::from_secs(parse_or(&get, "PERSONALIZE_BUDGET_SECS", 20)?),
             model: model_from(&get)?,
+            limits: limits_from(&get)?,
+            usage: usage_from(&get)?,
         })
     }
 }
@@ -214,6 +248,58 @@ fn model_from(get: &impl Fn(&'static str) -> Option<String>) -> Result<Option<Mo
     Ok(Some(model))
 }
 
+fn limits_from(get: &impl Fn(&'static str) -> Option<String>) -> Result<AbuseLimits, ConfigError> {
+    let d = AbuseLimits::default();
+    let secs = |name, default: Duration| parse_or(get, name, default.as_secs()).map(Duration::from_secs);
+    Ok(AbuseLimits {
+        login: LoginLimits {
+            per_account: parse_or(get, "LOGIN_MAX_FAILURES_PER_ACCOUNT", d.login.per_account)?,
+            per_address: parse_or(get, "LOGIN_MAX_FAILURES_PER_ADDRESS", d.login.per_address)?,
+            window: secs("LOGIN_WINDOW_SECS", d.login.window)?,
+        },
+        register: AddressLimit {
+            per_address: parse_or(get, "REGISTER_MAX_PER_ADDRESS", d.register.per_address)?,
+            window: secs("REGISTER_WINDOW_SECS", d.register.window)?,
+        },
+        guest: AddressLimit {
+            per_address: parse_or(get, "GUEST_TOKENS_MAX_PER_ADDRESS", d.guest.per_address)?,
+            window: secs("GUEST_TOKENS_WINDOW_SECS", d.guest.window)?,
+        },
+        refresh_reuse: secs("REFRESH_REUSE_SECS", d.refresh_reuse)?,
+    })
+}
+
+fn usage_from(get: &impl Fn(&'static str) -> Option<String>) -> Result<UsageLimits, ConfigError> {
+    let d = UsageLimits::default();
+    let usage = UsageLimits {
+        user: DailyQuota {
+            messages: parse_or(get, "QUOTA_USER_MESSAGES_PER_DAY", d.user.messages)?,
+            tokens: parse_or(get, "QUOTA_USER_TOKENS_PER_DAY", d.user.tokens)?,
+        },
+        guest: DailyQuota {
+            messages: parse_or(get, "QUOTA_GUEST_MESSAGES_PER_DAY", d.guest.messages)?,
+            tokens: parse_or(get, "QUOTA_GUEST_TOKENS_PER_DAY", d.guest.tokens)?,
+        },
+        daily_token_budget: parse_or(get, "MODEL_DAILY_TOKEN_BUDGET", d.daily_token_budget)?,
+        guest_daily_token_budget: parse_or(
+            get,
+            "MODEL_DAILY_GUEST_TOKEN_BUDGET",
+            d.guest_daily_token_budget,
+        )?,
+        reply_max_tokens: parse_or(get, "MODEL_MAX_TOKENS", d.reply_max_tokens)?,
+        personalize_max_tokens: parse_or(get, "PERSONALIZE_MAX_TOKENS", d.personalize_max_tokens)?,
+    };
+    if usage.reply_max_tokens == 0 || usage.personalize_max_tokens == 0 {
+        return Err(ConfigError::Invalid {
+            name: "MODEL_MAX_TOKENS",
+            reason:
+                "a model call needs room for at least one token (MODEL_MAX_TOKENS, PERSONALIZE_MAX_TOKENS)"
+                    .into(),
+        });
+    }
+    Ok(usage)
+}
+
 fn parse_or<T: std::str::FromStr>(
     get: &impl Fn(&'static str) -> Option<String>,
     name: &'static str,
@@ -263,6 +349,41 @@ mod tests {
         assert_eq!(config.blob.dir, PathBuf::from(".local/blobs"));
         assert!(config.blob.s3.is_none(), "no bucket means the local folder");
         assert_eq!(config.personalize_budget, Duration::from_secs(20));
+        assert_eq!(config.limits, AbuseLimits::default());
+        assert_eq!(config.limits.login.per_account, 5);
+        assert_eq!(config.usage, UsageLimits::default());
+    }
+
+    #[test]
+    fn limits_and_quotas_are_configurable() {
+        let secret = "s".repeat(40);
+        let config = Config::from_lookup(lookup(&[
+            ("DATABASE_URL", "postgres://x"),
+            ("JWT_SECRET", &secret),
+            ("LOGIN_MAX_FAILURES_PER_ACCOUNT", "3"),
+            ("LOGIN_MAX_FAILURES_PER_ADDRESS", "40"),
+            ("LOGIN_WINDOW_SECS", "60"),
+            ("REGISTER_MAX_PER_ADDRESS", "7"),
+            ("GUEST_TOKENS_MAX_PER_ADDRESS", "9"),
+            ("GUEST_TOKENS_WINDOW_SECS", "120"),
+            ("REFRESH_REUSE_SECS", "0"),
+            ("QUOTA_GUEST_MESSAGES_PER_DAY", "4"),
+            ("QUOTA_USER_TOKENS_PER_DAY", "1000"),
+            ("MODEL_DAILY_TOKEN_BUDGET", "5000"),
+            ("MODEL_MAX_TOKENS", "256"),
+        ]))
+        .unwrap();
+        let limits = config.limits;
+        assert_eq!((limits.login.per_account, limits.login.per_address), (3, 40));
+        assert_eq!(limits.login.window, Duration::from_secs(60));
+        assert_eq!((limits.register.per_address, limits.guest.per_address), (7, 9));
+        assert_eq!(limits.guest.window, Duration::from_secs(120));
+        assert_eq!(limits.refresh_reuse, Duration::ZERO);
+        assert_eq!((config.usage.guest.messages, config.usage.user.tokens), (4, 1000));
+        assert_eq!((config.usage.daily_token_budget, config.usage.reply_max_tokens), (5000, 256));
+        let zero =
+            [("DATABASE_URL", "postgres://x"), ("JWT_SECRET", secret.as_str()), ("MODEL_MAX_TOKENS", "0")];
+        assert!(Config::from_lookup(lookup(&zero)).is_err());
     }
 
     #[test]

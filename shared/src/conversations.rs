@@ -19,6 +19,8 @@ use uuid::Uuid;
 
 use crate::error::{Error, Result, ResultExt};
 use crate::extract::Caller;
+use crate::model::TokenUsage;
+use crate::usage::{self, Subject, UsageLimits};
 
 /// Whose conversations a request may touch.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,6 +43,15 @@ impl Owner {
         match self {
             Self::User(_) => None,
             Self::Guest(id) => Some(*id),
+        }
+    }
+}
+
+impl From<&Owner> for Subject {
+    fn from(owner: &Owner) -> Self {
+        match owner {
+            Owner::User(id) => Self::User(id.clone()),
+            Owner::Guest(id) => Self::Guest(*id),
         }
     }
 }
@@ -84,13 +95,16 @@ impl Title {
     }
 }
 
-/// Instructions for the model in one conversation: at most 8000 characters.
+/// A signed-in user's instructions for the model in one conversation: at most 2,000
+/// characters (about 500 tokens, sent with every question and paid from the user's quota).
+/// Guests cannot give any.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SystemPrompt(String);
 
 impl SystemPrompt {
-    /// The longest system prompt a conversation may have.
-    pub const MAX_CHARS: usize = 8000;
+    /// The longest system prompt a conversation may have. Prompts stored under an older, higher
+    /// bound are cut to it when sent.
+    pub const MAX_CHARS: usize = 2000;
 
     /// Parses a system prompt; a blank one means none.
     pub fn parse(raw: &str) -> Result<Option<Self>, String> {
@@ -596,13 +610,19 @@ pub struct Message {
     /// SHA-256 of the content (not shown).
     #[serde(skip)]
     pub content_hash: String,
+    /// For a model's reply: the prompt tokens it cost (not shown; `GET /api/usage` sums up).
+    #[serde(skip)]
+    pub prompt_tokens: Option<i32>,
+    /// For a model's reply: the completion tokens it cost (not shown).
+    #[serde(skip)]
+    pub completion_tokens: Option<i32>,
 }
 
 /// The `messages` columns as [`Message`] reads them (table alias `m`).
 macro_rules! message_columns {
     () => {
         "m.id, m.conversation_id, m.sender, m.content, m.ai_model, m.reply_to, m.is_error, m.error_details, \
-         m.citations, m.created_at, m.content_hash"
+         m.citations, m.created_at, m.content_hash, m.prompt_tokens, m.completion_tokens"
     };
 }
 
@@ -674,13 +694,17 @@ pub enum Posted {
 }
 
 /// Stores a user message and claims it for answering for `lease`, unless the same message
-/// reached the conversation within 30 s of `arrived`: then that one is returned instead.
+/// reached the conversation within 30 s of `arrived`: then that one is returned instead. A new
+/// message counts against `owner`'s daily messages in the same transaction (429
+/// `quota_exceeded`, and nothing stored, once they are used up); a duplicate costs nothing.
 ///
 /// The check and the insert are serialized per (conversation, content) by a transaction-scoped
 /// advisory lock, held only for this short transaction, so two identical posts at once store
 /// one message. Nothing outlives the transaction, as PgBouncer's transaction mode requires.
 pub async fn add_or_find_user_message(
     pool: &PgPool,
+    owner: &Owner,
+    limits: &UsageLimits,
     conversation_id: Uuid,
     content: &MessageContent,
     arrived: DateTime<Utc>,
@@ -695,6 +719,7 @@ pub async fn add_or_find_user_message(
     let posted = match recent_duplicate(&mut *tx, conversation_id, &hash, arrived).await? {
         Some(message) => Posted::Duplicate(message),
         None => {
+            usage::take_message(&mut tx, &Subject::from(owner), limits).await?;
             let new = NewMessage::User { content: content.as_str(), hash, lease: Some(lease) };
             Posted::New(insert(&mut tx, conversation_id, new).await?)
         }
@@ -848,6 +873,8 @@ pub struct NewReply {
     pub citations: Vec<Citation>,
     /// Set when the reply is a failure notice.
     pub error: Option<ErrorDetails>,
+    /// What the model call cost, when a model answered and said.
+    pub usage: Option<TokenUsage>,
 }
 
 /// Stores the reply to `user_message`, ends the claim on it, and moves the conversation's
@@ -876,8 +903,8 @@ async fn insert(tx: &mut PgConnection, conversation_id: Uuid, message: NewMessag
     let query = sqlx::query_as::<_, Message>(concat!(
         "INSERT INTO messages AS m
             (conversation_id, sender, content, content_hash, ai_model, reply_to, is_error, error_details,
-             citations, reply_lease_until)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, clock_timestamp() + make_interval(secs => $10))
+             citations, reply_lease_until, prompt_tokens, completion_tokens)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, clock_timestamp() + make_interval(secs => $10), $11, $12)
          RETURNING ",
         message_columns!()
     ))
@@ -892,7 +919,9 @@ async fn insert(tx: &mut PgConnection, conversation_id: Uuid, message: NewMessag
             .bind(false)
             .bind(None::<Json<ErrorDetails>>)
             .bind(Json(Vec::<Citation>::new()))
-            .bind(lease.map(|lease| lease.as_secs_f64())),
+            .bind(lease.map(|lease| lease.as_secs_f64()))
+            .bind(None::<i32>)
+            .bind(None::<i32>),
         NewMessage::Reply { to, reply } => query
             .bind("ai")
             .bind(reply.content.clone())
@@ -902,7 +931,9 @@ async fn insert(tx: &mut PgConnection, conversation_id: Uuid, message: NewMessag
             .bind(reply.error.is_some())
             .bind(reply.error.map(Json))
             .bind(Json(reply.citations))
-            .bind(None::<f64>),
+            .bind(None::<f64>)
+            .bind(reply.usage.map(|u| i32::try_from(u.prompt_tokens).unwrap_or(i32::MAX)))
+            .bind(reply.usage.map(|u| i32::try_from(u.completion_tokens).unwrap_or(i32::MAX))),
     };
     // The conversation may be deleted while the tutor thinks: then there is nothing to answer.
     let stored = query
@@ -950,7 +981,8 @@ mod tests {
         assert!(Title::parse("   ").is_err());
         assert!(Title::parse(&"t".repeat(201)).is_err());
         assert_eq!(SystemPrompt::parse("  ").unwrap(), None);
-        assert!(SystemPrompt::parse(&"p".repeat(8001)).is_err());
+        assert!(SystemPrompt::parse(&"p".repeat(2001)).is_err());
+        assert!(SystemPrompt::parse(&"p".repeat(2000)).is_ok());
     }
 
     #[test]

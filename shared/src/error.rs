@@ -60,6 +60,9 @@ pub enum Error {
         /// Seconds until an attempt may succeed; sent as `Retry-After`.
         retry_after_secs: u64,
     },
+    /// 429 `quota_exceeded`: the caller's daily allowance is used up; `details` says which.
+    #[error("your daily {} quota is used up; it renews at {}", .0.quota, .0.resets_at.format("%H:%M UTC"))]
+    QuotaExceeded(QuotaDetails),
     /// 502: the language model failed and nothing could stand in.
     #[error("the language model is unavailable")]
     ModelUnavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -81,6 +84,21 @@ pub struct FieldError {
     pub field: String,
     /// What is wrong, for a person.
     pub message: String,
+}
+
+/// Which daily quota a caller used up, shown in a `quota_exceeded` error's `details`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct QuotaDetails {
+    /// `messages` or `tokens`.
+    pub quota: &'static str,
+    /// The quota.
+    pub limit: i64,
+    /// What was used.
+    pub used: i64,
+    /// Always `day`.
+    pub period: &'static str,
+    /// When it renews (the next UTC midnight); `Retry-After` counts down to it.
+    pub resets_at: chrono::DateTime<chrono::Utc>,
 }
 
 /// Collects every invalid field of a request before failing, so a 422 names them all.
@@ -159,7 +177,7 @@ impl Error {
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::RateLimited { .. } | Self::QuotaExceeded(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::ModelUnavailable(_) => StatusCode::BAD_GATEWAY,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Database(_) | Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -179,6 +197,7 @@ impl Error {
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::Validation(_) => "validation_failed",
             Self::RateLimited { .. } => "rate_limited",
+            Self::QuotaExceeded(_) => "quota_exceeded",
             Self::ModelUnavailable(_) => "model_unavailable",
             Self::Unavailable(_) => "unavailable",
             Self::Database(_) | Self::Internal(_) => "internal",
@@ -251,7 +270,15 @@ struct BodyInner<'a> {
     message: String,
     request_id: String,
     #[serde(skip_serializing_if = "Option::is_none")]
-    details: Option<&'a [FieldError]>,
+    details: Option<Details<'a>>,
+}
+
+/// `details`: the invalid fields of a 422, or the quota of a `quota_exceeded`.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Details<'a> {
+    Fields(&'a [FieldError]),
+    Quota(&'a QuotaDetails),
 }
 
 impl IntoResponse for Error {
@@ -262,7 +289,8 @@ impl IntoResponse for Error {
             tracing::error!(error = %ErrorChain(&self), code = self.code(), "request failed");
         }
         let details = match &self {
-            Self::Validation(fields) => Some(fields.as_slice()),
+            Self::Validation(fields) => Some(Details::Fields(fields.as_slice())),
+            Self::QuotaExceeded(quota) => Some(Details::Quota(quota)),
             _ => None,
         };
         let body = Body {
@@ -277,6 +305,10 @@ impl IntoResponse for Error {
         match self {
             Self::RateLimited { retry_after_secs } => {
                 response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+            }
+            Self::QuotaExceeded(quota) => {
+                let secs = (quota.resets_at - chrono::Utc::now()).num_seconds().max(1);
+                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
             }
             Self::Unavailable(_) => {
                 response
@@ -358,6 +390,19 @@ mod tests {
             render(Error::from_status(StatusCode::BAD_GATEWAY, "upstream x".into())).await;
         assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!(body["error"]["message"], "internal error");
+    }
+
+    #[tokio::test]
+    async fn an_exceeded_quota_names_it_and_says_when_it_renews() {
+        let resets_at = chrono::Utc::now() + chrono::Duration::seconds(3600);
+        let quota = QuotaDetails { quota: "messages", limit: 10, used: 10, period: "day", resets_at };
+        let (status, body, retry) = render(Error::QuotaExceeded(quota)).await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(body["error"]["code"], "quota_exceeded");
+        assert_eq!(body["error"]["details"]["quota"], "messages");
+        assert_eq!(body["error"]["details"]["limit"], 10);
+        let retry: i64 = retry.unwrap().parse().unwrap();
+        assert!((3590..=3600).contains(&retry), "{retry}");
     }
 
     #[tokio::test]

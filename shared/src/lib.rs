@@ -21,6 +21,7 @@ pub mod personalize;
 pub mod profile;
 pub mod telemetry;
 pub mod tutor;
+pub mod usage;
 pub mod user;
 
 #[cfg(feature = "test-util")]
@@ -28,4 +29,4 @@ pub mod test_util;
 
 pub use app::AppState;
 pub use config::Config;
-pub use error::{Error, FieldErrors, Result};
+pub use error::{Error, FieldErrors, QuotaDetails, Result};

@@ -139,6 +139,15 @@ impl ModelError {
             Self::Timeout | Self::Unauthorized | Self::BadResponse(_) => false,
         }
     }
+
+    /// What a failed call may still have cost.
+    pub fn spend(&self) -> Spend {
+        match self {
+            // The endpoint may have done (and billed) the work.
+            Self::Timeout | Self::BadResponse(_) => Spend::Unknown,
+            Self::Unauthorized | Self::RateLimited | Self::Unreachable(_) | Self::Status(_) => Spend::Nothing,
+        }
+    }
 }
 
 /// The OpenAI-compatible chat-completions client. Cheap to share behind an `Arc`.
@@ -153,11 +162,74 @@ pub struct ModelClient {
 struct CompletionRequest<'a> {
     model: &'a str,
     messages: &'a [ChatMessage],
+    max_tokens: u32,
 }
 
 #[derive(Deserialize)]
 struct CompletionResponse {
     choices: Vec<Choice>,
+    usage: Option<TokenUsage>,
+}
+
+/// What a call used, as the endpoint's `usage` field reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct TokenUsage {
+    /// Tokens of the messages sent.
+    pub prompt_tokens: u32,
+    /// Tokens of the answer.
+    pub completion_tokens: u32,
+}
+
+impl TokenUsage {
+    /// Both together, which is what quotas count.
+    pub fn total(&self) -> u64 {
+        u64::from(self.prompt_tokens) + u64::from(self.completion_tokens)
+    }
+}
+
+/// An answer and what it cost.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Completion {
+    /// The text of the answer.
+    pub text: String,
+    /// The endpoint's account of the tokens, when it gave one.
+    pub usage: Option<TokenUsage>,
+}
+
+/// What a model call cost, as far as anyone can tell: settled against a reader's quota and
+/// the deployment's budget after the call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Spend {
+    /// Nothing: the endpoint refused or could not be reached.
+    Nothing,
+    /// Unknown: the endpoint may have worked (a time-out, an answer without `usage`), so the
+    /// estimate reserved before the call stands.
+    Unknown,
+    /// What the endpoint reported.
+    Tokens(TokenUsage),
+}
+
+impl Spend {
+    /// What an answer cost.
+    pub fn of(completion: &Completion) -> Self {
+        completion.usage.map_or(Self::Unknown, Self::Tokens)
+    }
+
+    /// The reported usage, if any.
+    pub fn usage(self) -> Option<TokenUsage> {
+        match self {
+            Self::Tokens(usage) => Some(usage),
+            Self::Nothing | Self::Unknown => None,
+        }
+    }
+}
+
+/// A generous estimate of the prompt tokens of `messages`, reserved before a call: a token is
+/// at least about three characters of text in the tokenizers of chat models, plus a few
+/// tokens of framing per message.
+pub fn estimate_prompt_tokens(messages: &[ChatMessage]) -> u64 {
+    let per_message = |m: &ChatMessage| (m.content.chars().count() as u64).div_ceil(3) + 4;
+    messages.iter().map(per_message).sum::<u64>() + 3
 }
 
 #[derive(Deserialize)]
@@ -209,21 +281,24 @@ impl ModelClient {
         &self.config.allowed_models
     }
 
-    /// Sends `messages` to `model` and returns the text of its answer.
-    pub async fn complete(&self, model: &str, messages: &[ChatMessage]) -> Result<String, ModelError> {
-        tokio::time::timeout(self.config.total_timeout, self.complete_with_retries(model, messages))
+    /// Sends `messages` to `model` and returns its answer, at most `max_tokens` long, and
+    /// what it cost.
+    pub async fn complete(
+        &self,
+        model: &str,
+        messages: &[ChatMessage],
+        max_tokens: u32,
+    ) -> Result<Completion, ModelError> {
+        let request = CompletionRequest { model, messages, max_tokens };
+        tokio::time::timeout(self.config.total_timeout, self.complete_with_retries(&request))
             .await
             .unwrap_or(Err(ModelError::Timeout))
     }
 
-    async fn complete_with_retries(
-        &self,
-        model: &str,
-        messages: &[ChatMessage],
-    ) -> Result<String, ModelError> {
+    async fn complete_with_retries(&self, request: &CompletionRequest<'_>) -> Result<Completion, ModelError> {
         let mut attempt = 0;
         loop {
-            match self.attempt(model, messages).await {
+            match self.attempt(request).await {
                 Ok(answer) => return Ok(answer),
                 Err(Failure { error, retry_after })
                     if error.is_transient() && attempt < self.config.max_retries =>
@@ -244,12 +319,12 @@ impl ModelClient {
         }
     }
 
-    async fn attempt(&self, model: &str, messages: &[ChatMessage]) -> Result<String, Failure> {
+    async fn attempt(&self, request: &CompletionRequest<'_>) -> Result<Completion, Failure> {
         let response = self
             .http
             .post(self.endpoint.clone())
             .bearer_auth(self.config.api_key.expose_secret())
-            .json(&CompletionRequest { model, messages })
+            .json(request)
             .send()
             .await
             .map_err(transport_error)?;
@@ -277,11 +352,13 @@ impl ModelClient {
                 Failure::from(ModelError::BadResponse(format!("not a chat completion: {e}")))
             }
         })?;
+        let usage = body.usage;
         body.choices
             .into_iter()
             .next()
             .and_then(|choice| choice.message.content)
             .filter(|text| !text.trim().is_empty())
+            .map(|text| Completion { text, usage })
             .ok_or_else(|| ModelError::BadResponse("the completion holds no text".into()).into())
     }
 }
@@ -340,8 +417,31 @@ mod tests {
         ResponseTemplate::new(200).set_body_json(serde_json::json!({
             "id": "chatcmpl-1",
             "object": "chat.completion",
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}]
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 12, "completion_tokens": 3, "total_tokens": 15}
         }))
+    }
+
+    #[test]
+    fn the_prompt_estimate_is_generous() {
+        // 300 characters of English are about 75 tokens; the estimate reserves more.
+        let messages = [ChatMessage::system("s".repeat(300)), ChatMessage::user("hi")];
+        assert_eq!(estimate_prompt_tokens(&messages), 100 + 4 + 1 + 4 + 3);
+        assert_eq!(ModelError::Timeout.spend(), Spend::Unknown);
+        assert_eq!(ModelError::Unauthorized.spend(), Spend::Nothing);
+    }
+
+    #[tokio::test]
+    async fn an_answer_without_usage_costs_what_was_reserved() {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}}]
+            })))
+            .mount(&server)
+            .await;
+        let answer = client(&server).complete("tutor-small", &[ChatMessage::user("hi")], 64).await.unwrap();
+        assert_eq!((answer.usage, Spend::of(&answer)), (None, Spend::Unknown));
     }
 
     #[test]
@@ -360,15 +460,19 @@ mod tests {
             .and(header("authorization", "Bearer sk-test"))
             .and(body_partial_json(serde_json::json!({
                 "model": "tutor-small",
-                "messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}]
+                "messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}],
+                "max_tokens": 64
             })))
             .respond_with(completion("Hello!"))
             .expect(1)
             .mount(&server)
             .await;
         let messages = [ChatMessage::system("be brief"), ChatMessage::user("hi")];
-        let answer = client(&server).complete("tutor-small", &messages).await.unwrap();
-        assert_eq!(answer, "Hello!");
+        let answer = client(&server).complete("tutor-small", &messages, 64).await.unwrap();
+        assert_eq!(answer.text, "Hello!");
+        let usage = TokenUsage { prompt_tokens: 12, completion_tokens: 3 };
+        assert_eq!((answer.usage, Spend::of(&answer)), (Some(usage), Spend::Tokens(usage)));
+        assert_eq!(usage.total(), 15);
     }
 
     #[tokio::test]
@@ -385,8 +489,8 @@ mod tests {
             .expect(1)
             .mount(&server)
             .await;
-        let answer = client(&server).complete("tutor-small", &[ChatMessage::user("hi")]).await.unwrap();
-        assert_eq!(answer, "second time lucky");
+        let answer = client(&server).complete("tutor-small", &[ChatMessage::user("hi")], 64).await.unwrap();
+        assert_eq!(answer.text, "second time lucky");
     }
 
     #[tokio::test]
@@ -394,7 +498,7 @@ mod tests {
         let server = MockServer::start().await;
         // One attempt plus two retries, then the rate limit is reported.
         Mock::given(method("POST")).respond_with(ResponseTemplate::new(429)).expect(3).mount(&server).await;
-        let err = client(&server).complete("tutor-small", &[ChatMessage::user("hi")]).await.unwrap_err();
+        let err = client(&server).complete("tutor-small", &[ChatMessage::user("hi")], 64).await.unwrap_err();
         assert_eq!(err.code(), "model_rate_limited");
     }
 
@@ -408,7 +512,7 @@ mod tests {
             .expect(1)
             .mount(&server)
             .await;
-        let err = client(&server).complete("tutor-small", &[ChatMessage::user("hi")]).await.unwrap_err();
+        let err = client(&server).complete("tutor-small", &[ChatMessage::user("hi")], 64).await.unwrap_err();
         assert_eq!(err.code(), "model_unauthorized");
     }
 
@@ -419,7 +523,7 @@ mod tests {
             .respond_with(completion("too late").set_delay(Duration::from_secs(2)))
             .mount(&server)
             .await;
-        let err = client(&server).complete("tutor-small", &[ChatMessage::user("hi")]).await.unwrap_err();
+        let err = client(&server).complete("tutor-small", &[ChatMessage::user("hi")], 64).await.unwrap_err();
         assert_eq!(err.code(), "model_timeout");
     }
 
@@ -430,7 +534,7 @@ mod tests {
             .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({"choices": []})))
             .mount(&server)
             .await;
-        let err = client(&server).complete("tutor-small", &[ChatMessage::user("hi")]).await.unwrap_err();
+        let err = client(&server).complete("tutor-small", &[ChatMessage::user("hi")], 64).await.unwrap_err();
         assert_eq!(err.code(), "model_bad_response");
     }
 
@@ -438,7 +542,7 @@ mod tests {
     async fn an_unknown_model_is_a_model_error() {
         let server = MockServer::start().await;
         Mock::given(method("POST")).respond_with(ResponseTemplate::new(404)).expect(1).mount(&server).await;
-        let err = client(&server).complete("nope", &[ChatMessage::user("hi")]).await.unwrap_err();
+        let err = client(&server).complete("nope", &[ChatMessage::user("hi")], 64).await.unwrap_err();
         assert_eq!(err.code(), "model_error");
     }
 }

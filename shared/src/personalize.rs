@@ -19,9 +19,10 @@ use serde_json::Value;
 use sqlx::PgExecutor;
 
 use crate::book::markup::{Line, scan};
-use crate::error::Result;
-use crate::model::ModelClient;
+use crate::error::{ErrorChain, Result};
+use crate::model::{ModelClient, Spend, estimate_prompt_tokens};
 use crate::profile::catalog::{CatalogValue, Device, Language, Level, RoboticsExperience};
+use crate::usage::{self, Allowance, Subject, UsageLimits};
 
 /// What personalization needs to know about a reader, from their profile.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -149,6 +150,8 @@ pub struct Personalized {
     pub markdown: String,
     /// Who made it.
     pub engine: Engine,
+    /// What asking the model cost (nothing when it was not asked).
+    pub spend: Spend,
 }
 
 /// A language model to try first, and how long it may take.
@@ -158,31 +161,74 @@ pub struct ModelEngine<'a> {
     pub client: &'a ModelClient,
     /// The time after which the rule-based text is served instead.
     pub budget: Duration,
+    /// The longest chapter the model may write, in tokens.
+    pub max_tokens: u32,
+}
+
+/// [`personalize`] for `user_id`, with the model only when the user's daily tokens and the
+/// deployment's budget have room for it: the call's estimate is reserved first and what it
+/// cost is settled after. Without room, the rule-based engine answers.
+pub async fn personalize_within_quota(
+    pool: &sqlx::PgPool,
+    limits: &UsageLimits,
+    user_id: &str,
+    source: &str,
+    reader: &Reader,
+    model: Option<ModelEngine<'_>>,
+) -> Result<Personalized> {
+    let Some(engine) = model else { return Ok(personalize(source, reader, None).await) };
+    // The source is at least as long as the filtered chapter the model will get.
+    let estimate = estimate_prompt_tokens(&rewrite::messages(reader, source)) + u64::from(engine.max_tokens);
+    let subject = Subject::User(user_id.to_owned());
+    let reservation = match usage::reserve_tokens(pool, &subject, limits, estimate).await? {
+        Allowance::Granted(reservation) => reservation,
+        Allowance::Spent(why) => {
+            tracing::info!(?why, "a model allowance is spent; the rule-based engine personalizes");
+            return Ok(personalize(source, reader, None).await);
+        }
+    };
+    let made = personalize(source, reader, Some(engine)).await;
+    if let Err(e) = usage::settle(pool, reservation, made.spend).await {
+        tracing::warn!(error = %ErrorChain(&e), "settling a model call failed; its estimate stays counted");
+    }
+    Ok(made)
 }
 
 /// Personalizes `source` for `reader`: by the model when one is given and it succeeds within
 /// its budget, else by rule. Never fails: the rule-based engine always has an answer.
 pub async fn personalize(source: &str, reader: &Reader, model: Option<ModelEngine<'_>>) -> Personalized {
     let filtered = rules::filter(source, reader);
+    let mut spend = Spend::Nothing;
     if let Some(model) = model {
-        let rewritten =
-            tokio::time::timeout(model.budget, rewrite::rewrite(model.client, reader, &filtered.markdown));
+        let rewritten = tokio::time::timeout(
+            model.budget,
+            rewrite::rewrite(model.client, reader, &filtered.markdown, model.max_tokens),
+        );
         match rewritten.await {
-            Ok(Ok(markdown)) => {
+            Ok((cost, Ok(markdown))) => {
                 let note = rewrite::note(reader, &filtered);
-                return Personalized { markdown: with_note(&markdown, &note), engine: Engine::Model };
+                return Personalized {
+                    markdown: with_note(&markdown, &note),
+                    engine: Engine::Model,
+                    spend: cost,
+                };
             }
-            Ok(Err(e)) => {
+            Ok((cost, Err(e))) => {
+                spend = cost;
                 tracing::warn!(error = %e, "model personalization failed; serving the rule-based chapter")
             }
-            Err(_) => tracing::warn!(
-                budget_ms = model.budget.as_millis() as u64,
-                "model personalization ran out of time; serving the rule-based chapter"
-            ),
+            Err(_) => {
+                // The endpoint may have done (and billed) the work.
+                spend = Spend::Unknown;
+                tracing::warn!(
+                    budget_ms = model.budget.as_millis() as u64,
+                    "model personalization ran out of time; serving the rule-based chapter"
+                )
+            }
         }
     }
     let note = rules::note(reader, &filtered);
-    Personalized { markdown: with_note(&filtered.markdown, &note), engine: Engine::Rule }
+    Personalized { markdown: with_note(&filtered.markdown, &note), engine: Engine::Rule, spend }
 }
 
 /// `markdown` with `note` (one paragraph) just under its first `#` title, or on top when it

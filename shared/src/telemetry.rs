@@ -1,5 +1,10 @@
 //! Logging: structured JSON on Lambda (or when asked), compact text on a laptop, and the
 //! request id that ties a request's log lines and its error body together.
+//!
+//! Logs never carry secrets, at any level: our own lines name no password, token or hash, and
+//! the libraries that log raw traffic below `info` (the Lambda runtime logs every event,
+//! headers and body, at `trace`; the HTTP clients their connections) are capped at `info`
+//! whatever `RUST_LOG` asks for.
 
 use axum::extract::Request;
 use axum::http::HeaderValue;
@@ -7,8 +12,12 @@ use axum::middleware::Next;
 use axum::response::Response;
 use lambda_http::RequestExt;
 use lambda_http::request::RequestContext;
-use tracing::Instrument;
-use tracing_subscriber::EnvFilter;
+use tracing::{Instrument, Level, Metadata, Subscriber};
+use tracing_subscriber::filter::{FilterExt, filter_fn};
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer, Registry};
 
 tokio::task_local! {
     static REQUEST_ID: String;
@@ -29,33 +38,52 @@ pub fn init() {
         .iter()
         .any(|k| std::env::var(k).is_ok_and(|v| v.eq_ignore_ascii_case("json")));
     // A second init (tests) is harmless, hence `try_init`.
-    let _ = if json {
-        json_lines(filter, std::io::stdout).try_init()
-    } else {
-        tracing_subscriber::fmt().with_env_filter(filter).compact().try_init()
-    };
+    let _ = subscriber(filter, json, std::io::stdout).try_init();
 }
 
-/// JSON lines, one per event, with a timestamp and the fields of the request's span
-/// (`request_id`, `aws_request_id`) on each.
-fn json_lines<W>(
-    filter: EnvFilter,
-    writer: W,
-) -> tracing_subscriber::fmt::SubscriberBuilder<
-    tracing_subscriber::fmt::format::JsonFields,
-    tracing_subscriber::fmt::format::Format<tracing_subscriber::fmt::format::Json>,
-    EnvFilter,
-    W,
->
+/// The subscriber [`init`] installs: `filter` (what `RUST_LOG` asks for), less whatever could
+/// carry raw traffic, written to `writer` as compact text or as JSON lines, each with a
+/// timestamp and the fields of the request's span (`request_id`, `aws_request_id`).
+pub fn subscriber<W>(filter: EnvFilter, json: bool, writer: W) -> impl Subscriber + Send + Sync
 where
-    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .json()
-        .with_current_span(true)
-        .with_span_list(false)
-        .with_writer(writer)
+    let format: Box<dyn Layer<Registry> + Send + Sync> = if json {
+        Box::new(
+            tracing_subscriber::fmt::layer()
+                .json()
+                .with_current_span(true)
+                .with_span_list(false)
+                .with_writer(writer),
+        )
+    } else {
+        Box::new(tracing_subscriber::fmt::layer().compact().with_writer(writer))
+    };
+    let never_raw_traffic = filter_fn(|meta: &Metadata<'_>| may_log(meta.target(), *meta.level()));
+    tracing_subscriber::registry().with(format.with_filter(filter.and(never_raw_traffic)))
+}
+
+/// Libraries that log requests or responses, headers and bodies included, below `info`.
+const RAW_TRAFFIC: &[&str] = &[
+    "lambda_runtime",
+    "lambda_runtime_api_client",
+    "lambda_http",
+    "hyper",
+    "hyper_util",
+    "h2",
+    "reqwest",
+    "rustls",
+    "aws_smithy_runtime",
+    "aws_smithy_runtime_api",
+    "aws_smithy_http_client",
+    "aws_sigv4",
+    "tower_http",
+];
+
+/// Whether a line of `target` at `level` may be written.
+fn may_log(target: &str, level: Level) -> bool {
+    let root = target.split("::").next().unwrap_or(target);
+    level <= Level::INFO || !RAW_TRAFFIC.contains(&root)
 }
 
 /// Middleware: gives the request its id (API Gateway's, else Lambda's, else a new one), runs
@@ -128,7 +156,7 @@ mod tests {
     async fn one_request_id_in_the_error_body_the_header_and_every_log_line() {
         let captured = Captured::default();
         let writer = captured.clone();
-        let subscriber = json_lines(EnvFilter::new("info"), move || writer.clone()).finish();
+        let subscriber = subscriber(EnvFilter::new("info"), true, move || writer.clone());
         let _guard = tracing::subscriber::set_default(subscriber);
 
         let app = Router::new()
@@ -158,5 +186,15 @@ mod tests {
             assert_eq!(line["span"]["aws_request_id"], "aws-req-7", "{line}");
             assert!(line["timestamp"].is_string(), "{line}");
         }
+    }
+
+    #[test]
+    fn raw_traffic_is_never_logged_below_info() {
+        // Where the Lambda runtime logs the raw event.
+        assert!(!may_log("lambda_runtime::layers::api_response", Level::TRACE));
+        assert!(!may_log("hyper_util::client::legacy::pool", Level::DEBUG));
+        assert!(may_log("lambda_runtime::runtime", Level::WARN));
+        assert!(may_log("primer_shared::tutor", Level::TRACE));
+        assert!(may_log("sqlx::query", Level::DEBUG));
     }
 }

@@ -41,6 +41,8 @@ pub fn test_config() -> Config {
         blob: BlobConfig { dir: test_blob_root().join(uuid::Uuid::new_v4().to_string()), s3: None },
         personalize_budget: Duration::from_secs(20),
         model: None,
+        limits: Default::default(),
+        usage: Default::default(),
     }
 }
 
@@ -254,9 +256,18 @@ impl TestApp {
         Self::with_state(AppState::new(test_config(), pool), router)
     }
 
+    /// Builds the service with `router` on the test pool, with `config` (other limits, say).
+    pub fn with_config(pool: PgPool, config: Config, router: fn(AppState) -> Router) -> Self {
+        Self::with_state(AppState::new(config, pool), router)
+    }
+
     /// Builds the service with `router` on a state the test made (another blob store, say).
     /// The state's pool is routed through the test run's PgBouncer, when there is one.
     pub fn with_state(mut state: AppState, router: fn(AppState) -> Router) -> Self {
+        // PRIMER_TEST_LOG=1 (with RUST_LOG) shows the app's log lines, e.g. the cause of a 503.
+        if std::env::var_os("PRIMER_TEST_LOG").is_some() {
+            crate::telemetry::init();
+        }
         state.pool = through_pooler(&state.pool);
         let blob_dir = Arc::new(TestBlobDir(state.config.blob.dir.clone()));
         Self {
@@ -360,6 +371,17 @@ impl TestApp {
     /// `POST /api/auth/guest`.
     pub async fn guest(&self) -> TestResponse {
         self.call(Method::POST, "/api/auth/guest", None, None).await
+    }
+
+    /// `POST /api/auth/password`.
+    pub async fn change_password(&self, token: &str, current: &str, new: &str) -> TestResponse {
+        let body = json!({"current_password": current, "new_password": new});
+        self.call(Method::POST, "/api/auth/password", Some(token), Some(body)).await
+    }
+
+    /// `GET /api/usage`.
+    pub async fn usage(&self, token: &str) -> TestResponse {
+        self.get("/api/usage", Some(token)).await
     }
 
     /// Registers `email` (password `correct horse battery`) and returns the signed-in user.

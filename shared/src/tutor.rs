@@ -10,6 +10,13 @@
 //! everyone else): the message is stored in a short transaction that also claims it for
 //! answering for a lease (see [`conversations::claim_reply`]); a duplicate post polls for the
 //! reply, and takes the claim over if the lease lapses without one.
+//!
+//! Cost control: a new message counts against its owner's daily messages in the transaction
+//! that stores it (429 `quota_exceeded` once they are used up). Every model call is bracketed
+//! by [`Tutor::reserve`], which reserves an estimate of its tokens from the owner's daily
+//! quota and the deployment's budget, and [`Tutor::settle`], which books what the endpoint
+//! reported; when either has no room left, the offline tutor answers and its reply says why.
+//! A streaming answer calls the same two around its stream.
 
 pub mod offline;
 pub mod prompt;
@@ -26,7 +33,8 @@ use crate::conversations::{
     self, AiModel, Conversation, ErrorDetails, Message, MessageContent, NewReply, Owner, Posted, Unanswered,
 };
 use crate::error::{Error, ErrorChain, Result};
-use crate::model::{ModelClient, ModelError};
+use crate::model::{ChatMessage, ModelClient, ModelError, Spend, estimate_prompt_tokens};
+use crate::usage::{self, Allowance, Exhausted, Subject, TokenReservation, UsageLimits};
 use offline::OFFLINE_TUTOR;
 use retrieval::Passage;
 
@@ -90,17 +98,18 @@ pub struct Exchange {
     pub reply: Message,
 }
 
-/// The tutor over a database and, when configured, a model.
+/// The tutor over a database and, when configured, a model, within the configured quotas.
 #[derive(Debug, Clone, Copy)]
 pub struct Tutor<'a> {
     pool: &'a PgPool,
     models: ModelCatalog<'a>,
+    limits: &'a UsageLimits,
 }
 
 impl<'a> Tutor<'a> {
-    /// A tutor that answers with `model`, or offline without one.
-    pub fn new(pool: &'a PgPool, model: Option<&'a ModelClient>) -> Self {
-        Self { pool, models: ModelCatalog::new(model) }
+    /// A tutor that answers with `model`, or offline without one, within `limits`.
+    pub fn new(pool: &'a PgPool, model: Option<&'a ModelClient>, limits: &'a UsageLimits) -> Self {
+        Self { pool, models: ModelCatalog::new(model), limits }
     }
 
     /// Stores the caller's message in their conversation and answers it. The same message
@@ -117,6 +126,8 @@ impl<'a> Tutor<'a> {
         let arrived = chrono::Utc::now();
         let posted = conversations::add_or_find_user_message(
             self.pool,
+            owner,
+            self.limits,
             conversation.id,
             &content,
             arrived,
@@ -125,11 +136,12 @@ impl<'a> Tutor<'a> {
         .await?;
         Ok(match posted {
             Posted::New(user_message) => {
-                let reply = self.answer(&conversation, &user_message).await?;
+                let reply = self.answer(owner, &conversation, &user_message).await?;
                 Exchange { user_message, reply }
             }
             Posted::Duplicate(user_message) => {
-                let reply = self.await_reply(&conversation, &user_message, Unanswered::NoReply).await?;
+                let reply =
+                    self.await_reply(owner, &conversation, &user_message, Unanswered::NoReply).await?;
                 Exchange { user_message, reply }
             }
         })
@@ -143,7 +155,7 @@ impl<'a> Tutor<'a> {
         let question = conversations::user_message(self.pool, owner, conversation.id, message_id)
             .await?
             .ok_or(Error::NotFound)?;
-        self.await_reply(&conversation, &question, Unanswered::NoAnswer).await
+        self.await_reply(owner, &conversation, &question, Unanswered::NoAnswer).await
     }
 
     /// How long a claim on a message lasts: the longest the model may take, and then some.
@@ -158,6 +170,7 @@ impl<'a> Tutor<'a> {
     /// no connection in between, for at most about one lease.
     async fn await_reply(
         &self,
+        owner: &Owner,
         conversation: &Conversation,
         question: &Message,
         which: Unanswered,
@@ -178,7 +191,7 @@ impl<'a> Tutor<'a> {
                 }
             }
             if conversations::claim_reply(self.pool, question.id, which, self.lease()).await? {
-                return self.answer(conversation, question).await;
+                return self.answer(owner, conversation, question).await;
             }
             if Instant::now() >= deadline {
                 return Err(Error::Unavailable("another request is still answering this message".into()));
@@ -191,9 +204,14 @@ impl<'a> Tutor<'a> {
     /// Answers `question`, which the caller has claimed, and stores the reply (or the model's
     /// failure), ending the claim. When that fails, the claim is given up so that a retry need
     /// not wait for it to lapse.
-    async fn answer(&self, conversation: &Conversation, question: &Message) -> Result<Message> {
+    async fn answer(
+        &self,
+        owner: &Owner,
+        conversation: &Conversation,
+        question: &Message,
+    ) -> Result<Message> {
         let answered = async {
-            let reply = self.reply_to(conversation, question).await?;
+            let reply = self.reply_to(owner, conversation, question).await?;
             conversations::add_reply(&mut *self.pool.acquire().await?, question, reply).await
         }
         .await;
@@ -207,31 +225,76 @@ impl<'a> Tutor<'a> {
 
     /// Finds the passages for `question` and has the model or the offline tutor answer. Each
     /// query takes a pooled connection and gives it back: none is held across the model call.
-    async fn reply_to(&self, conversation: &Conversation, question: &Message) -> Result<NewReply> {
+    async fn reply_to(
+        &self,
+        owner: &Owner,
+        conversation: &Conversation,
+        question: &Message,
+    ) -> Result<NewReply> {
         let passages = retrieval::best_passages(self.pool, &question.content, PASSAGES_PER_ANSWER).await?;
         let Some((client, model)) = self.models.engine(&conversation.ai_model) else {
-            // Only an answer that found nothing points the reader at the chapters.
-            let titles = if passages.is_empty() {
-                book::list(self.pool).await?.into_iter().map(|chapter| chapter.title).collect()
-            } else {
-                Vec::new()
-            };
-            return Ok(offline::answer(&passages, &titles));
+            return self.offline(&passages, None).await;
         };
         let history =
             conversations::history_before(self.pool, question, prompt::MAX_HISTORY_MESSAGES).await?;
-        let messages =
-            prompt::build(conversation.system_prompt.as_deref(), &passages, &history, &question.content);
-        Ok(match client.complete(model, &messages).await {
-            Ok(text) => NewReply {
+        // Guests do not instruct the model (a prompt from before that rule included).
+        let instructions = match owner {
+            Owner::User(_) => conversation.system_prompt.as_deref(),
+            Owner::Guest(_) => None,
+        };
+        let messages = prompt::build(instructions, &passages, &history, &question.content);
+        let reservation = match self.reserve(owner, &messages).await? {
+            Allowance::Granted(reservation) => reservation,
+            Allowance::Spent(why) => return self.offline(&passages, Some(why)).await,
+        };
+        let answered = client.complete(model, &messages, self.limits.reply_max_tokens).await;
+        self.settle(reservation, answered.as_ref().map_or_else(ModelError::spend, Spend::of)).await;
+        Ok(match answered {
+            Ok(answer) => NewReply {
                 // PostgreSQL text cannot hold NUL; a model can still emit one.
-                content: text.replace('\0', ""),
+                content: answer.text.replace('\0', ""),
                 ai_model: model.to_owned(),
                 citations: passages.iter().map(Passage::citation).collect(),
                 error: None,
+                usage: answer.usage,
             },
             Err(e) => failure_notice(model, &e),
         })
+    }
+
+    /// Before a model call for `owner`: reserves a generous estimate of its tokens (the prompt
+    /// `messages` and the longest reply allowed) from the owner's day and the deployment's
+    /// budget. [`Allowance::Spent`] means no model call: the offline tutor answers instead.
+    /// Every granted reservation goes to [`Tutor::settle`] once the call is over.
+    pub async fn reserve(&self, owner: &Owner, messages: &[ChatMessage]) -> Result<Allowance> {
+        let estimate = estimate_prompt_tokens(messages) + u64::from(self.limits.reply_max_tokens);
+        usage::reserve_tokens(self.pool, &Subject::from(owner), self.limits, estimate).await
+    }
+
+    /// After a model call: books what it cost (`Spend::of` the answer, or the error's
+    /// [`ModelError::spend`]) in place of the estimate. Never fails the reply: should the
+    /// booking fail, the estimate stays counted, which errs on the side of the budget.
+    pub async fn settle(&self, reservation: TokenReservation, spend: Spend) {
+        if let Err(e) = usage::settle(self.pool, reservation, spend).await {
+            tracing::warn!(error = %ErrorChain(&e), "settling a model call failed; its estimate stays counted");
+        }
+    }
+
+    /// The offline tutor's answer; when it stands in for a model whose allowance is spent, the
+    /// reply says so first.
+    async fn offline(&self, passages: &[Passage], standing_in: Option<Exhausted>) -> Result<NewReply> {
+        // Only an answer that found nothing points the reader at the chapters.
+        let titles = if passages.is_empty() {
+            book::list(self.pool).await?.into_iter().map(|chapter| chapter.title).collect()
+        } else {
+            Vec::new()
+        };
+        let mut reply = offline::answer(passages, &titles);
+        if let Some(why) = standing_in {
+            tracing::info!(?why, "a model allowance is spent; the offline tutor answers");
+            reply.content = format!("{}\n\n{}", offline::standing_in_note(why), reply.content);
+        }
+        Ok(reply)
     }
 }
 
@@ -243,5 +306,6 @@ fn failure_notice(model: &str, e: &ModelError) -> NewReply {
         ai_model: model.to_owned(),
         citations: Vec::new(),
         error: Some(ErrorDetails { code: e.code().to_owned(), message: e.to_string() }),
+        usage: None,
     }
 }

@@ -3,33 +3,31 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::{PgConnection, PgExecutor};
+use unicode_normalization::UnicodeNormalization;
+use unicode_security::MixedScript;
 use uuid::Uuid;
 
 use crate::error::{Error, Result, ResultExt};
 
-/// An email address, trimmed and lower-cased: once one exists it is valid.
+/// An email address for a new account: NFKC-normalised, trimmed and lower-cased, without
+/// invisible or direction-changing characters and without mixed scripts in one label, so that
+/// no look-alike of an existing address can become a second account. Once one exists it is
+/// valid.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Email(String);
 
 impl Email {
-    /// Parses what a person typed. Deliberately simple: one `@`, a dotted domain, no spaces.
+    /// Parses an address a person gives for a new account (registration). Deliberately simple
+    /// in shape: one `@`, a dotted domain, no spaces.
     pub fn parse(raw: &str) -> Result<Self, String> {
-        let email = raw.trim().to_lowercase();
-        let invalid = || Err("is not a valid email address".to_owned());
-        if email.is_empty() {
-            return Err("is required".into());
+        let email = normalise(raw);
+        check_shape(&email)?;
+        if email.chars().any(is_invisible) {
+            return Err("must not contain invisible or text-direction characters".into());
         }
-        if email.len() > 254 || email.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return invalid();
-        }
-        let Some((local, domain)) = email.split_once('@') else { return invalid() };
-        let domain_ok = domain.contains('.')
-            && !domain.contains('@')
-            && domain
-                .split('.')
-                .all(|label| !label.is_empty() && !label.starts_with('-') && !label.ends_with('-'));
-        if local.is_empty() || local.len() > 64 || !domain_ok {
-            return invalid();
+        let (local, domain) = email.split_once('@').unwrap_or_default();
+        if !std::iter::once(local).chain(domain.split('.')).all(|label| label.is_single_script()) {
+            return Err("must not mix scripts (such as Latin and Cyrillic) in one part".into());
         }
         Ok(Self(email))
     }
@@ -38,6 +36,66 @@ impl Email {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// An address someone signs in with. Only its shape is checked, so that accounts stored
+/// before addresses were normalised keep working: it is looked up in its normalised form and
+/// as typed (trimmed and lower-cased, as such accounts were stored).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignInEmail {
+    normalised: String,
+    as_typed: String,
+}
+
+impl SignInEmail {
+    /// Parses an address given to sign in.
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let normalised = normalise(raw);
+        check_shape(&normalised)?;
+        Ok(Self { normalised, as_typed: raw.trim().to_lowercase() })
+    }
+
+    /// The normalised address, as a new account would store it.
+    pub fn as_str(&self) -> &str {
+        &self.normalised
+    }
+}
+
+/// NFKC (full-width letters become ASCII ones, ligatures their letters), trimmed, lower-cased.
+fn normalise(raw: &str) -> String {
+    let folded: String = raw.nfkc().collect();
+    folded.trim().to_lowercase().nfkc().collect()
+}
+
+fn check_shape(email: &str) -> Result<(), String> {
+    let invalid = || Err("is not a valid email address".to_owned());
+    if email.is_empty() {
+        return Err("is required".into());
+    }
+    if email.len() > 254 || email.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return invalid();
+    }
+    let Some((local, domain)) = email.split_once('@') else { return invalid() };
+    let domain_ok = domain.contains('.')
+        && !domain.contains('@')
+        && domain
+            .split('.')
+            .all(|label| !label.is_empty() && !label.starts_with('-') && !label.ends_with('-'));
+    if local.is_empty() || local.len() > 64 || !domain_ok {
+        return invalid();
+    }
+    Ok(())
+}
+
+/// Characters that show nothing or turn the text's direction: zero-width spaces and joiners,
+/// the byte-order mark, soft hyphens, and the bidirectional marks, embeddings, overrides and
+/// isolates.
+fn is_invisible(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}' | '\u{17B5}'
+        | '\u{180B}'..='\u{180F}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
+        | '\u{2060}'..='\u{206F}' | '\u{3164}' | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}' | '\u{FFA0}'
+        | '\u{1BCA0}'..='\u{1BCA3}' | '\u{E0000}'..='\u{E0FFF}')
 }
 
 /// A display name: trimmed, 1 to 100 characters, no control characters.
@@ -163,16 +221,23 @@ pub struct Credentials {
     pub password_hash: Option<String>,
 }
 
-/// The user with this email and their password hash.
-pub async fn credentials_by_email(db: impl PgExecutor<'_>, email: &Email) -> Result<Option<Credentials>> {
+/// The user with this email and their password hash: the account stored under the
+/// normalised address, or one stored before normalisation under the address as typed (which
+/// wins when both exist, as the closer match).
+pub async fn credentials_by_email(
+    db: impl PgExecutor<'_>,
+    email: &SignInEmail,
+) -> Result<Option<Credentials>> {
     Ok(sqlx::query_as(concat!(
         "SELECT ",
         user_columns!("u"),
         r#", a.password AS password_hash FROM "user" u
            LEFT JOIN "account" a ON a."userId" = u.id AND a."providerId" = 'credential'
-           WHERE lower(u.email) = $1"#
+           WHERE lower(u.email) IN ($1, $2)
+           ORDER BY lower(u.email) = $2 DESC LIMIT 1"#
     ))
-    .bind(email.as_str())
+    .bind(&email.normalised)
+    .bind(&email.as_typed)
     .fetch_optional(db)
     .await?)
 }
@@ -267,6 +332,37 @@ mod tests {
     #[test]
     fn emails_are_trimmed_and_lowercased() {
         assert_eq!(Email::parse("  Ada@Example.COM ").unwrap().as_str(), "ada@example.com");
+    }
+
+    #[test]
+    fn look_alikes_normalise_to_the_original_or_are_refused() {
+        // Full-width letters and an ideographic space are NFKC-folded.
+        assert_eq!(Email::parse("\u{3000}ＡＤＡ@example.com").unwrap().as_str(), "ada@example.com");
+        for (raw, why) in [
+            ("\u{0430}da@example.com", "mix scripts"), // Cyrillic а next to Latin
+            ("ada@ex\u{0430}mple.com", "mix scripts"), // in the domain
+            ("a\u{200B}da@example.com", "invisible"),  // zero-width space
+            ("ada\u{200D}@example.com", "invisible"),  // zero-width joiner
+            ("ada\u{202E}moc@example.com", "invisible"), // right-to-left override
+            ("ada\u{2066}@example.com", "invisible"),  // left-to-right isolate
+            ("ad\u{00AD}a@example.com", "invisible"),  // soft hyphen
+        ] {
+            let err = Email::parse(raw).unwrap_err();
+            assert!(err.contains(why), "{raw:?}: {err}");
+        }
+        // One script per label is fine, whatever the script.
+        assert!(Email::parse("\u{0430}\u{0434}\u{0430}@example.com").is_ok(), "all Cyrillic");
+        assert!(Email::parse("ada@例え.jp").is_ok());
+    }
+
+    #[test]
+    fn sign_in_addresses_keep_their_typed_form_for_older_rows() {
+        let email = SignInEmail::parse(" ＡＤＡ@Example.com ").unwrap();
+        assert_eq!(email.as_str(), "ada@example.com");
+        assert_eq!(email.as_typed, "ａｄａ@example.com");
+        // Only the shape is checked: an account stored before the rules can still sign in.
+        assert!(SignInEmail::parse("\u{0430}da@example.com").is_ok());
+        assert!(SignInEmail::parse("not-an-email").is_err());
     }
 
     #[test]

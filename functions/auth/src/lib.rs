@@ -11,11 +11,11 @@ use axum::http::StatusCode;
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use primer_shared::auth::password::{self, Password, Verdict};
-use primer_shared::auth::rate_limit::{self, LoginLimits};
-use primer_shared::auth::sessions::{self, Rotation, SessionInfo};
+use primer_shared::auth::rate_limit::{self, AccountKey, EntryPoint};
+use primer_shared::auth::sessions::{self, Rotated, Rotation, SessionInfo};
 use primer_shared::auth::tokens::{self, RefreshToken};
 use primer_shared::extract::{AuthUser, ClientMeta, JsonBody};
-use primer_shared::user::{self, Email, User, UserChanges, UserName};
+use primer_shared::user::{self, Email, SignInEmail, User, UserChanges, UserName};
 use primer_shared::{AppState, Error, FieldErrors, Result, app, guests, personalize};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -79,6 +79,20 @@ fn session_tokens(
     })
 }
 
+/// The tokens of a refresh: the access token is issued as of the rotation, so a second tab
+/// refreshing within the reuse interval gets exactly the same pair.
+fn rotated_tokens(state: &AppState, rotated: Rotated) -> Result<SessionTokens> {
+    let Rotated { session_id, user_id, next, issued_at, .. } = rotated;
+    let access = tokens::issue_access_at(&state.config.jwt, &user_id, &session_id, issued_at)?;
+    Ok(SessionTokens {
+        access_token: access.token,
+        token_type: "Bearer",
+        expires_in: access.expires_in,
+        refresh_token: next.expose().to_owned(),
+        session_id,
+    })
+}
+
 /// Fields are optional here so that a missing one is a 422 naming it, like a bad one.
 #[derive(Deserialize)]
 struct RegisterRequest {
@@ -101,6 +115,10 @@ async fn register(
     errors.finish()?;
     let (email, password, name) = (email.unwrap(), password.unwrap(), name.unwrap());
 
+    // Before the hash: every attempt, an address already taken included, spends the
+    // address's share.
+    rate_limit::admit(&state.pool, EntryPoint::Register, state.config.limits.register, client.ip.as_deref())
+        .await?;
     let hash = password::hash(&password).await?;
     let refresh = RefreshToken::generate();
     let mut tx = state.pool.begin().await?;
@@ -139,23 +157,28 @@ async fn login(
     JsonBody(body): JsonBody<LoginRequest>,
 ) -> Result<Json<SignedIn>> {
     let mut errors = FieldErrors::new();
-    let email = errors.check("email", Email::parse(body.email.as_deref().unwrap_or_default()));
+    let email = errors.check("email", SignInEmail::parse(body.email.as_deref().unwrap_or_default()));
     let password = errors.check("password", Password::parse_presented(body.password.unwrap_or_default()));
     let guest = guest_of(&state, body.guest_token.as_deref(), &mut errors);
     errors.finish()?;
     let (email, password) = (email.unwrap(), password.unwrap());
 
-    // Checked before the password, so a locked-out guesser learns nothing more.
-    rate_limit::check(&state.pool, LoginLimits::default(), email.as_str(), client.ip.as_deref()).await?;
     let found = user::credentials_by_email(&state.pool, &email).await?;
+    let account = found
+        .as_ref()
+        .map_or_else(|| AccountKey::unknown_email(email.as_str()), |c| AccountKey::user(&c.user.id));
+    // Reserved before the password is looked at, so parallel guesses cannot outrun the limit;
+    // an unknown address is limited like a known one, so a 429 says nothing about either.
+    let check =
+        rate_limit::reserve_check(&state.pool, state.config.limits.login, &account, client.ip.as_deref())
+            .await?;
     let verdict = match found.as_ref().and_then(|c| c.password_hash.as_deref()) {
         Some(stored) => password::verify(&password, stored).await?,
         None => password::verify_dummy(&password).await?,
     };
-    let Some(found) = found.filter(|_| verdict.matched()) else {
-        rate_limit::record_failure(&state.pool, email.as_str(), client.ip.as_deref()).await?;
-        return Err(BAD_CREDENTIALS);
-    };
+    // A wrong password keeps the reserved check: it is the failure's record.
+    let Some(found) = found.filter(|_| verdict.matched()) else { return Err(BAD_CREDENTIALS) };
+    check.passed(&state.pool).await?;
     if !found.user.is_active {
         return Err(Error::AccountDisabled);
     }
@@ -166,7 +189,6 @@ async fn login(
 
     let refresh = RefreshToken::generate();
     let mut tx = state.pool.begin().await?;
-    rate_limit::clear(&mut *tx, email.as_str()).await?;
     let user = user::record_login(&mut *tx, &found.user.id).await?;
     let session_id =
         sessions::create(&mut *tx, &user.id, &refresh, state.config.jwt.session_ttl, &client).await?;
@@ -196,14 +218,15 @@ async fn refresh(
         .refresh_token
         .filter(|t| !t.is_empty())
         .ok_or_else(|| Error::invalid("refresh_token", "is required"))?;
-    let next = RefreshToken::generate();
+    let (jwt, reuse) = (&state.config.jwt, state.config.limits.refresh_reuse);
     let mut tx = state.pool.begin().await?;
-    let rotation = sessions::rotate(&mut tx, &presented, &next, state.config.jwt.session_ttl).await?;
+    let rotation = sessions::rotate(&mut tx, jwt, &presented, jwt.session_ttl, reuse).await?;
     match rotation {
-        Rotation::Rotated { is_active: false, .. } => Err(Error::AccountDisabled),
-        Rotation::Rotated { session_id, user_id, .. } => {
+        Rotation::Rotated(Rotated { is_active: false, .. })
+        | Rotation::Reused(Rotated { is_active: false, .. }) => Err(Error::AccountDisabled),
+        Rotation::Rotated(rotated) | Rotation::Reused(rotated) => {
             tx.commit().await?;
-            Ok(Json(Refreshed { session: session_tokens(&state, &user_id, session_id, &next)? }))
+            Ok(Json(Refreshed { session: rotated_tokens(&state, rotated)? }))
         }
         Rotation::Replayed => {
             // Keep the revocation: a spent token came back, so it has leaked.
@@ -295,11 +318,12 @@ struct DeleteMeRequest {
 async fn delete_me(
     State(state): State<AppState>,
     caller: AuthUser,
+    client: ClientMeta,
     JsonBody(body): JsonBody<DeleteMeRequest>,
 ) -> Result<StatusCode> {
     let password = Password::parse_presented(body.password.unwrap_or_default())
         .map_err(|m| Error::invalid("password", m))?;
-    confirm_password(&state, &caller.user_id, &password, "password").await?;
+    confirm_password(&state, &caller.user_id, &client, &password, "password").await?;
     // Objects first: if the store fails, the account stays and the request can be retried.
     let objects = personalize::cache::delete_user_objects(state.blobs.as_ref(), &caller.user_id).await?;
     user::delete(&state.pool, &caller.user_id).await?;
@@ -313,14 +337,29 @@ async fn delete_me(
 }
 
 /// A signed-in user re-proves their password before a sensitive change; a wrong one is a 422
-/// on `field` (not a 401, which would read as "your token is bad").
-async fn confirm_password(state: &AppState, user_id: &str, password: &Password, field: &str) -> Result<()> {
+/// on `field` (not a 401, which would read as "your token is bad"). Each re-check counts
+/// against the account's failed-login limit exactly like a login, so a stolen access token
+/// cannot be used to guess the password.
+async fn confirm_password(
+    state: &AppState,
+    user_id: &str,
+    client: &ClientMeta,
+    password: &Password,
+    field: &str,
+) -> Result<()> {
     let found = user::credentials_by_id(&state.pool, user_id).await?.ok_or(Error::Unauthorized)?;
+    let account = AccountKey::user(user_id);
+    let check =
+        rate_limit::reserve_check(&state.pool, state.config.limits.login, &account, client.ip.as_deref())
+            .await?;
     let verdict = match found.password_hash.as_deref() {
         Some(stored) => password::verify(password, stored).await?,
         None => Verdict::Mismatch,
     };
-    if verdict.matched() { Ok(()) } else { Err(Error::invalid(field, "is incorrect")) }
+    if !verdict.matched() {
+        return Err(Error::invalid(field, "is incorrect"));
+    }
+    check.passed(&state.pool).await
 }
 
 #[derive(Deserialize)]
@@ -332,6 +371,7 @@ struct ChangePasswordRequest {
 async fn change_password(
     State(state): State<AppState>,
     caller: AuthUser,
+    client: ClientMeta,
     JsonBody(body): JsonBody<ChangePasswordRequest>,
 ) -> Result<StatusCode> {
     let mut errors = FieldErrors::new();
@@ -341,7 +381,7 @@ async fn change_password(
     errors.finish()?;
     let (current, new) = (current.unwrap(), new.unwrap());
 
-    confirm_password(&state, &caller.user_id, &current, "current_password").await?;
+    confirm_password(&state, &caller.user_id, &client, &current, "current_password").await?;
     let hash = password::hash(&new).await?;
     let mut tx = state.pool.begin().await?;
     user::set_password_hash(&mut *tx, &caller.user_id, &hash).await?;
@@ -378,7 +418,10 @@ struct GuestToken {
     expires_in: i64,
 }
 
-async fn guest(State(state): State<AppState>) -> Result<(StatusCode, Json<GuestToken>)> {
+async fn guest(State(state): State<AppState>, client: ClientMeta) -> Result<(StatusCode, Json<GuestToken>)> {
+    // Each guest token is a fresh daily model quota: minting them is throttled per address.
+    rate_limit::admit(&state.pool, EntryPoint::Guest, state.config.limits.guest, client.ip.as_deref())
+        .await?;
     let issued = tokens::issue_guest(&state.config.jwt)?;
     Ok((StatusCode::CREATED, Json(GuestToken { guest_token: issued.token, expires_in: issued.expires_in })))
 }

@@ -226,6 +226,11 @@ async fn replayed_refresh_token_revokes_the_session(pool: PgPool) {
     assert_eq!(first.status, StatusCode::OK);
     let newer_refresh = first.json()["session"]["refresh_token"].as_str().unwrap().to_owned();
     let newer_access = first.json()["session"]["access_token"].as_str().unwrap().to_owned();
+    // Past the reuse interval (two tabs refreshing at once are in abuse_limits.rs).
+    sqlx::query("UPDATE refresh_token_spent SET spent_at = spent_at - interval '1 minute'")
+        .execute(app.pool())
+        .await
+        .unwrap();
 
     let replay = app.refresh(&user.refresh_token).await;
     assert_eq!(replay.status, StatusCode::UNAUTHORIZED);
@@ -257,25 +262,6 @@ async fn repeated_failures_are_rate_limited_per_email(pool: PgPool) {
     // Other emails are not affected.
     let bystander = app.signed_up("bystander@example.com").await;
     assert_eq!(app.login(&bystander.email, &bystander.password).await.status, StatusCode::OK);
-}
-
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
-async fn repeated_failures_are_rate_limited_per_ip(pool: PgPool) {
-    let app = app(pool);
-    let attacker = app.from_ip([203, 0, 113, 7]);
-    for i in 0..20 {
-        assert_eq!(
-            attacker.login(&format!("victim{i}@example.com"), "guess").await.status,
-            StatusCode::UNAUTHORIZED
-        );
-    }
-    let user = app.signed_up("someone@example.com").await;
-    assert_eq!(attacker.login(&user.email, &user.password).await.status, StatusCode::TOO_MANY_REQUESTS);
-    assert_eq!(
-        app.login(&user.email, &user.password).await.status,
-        StatusCode::OK,
-        "other addresses are fine"
-    );
 }
 
 #[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]

@@ -9,6 +9,9 @@
 //!
 //! Messages are paged from the newest: a page holds the `limit` messages before `before` (or
 //! the newest ones), oldest first, and `next_cursor` leads to older ones.
+//!
+//! `GET /api/usage` tells the caller what they have used of today's quotas and have left
+//! (`primer_shared::usage`); posting counts against them. Guests cannot set a system prompt.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -20,6 +23,7 @@ use primer_shared::conversations::{
 };
 use primer_shared::extract::{Caller, JsonBody, QueryParams, nullable};
 use primer_shared::tutor::{Exchange, ModelCatalog, Tutor};
+use primer_shared::usage::{self, Subject, UsageReport};
 use primer_shared::{AppState, Error, FieldErrors, Result, app};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -32,6 +36,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/conversations/{id}", get(show).patch(update).delete(remove))
         .route("/api/conversations/{id}/messages", get(list_messages).post(post_message))
         .route("/api/conversations/{id}/messages/{message_id}/retry", post(retry))
+        .route("/api/usage", get(usage_today))
 }
 
 /// The function's whole service: its routes with the shared layers, on `state`.
@@ -41,6 +46,22 @@ pub fn router(state: AppState) -> Router {
 
 fn catalog(state: &AppState) -> ModelCatalog<'_> {
     ModelCatalog::new(state.model.as_deref())
+}
+
+fn tutor(state: &AppState) -> Tutor<'_> {
+    Tutor::new(&state.pool, state.model.as_deref(), &state.config.usage)
+}
+
+/// A system prompt is a signed-in user's: a guest who gives one gets a 422 naming the field.
+fn system_prompt_of(caller: &Caller, raw: &str, errors: &mut FieldErrors) -> Option<Option<SystemPrompt>> {
+    if matches!(caller, Caller::Guest { .. }) && !raw.trim().is_empty() {
+        errors.add(
+            "system_prompt",
+            "guests cannot set a system prompt; sign up to give the tutor instructions",
+        );
+        return None;
+    }
+    errors.check("system_prompt", SystemPrompt::parse(raw))
 }
 
 /// An id in the path; one that is not a UUID names nothing, so it is a 404 like a missing one.
@@ -96,8 +117,7 @@ async fn create(
         Some(model) => errors.check("ai_model", catalog.parse(&model)),
         None => Some(catalog.default_model()),
     };
-    let system_prompt =
-        body.system_prompt.and_then(|p| errors.check("system_prompt", SystemPrompt::parse(&p)));
+    let system_prompt = body.system_prompt.and_then(|p| system_prompt_of(&caller, &p, &mut errors));
     errors.finish()?;
     let new = NewConversation { title, ai_model: ai_model.unwrap(), system_prompt: system_prompt.flatten() };
     let conversation =
@@ -167,7 +187,7 @@ async fn update(
         ai_model: body.ai_model.and_then(|m| errors.check("ai_model", catalog.parse(&m))),
         system_prompt: body.system_prompt.and_then(|prompt| match prompt {
             None => Some(None),
-            Some(p) => errors.check("system_prompt", SystemPrompt::parse(&p)),
+            Some(p) => system_prompt_of(&caller, &p, &mut errors),
         }),
         is_archived: body.is_archived,
         is_pinned: body.is_pinned,
@@ -229,8 +249,7 @@ async fn post_message(
     let id = resource_id(&id)?;
     let content = body.content.ok_or_else(|| Error::invalid("content", "is required"))?;
     let content = MessageContent::parse(content)?;
-    let exchange =
-        Tutor::new(&state.pool, state.model.as_deref()).post(&Owner::from(caller), id, content).await?;
+    let exchange = tutor(&state).post(&Owner::from(caller), id, content).await?;
     Ok((StatusCode::CREATED, Json(exchange)))
 }
 
@@ -245,7 +264,24 @@ async fn retry(
     Path((id, message_id)): Path<(String, String)>,
 ) -> Result<(StatusCode, Json<ReplyBody>)> {
     let (id, message_id) = (resource_id(&id)?, resource_id(&message_id)?);
-    let reply =
-        Tutor::new(&state.pool, state.model.as_deref()).retry(&Owner::from(caller), id, message_id).await?;
+    let reply = tutor(&state).retry(&Owner::from(caller), id, message_id).await?;
     Ok((StatusCode::CREATED, Json(ReplyBody { reply })))
+}
+
+/// `GET /api/usage`: the caller's day so far.
+#[derive(Serialize)]
+struct UsageBody {
+    /// `user` or `guest`: whose quotas apply.
+    caller: &'static str,
+    /// False when no model is configured: the offline tutor answers and spends no tokens.
+    model_configured: bool,
+    #[serde(flatten)]
+    usage: UsageReport,
+}
+
+async fn usage_today(State(state): State<AppState>, caller: Caller) -> Result<Json<UsageBody>> {
+    let kind = if matches!(caller, Caller::Guest { .. }) { "guest" } else { "user" };
+    let subject = Subject::from(&Owner::from(caller));
+    let usage = usage::report(&state.pool, &subject, &state.config.usage).await?;
+    Ok(Json(UsageBody { caller: kind, model_configured: state.model.is_some(), usage }))
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 use common::{app_with_model, completion, create, id, post_message, user_token};
-use primer_shared::conversations::{self, MessageContent, Posted};
+use primer_shared::conversations::{self, MessageContent, Owner, Posted};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use wiremock::matchers::method;
@@ -108,17 +108,29 @@ async fn no_connection_is_idle_in_transaction_while_the_model_thinks(pool: PgPoo
         let (app, token, conversation) = (app.clone(), token.clone(), conversation.clone());
         tokio::spawn(async move { post_message(&app, &token, &conversation, "What is a topic?").await })
     };
+    // A short transaction (storing the question, reserving or settling tokens) can be caught
+    // between two of its statements on a busy machine; one held across the 1.5 s the model
+    // thinks is seen in every sample. So a transaction (or an advisory lock) seen for 250 ms fails
+    // the test.
     let mut samples = 0;
+    let mut open_since: HashMap<(i32, String), usize> = HashMap::new();
+    let mut locked_streak = 0;
     while !posting.is_finished() {
-        let idle: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_stat_activity
+        let idle: Vec<(i32, String)> = sqlx::query_as(
+            "SELECT pid, xact_start::text FROM pg_stat_activity
              WHERE datname = current_database() AND state LIKE 'idle in transaction%'",
         )
-        .fetch_one(&pool)
+        .fetch_all(&pool)
         .await
         .unwrap();
-        assert_eq!(idle, 0, "a connection is idle in transaction while the model thinks");
-        assert_eq!(advisory_locks(&pool).await, 0, "an advisory lock is held while the model thinks");
+        open_since.retain(|key, _| idle.contains(key));
+        for key in idle {
+            let seen = open_since.entry(key).or_insert(0);
+            *seen += 1;
+            assert!(*seen < 5, "a connection is idle in transaction while the model thinks");
+        }
+        locked_streak = if advisory_locks(&pool).await > 0 { locked_streak + 1 } else { 0 };
+        assert!(locked_streak < 5, "an advisory lock is held while the model thinks");
         samples += 1;
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -131,7 +143,8 @@ async fn no_connection_is_idle_in_transaction_while_the_model_thinks(pool: PgPoo
 async fn a_duplicate_takes_over_a_claim_whose_holder_died(pool: PgPool) {
     let server = slow_model(Duration::ZERO).await;
     let app = app_with_model(pool.clone(), &server);
-    let token = user_token(&app, "ada@example.com").await;
+    let user = app.signed_up("ada@example.com").await;
+    let token = user.access_token.clone();
     let conversation = id(&create(&app, &token, json!({})).await);
 
     // A post that stored its question and claimed it, then died (its Lambda timed out): the
@@ -139,8 +152,11 @@ async fn a_duplicate_takes_over_a_claim_whose_holder_died(pool: PgPool) {
     let content = MessageContent::parse("What is a topic?".into()).unwrap();
     let arrived = chrono::Utc::now();
     let lease = Duration::from_millis(300);
+    let owner = Owner::User(user.id.clone());
     let Posted::New(question) = conversations::add_or_find_user_message(
         &pool,
+        &owner,
+        &app.state.config.usage,
         conversation.parse().unwrap(),
         &content,
         arrived,

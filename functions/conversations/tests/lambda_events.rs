@@ -20,6 +20,7 @@ const EXPECTED: &[(&str, u16)] = &[
     ("conversations-messages-list.json", 200),
     ("conversations-messages-post.json", 201),
     ("conversations-messages-retry.json", 201),
+    ("usage-get.json", 200),
 ];
 
 #[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
@@ -27,6 +28,7 @@ async fn every_conversations_event_gets_its_status(pool: PgPool) {
     let app = TestApp::new(pool, common::router);
     let mut names = event_names("conversations-");
     names.extend(event_names("models-"));
+    names.extend(event_names("usage-"));
     names.sort();
     let mut covered: Vec<String> = EXPECTED.iter().map(|(n, _)| n.to_string()).collect();
     covered.sort();

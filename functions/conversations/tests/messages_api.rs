@@ -283,6 +283,7 @@ async fn the_model_gets_the_system_prompt_the_bounded_history_and_the_sections(p
             ai_model: STUB_MODEL.into(),
             citations: Vec::new(),
             error: None,
+            usage: None,
         };
         conversations::add_reply(&mut conn, &stored, answer).await.unwrap();
     }

@@ -1,11 +1,13 @@
 //! The janitor: a clean-up run hourly by an EventBridge schedule, not over HTTP. It removes
-//! expired sessions and verification rows, failed-login records older than the rate limit
-//! needs, guest conversations no guest token can reach any more, and personalized chapters nobody can be served any more (made for a profile hash
+//! expired sessions and verification rows, failed password checks and address admissions older
+//! than the limits need, usage counters of days long past, guest conversations no guest token can reach any more, and personalized chapters nobody can be served any more (made for a profile hash
 //! that is no longer the user's, or for an old chapter version): object first, then row. It
 //! answers (and logs) how many of each it removed.
 //!
 //! What counts as stale, and the removal itself, live in the core crate
 //! (`primer_shared::personalize::cache`), beside the code that makes those chapters.
+
+use std::time::Duration;
 
 use primer_shared::error::ErrorChain;
 use primer_shared::personalize::cache;
@@ -13,8 +15,12 @@ use primer_shared::{AppState, Result, telemetry};
 use serde::Serialize;
 use serde_json::Value;
 
-/// Failed logins are counted over 15 minutes; a day's worth is kept for investigations.
-const LOGIN_FAILURES_KEPT: &str = "1 day";
+/// Failed password checks and address admissions are counted over minutes to an hour (as
+/// configured); a day's worth, or a window's when that is longer, is kept for investigations.
+const LIMIT_RECORDS_KEPT: Duration = Duration::from_secs(24 * 3600);
+
+/// Daily usage counters are needed for today only; three months are kept for the operator.
+const USAGE_DAYS_KEPT: i32 = 90;
 
 /// Stale copies removed per batch: one `DeleteObjects` request's worth.
 const STALE_BATCH: i64 = 1000;
@@ -26,8 +32,12 @@ pub struct Sweep {
     pub sessions: u64,
     /// Verification rows past their expiry.
     pub verifications: u64,
-    /// Failed-login records older than a day.
-    pub login_failures: u64,
+    /// Failed password checks older than a day.
+    pub password_checks: u64,
+    /// Admissions through registration and guest tokens older than a day.
+    pub address_admissions: u64,
+    /// Daily usage counters (readers' and the deployment's) of days more than 90 days ago.
+    pub usage_days: u64,
     /// Unclaimed guest conversations untouched for longer than a guest token lives.
     pub guest_conversations: u64,
     /// Stale personalized chapters, object and row.
@@ -42,11 +52,26 @@ pub async fn sweep(state: &AppState) -> Result<Sweep> {
     let mut sweep = Sweep {
         sessions: delete(state, r#"DELETE FROM "session" WHERE "expiresAt" < now()"#).await?,
         verifications: delete(state, r#"DELETE FROM "verification" WHERE "expiresAt" < now()"#).await?,
-        login_failures: sqlx::query("DELETE FROM login_failures WHERE failed_at < now() - $1::interval")
-            .bind(LOGIN_FAILURES_KEPT)
-            .execute(&state.pool)
-            .await?
-            .rows_affected(),
+        password_checks: sqlx::query(
+            "DELETE FROM password_checks WHERE checked_at < now() - make_interval(secs => $1)",
+        )
+        .bind(LIMIT_RECORDS_KEPT.max(state.config.limits.login.window).as_secs_f64())
+        .execute(&state.pool)
+        .await?
+        .rows_affected(),
+        address_admissions: sqlx::query(
+            "DELETE FROM address_admissions WHERE admitted_at < now() - make_interval(secs => $1)",
+        )
+        .bind(
+            LIMIT_RECORDS_KEPT
+                .max(state.config.limits.register.window)
+                .max(state.config.limits.guest.window)
+                .as_secs_f64(),
+        )
+        .execute(&state.pool)
+        .await?
+        .rows_affected(),
+        usage_days: sweep_usage_days(state).await?,
         guest_conversations: sweep_guest_conversations(state).await?,
         ..Sweep::default()
     };
@@ -86,6 +111,17 @@ async fn sweep_guest_conversations(state: &AppState) -> Result<u64> {
     Ok(removed)
 }
 
+async fn sweep_usage_days(state: &AppState) -> Result<u64> {
+    let mut removed = 0;
+    for sql in [
+        "DELETE FROM usage_daily WHERE day < (now() AT TIME ZONE 'utc')::date - $1",
+        "DELETE FROM model_budget_daily WHERE day < (now() AT TIME ZONE 'utc')::date - $1",
+    ] {
+        removed += sqlx::query(sql).bind(USAGE_DAYS_KEPT).execute(&state.pool).await?.rows_affected();
+    }
+    Ok(removed)
+}
+
 async fn delete(state: &AppState, sql: &'static str) -> Result<u64> {
     Ok(sqlx::query(sql).execute(&state.pool).await?.rows_affected())
 }
@@ -97,7 +133,9 @@ pub async fn handle(state: &AppState, _event: Value) -> Result<Sweep, lambda_run
             tracing::info!(
                 sessions = sweep.sessions,
                 verifications = sweep.verifications,
-                login_failures = sweep.login_failures,
+                password_checks = sweep.password_checks,
+                address_admissions = sweep.address_admissions,
+                usage_days = sweep.usage_days,
                 guest_conversations = sweep.guest_conversations,
                 personalized_chapters = sweep.personalized_chapters,
                 personalized_chapters_failed = sweep.personalized_chapters_failed,

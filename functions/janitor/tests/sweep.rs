@@ -72,8 +72,28 @@ async fn only_expired_and_stale_things_go(pool: PgPool) {
     .await
     .unwrap();
     sqlx::query(
-        "INSERT INTO login_failures (email, ip_address, failed_at) VALUES
-         ('ada@example.com', '203.0.113.9', now() - interval '2 days'), ('ada@example.com', '203.0.113.9', now())",
+        "INSERT INTO password_checks (account, address, checked_at) VALUES
+         ('email:ada@example.com', '203.0.113.9', now() - interval '2 days'),
+         ('email:ada@example.com', '203.0.113.9', now())",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO address_admissions (scope, address, admitted_at) VALUES
+         ('guest', '203.0.113.9', now() - interval '2 days'), ('guest', '203.0.113.9', now())",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    // Usage: a day of long ago and today, for Ada and for the deployment.
+    sqlx::query("INSERT INTO usage_daily (day, user_id, messages) VALUES (current_date - 100, $1, 3), (current_date, $1, 1)")
+        .bind(&ada.id)
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO model_budget_daily (day, pool, tokens) VALUES (current_date - 100, 'all', 9), (current_date, 'all', 9)",
     )
     .execute(&pool)
     .await
@@ -120,7 +140,9 @@ async fn only_expired_and_stale_things_go(pool: PgPool) {
         Sweep {
             sessions: 1,
             verifications: 1,
-            login_failures: 1,
+            password_checks: 1,
+            address_admissions: 1,
+            usage_days: 2,
             guest_conversations: 1,
             personalized_chapters: 3,
             personalized_chapters_failed: 0
@@ -137,7 +159,10 @@ async fn only_expired_and_stale_things_go(pool: PgPool) {
     assert_eq!(keys_in_rows(&pool).await, live_keys);
     assert_eq!(app.me(&ada.access_token).await.status, 200, "the live session still works");
     assert_eq!(count(&pool, r#"SELECT count(*) FROM "verification""#).await, 1);
-    assert_eq!(count(&pool, "SELECT count(*) FROM login_failures").await, 1);
+    assert_eq!(count(&pool, "SELECT count(*) FROM password_checks").await, 1);
+    assert_eq!(count(&pool, "SELECT count(*) FROM address_admissions WHERE scope = 'guest'").await, 1);
+    assert_eq!(count(&pool, "SELECT count(*) FROM usage_daily").await, 1);
+    assert_eq!(count(&pool, "SELECT count(*) FROM model_budget_daily").await, 1);
     let kept: i64 = count(
         &pool,
         "SELECT count(*) FROM conversations WHERE user_id IS NOT NULL OR last_message_at > now() - interval '1 minute'",
@@ -184,7 +209,8 @@ async fn the_schedule_event_returns_the_counts(pool: PgPool) {
     assert_eq!(
         serde_json::to_value(counts).unwrap(),
         serde_json::json!({
-            "sessions": 0, "verifications": 0, "login_failures": 0, "guest_conversations": 0,
+            "sessions": 0, "verifications": 0, "password_checks": 0, "address_admissions": 0,
+            "usage_days": 0, "guest_conversations": 0,
             "personalized_chapters": 0, "personalized_chapters_failed": 0
         })
     );

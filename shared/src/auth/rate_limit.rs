@@ -1,80 +1,253 @@
-//! The failed-login limit, per email and per client IP, kept in the database so that every
-//! Lambda instance counts the same failures.
+//! Limits that hold against parallel requests: failed password checks per account and per
+//! client address, and admissions through the anonymous entry points (registration, guest
+//! tokens) per address. All of them live in the database, so every Lambda instance counts
+//! the same requests.
+//!
+//! Every limit reserves its slot before the work it guards. A reservation is a short
+//! transaction that takes a transaction-scoped advisory lock on what is counted (the account,
+//! the address), counts the rows of the sliding window and inserts its own row only if the
+//! count allows; a second request for the same account waits for the first one's commit and
+//! then counts its row. So N requests at once get at most the limit, and nothing outlives the
+//! transaction (Neon's pooler runs in transaction mode).
+//!
+//! Password checks: a login or a password re-check reserves a check for the account before
+//! verifying (a wrong password keeps the row: it is the failure's record; a right one deletes
+//! it). The per-account limit (5 in 15 minutes) bounds guessing against any account whatever
+//! the addresses. The per-address limit bounds spraying many accounts from one address
+//! without locking out a classroom behind one NAT address: it is generous (100), a sign-in
+//! forgives the typos its account made from that address, and once it is reached, accounts
+//! that already have a live session opened from that address may still sign in there.
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sqlx::PgExecutor;
+use sqlx::{PgConnection, PgExecutor, PgPool};
 
 use crate::error::{Error, Result};
 
-/// How many failures within how long lock further attempts out.
-#[derive(Debug, Clone, Copy)]
+/// How many failed password checks within how long lock further checks out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LoginLimits {
-    /// Failures per email within the window.
-    pub per_email: i64,
-    /// Failures per IP within the window (higher: many people can share one address).
-    pub per_ip: i64,
+    /// Failed (or in-flight) checks per account within the window, from any address.
+    pub per_account: i64,
+    /// Failed checks per client address within the window, not counting those of accounts
+    /// that then signed in from it.
+    pub per_address: i64,
     /// The sliding window.
     pub window: Duration,
 }
 
 impl Default for LoginLimits {
     fn default() -> Self {
-        Self { per_email: 5, per_ip: 20, window: Duration::from_secs(15 * 60) }
+        Self { per_account: 5, per_address: 100, window: Duration::from_secs(15 * 60) }
     }
 }
 
-/// 429 with `Retry-After` when the email or the IP has used up its failures.
-pub async fn check(db: &sqlx::PgPool, limits: LoginLimits, email: &str, ip: Option<&str>) -> Result<()> {
-    let by_email = blocked_until(db, "email", email, limits.per_email, limits.window).await?;
-    let by_ip = match ip {
-        Some(ip) => blocked_until(db, "ip_address", ip, limits.per_ip, limits.window).await?,
-        None => None,
-    };
-    match by_email.max(by_ip) {
-        Some(until) => {
-            let secs = (until - Utc::now()).num_seconds().max(1) as u64;
-            Err(Error::RateLimited { retry_after_secs: secs })
+/// How many requests one client address may make through an anonymous entry point.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AddressLimit {
+    /// Admitted requests per address within the window.
+    pub per_address: i64,
+    /// The sliding window.
+    pub window: Duration,
+}
+
+/// What a password check is counted against: the account when there is one, else the
+/// normalised email (so an unknown address is limited exactly like a known one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountKey(String);
+
+impl AccountKey {
+    /// The key of an existing account.
+    pub fn user(user_id: &str) -> Self {
+        Self(format!("user:{user_id}"))
+    }
+
+    /// The key of an email no account has.
+    pub fn unknown_email(email: &str) -> Self {
+        Self(format!("email:{email}"))
+    }
+
+    /// The stored form.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A password check reserved by [`reserve_check`]: its row counts as a failure until
+/// [`PasswordCheck::passed`] removes it.
+#[derive(Debug)]
+#[must_use = "a check that passed must be released, or it counts as a failure"]
+pub struct PasswordCheck {
+    id: i64,
+    account: AccountKey,
+    address: Option<String>,
+}
+
+impl PasswordCheck {
+    /// The password was right: the check does not count, and the account's failures from this
+    /// address stop counting against the address.
+    pub async fn passed(self, db: &PgPool) -> Result<()> {
+        let mut tx = db.begin().await?;
+        sqlx::query("DELETE FROM password_checks WHERE id = $1").bind(self.id).execute(&mut *tx).await?;
+        if let Some(address) = &self.address {
+            sqlx::query(
+                "UPDATE password_checks SET forgiven_for_address = true
+                 WHERE account = $1 AND address = $2 AND NOT forgiven_for_address",
+            )
+            .bind(self.account.as_str())
+            .bind(address)
+            .execute(&mut *tx)
+            .await?;
         }
-        None => Ok(()),
+        tx.commit().await?;
+        Ok(())
     }
 }
 
-/// When the `limit`-th most recent failure leaves the window, if it is still in it.
-async fn blocked_until(
-    db: impl PgExecutor<'_>,
-    column: &'static str,
-    value: &str,
-    limit: i64,
-    window: Duration,
-) -> Result<Option<DateTime<Utc>>> {
-    // `column` is one of two constants above, never input.
-    let sql = format!(
-        "SELECT failed_at + make_interval(secs => $3) FROM login_failures
-         WHERE {column} = $1 AND failed_at > now() - make_interval(secs => $3)
-         ORDER BY failed_at DESC OFFSET $2 - 1 LIMIT 1"
-    );
-    Ok(sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-        .bind(value)
-        .bind(limit)
-        .bind(window.as_secs_f64())
-        .fetch_optional(db)
-        .await?)
+/// Reserves one password check for `account` from `address`; 429 with `Retry-After` when the
+/// account, or the address, has used up its failures in the window.
+pub async fn reserve_check(
+    db: &PgPool,
+    limits: LoginLimits,
+    account: &AccountKey,
+    address: Option<&str>,
+) -> Result<PasswordCheck> {
+    let mut tx = db.begin().await?;
+    // Always the account first, then the address: no two reservations wait on each other in
+    // opposite orders.
+    lock(&mut tx, "password-checks:account", account.as_str()).await?;
+    if let Some(until) = full_until(
+        &mut *tx,
+        "SELECT checked_at FROM password_checks WHERE account = $1 AND checked_at > now() - make_interval(secs => $3)
+         ORDER BY checked_at DESC OFFSET $2 - 1 LIMIT 1",
+        account.as_str(),
+        limits.per_account,
+        limits.window,
+    )
+    .await?
+    {
+        return Err(rate_limited(until));
+    }
+    if let Some(address) = address {
+        lock(&mut tx, "password-checks:address", address).await?;
+        let full = full_until(
+            &mut *tx,
+            "SELECT checked_at FROM password_checks
+             WHERE address = $1 AND NOT forgiven_for_address AND checked_at > now() - make_interval(secs => $3)
+             ORDER BY checked_at DESC OFFSET $2 - 1 LIMIT 1",
+            address,
+            limits.per_address,
+            limits.window,
+        )
+        .await?;
+        if let Some(until) = full
+            && !signed_in_from(&mut *tx, account, address).await?
+        {
+            return Err(rate_limited(until));
+        }
+    }
+    let id =
+        sqlx::query_scalar("INSERT INTO password_checks (account, address) VALUES ($1, $2) RETURNING id")
+            .bind(account.as_str())
+            .bind(address)
+            .fetch_one(&mut *tx)
+            .await?;
+    tx.commit().await?;
+    Ok(PasswordCheck { id, account: account.clone(), address: address.map(str::to_owned) })
 }
 
-/// Counts a failed attempt.
-pub async fn record_failure(db: impl PgExecutor<'_>, email: &str, ip: Option<&str>) -> Result<()> {
-    sqlx::query("INSERT INTO login_failures (email, ip_address) VALUES ($1, $2)")
-        .bind(email)
-        .bind(ip)
-        .execute(db)
+/// An anonymous entry point, throttled per client address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryPoint {
+    /// `POST /api/auth/register`: each costs a password hash.
+    Register,
+    /// `POST /api/auth/guest`: each is a new daily model quota.
+    Guest,
+}
+
+impl EntryPoint {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Register => "register",
+            Self::Guest => "guest",
+        }
+    }
+}
+
+/// Admits one request through `entry` from `address`; 429 with `Retry-After` once the address
+/// has had its share in the window. A request without a known address is admitted (only a
+/// misconfigured platform sends none).
+pub async fn admit(db: &PgPool, entry: EntryPoint, limit: AddressLimit, address: Option<&str>) -> Result<()> {
+    let Some(address) = address else { return Ok(()) };
+    let scope = entry.as_str();
+    let mut tx = db.begin().await?;
+    lock(&mut tx, scope, address).await?;
+    let nth: Option<DateTime<Utc>> = sqlx::query_scalar(
+        "SELECT admitted_at FROM address_admissions
+         WHERE scope = $4 AND address = $1 AND admitted_at > now() - make_interval(secs => $3)
+         ORDER BY admitted_at DESC OFFSET $2 - 1 LIMIT 1",
+    )
+    .bind(address)
+    .bind(limit.per_address.max(1))
+    .bind(limit.window.as_secs_f64())
+    .bind(scope)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let full = if limit.per_address <= 0 { Some(Utc::now()) } else { nth };
+    if let Some(until) = full.map(|at| at + limit.window) {
+        return Err(rate_limited(until));
+    }
+    sqlx::query("INSERT INTO address_admissions (scope, address) VALUES ($1, $2)")
+        .bind(scope)
+        .bind(address)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Serialises, until the transaction ends, every reservation counting the same thing.
+async fn lock(tx: &mut PgConnection, what: &str, key: &str) -> Result<()> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+        .bind(format!("primer.{what}:{key}"))
+        .execute(tx)
         .await?;
     Ok(())
 }
 
-/// Forgets the email's failures after a successful login.
-pub async fn clear(db: impl PgExecutor<'_>, email: &str) -> Result<()> {
-    sqlx::query("DELETE FROM login_failures WHERE email = $1").bind(email).execute(db).await?;
-    Ok(())
+/// When the window has room again, if it is full: the `limit`-th newest row's time plus the
+/// window. `sql` selects that row's time, given `$1` key, `$2` limit and `$3` window seconds.
+async fn full_until(
+    db: impl PgExecutor<'_>,
+    sql: &'static str,
+    key: &str,
+    limit: i64,
+    window: Duration,
+) -> Result<Option<DateTime<Utc>>> {
+    if limit <= 0 {
+        return Ok(Some(Utc::now() + window));
+    }
+    let nth: Option<DateTime<Utc>> =
+        sqlx::query_scalar(sql).bind(key).bind(limit).bind(window.as_secs_f64()).fetch_optional(db).await?;
+    Ok(nth.map(|at| at + window))
+}
+
+/// True when the account has a live session opened from `address`: a reader known there, who
+/// may still sign in when others' failures have filled the address's limit.
+async fn signed_in_from(db: impl PgExecutor<'_>, account: &AccountKey, address: &str) -> Result<bool> {
+    let Some(user_id) = account.as_str().strip_prefix("user:") else { return Ok(false) };
+    Ok(sqlx::query_scalar(
+        r#"SELECT EXISTS (SELECT 1 FROM "session"
+                          WHERE "userId" = $1 AND "ipAddress" = $2 AND "expiresAt" > now())"#,
+    )
+    .bind(user_id)
+    .bind(address)
+    .fetch_one(db)
+    .await?)
+}
+
+fn rate_limited(until: DateTime<Utc>) -> Error {
+    let secs = (until - Utc::now()).num_seconds().max(1) as u64;
+    Error::RateLimited { retry_after_secs: secs }
 }

@@ -1,6 +1,8 @@
 //! Sessions, in Better-Auth's `session` table. Ours keep only the hash of their current
 //! refresh token in `token`; rotated-away hashes go to `refresh_token_spent` so that a replay
-//! is recognised and revokes the whole session.
+//! is recognised and revokes the whole session, unless it comes within a few seconds of the
+//! rotation while the successor is still current (two tabs refreshing at once), which gets the
+//! same successor instead.
 
 use std::time::Duration;
 
@@ -10,6 +12,7 @@ use sqlx::{PgConnection, PgExecutor};
 use uuid::Uuid;
 
 use super::tokens::{RefreshToken, storage_hash};
+use crate::config::JwtConfig;
 use crate::error::Result;
 use crate::extract::ClientMeta;
 
@@ -64,56 +67,93 @@ pub async fn create(
 #[derive(Debug)]
 pub enum Rotation {
     /// The token was current: it is now spent and `next` is the session's token.
-    Rotated {
-        /// The session.
-        session_id: String,
-        /// Its user.
-        user_id: String,
-        /// False when the account is disabled.
-        is_active: bool,
-    },
-    /// The token had already been rotated away: the session is now revoked.
+    Rotated(Rotated),
+    /// The token was rotated moments ago (within the reuse interval) and its successor is
+    /// still the session's token: a second tab refreshing at the same time. It gets the very
+    /// tokens the first one got.
+    Reused(Rotated),
+    /// The token had already been rotated away, longer ago than the reuse interval or with a
+    /// newer token since: it has leaked, and the session is now revoked.
     Replayed,
     /// No session knows this token (never issued, expired, or revoked).
     Unknown,
 }
 
-/// Swaps the session's current refresh token `presented` for `next`, extending the session.
-/// Runs on one connection; concurrent presentations of one token serialise on the row, so
-/// only the first rotates and the others count as a replay.
+/// A session's new refresh token and when it was issued.
+#[derive(Debug)]
+pub struct Rotated {
+    /// The session.
+    pub session_id: String,
+    /// Its user.
+    pub user_id: String,
+    /// False when the account is disabled.
+    pub is_active: bool,
+    /// The session's refresh token from now on.
+    pub next: RefreshToken,
+    /// When it was issued (Unix seconds, the database's clock): the access token issued with
+    /// it carries this `iat`, so a reuse gets the same access token too.
+    pub issued_at: i64,
+}
+
+/// Swaps the session's current refresh token `presented` for its successor, extending the
+/// session. Runs on one connection; concurrent presentations of one token serialise on the
+/// session's row: the first rotates, and the others find the token spent moments ago and,
+/// within `reuse_interval`, get the same successor (see [`Rotation::Reused`]).
 pub async fn rotate(
     conn: &mut PgConnection,
+    jwt: &JwtConfig,
     presented: &str,
-    next: &RefreshToken,
     ttl: Duration,
+    reuse_interval: Duration,
 ) -> Result<Rotation> {
     let old = storage_hash(presented);
-    let rotated: Option<(String, String, bool)> = sqlx::query_as(
+    let next = RefreshToken::successor(jwt, presented);
+    let rotated: Option<(String, String, bool, i64)> = sqlx::query_as(
         r#"UPDATE "session" s SET token = $2, "expiresAt" = now() + make_interval(secs => $3), "updatedAt" = now()
            FROM "user" u
            WHERE s.token = $1 AND s."expiresAt" > now() AND u.id = s."userId"
-           RETURNING s.id, s."userId", u.is_active"#,
+           RETURNING s.id, s."userId", u.is_active, floor(extract(epoch FROM now()))::bigint"#,
     )
     .bind(&old)
     .bind(next.storage_hash())
     .bind(ttl.as_secs_f64())
     .fetch_optional(&mut *conn)
     .await?;
-    if let Some((session_id, user_id, is_active)) = rotated {
-        sqlx::query("INSERT INTO refresh_token_spent (token_hash, session_id) VALUES ($1, $2)")
-            .bind(&old)
-            .bind(&session_id)
-            .execute(&mut *conn)
-            .await?;
-        return Ok(Rotation::Rotated { session_id, user_id, is_active });
+    if let Some((session_id, user_id, is_active, issued_at)) = rotated {
+        sqlx::query(
+            "INSERT INTO refresh_token_spent (token_hash, session_id, spent_at) VALUES ($1, $2, now())",
+        )
+        .bind(&old)
+        .bind(&session_id)
+        .execute(&mut *conn)
+        .await?;
+        return Ok(Rotation::Rotated(Rotated { session_id, user_id, is_active, next, issued_at }));
     }
-    let revoked = sqlx::query(
-        r#"DELETE FROM "session" WHERE id = (SELECT session_id FROM refresh_token_spent WHERE token_hash = $1)"#,
+    // A new statement sees what a concurrent rotation committed while we waited for the row.
+    let spent: Option<(String, String, bool, i64, bool)> = sqlx::query_as(
+        r#"SELECT s.id, s."userId", u.is_active, floor(extract(epoch FROM sp.spent_at))::bigint,
+                  sp.spent_at > now() - make_interval(secs => $3) AND s.token = $2
+           FROM refresh_token_spent sp JOIN "session" s ON s.id = sp.session_id JOIN "user" u ON u.id = s."userId"
+           WHERE sp.token_hash = $1 AND s."expiresAt" > now()"#,
     )
     .bind(&old)
-    .execute(&mut *conn)
+    .bind(next.storage_hash())
+    .bind(reuse_interval.as_secs_f64())
+    .fetch_optional(&mut *conn)
     .await?;
-    Ok(if revoked.rows_affected() > 0 { Rotation::Replayed } else { Rotation::Unknown })
+    match spent {
+        Some((session_id, user_id, is_active, issued_at, true)) => {
+            Ok(Rotation::Reused(Rotated { session_id, user_id, is_active, next, issued_at }))
+        }
+        Some((session_id, ..)) => {
+            sqlx::query(r#"DELETE FROM "session" WHERE id = $1"#)
+                .bind(&session_id)
+                .execute(&mut *conn)
+                .await?;
+            Ok(Rotation::Replayed)
+        }
+        None => Ok(Rotation::Unknown),
+    }
 }
 
 /// Revokes one of the user's sessions; false when the user has no such session.

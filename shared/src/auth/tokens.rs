@@ -4,6 +4,7 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::Utc;
+use hmac::{Hmac, Mac};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
@@ -62,7 +63,17 @@ fn guest_audience(jwt: &JwtConfig) -> String {
 
 /// Issues an access token for a session.
 pub fn issue_access(jwt: &JwtConfig, user_id: &str, session_id: &str) -> Result<Issued<AccessClaims>, Error> {
-    let iat = Utc::now().timestamp();
+    issue_access_at(jwt, user_id, session_id, Utc::now().timestamp())
+}
+
+/// Issues an access token for a session as of `iat` (Unix seconds): the same arguments give
+/// the same token, which is how a refresh within the reuse interval repeats its answer.
+pub fn issue_access_at(
+    jwt: &JwtConfig,
+    user_id: &str,
+    session_id: &str,
+    iat: i64,
+) -> Result<Issued<AccessClaims>, Error> {
     let expires_in = jwt.access_ttl.as_secs() as i64;
     let claims = AccessClaims {
         sub: user_id.to_owned(),
@@ -117,8 +128,15 @@ fn decode<T: serde::de::DeserializeOwned>(jwt: &JwtConfig, token: &str, audience
         .map_err(|_| Error::Unauthorized)
 }
 
-/// An opaque refresh token: 256 random bits, shown to the client once.
+/// An opaque refresh token: 256 random (or, for a successor, keyed pseudo-random) bits, shown
+/// to the client once. Its `Debug` shows nothing of it.
 pub struct RefreshToken(String);
+
+impl std::fmt::Debug for RefreshToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RefreshToken(..)")
+    }
+}
 
 impl RefreshToken {
     /// A new random token.
@@ -130,6 +148,17 @@ impl RefreshToken {
     /// The token as the client receives it.
     pub fn expose(&self) -> &str {
         &self.0
+    }
+
+    /// The token that replaces `presented` when it is rotated: an HMAC of it under the signing
+    /// key, so a second presentation moments later can be given the same successor without
+    /// the database ever holding a usable token.
+    pub fn successor(jwt: &JwtConfig, presented: &str) -> Self {
+        let mut mac = Hmac::<Sha256>::new_from_slice(jwt.secret.expose_secret().as_bytes())
+            .expect("HMAC takes a key of any length");
+        mac.update(b"primer/refresh-successor\n");
+        mac.update(presented.as_bytes());
+        Self(URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes()))
     }
 
     /// What the database stores in `session.token` for this token.
@@ -188,5 +217,27 @@ mod tests {
         assert!(a.storage_hash().starts_with("sha256:"));
         assert!(!a.storage_hash().contains(a.expose()));
         assert_eq!(a.storage_hash(), storage_hash(a.expose()));
+    }
+
+    #[test]
+    fn a_successor_is_the_same_for_the_same_token_and_key_only() {
+        let jwt = config();
+        let token = RefreshToken::generate();
+        let next = RefreshToken::successor(&jwt, token.expose());
+        assert_eq!(next.expose(), RefreshToken::successor(&jwt, token.expose()).expose());
+        assert_eq!(next.expose().len(), 43);
+        assert_ne!(next.expose(), RefreshToken::successor(&jwt, next.expose()).expose());
+        let other_key = JwtConfig { secret: "o".repeat(32).into(), ..config() };
+        assert_ne!(next.expose(), RefreshToken::successor(&other_key, token.expose()).expose());
+        assert_eq!(format!("{token:?}"), "RefreshToken(..)");
+    }
+
+    #[test]
+    fn an_access_token_as_of_a_time_is_reproducible() {
+        let jwt = config();
+        let a = issue_access_at(&jwt, "u", "s", 1_795_514_400).unwrap();
+        let b = issue_access_at(&jwt, "u", "s", 1_795_514_400).unwrap();
+        assert_eq!(a.token, b.token);
+        assert_eq!(a.claims.exp, 1_795_514_400 + 900);
     }
 }

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use sqlx::{PgExecutor, PgPool};
 use uuid::Uuid;
 
-use super::{Engine, ModelEngine, ReaderProfile, personalize, reader_profile};
+use super::{Engine, ModelEngine, ReaderProfile, personalize_within_quota, reader_profile};
 use crate::app::AppState;
 use crate::blob::{BlobStore, KeyPrefix, ObjectKey};
 use crate::book::{self, Chapter, ChapterId};
@@ -132,14 +132,22 @@ async fn make(
             .await?;
     }
 
-    let model =
-        state.model.as_deref().map(|client| ModelEngine { client, budget: state.config.personalize_budget });
-    let made = personalize(&chapter.source_markdown, &profile.reader, model).await;
+    let model = state.model.as_deref().map(|client| ModelEngine {
+        client,
+        budget: state.config.personalize_budget,
+        max_tokens: state.config.usage.personalize_max_tokens,
+    });
+    let (pool, limits) = (&state.pool, &state.config.usage);
+    let made =
+        personalize_within_quota(pool, limits, user_id, &chapter.source_markdown, &profile.reader, model)
+            .await?;
+    let usage = made.spend.usage();
     // Object first: if the write fails, no row is written.
     state.blobs.put(key, made.markdown.clone().into_bytes(), MARKDOWN).await?;
     let inserted = sqlx::query(
-        "INSERT INTO personalized_chapters (user_id, chapter_id, profile_hash, chapter_version, storage_path, engine)
-         VALUES ($1, $2, $3, $4, $5, $6)
+        "INSERT INTO personalized_chapters (user_id, chapter_id, profile_hash, chapter_version, storage_path, engine,
+                                            prompt_tokens, completion_tokens)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
          ON CONFLICT (storage_path) DO NOTHING",
     )
     .bind(user_id)
@@ -148,6 +156,8 @@ async fn make(
     .bind(chapter.version)
     .bind(key.as_str())
     .bind(made.engine.as_str())
+    .bind(usage.map(|u| i32::try_from(u.prompt_tokens).unwrap_or(i32::MAX)))
+    .bind(usage.map(|u| i32::try_from(u.completion_tokens).unwrap_or(i32::MAX)))
     .execute(&state.pool)
     .await
     // The account was deleted while its chapter was being made: there is nobody to serve.

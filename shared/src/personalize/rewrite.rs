@@ -2,7 +2,7 @@
 //! hardware notes to the reader. Its answer is checked before anyone sees it.
 
 use crate::book::markup::{Line, scan};
-use crate::model::{ChatMessage, ModelClient, ModelError};
+use crate::model::{ChatMessage, ModelClient, ModelError, Spend};
 
 use super::Reader;
 use super::rules::Filtered;
@@ -28,14 +28,26 @@ and in the same order; you may add text under any heading. Keep code correct and
 blocks. Do not invent APIs. Answer with the chapter's markdown only: no preamble, no closing \
 remarks, no fence around the whole answer.";
 
-/// Asks the model to adapt `chapter` for `reader`, and checks what comes back.
-pub async fn rewrite(client: &ModelClient, reader: &Reader, chapter: &str) -> Result<String, RewriteError> {
-    let messages = [
+/// What the model is sent to adapt `chapter` for `reader`.
+pub fn messages(reader: &Reader, chapter: &str) -> [ChatMessage; 2] {
+    [
         ChatMessage::system(INSTRUCTIONS),
         ChatMessage::user(format!("The reader: {}.\n\nThe chapter:\n\n{chapter}", reader.describe())),
-    ];
-    let answer = client.complete(client.default_model(), &messages).await?;
-    checked(chapter, &answer).map(str::to_owned)
+    ]
+}
+
+/// Asks the model to adapt `chapter` for `reader` in at most `max_tokens`, and checks what
+/// comes back; also returns what the call cost, whether its answer is used or not.
+pub async fn rewrite(
+    client: &ModelClient,
+    reader: &Reader,
+    chapter: &str,
+    max_tokens: u32,
+) -> (Spend, Result<String, RewriteError>) {
+    match client.complete(client.default_model(), &messages(reader, chapter), max_tokens).await {
+        Ok(answer) => (Spend::of(&answer), checked(chapter, &answer.text).map(str::to_owned)),
+        Err(e) => (e.spend(), Err(e.into())),
+    }
 }
 
 /// The answer, unwrapped from a fence around the whole of it, if it is non-empty and keeps

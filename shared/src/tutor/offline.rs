@@ -4,6 +4,7 @@
 
 use super::retrieval::Passage;
 use crate::conversations::NewReply;
+use crate::usage::Exhausted;
 
 /// The model id of the offline tutor, as conversations and replies name it.
 pub const OFFLINE_TUTOR: &str = "offline-tutor";
@@ -39,6 +40,20 @@ pub fn answer(passages: &[Passage], chapter_titles: &[String]) -> NewReply {
     reply(text, quoted.iter().map(|p| p.citation()).collect())
 }
 
+/// The first paragraph of an offline answer given because a model allowance is spent.
+pub fn standing_in_note(why: Exhausted) -> &'static str {
+    match why {
+        Exhausted::Reader => {
+            "*You have used today's allowance of the language model, so the offline tutor answers \
+             until it renews at midnight UTC.*"
+        }
+        Exhausted::Deployment => {
+            "*The language model has reached today's budget, so the offline tutor answers until it \
+             renews at midnight UTC.*"
+        }
+    }
+}
+
 fn nothing_found(chapter_titles: &[String]) -> String {
     if chapter_titles.is_empty() {
         return "The book has not been loaded yet, so I have nothing to answer from.".into();
@@ -51,7 +66,7 @@ fn nothing_found(chapter_titles: &[String]) -> String {
 }
 
 fn reply(content: String, citations: Vec<crate::conversations::Citation>) -> NewReply {
-    NewReply { content, ai_model: OFFLINE_TUTOR.into(), citations, error: None }
+    NewReply { content, ai_model: OFFLINE_TUTOR.into(), citations, error: None, usage: None }
 }
 
 /// One line of prose for a quote: code fences and line breaks would break the block quote.

@@ -3,7 +3,7 @@
 //! much of the conversation as fits a budget, newest kept, then the question.
 
 use super::retrieval::Passage;
-use crate::conversations::{Message, Sender};
+use crate::conversations::{Message, Sender, SystemPrompt};
 use crate::model::{ChatMessage, Role};
 
 /// The characters of earlier messages sent along (about 3,000 tokens): enough to follow the
@@ -34,7 +34,8 @@ pub fn build(
     let mut system = String::from(TUTOR);
     if let Some(instructions) = system_prompt {
         system.push_str("\n\nThe reader's instructions for this conversation:\n");
-        system.push_str(instructions);
+        // Prompts stored under an older, higher bound are cut to today's.
+        system.extend(instructions.chars().take(SystemPrompt::MAX_CHARS));
     }
     system.push_str("\n\n");
     system.push_str(GROUNDING);
@@ -98,6 +99,8 @@ mod tests {
             citations: Json(Vec::new()),
             created_at: Utc::now(),
             content_hash: String::new(),
+            prompt_tokens: None,
+            completion_tokens: None,
         }
     }
 
@@ -123,6 +126,14 @@ mod tests {
         assert!(messages[0].content.contains("[1] ROS 2 Nodes and Topics, \"Topics and messages\""));
         assert!(messages[0].content.contains("A topic is a named channel."));
         assert_eq!(messages[1], ChatMessage::user("What is a topic?"));
+    }
+
+    #[test]
+    fn an_old_long_system_prompt_is_cut_to_the_bound() {
+        let long = format!("{}{}", "p".repeat(SystemPrompt::MAX_CHARS), "TAIL");
+        let messages = build(Some(&long), &[], &[], "?");
+        assert!(messages[0].content.contains(&"p".repeat(SystemPrompt::MAX_CHARS)));
+        assert!(!messages[0].content.contains("TAIL"));
     }
 
     #[test]

@@ -1,0 +1,310 @@
+//! The limits under attack, sent as an attacker would: many requests at once (spawned on the
+//! app's clones), through the pooler when the test run has one.
+
+use std::collections::HashMap;
+
+use axum::http::{Method, StatusCode};
+use primer_shared::Config;
+use primer_shared::test_util::{TestApp, TestResponse, test_config};
+use serde_json::json;
+use sqlx::PgPool;
+
+fn app(pool: PgPool) -> TestApp {
+    TestApp::new(pool, auth::router)
+}
+
+fn app_with(pool: PgPool, change: impl FnOnce(&mut Config)) -> TestApp {
+    let mut config = test_config();
+    change(&mut config);
+    TestApp::with_config(pool, config, auth::router)
+}
+
+/// How many responses had each status.
+fn tally(responses: &[TestResponse]) -> HashMap<u16, usize> {
+    let mut counts = HashMap::new();
+    for response in responses {
+        *counts.entry(response.status.as_u16()).or_default() += 1;
+    }
+    counts
+}
+
+fn retry_after(response: &TestResponse) -> u64 {
+    response.headers["retry-after"].to_str().unwrap().parse().unwrap()
+}
+
+#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+async fn sixty_parallel_wrong_logins_check_the_password_at_most_five_times(pool: PgPool) {
+    let app = app(pool);
+    let victim = app.signed_up("victim@example.com").await;
+    // From sixty addresses at once: the account's limit does not depend on where guesses come from.
+    let guesses = (0..60u8).map(|i| {
+        let (app, email) = (app.from_ip([198, 51, 100, i]), victim.email.clone());
+        tokio::spawn(async move { app.login(&email, &format!("guess number {i}")).await })
+    });
+    let mut responses = Vec::new();
+    for guess in guesses {
+        responses.push(guess.await.unwrap());
+    }
+    let counts = tally(&responses);
+    assert_eq!(counts.get(&401), Some(&5), "exactly five passwords were checked: {counts:?}");
+    assert_eq!(counts.get(&429), Some(&55), "{counts:?}");
+    for limited in responses.iter().filter(|r| r.status == StatusCode::TOO_MANY_REQUESTS) {
+        assert_eq!(limited.error_code(), "rate_limited");
+        assert!((1..=900).contains(&retry_after(limited)));
+    }
+    let checks: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM password_checks").fetch_one(app.pool()).await.unwrap();
+    assert_eq!(checks, 5, "one row per checked password");
+    // The owner waits out the window like anyone else: the limit admits no more checks.
+    assert_eq!(app.login(&victim.email, &victim.password).await.status, StatusCode::TOO_MANY_REQUESTS);
+}
+
+#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+async fn thirty_students_behind_one_address_with_typos_all_sign_in(pool: PgPool) {
+    let app = app(pool);
+    let school = app.from_ip([192, 0, 2, 1]);
+    let mut students = Vec::new();
+    for n in 0..30 {
+        // Signed up at home: the school's address has never seen them sign in.
+        let home = app.from_ip([172, 16, 0, n]);
+        students.push(home.signed_up(&format!("student{n}@school.example")).await);
+    }
+    // All at once, each with one or two typos first: 45 wrong passwords from one address.
+    let lessons = students.into_iter().enumerate().map(|(n, student)| {
+        let school = school.clone();
+        tokio::spawn(async move {
+            for typo in 0..(1 + n % 2) {
+                let response = school.login(&student.email, &format!("{}{typo}", student.password)).await;
+                assert_eq!(response.status, StatusCode::UNAUTHORIZED, "{}", response.text());
+            }
+            school.login(&student.email, &student.password).await
+        })
+    });
+    for lesson in lessons {
+        let signed_in = lesson.await.unwrap();
+        assert_eq!(signed_in.status, StatusCode::OK, "{}", signed_in.text());
+    }
+    // Their typos no longer count against the school's address, only against each account.
+    let against_address: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM password_checks WHERE address = '192.0.2.1' AND NOT forgiven_for_address",
+    )
+    .fetch_one(app.pool())
+    .await
+    .unwrap();
+    assert_eq!(against_address, 0);
+}
+
+#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+async fn one_address_spraying_many_accounts_is_stopped_and_known_readers_still_sign_in(pool: PgPool) {
+    let app = app_with(pool, |c| c.limits.login.per_address = 10);
+    let cafe = app.from_ip([203, 0, 113, 50]);
+    // A regular of the café signed in there before; a newcomer has not.
+    let regular = cafe.signed_up("regular@example.com").await;
+    let newcomer = app.signed_up("newcomer@example.com").await;
+
+    let sprayed = (0..15).map(|n| {
+        let cafe = cafe.clone();
+        tokio::spawn(async move { cafe.login(&format!("target{n}@example.com"), "Winter2026!").await })
+    });
+    let mut responses = Vec::new();
+    for attempt in sprayed {
+        responses.push(attempt.await.unwrap());
+    }
+    let counts = tally(&responses);
+    assert_eq!((counts.get(&401), counts.get(&429)), (Some(&10), Some(&5)), "{counts:?}");
+
+    // The address is full: a reader never seen there waits, a regular does not.
+    assert_eq!(cafe.login(&newcomer.email, &newcomer.password).await.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(cafe.login(&regular.email, &regular.password).await.status, StatusCode::OK);
+    // Even a regular's account stays within its own limit of five checks.
+    for _ in 0..5 {
+        assert_eq!(cafe.login(&regular.email, "not it").await.status, StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(cafe.login(&regular.email, "not it").await.status, StatusCode::TOO_MANY_REQUESTS);
+    // Elsewhere, the newcomer is fine.
+    assert_eq!(app.login(&newcomer.email, &newcomer.password).await.status, StatusCode::OK);
+}
+
+#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+async fn password_rechecks_count_against_the_account_limit(pool: PgPool) {
+    let app = app(pool);
+    let user = app.signed_up("careful@example.com").await;
+    let rechecks = (0..30).map(|n| {
+        let (app, token) = (app.clone(), user.access_token.clone());
+        tokio::spawn(async move {
+            if n % 2 == 0 {
+                app.change_password(&token, &format!("wrong guess {n}"), "a brand new passphrase").await
+            } else {
+                let body = json!({"password": format!("wrong guess {n}")});
+                app.call(Method::DELETE, "/api/auth/me", Some(&token), Some(body)).await
+            }
+        })
+    });
+    let mut responses = Vec::new();
+    for recheck in rechecks {
+        responses.push(recheck.await.unwrap());
+    }
+    let counts = tally(&responses);
+    assert_eq!((counts.get(&422), counts.get(&429)), (Some(&5), Some(&25)), "{counts:?}");
+    // The same limit as logins: signing in is locked out too, and the account still exists.
+    assert_eq!(app.login(&user.email, &user.password).await.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(app.me(&user.access_token).await.status, StatusCode::OK);
+}
+
+#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+async fn a_right_recheck_does_not_count(pool: PgPool) {
+    let app = app(pool);
+    let user = app.signed_up("changer@example.com").await;
+    let mut password = user.password.clone();
+    for n in 0..7 {
+        let new = format!("passphrase number {n}");
+        assert_eq!(
+            app.change_password(&user.access_token, &password, &new).await.status,
+            StatusCode::NO_CONTENT
+        );
+        password = new;
+    }
+    assert_eq!(app.login(&user.email, &password).await.status, StatusCode::OK);
+}
+
+#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+async fn a_thousand_guest_tokens_from_one_address_get_only_the_configured_number(pool: PgPool) {
+    let app = app_with(pool, |c| c.limits.guest.per_address = 25);
+    let burst = (0..1000).map(|_| {
+        let app = app.clone();
+        tokio::spawn(async move { app.guest().await })
+    });
+    let mut responses = Vec::new();
+    for request in burst {
+        responses.push(request.await.unwrap());
+    }
+    let counts = tally(&responses);
+    assert_eq!((counts.get(&201), counts.get(&429)), (Some(&25), Some(&975)), "{counts:?}");
+    let limited = responses.iter().find(|r| r.status == StatusCode::TOO_MANY_REQUESTS).unwrap();
+    assert_eq!(limited.error_code(), "rate_limited");
+    assert!((1..=3600).contains(&retry_after(limited)));
+    // Another address has its own share.
+    assert_eq!(app.from_ip([10, 9, 8, 7]).guest().await.status, StatusCode::CREATED);
+}
+
+#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+async fn registrations_are_throttled_per_address_taken_addresses_included(pool: PgPool) {
+    let app = app_with(pool, |c| c.limits.register.per_address = 5);
+    app.from_ip([10, 0, 0, 1]).signed_up("taken@example.com").await;
+    let signups = (0..8).map(|n| {
+        let app = app.clone();
+        tokio::spawn(async move {
+            // Some probe an address that is taken: they spend the share like any other.
+            let email = if n < 3 { "taken@example.com".to_owned() } else { format!("new{n}@example.com") };
+            app.register(&email, "correct horse battery").await
+        })
+    });
+    let mut responses = Vec::new();
+    for signup in signups {
+        responses.push(signup.await.unwrap());
+    }
+    let counts = tally(&responses);
+    let admitted = counts.get(&201).unwrap_or(&0) + counts.get(&409).unwrap_or(&0);
+    assert_eq!((admitted, counts.get(&429)), (5, Some(&3)), "{counts:?}");
+    assert!(
+        responses
+            .iter()
+            .filter(|r| r.status == StatusCode::CONFLICT)
+            .all(|r| r.error_code() == "email_taken")
+    );
+    assert_eq!(
+        app.from_ip([10, 0, 0, 2]).register("other@example.com", "correct horse battery").await.status,
+        StatusCode::CREATED
+    );
+}
+
+#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+async fn two_tabs_refreshing_at_once_both_keep_a_working_session(pool: PgPool) {
+    let app = app(pool);
+    let user = app.signed_up("tabs@example.com").await;
+    for round in 0..3 {
+        // Each round, eight tabs refresh with the same token at once.
+        let session = app.signed_in(&user).await;
+        let tabs = (0..8).map(|_| {
+            let (app, token) = (app.clone(), session.refresh_token.clone());
+            tokio::spawn(async move { app.refresh(&token).await })
+        });
+        let mut bodies = Vec::new();
+        for tab in tabs {
+            let response = tab.await.unwrap();
+            assert_eq!(response.status, StatusCode::OK, "round {round}: {}", response.text());
+            bodies.push(response.json()["session"].clone());
+        }
+        assert!(bodies.iter().all(|b| *b == bodies[0]), "every tab got the same new tokens: {bodies:?}");
+        let access = bodies[0]["access_token"].as_str().unwrap();
+        assert_eq!(app.me(access).await.status, StatusCode::OK, "and they work");
+        let next = app.refresh(bodies[0]["refresh_token"].as_str().unwrap()).await;
+        assert_eq!(next.status, StatusCode::OK, "the session lives on: {}", next.text());
+    }
+}
+
+#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+async fn a_replay_after_the_reuse_interval_or_behind_a_newer_token_revokes_the_session(pool: PgPool) {
+    let app = app(pool);
+    let user = app.signed_up("replay@example.com").await;
+
+    // Within the interval, but the successor was rotated again since: a leak, not a second tab.
+    let first = app.refresh(&user.refresh_token).await.json()["session"].clone();
+    let second = app.refresh(first["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(second.status, StatusCode::OK);
+    assert_eq!(app.refresh(&user.refresh_token).await.status, StatusCode::UNAUTHORIZED);
+    let newest = second.json()["session"]["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(app.me(&newest).await.status, StatusCode::UNAUTHORIZED, "the session is revoked");
+
+    // After the interval: the same.
+    let other = app.signed_in(&user).await;
+    let rotated = app.refresh(&other.refresh_token).await.json()["session"].clone();
+    sqlx::query("UPDATE refresh_token_spent SET spent_at = spent_at - interval '11 seconds'")
+        .execute(app.pool())
+        .await
+        .unwrap();
+    assert_eq!(app.refresh(&other.refresh_token).await.status, StatusCode::UNAUTHORIZED);
+    let access = rotated["access_token"].as_str().unwrap();
+    assert_eq!(app.me(access).await.status, StatusCode::UNAUTHORIZED, "the session is revoked");
+}
+
+#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+async fn look_alike_emails_are_refused_or_fold_into_the_original(pool: PgPool) {
+    let app = app(pool);
+    let ada = app.signed_up("ada@example.com").await;
+    for (raw, why) in [
+        ("\u{0430}da@example.com", "mix scripts"),
+        ("a\u{200B}da@example.com", "invisible"),
+        ("ada\u{202E}moc@example.com", "invisible"),
+    ] {
+        let response = app.register(raw, "correct horse battery").await;
+        assert_eq!(response.status, StatusCode::UNPROCESSABLE_ENTITY, "{raw:?}");
+        let detail = &response.json()["error"]["details"][0];
+        assert_eq!(detail["field"], "email");
+        assert!(detail["message"].as_str().unwrap().contains(why), "{raw:?}: {detail}");
+    }
+    // Full-width letters are the same address: taken, and a way to sign in to it.
+    let full_width = app.register("ＡＤＡ@example.com", "correct horse battery").await;
+    assert_eq!((full_width.status, full_width.error_code().as_str()), (StatusCode::CONFLICT, "email_taken"));
+    let signed_in = app.login(" ａｄａ@ＥＸＡＭＰＬＥ.com", &ada.password).await;
+    assert_eq!(signed_in.status, StatusCode::OK, "{}", signed_in.text());
+    assert_eq!(signed_in.json()["user"]["id"], ada.id.as_str());
+}
+
+#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+async fn accounts_stored_before_normalisation_still_sign_in(pool: PgPool) {
+    let app = app(pool);
+    // Rows as the old rules (trim and lower-case only) let them in.
+    for (n, email) in ["ｍｉｘ@example.com", "\u{0430}lex@example.com"].into_iter().enumerate() {
+        let user = app.signed_up(&format!("placeholder{n}@example.com")).await;
+        sqlx::query(r#"UPDATE "user" SET email = $2 WHERE id = $1"#)
+            .bind(&user.id)
+            .bind(email)
+            .execute(app.pool())
+            .await
+            .unwrap();
+        let response = app.login(email, &user.password).await;
+        assert_eq!(response.status, StatusCode::OK, "{email}: {}", response.text());
+        assert_eq!(response.json()["user"]["id"], user.id.as_str());
+    }
+}

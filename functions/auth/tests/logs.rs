@@ -1,0 +1,155 @@
+//! Logs never carry secrets, at any level: the auth function runs under the real Lambda
+//! runtime (against a stub of the Lambda Runtime API) with logging at `trace`, serves a login
+//! (a password in the body) and a `GET /api/auth/me` (a bearer token in the headers), and the
+//! captured log holds neither, nor any token it issued, nor the signing secret.
+//!
+//! One test in its own binary: it installs the global subscriber and sets the runtime's
+//! environment variables.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use primer_shared::telemetry;
+use primer_shared::test_util::{TEST_JWT_SECRET, TestApp, event};
+use serde_json::Value;
+use sqlx::PgPool;
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::MakeWriter;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+/// Everything logged, in memory.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'w> MakeWriter<'w> for Captured {
+    type Writer = Captured;
+    fn make_writer(&'w self) -> Captured {
+        self.clone()
+    }
+}
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+/// One invocation the stub Runtime API hands out.
+fn invocation(request_id: &str, event: &str) -> ResponseTemplate {
+    let deadline = chrono::Utc::now().timestamp_millis() + 60_000;
+    ResponseTemplate::new(200)
+        .insert_header("lambda-runtime-aws-request-id", request_id)
+        .insert_header("lambda-runtime-deadline-ms", deadline.to_string().as_str())
+        .insert_header(
+            "lambda-runtime-invoked-function-arn",
+            "arn:aws:lambda:us-east-1:123456789012:function:auth",
+        )
+        .set_body_raw(event.to_owned(), "application/json")
+}
+
+/// The two responses the runtime posts back, once it has.
+async fn both_answers(runtime_api: &MockServer) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let posted: Vec<Value> = runtime_api
+            .received_requests()
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|r| r.method.as_str() == "POST")
+            .map(|r| r.body_json().unwrap())
+            .collect();
+        if posted.len() == 2 {
+            return posted;
+        }
+        assert!(Instant::now() < deadline, "the runtime did not answer both events: {posted:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+async fn no_password_token_or_secret_reaches_the_log_at_trace(pool: PgPool) {
+    let captured = Captured::default();
+    tracing::subscriber::set_global_default(telemetry::subscriber(
+        EnvFilter::new("trace"),
+        true,
+        captured.clone(),
+    ))
+    .expect("the only subscriber of this binary");
+
+    let app = TestApp::new(pool, auth::router);
+    // The login event's account, and a signed-in user for the /me event.
+    let ada = app.signed_up("ada@example.com").await;
+    let reader = app.signed_up("reader@example.com").await;
+
+    let runtime_api = MockServer::start().await;
+    let next = "/2018-06-01/runtime/invocation/next";
+    let login = event("auth-login.json", &[]);
+    let me = event("auth-me-get.json", &[("REPLACE_WITH_ACCESS_TOKEN", &reader.access_token)]);
+    Mock::given(method("GET"))
+        .and(path(next))
+        .respond_with(invocation("req-1", &login))
+        .up_to_n_times(1)
+        .mount(&runtime_api)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(next))
+        .respond_with(invocation("req-2", &me))
+        .up_to_n_times(1)
+        .mount(&runtime_api)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(next))
+        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(600)))
+        .mount(&runtime_api)
+        .await;
+    Mock::given(method("POST")).respond_with(ResponseTemplate::new(202)).mount(&runtime_api).await;
+
+    // SAFETY: set before the runtime starts, and nothing else in this binary reads or writes
+    // the environment concurrently.
+    unsafe {
+        std::env::set_var("AWS_LAMBDA_RUNTIME_API", runtime_api.address().to_string());
+        std::env::set_var("AWS_LAMBDA_FUNCTION_NAME", "auth");
+        std::env::set_var("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256");
+        std::env::set_var("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST");
+    }
+    // The runtime's future is not Send: it runs beside the wait, not on another task.
+    let responses = tokio::select! {
+        stopped = lambda_http::run(app.router.clone()) => panic!("the runtime stopped: {stopped:?}"),
+        responses = both_answers(&runtime_api) => responses,
+    };
+
+    let login_body: Value = serde_json::from_str(responses[0]["body"].as_str().unwrap()).unwrap();
+    assert_eq!(responses[0]["statusCode"], 200, "{login_body}");
+    assert_eq!(responses[1]["statusCode"], 200, "{}", responses[1]);
+    let issued = [
+        login_body["session"]["access_token"].as_str().unwrap().to_owned(),
+        login_body["session"]["refresh_token"].as_str().unwrap().to_owned(),
+    ];
+
+    let log = captured.text();
+    // The capture worked, below info too, and saw both invocations.
+    assert!(log.contains("Ab02cDeFIAMEJ-w=") && log.contains("Ab06cDeFIAMEJ-w="), "{log}");
+    assert!(log.contains(r#""level":"DEBUG""#) || log.contains(r#""level":"TRACE""#), "{log}");
+    for (what, secret) in [
+        ("the password", ada.password.as_str()),
+        ("the bearer token", reader.access_token.as_str()),
+        ("the issued access token", issued[0].as_str()),
+        ("the issued refresh token", issued[1].as_str()),
+        ("the JWT secret", TEST_JWT_SECRET),
+    ] {
+        assert!(!log.contains(secret), "{what} is in the log");
+    }
+}

@@ -1,0 +1,288 @@
+//! Cost control: daily quotas of users and guests, the deployment's budget, `max_tokens`, the
+//! usage stored per reply and `GET /api/usage`, under many posts at once through the pooler.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::{Method, StatusCode};
+use common::{STUB_MODEL, create, guest_token, id, post_message, router, user_token};
+use primer_shared::model::{ModelClient, ModelConfig, Url};
+use primer_shared::test_util::{TestApp, TestResponse, test_config};
+use primer_shared::usage::UsageLimits;
+use primer_shared::{AppState, Config};
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use wiremock::matchers::method;
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+/// Room for one short reply: with the prompt's estimate, a call reserves about 1,170 tokens.
+const MAX_TOKENS: u32 = 1000;
+
+fn config(change: impl FnOnce(&mut UsageLimits)) -> Config {
+    let mut config = test_config();
+    config.usage.reply_max_tokens = MAX_TOKENS;
+    change(&mut config.usage);
+    config
+}
+
+fn offline_app(pool: PgPool, change: impl FnOnce(&mut UsageLimits)) -> TestApp {
+    TestApp::with_config(pool, config(change), router)
+}
+
+fn app_with_model(pool: PgPool, server: &MockServer, change: impl FnOnce(&mut UsageLimits)) -> TestApp {
+    let mut model = ModelConfig::new(
+        "sk-test".to_owned().into(),
+        Url::parse(&format!("{}/v1", server.uri())).unwrap(),
+        STUB_MODEL,
+    );
+    model.request_timeout = Duration::from_secs(2);
+    model.total_timeout = Duration::from_secs(3);
+    let client = ModelClient::new(model).unwrap();
+    let state = AppState::new(config(change), pool).with_model(Some(Arc::new(client)));
+    TestApp::with_state(state, router)
+}
+
+/// A model that answers after `delay`, reporting 200 prompt and 1,000 completion tokens.
+async fn model(delay: Duration) -> MockServer {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": "A node is a process."}}],
+                    "usage": {"prompt_tokens": 200, "completion_tokens": 1000, "total_tokens": 1200}
+                }))
+                .set_delay(delay),
+        )
+        .mount(&server)
+        .await;
+    server
+}
+
+async fn all(handles: Vec<tokio::task::JoinHandle<TestResponse>>) -> Vec<TestResponse> {
+    let mut responses = Vec::new();
+    for handle in handles {
+        responses.push(handle.await.unwrap());
+    }
+    responses
+}
+
+fn count(responses: &[TestResponse], status: StatusCode) -> usize {
+    responses.iter().filter(|r| r.status == status).count()
+}
+
+async fn stored_user_messages(pool: &PgPool) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM messages WHERE sender = 'user'").fetch_one(pool).await.unwrap()
+}
+
+#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+async fn a_guest_posting_until_refused_is_refused_at_the_guest_quota(pool: PgPool) {
+    let app = offline_app(pool, |u| u.guest.messages = 4);
+    let guest = guest_token(&app).await;
+    let conversation = id(&create(&app, &guest, json!({})).await);
+    let mut posted = 0;
+    let refused = loop {
+        let response = post_message(&app, &guest, &conversation, &format!("Question {posted}?")).await;
+        if response.status != StatusCode::CREATED {
+            break response;
+        }
+        posted += 1;
+        assert!(posted <= 4, "posted past the quota");
+    };
+    assert_eq!(posted, 4);
+    assert_eq!(
+        (refused.status, refused.error_code().as_str()),
+        (StatusCode::TOO_MANY_REQUESTS, "quota_exceeded")
+    );
+    let details = &refused.json()["error"]["details"];
+    assert_eq!(
+        (details["quota"].as_str(), details["limit"].as_i64(), details["used"].as_i64()),
+        (Some("messages"), Some(4), Some(4))
+    );
+    let retry: i64 = refused.headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=86_400).contains(&retry), "{retry}");
+    assert_eq!(stored_user_messages(app.pool()).await, 4, "the refused message is not stored");
+
+    let usage = app.usage(&guest).await;
+    assert_eq!(usage.status, StatusCode::OK, "{}", usage.text());
+    let usage = usage.json();
+    assert_eq!((usage["caller"].as_str(), usage["model_configured"].as_bool()), (Some("guest"), Some(false)));
+    assert_eq!(usage["messages"], json!({"used": 4, "limit": 4, "remaining": 0}));
+    // A user's quota is their own, and far larger.
+    let user = user_token(&app, "ada@example.com").await;
+    let theirs = app.usage(&user).await.json();
+    assert_eq!(theirs["messages"]["used"], 0);
+    assert_eq!(theirs["messages"]["limit"], UsageLimits::default().user.messages);
+}
+
+#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+async fn thirty_posts_at_once_get_exactly_the_message_quota(pool: PgPool) {
+    let app = offline_app(pool, |u| u.guest.messages = 5);
+    let guest = guest_token(&app).await;
+    let conversations: Vec<String> = {
+        let mut ids = Vec::new();
+        for _ in 0..3 {
+            ids.push(id(&create(&app, &guest, json!({})).await));
+        }
+        ids
+    };
+    let handles = (0..30)
+        .map(|n| {
+            let (app, guest, conversation) = (app.clone(), guest.clone(), conversations[n % 3].clone());
+            tokio::spawn(
+                async move { post_message(&app, &guest, &conversation, &format!("Question {n}?")).await },
+            )
+        })
+        .collect();
+    let responses = all(handles).await;
+    assert_eq!(
+        (count(&responses, StatusCode::CREATED), count(&responses, StatusCode::TOO_MANY_REQUESTS)),
+        (5, 25)
+    );
+    assert_eq!(stored_user_messages(app.pool()).await, 5);
+}
+
+#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+async fn concurrent_model_calls_never_pass_the_token_quota(pool: PgPool) {
+    let server = model(Duration::from_millis(400)).await;
+    // Two calls' worth (2 × ~1,200), not three.
+    let app = app_with_model(pool, &server, |u| u.user.tokens = 3000);
+    let token = user_token(&app, "ada@example.com").await;
+    let conversation = id(&create(&app, &token, json!({})).await);
+    let handles = (0..10)
+        .map(|n| {
+            let (app, token, conversation) = (app.clone(), token.clone(), conversation.clone());
+            tokio::spawn(async move {
+                post_message(&app, &token, &conversation, &format!("What is node {n}?")).await
+            })
+        })
+        .collect();
+    let responses = all(handles).await;
+    assert_eq!(count(&responses, StatusCode::CREATED), 10, "every admitted question gets an answer");
+    let replies: Vec<Value> = responses.iter().map(|r| r.json()["reply"].clone()).collect();
+    let by_model = replies.iter().filter(|r| r["ai_model"] == STUB_MODEL).count();
+    assert_eq!(by_model, 2, "{replies:?}");
+    assert_eq!(server.received_requests().await.unwrap().len(), 2);
+    for offline in replies.iter().filter(|r| r["ai_model"] == "offline-tutor") {
+        assert_eq!(offline["is_error"], false);
+        let text = offline["content"].as_str().unwrap();
+        assert!(text.starts_with("*You have used today's allowance of the language model"), "{text}");
+    }
+    let usage = app.usage(&token).await.json();
+    assert_eq!(usage["tokens"]["used"], 2400, "the reported tokens, settled: {usage}");
+    assert_eq!(usage["messages"]["used"], 10);
+}
+
+#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+async fn once_the_deployment_budget_is_spent_the_offline_tutor_answers_and_says_so(pool: PgPool) {
+    let server = model(Duration::ZERO).await;
+    let app = app_with_model(pool, &server, |u| u.daily_token_budget = 2000);
+    let ada = user_token(&app, "ada@example.com").await;
+    let grace = user_token(&app, "grace@example.com").await;
+
+    let first = post_message(&app, &ada, &id(&create(&app, &ada, json!({})).await), "What is a node?").await;
+    assert_eq!(first.json()["reply"]["ai_model"], STUB_MODEL);
+    // Another reader, the same deployment: its budget is what is spent.
+    let second =
+        post_message(&app, &grace, &id(&create(&app, &grace, json!({})).await), "What is a topic?").await;
+    assert_eq!(second.status, StatusCode::CREATED, "{}", second.text());
+    let reply = &second.json()["reply"];
+    assert_eq!(
+        (reply["ai_model"].as_str(), reply["is_error"].as_bool()),
+        (Some("offline-tutor"), Some(false))
+    );
+    let text = reply["content"].as_str().unwrap();
+    assert!(text.starts_with("*The language model has reached today's budget"), "{text}");
+    assert_eq!(server.received_requests().await.unwrap().len(), 1);
+    let usage = app.usage(&grace).await.json();
+    assert_eq!(
+        (usage["model_configured"].as_bool(), usage["model_budget_left"].as_bool()),
+        (Some(true), Some(false))
+    );
+    assert_eq!(usage["tokens"]["used"], 0, "grace spent nothing");
+}
+
+#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+async fn guests_together_stay_within_their_share_of_the_budget(pool: PgPool) {
+    let server = model(Duration::ZERO).await;
+    let app = app_with_model(pool, &server, |u| u.guest_daily_token_budget = 2000);
+    let mut models = Vec::new();
+    for n in 0..3 {
+        let guest = guest_token(&app).await;
+        let reply =
+            post_message(&app, &guest, &id(&create(&app, &guest, json!({})).await), &format!("Node {n}?"))
+                .await;
+        models.push(reply.json()["reply"]["ai_model"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(models, [STUB_MODEL, "offline-tutor", "offline-tutor"]);
+    // Users are not held to the guests' share.
+    let user = user_token(&app, "ada@example.com").await;
+    let reply = post_message(&app, &user, &id(&create(&app, &user, json!({})).await), "Node?").await;
+    assert_eq!(reply.json()["reply"]["ai_model"], STUB_MODEL);
+}
+
+#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+async fn every_call_sends_max_tokens_and_each_reply_keeps_its_usage(pool: PgPool) {
+    let server = model(Duration::ZERO).await;
+    let app = app_with_model(pool, &server, |_| {});
+    let token = user_token(&app, "ada@example.com").await;
+    let conversation = id(&create(&app, &token, json!({})).await);
+    let reply = post_message(&app, &token, &conversation, "What is a node?").await.json()["reply"].clone();
+    let sent: Value = server.received_requests().await.unwrap()[0].body_json().unwrap();
+    assert_eq!(sent["max_tokens"], MAX_TOKENS);
+    let stored: (Option<i32>, Option<i32>) =
+        sqlx::query_as("SELECT prompt_tokens, completion_tokens FROM messages WHERE id = $1::uuid")
+            .bind(id(&reply))
+            .fetch_one(app.pool())
+            .await
+            .unwrap();
+    assert_eq!(stored, (Some(200), Some(1000)));
+}
+
+#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+async fn guests_cannot_set_a_system_prompt_and_users_are_bounded(pool: PgPool) {
+    let app = offline_app(pool, |_| {});
+    let guest = guest_token(&app).await;
+    let refused = app
+        .call(
+            Method::POST,
+            "/api/conversations",
+            Some(&guest),
+            Some(json!({"system_prompt": "Ignore the book."})),
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(refused.json()["error"]["details"][0]["field"], "system_prompt");
+    let conversation = id(&create(&app, &guest, json!({"system_prompt": "  "})).await);
+    let path = format!("/api/conversations/{conversation}");
+    let patched =
+        app.call(Method::PATCH, &path, Some(&guest), Some(json!({"system_prompt": "Be a pirate."}))).await;
+    assert_eq!(patched.status, StatusCode::UNPROCESSABLE_ENTITY);
+
+    let user = user_token(&app, "ada@example.com").await;
+    create(&app, &user, json!({"system_prompt": "p".repeat(2000)})).await;
+    let too_long = app
+        .call(
+            Method::POST,
+            "/api/conversations",
+            Some(&user),
+            Some(json!({"system_prompt": "p".repeat(2001)})),
+        )
+        .await;
+    assert_eq!(too_long.status, StatusCode::UNPROCESSABLE_ENTITY);
+    // And the database holds the rule too.
+    let forced = sqlx::query("UPDATE conversations SET system_prompt = 'x' WHERE id = $1::uuid")
+        .bind(&conversation)
+        .execute(app.pool())
+        .await;
+    assert!(forced.is_err(), "a guest conversation cannot store a system prompt");
+}
+
+#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+async fn usage_needs_a_caller(pool: PgPool) {
+    let app = offline_app(pool, |_| {});
+    let response = app.get("/api/usage", None).await;
+    assert_eq!((response.status, response.error_code().as_str()), (StatusCode::UNAUTHORIZED, "unauthorized"));
+}
