@@ -176,7 +176,7 @@ pg_start() {
     port=$(_pg_free_port)
     opts="-p $port -c listen_addresses=127.0.0.1 -c unix_socket_directories=$sock"
     [[ ${PG_EPHEMERAL:-0} == 1 ]] &&
-      opts+=" -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+      opts+=" -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200 -c shared_preload_libraries=pg_stat_statements"
     if out=$(_pg_as_owner "$PG_BINDIR/pg_ctl" start -w -s -D "$data" -l "$data/postgres.log" \
       -o "$opts" 2>&1); then
       _pg_log "started $data on 127.0.0.1:$port"

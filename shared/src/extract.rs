@@ -14,8 +14,9 @@ use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
 use crate::app::{AppState, BODY_LIMIT};
-use crate::auth::{better_auth, sessions, tokens};
+use crate::auth::{better_auth, tokens};
 use crate::error::Error;
+use crate::user::{self, User};
 
 /// A JSON body whose rejections are the contract's errors: 415 when it is not JSON, 400 when
 /// it is malformed or of the wrong shape, 413 when it is too large.
@@ -67,13 +68,16 @@ fn json_rejection(rejection: JsonRejection) -> Error {
 /// Better-Auth session token or cookie when `BETTER_AUTH_SECRET` is configured.
 ///
 /// Every request checks the session in the database, so logout, logout-all and a password
-/// change take effect at once; a disabled account gets 403.
+/// change take effect at once; a disabled account gets 403. The same query reads the user, so
+/// a handler that shows the caller (`GET /api/auth/me`) needs no second round trip.
 #[derive(Debug, Clone)]
 pub struct AuthUser {
     /// The user's id.
     pub user_id: String,
     /// The session the token belongs to.
     pub session_id: String,
+    /// The user, as of this request.
+    pub user: User,
 }
 
 impl FromRequestParts<AppState> for AuthUser {
@@ -89,12 +93,12 @@ impl FromRequestParts<AppState> for AuthUser {
             (Err(_), Some(secret)) => return better_auth::authenticate(&state.pool, parts, secret).await,
             (Err(e), None) => return Err(e),
         };
-        let live =
-            sessions::live_owner(&state.pool, &claims.sid, &claims.sub).await?.ok_or(Error::Unauthorized)?;
-        if !live.is_active {
+        let user =
+            user::by_live_session(&state.pool, &claims.sid, &claims.sub).await?.ok_or(Error::Unauthorized)?;
+        if !user.is_active {
             return Err(Error::AccountDisabled);
         }
-        Ok(Self { user_id: claims.sub, session_id: claims.sid })
+        Ok(Self { user_id: claims.sub, session_id: claims.sid, user })
     }
 }
 

@@ -1,6 +1,7 @@
 //! A `TestApp` for the functions' integration tests: the real router on a `#[sqlx::test]`
 //! database, with one method per route, so tests read as specifications.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -188,6 +189,30 @@ pub async fn set_reader_profile(
     .await
     .expect("the test profile is valid");
     hash
+}
+
+/// How many statements the app's requests in `run` made on `pool`'s database, as
+/// `pg_stat_statements` counts them (loaded by `scripts/test`'s cluster): a test of round
+/// trips, so that a second query on a hot path shows. Statements of concurrent tests on other
+/// databases do not count.
+pub async fn statements_during<T>(pool: &PgPool, run: impl Future<Output = T>) -> (T, i64) {
+    sqlx::query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        .execute(pool)
+        .await
+        .expect("pg_stat_statements is loaded (shared_preload_libraries): run the tests with scripts/test");
+    let count = || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT coalesce(sum(calls), 0)::bigint FROM pg_stat_statements
+             WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+               AND query NOT ILIKE '%pg_stat_statements%'",
+        )
+        .fetch_one(pool)
+        .await
+        .unwrap()
+    };
+    let before = count().await;
+    let output = run.await;
+    (output, count().await - before)
 }
 
 /// A blob store whose every operation fails, as an unreachable bucket would.

@@ -264,6 +264,48 @@ pub async fn by_id(db: impl PgExecutor<'_>, user_id: &str) -> Result<Option<User
         .await?)
 }
 
+/// The user of session `session_id` when that session is live and belongs to `user_id`: the
+/// one query an authenticated request makes, liveness check and caller in one round trip.
+pub async fn by_live_session(
+    db: impl PgExecutor<'_>,
+    session_id: &str,
+    user_id: &str,
+) -> Result<Option<User>> {
+    Ok(sqlx::query_as(concat!(
+        "SELECT ",
+        user_columns!("u"),
+        r#" FROM "session" s JOIN "user" u ON u.id = s."userId"
+           WHERE s.id = $1 AND s."userId" = $2 AND s."expiresAt" > now()"#
+    ))
+    .bind(session_id)
+    .bind(user_id)
+    .fetch_optional(db)
+    .await?)
+}
+
+/// A live session's id and its user.
+#[derive(Debug, sqlx::FromRow)]
+pub struct SessionUser {
+    /// The session row's id.
+    pub session_id: String,
+    /// Its user.
+    #[sqlx(flatten)]
+    pub user: User,
+}
+
+/// The live session whose stored token is `token` (a Better-Auth session) and its user.
+pub async fn by_session_token(db: impl PgExecutor<'_>, token: &str) -> Result<Option<SessionUser>> {
+    Ok(sqlx::query_as(concat!(
+        "SELECT s.id AS session_id, ",
+        user_columns!("u"),
+        r#" FROM "session" s JOIN "user" u ON u.id = s."userId"
+           WHERE s.token = $1 AND s."expiresAt" > now()"#
+    ))
+    .bind(token)
+    .fetch_optional(db)
+    .await?)
+}
+
 /// Replaces the password hash of the user's credential account.
 pub async fn set_password_hash(db: impl PgExecutor<'_>, user_id: &str, hash: &str) -> Result<()> {
     sqlx::query(

@@ -248,9 +248,8 @@ async fn logout_all(State(state): State<AppState>, caller: AuthUser) -> Result<S
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn me(State(state): State<AppState>, caller: AuthUser) -> Result<Json<UserBody>> {
-    let user = user::by_id(&state.pool, &caller.user_id).await?.ok_or(Error::Unauthorized)?;
-    Ok(Json(UserBody { user }))
+async fn me(caller: AuthUser) -> Json<UserBody> {
+    Json(UserBody { user: caller.user })
 }
 
 #[derive(Deserialize)]

@@ -117,39 +117,16 @@ fn percent_decode(value: &str) -> Option<String> {
     String::from_utf8(bytes).ok()
 }
 
-/// A live Better-Auth session and whether its user may still act.
-#[derive(Debug, sqlx::FromRow)]
-pub struct LiveSession {
-    /// The session row's id.
-    pub session_id: String,
-    /// Its user.
-    pub user_id: String,
-    /// False when the account is disabled.
-    pub is_active: bool,
-}
-
-/// The unexpired session whose stored token is `token`.
-pub async fn live_session(db: impl PgExecutor<'_>, token: &SessionToken) -> Result<Option<LiveSession>> {
-    Ok(sqlx::query_as(
-        r#"SELECT s.id AS session_id, s."userId" AS user_id, u.is_active
-           FROM "session" s JOIN "user" u ON u.id = s."userId"
-           WHERE s.token = $1 AND s."expiresAt" > now()"#,
-    )
-    .bind(&token.0)
-    .fetch_optional(db)
-    .await?)
-}
-
 /// The caller behind the Better-Auth session token of a request: 401 without a valid, live
 /// session; 403 when the account is disabled. The session row's id is the caller's session,
 /// so logging out through primer deletes it.
 pub async fn authenticate(db: impl PgExecutor<'_>, parts: &Parts, secret: &SecretString) -> Result<AuthUser> {
     let token = SessionToken::from_request(parts, secret).ok_or(Error::Unauthorized)?;
-    let live = live_session(db, &token).await?.ok_or(Error::Unauthorized)?;
-    if !live.is_active {
+    let live = crate::user::by_session_token(db, &token.0).await?.ok_or(Error::Unauthorized)?;
+    if !live.user.is_active {
         return Err(Error::AccountDisabled);
     }
-    Ok(AuthUser { user_id: live.user_id, session_id: live.session_id })
+    Ok(AuthUser { user_id: live.user.id.clone(), session_id: live.session_id, user: live.user })
 }
 
 #[cfg(test)]

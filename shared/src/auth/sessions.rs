@@ -16,29 +16,6 @@ use crate::config::JwtConfig;
 use crate::error::Result;
 use crate::extract::ClientMeta;
 
-/// The owner of a live session, as every authenticated request needs it.
-#[derive(Debug, sqlx::FromRow)]
-pub struct LiveOwner {
-    /// False when the account is disabled.
-    pub is_active: bool,
-}
-
-/// The owner of `session_id` if the session is live and belongs to `user_id`.
-pub async fn live_owner(
-    db: impl PgExecutor<'_>,
-    session_id: &str,
-    user_id: &str,
-) -> Result<Option<LiveOwner>> {
-    Ok(sqlx::query_as(
-        r#"SELECT u.is_active FROM "session" s JOIN "user" u ON u.id = s."userId"
-           WHERE s.id = $1 AND s."userId" = $2 AND s."expiresAt" > now()"#,
-    )
-    .bind(session_id)
-    .bind(user_id)
-    .fetch_optional(db)
-    .await?)
-}
-
 /// Opens a session whose refresh token is `refresh`, returning its id.
 pub async fn create(
     db: impl PgExecutor<'_>,
