@@ -4,7 +4,7 @@ mod common;
 
 use common::{import_fixture, sample_book};
 use primer_shared::book::{self, ChapterId, ChapterSource, ImportOutcome};
-use primer_shared::personalize::{Reader, personalize, reader_profile};
+use primer_shared::personalize::{ReaderProfile, personalize, reader_profile};
 use primer_shared::test_util::{TestApp, set_reader_profile};
 use sqlx::PgPool;
 
@@ -83,10 +83,10 @@ async fn reader(
     robotics: &str,
     languages: &[&str],
     devices: &[&str],
-) -> Reader {
+) -> ReaderProfile {
     let user = app.signed_up(email).await;
     set_reader_profile(app.pool(), &user.id, level, robotics, languages, devices).await;
-    reader_profile(app.pool(), &user.id).await.unwrap().unwrap().reader
+    reader_profile(app.pool(), &user.id).await.unwrap().unwrap()
 }
 
 #[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
@@ -109,8 +109,13 @@ async fn two_readers_get_visibly_different_chapters(pool: PgPool) {
     // The Python reader sees Python code and not C++, the C++ reader the other way round.
     assert!(for_newcomer.contains("```python") && !for_newcomer.contains("```cpp"));
     assert!(for_veteran.contains("```cpp") && !for_veteran.contains("import rclpy"));
-    assert!(for_newcomer.contains("Shown for a beginner reader, new to robotics"));
-    assert!(for_veteran.contains("Shown for an advanced reader, experienced with real robots"));
+    for (md, level, robotics) in
+        [(&for_newcomer, "beginner", "none yet"), (&for_veteran, "advanced", "real hardware")]
+    {
+        assert!(
+            md.contains(&format!("Shaped by your Python level ({level}), robotics experience ({robotics})"))
+        );
+    }
     // Neither sees a directive line; both keep the book's own notes.
     for md in [&for_newcomer, &for_veteran] {
         assert!(!md.contains(":::only") && !md.contains(":::except"));

@@ -1,7 +1,8 @@
 //! The janitor: a clean-up run hourly by an EventBridge schedule, not over HTTP. It removes
 //! expired sessions and verification rows, failed-login records older than the rate limit
-//! needs, guest conversations no guest token can reach any more, and personalized chapters nobody can be served any more (made for a profile hash
-//! that is no longer the user's, or for an old chapter version): object first, then row. It
+//! needs, guest conversations no guest token can reach any more, and personalized chapters
+//! nobody can be served any more (stored under a fingerprint the user's current profile no
+//! longer gives the chapter, or made for an old chapter version): object first, then row. It
 //! answers (and logs) how many of each it removed.
 //!
 //! What counts as stale, and the removal itself, live in the core crate
@@ -16,7 +17,7 @@ use serde_json::Value;
 /// Failed logins are counted over 15 minutes; a day's worth is kept for investigations.
 const LOGIN_FAILURES_KEPT: &str = "1 day";
 
-/// Stale copies looked at per query.
+/// Copies looked at per page.
 const STALE_BATCH: i64 = 200;
 
 /// What one run removed.
@@ -52,10 +53,10 @@ pub async fn sweep(state: &AppState) -> Result<Sweep> {
     };
     let mut after = None;
     loop {
-        let batch = cache::stale_copies(&state.pool, after, STALE_BATCH).await?;
-        let Some(last) = batch.last() else { break };
-        after = Some(last.id);
-        for copy in &batch {
+        let page = cache::stale_copies(&state.pool, after, STALE_BATCH).await?;
+        let Some(last) = page.last else { break };
+        after = Some(last);
+        for copy in &page.stale {
             match cache::remove_stale(&state.pool, state.blobs.as_ref(), copy).await {
                 Ok(true) => sweep.personalized_chapters += 1,
                 Ok(false) => {}

@@ -25,7 +25,7 @@ pub use self::input::{
     HardwareContextInput, LanguageInput, LeveledLanguage, ProfileInput, SoftwareContextInput,
     SpecificationsInput,
 };
-pub use self::store::{Change, Saved, UserProfile, find, save};
+pub use self::store::{Change, Saved, UserProfile, find, find_all, save};
 use crate::error::{Error, Result};
 
 /// The longest free text of `hardware_context.specifications`, in characters.
