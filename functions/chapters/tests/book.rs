@@ -4,8 +4,13 @@ mod common;
 
 use common::{import_fixture, sample_book};
 use primer_shared::book::{self, ChapterId, ChapterSource, ImportOutcome};
-use primer_shared::personalize::{ReaderProfile, personalize, reader_profile};
-use primer_shared::test_util::{TestApp, set_reader_profile};
+use std::collections::BTreeSet;
+
+use primer_shared::book::markup::Facet;
+use primer_shared::personalize::{ReaderProfile, personalize, reader_profile, rules};
+use primer_shared::profile::examples::{api_example, seed_000};
+use primer_shared::test_util::{TestApp, set_reader_profile, store_profile};
+use serde_json::{Value, json};
 use sqlx::PgPool;
 
 async fn sections(pool: &PgPool, chapter: i32) -> Vec<(String, String)> {
@@ -112,13 +117,174 @@ async fn two_readers_get_visibly_different_chapters(pool: PgPool) {
     for (md, level, robotics) in
         [(&for_newcomer, "beginner", "none yet"), (&for_veteran, "advanced", "real hardware")]
     {
-        assert!(
-            md.contains(&format!("Shaped by your Python level ({level}), robotics experience ({robotics})"))
-        );
+        assert!(md.contains("> **Tailored for you.** Shaped by your Python level"), "{md}");
+        assert!(md.contains(&format!("Python level ({level})")), "{md}");
+        assert!(md.contains(&format!("robotics experience ({robotics})")), "{md}");
     }
     // Neither sees a directive line; both keep the book's own notes.
     for md in [&for_newcomer, &for_veteran] {
         assert!(!md.contains(":::only") && !md.contains(":::except"));
         assert!(md.contains(":::note"));
     }
+}
+
+/// The sample book's chapters, as imported.
+async fn sample_chapters(pool: &PgPool) -> Vec<book::Chapter> {
+    book::import_dir(pool, &sample_book()).await.unwrap();
+    let mut chapters = Vec::new();
+    for id in 1..=6 {
+        chapters.push(book::by_id(pool, ChapterId::parse(&id.to_string()).unwrap()).await.unwrap().unwrap());
+    }
+    chapters
+}
+
+/// The reader of `document`, stored for a new user.
+async fn reader_of(app: &TestApp, document: Value) -> ReaderProfile {
+    let user = app.signed_up(&format!("{}@example.com", uuid::Uuid::new_v4().simple())).await;
+    store_profile(app.pool(), &user.id, document).await;
+    reader_profile(app.pool(), &user.id).await.unwrap().expect("an onboarded reader")
+}
+
+/// Non-blank lines of `a` that `b` lacks, and the other way round.
+fn differing_lines(a: &str, b: &str) -> (usize, usize) {
+    let lines =
+        |md: &str| md.lines().filter(|l| !l.trim().is_empty()).map(str::to_owned).collect::<BTreeSet<_>>();
+    let (a, b) = (lines(a), lines(b));
+    (a.difference(&b).count(), b.difference(&a).count())
+}
+
+#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+async fn every_chapter_has_passages_for_goals_skills_and_constraints(pool: PgPool) {
+    let app = TestApp::new(pool, common::with_auth);
+    let chapters = sample_chapters(app.pool()).await;
+    // Two readers who differ only in one facet, for each of the three.
+    let with = |pointer: &str, value: Value| {
+        let mut document = api_example();
+        *document.pointer_mut(pointer).unwrap() = value;
+        document
+    };
+    let pairs = [
+        (
+            "learning goals",
+            with("/learning_goals", json!([])),
+            with(
+                "/learning_goals",
+                json!([
+                    "locomotion",
+                    "manipulation",
+                    "perception",
+                    "navigation",
+                    "simulation",
+                    "reinforcement_learning",
+                    "vision_language_action",
+                    "edge_deployment"
+                ]),
+            ),
+        ),
+        (
+            "constraints",
+            with("/hardware_context/constraints", json!([])),
+            with("/hardware_context/constraints", json!(["NoGPU", "LowMemory", "NoInternet"])),
+        ),
+        (
+            "skill levels",
+            with("/software_context/skill_levels", json!({})),
+            with(
+                "/software_context/skill_levels",
+                json!({"Python": "Beginner", "Cpp": "Beginner", "ROS 2": "Beginner"}),
+            ),
+        ),
+    ];
+    for (facet, a, b) in pairs {
+        let (a, b) = (reader_of(&app, a).await, reader_of(&app, b).await);
+        for chapter in &chapters {
+            let for_a = personalize(&chapter.source_markdown, &a, None).await.markdown;
+            let for_b = personalize(&chapter.source_markdown, &b, None).await.markdown;
+            let (only_a, only_b) = differing_lines(&for_a, &for_b);
+            assert!(only_a + only_b >= 2, "chapter {}: {facet} change {only_a} / {only_b} lines", chapter.id);
+        }
+    }
+    for chapter in &chapters {
+        let facets = rules::facets(&chapter.source_markdown);
+        assert!(
+            facets.contains(&Facet::Goal) && facets.contains(&Facet::Constraint),
+            "chapter {}",
+            chapter.id
+        );
+        assert!(
+            facets.iter().any(|f| matches!(f, Facet::Skill(_))),
+            "chapter {} has no skill passage",
+            chapter.id
+        );
+    }
+}
+
+/// Seed 000's example documents, onboarded.
+fn seed_000_reader() -> Value {
+    let mut document = seed_000();
+    document["python_proficiency"] = json!("Intermediate");
+    document["developer_role"] = json!("Backend Developer");
+    document
+}
+
+/// Another reader in seed 000's shape: the same fields, other values.
+fn seed_000_shaped_newcomer() -> Value {
+    json!({
+        "software_context": {"languages": ["Python"], "experience_level": "Beginner", "preferred_tools": ["Jupyter", "Docker"]},
+        "hardware_context": {
+            "devices": ["Jetson", "DepthCamera"],
+            "specifications": {"gpu": "none", "ram": "8GB"},
+            "constraints": ["NoGPU", "LowMemory"]
+        },
+        "python_proficiency": "Beginner",
+        "developer_role": "Frontend Developer"
+    })
+}
+
+#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+async fn two_seed_000_profiles_read_visibly_different_chapters(pool: PgPool) {
+    let app = TestApp::new(pool, common::with_auth);
+    let chapters = sample_chapters(app.pool()).await;
+    let seed = reader_of(&app, seed_000_reader()).await;
+    let newcomer = reader_of(&app, seed_000_shaped_newcomer()).await;
+    // The same languages and levels as the seed's reader; only tools, devices and constraints
+    // differ.
+    let mut document = seed_000_reader();
+    document["software_context"]["preferred_tools"] = json!(["Jupyter", "Docker"]);
+    document["hardware_context"] = seed_000_shaped_newcomer()["hardware_context"].clone();
+    let same_languages = reader_of(&app, document).await;
+
+    for chapter in &chapters {
+        let for_seed = personalize(&chapter.source_markdown, &seed, None).await.markdown;
+        let for_newcomer = personalize(&chapter.source_markdown, &newcomer, None).await.markdown;
+        let (only_seed, only_newcomer) = differing_lines(&for_seed, &for_newcomer);
+        assert!(
+            only_seed >= 3 && only_newcomer >= 3,
+            "chapter {}: {only_seed} / {only_newcomer} lines differ",
+            chapter.id
+        );
+        let for_other = personalize(&chapter.source_markdown, &same_languages, None).await.markdown;
+        let (only_seed, only_other) = differing_lines(&for_seed, &for_other);
+        assert!(
+            only_seed + only_other >= 2,
+            "chapter {}: tools, devices and constraints change nothing",
+            chapter.id
+        );
+        for md in [&for_seed, &for_newcomer, &for_other] {
+            assert!(md.contains("> **Tailored for you.** Shaped by your "), "chapter {}: {md}", chapter.id);
+        }
+    }
+    // What a person sees side by side, for example in the simulation chapter.
+    let simulation = &chapters[1].source_markdown;
+    let for_seed = personalize(simulation, &seed, None).await.markdown;
+    let for_newcomer = personalize(simulation, &newcomer, None).await.markdown;
+    assert!(
+        for_seed.contains("### Models without a connection")
+            && !for_newcomer.contains("### Models without a connection")
+    );
+    assert!(
+        for_newcomer.contains("### A CPU-only setup for this chapter")
+            && !for_seed.contains("### A CPU-only setup")
+    );
+    assert!(for_newcomer.contains("### With 8 GB of memory or less"));
 }

@@ -22,6 +22,9 @@ pub struct Filtered {
     pub dropped: usize,
     /// The facets the chapter's directives mention (see [`facets`]).
     pub facets: BTreeSet<Facet>,
+    /// The facets read by the directives whose blocks this reader gets: what shaped their
+    /// text.
+    pub shaped_by: BTreeSet<Facet>,
 }
 
 /// One open container while filtering.
@@ -38,7 +41,7 @@ pub fn filter(markdown: &str, reader: &Reader) -> Filtered {
     let mut out = String::with_capacity(markdown.len());
     let mut stack: Vec<Frame> = Vec::new();
     let (mut kept, mut dropped) = (0, 0);
-    let mut facets = BTreeSet::new();
+    let (mut facets, mut shaped_by) = (BTreeSet::new(), BTreeSet::new());
     // Removing a block leaves the blank lines around it; one of them is enough.
     let mut removed_since_emit = false;
     let mut last_blank = false;
@@ -50,8 +53,11 @@ pub fn filter(markdown: &str, reader: &Reader) -> Filtered {
             Line::Open(Ok(directive)) => {
                 facets.extend(directive.conditions.iter().flat_map(Condition::facets));
                 let keep = applies(&directive.conditions, reader) == (directive.kind == DirectiveKind::Only);
-                if shown {
-                    if keep { kept += 1 } else { dropped += 1 }
+                if shown && keep {
+                    kept += 1;
+                    shaped_by.extend(directive.conditions.iter().flat_map(Condition::facets));
+                } else if shown {
+                    dropped += 1;
                 }
                 stack.push(Frame::Ours { keep });
                 false
@@ -82,7 +88,7 @@ pub fn filter(markdown: &str, reader: &Reader) -> Filtered {
             removed_since_emit = false;
         }
     }
-    Filtered { markdown: out, kept, dropped, facets }
+    Filtered { markdown: out, kept, dropped, facets, shaped_by }
 }
 
 /// The facets of the reader that the chapter's directives mention, wherever they are (also in
@@ -127,22 +133,29 @@ fn applies(conditions: &[Condition], reader: &Reader) -> bool {
     })
 }
 
-/// The "tailored for you" note: which facets of the reader shaped the chapter, with their
-/// values, and what that changed. It reads only the facets the chapter mentions.
+/// The "tailored for you" note: which facets of the reader shaped the chapter (those of the
+/// directives whose blocks they get), with their values, and what that changed. It reads only
+/// facets the chapter mentions, so it is as stable as the cache key.
 pub fn note(reader: &Reader, filtered: &Filtered) -> String {
     if filtered.facets.is_empty() {
         return "> **Tailored for you.** This chapter has no passages specific to a background, so you are \
                 reading all of it."
             .into();
     }
-    let shaped_by: Vec<String> = filtered.facets.iter().map(|f| reader.describe(*f)).collect();
-    let shaped_by = list(shaped_by.iter().map(String::as_str)).expect("at least one facet");
-    format!(
-        "> **Tailored for you.** Shaped by your {shaped_by}: it includes {} written for readers like you \
-         and leaves out {} meant for other backgrounds.",
-        passages(filtered.kept),
-        passages(filtered.dropped)
-    )
+    let shaped_by: Vec<String> = filtered.shaped_by.iter().map(|f| reader.describe(*f)).collect();
+    match list(shaped_by.iter().map(String::as_str)) {
+        Some(shaped_by) => format!(
+            "> **Tailored for you.** Shaped by your {shaped_by}: it includes {} written for readers like \
+             you and leaves out {} meant for other backgrounds.",
+            passages(filtered.kept),
+            passages(filtered.dropped)
+        ),
+        None => format!(
+            "> **Tailored for you.** None of this chapter's passages for particular backgrounds matches \
+             yours, so it leaves out {}.",
+            passages(filtered.dropped)
+        ),
+    }
 }
 
 fn passages(n: usize) -> String {
@@ -319,16 +332,17 @@ tip
         let out = with_note(&filtered.markdown, &note(&beginner(), &filtered));
         assert!(
             out.starts_with(
-                "# Walking\n\n> **Tailored for you.** Shaped by your Python level (beginner) and robotics \
-                 experience (none yet): "
+                "# Walking\n\n> **Tailored for you.** Shaped by your robotics experience (none yet): it \
+                 includes 1 passage written for readers like you and leaves out 1 passage"
             ),
             "{out}"
         );
-        assert!(
-            out.contains("includes 1 passage written for readers like you and leaves out 1 passage"),
-            "{out}"
-        );
         assert!(out.contains("\n\nIntro.\n"), "{out}");
+        // Where nothing is for this reader, the note says so.
+        let mut in_simulation = Reader::new(Level::Intermediate);
+        in_simulation.robotics = RoboticsExperience::SimulationOnly;
+        let neither = note(&in_simulation, &filter(text, &in_simulation));
+        assert!(neither.ends_with("matches yours, so it leaves out 2 passages."), "{neither}");
         let plain = filter("No title here.\n", &beginner());
         let out = with_note(&plain.markdown, &note(&beginner(), &plain));
         assert!(out.starts_with("> **Tailored for you.**") && out.ends_with("\n\nNo title here.\n"), "{out}");
@@ -388,8 +402,8 @@ nested
         let out = made(&reader);
         assert!(
             out.contains(
-                "Shaped by your constraints (No dedicated GPU) and learning goals (ROS 2 fundamentals): \
-                 it includes 1 passage written for readers like you and leaves out 1 passage"
+                "Shaped by your constraints (No dedicated GPU): it includes 1 passage written for readers \
+                 like you and leaves out 1 passage"
             ),
             "{out}"
         );
