@@ -15,7 +15,7 @@ const SIZE: usize = 50 * 1024;
 fn main() {
     let runs: usize = std::env::args().nth(1).map_or(200, |n| n.parse().expect("RUNS is a number"));
     let chapter = fifty_kilobytes();
-    // Every facet set: API.md's example profile.
+    // The example profile with every facet set.
     let profile = serde_json::from_value::<ProfileInput>(api_example()).unwrap().parse().unwrap();
     let reader = ReaderProfile {
         reader: primer_shared::personalize::Reader::of(&profile).unwrap(),

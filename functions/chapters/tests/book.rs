@@ -219,16 +219,17 @@ async fn every_chapter_has_passages_for_goals_skills_and_constraints(pool: PgPoo
     }
 }
 
-/// Seed 000's example documents, onboarded.
-fn seed_000_reader() -> Value {
+/// The example documents of the first data model (a software and a hardware context), with the
+/// two onboarding answers.
+fn example_reader() -> Value {
     let mut document = seed_000();
     document["python_proficiency"] = json!("Intermediate");
     document["developer_role"] = json!("Backend Developer");
     document
 }
 
-/// Another reader in seed 000's shape: the same fields, other values.
-fn seed_000_shaped_newcomer() -> Value {
+/// Another reader in the same shape: the same fields, other values.
+fn example_shaped_newcomer() -> Value {
     json!({
         "software_context": {"languages": ["Python"], "experience_level": "Beginner", "preferred_tools": ["Jupyter", "Docker"]},
         "hardware_context": {
@@ -242,49 +243,49 @@ fn seed_000_shaped_newcomer() -> Value {
 }
 
 #[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
-async fn two_seed_000_profiles_read_visibly_different_chapters(pool: PgPool) {
+async fn two_profiles_of_the_example_shape_read_visibly_different_chapters(pool: PgPool) {
     let app = TestApp::new(pool, common::with_auth);
     let chapters = sample_chapters(app.pool()).await;
-    let seed = reader_of(&app, seed_000_reader()).await;
-    let newcomer = reader_of(&app, seed_000_shaped_newcomer()).await;
-    // The same languages and levels as the seed's reader; only tools, devices and constraints
+    let example = reader_of(&app, example_reader()).await;
+    let newcomer = reader_of(&app, example_shaped_newcomer()).await;
+    // The same languages and levels as the example reader; only tools, devices and constraints
     // differ.
-    let mut document = seed_000_reader();
+    let mut document = example_reader();
     document["software_context"]["preferred_tools"] = json!(["Jupyter", "Docker"]);
-    document["hardware_context"] = seed_000_shaped_newcomer()["hardware_context"].clone();
+    document["hardware_context"] = example_shaped_newcomer()["hardware_context"].clone();
     let same_languages = reader_of(&app, document).await;
 
     for chapter in &chapters {
-        let for_seed = personalize(&chapter.source_markdown, &seed, None).await.markdown;
+        let for_example = personalize(&chapter.source_markdown, &example, None).await.markdown;
         let for_newcomer = personalize(&chapter.source_markdown, &newcomer, None).await.markdown;
-        let (only_seed, only_newcomer) = differing_lines(&for_seed, &for_newcomer);
+        let (only_example, only_newcomer) = differing_lines(&for_example, &for_newcomer);
         assert!(
-            only_seed >= 3 && only_newcomer >= 3,
-            "chapter {}: {only_seed} / {only_newcomer} lines differ",
+            only_example >= 3 && only_newcomer >= 3,
+            "chapter {}: {only_example} / {only_newcomer} lines differ",
             chapter.id
         );
         let for_other = personalize(&chapter.source_markdown, &same_languages, None).await.markdown;
-        let (only_seed, only_other) = differing_lines(&for_seed, &for_other);
+        let (only_example, only_other) = differing_lines(&for_example, &for_other);
         assert!(
-            only_seed + only_other >= 2,
+            only_example + only_other >= 2,
             "chapter {}: tools, devices and constraints change nothing",
             chapter.id
         );
-        for md in [&for_seed, &for_newcomer, &for_other] {
+        for md in [&for_example, &for_newcomer, &for_other] {
             assert!(md.contains("> **Tailored for you.** Shaped by your "), "chapter {}: {md}", chapter.id);
         }
     }
     // What a person sees side by side, for example in the simulation chapter.
     let simulation = &chapters[1].source_markdown;
-    let for_seed = personalize(simulation, &seed, None).await.markdown;
+    let for_example = personalize(simulation, &example, None).await.markdown;
     let for_newcomer = personalize(simulation, &newcomer, None).await.markdown;
     assert!(
-        for_seed.contains("### Models without a connection")
+        for_example.contains("### Models without a connection")
             && !for_newcomer.contains("### Models without a connection")
     );
     assert!(
         for_newcomer.contains("### A CPU-only setup for this chapter")
-            && !for_seed.contains("### A CPU-only setup")
+            && !for_example.contains("### A CPU-only setup")
     );
     assert!(for_newcomer.contains("### With 8 GB of memory or less"));
 }

@@ -20,7 +20,7 @@ fn with_auth_and_profile(state: AppState) -> Router {
     app::service(auth::routes().merge(profile::routes()).merge(chapters::routes()), state)
 }
 
-/// One facet: a directive condition on it that API.md's example profile does not meet, and the
+/// One facet: a directive condition on it that the full example profile does not meet, and the
 /// change (a JSON pointer into the profile, a new value) that makes the profile meet it.
 struct Case {
     key: &'static str,

@@ -261,7 +261,7 @@ async fn read(blobs: &dyn BlobStore, key: &ObjectKey) -> Result<Option<String>> 
 /// deployment that turns its model on or off, or a janitor configured apart from the chapters
 /// function, never removes a copy that is still served), or it was made for an older version,
 /// or its user has no onboarded profile, or it predates fingerprints.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct StaleCopy {
     /// The row.
     pub id: Uuid,
@@ -280,7 +280,7 @@ pub struct CopyPage {
 
 /// A stored copy, with what deciding whether it is stale needs.
 #[derive(Debug, Clone, sqlx::FromRow)]
-struct Copy {
+struct StoredCopy {
     id: Uuid,
     storage_path: String,
     user_id: String,
@@ -299,7 +299,7 @@ const COPIES: &str = "SELECT pc.id, pc.storage_path, pc.user_id, pc.chapter_id, 
 /// removal failed are not offered again in the same sweep), and which of them are stale.
 pub async fn stale_copies(pool: &PgPool, after: Option<Uuid>, limit: i64) -> Result<CopyPage> {
     // COPIES is a constant: nothing of the caller's reaches the SQL text.
-    let copies: Vec<Copy> =
+    let copies: Vec<StoredCopy> =
         sqlx::query_as(sqlx::AssertSqlSafe(format!("{COPIES} WHERE pc.id > $1 ORDER BY pc.id LIMIT $2")))
             .bind(after.unwrap_or(Uuid::nil()))
             .bind(limit)
@@ -316,9 +316,9 @@ pub async fn stale_copies(pool: &PgPool, after: Option<Uuid>, limit: i64) -> Res
 
 /// The stale ones of `copies`. The fingerprint is computed, not stored anywhere SQL could
 /// compare it: the profiles and chapters involved are read once for all of them.
-async fn stale_among(pool: &PgPool, copies: Vec<Copy>) -> Result<Vec<Copy>> {
+async fn stale_among(pool: &PgPool, copies: Vec<StoredCopy>) -> Result<Vec<StoredCopy>> {
     // No fingerprint (made before there were any) or an old version: stale whatever the profile.
-    let (mut undecided, mut stale): (Vec<Copy>, Vec<Copy>) =
+    let (mut undecided, mut stale): (Vec<StoredCopy>, Vec<StoredCopy>) =
         copies.into_iter().partition(|c| c.fingerprint.is_some() && c.chapter_version == c.current_version);
     if undecided.is_empty() {
         return Ok(stale);
@@ -339,7 +339,7 @@ async fn stale_among(pool: &PgPool, copies: Vec<Copy>) -> Result<Vec<Copy>> {
             chapters.insert(id, (chapter.version, rules::facets(&chapter.source_markdown)));
         }
     }
-    let is_live = |copy: &Copy| {
+    let is_live = |copy: &StoredCopy| {
         let (Some(reader), Some((version, facets))) =
             (readers.get(&copy.user_id), chapters.get(&copy.chapter_id))
         else {
@@ -366,10 +366,11 @@ pub async fn remove_stale(pool: &PgPool, blobs: &dyn BlobStore, copy: &StaleCopy
         return Ok(false);
     }
     let removed = async {
-        let current: Option<Copy> = sqlx::query_as(sqlx::AssertSqlSafe(format!("{COPIES} WHERE pc.id = $1")))
-            .bind(copy.id)
-            .fetch_optional(pool)
-            .await?;
+        let current: Option<StoredCopy> =
+            sqlx::query_as(sqlx::AssertSqlSafe(format!("{COPIES} WHERE pc.id = $1")))
+                .bind(copy.id)
+                .fetch_optional(pool)
+                .await?;
         let Some(current) = current else { return Ok(false) };
         if stale_among(pool, vec![current]).await?.is_empty() {
             return Ok(false);

@@ -1,5 +1,5 @@
 //! The reader's profile: their software and hardware background (seeds 000, 002, 003), the two
-//! onboarding answers of seed 001, and the hash that changes with any of it.
+//! onboarding answers, and the hash that changes with any of it.
 //!
 //! A request body is read as a [`ProfileInput`] (the wire shape: strings, seed 002's language
 //! objects) and parsed into a [`Profile`], whose every enumerated value comes from the
