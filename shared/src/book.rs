@@ -411,6 +411,15 @@ mod tests {
         );
         assert!(err("# T\nx\n:::\n").contains("line 3: ':::' closes nothing"));
         assert!(err("# T\n:::only{level=\"guru\"}\n:::\n").contains("line 2: unknown level"));
+        assert!(err("# T\n\n:::only{goal=\"flying\"}\n:::\n").contains("line 3: unknown goal \"flying\""));
+        assert!(
+            err("# T\n:::except{skill=\"Cobol:beginner\"}\n:::\n")
+                .contains("line 2: unknown skill \"Cobol\"")
+        );
+        assert!(
+            err("# T\n:::only{constraint=\"NoGPU|NoToaster\"}\n:::\n").contains("line 2: unknown constraint")
+        );
+        assert!(err("# T\n:::only{colour=\"red\"}\n:::\n").contains("line 2: unknown key \"colour\""));
         assert!(err("no title\n").contains("no '# Title'"));
         // Inside a code block, `:::` is just text.
         assert!(ChapterSource::parse("01-a.md", "# T\n```\n:::\n```\n".into()).is_ok());

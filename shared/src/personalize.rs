@@ -8,114 +8,194 @@
 //! the blob store, indexed by `personalized_chapters`.
 
 pub mod cache;
+pub mod fingerprint;
 pub mod rewrite;
 pub mod rules;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::{Value, json};
 use sqlx::PgExecutor;
 
-use crate::book::markup::{Line, scan};
+pub use self::fingerprint::Fingerprint;
+use crate::book::markup::{Facet, Line, scan};
 use crate::error::{ErrorChain, Result};
 use crate::model::{ModelClient, Spend, estimate_prompt_tokens};
-use crate::profile::catalog::{CatalogValue, Device, Language, Level, RoboticsExperience};
+use crate::profile::catalog::{
+    Architecture, CatalogValue, Constraint, DeveloperRole, Device, ExperienceYears, Framework, Language,
+    LearningGoal, Level, RoboticsExperience, Skill, Tool,
+};
+use crate::profile::{self, Profile};
 use crate::usage::{self, Allowance, Subject, UsageLimits};
 
-/// What personalization needs to know about a reader, from their profile.
+/// What the rule-based engine knows about a reader: every enumerated facet of their profile,
+/// one field per directive key. Free text (the GPU and RAM specifications) is not here: only
+/// the model reads it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reader {
-    /// Their Python proficiency (or, lacking it, their general experience level).
+    /// `level`: their Python proficiency (or, lacking it, their overall programming level).
     pub level: Level,
-    /// Their robotics experience; `none` when they did not say.
+    /// `experience`: their overall programming level, if they gave it.
+    pub experience: Option<Level>,
+    /// `years`: how long they have programmed, if they said.
+    pub years: Option<ExperienceYears>,
+    /// `robotics`: their robotics experience; `none` when they did not say.
     pub robotics: RoboticsExperience,
-    /// The devices they have that the book knows.
-    pub devices: BTreeSet<Device>,
-    /// The languages they write that the book shows code in.
+    /// `role`: their developer role.
+    pub role: DeveloperRole,
+    /// `language`: the languages they write.
     pub languages: BTreeSet<Language>,
+    /// `skill`: their level per language or framework.
+    pub skills: BTreeMap<Skill, Level>,
+    /// `framework`: the frameworks they know.
+    pub frameworks: BTreeSet<Framework>,
+    /// `tool`: the tools they prefer.
+    pub tools: BTreeSet<Tool>,
+    /// `device`: the devices they have.
+    pub devices: BTreeSet<Device>,
+    /// `constraint`: what limits what they can run.
+    pub constraints: BTreeSet<Constraint>,
+    /// `architecture`: the architectures they know.
+    pub architectures: BTreeSet<Architecture>,
+    /// `goal`: what they want to learn.
+    pub goals: BTreeSet<LearningGoal>,
 }
 
 impl Reader {
-    /// A phrase for the note: "an intermediate reader, new to robotics, writing Python, with
-    /// Jetson and GPU".
-    pub fn describe(&self) -> String {
-        let article = if self.level == Level::Beginner { "a" } else { "an" };
-        let mut parts = vec![format!("{article} {} reader", self.level.as_str().to_lowercase())];
-        parts.push(
-            match self.robotics {
-                RoboticsExperience::NoneYet => "new to robotics",
-                RoboticsExperience::SimulationOnly => "experienced in simulation",
-                RoboticsExperience::RealHardware => "experienced with real robots",
+    /// A reader at `level` who said nothing else (a role of `None`, no robotics experience,
+    /// empty sets): the start of a reader built field by field.
+    pub fn new(level: Level) -> Self {
+        Self {
+            level,
+            experience: None,
+            years: None,
+            robotics: RoboticsExperience::NoneYet,
+            role: DeveloperRole::NoRole,
+            languages: BTreeSet::new(),
+            skills: BTreeMap::new(),
+            frameworks: BTreeSet::new(),
+            tools: BTreeSet::new(),
+            devices: BTreeSet::new(),
+            constraints: BTreeSet::new(),
+            architectures: BTreeSet::new(),
+            goals: BTreeSet::new(),
+        }
+    }
+
+    /// The reader a profile describes; `None` before onboarding (no level or no role).
+    pub fn of(profile: &Profile) -> Option<Self> {
+        let software = &profile.software_context;
+        let hardware = &profile.hardware_context;
+        Some(Self {
+            level: profile.python_proficiency.or(software.experience_level())?,
+            experience: software.experience_level(),
+            years: software.experience_years(),
+            robotics: profile.robotics_experience.unwrap_or(RoboticsExperience::NoneYet),
+            role: profile.developer_role?,
+            languages: software.languages().clone(),
+            skills: software.skill_levels().clone(),
+            frameworks: software.frameworks().clone(),
+            tools: software.preferred_tools().clone(),
+            devices: hardware.devices.clone(),
+            constraints: hardware.constraints.clone(),
+            architectures: hardware.architecture_familiarity.clone(),
+            goals: profile.learning_goals.clone(),
+        })
+    }
+
+    /// The reader's value of `facet`, as the cache's fingerprint hashes it: catalog spellings,
+    /// sets in spelling order, `null` for what they did not give.
+    pub fn value(&self, facet: Facet) -> Value {
+        fn set<T: CatalogValue>(values: &BTreeSet<T>) -> Value {
+            values.iter().map(|v| v.as_str()).collect()
+        }
+        match facet {
+            Facet::Level => json!(self.level.as_str()),
+            Facet::Experience => json!(self.experience.map(Level::as_str)),
+            Facet::Years => json!(self.years.map(ExperienceYears::as_str)),
+            Facet::Robotics => json!(self.robotics.as_str()),
+            Facet::Role => json!(self.role.as_str()),
+            Facet::Language => set(&self.languages),
+            Facet::Skill(skill) => json!(self.skills.get(&skill).map(|l| l.as_str())),
+            Facet::Framework => set(&self.frameworks),
+            Facet::Tool => set(&self.tools),
+            Facet::Device => set(&self.devices),
+            Facet::Constraint => set(&self.constraints),
+            Facet::Architecture => set(&self.architectures),
+            Facet::Goal => set(&self.goals),
+        }
+    }
+
+    /// The facet and the reader's value of it, for people: "Python level (intermediate)",
+    /// "learning goals (Locomotion and Manipulation)".
+    pub fn describe(&self, facet: Facet) -> String {
+        fn labels<T: CatalogValue>(values: &BTreeSet<T>) -> String {
+            rules::list(values.iter().map(|v| v.label())).unwrap_or_else(|| "none given".into())
+        }
+        fn spellings<T: CatalogValue>(values: &BTreeSet<T>) -> String {
+            rules::list(values.iter().map(|v| v.as_str())).unwrap_or_else(|| "none given".into())
+        }
+        let level = |l: Option<Level>| l.map_or_else(|| "not given".into(), |l| l.as_str().to_lowercase());
+        match facet {
+            Facet::Level => format!("Python level ({})", level(Some(self.level))),
+            Facet::Experience => format!("programming level ({})", level(self.experience)),
+            Facet::Years => {
+                format!("years of programming ({})", self.years.map_or("not given", |y| y.label()))
             }
-            .into(),
-        );
-        if let Some(languages) = rules::list(self.languages.iter().map(|l| l.label())) {
-            parts.push(format!("writing {languages}"));
+            Facet::Robotics => format!("robotics experience ({})", self.robotics.label().to_lowercase()),
+            Facet::Role => format!("role ({})", self.role.label()),
+            Facet::Language => format!("languages ({})", labels(&self.languages)),
+            Facet::Skill(skill) => {
+                format!("{} level ({})", skill.label(), level(self.skills.get(&skill).copied()))
+            }
+            Facet::Framework => format!("frameworks ({})", labels(&self.frameworks)),
+            Facet::Tool => format!("tools ({})", spellings(&self.tools)),
+            Facet::Device => format!("hardware ({})", spellings(&self.devices)),
+            Facet::Constraint => format!("constraints ({})", labels(&self.constraints)),
+            Facet::Architecture => format!("architectures ({})", spellings(&self.architectures)),
+            Facet::Goal => format!("learning goals ({})", labels(&self.goals)),
         }
-        if let Some(devices) = rules::list(self.devices.iter().map(|d| d.as_str())) {
-            parts.push(format!("with {devices}"));
-        }
-        parts.join(", ")
     }
 }
 
-/// An onboarded reader and the hash of the profile they were read from.
+/// An onboarded reader: what the engines read of them, and the profile it came from.
 #[derive(Debug, Clone)]
 pub struct ReaderProfile {
-    /// The reader.
+    /// What the rule-based engine reads.
     pub reader: Reader,
-    /// SHA-256 of the canonical profile (64 hex characters): the cache key's part that
-    /// changes with the profile.
+    /// The whole profile, which the model reads.
+    pub profile: Profile,
+    /// SHA-256 of the canonical profile (64 hex characters), as the profile function stored
+    /// it: the model engine's chapters are keyed by it.
     pub profile_hash: String,
 }
 
-/// The columns of `user_profiles` personalization reads.
-#[derive(sqlx::FromRow)]
-struct ProfileRow {
-    is_onboarded: bool,
-    python_proficiency: Option<String>,
-    experience_level: Option<String>,
-    robotics_experience: Option<String>,
-    languages: Option<Value>,
-    devices: Option<Value>,
-    profile_hash: String,
+impl ReaderProfile {
+    /// The reader of a stored profile; `None` before onboarding.
+    pub fn of(stored: profile::UserProfile) -> Option<Self> {
+        if !stored.is_onboarded {
+            return None;
+        }
+        let reader = Reader::of(&stored.profile)?;
+        Some(Self { reader, profile: stored.profile, profile_hash: stored.profile_hash.as_str().to_owned() })
+    }
+
+    /// The fingerprint of this reader's copy of a chapter (its `source` at `chapter_version`)
+    /// when `engine` is tried first: for the rule-based engine, the reader's values of the
+    /// facets the chapter's directives mention; for the model, the whole profile.
+    pub fn fingerprint(&self, source: &str, chapter_version: i32, engine: Engine) -> Fingerprint {
+        match engine {
+            Engine::Rule => Fingerprint::of_rules(chapter_version, &rules::facets(source), &self.reader),
+            Engine::Model => Fingerprint::of_model(chapter_version, &self.profile_hash),
+        }
+    }
 }
 
 /// The user's reader profile; `None` without a profile or before onboarding.
 pub async fn reader_profile(db: impl PgExecutor<'_>, user_id: &str) -> Result<Option<ReaderProfile>> {
-    let row: Option<ProfileRow> = sqlx::query_as(
-        "SELECT is_onboarded, python_proficiency, software_context->>'experience_level' AS experience_level,
-                robotics_experience, software_context->'languages' AS languages,
-                hardware_context->'devices' AS devices, profile_hash
-         FROM user_profiles WHERE user_id = $1",
-    )
-    .bind(user_id)
-    .fetch_optional(db)
-    .await?;
-    Ok(row.filter(|r| r.is_onboarded).and_then(ProfileRow::into_reader_profile))
-}
-
-impl ProfileRow {
-    fn into_reader_profile(self) -> Option<ReaderProfile> {
-        let level = [&self.python_proficiency, &self.experience_level]
-            .into_iter()
-            .find_map(|v| v.as_deref().and_then(|v| Level::parse(v).ok()))?;
-        let robotics = self.robotics_experience.as_deref().and_then(|v| RoboticsExperience::parse(v).ok());
-        let reader = Reader {
-            level,
-            robotics: robotics.unwrap_or(RoboticsExperience::NoneYet),
-            devices: names(self.devices.as_ref()).filter_map(|n| Device::parse(n).ok()).collect(),
-            languages: names(self.languages.as_ref()).filter_map(|n| Language::parse(n).ok()).collect(),
-        };
-        Some(ReaderProfile { reader, profile_hash: self.profile_hash })
-    }
-}
-
-/// The names in a stored JSON array of catalog names (the profile function stores them so).
-fn names(array: Option<&Value>) -> impl Iterator<Item = &str> {
-    array.and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str)
+    Ok(profile::find(db, user_id).await?.and_then(ReaderProfile::of))
 }
 
 /// Which engine made a personalized chapter (the `engine` column).
@@ -173,40 +253,45 @@ pub async fn personalize_within_quota(
     limits: &UsageLimits,
     user_id: &str,
     source: &str,
-    reader: &Reader,
+    profile: &ReaderProfile,
     model: Option<ModelEngine<'_>>,
 ) -> Result<Personalized> {
-    let Some(engine) = model else { return Ok(personalize(source, reader, None).await) };
+    let Some(engine) = model else { return Ok(personalize(source, profile, None).await) };
     // The source is at least as long as the filtered chapter the model will get.
-    let estimate = estimate_prompt_tokens(&rewrite::messages(reader, source)) + u64::from(engine.max_tokens);
+    let estimate =
+        estimate_prompt_tokens(&rewrite::messages(&profile.profile, source)) + u64::from(engine.max_tokens);
     let subject = Subject::User(user_id.to_owned());
     let reservation = match usage::reserve_tokens(pool, &subject, limits, estimate).await? {
         Allowance::Granted(reservation) => reservation,
         Allowance::Spent(why) => {
             tracing::info!(?why, "a model allowance is spent; the rule-based engine personalizes");
-            return Ok(personalize(source, reader, None).await);
+            return Ok(personalize(source, profile, None).await);
         }
     };
-    let made = personalize(source, reader, Some(engine)).await;
+    let made = personalize(source, profile, Some(engine)).await;
     if let Err(e) = usage::settle(pool, reservation, made.spend).await {
         tracing::warn!(error = %ErrorChain(&e), "settling a model call failed; its estimate stays counted");
     }
     Ok(made)
 }
 
-/// Personalizes `source` for `reader`: by the model when one is given and it succeeds within
+/// Personalizes `source` for `profile`: by the model when one is given and it succeeds within
 /// its budget, else by rule. Never fails: the rule-based engine always has an answer.
-pub async fn personalize(source: &str, reader: &Reader, model: Option<ModelEngine<'_>>) -> Personalized {
-    let filtered = rules::filter(source, reader);
+pub async fn personalize(
+    source: &str,
+    profile: &ReaderProfile,
+    model: Option<ModelEngine<'_>>,
+) -> Personalized {
+    let filtered = rules::filter(source, &profile.reader);
     let mut spend = Spend::Nothing;
     if let Some(model) = model {
         let rewritten = tokio::time::timeout(
             model.budget,
-            rewrite::rewrite(model.client, reader, &filtered.markdown, model.max_tokens),
+            rewrite::rewrite(model.client, &profile.profile, &filtered.markdown, model.max_tokens),
         );
         match rewritten.await {
             Ok((cost, Ok(markdown))) => {
-                let note = rewrite::note(reader, &filtered);
+                let note = rewrite::note(&profile.profile, &filtered);
                 return Personalized {
                     markdown: with_note(&markdown, &note),
                     engine: Engine::Model,
@@ -217,17 +302,13 @@ pub async fn personalize(source: &str, reader: &Reader, model: Option<ModelEngin
                 spend = cost;
                 tracing::warn!(error = %e, "model personalization failed; serving the rule-based chapter")
             }
-            Err(_) => {
-                // The endpoint may have done (and billed) the work.
-                spend = Spend::Unknown;
-                tracing::warn!(
-                    budget_ms = model.budget.as_millis() as u64,
-                    "model personalization ran out of time; serving the rule-based chapter"
-                )
-            }
+            Err(_) => tracing::warn!(
+                budget_ms = model.budget.as_millis() as u64,
+                "model personalization ran out of time; serving the rule-based chapter"
+            ),
         }
     }
-    let note = rules::note(reader, &filtered);
+    let note = rules::note(&profile.reader, &filtered);
     Personalized { markdown: with_note(&filtered.markdown, &note), engine: Engine::Rule, spend }
 }
 
@@ -248,37 +329,61 @@ pub fn with_note(markdown: &str, note: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
-
     use super::*;
+    use crate::profile::examples::api_example;
 
-    fn row(python: Option<&str>, experience: Option<&str>) -> ProfileRow {
-        ProfileRow {
-            is_onboarded: true,
-            python_proficiency: python.map(Into::into),
-            experience_level: experience.map(Into::into),
-            robotics_experience: Some("simulation_only".into()),
-            languages: Some(json!(["Cpp", "Python", "Cobol"])),
-            devices: Some(json!(["Jetson", "GPU", "Toaster"])),
-            profile_hash: "ab".repeat(32),
-        }
+    fn parsed(document: Value) -> Profile {
+        serde_json::from_value::<profile::ProfileInput>(document).unwrap().parse().unwrap()
     }
 
     #[test]
-    fn the_reader_comes_from_the_profile_columns() {
-        let profile = row(Some("Intermediate"), Some("Advanced")).into_reader_profile().unwrap();
-        let reader = profile.reader;
-        assert_eq!(reader.level, Level::Intermediate, "python proficiency comes first");
+    fn the_reader_holds_every_enumerated_facet_of_the_profile() {
+        let reader = Reader::of(&parsed(api_example())).unwrap();
+        assert_eq!(reader.level, Level::Intermediate);
+        assert_eq!(reader.experience, Some(Level::Intermediate));
+        assert_eq!(reader.years, Some(ExperienceYears::ThreeToFive));
         assert_eq!(reader.robotics, RoboticsExperience::SimulationOnly);
+        assert_eq!(reader.role, DeveloperRole::Backend);
         assert_eq!(reader.languages, BTreeSet::from([Language::Python, Language::Cpp]));
-        assert_eq!(reader.devices, BTreeSet::from([Device::Jetson, Device::Gpu]));
+        assert_eq!(reader.skills.get(&Skill::Framework(Framework::Ros2)), Some(&Level::Beginner));
+        assert_eq!(reader.frameworks, BTreeSet::from([Framework::Ros2, Framework::PyTorch]));
+        assert_eq!(reader.tools, BTreeSet::from([Tool::VsCode, Tool::Ros]));
+        assert_eq!(reader.devices, BTreeSet::from([Device::Simulation, Device::RobotArm, Device::Jetson]));
+        assert_eq!(reader.constraints, BTreeSet::from([Constraint::NoInternet]));
+        assert_eq!(reader.architectures, BTreeSet::from([Architecture::X86_64, Architecture::Cuda]));
+        assert_eq!(reader.goals, BTreeSet::from([LearningGoal::Simulation, LearningGoal::Manipulation]));
+
+        let mut document = api_example();
+        document.as_object_mut().unwrap().remove("python_proficiency");
         assert_eq!(
-            reader.describe(),
-            "an intermediate reader, experienced in simulation, writing C++ and Python, with GPU and Jetson"
+            Reader::of(&parsed(document.clone())).unwrap().level,
+            Level::Intermediate,
+            "experience stands in"
         );
-        let fallback = row(None, Some("Advanced")).into_reader_profile().unwrap();
-        assert_eq!(fallback.reader.level, Level::Advanced, "experience level stands in");
-        assert!(row(None, None).into_reader_profile().is_none());
+        document["software_context"].as_object_mut().unwrap().remove("experience_level");
+        assert!(Reader::of(&parsed(document)).is_none(), "no level, no reader");
+        let mut no_role = api_example();
+        no_role.as_object_mut().unwrap().remove("developer_role");
+        assert!(Reader::of(&parsed(no_role)).is_none(), "not onboarded");
+    }
+
+    #[test]
+    fn facets_are_valued_and_described_from_the_catalog() {
+        let reader = Reader::of(&parsed(api_example())).unwrap();
+        let ros2 = Facet::Skill(Skill::Framework(Framework::Ros2));
+        let cpp = Facet::Skill(Skill::Language(Language::Cpp));
+        assert_eq!(reader.value(Facet::Goal), json!(["manipulation", "simulation"]));
+        assert_eq!(reader.value(ros2), json!("Beginner"));
+        assert_eq!(reader.value(cpp), Value::Null);
+        assert_eq!(reader.value(Facet::Role), json!("Backend Developer"));
+        assert_eq!(reader.describe(Facet::Level), "Python level (intermediate)");
+        assert_eq!(reader.describe(ros2), "ROS 2 level (beginner)");
+        assert_eq!(reader.describe(cpp), "C++ level (not given)");
+        assert_eq!(reader.describe(Facet::Language), "languages (C++ and Python)");
+        assert_eq!(reader.describe(Facet::Goal), "learning goals (Manipulation and Simulation)");
+        assert_eq!(reader.describe(Facet::Constraint), "constraints (No or unreliable internet)");
+        assert_eq!(reader.describe(Facet::Robotics), "robotics experience (simulation only)");
+        assert_eq!(Reader::new(Level::Beginner).describe(Facet::Tool), "tools (none given)");
     }
 
     #[test]

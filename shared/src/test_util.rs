@@ -215,6 +215,40 @@ pub async fn statements_during<T>(pool: &PgPool, run: impl Future<Output = T>) -
     (output, count().await - before)
 }
 
+/// Gives `user_id` the profile `document` (the shape of `PUT /api/profile`, which it must pass)
+/// straight in the database, replacing any they had, and returns its real `profile_hash`.
+/// Unlike the profile function it lets the two onboarding answers change, so a test can put
+/// two profiles that differ in any one field before the same reader.
+pub async fn store_profile(pool: &PgPool, user_id: &str, document: Value) -> String {
+    use crate::profile::{CatalogValue, ProfileInput};
+    let profile = serde_json::from_value::<ProfileInput>(document)
+        .expect("the profile has the input shape")
+        .parse()
+        .expect("the profile is valid");
+    let hash = profile.hash();
+    sqlx::query(
+        "INSERT INTO user_profiles (user_id, software_context, hardware_context, python_proficiency,
+             developer_role, robotics_experience, learning_goals, is_onboarded, profile_hash)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+         ON CONFLICT (user_id) DO UPDATE SET software_context = $2, hardware_context = $3,
+             python_proficiency = $4, developer_role = $5, robotics_experience = $6,
+             learning_goals = $7, is_onboarded = $8, profile_hash = $9, updated_at = now()",
+    )
+    .bind(user_id)
+    .bind(sqlx::types::Json(&profile.software_context))
+    .bind(sqlx::types::Json(&profile.hardware_context))
+    .bind(profile.python_proficiency.map(CatalogValue::as_str))
+    .bind(profile.developer_role.map(CatalogValue::as_str))
+    .bind(profile.robotics_experience.map(CatalogValue::as_str))
+    .bind(sqlx::types::Json(&profile.learning_goals))
+    .bind(profile.is_onboarded())
+    .bind(hash.as_str())
+    .execute(pool)
+    .await
+    .expect("the profile is stored");
+    hash.as_str().to_owned()
+}
+
 /// A blob store whose every operation fails, as an unreachable bucket would.
 pub struct UnreachableStore;
 

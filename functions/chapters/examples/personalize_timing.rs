@@ -3,23 +3,24 @@
 //!
 //! `cargo run --release -p chapters --example personalize_timing [RUNS]`
 
-use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use primer_shared::personalize::{Reader, personalize};
-use primer_shared::profile::catalog::{Device, Language, Level, RoboticsExperience};
+use primer_shared::personalize::{ReaderProfile, personalize};
+use primer_shared::profile::examples::api_example;
+use primer_shared::profile::{ProfileHash, ProfileInput};
 
 const SIZE: usize = 50 * 1024;
 
 fn main() {
     let runs: usize = std::env::args().nth(1).map_or(200, |n| n.parse().expect("RUNS is a number"));
     let chapter = fifty_kilobytes();
-    let reader = Reader {
-        level: Level::Intermediate,
-        robotics: RoboticsExperience::SimulationOnly,
-        devices: BTreeSet::from([Device::Jetson, Device::Gpu]),
-        languages: BTreeSet::from([Language::Python]),
+    // The example profile with every facet set.
+    let profile = serde_json::from_value::<ProfileInput>(api_example()).unwrap().parse().unwrap();
+    let reader = ReaderProfile {
+        reader: primer_shared::personalize::Reader::of(&profile).unwrap(),
+        profile_hash: ProfileHash::of(&profile).as_str().to_owned(),
+        profile,
     };
     let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
     let mut times: Vec<Duration> = (0..runs)

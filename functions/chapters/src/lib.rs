@@ -14,8 +14,8 @@ use axum::routing::get;
 use axum::{Json, Router};
 use primer_shared::book::{self, ChapterId, ChapterSummary};
 use primer_shared::extract::{AuthUser, QueryParams};
-use primer_shared::personalize::Engine;
 use primer_shared::personalize::cache::{self, MARKDOWN};
+use primer_shared::personalize::{Engine, Fingerprint};
 use primer_shared::{AppState, Error, Result, app};
 use serde::{Deserialize, Serialize};
 
@@ -90,6 +90,7 @@ struct PersonalizedBody {
     chapter_id: ChapterId,
     chapter_version: i32,
     profile_hash: String,
+    fingerprint: Fingerprint,
     engine: Engine,
     cached: bool,
     markdown: String,
@@ -113,6 +114,7 @@ async fn personalized(
             chapter_id: chapter.chapter_id,
             chapter_version: chapter.chapter_version,
             profile_hash: chapter.profile_hash,
+            fingerprint: chapter.fingerprint,
             engine: chapter.engine,
             cached: chapter.cached,
             markdown: chapter.markdown,

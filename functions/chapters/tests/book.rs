@@ -4,8 +4,13 @@ mod common;
 
 use common::{import_fixture, sample_book};
 use primer_shared::book::{self, ChapterId, ChapterSource, ImportOutcome};
-use primer_shared::personalize::{Reader, personalize, reader_profile};
-use primer_shared::test_util::{TestApp, set_reader_profile};
+use std::collections::BTreeSet;
+
+use primer_shared::book::markup::Facet;
+use primer_shared::personalize::{ReaderProfile, personalize, reader_profile, rules};
+use primer_shared::profile::examples::{api_example, seed_000};
+use primer_shared::test_util::{TestApp, set_reader_profile, store_profile};
+use serde_json::{Value, json};
 use sqlx::PgPool;
 
 async fn sections(pool: &PgPool, chapter: i32) -> Vec<(String, String)> {
@@ -83,10 +88,10 @@ async fn reader(
     robotics: &str,
     languages: &[&str],
     devices: &[&str],
-) -> Reader {
+) -> ReaderProfile {
     let user = app.signed_up(email).await;
     set_reader_profile(app.pool(), &user.id, level, robotics, languages, devices).await;
-    reader_profile(app.pool(), &user.id).await.unwrap().unwrap().reader
+    reader_profile(app.pool(), &user.id).await.unwrap().unwrap()
 }
 
 #[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
@@ -109,11 +114,178 @@ async fn two_readers_get_visibly_different_chapters(pool: PgPool) {
     // The Python reader sees Python code and not C++, the C++ reader the other way round.
     assert!(for_newcomer.contains("```python") && !for_newcomer.contains("```cpp"));
     assert!(for_veteran.contains("```cpp") && !for_veteran.contains("import rclpy"));
-    assert!(for_newcomer.contains("Shown for a beginner reader, new to robotics"));
-    assert!(for_veteran.contains("Shown for an advanced reader, experienced with real robots"));
+    for (md, level, robotics) in
+        [(&for_newcomer, "beginner", "none yet"), (&for_veteran, "advanced", "real hardware")]
+    {
+        assert!(md.contains("> **Tailored for you.** Shaped by your Python level"), "{md}");
+        assert!(md.contains(&format!("Python level ({level})")), "{md}");
+        assert!(md.contains(&format!("robotics experience ({robotics})")), "{md}");
+    }
     // Neither sees a directive line; both keep the book's own notes.
     for md in [&for_newcomer, &for_veteran] {
         assert!(!md.contains(":::only") && !md.contains(":::except"));
         assert!(md.contains(":::note"));
     }
+}
+
+/// The sample book's chapters, as imported.
+async fn sample_chapters(pool: &PgPool) -> Vec<book::Chapter> {
+    book::import_dir(pool, &sample_book()).await.unwrap();
+    let mut chapters = Vec::new();
+    for id in 1..=6 {
+        chapters.push(book::by_id(pool, ChapterId::parse(&id.to_string()).unwrap()).await.unwrap().unwrap());
+    }
+    chapters
+}
+
+/// The reader of `document`, stored for a new user.
+async fn reader_of(app: &TestApp, document: Value) -> ReaderProfile {
+    let user = app.signed_up(&format!("{}@example.com", uuid::Uuid::new_v4().simple())).await;
+    store_profile(app.pool(), &user.id, document).await;
+    reader_profile(app.pool(), &user.id).await.unwrap().expect("an onboarded reader")
+}
+
+/// Non-blank lines of `a` that `b` lacks, and the other way round.
+fn differing_lines(a: &str, b: &str) -> (usize, usize) {
+    let lines =
+        |md: &str| md.lines().filter(|l| !l.trim().is_empty()).map(str::to_owned).collect::<BTreeSet<_>>();
+    let (a, b) = (lines(a), lines(b));
+    (a.difference(&b).count(), b.difference(&a).count())
+}
+
+#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+async fn every_chapter_has_passages_for_goals_skills_and_constraints(pool: PgPool) {
+    let app = TestApp::new(pool, common::with_auth);
+    let chapters = sample_chapters(app.pool()).await;
+    // Two readers who differ only in one facet, for each of the three.
+    let with = |pointer: &str, value: Value| {
+        let mut document = api_example();
+        *document.pointer_mut(pointer).unwrap() = value;
+        document
+    };
+    let pairs = [
+        (
+            "learning goals",
+            with("/learning_goals", json!([])),
+            with(
+                "/learning_goals",
+                json!([
+                    "locomotion",
+                    "manipulation",
+                    "perception",
+                    "navigation",
+                    "simulation",
+                    "reinforcement_learning",
+                    "vision_language_action",
+                    "edge_deployment"
+                ]),
+            ),
+        ),
+        (
+            "constraints",
+            with("/hardware_context/constraints", json!([])),
+            with("/hardware_context/constraints", json!(["NoGPU", "LowMemory", "NoInternet"])),
+        ),
+        (
+            "skill levels",
+            with("/software_context/skill_levels", json!({})),
+            with(
+                "/software_context/skill_levels",
+                json!({"Python": "Beginner", "Cpp": "Beginner", "ROS 2": "Beginner"}),
+            ),
+        ),
+    ];
+    for (facet, a, b) in pairs {
+        let (a, b) = (reader_of(&app, a).await, reader_of(&app, b).await);
+        for chapter in &chapters {
+            let for_a = personalize(&chapter.source_markdown, &a, None).await.markdown;
+            let for_b = personalize(&chapter.source_markdown, &b, None).await.markdown;
+            let (only_a, only_b) = differing_lines(&for_a, &for_b);
+            assert!(only_a + only_b >= 2, "chapter {}: {facet} change {only_a} / {only_b} lines", chapter.id);
+        }
+    }
+    for chapter in &chapters {
+        let facets = rules::facets(&chapter.source_markdown);
+        assert!(
+            facets.contains(&Facet::Goal) && facets.contains(&Facet::Constraint),
+            "chapter {}",
+            chapter.id
+        );
+        assert!(
+            facets.iter().any(|f| matches!(f, Facet::Skill(_))),
+            "chapter {} has no skill passage",
+            chapter.id
+        );
+    }
+}
+
+/// The example documents of the first data model (a software and a hardware context), with the
+/// two onboarding answers.
+fn example_reader() -> Value {
+    let mut document = seed_000();
+    document["python_proficiency"] = json!("Intermediate");
+    document["developer_role"] = json!("Backend Developer");
+    document
+}
+
+/// Another reader in the same shape: the same fields, other values.
+fn example_shaped_newcomer() -> Value {
+    json!({
+        "software_context": {"languages": ["Python"], "experience_level": "Beginner", "preferred_tools": ["Jupyter", "Docker"]},
+        "hardware_context": {
+            "devices": ["Jetson", "DepthCamera"],
+            "specifications": {"gpu": "none", "ram": "8GB"},
+            "constraints": ["NoGPU", "LowMemory"]
+        },
+        "python_proficiency": "Beginner",
+        "developer_role": "Frontend Developer"
+    })
+}
+
+#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+async fn two_profiles_of_the_example_shape_read_visibly_different_chapters(pool: PgPool) {
+    let app = TestApp::new(pool, common::with_auth);
+    let chapters = sample_chapters(app.pool()).await;
+    let example = reader_of(&app, example_reader()).await;
+    let newcomer = reader_of(&app, example_shaped_newcomer()).await;
+    // The same languages and levels as the example reader; only tools, devices and constraints
+    // differ.
+    let mut document = example_reader();
+    document["software_context"]["preferred_tools"] = json!(["Jupyter", "Docker"]);
+    document["hardware_context"] = example_shaped_newcomer()["hardware_context"].clone();
+    let same_languages = reader_of(&app, document).await;
+
+    for chapter in &chapters {
+        let for_example = personalize(&chapter.source_markdown, &example, None).await.markdown;
+        let for_newcomer = personalize(&chapter.source_markdown, &newcomer, None).await.markdown;
+        let (only_example, only_newcomer) = differing_lines(&for_example, &for_newcomer);
+        assert!(
+            only_example >= 3 && only_newcomer >= 3,
+            "chapter {}: {only_example} / {only_newcomer} lines differ",
+            chapter.id
+        );
+        let for_other = personalize(&chapter.source_markdown, &same_languages, None).await.markdown;
+        let (only_example, only_other) = differing_lines(&for_example, &for_other);
+        assert!(
+            only_example + only_other >= 2,
+            "chapter {}: tools, devices and constraints change nothing",
+            chapter.id
+        );
+        for md in [&for_example, &for_newcomer, &for_other] {
+            assert!(md.contains("> **Tailored for you.** Shaped by your "), "chapter {}: {md}", chapter.id);
+        }
+    }
+    // What a person sees side by side, for example in the simulation chapter.
+    let simulation = &chapters[1].source_markdown;
+    let for_example = personalize(simulation, &example, None).await.markdown;
+    let for_newcomer = personalize(simulation, &newcomer, None).await.markdown;
+    assert!(
+        for_example.contains("### Models without a connection")
+            && !for_newcomer.contains("### Models without a connection")
+    );
+    assert!(
+        for_newcomer.contains("### A CPU-only setup for this chapter")
+            && !for_example.contains("### A CPU-only setup")
+    );
+    assert!(for_newcomer.contains("### With 8 GB of memory or less"));
 }

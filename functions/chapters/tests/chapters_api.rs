@@ -6,11 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::{StatusCode, header};
-use common::{CountingStore, copies, files_under, import_fixture, python_reader};
+use common::{CountingStore, copies, files_under, import_fixture, python_reader, rule_key};
 use primer_shared::AppState;
 use primer_shared::blob::DirStore;
 use primer_shared::book::{self, ChapterSource};
-use primer_shared::personalize::cache::object_key;
 use primer_shared::test_util::{TestApp, UnreachableStore, set_reader_profile, test_config};
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -97,7 +96,8 @@ async fn a_miss_is_made_and_stored_then_served_from_the_store(pool: PgPool) {
     assert!(markdown.contains("### In Python") && !markdown.contains("### In C++"), "{markdown}");
 
     // The object holds exactly what was served, under the documented key.
-    let key = object_key(&user.id, chapter, 1, &hash).unwrap();
+    let key = rule_key(app.pool(), &user.id, chapter).await;
+    assert!(key.as_str().ends_with(&format!("/v1-{}.md", first["fingerprint"].as_str().unwrap())));
     let stored = app.state.blobs.get(&key).await.unwrap().expect("the object was written");
     assert_eq!(String::from_utf8(stored).unwrap(), markdown);
     let engine: String =
@@ -211,11 +211,11 @@ async fn a_failed_store_write_is_a_503_and_leaves_no_row(pool: PgPool) {
 async fn a_lost_object_is_made_again(pool: PgPool) {
     let app = TestApp::new(pool, common::with_auth);
     let chapter = import_fixture(app.pool()).await;
-    let (user, hash) = python_reader(&app, "reader@example.com").await;
+    let (user, _) = python_reader(&app, "reader@example.com").await;
     app.get(PERSONALIZED_JSON, Some(&user.access_token)).await;
 
     // As if the bucket's lifecycle rule had expired it.
-    app.state.blobs.delete(&object_key(&user.id, chapter, 1, &hash).unwrap()).await.unwrap();
+    app.state.blobs.delete(&rule_key(app.pool(), &user.id, chapter).await).await.unwrap();
     let again = app.get(PERSONALIZED_JSON, Some(&user.access_token)).await.json();
     assert_eq!(again["cached"], false);
     assert_eq!(copies(app.pool()).await, 1);

@@ -1,7 +1,9 @@
 //! The janitor: a clean-up run hourly by an EventBridge schedule, not over HTTP. It removes
 //! expired sessions and verification rows, failed password checks and address admissions older
-//! than the limits need, usage counters of days long past, guest conversations no guest token can reach any more, and personalized chapters nobody can be served any more (made for a profile hash
-//! that is no longer the user's, or for an old chapter version): object first, then row. It
+//! than the limits need, usage counters of days long past, guest conversations no guest token
+//! can reach any more, and personalized chapters nobody can be served any more (stored under a
+//! fingerprint the user's current profile no longer gives the chapter, or made for an old
+//! chapter version): object first, then row. It
 //! answers (and logs) how many of each it removed.
 //!
 //! What counts as stale, and the removal itself, live in the core crate

@@ -6,8 +6,13 @@ use janitor::{Sweep, handle, sweep};
 use primer_shared::AppState;
 use primer_shared::blob::ObjectKey;
 use primer_shared::book::{self, ChapterId, ChapterSource};
-use primer_shared::personalize::cache::personalized_chapter;
-use primer_shared::test_util::{TestApp, TestUser, UnreachableStore, event, set_reader_profile, test_config};
+use primer_shared::personalize::Fingerprint;
+use primer_shared::personalize::cache::{MARKDOWN, object_key, personalized_chapter};
+use primer_shared::profile::examples::api_example;
+use primer_shared::test_util::{
+    TestApp, TestUser, UnreachableStore, event, set_reader_profile, store_profile, test_config,
+};
+use serde_json::json;
 use sqlx::PgPool;
 
 const CHAPTER: &str = "# Walking\n\n:::only{level=\"beginner\"}\nTake it slowly.\n:::\n\n## Balance\n\nKeep the centre of mass over the feet.\n";
@@ -256,4 +261,72 @@ async fn five_thousand_stale_copies_go_in_one_run_in_batches(pool: PgPool) {
         1,
         "only the reader's claim"
     );
+}
+
+/// Stores a copy the way the cache does (object, then row), under `key`, with `fingerprint`.
+async fn stored_copy(app: &TestApp, user: &TestUser, key: &str, hash: &str, fingerprint: Option<&str>) {
+    let key = ObjectKey::parse(key).unwrap();
+    app.state.blobs.put(&key, b"# Walking\n".to_vec(), MARKDOWN).await.unwrap();
+    sqlx::query(
+        "INSERT INTO personalized_chapters
+             (user_id, chapter_id, profile_hash, chapter_version, fingerprint, storage_path, engine)
+         VALUES ($1, 1, $2, 1, $3, $4, 'model')",
+    )
+    .bind(&user.id)
+    .bind(hash)
+    .bind(fingerprint)
+    .bind(key.as_str())
+    .execute(app.pool())
+    .await
+    .unwrap();
+}
+
+#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+async fn staleness_follows_the_fingerprint_not_the_profile_hash(pool: PgPool) {
+    let app = TestApp::new(pool, auth::router);
+    // The chapter's only directive reads `level`.
+    import(app.pool(), 1, "").await;
+    let ada = app.signed_up("ada@example.com").await;
+    let first_hash = store_profile(app.pool(), &ada.id, api_example()).await;
+    let rule_copy = read(&app, &ada, chapter("1")).await;
+
+    // A new learning goal: another profile hash, but nothing this chapter reads.
+    let mut document = api_example();
+    document["learning_goals"] = json!(["locomotion"]);
+    let hash = store_profile(app.pool(), &ada.id, document.clone()).await;
+    assert_ne!(hash, first_hash);
+    // What a deployment with a model stored for this profile is live as well...
+    let model = Fingerprint::of_model(1, &hash);
+    let model_key = object_key(&ada.id, chapter("1"), 1, &model).unwrap();
+    stored_copy(&app, &ada, model_key.as_str(), &hash, Some(model.as_str())).await;
+    // ...but not one made for the profile before the goal, nor one from before fingerprints.
+    let old_model = object_key(&ada.id, chapter("1"), 1, &Fingerprint::of_model(1, &first_hash)).unwrap();
+    stored_copy(
+        &app,
+        &ada,
+        old_model.as_str(),
+        &first_hash,
+        Some(Fingerprint::of_model(1, &first_hash).as_str()),
+    )
+    .await;
+    let legacy = format!("personalized/{}/1/v1-{hash}.md", ada.id);
+    stored_copy(&app, &ada, &legacy, &hash, None).await;
+
+    let swept = sweep(&app.state).await.unwrap();
+    assert_eq!((swept.personalized_chapters, swept.personalized_chapters_failed), (2, 0));
+    assert!(!exists(&app, &old_model).await && !exists(&app, &ObjectKey::parse(&legacy).unwrap()).await);
+    for live in [&rule_copy, &model_key] {
+        assert!(exists(&app, live).await, "{live} was removed");
+    }
+    let mut live_keys = vec![rule_copy.to_string(), model_key.to_string()];
+    live_keys.sort();
+    assert_eq!(keys_in_rows(app.pool()).await, live_keys);
+    let served = personalized_chapter(&app.state, &ada.id, chapter("1")).await.unwrap();
+    assert!(served.cached && served.key == rule_copy, "the rule copy is still the one served");
+
+    // A new level is something the chapter reads: now both copies are stale.
+    document["python_proficiency"] = json!("Advanced");
+    store_profile(app.pool(), &ada.id, document).await;
+    assert_eq!(sweep(&app.state).await.unwrap().personalized_chapters, 2);
+    assert!(keys_in_rows(app.pool()).await.is_empty());
 }

@@ -3,7 +3,8 @@
 //!
 //! The catalog, the parsing, the onboarding rule and the hash live in the core crate
 //! (`primer_shared::profile`), where the chapters function reads them too; this crate maps HTTP
-//! onto them. It does not personalize chapters: a new `profile_hash` is all they need to see.
+//! onto them. It does not personalize chapters: the chapters function reads the stored profile
+//! and keys each copy by the part of it that the copy depends on.
 
 use axum::extract::State;
 use axum::http::StatusCode;

@@ -7,7 +7,10 @@
 //! reported as [`Line::OpenOther`] so that a reader can keep their closing line paired. Nothing
 //! inside a fenced code block is a directive or a heading.
 
-use crate::profile::catalog::{CatalogValue, Device, Language, Level, RoboticsExperience};
+use crate::profile::catalog::{
+    Architecture, CatalogValue, Constraint, DeveloperRole, Device, ExperienceYears, Framework, Language,
+    LearningGoal, Level, RoboticsExperience, Skill, Tool,
+};
 
 /// What a line of the book is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -140,17 +143,37 @@ pub struct Directive {
     pub conditions: Vec<Condition>,
 }
 
-/// One `key="v1|v2"` of a directive.
+/// One `key="v1|v2"` of a directive: which facet of the reader it reads, and the values that
+/// match. Every value is the profile catalog's.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Condition {
-    /// `level`: the reader's experience.
+    /// `level`: the reader's Python proficiency (their overall level when they gave none).
     Level(Vec<Level>),
+    /// `experience`: the reader's overall programming level.
+    Experience(Vec<Level>),
+    /// `years`: how long the reader has programmed.
+    Years(Vec<ExperienceYears>),
     /// `robotics`: the reader's robotics experience.
     Robotics(Vec<RoboticsExperience>),
-    /// `device`: a device the reader has.
-    Device(Vec<Device>),
+    /// `role`: the reader's developer role.
+    Role(Vec<DeveloperRole>),
     /// `language`: a language the reader writes.
     Language(Vec<Language>),
+    /// `skill`: the reader's level in a language or framework (`ROS 2:beginner`), or any level
+    /// given for it (`ROS 2`).
+    Skill(Vec<SkillLevel>),
+    /// `framework`: a framework the reader knows.
+    Framework(Vec<Framework>),
+    /// `tool`: a tool the reader prefers.
+    Tool(Vec<Tool>),
+    /// `device`: a device the reader has.
+    Device(Vec<Device>),
+    /// `constraint`: something that limits what the reader can run.
+    Constraint(Vec<Constraint>),
+    /// `architecture`: an architecture the reader knows.
+    Architecture(Vec<Architecture>),
+    /// `goal`: something the reader wants to learn.
+    Goal(Vec<LearningGoal>),
 }
 
 impl Directive {
@@ -188,29 +211,167 @@ impl Directive {
     }
 }
 
-impl Condition {
-    fn parse(key: &str, values: &str) -> Result<Self, String> {
-        // The profile catalog's values, in any case: `level="beginner"` means `Beginner`.
-        fn all<T: CatalogValue>(key: &str, values: &str) -> Result<Vec<T>, String> {
-            values
-                .split('|')
-                .map(|v| {
-                    T::ALL.iter().copied().find(|t| t.as_str().eq_ignore_ascii_case(v.trim())).ok_or_else(
-                        || {
-                            let allowed: Vec<&str> = T::ALL.iter().map(|t| t.as_str()).collect();
-                            format!("unknown {key} {:?} (expected one of {})", v.trim(), allowed.join(", "))
-                        },
-                    )
-                })
-                .collect()
+/// One value of a `skill` condition: a language or framework, and the level that matches
+/// (any level the reader gave for it when `None`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SkillLevel {
+    /// The language or framework.
+    pub skill: Skill,
+    /// The level, if one is asked for.
+    pub level: Option<Level>,
+}
+
+/// A part of the reader's profile that a directive can read. The personalization cache is
+/// keyed by the reader's values of exactly the facets a chapter's directives mention.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Facet {
+    /// `level`.
+    Level,
+    /// `experience`.
+    Experience,
+    /// `years`.
+    Years,
+    /// `robotics`.
+    Robotics,
+    /// `role`.
+    Role,
+    /// `language`.
+    Language,
+    /// `skill`, for one language or framework: a chapter that asks about ROS 2 does not
+    /// depend on the reader's C++ level.
+    Skill(Skill),
+    /// `framework`.
+    Framework,
+    /// `tool`.
+    Tool,
+    /// `device`.
+    Device,
+    /// `constraint`.
+    Constraint,
+    /// `architecture`.
+    Architecture,
+    /// `goal`.
+    Goal,
+}
+
+/// Every directive key, in the order documentation lists them.
+pub const KEYS: [&str; 13] = [
+    "level",
+    "experience",
+    "years",
+    "robotics",
+    "role",
+    "language",
+    "skill",
+    "framework",
+    "tool",
+    "device",
+    "constraint",
+    "architecture",
+    "goal",
+];
+
+impl Facet {
+    /// The directive key that reads this facet.
+    pub fn key(self) -> &'static str {
+        match self {
+            Self::Level => "level",
+            Self::Experience => "experience",
+            Self::Years => "years",
+            Self::Robotics => "robotics",
+            Self::Role => "role",
+            Self::Language => "language",
+            Self::Skill(_) => "skill",
+            Self::Framework => "framework",
+            Self::Tool => "tool",
+            Self::Device => "device",
+            Self::Constraint => "constraint",
+            Self::Architecture => "architecture",
+            Self::Goal => "goal",
         }
+    }
+}
+
+impl std::fmt::Display for Facet {
+    /// The key, and for a skill the skill: `goal`, `skill:ROS 2`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Skill(skill) => write!(f, "skill:{}", skill.as_str()),
+            other => f.write_str(other.key()),
+        }
+    }
+}
+
+impl Condition {
+    /// The facets this condition reads: one, or one per skill it names.
+    pub fn facets(&self) -> Vec<Facet> {
+        match self {
+            Self::Level(_) => vec![Facet::Level],
+            Self::Experience(_) => vec![Facet::Experience],
+            Self::Years(_) => vec![Facet::Years],
+            Self::Robotics(_) => vec![Facet::Robotics],
+            Self::Role(_) => vec![Facet::Role],
+            Self::Language(_) => vec![Facet::Language],
+            Self::Skill(values) => values.iter().map(|v| Facet::Skill(v.skill)).collect(),
+            Self::Framework(_) => vec![Facet::Framework],
+            Self::Tool(_) => vec![Facet::Tool],
+            Self::Device(_) => vec![Facet::Device],
+            Self::Constraint(_) => vec![Facet::Constraint],
+            Self::Architecture(_) => vec![Facet::Architecture],
+            Self::Goal(_) => vec![Facet::Goal],
+        }
+    }
+
+    fn parse(key: &str, values: &str) -> Result<Self, String> {
         Ok(match key {
             "level" => Self::Level(all(key, values)?),
+            "experience" => Self::Experience(all(key, values)?),
+            "years" => Self::Years(all(key, values)?),
             "robotics" => Self::Robotics(all(key, values)?),
-            "device" => Self::Device(all(key, values)?),
+            "role" => Self::Role(all(key, values)?),
             "language" => Self::Language(all(key, values)?),
-            _ => return Err(format!("unknown key {key:?} (expected level, robotics, device or language)")),
+            "skill" => Self::Skill(values.split('|').map(SkillLevel::parse).collect::<Result<_, _>>()?),
+            "framework" => Self::Framework(all(key, values)?),
+            "tool" => Self::Tool(all(key, values)?),
+            "device" => Self::Device(all(key, values)?),
+            "constraint" => Self::Constraint(all(key, values)?),
+            "architecture" => Self::Architecture(all(key, values)?),
+            "goal" => Self::Goal(all(key, values)?),
+            _ => {
+                let (last, init) = KEYS.split_last().expect("there are keys");
+                return Err(format!("unknown key {key:?} (expected {} or {last})", init.join(", ")));
+            }
         })
+    }
+}
+
+/// The `|`-separated `values` of `key`, each one of the catalog's values in any case:
+/// `level="beginner"` means `Beginner`.
+fn all<T: CatalogValue>(key: &str, values: &str) -> Result<Vec<T>, String> {
+    values.split('|').map(|v| one(key, v)).collect()
+}
+
+fn one<T: CatalogValue>(key: &str, value: &str) -> Result<T, String> {
+    let value = value.trim();
+    T::ALL.iter().copied().find(|t| t.as_str().eq_ignore_ascii_case(value)).ok_or_else(|| {
+        let allowed: Vec<&str> = T::ALL.iter().map(|t| t.as_str()).collect();
+        format!("unknown {key} {value:?} (expected one of {})", allowed.join(", "))
+    })
+}
+
+impl SkillLevel {
+    /// `ROS 2:beginner` or `ROS 2`; the skill and the level as the catalog spells them, in any
+    /// case.
+    fn parse(value: &str) -> Result<Self, String> {
+        let (name, level) = match value.split_once(':') {
+            Some((name, level)) => (name.trim(), Some(level)),
+            None => (value.trim(), None),
+        };
+        let skill = Skill::all().find(|s| s.as_str().eq_ignore_ascii_case(name)).ok_or_else(|| {
+            format!("unknown skill {name:?} (expected a language or framework of the catalog, e.g. Python or ROS 2)")
+        })?;
+        let level = level.map(|l| one::<Level>("skill level", l)).transpose()?;
+        Ok(Self { skill, level })
     }
 }
 
@@ -285,5 +446,71 @@ mod tests {
         assert!(error(":::only").contains("braces"));
         assert!(error(":::only{}").contains("at least one"));
         assert!(error(":::only{level=\"beginner\" level=\"advanced\"}").contains("twice"));
+        assert!(error(":::only{goal=\"flying\"}").contains("unknown goal \"flying\" (expected one of ros2,"));
+        assert!(error(":::only{skill=\"Cobol:beginner\"}").contains("unknown skill \"Cobol\""));
+        assert!(error(":::only{skill=\"Cpp:guru\"}").contains("unknown skill level \"guru\""));
+        assert!(error(":::only{constraint=\"NoToaster\"}").contains("unknown constraint"));
+        let unknown = error(":::only{colour=\"red\"}");
+        assert!(
+            unknown.contains("expected level, experience, years,")
+                && unknown.ends_with("architecture or goal)")
+        );
+    }
+
+    fn conditions(line: &str) -> Vec<Condition> {
+        match classify(line) {
+            Line::Open(Ok(d)) => d.conditions,
+            other => panic!("{line}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_facet_of_the_profile_has_a_key() {
+        let all = conditions(
+            ":::only{experience=\"advanced\" years=\"0-1|10+\" role=\"full stack developer\" \
+             framework=\"ros 2|MoveIt\" tool=\"docker\" constraint=\"NoGPU|lowmemory\" \
+             architecture=\"arm64\" goal=\"locomotion|SIM_TO_REAL\"}",
+        );
+        assert_eq!(
+            all,
+            vec![
+                Condition::Experience(vec![Level::Advanced]),
+                Condition::Years(vec![ExperienceYears::UnderOne, ExperienceYears::OverTen]),
+                Condition::Role(vec![DeveloperRole::FullStack]),
+                Condition::Framework(vec![Framework::Ros2, Framework::MoveIt]),
+                Condition::Tool(vec![Tool::Docker]),
+                Condition::Constraint(vec![Constraint::NoGpu, Constraint::LowMemory]),
+                Condition::Architecture(vec![Architecture::Arm64]),
+                Condition::Goal(vec![LearningGoal::Locomotion, LearningGoal::SimToReal]),
+            ]
+        );
+        let facets: Vec<String> = all.iter().flat_map(Condition::facets).map(|f| f.to_string()).collect();
+        assert_eq!(
+            facets,
+            ["experience", "years", "role", "framework", "tool", "constraint", "architecture", "goal"]
+        );
+        // Each key reads a facet named after it.
+        for condition in &all {
+            assert!(condition.facets().iter().all(|f| KEYS.contains(&f.key())));
+        }
+    }
+
+    #[test]
+    fn a_skill_is_a_language_or_framework_with_an_optional_level() {
+        let skills = conditions(":::only{skill=\"ROS 2:beginner|cpp:Advanced|python\"}");
+        let ros2 = Skill::Framework(Framework::Ros2);
+        let cpp = Skill::Language(Language::Cpp);
+        let python = Skill::Language(Language::Python);
+        assert_eq!(
+            skills,
+            vec![Condition::Skill(vec![
+                SkillLevel { skill: ros2, level: Some(Level::Beginner) },
+                SkillLevel { skill: cpp, level: Some(Level::Advanced) },
+                SkillLevel { skill: python, level: None },
+            ])]
+        );
+        // One facet per skill named, so a chapter asking about ROS 2 does not depend on C++.
+        assert_eq!(skills[0].facets(), vec![Facet::Skill(ros2), Facet::Skill(cpp), Facet::Skill(python)]);
+        assert_eq!(Facet::Skill(ros2).to_string(), "skill:ROS 2");
     }
 }

@@ -1,5 +1,11 @@
 //! The personalization cache: each reader's chapters as objects in the blob store, indexed by
-//! `personalized_chapters` rows keyed by `(user, chapter, profile_hash, chapter_version)`.
+//! `personalized_chapters` rows keyed by `(user, chapter, chapter_version, fingerprint)`.
+//!
+//! The [`Fingerprint`] hashes what the copy depends on: the reader's values of the facets the
+//! chapter's directives mention when the rule-based engine is the one tried first, the whole
+//! profile when a model is. So an edit of the profile that cannot change a chapter (a new
+//! learning goal, for a chapter without `goal` directives) finds the copy made before it, and
+//! one that can change it misses. The row also records the `profile_hash` it was made from.
 //!
 //! Invariants: the object is written before its row, so no row points at a missing object;
 //! concurrent misses for one key generate once; a failed store write leaves no row. An object
@@ -16,11 +22,17 @@ use std::time::{Duration, Instant};
 use sqlx::{PgExecutor, PgPool};
 use uuid::Uuid;
 
-use super::{Engine, ModelEngine, ReaderProfile, personalize_within_quota, reader_profile};
+use std::collections::{BTreeSet, HashMap};
+
+use super::{
+    Engine, Fingerprint, ModelEngine, ReaderProfile, personalize_within_quota, reader_profile, rules,
+};
 use crate::app::AppState;
 use crate::blob::{BlobStore, KeyPrefix, ObjectKey};
+use crate::book::markup::Facet;
 use crate::book::{self, Chapter, ChapterId};
 use crate::error::{Error, ErrorChain, Result, ResultExt};
+use crate::profile;
 
 /// The media type of stored chapters.
 pub const MARKDOWN: &str = "text/markdown; charset=utf-8";
@@ -32,8 +44,10 @@ pub struct PersonalizedChapter {
     pub chapter_id: ChapterId,
     /// The chapter version it was made from.
     pub chapter_version: i32,
-    /// The profile it was made for.
+    /// The reader's current profile hash.
     pub profile_hash: String,
+    /// What it was made from: the key it is stored under.
+    pub fingerprint: Fingerprint,
     /// Who made it.
     pub engine: Engine,
     /// True when it came from the store, false when this request made it.
@@ -55,15 +69,26 @@ pub async fn delete_user_objects(blobs: &dyn BlobStore, user_id: &str) -> Result
     Ok(blobs.delete_prefix(&user_prefix(user_id)?).await?)
 }
 
-/// `personalized/{user_id}/{chapter_id}/v{version}-{profile_hash}.md`
-pub fn object_key(user_id: &str, chapter: ChapterId, version: i32, profile_hash: &str) -> Result<ObjectKey> {
-    ObjectKey::parse(&format!("personalized/{user_id}/{chapter}/v{version}-{profile_hash}.md"))
+/// `personalized/{user_id}/{chapter_id}/v{version}-{fingerprint}.md`
+pub fn object_key(
+    user_id: &str,
+    chapter: ChapterId,
+    version: i32,
+    fingerprint: &Fingerprint,
+) -> Result<ObjectKey> {
+    ObjectKey::parse(&format!("personalized/{user_id}/{chapter}/v{version}-{fingerprint}.md"))
         .map_err(Error::internal)
 }
 
-/// The caller's personalized chapter: from the store when it was made before for this profile
-/// and chapter version, else made now and stored. 404 without the chapter, 409
-/// `profile_incomplete` without an onboarded profile, 503 when the store fails.
+/// The engine a deployment tries first: the model when one is configured.
+fn first_engine(state: &AppState) -> Engine {
+    if state.model.is_some() { Engine::Model } else { Engine::Rule }
+}
+
+/// The caller's personalized chapter: from the store when it was made before from what this
+/// chapter version's text depends on in their profile, else made now and stored. 404 without
+/// the chapter, 409 `profile_incomplete` without an onboarded profile, 503 when the store
+/// fails.
 pub async fn personalized_chapter(
     state: &AppState,
     user_id: &str,
@@ -74,21 +99,22 @@ pub async fn personalized_chapter(
         code: "profile_incomplete",
         message: "complete your profile (onboarding) to read personalized chapters".into(),
     })?;
-    let key = object_key(user_id, id, chapter.version, &profile.profile_hash)?;
+    let fingerprint = profile.fingerprint(&chapter.source_markdown, chapter.version, first_engine(state));
+    let key = object_key(user_id, id, chapter.version, &fingerprint)?;
 
     // The common case: the row and its object are there.
     if let Some((engine, markdown)) = cached(state, &key).await? {
-        return Ok(served(&chapter, &profile, key, engine, true, markdown));
+        return Ok(served(&chapter, &profile, &fingerprint, key, engine, true, markdown));
     }
     let lease = state.config.personalize_budget + GENERATION_MARGIN;
     let deadline = Instant::now() + lease + GENERATION_MARGIN;
     let mut pause = Duration::from_millis(20);
     loop {
         if claim(&state.pool, &key, lease).await? {
-            let made = make(state, user_id, &chapter, &profile, &key).await;
+            let made = make(state, user_id, &chapter, &profile, &fingerprint, &key).await;
             release(&state.pool, &key).await;
             let (engine, cached, markdown) = made?;
-            return Ok(served(&chapter, &profile, key, engine, cached, markdown));
+            return Ok(served(&chapter, &profile, &fingerprint, key, engine, cached, markdown));
         }
         if Instant::now() >= deadline {
             return Err(Error::Unavailable("another request is still making this chapter".into()));
@@ -96,7 +122,7 @@ pub async fn personalized_chapter(
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(Duration::from_millis(250));
         if let Some((engine, markdown)) = cached(state, &key).await? {
-            return Ok(served(&chapter, &profile, key, engine, true, markdown));
+            return Ok(served(&chapter, &profile, &fingerprint, key, engine, true, markdown));
         }
     }
 }
@@ -118,6 +144,7 @@ async fn make(
     user_id: &str,
     chapter: &Chapter,
     profile: &ReaderProfile,
+    fingerprint: &Fingerprint,
     key: &ObjectKey,
 ) -> Result<(Engine, bool, String)> {
     // The claim's previous holder may have finished between our look and our claim.
@@ -139,21 +166,22 @@ async fn make(
     });
     let (pool, limits) = (&state.pool, &state.config.usage);
     let made =
-        personalize_within_quota(pool, limits, user_id, &chapter.source_markdown, &profile.reader, model)
-            .await?;
+        personalize_within_quota(pool, limits, user_id, &chapter.source_markdown, profile, model).await?;
     let usage = made.spend.usage();
     // Object first: if the write fails, no row is written.
     state.blobs.put(key, made.markdown.clone().into_bytes(), MARKDOWN).await?;
     let inserted = sqlx::query(
-        "INSERT INTO personalized_chapters (user_id, chapter_id, profile_hash, chapter_version, storage_path, engine,
-                                            prompt_tokens, completion_tokens)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+        "INSERT INTO personalized_chapters
+             (user_id, chapter_id, profile_hash, chapter_version, fingerprint, storage_path, engine,
+              prompt_tokens, completion_tokens)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
          ON CONFLICT (storage_path) DO NOTHING",
     )
     .bind(user_id)
     .bind(chapter.id)
     .bind(&profile.profile_hash)
     .bind(chapter.version)
+    .bind(fingerprint.as_str())
     .bind(key.as_str())
     .bind(made.engine.as_str())
     .bind(usage.map(|u| i32::try_from(u.prompt_tokens).unwrap_or(i32::MAX)))
@@ -203,6 +231,7 @@ async fn release(db: impl PgExecutor<'_>, key: &ObjectKey) {
 fn served(
     chapter: &Chapter,
     profile: &ReaderProfile,
+    fingerprint: &Fingerprint,
     key: ObjectKey,
     engine: Engine,
     cached: bool,
@@ -212,6 +241,7 @@ fn served(
         chapter_id: chapter.id,
         chapter_version: chapter.version,
         profile_hash: profile.profile_hash.clone(),
+        fingerprint: fingerprint.clone(),
         engine,
         cached,
         key,
@@ -237,13 +267,6 @@ async fn read(blobs: &dyn BlobStore, key: &ObjectKey) -> Result<Option<String>> 
     }
 }
 
-/// The join and condition that make a copy stale: made for a profile hash that is no longer its
-/// user's (no profile at all counts as another hash), or for a chapter version that is no
-/// longer current.
-const STALE: &str = "JOIN chapters c ON c.id = pc.chapter_id
-    LEFT JOIN user_profiles up ON up.user_id = pc.user_id
-    WHERE (up.profile_hash IS DISTINCT FROM pc.profile_hash OR c.version <> pc.chapter_version)";
-
 /// What one [`remove_stale_batch`] did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct StaleBatch {
@@ -255,67 +278,144 @@ pub struct StaleBatch {
     pub next: Option<Uuid>,
 }
 
-/// Removes up to `limit` stale copies with ids after `after` (a cursor, in id order): one
-/// statement claims every key not being made right now (readers' claims are respected; a copy
-/// under one is left for the next run), one `DeleteObjects`-style request per thousand objects,
-/// one statement deletes the rows whose objects went, one releases the claims. Objects go
-/// before rows, so no row ever points at a missing object; an interrupted run leaves only rows
-/// with their objects, or orphan objects the bucket's lifecycle rule expires, and the next run
-/// carries on with what is left.
+/// A stored copy, with what deciding whether it is stale needs.
+#[derive(Debug, Clone, sqlx::FromRow)]
+struct StoredCopy {
+    id: Uuid,
+    storage_path: String,
+    user_id: String,
+    chapter_id: ChapterId,
+    chapter_version: i32,
+    fingerprint: Option<String>,
+    current_version: i32,
+}
+
+/// The copies, with their chapter's current version; a `WHERE` follows.
+const COPIES: &str = "SELECT pc.id, pc.storage_path, pc.user_id, pc.chapter_id, pc.chapter_version,
+        pc.fingerprint, c.version AS current_version
+    FROM personalized_chapters pc JOIN chapters c ON c.id = pc.chapter_id";
+
+/// Removes the stale ones of the `limit` copies with ids after `after` (a cursor, in id order).
+///
+/// A copy is stale when nobody can be served it any more: its fingerprint is not one its user's
+/// current profile gives the chapter's current version (with either engine, so that a
+/// deployment that turns its model on or off, or a janitor configured apart from the chapters
+/// function, never removes a copy that is still served), or it was made for an older version,
+/// or its user has no onboarded profile, or it predates fingerprints.
+///
+/// One statement claims every stale key not being made right now (a reader's claim is
+/// respected; that copy is left for the next run); under the claims the copies are read and
+/// judged again; one `DeleteObjects`-style request per thousand objects removes them; one
+/// statement deletes the rows whose objects went, one releases the claims. Objects go before
+/// rows, so no row ever points at a missing object, and an interrupted run leaves only rows
+/// with their objects (or orphan objects the bucket's lifecycle rule expires) for the next.
 pub async fn remove_stale_batch(
     pool: &PgPool,
     blobs: &dyn BlobStore,
     after: Option<Uuid>,
     limit: i64,
 ) -> Result<StaleBatch> {
-    // STALE is a constant: nothing of the caller's reaches the SQL text.
-    let rows: Vec<(Uuid, String, bool)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "WITH stale AS (
-             SELECT pc.id, pc.storage_path FROM personalized_chapters pc {STALE} AND pc.id > $1
-             ORDER BY pc.id LIMIT $2
-         ), claimed AS (
-             INSERT INTO personalization_claims AS cl (storage_path, expires_at)
-             SELECT storage_path, clock_timestamp() + make_interval(secs => $3) FROM stale
-             ON CONFLICT (storage_path) DO UPDATE SET expires_at = EXCLUDED.expires_at
-             WHERE cl.expires_at < clock_timestamp()
-             RETURNING storage_path
-         )
-         SELECT s.id, s.storage_path, c.storage_path IS NOT NULL FROM stale s
-         LEFT JOIN claimed c USING (storage_path) ORDER BY s.id"
-    )))
-    .bind(after.unwrap_or(Uuid::nil()))
-    .bind(limit)
+    // COPIES is a constant: nothing of the caller's reaches the SQL text.
+    let copies: Vec<StoredCopy> =
+        sqlx::query_as(sqlx::AssertSqlSafe(format!("{COPIES} WHERE pc.id > $1 ORDER BY pc.id LIMIT $2")))
+            .bind(after.unwrap_or(Uuid::nil()))
+            .bind(limit)
+            .fetch_all(pool)
+            .await?;
+    let next = copies.last().map(|c| c.id);
+    let stale = stale_among(pool, copies).await?;
+    let paths: Vec<&str> = stale.iter().map(|c| c.storage_path.as_str()).collect();
+    let claimed: Vec<String> = sqlx::query_scalar(
+        "INSERT INTO personalization_claims AS cl (storage_path, expires_at)
+         SELECT path, clock_timestamp() + make_interval(secs => $2) FROM unnest($1::text[]) AS path
+         ON CONFLICT (storage_path) DO UPDATE SET expires_at = EXCLUDED.expires_at
+         WHERE cl.expires_at < clock_timestamp()
+         RETURNING storage_path",
+    )
+    .bind(&paths)
     .bind(REMOVAL_LEASE.as_secs_f64())
     .fetch_all(pool)
     .await?;
-    let next = rows.last().map(|(id, _, _)| *id);
-    let mut claimed = Vec::new();
-    for (id, path, is_claimed) in rows {
-        if is_claimed {
-            claimed.push((id, ObjectKey::parse(&path).map_err(Error::internal)?));
-        }
-    }
     if claimed.is_empty() {
         return Ok(StaleBatch { next, ..StaleBatch::default() });
     }
-    let keys: Vec<ObjectKey> = claimed.iter().map(|(_, key)| key.clone()).collect();
     let outcome = async {
+        // Judged again under the claims: a profile may have gone back to what a copy was made
+        // from.
+        let ids: Vec<Uuid> =
+            stale.iter().filter(|c| claimed.contains(&c.storage_path)).map(|c| c.id).collect();
+        let current: Vec<StoredCopy> =
+            sqlx::query_as(sqlx::AssertSqlSafe(format!("{COPIES} WHERE pc.id = ANY($1)")))
+                .bind(&ids)
+                .fetch_all(pool)
+                .await?;
+        let still_stale = stale_among(pool, current).await?;
+        let keys = still_stale
+            .iter()
+            .map(|c| ObjectKey::parse(&c.storage_path).map_err(Error::internal))
+            .collect::<Result<Vec<_>>>()?;
         let refused = blobs.delete_many(&keys).await?;
-        let gone: Vec<Uuid> =
-            claimed.iter().filter(|(_, key)| !refused.contains(key)).map(|(id, _)| *id).collect();
+        let gone: Vec<Uuid> = still_stale
+            .iter()
+            .zip(&keys)
+            .filter(|(_, key)| !refused.contains(key))
+            .map(|(copy, _)| copy.id)
+            .collect();
         sqlx::query("DELETE FROM personalized_chapters WHERE id = ANY($1)").bind(&gone).execute(pool).await?;
         Ok(StaleBatch { removed: gone.len() as u64, failed: refused.len() as u64, next })
     }
     .await;
-    let paths: Vec<&str> = keys.iter().map(ObjectKey::as_str).collect();
     if let Err(e) = sqlx::query("DELETE FROM personalization_claims WHERE storage_path = ANY($1)")
-        .bind(&paths)
+        .bind(&claimed)
         .execute(pool)
         .await
     {
         tracing::warn!(error = %ErrorChain(&e), "ending the janitor's claims failed; they lapse by themselves");
     }
     outcome
+}
+
+/// The stale ones of `copies`. The fingerprint is computed, not stored anywhere SQL could
+/// compare it: the profiles and chapters involved are read once for all of them.
+async fn stale_among(pool: &PgPool, copies: Vec<StoredCopy>) -> Result<Vec<StoredCopy>> {
+    // No fingerprint (made before there were any) or an old version: stale whatever the profile.
+    let (mut undecided, mut stale): (Vec<StoredCopy>, Vec<StoredCopy>) =
+        copies.into_iter().partition(|c| c.fingerprint.is_some() && c.chapter_version == c.current_version);
+    if undecided.is_empty() {
+        return Ok(stale);
+    }
+    let mut users: Vec<String> = undecided.iter().map(|c| c.user_id.clone()).collect();
+    users.sort();
+    users.dedup();
+    let readers: HashMap<String, ReaderProfile> = profile::find_all(pool, &users)
+        .await?
+        .into_iter()
+        .filter_map(|(user, stored)| Some((user, ReaderProfile::of(stored)?)))
+        .collect();
+    // Each chapter's current version and the facets its directives mention.
+    let ids: BTreeSet<ChapterId> = undecided.iter().map(|c| c.chapter_id).collect();
+    let mut chapters: HashMap<ChapterId, (i32, BTreeSet<Facet>)> = HashMap::new();
+    for id in ids {
+        if let Some(chapter) = book::by_id(pool, id).await? {
+            chapters.insert(id, (chapter.version, rules::facets(&chapter.source_markdown)));
+        }
+    }
+    let is_live = |copy: &StoredCopy| {
+        let (Some(reader), Some((version, facets))) =
+            (readers.get(&copy.user_id), chapters.get(&copy.chapter_id))
+        else {
+            return false;
+        };
+        let live = [
+            Fingerprint::of_rules(*version, facets, &reader.reader),
+            Fingerprint::of_model(*version, &reader.profile_hash),
+        ];
+        *version == copy.chapter_version
+            && live.iter().any(|f| Some(f.as_str()) == copy.fingerprint.as_deref())
+    };
+    undecided.retain(|copy| !is_live(copy));
+    stale.append(&mut undecided);
+    Ok(stale)
 }
 
 /// How long the janitor's claim on a batch lasts: a thousand store deletes and a row delete.
@@ -327,10 +427,11 @@ mod tests {
 
     #[test]
     fn keys_follow_the_documented_layout() {
-        let hash = "0f".repeat(32);
-        let key = object_key("user-1", ChapterId::parse("3").unwrap(), 2, &hash).unwrap();
+        let fingerprint = Fingerprint::of_model(2, &"0f".repeat(32));
+        let hash = fingerprint.as_str();
+        let key = object_key("user-1", ChapterId::parse("3").unwrap(), 2, &fingerprint).unwrap();
         assert_eq!(key.as_str(), format!("personalized/user-1/3/v2-{hash}.md"));
         assert!(key.as_str().starts_with(user_prefix("user-1").unwrap().as_str()));
-        assert!(object_key("../etc", ChapterId::parse("3").unwrap(), 2, &hash).is_err());
+        assert!(object_key("../etc", ChapterId::parse("3").unwrap(), 2, &fingerprint).is_err());
     }
 }

@@ -1,7 +1,13 @@
 //! The rule-based engine: the book's own directives decide, deterministically, which blocks a
 //! reader sees.
+//!
+//! What it makes of a chapter depends on the reader's values of the facets the chapter's
+//! directives mention and on nothing else (its note included), which is what lets the cache
+//! key its copies by those values alone (see [`super::fingerprint`]).
 
-use crate::book::markup::{Condition, DirectiveKind, Line, scan};
+use std::collections::BTreeSet;
+
+use crate::book::markup::{Condition, DirectiveKind, Facet, Line, scan};
 
 use super::Reader;
 
@@ -14,6 +20,11 @@ pub struct Filtered {
     pub kept: usize,
     /// Directive blocks dropped for this reader.
     pub dropped: usize,
+    /// The facets the chapter's directives mention (see [`facets`]).
+    pub facets: BTreeSet<Facet>,
+    /// The facets read by the directives whose blocks this reader gets: what shaped their
+    /// text.
+    pub shaped_by: BTreeSet<Facet>,
 }
 
 /// One open container while filtering.
@@ -30,6 +41,7 @@ pub fn filter(markdown: &str, reader: &Reader) -> Filtered {
     let mut out = String::with_capacity(markdown.len());
     let mut stack: Vec<Frame> = Vec::new();
     let (mut kept, mut dropped) = (0, 0);
+    let (mut facets, mut shaped_by) = (BTreeSet::new(), BTreeSet::new());
     // Removing a block leaves the blank lines around it; one of them is enough.
     let mut removed_since_emit = false;
     let mut last_blank = false;
@@ -39,9 +51,13 @@ pub fn filter(markdown: &str, reader: &Reader) -> Filtered {
         let shown = visible(&stack);
         let emit = match line.kind {
             Line::Open(Ok(directive)) => {
+                facets.extend(directive.conditions.iter().flat_map(Condition::facets));
                 let keep = applies(&directive.conditions, reader) == (directive.kind == DirectiveKind::Only);
-                if shown {
-                    if keep { kept += 1 } else { dropped += 1 }
+                if shown && keep {
+                    kept += 1;
+                    shaped_by.extend(directive.conditions.iter().flat_map(Condition::facets));
+                } else if shown {
+                    dropped += 1;
                 }
                 stack.push(Frame::Ours { keep });
                 false
@@ -72,36 +88,82 @@ pub fn filter(markdown: &str, reader: &Reader) -> Filtered {
             removed_since_emit = false;
         }
     }
-    Filtered { markdown: out, kept, dropped }
+    Filtered { markdown: out, kept, dropped, facets, shaped_by }
 }
 
-/// True when the reader matches every condition.
+/// The facets of the reader that the chapter's directives mention, wherever they are (also in
+/// blocks one reader or another never sees): what its personalized text can depend on.
+pub fn facets(markdown: &str) -> BTreeSet<Facet> {
+    scan(markdown)
+        .filter_map(|line| match line.kind {
+            Line::Open(Ok(directive)) => Some(directive.conditions),
+            _ => None,
+        })
+        .flatten()
+        .flat_map(|condition| condition.facets())
+        .collect()
+}
+
+/// True when the reader matches every condition: for a set (languages, goals, ...), when they
+/// have any of its values; for a single answer, when theirs is one of them (an answer not
+/// given matches nothing).
 fn applies(conditions: &[Condition], reader: &Reader) -> bool {
+    fn any<T: Ord>(wanted: &[T], theirs: &BTreeSet<T>) -> bool {
+        wanted.iter().any(|w| theirs.contains(w))
+    }
+    fn is<T: PartialEq>(wanted: &[T], theirs: Option<&T>) -> bool {
+        theirs.is_some_and(|t| wanted.contains(t))
+    }
     conditions.iter().all(|condition| match condition {
         Condition::Level(levels) => levels.contains(&reader.level),
+        Condition::Experience(levels) => is(levels, reader.experience.as_ref()),
+        Condition::Years(years) => is(years, reader.years.as_ref()),
         Condition::Robotics(kinds) => kinds.contains(&reader.robotics),
-        Condition::Device(devices) => devices.iter().any(|d| reader.devices.contains(d)),
-        Condition::Language(languages) => languages.iter().any(|l| reader.languages.contains(l)),
+        Condition::Role(roles) => roles.contains(&reader.role),
+        Condition::Language(languages) => any(languages, &reader.languages),
+        Condition::Skill(skills) => skills.iter().any(|wanted| {
+            reader.skills.get(&wanted.skill).is_some_and(|level| wanted.level.is_none_or(|l| l == *level))
+        }),
+        Condition::Framework(frameworks) => any(frameworks, &reader.frameworks),
+        Condition::Tool(tools) => any(tools, &reader.tools),
+        Condition::Device(devices) => any(devices, &reader.devices),
+        Condition::Constraint(constraints) => any(constraints, &reader.constraints),
+        Condition::Architecture(architectures) => any(architectures, &reader.architectures),
+        Condition::Goal(goals) => any(goals, &reader.goals),
     })
 }
 
-/// The "tailored for you" note: who the chapter was shaped for and what that changed.
+/// The "tailored for you" note: which facets of the reader shaped the chapter (those of the
+/// directives whose blocks they get), with their values, and what that changed. It reads only
+/// facets the chapter mentions, so it is as stable as the cache key.
 pub fn note(reader: &Reader, filtered: &Filtered) -> String {
-    let changed = match (filtered.kept, filtered.dropped) {
-        (0, 0) => {
-            "This chapter has no passages specific to a background, so you are reading all of it.".into()
-        }
-        (kept, dropped) => format!(
-            "It includes {} written for readers like you and leaves out {} meant for other backgrounds.",
-            passages(kept),
-            passages(dropped)
+    if filtered.facets.is_empty() {
+        return "> **Tailored for you.** This chapter has no passages specific to a background, so you are \
+                reading all of it."
+            .into();
+    }
+    let shaped_by: Vec<String> = filtered.shaped_by.iter().map(|f| reader.describe(*f)).collect();
+    match list(shaped_by.iter().map(String::as_str)) {
+        Some(shaped_by) => format!(
+            "> **Tailored for you.** Shaped by your {shaped_by}: it includes {} written for readers like \
+             you and leaves out {} meant for other backgrounds.",
+            passages(filtered.kept),
+            passages(filtered.dropped)
         ),
-    };
-    format!("> **Tailored for you.** Shown for {}. {changed}", reader.describe())
+        None => format!(
+            "> **Tailored for you.** None of this chapter's passages for particular backgrounds matches \
+             yours, so it leaves out {}.",
+            passages(filtered.dropped)
+        ),
+    }
 }
 
 fn passages(n: usize) -> String {
-    if n == 1 { "1 passage".into() } else { format!("{n} passages") }
+    match n {
+        0 => "no passages".into(),
+        1 => "1 passage".into(),
+        n => format!("{n} passages"),
+    }
 }
 
 /// `a`, `a and b`, `a, b and c`.
@@ -116,37 +178,47 @@ pub(super) fn list<'a>(items: impl IntoIterator<Item = &'a str>) -> Option<Strin
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeSet;
-
     use super::*;
     use crate::personalize::with_note;
-    use crate::profile::catalog::{Device, Language, Level, RoboticsExperience};
+    use crate::profile::catalog::{
+        Architecture, Constraint, DeveloperRole, Device, ExperienceYears, Framework, Language, LearningGoal,
+        Level, RoboticsExperience, Skill, Tool,
+    };
 
-    fn reader(
-        level: Level,
-        robotics: RoboticsExperience,
-        devices: &[Device],
-        languages: &[Language],
-    ) -> Reader {
-        Reader {
-            level,
-            robotics,
-            devices: devices.iter().copied().collect::<BTreeSet<_>>(),
-            languages: languages.iter().copied().collect::<BTreeSet<_>>(),
-        }
-    }
-
+    /// A newcomer to programming and robots, on a laptop without a GPU.
     fn beginner() -> Reader {
-        reader(Level::Beginner, RoboticsExperience::NoneYet, &[Device::Simulation], &[Language::Python])
+        let mut reader = Reader::new(Level::Beginner);
+        reader.experience = Some(Level::Beginner);
+        reader.years = Some(ExperienceYears::UnderOne);
+        reader.role = DeveloperRole::Frontend;
+        reader.devices.insert(Device::Simulation);
+        reader.languages.insert(Language::Python);
+        reader.skills.insert(Skill::Language(Language::Python), Level::Beginner);
+        reader.skills.insert(Skill::Framework(Framework::Ros2), Level::Beginner);
+        reader.frameworks.insert(Framework::PyTorch);
+        reader.tools.insert(Tool::Jupyter);
+        reader.constraints.insert(Constraint::NoGpu);
+        reader.architectures.insert(Architecture::X86_64);
+        reader.goals.insert(LearningGoal::Ros2);
+        reader
     }
 
+    /// A roboticist who writes C++ for humanoids.
     fn expert() -> Reader {
-        reader(
-            Level::Advanced,
-            RoboticsExperience::RealHardware,
-            &[Device::Jetson, Device::Humanoid],
-            &[Language::Cpp],
-        )
+        let mut reader = Reader::new(Level::Advanced);
+        reader.experience = Some(Level::Advanced);
+        reader.years = Some(ExperienceYears::OverTen);
+        reader.robotics = RoboticsExperience::RealHardware;
+        reader.role = DeveloperRole::Backend;
+        reader.devices.extend([Device::Jetson, Device::Humanoid]);
+        reader.languages.insert(Language::Cpp);
+        reader.skills.insert(Skill::Language(Language::Cpp), Level::Advanced);
+        reader.skills.insert(Skill::Framework(Framework::Ros2), Level::Advanced);
+        reader.frameworks.insert(Framework::MoveIt);
+        reader.tools.insert(Tool::CLion);
+        reader.architectures.insert(Architecture::Arm64);
+        reader.goals.insert(LearningGoal::Locomotion);
+        reader
     }
 
     fn body(markdown: &str, reader: &Reader) -> String {
@@ -160,6 +232,17 @@ mod tests {
             "robotics=\"none\"",
             "device=\"Simulation|GPU\"",
             "language=\"Python\"",
+            "experience=\"beginner\"",
+            "years=\"0-1|1-3\"",
+            "role=\"Frontend Developer\"",
+            "skill=\"ROS 2:beginner\"",
+            "skill=\"Python\"",
+            "skill=\"Cpp:beginner|Python:beginner\"",
+            "framework=\"PyTorch|TensorFlow\"",
+            "tool=\"Jupyter\"",
+            "constraint=\"NoGPU|LowMemory\"",
+            "architecture=\"x86_64\"",
+            "goal=\"ros2|simulation\"",
         ];
         for attrs in cases {
             let only = format!("a\n:::only{{{attrs}}}\nsecret\n:::\nb\n");
@@ -247,12 +330,19 @@ tip
         let text = "# Walking\n\nIntro.\n\n:::only{level=\"advanced\"}\ndeep\n:::\n\n:::only{robotics=\"none\"}\nno robot yet\n:::\n";
         let filtered = filter(text, &beginner());
         let out = with_note(&filtered.markdown, &note(&beginner(), &filtered));
-        assert!(out.starts_with("# Walking\n\n> **Tailored for you.** Shown for a beginner"), "{out}");
         assert!(
-            out.contains("includes 1 passage written for readers like you and leaves out 1 passage"),
+            out.starts_with(
+                "# Walking\n\n> **Tailored for you.** Shaped by your robotics experience (none yet): it \
+                 includes 1 passage written for readers like you and leaves out 1 passage"
+            ),
             "{out}"
         );
         assert!(out.contains("\n\nIntro.\n"), "{out}");
+        // Where nothing is for this reader, the note says so.
+        let mut in_simulation = Reader::new(Level::Intermediate);
+        in_simulation.robotics = RoboticsExperience::SimulationOnly;
+        let neither = note(&in_simulation, &filter(text, &in_simulation));
+        assert!(neither.ends_with("matches yours, so it leaves out 2 passages."), "{neither}");
         let plain = filter("No title here.\n", &beginner());
         let out = with_note(&plain.markdown, &note(&beginner(), &plain));
         assert!(out.starts_with("> **Tailored for you.**") && out.ends_with("\n\nNo title here.\n"), "{out}");
@@ -270,5 +360,76 @@ tip
         );
         assert!(a.markdown.contains("rclpy") && !a.markdown.contains("rclcpp"));
         assert!(b.markdown.contains("rclcpp") && !b.markdown.contains("rclpy"));
+    }
+
+    #[test]
+    fn the_facets_are_those_any_directive_mentions() {
+        let text = "\
+# T
+:::only{goal=\"locomotion\"}
+:::except{skill=\"ROS 2:beginner\" constraint=\"NoGPU\"}
+nested
+:::
+:::
+```
+:::only{tool=\"Docker\"}
+```
+:::note
+:::
+";
+        let expected =
+            BTreeSet::from([Facet::Goal, Facet::Skill(Skill::Framework(Framework::Ros2)), Facet::Constraint]);
+        assert_eq!(facets(text), expected, "nested ones too, never those in code");
+        // The filter sees the same set, for any reader, even where the outer block is dropped.
+        assert_eq!(filter(text, &beginner()).facets, expected);
+        assert_eq!(filter(text, &expert()).facets, expected);
+        assert!(facets("# Plain\n\nNo directives.\n").is_empty());
+    }
+
+    #[test]
+    fn output_and_note_depend_only_on_the_facets_the_chapter_mentions() {
+        let text = "# T\n\n:::only{goal=\"locomotion\"}\nWalk.\n:::\n\n:::only{constraint=\"NoGPU\"}\nCPU only.\n:::\n";
+        let reader = beginner();
+        let mut other = expert();
+        // Same goals and constraints, everything else different.
+        other.goals = reader.goals.clone();
+        other.constraints = reader.constraints.clone();
+        let made = |r: &Reader| {
+            let f = filter(text, r);
+            with_note(&f.markdown, &note(r, &f))
+        };
+        assert_eq!(made(&reader), made(&other));
+        let out = made(&reader);
+        assert!(
+            out.contains(
+                "Shaped by your constraints (No dedicated GPU): it includes 1 passage written for readers \
+                 like you and leaves out 1 passage"
+            ),
+            "{out}"
+        );
+        let mut walker = reader.clone();
+        walker.goals.insert(LearningGoal::Locomotion);
+        assert_ne!(made(&walker), out);
+        assert!(made(&walker).contains("Walk.") && !out.contains("Walk."));
+    }
+
+    #[test]
+    fn skill_conditions_compare_the_level_given_for_that_skill() {
+        let text = ":::only{skill=\"Cpp:advanced\"}\nmove semantics\n:::\n:::except{skill=\"ROS 2\"}\nwhat ROS 2 is\n:::\n";
+        assert_eq!(body(text, &expert()), "move semantics\n");
+        let mut new_to_ros = beginner();
+        new_to_ros.skills.clear();
+        assert_eq!(body(text, &new_to_ros), "what ROS 2 is\n", "no level given: not a ROS 2 reader");
+        let mut cpp_beginner = expert();
+        cpp_beginner.skills.insert(Skill::Language(Language::Cpp), Level::Beginner);
+        assert_eq!(body(text, &cpp_beginner), "");
+    }
+
+    #[test]
+    fn an_answer_not_given_matches_nothing() {
+        let text = ":::only{experience=\"beginner|intermediate|advanced\"}\nx\n:::\n:::except{years=\"0-1|1-3|3-5|5-10|10+\"}\ny\n:::\n";
+        let silent = Reader::new(Level::Beginner);
+        assert_eq!(body(text, &silent), "y\n");
+        assert_eq!(body(text, &beginner()), "x\n");
     }
 }

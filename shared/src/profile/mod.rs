@@ -1,10 +1,11 @@
 //! The reader's profile: their software and hardware background (seeds 000, 002, 003), the two
-//! onboarding answers of seed 001, and the hash that keys their personalized chapters.
+//! onboarding answers, and the hash that changes with any of it.
 //!
 //! A request body is read as a [`ProfileInput`] (the wire shape: strings, seed 002's language
 //! objects) and parsed into a [`Profile`], whose every enumerated value comes from the
 //! [`catalog`]. Only a `Profile` is stored: its serialization is the canonical form kept in the
-//! JSONB columns, and its [`ProfileHash`] keys the personalization cache.
+//! JSONB columns, and its [`ProfileHash`] identifies it (the model engine's chapters are keyed
+//! by it; the rule engine's by only the facets a chapter reads).
 
 pub mod catalog;
 #[cfg(any(test, feature = "test-util"))]
@@ -25,7 +26,7 @@ pub use self::input::{
     HardwareContextInput, LanguageInput, LeveledLanguage, ProfileInput, SoftwareContextInput,
     SpecificationsInput,
 };
-pub use self::store::{Change, Saved, UserProfile, find, save};
+pub use self::store::{Change, Saved, UserProfile, find, find_all, save};
 use crate::error::{Error, Result};
 
 /// The longest free text of `hardware_context.specifications`, in characters.
@@ -178,8 +179,9 @@ impl Profile {
     }
 }
 
-/// SHA-256, as 64 lowercase hex characters, of a profile's canonical form: the key of the
-/// personalization cache, so it changes exactly when the background does.
+/// SHA-256, as 64 lowercase hex characters, of a profile's canonical form, so it changes exactly
+/// when the background does. The model engine's cache key is made from it (the model reads the
+/// whole profile); the rule engine's reads only the facets a chapter mentions.
 ///
 /// What goes in: a scheme tag (`primer-profile/1`, bumped if the canonical form ever changes)
 /// and then the [`Profile`] serialized as compact JSON — `software_context` (languages,

@@ -1,6 +1,8 @@
 //! Profiles in `user_profiles`: reading one, and creating, replacing or merge-patching it under
 //! a row lock so that concurrent writes and the onboarding rule cannot race.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
@@ -109,6 +111,25 @@ pub async fn find(db: impl PgExecutor<'_>, user_id: &str) -> Result<Option<UserP
             .fetch_optional(db)
             .await?;
     row.map(ProfileRow::into_profile).transpose()
+}
+
+/// The profiles of those of `user_ids` who have one, by user id.
+pub async fn find_all(db: impl PgExecutor<'_>, user_ids: &[String]) -> Result<HashMap<String, UserProfile>> {
+    #[derive(sqlx::FromRow)]
+    struct Owned {
+        user_id: String,
+        #[sqlx(flatten)]
+        row: ProfileRow,
+    }
+    let rows: Vec<Owned> = sqlx::query_as(concat!(
+        "SELECT user_id, ",
+        profile_columns!(),
+        " FROM user_profiles WHERE user_id = ANY($1)"
+    ))
+    .bind(user_ids)
+    .fetch_all(db)
+    .await?;
+    rows.into_iter().map(|owned| Ok((owned.user_id, owned.row.into_profile()?))).collect()
 }
 
 /// Creates or changes the profile of `user_id`. Once onboarded, a change to either

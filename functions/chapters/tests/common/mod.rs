@@ -11,6 +11,8 @@ use std::time::Duration;
 use axum::Router;
 use primer_shared::blob::{BlobFuture, BlobStore, KeyPrefix, ObjectKey};
 use primer_shared::book::{self, ChapterId};
+use primer_shared::personalize::cache::object_key;
+use primer_shared::personalize::{Engine, reader_profile};
 use primer_shared::test_util::{TestApp, TestUser, set_reader_profile};
 use primer_shared::{AppState, app};
 use sqlx::PgPool;
@@ -44,6 +46,16 @@ pub async fn python_reader(app: &TestApp, email: &str) -> (TestUser, String) {
         set_reader_profile(app.pool(), &user.id, "Intermediate", "simulation_only", &["Python"], &["Jetson"])
             .await;
     (user, hash)
+}
+
+/// Where the rule-based engine stores `user_id`'s copy of `chapter` for their current profile
+/// and the chapter's current version: the documented key, computed independently of the
+/// request that made it.
+pub async fn rule_key(pool: &PgPool, user_id: &str, chapter: ChapterId) -> ObjectKey {
+    let profile = reader_profile(pool, user_id).await.unwrap().expect("an onboarded reader");
+    let chapter = book::by_id(pool, chapter).await.unwrap().expect("the chapter");
+    let fingerprint = profile.fingerprint(&chapter.source_markdown, chapter.version, Engine::Rule);
+    object_key(user_id, chapter.id, chapter.version, &fingerprint).unwrap()
 }
 
 /// How many personalized-chapter rows there are.
