@@ -70,8 +70,11 @@ _bouncer_build() {
   fi
   _bouncer_log "building PgBouncer from Debian $BOUNCER_SOURCE_SUITE's source package into $prefix (about a minute)"
   export DEBIAN_FRONTEND=noninteractive
-  # Sources only: no binary package ever comes from this suite.
-  printf 'deb-src %s %s main\n' "$mirror" "$BOUNCER_SOURCE_SUITE" \
+  # Sources only: no binary package ever comes from this suite. Debian 12's archive keyring
+  # already holds the trixie signing keys.
+  local keyring=/usr/share/keyrings/debian-archive-keyring.gpg opts=""
+  [[ -r $keyring ]] && opts="[signed-by=$keyring] "
+  printf 'deb-src %s%s %s main\n' "$opts" "$mirror" "$BOUNCER_SOURCE_SUITE" \
     >/etc/apt/sources.list.d/primer-pgbouncer-src.list
   apt-get update -q >/dev/null || return 1
   apt-get install -y -q --no-install-recommends \
