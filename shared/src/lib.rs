@@ -23,7 +23,7 @@ pub mod telemetry;
 pub mod tutor;
 pub mod user;
 
-#[cfg(feature = "test-util")]
+#[cfg(any(test, feature = "test-util"))]
 pub mod test_util;
 
 pub use app::AppState;

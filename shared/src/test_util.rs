@@ -1,6 +1,8 @@
 //! A `TestApp` for the functions' integration tests: the real router on a `#[sqlx::test]`
 //! database, with one method per route, so tests read as specifications.
 
+pub mod model_stub;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
