@@ -108,8 +108,17 @@ async fn no_connection_is_idle_in_transaction_while_the_model_thinks(pool: PgPoo
         let (app, token, conversation) = (app.clone(), token.clone(), conversation.clone());
         tokio::spawn(async move { post_message(&app, &token, &conversation, "What is a topic?").await })
     };
+    // Sampled only while the model thinks (the client gives up on it after 500 ms): the short
+    // transactions that store the question and the reply may hold a transaction-scoped lock
+    // for a moment, before and after.
+    let asked = std::time::Instant::now();
+    while server.received_requests().await.unwrap().is_empty() {
+        assert!(asked.elapsed() < Duration::from_secs(5), "the model was never asked");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let thinking = std::time::Instant::now();
     let mut samples = 0;
-    while !posting.is_finished() {
+    while thinking.elapsed() < Duration::from_millis(400) {
         let idle: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM pg_stat_activity
              WHERE datname = current_database() AND state LIKE 'idle in transaction%'",
@@ -120,8 +129,9 @@ async fn no_connection_is_idle_in_transaction_while_the_model_thinks(pool: PgPoo
         assert_eq!(idle, 0, "a connection is idle in transaction while the model thinks");
         assert_eq!(advisory_locks(&pool).await, 0, "an advisory lock is held while the model thinks");
         samples += 1;
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    assert!(!posting.is_finished(), "the reply was stored before the sampling ended");
     assert!(samples >= 10, "the post was not in flight long enough to observe ({samples} samples)");
     let response = posting.await.unwrap();
     assert_eq!(response.status, StatusCode::CREATED, "{}", response.text());
