@@ -72,6 +72,19 @@ pub fn through_pooler(pool: &PgPool) -> PgPool {
     crate::db::pool_options(POOLED_TEST_CONNECTIONS).connect_lazy_with(pooled.database(database))
 }
 
+/// A URL of the database behind `pool`, for a process the test starts (a Lambda binary, say).
+/// It carries no password: the test cluster trusts connections from this machine.
+pub fn database_url(pool: &PgPool) -> String {
+    let options = pool.connect_options();
+    format!(
+        "postgres://{}@{}:{}/{}",
+        options.get_username(),
+        options.get_host(),
+        options.get_port(),
+        options.get_database().unwrap_or_default()
+    )
+}
+
 /// Connections of an app's pool in tests: more than a Lambda instance has, so a test can send
 /// requests at once, and more than PgBouncer's server pool (4), so they queue there.
 const POOLED_TEST_CONNECTIONS: u32 = 10;

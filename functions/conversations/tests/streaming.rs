@@ -212,3 +212,36 @@ async fn limits_owners_and_retry_rules_answer_in_json_before_any_event(pool: PgP
     assert_eq!(retry_streamed(&app, &other, &conversation, &question).await.status, StatusCode::NOT_FOUND);
     assert_eq!(stub.calls().len(), 1);
 }
+
+#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+async fn nothing_is_held_in_the_database_while_a_reply_streams(pool: PgPool) {
+    let stub = StreamingModel::start(vec![StreamScript::chunks(12, Duration::from_millis(50))]).await;
+    let app = app_with_streaming_model(pool.clone(), &stub);
+    let token = user_token(&app, "ada@example.com").await;
+    let conversation = id(&create(&app, &token, json!({})).await);
+    let posting = {
+        let (app, token, conversation) = (app.clone(), token.clone(), conversation.clone());
+        tokio::spawn(async move { post_streamed(&app, &token, &conversation, "What is a topic?").await })
+    };
+    let waited = std::time::Instant::now();
+    while stub.calls().first().and_then(|call| call.first_chunk_at).is_none() {
+        assert!(waited.elapsed() < Duration::from_secs(5), "the model never streamed");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    for _ in 0..10 {
+        let (idle, locks): (i64, i64) = sqlx::query_as(
+            "SELECT (SELECT count(*) FROM pg_stat_activity
+                     WHERE datname = current_database() AND state LIKE 'idle in transaction%'),
+                    (SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'
+                     AND database = (SELECT oid FROM pg_database WHERE datname = current_database()))",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        assert_eq!((idle, locks), (0, 0), "a transaction or a lock is held while the model streams");
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    assert!(!posting.is_finished(), "the stream ended before the sampling did");
+    let events = events(&posting.await.unwrap()).await;
+    assert_eq!(events.last().unwrap().name, "done");
+}
