@@ -13,6 +13,7 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use axum::serve::ListenerExt as _;
 use serde_json::{Value, json};
 
 use crate::model::{ModelConfig, Url, Usage};
@@ -94,6 +95,8 @@ impl StreamingModel {
         let app = Router::new().route("/v1/chat/completions", post(complete)).with_state(stub.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a free port");
         let base_url = Url::parse(&format!("http://{}/v1", listener.local_addr().unwrap())).unwrap();
+        // Each chunk goes out when it is written, as a model endpoint's would.
+        let listener = listener.tap_io(|tcp| tcp.set_nodelay(true).expect("TCP_NODELAY"));
         tokio::spawn(async move { axum::serve(listener, app).await });
         Self { base_url, stub }
     }
