@@ -1,7 +1,8 @@
 //! A chat-completions endpoint on 127.0.0.1 that streams its answers as a test scripts them:
 //! so many chunks, so far apart, then a proper end, a broken connection or silence. It notes
 //! when it sent each call's first chunk, so a test can time what reaches its client against
-//! it. wiremock cannot space chunks out in time, hence this stub.
+//! it. wiremock cannot space chunks out in time, hence this stub. [`EventReader`] is the other
+//! end: it reads a streamed reply's events and notes when each one arrived.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
