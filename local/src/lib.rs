@@ -1,6 +1,6 @@
 //! The local runner: every function's routes in one HTTP server on `127.0.0.1:3000` (`PORT`
-//! to change), so the code that answers on Lambda answers on a laptop too. It serves the
-//! OpenAPI document at `/api/openapi.json`.
+//! to change), so the code that answers on Lambda answers on a laptop too, streamed replies
+//! included. It serves the OpenAPI document at `/api/openapi.json`.
 //!
 //! On Lambda, API Gateway reads requests off the network; here the runner does, so it bounds
 //! how long a client may take to send its headers and its body: a client that stalls is
@@ -92,7 +92,7 @@ pub async fn serve(
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
-        let (stream, peer) = tokio::select! {
+        let (stream, peer): (tokio::net::TcpStream, _) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 // Out of file descriptors and the like: the next accept may work.
@@ -103,6 +103,11 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
+        // Without TCP_NODELAY, a streamed reply's small events wait for the reader's delayed ACK
+        // of the one before (Nagle): tens of milliseconds per fragment.
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::warn!(error = %e, "could not set TCP_NODELAY");
+        }
         let app = app.clone();
         let service = hyper::service::service_fn(move |mut request: Request<hyper::body::Incoming>| {
             // What `into_make_service_with_connect_info` would add: the per-IP limits read it.

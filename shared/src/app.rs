@@ -127,3 +127,12 @@ pub async fn run_on_lambda(router: fn(AppState) -> Router) -> Result<(), lambda_
         AppState::from_env().await.inspect_err(|e| tracing::error!(error = %e, "bad configuration"))?;
     lambda_http::run(router(state)).await
 }
+
+/// [`run_on_lambda`] for a function whose responses stream (behind a function URL in
+/// `RESPONSE_STREAM` mode): each response's body goes out as it is produced.
+pub async fn run_streaming_on_lambda(router: fn(AppState) -> Router) -> Result<(), lambda_http::Error> {
+    telemetry::init();
+    let state =
+        AppState::from_env().await.inspect_err(|e| tracing::error!(error = %e, "bad configuration"))?;
+    lambda_http::run_with_streaming_response(router(state)).await
+}

@@ -245,6 +245,8 @@ fn model_from(get: &impl Fn(&'static str) -> Option<String>) -> Result<Option<Mo
     model.request_timeout = Duration::from_secs(parse_or(get, "MODEL_TIMEOUT_SECS", 20)?);
     model.total_timeout = Duration::from_secs(parse_or(get, "MODEL_TOTAL_TIMEOUT_SECS", 25)?);
     model.max_retries = parse_or(get, "MODEL_MAX_RETRIES", 2)?;
+    model.stream_idle_timeout = Duration::from_secs(parse_or(get, "MODEL_STREAM_IDLE_SECS", 10)?);
+    model.stream_timeout = Duration::from_secs(parse_or(get, "MODEL_STREAM_TIMEOUT_SECS", 120)?);
     Ok(Some(model))
 }
 
@@ -435,6 +437,10 @@ mod tests {
         assert_eq!(model.base_url.as_str(), "https://api.openai.com/v1");
         assert_eq!(model.default_model, "gpt-4o-mini");
         assert_eq!(model.allowed_models, ["gpt-4o-mini", "gpt-4o"]);
+        assert_eq!(model.stream_timeout, Duration::from_secs(120));
+        let streaming = [base[0], base[1], ("MODEL_API_KEY", "sk-x"), ("MODEL_STREAM_IDLE_SECS", "3")];
+        let model = Config::from_lookup(lookup(&streaming)).unwrap().model.unwrap();
+        assert_eq!(model.stream_idle_timeout, Duration::from_secs(3));
         let bad = [base[0], base[1], ("MODEL_API_KEY", "sk-x"), ("MODEL_BASE_URL", "ftp://models")];
         let err = Config::from_lookup(lookup(&bad)).unwrap_err();
         assert!(err.to_string().starts_with("MODEL_BASE_URL is invalid"), "{err}");

@@ -580,6 +580,10 @@ pub struct ErrorDetails {
     pub code: String,
     /// What happened, for a person.
     pub message: String,
+    /// The text a streamed answer had reached when it failed, kept for the reader; absent
+    /// when nothing had come.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partial_content: Option<String>,
 }
 
 /// A message as the API shows it.

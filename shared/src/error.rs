@@ -281,27 +281,39 @@ enum Details<'a> {
     Quota(&'a QuotaDetails),
 }
 
-impl IntoResponse for Error {
-    fn into_response(self) -> Response {
+impl Error {
+    fn body(&self) -> Body<'_> {
         let status = self.status();
         if status.is_server_error() {
             // The chain goes to the log only; the body says nothing internal.
-            tracing::error!(error = %ErrorChain(&self), code = self.code(), "request failed");
+            tracing::error!(error = %ErrorChain(self), code = self.code(), "request failed");
         }
-        let details = match &self {
+        let details = match self {
             Self::Validation(fields) => Some(Details::Fields(fields.as_slice())),
             Self::QuotaExceeded(quota) => Some(Details::Quota(quota)),
             _ => None,
         };
-        let body = Body {
+        Body {
             error: BodyInner {
                 code: self.code(),
                 message: self.to_string(),
                 request_id: current_request_id().unwrap_or_default(),
                 details,
             },
-        };
-        let mut response = (status, axum::Json(body)).into_response();
+        }
+    }
+
+    /// The error shape as JSON, for a failure that cannot be a response of its own (one in
+    /// the middle of a stream of events). Logged as a response would be.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::to_value(self.body()).unwrap_or_default()
+    }
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let mut response = (status, axum::Json(self.body())).into_response();
         match self {
             Self::RateLimited { retry_after_secs } => {
                 response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
 use axum::http::StatusCode;
-use axum::http::header::{AUTHORIZATION, USER_AGENT};
+use axum::http::header::{ACCEPT, AUTHORIZATION, USER_AGENT};
 use axum::http::request::Parts;
 use lambda_http::RequestExt;
 use lambda_http::request::RequestContext;
@@ -128,6 +128,35 @@ impl FromRequestParts<AppState> for Caller {
     }
 }
 
+/// Whether the caller asked for Server-Sent Events (`Accept: text/event-stream`) rather than
+/// the route's JSON. A wildcard or an absent `Accept` means JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WantsEventStream(pub bool);
+
+impl<S: Send + Sync> FromRequestParts<S> for WantsEventStream {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let asked =
+            parts.headers.get_all(ACCEPT).iter().filter_map(|v| v.to_str().ok()).any(names_event_stream);
+        Ok(Self(asked))
+    }
+}
+
+/// True when an `Accept` value lists `text/event-stream` without refusing it (`q=0`).
+fn names_event_stream(accept: &str) -> bool {
+    accept.split(',').any(|range| {
+        let mut params = range.split(';').map(str::trim);
+        let media_type = params.next().unwrap_or_default();
+        let refused = params.any(|p| {
+            p.split_once('=').is_some_and(|(k, v)| {
+                k.trim().eq_ignore_ascii_case("q") && v.trim().parse::<f64>() == Ok(0.0)
+            })
+        });
+        media_type.eq_ignore_ascii_case("text/event-stream") && !refused
+    })
+}
+
 /// Query parameters whose rejection is the contract's 400, e.g. for `?archived=maybe`.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct QueryParams<T>(pub T);
@@ -181,5 +210,24 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientMeta {
             .and_then(|v| v.to_str().ok())
             .map(|s| s.chars().take(512).collect());
         Ok(Self { ip, user_agent })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_an_explicit_event_stream_is_asked_for() {
+        for accept in [
+            "text/event-stream",
+            "application/json, Text/Event-Stream;q=0.9",
+            " text/event-stream ;charset=utf-8",
+        ] {
+            assert!(names_event_stream(accept), "{accept}");
+        }
+        for accept in ["*/*", "application/json", "text/*", "text/event-stream;q=0", ""] {
+            assert!(!names_event_stream(accept), "{accept}");
+        }
     }
 }

@@ -24,7 +24,7 @@ pub mod tutor;
 pub mod usage;
 pub mod user;
 
-#[cfg(feature = "test-util")]
+#[cfg(any(test, feature = "test-util"))]
 pub mod test_util;
 
 pub use app::AppState;

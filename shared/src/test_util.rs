@@ -1,6 +1,8 @@
 //! A `TestApp` for the functions' integration tests: the real router on a `#[sqlx::test]`
 //! database, with one method per route, so tests read as specifications.
 
+pub mod model_stub;
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -71,6 +73,19 @@ pub fn through_pooler(pool: &PgPool) -> PgPool {
     }
     let database = direct.get_database().expect("a #[sqlx::test] pool names its database");
     crate::db::pool_options(POOLED_TEST_CONNECTIONS).connect_lazy_with(pooled.database(database))
+}
+
+/// A URL of the database behind `pool`, for a process the test starts (a Lambda binary, say).
+/// It carries no password: the test cluster trusts connections from this machine.
+pub fn database_url(pool: &PgPool) -> String {
+    let options = pool.connect_options();
+    format!(
+        "postgres://{}@{}:{}/{}",
+        options.get_username(),
+        options.get_host(),
+        options.get_port(),
+        options.get_database().unwrap_or_default()
+    )
 }
 
 /// Connections of an app's pool in tests: more than a Lambda instance has, so a test can send

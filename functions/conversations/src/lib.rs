@@ -12,20 +12,32 @@
 //!
 //! `GET /api/usage` tells the caller what they have used of today's quotas and have left
 //! (`primer_shared::usage`); posting counts against them. Guests cannot set a system prompt.
+//!
+//! Posting a message and retrying one answer with Server-Sent Events instead of JSON when the
+//! caller sends `Accept: text/event-stream`. On Lambda those two routes are also served by a
+//! second binary, `conversations-stream`, behind a function URL that can stream
+//! ([`stream_router`]); API Gateway's HTTP API buffers whole responses.
+
+use std::convert::Infallible;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use futures_util::StreamExt as _;
 use primer_shared::conversations::{
     self, Conversation, ConversationChanges, ConversationQuery, Cursor, Message, MessageContent,
     NewConversation, Owner, PageSize, SystemPrompt, Title,
 };
-use primer_shared::extract::{Caller, JsonBody, QueryParams, nullable};
+use primer_shared::extract::{Caller, JsonBody, QueryParams, WantsEventStream, nullable};
+use primer_shared::tutor::stream::{ReplyEvent, ReplyStream};
 use primer_shared::tutor::{Exchange, ModelCatalog, Tutor};
 use primer_shared::usage::{self, Subject, UsageReport};
 use primer_shared::{AppState, Error, FieldErrors, Result, app};
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 use uuid::Uuid;
 
 /// The conversations routes, for the Lambda and for the local runner.
@@ -42,6 +54,18 @@ pub fn routes() -> Router<AppState> {
 /// The function's whole service: its routes with the shared layers, on `state`.
 pub fn router(state: AppState) -> Router {
     app::service(routes(), state)
+}
+
+/// The routes whose replies can stream: posting a message and retrying one.
+pub fn stream_routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/conversations/{id}/messages", post(post_message))
+        .route("/api/conversations/{id}/messages/{message_id}/retry", post(retry))
+}
+
+/// The service of the streaming entry (`conversations-stream`, behind a Lambda function URL).
+pub fn stream_router(state: AppState) -> Router {
+    app::service(stream_routes(), state)
 }
 
 fn catalog(state: &AppState) -> ModelCatalog<'_> {
@@ -243,14 +267,20 @@ struct PostMessageRequest {
 async fn post_message(
     State(state): State<AppState>,
     caller: Caller,
+    WantsEventStream(streamed): WantsEventStream,
     Path(id): Path<String>,
     JsonBody(body): JsonBody<PostMessageRequest>,
-) -> Result<(StatusCode, Json<Exchange>)> {
+) -> Result<Response> {
     let id = resource_id(&id)?;
     let content = body.content.ok_or_else(|| Error::invalid("content", "is required"))?;
     let content = MessageContent::parse(content)?;
-    let exchange = tutor(&state).post(&Owner::from(caller), id, content).await?;
-    Ok((StatusCode::CREATED, Json(exchange)))
+    let tutor = tutor(&state);
+    let owner = Owner::from(caller);
+    if streamed {
+        return Ok(event_stream(tutor.post_streaming(&owner, id, content).await?));
+    }
+    let exchange: Exchange = tutor.post(&owner, id, content).await?;
+    Ok((StatusCode::CREATED, Json(exchange)).into_response())
 }
 
 #[derive(Serialize)]
@@ -261,11 +291,35 @@ struct ReplyBody {
 async fn retry(
     State(state): State<AppState>,
     caller: Caller,
+    WantsEventStream(streamed): WantsEventStream,
     Path((id, message_id)): Path<(String, String)>,
-) -> Result<(StatusCode, Json<ReplyBody>)> {
+) -> Result<Response> {
     let (id, message_id) = (resource_id(&id)?, resource_id(&message_id)?);
-    let reply = tutor(&state).retry(&Owner::from(caller), id, message_id).await?;
-    Ok((StatusCode::CREATED, Json(ReplyBody { reply })))
+    let tutor = tutor(&state);
+    let owner = Owner::from(caller);
+    if streamed {
+        return Ok(event_stream(tutor.retry_streaming(&owner, id, message_id).await?));
+    }
+    let reply = tutor.retry(&owner, id, message_id).await?;
+    Ok((StatusCode::CREATED, Json(ReplyBody { reply })).into_response())
+}
+
+/// A streamed reply as Server-Sent Events: each a JSON `data:` with its `event:` name and a
+/// running `id:`. 201, as the JSON route: the message is stored before the first event.
+fn event_stream(replies: ReplyStream) -> Response {
+    let events = replies.enumerate().map(|(n, event)| {
+        let (name, data) = match event {
+            ReplyEvent::UserMessage(message) => ("user_message", json!(message)),
+            ReplyEvent::Delta(text) => ("delta", json!({ "text": text })),
+            ReplyEvent::Citations(citations) => ("citations", json!({ "citations": citations })),
+            ReplyEvent::Done(message) => ("done", json!(message)),
+            ReplyEvent::Error(message) => ("error", json!(message)),
+            ReplyEvent::Failed(body) => ("error", body),
+        };
+        Ok::<_, Infallible>(Event::default().event(name).id((n + 1).to_string()).data(data.to_string()))
+    });
+    // Comments while the model is silent keep idle proxies from closing the connection.
+    (StatusCode::CREATED, Sse::new(events).keep_alive(KeepAlive::default())).into_response()
 }
 
 /// `GET /api/usage`: the caller's day so far.
