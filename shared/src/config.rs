@@ -21,6 +21,10 @@ pub struct Config {
     /// The `BETTER_AUTH_SECRET` of a Better-Auth frontend sharing the database; when set, its
     /// session tokens and cookies are accepted as callers (see `auth::better_auth`).
     pub better_auth_secret: Option<SecretString>,
+    /// Whether a Better-Auth user's scrypt hash is replaced by argon2id at their first primer
+    /// login (`UPGRADE_BETTER_AUTH_HASHES`). Off by default when `BETTER_AUTH_SECRET` is set,
+    /// so the Better-Auth frontend can still verify them; always on without it.
+    pub upgrade_better_auth_hashes: bool,
     /// Where personalized chapters are stored.
     pub blob: BlobConfig,
     /// How long model-based personalization may take before the rule-based result is served
@@ -173,6 +177,8 @@ impl Config {
                 guest_ttl: Duration::from_secs(parse_or(&get, "GUEST_TOKEN_TTL_SECS", 7 * 24 * 3600)?),
             },
             better_auth_secret: get("BETTER_AUTH_SECRET").map(Into::into),
+            upgrade_better_auth_hashes: get("BETTER_AUTH_SECRET").is_none()
+                || parse_or(&get, "UPGRADE_BETTER_AUTH_HASHES", false)?,
             blob: BlobConfig {
                 dir: get("PRIMER_BLOB_DIR").unwrap_or_else(|| ".local/blobs".into()).into(),
                 s3: s3_from(&get)?,

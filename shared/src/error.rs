@@ -227,8 +227,10 @@ fn is_transient(e: &sqlx::Error) -> bool {
         sqlx::Error::Database(db) => db.code().is_some_and(|code| {
             // 08: connection exceptions (PgBouncer's "server conn crashed?" is 08P01);
             // 57P01-57P03: admin shutdown, crash shutdown, cannot connect now;
-            // 53300: too many connections; 57014: statement time-out; 55P03: lock time-out.
-            code.starts_with("08") || matches!(&*code, "57P01" | "57P02" | "57P03" | "53300" | "57014" | "55P03")
+            // 53300: too many connections; 57014: statement time-out; 55P03: lock time-out;
+            // 40P01 and 40001: a deadlock or serialization failure, which a retry resolves.
+            code.starts_with("08")
+                || matches!(&*code, "57P01" | "57P02" | "57P03" | "53300" | "57014" | "55P03" | "40P01" | "40001")
         }),
         _ => false,
     }

@@ -41,6 +41,7 @@ pub fn test_config() -> Config {
             guest_ttl: Duration::from_secs(3600),
         },
         better_auth_secret: None,
+        upgrade_better_auth_hashes: true,
         blob: BlobConfig { dir: test_blob_root().join(uuid::Uuid::new_v4().to_string()), s3: None },
         personalize_budget: Duration::from_secs(20),
         model: None,

@@ -363,8 +363,40 @@ pub async fn update(db: impl PgExecutor<'_>, user_id: &str, changes: UserChanges
 
 /// Deletes the user; every row of theirs goes with it (cascades).
 pub async fn delete(db: impl PgExecutor<'_>, user_id: &str) -> Result<bool> {
-    let done = sqlx::query(r#"DELETE FROM "user" WHERE id = $1"#).bind(user_id).execute(db).await?;
+    // Its password checks are keyed by text, not a foreign key: they go in the same statement.
+    let done = sqlx::query(
+        r#"WITH checks AS (DELETE FROM password_checks WHERE account = 'user:' || $1)
+           DELETE FROM "user" WHERE id = $1"#,
+    )
+    .bind(user_id)
+    .execute(db)
+    .await?;
     Ok(done.rows_affected() > 0)
+}
+
+/// Confirms, inside the caller's transaction, that the user's password hash is still
+/// `verified` (the one a login just checked), and replaces it with `upgrade` when given: false
+/// when the password changed meanwhile, and then the login must fail. The account row stays
+/// locked until the transaction ends, so a password change that commits later revokes the
+/// session this transaction opens.
+pub async fn confirm_password_hash(
+    conn: &mut PgConnection,
+    user_id: &str,
+    verified: &str,
+    upgrade: Option<&str>,
+) -> Result<bool> {
+    let still: Option<i32> = sqlx::query_scalar(
+        r#"UPDATE "account" SET password = coalesce($3, password),
+                  "updatedAt" = CASE WHEN $3 IS NULL THEN "updatedAt" ELSE now() END
+           WHERE "userId" = $1 AND "providerId" = 'credential' AND password = $2
+           RETURNING 1"#,
+    )
+    .bind(user_id)
+    .bind(verified)
+    .bind(upgrade)
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(still.is_some())
 }
 
 #[cfg(test)]

@@ -182,13 +182,20 @@ async fn login(
     if !found.user.is_active {
         return Err(Error::AccountDisabled);
     }
-    if verdict == Verdict::MatchNeedsRehash {
-        let upgraded = password::hash(&password).await?;
-        user::set_password_hash(&state.pool, &found.user.id, &upgraded).await?;
-    }
+    let stored = found.password_hash.as_deref().unwrap_or_default();
+    let keep_better_auth = !state.config.upgrade_better_auth_hashes;
+    let upgraded = match password::upgrade_of(&password, stored, verdict, keep_better_auth) {
+        Some(canonical) => Some(password::hash(&canonical).await?),
+        None => None,
+    };
 
     let refresh = RefreshToken::generate();
     let mut tx = state.pool.begin().await?;
+    // The hash just verified must still be the account's: a password change that won the race
+    // wins, and an upgrade never writes an old password over a new one.
+    if !user::confirm_password_hash(&mut tx, &found.user.id, stored, upgraded.as_deref()).await? {
+        return Err(BAD_CREDENTIALS);
+    }
     let user = user::record_login(&mut *tx, &found.user.id).await?;
     let session_id =
         sessions::create(&mut *tx, &user.id, &refresh, state.config.jwt.session_ttl, &client).await?;
@@ -309,6 +316,9 @@ async fn update_me(
     Ok(Json(UserBody { user }))
 }
 
+/// How recent a session must be to delete an account that has no password.
+const FRESH_SESSION: std::time::Duration = std::time::Duration::from_secs(5 * 60);
+
 #[derive(Deserialize)]
 struct DeleteMeRequest {
     password: Option<String>,
@@ -320,9 +330,19 @@ async fn delete_me(
     client: ClientMeta,
     JsonBody(body): JsonBody<DeleteMeRequest>,
 ) -> Result<StatusCode> {
-    let password = Password::parse_presented(body.password.unwrap_or_default())
-        .map_err(|m| Error::invalid("password", m))?;
-    confirm_password(&state, &caller.user_id, &client, &password, "password").await?;
+    let found = user::credentials_by_id(&state.pool, &caller.user_id).await?.ok_or(Error::Unauthorized)?;
+    if found.password_hash.is_some() || body.password.is_some() {
+        let password = Password::parse_presented(body.password.unwrap_or_default())
+            .map_err(|m| Error::invalid("password", m))?;
+        confirm_password(&state, &caller.user_id, &client, &password, "password").await?;
+    } else if !sessions::is_fresh(&state.pool, &caller.session_id, FRESH_SESSION).await? {
+        // No password to re-prove (an account of a social sign-in): a session opened in the
+        // last few minutes proves the owner is at the keyboard.
+        return Err(Error::invalid(
+            "password",
+            "this account has no password: sign in again, then delete it within 5 minutes",
+        ));
+    }
     // Objects first: if the store fails, the account stays and the request can be retried.
     let objects = personalize::cache::delete_user_objects(state.blobs.as_ref(), &caller.user_id).await?;
     user::delete(&state.pool, &caller.user_id).await?;

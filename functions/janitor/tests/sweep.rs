@@ -145,6 +145,7 @@ async fn only_expired_and_stale_things_go(pool: PgPool) {
         Sweep {
             sessions: 1,
             verifications: 1,
+            spent_refresh_tokens: 0,
             password_checks: 1,
             address_admissions: 1,
             usage_days: 2,
@@ -214,7 +215,7 @@ async fn the_schedule_event_returns_the_counts(pool: PgPool) {
     assert_eq!(
         serde_json::to_value(counts).unwrap(),
         serde_json::json!({
-            "sessions": 0, "verifications": 0, "password_checks": 0, "address_admissions": 0,
+            "sessions": 0, "verifications": 0, "spent_refresh_tokens": 0, "password_checks": 0, "address_admissions": 0,
             "usage_days": 0, "guest_conversations": 0,
             "personalized_chapters": 0, "personalized_chapters_failed": 0
         })
@@ -329,4 +330,23 @@ async fn staleness_follows_the_fingerprint_not_the_profile_hash(pool: PgPool) {
     store_profile(app.pool(), &ada.id, document).await;
     assert_eq!(sweep(&app.state).await.unwrap().personalized_chapters, 2);
     assert!(keys_in_rows(app.pool()).await.is_empty());
+}
+
+#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+async fn spent_refresh_tokens_are_remembered_for_a_day(pool: PgPool) {
+    let app = TestApp::new(pool, auth::router);
+    let ada = app.signed_up("ada@example.com").await;
+    for (hash, age) in [("sha256:old", "2 days"), ("sha256:recent", "1 hour")] {
+        sqlx::query("INSERT INTO refresh_token_spent (token_hash, session_id, spent_at) VALUES ($1, $2, now() - $3::interval)")
+            .bind(hash)
+            .bind(&ada.session_id)
+            .bind(age)
+            .execute(app.pool())
+            .await
+            .unwrap();
+    }
+    assert_eq!(sweep(&app.state).await.unwrap().spent_refresh_tokens, 1);
+    let left: Vec<String> =
+        sqlx::query_scalar("SELECT token_hash FROM refresh_token_spent").fetch_all(app.pool()).await.unwrap();
+    assert_eq!(left, ["sha256:recent"]);
 }

@@ -89,6 +89,9 @@ impl PasswordCheck {
     /// address stop counting against the address.
     pub async fn passed(self, db: &PgPool) -> Result<()> {
         let mut tx = db.begin().await?;
+        // The account's lock, as a reservation takes it: two logins that pass at once would
+        // otherwise update each other's rows in opposite orders, and deadlock.
+        lock(&mut tx, "password-checks:account", self.account.as_str()).await?;
         sqlx::query("DELETE FROM password_checks WHERE id = $1").bind(self.id).execute(&mut *tx).await?;
         if let Some(address) = &self.address {
             sqlx::query(
