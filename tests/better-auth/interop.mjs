@@ -4,9 +4,12 @@
 //
 // Each command prints one JSON document on stdout; a failure exits non-zero with the reason
 // on stderr. Better-Auth is configured as a frontend sharing the database would configure it:
-// the Kysely/pg adapter on a pg Pool, email and password enabled, the defaults otherwise.
+// the Kysely/pg adapter on a pg Pool, email and password enabled, and the password settings
+// README gives for sharing users with primer (primer's argon2id hashes verify here too).
 import { betterAuth } from "better-auth";
+import { verifyPassword } from "better-auth/crypto";
 import { getMigrations } from "better-auth/db/migration";
+import { argon2Verify } from "hash-wasm";
 import pg from "pg";
 
 const SESSION_COOKIE = "better-auth.session_token";
@@ -21,7 +24,17 @@ const options = {
   database: new pg.Pool({ connectionString: env("DATABASE_URL"), max: 2 }),
   secret: env("BETTER_AUTH_SECRET"),
   baseURL: "http://localhost:3000",
-  emailAndPassword: { enabled: true },
+  emailAndPassword: {
+    enabled: true,
+    password: {
+      // Better-Auth's own scrypt for the hashes it makes; primer's argon2id (over the NFKC
+      // password, as primer hashes) for the users primer made or upgraded.
+      verify: ({ hash, password }) =>
+        hash.startsWith("$argon2")
+          ? argon2Verify({ password: password.normalize("NFKC"), hash })
+          : verifyPassword({ hash, password }),
+    },
+  },
   telemetry: { enabled: false },
   logger: { disabled: true },
 };
@@ -50,6 +63,16 @@ const commands = {
       token,
       cookie: sessionCookie(signedIn.headers),
     };
+  },
+
+  /** Signs an existing user in: {user_id, token}, or {error} when Better-Auth refuses. */
+  async "sign-in"({ email, password }) {
+    try {
+      const signedIn = await auth.api.signInEmail({ body: { email, password } });
+      return { user_id: signedIn.user.id, token: signedIn.token };
+    } catch (error) {
+      return { error: error?.body?.code ?? String(error) };
+    }
   },
 
   /** What Better-Auth's getSession makes of a session cookie: {session_id, user_id} or null. */

@@ -12,7 +12,7 @@ use base64::engine::general_purpose::STANDARD;
 use hmac::{Hmac, Mac};
 use primer_shared::AppState;
 use primer_shared::auth::password::{self, Password, Verdict};
-use primer_shared::test_util::{TestApp, TestResponse, event, test_config};
+use primer_shared::test_util::{TestApp, TestResponse, TestUser, event, test_config};
 use serde_json::{Value, json};
 use sha2::Sha256;
 use sqlx::PgPool;
@@ -449,4 +449,50 @@ async fn primer_migrates_a_database_that_better_auth_created_first(pool: PgPool)
     assert_eq!(app.login("early@example.com", PASSWORD).await.status, StatusCode::OK);
     let plan = better_auth.run("plan-migrations", json!({})).await;
     assert_eq!(plan, json!({"to_be_created": [], "to_be_added": []}));
+}
+
+/// The auth function as a deployment sharing its users with a Better-Auth frontend runs it:
+/// Better-Auth's hashes are kept as they are (`UPGRADE_BETTER_AUTH_HASHES` unset).
+fn two_front_doors(pool: PgPool) -> TestApp {
+    let mut config = test_config();
+    config.better_auth_secret = Some(SECRET.to_owned().into());
+    config.upgrade_better_auth_hashes = false;
+    TestApp::with_state(AppState::new(config, pool), auth::router)
+}
+
+#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+async fn one_database_two_front_doors_for_passwords(pool: PgPool) {
+    let app = two_front_doors(pool.clone());
+    let better_auth = BetterAuth::on(&pool);
+
+    // A reader who signed up through primer (argon2id) signs in at the Better-Auth frontend...
+    let ada = app.signed_up("ada@example.com").await;
+    assert!(stored_hash(&pool, &ada.id).await.starts_with("$argon2id$"));
+    let signed_in =
+        better_auth.run("sign-in", json!({"email": "ada@example.com", "password": PASSWORD})).await;
+    assert_eq!(signed_in["user_id"], ada.id.as_str(), "{signed_in}");
+    let refused =
+        better_auth.run("sign-in", json!({"email": "ada@example.com", "password": "not it at all"})).await;
+    assert!(refused["error"].is_string(), "{refused}");
+
+    // ...and one who signed up at the Better-Auth frontend (scrypt) signs in at primer, and still
+    // at Better-Auth afterwards: primer keeps the hash Better-Auth can verify.
+    let grace = better_auth
+        .run("sign-up-and-in", json!({"email": "grace@example.com", "password": PASSWORD, "name": "Grace"}))
+        .await;
+    let grace_id = grace["user_id"].as_str().unwrap().to_owned();
+    let scrypt = stored_hash(&pool, &grace_id).await;
+    assert_eq!(app.login("grace@example.com", PASSWORD).await.status, StatusCode::OK);
+    assert_eq!(stored_hash(&pool, &grace_id).await, scrypt);
+    let again = better_auth.run("sign-in", json!({"email": "grace@example.com", "password": PASSWORD})).await;
+    assert_eq!(again["user_id"], grace_id.as_str(), "{again}");
+
+    // A password changed through primer is argon2id, and Better-Auth verifies it too.
+    let session = app.signed_in(&TestUser { email: "grace@example.com".into(), ..ada.clone() }).await;
+    let changed = app.change_password(&session.access_token, PASSWORD, "a brand new password").await;
+    assert_eq!(changed.status, StatusCode::NO_CONTENT, "{}", changed.text());
+    let after = better_auth
+        .run("sign-in", json!({"email": "grace@example.com", "password": "a brand new password"}))
+        .await;
+    assert_eq!(after["user_id"], grace_id.as_str(), "{after}");
 }
