@@ -102,12 +102,15 @@ async fn personalized(
     Path(id): Path<String>,
     QueryParams(query): QueryParams<PersonalizedQuery>,
 ) -> Result<Response> {
-    let chapter = cache::personalized_chapter(&state, &caller.user_id, chapter_id(&id)?).await?;
-    if query.delivery == Delivery::Redirect
-        && let Some(url) = state.blobs.presign_get(&chapter.key, PRESIGNED_TTL).await?
-    {
-        return Ok((StatusCode::FOUND, [(header::LOCATION, url)]).into_response());
+    let id = chapter_id(&id)?;
+    // A URL to the stored object, made (if need be) but not downloaded first.
+    if query.delivery == Delivery::Redirect && state.blobs.presigns() {
+        let key = cache::personalized_key(&state, &caller.user_id, id).await?;
+        if let Some(url) = state.blobs.presign_get(&key, PRESIGNED_TTL).await? {
+            return Ok((StatusCode::FOUND, [(header::LOCATION, url)]).into_response());
+        }
     }
+    let chapter = cache::personalized_chapter(&state, &caller.user_id, id).await?;
     Ok(match query.format {
         Format::Markdown => markdown(chapter.markdown),
         Format::Json => Json(PersonalizedBody {

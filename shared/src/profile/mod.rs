@@ -26,7 +26,8 @@ pub use self::input::{
     HardwareContextInput, LanguageInput, LeveledLanguage, ProfileInput, SoftwareContextInput,
     SpecificationsInput,
 };
-pub use self::store::{Change, Saved, UserProfile, find, find_all, save};
+pub(crate) use self::store::stored_columns;
+pub use self::store::{Change, Saved, StoredProfile, UserProfile, find, find_all, save};
 use crate::error::{Error, Result};
 
 /// The longest free text of `hardware_context.specifications`, in characters.
