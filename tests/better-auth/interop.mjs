@@ -4,7 +4,8 @@
 //
 // Each command prints one JSON document on stdout; a failure exits non-zero with the reason
 // on stderr. Better-Auth is configured as a frontend sharing the database would configure it:
-// the Kysely/pg adapter on a pg Pool, email and password enabled, the defaults otherwise.
+// the Kysely/pg adapter on a pg Pool, email and password enabled with its own password reset
+// (the "e-mail" is kept in memory, for the command to print the token), the defaults otherwise.
 import { betterAuth } from "better-auth";
 import { getMigrations } from "better-auth/db/migration";
 import pg from "pg";
@@ -17,11 +18,19 @@ const env = (name) => {
   return value;
 };
 
+/** The token of the last reset e-mail Better-Auth "sent". */
+let resetToken = null;
+
 const options = {
   database: new pg.Pool({ connectionString: env("DATABASE_URL"), max: 2 }),
   secret: env("BETTER_AUTH_SECRET"),
   baseURL: "http://localhost:3000",
-  emailAndPassword: { enabled: true },
+  emailAndPassword: {
+    enabled: true,
+    sendResetPassword: async ({ token }) => {
+      resetToken = token;
+    },
+  },
   telemetry: { enabled: false },
   logger: { disabled: true },
 };
@@ -59,6 +68,22 @@ const commands = {
       query: { disableCookieCache: true },
     });
     return found && { session_id: found.session.id, user_id: found.user.id };
+  },
+
+  /** Better-Auth's own forgot-password flow: {token} of the reset e-mail, or {token: null}. */
+  async "request-password-reset"({ email }) {
+    await auth.api.requestPasswordReset({ body: { email } });
+    return { token: resetToken };
+  },
+
+  /** Better-Auth's own reset: {ok: true}, or {ok: false, code} with its error code. */
+  async "reset-password"({ token, new_password }) {
+    try {
+      await auth.api.resetPassword({ body: { token, newPassword: new_password } });
+      return { ok: true };
+    } catch (error) {
+      return { ok: false, code: error?.body?.code ?? String(error?.message ?? error) };
+    }
   },
 
   /** Password hashes made by Better-Auth's own hasher: [{password, hash}]. */
