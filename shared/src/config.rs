@@ -622,6 +622,90 @@ mod tests {
     }
 
     #[test]
+    fn email_goes_to_the_outbox_unless_ses_is_asked_for() {
+        let secret = "s".repeat(40);
+        let base = [("DATABASE_URL", "postgres://x"), ("JWT_SECRET", secret.as_str())];
+        let config = |extra: &[(&'static str, &'static str)]| {
+            let vars: Vec<(&str, &str)> = base.iter().chain(extra).copied().collect();
+            Config::from_lookup(lookup(&vars)).map(|c| c.email)
+        };
+        let email = config(&[]).unwrap();
+        assert!(
+            matches!(&email.delivery, EmailDelivery::Outbox { dir, log_links: true } if dir == &PathBuf::from(".local/outbox"))
+        );
+        assert_eq!(email.frontend_url, "http://localhost:3000");
+        assert_eq!(
+            (email.reset_ttl, email.verify_ttl),
+            (Duration::from_secs(3600), Duration::from_secs(86400))
+        );
+        assert_eq!(email.forgot_min_duration, Duration::from_millis(1000));
+        // On Lambda the outbox is a scratch folder and logs no links.
+        let lambda = config(&[("AWS_LAMBDA_FUNCTION_NAME", "auth")]).unwrap();
+        assert!(
+            matches!(&lambda.delivery, EmailDelivery::Outbox { dir, log_links: false } if dir == &PathBuf::from("/tmp/primer-outbox"))
+        );
+
+        let ses = config(&[
+            ("EMAIL_DELIVERY", "SES"),
+            ("EMAIL_FROM", "no-reply@book.example.com"),
+            ("EMAIL_FROM_NAME", "The Book"),
+            ("SES_CONFIGURATION_SET", "primer"),
+            ("FRONTEND_URL", "https://book.example.com/read/"),
+            ("PASSWORD_RESET_TTL_SECS", "1800"),
+            ("PASSWORD_FORGOT_MIN_MS", "750"),
+        ])
+        .unwrap();
+        let EmailDelivery::Ses(delivery) = &ses.delivery else { panic!("{ses:?}") };
+        assert_eq!(delivery.configuration_set.as_deref(), Some("primer"));
+        assert_eq!(
+            (ses.from_address.as_str(), ses.from_name.as_str()),
+            ("no-reply@book.example.com", "The Book")
+        );
+        assert_eq!(ses.frontend_url, "https://book.example.com/read");
+        assert_eq!(
+            (ses.reset_ttl, ses.forgot_min_duration),
+            (Duration::from_secs(1800), Duration::from_millis(750))
+        );
+
+        for (bad, name) in [
+            (&[("EMAIL_DELIVERY", "ses")][..], "EMAIL_FROM is not set"),
+            (&[("EMAIL_DELIVERY", "smtp")][..], "EMAIL_DELIVERY is invalid"),
+            (&[("EMAIL_FROM", "not an address")][..], "EMAIL_FROM is invalid"),
+            (&[("FRONTEND_URL", "ftp://book.example.com")][..], "FRONTEND_URL is invalid"),
+            (&[("FRONTEND_URL", "https://book.example.com/?a=b")][..], "FRONTEND_URL is invalid"),
+            (&[("PASSWORD_RESET_TTL_SECS", "0")][..], "PASSWORD_RESET_TTL_SECS is invalid"),
+        ] {
+            let err = config(bad).unwrap_err().to_string();
+            assert!(err.starts_with(name), "{bad:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn recovery_limits_are_configurable() {
+        let secret = "s".repeat(40);
+        let config = Config::from_lookup(lookup(&[
+            ("DATABASE_URL", "postgres://x"),
+            ("JWT_SECRET", &secret),
+            ("PASSWORD_FORGOT_MAX_PER_ADDRESS", "12"),
+            ("PASSWORD_FORGOT_WINDOW_SECS", "600"),
+            ("EMAILS_PER_ACCOUNT", "2"),
+            ("EMAILS_WINDOW_SECS", "7200"),
+        ]))
+        .unwrap();
+        let limits = config.limits;
+        assert_eq!(
+            (limits.password_forgot.per_address, limits.password_forgot.window),
+            (12, Duration::from_secs(600))
+        );
+        assert_eq!(
+            (limits.account_mails.per_account, limits.account_mails.window),
+            (2, Duration::from_secs(7200))
+        );
+        let defaults = AbuseLimits::default();
+        assert_eq!((defaults.password_forgot.per_address, defaults.account_mails.per_account), (30, 3));
+    }
+
+    #[test]
     fn unparsable_number_is_refused() {
         let secret = "s".repeat(40);
         let err = Config::from_lookup(lookup(&[

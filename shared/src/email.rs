@@ -375,6 +375,52 @@ mod tests {
         assert_eq!(spell_duration(Duration::from_secs(61)), "61 seconds");
     }
 
+    /// A log kept in memory.
+    #[derive(Clone, Default)]
+    struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Sends one mail through an outbox in a new folder; returns the folder's `.eml` files and
+    /// what was logged.
+    async fn through_outbox(log_links: bool, mail: &Mail) -> (Vec<PathBuf>, String) {
+        let dir = std::env::temp_dir().join(format!("primer-outbox-test-{}", uuid::Uuid::new_v4()));
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber =
+            tracing_subscriber::fmt().with_writer(move || writer.clone()).with_ansi(false).finish();
+        let _default = tracing::subscriber::set_default(subscriber);
+        Outbox::new(&dir, log_links).send(mail).await.unwrap();
+        let files = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+        let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        (files, log)
+    }
+
+    #[tokio::test]
+    async fn the_outbox_writes_one_eml_and_logs_its_path_and_in_development_the_link() {
+        let mail = Mail::password_reset(&config(), "ada@example.com", "sel.secret-part");
+        let (files, log) = through_outbox(true, &mail).await;
+        assert_eq!(files.len(), 1, "{files:?}");
+        let name = files[0].file_name().unwrap().to_string_lossy().into_owned();
+        assert!(name.ends_with(".eml") && name.contains("-password-reset-"), "{name}");
+        assert!(log.contains(&files[0].display().to_string()), "{log}");
+        assert!(log.contains("http://localhost:3000/reset-password?token=sel.secret-part"), "{log}");
+
+        // On Lambda the path is logged, the link (a credential) is not.
+        let (files, log) = through_outbox(false, &mail).await;
+        assert!(log.contains(&files[0].display().to_string()), "{log}");
+        assert!(!log.contains("secret-part"), "{log}");
+    }
+
     #[test]
     fn the_message_is_multipart_rfc_5322() {
         let mut config = config();
