@@ -199,9 +199,9 @@ fn escape_html(value: &str) -> String {
 /// "1 hour", "24 hours", "30 minutes": how long a link works, for a person.
 fn spell_duration(d: Duration) -> String {
     let secs = d.as_secs().max(1);
-    let (n, unit) = if secs % 3600 == 0 {
+    let (n, unit) = if secs.is_multiple_of(3600) {
         (secs / 3600, "hour")
-    } else if secs % 60 == 0 {
+    } else if secs.is_multiple_of(60) {
         (secs / 60, "minute")
     } else {
         (secs, "second")
