@@ -10,7 +10,8 @@ use axum::response::{IntoResponse, Response};
 use sqlx::PgPool;
 
 use crate::blob::{BlobStore, DirStore, S3Store};
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, EmailDelivery};
+use crate::email::{EmailSender, Outbox, SesSender};
 use crate::error::Error;
 use crate::model::ModelClient;
 use crate::{db, telemetry};
@@ -29,13 +30,21 @@ pub struct AppState {
     pub blobs: Arc<dyn BlobStore>,
     /// The language model client; `None` when no model is configured (the offline engines answer).
     pub model: Option<Arc<ModelClient>>,
+    /// Where e-mail goes: SES, or the outbox folder.
+    pub mail: Arc<dyn EmailSender>,
 }
 
 impl AppState {
-    /// State over an existing pool (tests), storing blobs in the configured local folder;
-    /// [`AppState::from_env`] uses the bucket when one is configured.
+    /// State over an existing pool (tests), storing blobs in the configured local folder and
+    /// writing e-mail to the outbox folder; [`AppState::from_env`] uses the bucket and SES when
+    /// they are configured.
     pub fn new(config: Config, pool: PgPool) -> Self {
         let blobs = Arc::new(DirStore::new(&config.blob.dir));
+        let mail: Arc<dyn EmailSender> = match &config.email.delivery {
+            EmailDelivery::Outbox { dir, log_links } => Arc::new(Outbox::new(dir, *log_links)),
+            // Only `from_env` builds the SES client (it reads the SDK's configuration).
+            EmailDelivery::Ses(_) => Arc::new(Outbox::new(".local/outbox", false)),
+        };
         let model = config.model.clone().and_then(|model| {
             // Only a broken TLS setup fails here; the offline engines are the designed fallback.
             ModelClient::new(model)
@@ -43,7 +52,7 @@ impl AppState {
                 .ok()
                 .map(Arc::new)
         });
-        Self { config: Arc::new(config), pool, blobs, model }
+        Self { config: Arc::new(config), pool, blobs, model, mail }
     }
 
     /// The same state with another blob store.
@@ -56,19 +65,34 @@ impl AppState {
         Self { model, ..self }
     }
 
+    /// The same state with another e-mail sender.
+    pub fn with_mail(self, mail: Arc<dyn EmailSender>) -> Self {
+        Self { mail, ..self }
+    }
+
     /// State from the environment, without connecting to the database yet.
     pub async fn from_env() -> Result<Self, ConfigError> {
         let config = Config::from_env()?;
         let pool = db::lazy_pool(&config)?;
-        let s3 = match &config.blob.s3 {
-            Some(s3) => Some(S3Store::from_env(s3).await),
-            None => None,
+        // The SDK's configuration (region, credentials) is read once, for both clients.
+        let needs_aws = config.blob.s3.is_some() || matches!(config.email.delivery, EmailDelivery::Ses(_));
+        let sdk = match needs_aws {
+            true => Some(aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await),
+            false => None,
         };
-        let state = Self::new(config, pool);
-        Ok(match s3 {
-            Some(s3) => state.with_blobs(Arc::new(s3)),
-            None => state,
-        })
+        let s3 = sdk.as_ref().zip(config.blob.s3.as_ref()).map(|(sdk, s3)| S3Store::new(sdk, s3));
+        let ses = match (&sdk, &config.email.delivery) {
+            (Some(sdk), EmailDelivery::Ses(ses)) => Some(SesSender::new(sdk, ses)),
+            _ => None,
+        };
+        let mut state = Self::new(config, pool);
+        if let Some(s3) = s3 {
+            state = state.with_blobs(Arc::new(s3));
+        }
+        if let Some(ses) = ses {
+            state = state.with_mail(Arc::new(ses));
+        }
+        Ok(state)
     }
 }
 

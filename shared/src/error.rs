@@ -19,6 +19,10 @@ pub enum Error {
     /// 400: malformed JSON, wrong types, unknown query values.
     #[error("{0}")]
     BadRequest(String),
+    /// 400 `invalid_token`: a password-reset or verification token that is unknown, expired,
+    /// already used or forged; one answer for all, so none can be told apart.
+    #[error("this link is invalid, has expired or was already used; ask for a new one")]
+    InvalidToken,
     /// 401: no, invalid or expired token; revoked session; deleted user.
     #[error("authentication required")]
     Unauthorized,
@@ -28,6 +32,9 @@ pub enum Error {
     /// 403: the account is disabled.
     #[error("this account is disabled")]
     AccountDisabled,
+    /// 403: the route needs a verified e-mail address (`REQUIRE_VERIFIED_EMAIL`).
+    #[error("verify your e-mail address first: POST /api/auth/email/verify/send sends a new link")]
+    EmailUnverified,
     /// 404: no such route or resource, or one that is not the caller's.
     #[error("not found")]
     NotFound,
@@ -168,9 +175,9 @@ impl Error {
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::BadRequest(_) | Self::InvalidToken => StatusCode::BAD_REQUEST,
             Self::Unauthorized | Self::UnauthorizedWith(_) => StatusCode::UNAUTHORIZED,
-            Self::AccountDisabled => StatusCode::FORBIDDEN,
+            Self::AccountDisabled | Self::EmailUnverified => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict { .. } => StatusCode::CONFLICT,
@@ -188,8 +195,10 @@ impl Error {
     pub fn code(&self) -> &'static str {
         match self {
             Self::BadRequest(_) => "bad_request",
+            Self::InvalidToken => "invalid_token",
             Self::Unauthorized | Self::UnauthorizedWith(_) => "unauthorized",
             Self::AccountDisabled => "account_disabled",
+            Self::EmailUnverified => "email_unverified",
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::Conflict { code, .. } => code,

@@ -13,6 +13,7 @@ pub mod book;
 pub mod config;
 pub mod conversations;
 pub mod db;
+pub mod email;
 pub mod error;
 pub mod extract;
 pub mod guests;

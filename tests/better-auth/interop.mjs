@@ -4,8 +4,10 @@
 //
 // Each command prints one JSON document on stdout; a failure exits non-zero with the reason
 // on stderr. Better-Auth is configured as a frontend sharing the database would configure it:
-// the Kysely/pg adapter on a pg Pool, email and password enabled, and the password settings
-// README gives for sharing users with primer (primer's argon2id hashes verify here too).
+// the Kysely/pg adapter on a pg Pool, email and password enabled with the password settings
+// README gives for sharing users with primer (primer's argon2id hashes verify here too) and its
+// own password reset (the "e-mail" is kept in memory, for the command to print the token), the
+// defaults otherwise.
 import { betterAuth } from "better-auth";
 import { verifyPassword } from "better-auth/crypto";
 import { getMigrations } from "better-auth/db/migration";
@@ -20,6 +22,9 @@ const env = (name) => {
   return value;
 };
 
+/** The token of the last reset e-mail Better-Auth "sent". */
+let resetToken = null;
+
 const options = {
   database: new pg.Pool({ connectionString: env("DATABASE_URL"), max: 2 }),
   secret: env("BETTER_AUTH_SECRET"),
@@ -33,6 +38,9 @@ const options = {
         hash.startsWith("$argon2")
           ? argon2Verify({ password: password.normalize("NFKC"), hash })
           : verifyPassword({ hash, password }),
+    },
+    sendResetPassword: async ({ token }) => {
+      resetToken = token;
     },
   },
   telemetry: { enabled: false },
@@ -82,6 +90,22 @@ const commands = {
       query: { disableCookieCache: true },
     });
     return found && { session_id: found.session.id, user_id: found.user.id };
+  },
+
+  /** Better-Auth's own forgot-password flow: {token} of the reset e-mail, or {token: null}. */
+  async "request-password-reset"({ email }) {
+    await auth.api.requestPasswordReset({ body: { email } });
+    return { token: resetToken };
+  },
+
+  /** Better-Auth's own reset: {ok: true}, or {ok: false, code} with its error code. */
+  async "reset-password"({ token, new_password }) {
+    try {
+      await auth.api.resetPassword({ body: { token, newPassword: new_password } });
+      return { ok: true };
+    } catch (error) {
+      return { ok: false, code: error?.body?.code ?? String(error?.message ?? error) };
+    }
   },
 
   /** Password hashes made by Better-Auth's own hasher: [{password, hash}]. */

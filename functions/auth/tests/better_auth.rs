@@ -496,3 +496,71 @@ async fn one_database_two_front_doors_for_passwords(pool: PgPool) {
         .await;
     assert_eq!(after["user_id"], grace_id.as_str(), "{after}");
 }
+
+/// How many `verification` rows have exactly this identifier.
+async fn rows_named(pool: &PgPool, identifier: &str) -> i64 {
+    sqlx::query_scalar(r#"SELECT count(*) FROM "verification" WHERE identifier = $1"#)
+        .bind(identifier)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+async fn primer_and_better_auth_reset_links_share_the_table_and_neither_takes_the_others(pool: PgPool) {
+    let better_auth = BetterAuth::on(&pool);
+    let app = app(pool);
+    let signed_in = better_auth
+        .run("sign-up-and-in", json!({"email": "ada@example.com", "password": PASSWORD, "name": "Ada"}))
+        .await;
+    let (user_id, cookie) =
+        (signed_in["user_id"].as_str().unwrap().to_owned(), signed_in["cookie"].as_str().unwrap().to_owned());
+
+    // Both frontends' forgot-password flows, for the same reader.
+    let ba_first = better_auth.run("request-password-reset", json!({"email": "ada@example.com"})).await;
+    let ba_first = ba_first["token"].as_str().expect("Better-Auth sent a reset e-mail").to_owned();
+    assert_eq!(app.forgot_password("ada@example.com").await.status, StatusCode::ACCEPTED);
+    let ours = app.reset_mail("ada@example.com").token;
+    let (ba_row, our_row) =
+        (format!("reset-password:{ba_first}"), format!("primer:reset-password:{user_id}"));
+    let stored: String = sqlx::query_scalar(r#"SELECT value FROM "verification" WHERE identifier = $1"#)
+        .bind(&ba_row)
+        .fetch_one(app.pool())
+        .await
+        .unwrap();
+    assert_eq!(stored, user_id, "Better-Auth's row as it writes it");
+
+    // Each side's token is nothing to the other, and trying it consumes nothing.
+    let crossed = app.reset_password(&ba_first, "primer's new passphrase").await;
+    assert_eq!((crossed.status, crossed.error_code().as_str()), (StatusCode::BAD_REQUEST, "invalid_token"));
+    let crossed = better_auth
+        .run("reset-password", json!({"token": ours, "new_password": "BA's new passphrase"}))
+        .await;
+    assert_eq!(crossed, json!({"ok": false, "code": "INVALID_TOKEN"}));
+    assert_eq!((rows_named(app.pool(), &ba_row).await, rows_named(app.pool(), &our_row).await), (1, 1));
+
+    // Better-Auth's reset consumes its row only.
+    let ba_second = better_auth.run("request-password-reset", json!({"email": "ada@example.com"})).await;
+    let ba_second = ba_second["token"].as_str().unwrap().to_owned();
+    let done = better_auth
+        .run("reset-password", json!({"token": ba_first, "new_password": "set through Better-Auth"}))
+        .await;
+    assert_eq!(done, json!({"ok": true}));
+    assert_eq!(rows_named(app.pool(), &ba_row).await, 0);
+    assert_eq!(rows_named(app.pool(), &our_row).await, 1, "primer's link survives Better-Auth's reset");
+    assert_eq!(app.login("ada@example.com", "set through Better-Auth").await.status, StatusCode::OK);
+
+    // primer's reset consumes its own rows, ends Better-Auth's sessions too, and leaves
+    // Better-Auth's other pending link alone.
+    let reset = app.reset_password(&ours, "set through primer").await;
+    assert_eq!(reset.status, StatusCode::OK, "{}", reset.text());
+    assert_eq!(rows_named(app.pool(), &our_row).await, 0);
+    assert_eq!(rows_named(app.pool(), &format!("reset-password:{ba_second}")).await, 1);
+    assert_eq!(better_auth.run("get-session", json!({"cookie": cookie})).await, Value::Null);
+    assert_eq!(app.login("ada@example.com", "set through primer").await.status, StatusCode::OK);
+    let done = better_auth
+        .run("reset-password", json!({"token": ba_second, "new_password": "Better-Auth again"}))
+        .await;
+    assert_eq!(done, json!({"ok": true}), "Better-Auth's link still works after primer's reset");
+    assert_eq!(app.login("ada@example.com", "Better-Auth again").await.status, StatusCode::OK);
+}

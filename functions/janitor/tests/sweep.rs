@@ -1,9 +1,11 @@
 //! The janitor removes exactly what is expired or stale, and nothing live.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use janitor::{Sweep, handle, sweep};
 use primer_shared::AppState;
+use primer_shared::auth::recovery::{self, Purpose};
 use primer_shared::blob::ObjectKey;
 use primer_shared::book::{self, ChapterId, ChapterSource};
 use primer_shared::personalize::Fingerprint;
@@ -164,7 +166,10 @@ async fn only_expired_and_stale_things_go(pool: PgPool) {
     live_keys.sort();
     assert_eq!(keys_in_rows(&pool).await, live_keys);
     assert_eq!(app.me(&ada.access_token).await.status, 200, "the live session still works");
-    assert_eq!(count(&pool, r#"SELECT count(*) FROM "verification""#).await, 1);
+    assert_eq!(
+        count(&pool, r#"SELECT count(*) FROM "verification" WHERE identifier = 'reset:ada'"#).await,
+        1
+    );
     assert_eq!(count(&pool, "SELECT count(*) FROM password_checks").await, 1);
     assert_eq!(count(&pool, "SELECT count(*) FROM address_admissions WHERE scope = 'guest'").await, 1);
     assert_eq!(count(&pool, "SELECT count(*) FROM usage_daily").await, 1);
@@ -349,4 +354,49 @@ async fn spent_refresh_tokens_are_remembered_for_a_day(pool: PgPool) {
     let left: Vec<String> =
         sqlx::query_scalar("SELECT token_hash FROM refresh_token_spent").fetch_all(app.pool()).await.unwrap();
     assert_eq!(left, ["sha256:recent"]);
+}
+
+#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+async fn expired_reset_and_verification_links_go_primers_and_better_auths_alike(pool: PgPool) {
+    let app = TestApp::new(pool, auth::router);
+    let pool = app.pool().clone();
+    let ada = app.signed_up("ada@example.com").await; // her sign-up's verification link: live
+    for (n, purpose) in [Purpose::PasswordReset, Purpose::VerifyEmail].into_iter().enumerate() {
+        for ttl in [1, 3600] {
+            recovery::issue(&pool, purpose, &ada.id, &ada.email, Duration::from_secs(ttl)).await.unwrap();
+        }
+        // A Better-Auth frontend's reset links, one expired and one live.
+        sqlx::query(
+            r#"INSERT INTO "verification" (id, identifier, value, "expiresAt") VALUES
+               ($1, $2, $3, now() - interval '1 minute'), ($4, $5, $3, now() + interval '1 hour')"#,
+        )
+        .bind(format!("ba-old-{n}"))
+        .bind(format!("reset-password:old{n}"))
+        .bind(&ada.id)
+        .bind(format!("ba-new-{n}"))
+        .bind(format!("reset-password:new{n}"))
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(1100)).await; // the one-second links expire
+
+    let swept = sweep(&app.state).await.unwrap();
+    assert_eq!(swept.verifications, 4, "{swept:?}");
+    let left: Vec<String> =
+        sqlx::query_scalar(r#"SELECT identifier FROM "verification" ORDER BY identifier"#)
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    let ours = |prefix: &str| format!("{prefix}{}", ada.id);
+    assert_eq!(
+        left,
+        [
+            ours("primer:reset-password:"),
+            ours("primer:verify-email:"),
+            ours("primer:verify-email:"),
+            "reset-password:new0".into(),
+            "reset-password:new1".into(),
+        ]
+    );
 }
