@@ -108,7 +108,7 @@ impl FromRequestParts<AppState> for AuthUser {
 pub enum Caller {
     /// A signed-in user.
     User(AuthUser),
-    /// A guest (seed 000), who owns conversations until signing up or logging in.
+    /// A guest (the guest-chat model), who owns conversations until signing up or logging in.
     Guest {
         /// The guest id the token was issued for.
         guest_id: Uuid,

@@ -1,4 +1,4 @@
-//! The auth function: `/api/auth/*` of API.md — registration, login, token refresh, logout,
+//! The auth function: `/api/auth/*` of docs/api.md — registration, login, token refresh, logout,
 //! the caller's account, their sessions, and guest tokens.
 //!
 //! Passwords, tokens, sessions and the rate limit live in the core crate

@@ -1,4 +1,4 @@
-//! The chapters function: `/api/chapters*` of API.md — the book's table of contents, each
+//! The chapters function: `/api/chapters*` of docs/api.md — the book's table of contents, each
 //! chapter's source, and the caller's personalized chapter.
 //!
 //! Parsing and importing the book (`primer_shared::book`), the personalization engines and

@@ -1,4 +1,4 @@
-//! The conversations function: `/api/models` and `/api/conversations*` of API.md — a
+//! The conversations function: `/api/models` and `/api/conversations*` of docs/api.md — a
 //! caller's conversations with the tutor and their messages. The caller is a signed-in user
 //! or a guest (`Bearer <guest_token>`); another owner's conversation is a 404 on every route.
 //!

@@ -46,7 +46,7 @@ pub struct ProfileInput {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SoftwareContextInput {
-    /// Names, or seed 002's `{"language", "level"}` objects.
+    /// Names, or the users-table model's `{"language", "level"}` objects.
     pub languages: Option<Vec<LanguageInput>>,
     /// Skill (language or framework) to level.
     pub skill_levels: Option<BTreeMap<String, String>>,
@@ -87,13 +87,13 @@ pub struct SpecificationsInput {
 /// One entry of `software_context.languages`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LanguageInput {
-    /// `"Python"` (seed 000).
+    /// `"Python"` (the guest-chat model).
     Name(String),
-    /// `{"language": "Python", "level": "Intermediate"}` (seed 002).
+    /// `{"language": "Python", "level": "Intermediate"}` (the users-table model).
     WithLevel(LeveledLanguage),
 }
 
-/// Seed 002's language object.
+/// The users-table model's language object.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LeveledLanguage {
@@ -197,7 +197,7 @@ impl SoftwareContextInput {
                 skill_levels.insert(skill, level);
             }
         }
-        // Seed 002's level is stored as a skill level; two different levels for one language
+        // The users-table model's level is stored as a skill level; two different levels for one language
         // cannot both be true.
         for (path, language, level) in leveled {
             match skill_levels.insert(Skill::from(language), level) {
@@ -397,7 +397,7 @@ mod tests {
             let fields = invalid_fields(json!({"software_context": software, "hardware_context": {}}));
             assert_eq!(fields, ["software_context"]);
         }
-        // A skill level alone is enough (seed 003).
+        // A skill level alone is enough (the personalization model).
         let only_levels =
             json!({"software_context": {"skill_levels": {"ROS 2": "Beginner"}}, "hardware_context": {}});
         assert!(input(only_levels).parse().is_ok());
