@@ -28,6 +28,15 @@ pub fn routes() -> Router<AppState> {
         .route("/api/chapters", get(list))
         .route("/api/chapters/{id}", get(source))
         .route("/api/chapters/{id}/personalized", get(personalized))
+        .route("/api/openapi.json", get(openapi))
+}
+
+/// The HTTP contract of the whole API, as the repository keeps it: served by this function (a
+/// public, read-only document, like the book) so that a deployed API describes itself.
+const OPENAPI: &str = include_str!("../../../openapi.json");
+
+async fn openapi() -> impl axum::response::IntoResponse {
+    ([(axum::http::header::CONTENT_TYPE, "application/json")], OPENAPI)
 }
 
 /// The function's whole service: its routes with the shared layers, on `state`.
