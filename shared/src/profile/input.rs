@@ -19,8 +19,10 @@ use crate::error::{FieldErrors, Result};
 #[serde(deny_unknown_fields)]
 pub struct ProfileInput {
     /// Required; must name at least one language or skill level.
+    #[serde(default, deserialize_with = "object")]
     pub software_context: Option<SoftwareContextInput>,
     /// Required, may be `{}`.
+    #[serde(default, deserialize_with = "object")]
     pub hardware_context: Option<HardwareContextInput>,
     /// A [`Level`].
     pub python_proficiency: Option<String>,
@@ -40,6 +42,15 @@ pub struct ProfileInput {
     pub(super) _created_at: Option<IgnoredAny>,
     #[serde(default, rename = "updated_at")]
     pub(super) _updated_at: Option<IgnoredAny>,
+}
+
+/// An optional nested object, read only from a JSON object (or `null`): serde's derived
+/// structs also take an array of their fields in order, which the contract does not allow.
+fn object<'de, D: Deserializer<'de>, T: serde::de::DeserializeOwned>(d: D) -> Result<Option<T>, D::Error> {
+    match Option::<serde_json::Map<String, serde_json::Value>>::deserialize(d)? {
+        None => Ok(None),
+        Some(map) => T::deserialize(serde_json::Value::Object(map)).map(Some).map_err(de::Error::custom),
+    }
 }
 
 /// `software_context` as sent.
@@ -67,6 +78,7 @@ pub struct HardwareContextInput {
     /// Devices.
     pub devices: Option<Vec<String>>,
     /// Free text.
+    #[serde(default, deserialize_with = "object")]
     pub specifications: Option<SpecificationsInput>,
     /// Constraints.
     pub constraints: Option<Vec<String>>,
@@ -425,6 +437,13 @@ mod tests {
     fn shape_errors_are_serde_errors() {
         let wrong_type = json!({"software_context": {"languages": "Python"}, "hardware_context": {}});
         assert!(serde_json::from_value::<ProfileInput>(wrong_type).is_err());
+        for array in [
+            json!({"software_context": ["Python"], "hardware_context": {}}),
+            json!({"software_context": {"languages": ["Python"]}, "hardware_context": [null]}),
+            json!({"hardware_context": {"specifications": [null, null]}}),
+        ] {
+            assert!(serde_json::from_value::<ProfileInput>(array.clone()).is_err(), "{array}");
+        }
         let unknown_key = json!({"software_context": {"langauges": ["Python"]}, "hardware_context": {}});
         assert!(serde_json::from_value::<ProfileInput>(unknown_key).is_err());
         let bad_entry = json!({"software_context": {"languages": [42]}, "hardware_context": {}});
