@@ -104,6 +104,7 @@ STEPS = [
     Step("ChaptersFunction", "chapters-get.json", 200),
     # After profile-put: the personalized chapter needs an onboarded profile.
     Step("ChaptersFunction", "chapters-personalized.json", 200),
+    Step("ChaptersFunction", "chapters-openapi.json", 200),
     Step("ConversationsFunction", "models-list.json", 200),
     Step(
         "ConversationsFunction",

@@ -16,7 +16,7 @@ use crate::error::Error;
 use crate::model::ModelClient;
 use crate::{db, telemetry};
 
-/// The largest request body any route accepts (API.md: 64 KiB).
+/// The largest request body any route accepts (docs/api.md: 64 KiB).
 pub const BODY_LIMIT: usize = 64 * 1024;
 
 /// Built once per cold start and cloned into every request.

@@ -191,7 +191,7 @@ impl Error {
         }
     }
 
-    /// The machine-readable code of API.md.
+    /// The machine-readable code of docs/api.md.
     pub fn code(&self) -> &'static str {
         match self {
             Self::BadRequest(_) => "bad_request",

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
 use axum::http::StatusCode;
-use axum::http::header::{ACCEPT, AUTHORIZATION, USER_AGENT};
+use axum::http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, USER_AGENT};
 use axum::http::request::Parts;
 use lambda_http::RequestExt;
 use lambda_http::request::RequestContext;
@@ -31,6 +31,31 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
             Ok(axum::Json(value)) => Ok(Self(value)),
             Err(rejection) => Err(json_rejection(rejection)),
         }
+    }
+}
+
+/// An optional JSON body: a request with no body at all (no `Content-Type`, nothing sent) reads
+/// as `T::default()`, so a route whose body's fields are all optional takes a bare POST; any
+/// body that is sent is read as [`JsonBody`] reads it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OptionalJsonBody<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalJsonBody<T> {
+    type Rejection = Error;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Error> {
+        if request.headers().contains_key(CONTENT_TYPE) {
+            return JsonBody::from_request(request, state).await.map(|JsonBody(value)| Self(value));
+        }
+        let bytes =
+            axum::body::Bytes::from_request(request, state).await.map_err(|rejection| {
+                match rejection.status() {
+                    StatusCode::PAYLOAD_TOO_LARGE => Error::PayloadTooLarge { limit: BODY_LIMIT },
+                    _ => Error::BadRequest(rejection.body_text()),
+                }
+            })?;
+        // Something sent without saying it is JSON: refused as `JsonBody` refuses it.
+        if bytes.is_empty() { Ok(Self(T::default())) } else { Err(Error::UnsupportedMediaType) }
     }
 }
 
@@ -108,7 +133,7 @@ impl FromRequestParts<AppState> for AuthUser {
 pub enum Caller {
     /// A signed-in user.
     User(AuthUser),
-    /// A guest (seed 000), who owns conversations until signing up or logging in.
+    /// A guest (the guest-chat model), who owns conversations until signing up or logging in.
     Guest {
         /// The guest id the token was issued for.
         guest_id: Uuid,

@@ -1,6 +1,6 @@
-//! The auth function: `/api/auth/*` — registration, login, token refresh, logout, the caller's
-//! account, their sessions, guest tokens, and account recovery by e-mail (a forgotten
-//! password, a verified address).
+//! The auth function: `/api/auth/*` of docs/api.md — registration, login, token refresh,
+//! logout, the caller's account, their sessions, guest tokens, and account recovery by e-mail
+//! (a forgotten password, a verified address).
 //!
 //! Passwords, tokens, sessions, the rate limits and the recovery flows live in the core crate
 //! (`primer_shared::auth`); this crate maps HTTP onto them. Claiming a guest's conversations

@@ -1,4 +1,4 @@
-//! Sharing the database with Better-Auth: its session tokens as callers, its (and seed 004's)
+//! Sharing the database with Better-Auth: its session tokens as callers, its (and the chatbot model's)
 //! password hashes at login. First against Better-Auth rows written by hand, then against a
 //! real Better-Auth (npm `better-auth`, installed in tests/better-auth/ by `scripts/test`)
 //! running on each test's own database.
@@ -229,7 +229,7 @@ async fn a_better_auth_cookie_works_through_the_lambda_entry(pool: PgPool) {
 }
 
 /// A Better-Auth scrypt hash made by better-auth 1.7.25 (`interop.mjs hash-passwords`), and a
-/// bcrypt hash made by crypt(3) as seed 004's chatbot stored them.
+/// bcrypt hash made by crypt(3) as the chatbot model stored them.
 const LEGACY_HASHES: &[(&str, &str)] = &[
     (
         "Better-Auth scrypt",

@@ -1,4 +1,4 @@
-//! The chapters function: `/api/chapters*` of API.md — the book's table of contents, each
+//! The chapters function: `/api/chapters*` of docs/api.md — the book's table of contents, each
 //! chapter's source, and the caller's personalized chapter.
 //!
 //! Parsing and importing the book (`primer_shared::book`), the personalization engines and
@@ -28,6 +28,15 @@ pub fn routes() -> Router<AppState> {
         .route("/api/chapters", get(list))
         .route("/api/chapters/{id}", get(source))
         .route("/api/chapters/{id}/personalized", get(personalized))
+        .route("/api/openapi.json", get(openapi))
+}
+
+/// The HTTP contract of the whole API, as the repository keeps it: served by this function (a
+/// public, read-only document, like the book) so that a deployed API describes itself.
+const OPENAPI: &str = include_str!("../../../openapi.json");
+
+async fn openapi() -> impl axum::response::IntoResponse {
+    ([(axum::http::header::CONTENT_TYPE, "application/json")], OPENAPI)
 }
 
 /// The function's whole service: its routes with the shared layers, on `state`.

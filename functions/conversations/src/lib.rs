@@ -1,4 +1,4 @@
-//! The conversations function: `/api/models` and `/api/conversations*` of API.md — a
+//! The conversations function: `/api/models` and `/api/conversations*` of docs/api.md — a
 //! caller's conversations with the tutor and their messages. The caller is a signed-in user
 //! or a guest (`Bearer <guest_token>`); another owner's conversation is a 404 on every route.
 //!
@@ -31,7 +31,7 @@ use primer_shared::conversations::{
     self, Conversation, ConversationChanges, ConversationQuery, Cursor, Message, MessageContent,
     NewConversation, Owner, PageSize, SystemPrompt, Title,
 };
-use primer_shared::extract::{Caller, JsonBody, QueryParams, WantsEventStream, nullable};
+use primer_shared::extract::{Caller, JsonBody, OptionalJsonBody, QueryParams, WantsEventStream, nullable};
 use primer_shared::tutor::stream::{ReplyEvent, ReplyStream};
 use primer_shared::tutor::{Exchange, ModelCatalog, Tutor};
 use primer_shared::usage::{self, Subject, UsageReport};
@@ -122,7 +122,7 @@ struct ConversationBody {
     conversation: Conversation,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 struct CreateRequest {
     title: Option<String>,
     ai_model: Option<String>,
@@ -132,7 +132,7 @@ struct CreateRequest {
 async fn create(
     State(state): State<AppState>,
     caller: Caller,
-    JsonBody(body): JsonBody<CreateRequest>,
+    OptionalJsonBody(body): OptionalJsonBody<CreateRequest>,
 ) -> Result<(StatusCode, Json<ConversationBody>)> {
     let catalog = catalog(&state);
     let mut errors = FieldErrors::new();
@@ -170,7 +170,7 @@ async fn list(
     let query = ConversationQuery {
         archived: query.archived.unwrap_or(false),
         limit: PageSize::parse(query.limit, 20)?,
-        after: query.cursor.as_deref().map(Cursor::parse).transpose()?,
+        after: query.cursor.as_deref().filter(|c| !c.is_empty()).map(Cursor::parse).transpose()?,
     };
     let page = conversations::list(&state.pool, &Owner::from(caller), query).await?;
     Ok(Json(ConversationList { conversations: page.items, next_cursor: page.next_cursor }))
@@ -251,7 +251,8 @@ async fn list_messages(
 ) -> Result<Json<MessageList>> {
     let id = resource_id(&id)?;
     let limit = PageSize::parse(query.limit, 50)?;
-    let before = query.before.as_deref().map(Cursor::parse).transpose()?;
+    // An empty `?before=` is no cursor, as a client that builds its query from a null gets.
+    let before = query.before.as_deref().filter(|c| !c.is_empty()).map(Cursor::parse).transpose()?;
     let owner = Owner::from(caller);
     // Asked first, so an empty page of someone else's conversation is a 404, not `[]`.
     conversations::get(&state.pool, &owner, id).await?.ok_or(Error::NotFound)?;

@@ -2,7 +2,7 @@
 //! PHC strings in `account.password`.
 //!
 //! Verifying also accepts the hashes of the systems whose users primer inherits: bcrypt
-//! (`$2a$`/`$2b$`/`$2y$`, seed 004's chatbot) and Better-Auth's scrypt (`salthex:keyhex`). A
+//! (`$2a$`/`$2b$`/`$2y$`, the chatbot model) and Better-Auth's scrypt (`salthex:keyhex`). A
 //! match against one of those asks for an upgrade to argon2id; any other format fails closed.
 //!
 //! Hashing and verifying cost tens of milliseconds of CPU and 19 MiB of memory each, so they
@@ -181,7 +181,7 @@ impl Workbench {
 enum StoredHash<'a> {
     /// A PHC string of argon2 (ours, possibly with older parameters).
     Argon2(PasswordHash<'a>),
-    /// A bcrypt hash of seed 004's chatbot.
+    /// A bcrypt hash of the chatbot model.
     Bcrypt(&'a str),
     /// Better-Auth's default: scrypt over the NFKC password, salted with the salt's hex text.
     BetterAuthScrypt {
@@ -374,11 +374,11 @@ mod tests {
         ),
     ];
 
-    /// Made by the system's crypt(3) (libxcrypt), as seed 004's Python bcrypt would; the last
+    /// Made by the system's crypt(3) (libxcrypt), as the chatbot model's Python bcrypt would; the last
     /// is OpenBSD's own test vector.
     const BCRYPT: &[(&str, &str)] = &[
         ("correct horse battery", "$2b$04$wBO3sCyIUa6HWD3KagSjp.UmofRS0mInbUxKd7aBCUKw4kSOHa4ne"),
-        ("seed 004 password", "$2a$04$eFMl6LBc45qcbUgq7/QVj.Yq1B3qEP00ND/4DiopPVQqXdE6rMFLu"),
+        ("chatbot password", "$2a$04$eFMl6LBc45qcbUgq7/QVj.SY/Cx1iQzbeE.8A2bqyEK30Xfn4wziq"),
         (
             "p\u{e4}ssw\u{f6}rd \u{fc}n\u{ef}code",
             "$2y$04$m7UkvqhwKpW7RP4BoB4c6.6SU5M278ZETr6mb2UgyCOsBhBRFGeIy",
