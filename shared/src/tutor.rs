@@ -126,20 +126,8 @@ impl<'a> Tutor<'a> {
         conversation_id: Uuid,
         content: MessageContent,
     ) -> Result<Exchange> {
-        let conversation =
-            conversations::get(self.pool, owner, conversation_id).await?.ok_or(Error::NotFound)?;
-        // The 30 s count from the post's arrival.
-        let arrived = chrono::Utc::now();
-        let posted = conversations::add_or_find_user_message(
-            self.pool,
-            owner,
-            self.limits,
-            conversation.id,
-            &content,
-            arrived,
-            self.lease(),
-        )
-        .await?;
+        let (conversation, posted) =
+            self.store_question(owner, conversation_id, &content, self.lease()).await?;
         Ok(match posted {
             Posted::New(user_message) => {
                 let reply = self.answer(owner, &conversation, &user_message, None).await?;
@@ -162,25 +150,40 @@ impl<'a> Tutor<'a> {
         conversation_id: Uuid,
         content: MessageContent,
     ) -> Result<ReplyStream> {
-        let conversation =
-            conversations::get(self.pool, owner, conversation_id).await?.ok_or(Error::NotFound)?;
-        let arrived = chrono::Utc::now();
-        let posted = conversations::add_or_find_user_message(
-            self.pool,
-            owner,
-            self.limits,
-            conversation.id,
-            &content,
-            arrived,
-            self.stream_lease(),
-        )
-        .await?;
+        let (conversation, posted) =
+            self.store_question(owner, conversation_id, &content, self.stream_lease()).await?;
         Ok(match posted {
             Posted::New(question) => self.stream_reply(owner, conversation, question, None),
             Posted::Duplicate(question) => {
                 self.stream_reply(owner, conversation, question, Some(Unanswered::NoReply))
             }
         })
+    }
+
+    /// The caller's conversation and the message stored in it (claimed for `lease`), or the same
+    /// message that arrived within 30 s before: the first step of a post, streamed or not.
+    async fn store_question(
+        &self,
+        owner: &Owner,
+        conversation_id: Uuid,
+        content: &MessageContent,
+        lease: Duration,
+    ) -> Result<(Conversation, Posted)> {
+        let conversation =
+            conversations::get(self.pool, owner, conversation_id).await?.ok_or(Error::NotFound)?;
+        // The 30 s count from the post's arrival.
+        let arrived = chrono::Utc::now();
+        let posted = conversations::add_or_find_user_message(
+            self.pool,
+            owner,
+            self.limits,
+            conversation.id,
+            content,
+            arrived,
+            lease,
+        )
+        .await?;
+        Ok((conversation, posted))
     }
 
     /// [`Tutor::retry`], streamed. An answered message is a 409 before any event.
