@@ -31,7 +31,7 @@ use primer_shared::conversations::{
     self, Conversation, ConversationChanges, ConversationQuery, Cursor, Message, MessageContent,
     NewConversation, Owner, PageSize, SystemPrompt, Title,
 };
-use primer_shared::extract::{Caller, JsonBody, OptionalJsonBody, QueryParams, WantsEventStream, nullable};
+use primer_shared::extract::{Caller, JsonBody, OptionalJsonBody, QueryParams, WantsEventStream, nullable, present};
 use primer_shared::tutor::stream::{ReplyEvent, ReplyStream};
 use primer_shared::tutor::{Exchange, ModelCatalog, Tutor};
 use primer_shared::usage::{self, Subject, UsageReport};
@@ -124,8 +124,10 @@ struct ConversationBody {
 
 #[derive(Deserialize, Default)]
 struct CreateRequest {
+    #[serde(default, deserialize_with = "present")]
     title: Option<String>,
     ai_model: Option<String>,
+    #[serde(default, deserialize_with = "present")]
     system_prompt: Option<String>,
 }
 
@@ -189,11 +191,14 @@ async fn show(
 
 #[derive(Deserialize)]
 struct UpdateRequest {
+    #[serde(default, deserialize_with = "present")]
     title: Option<String>,
     ai_model: Option<String>,
     #[serde(default, deserialize_with = "nullable")]
     system_prompt: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
     is_archived: Option<bool>,
+    #[serde(default, deserialize_with = "present")]
     is_pinned: Option<bool>,
 }
 

@@ -62,6 +62,29 @@ async fn create_get_patch_delete_round_trip(pool: PgPool) {
 }
 
 #[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+async fn a_null_where_the_schema_has_none_is_a_400_and_changes_nothing(pool: PgPool) {
+    let app = offline_app(pool);
+    let token = user_token(&app, "ada@example.com").await;
+    let created = create(&app, &token, json!({"title": "Kept"})).await;
+    let path = format!("/api/conversations/{}", id(&created));
+
+    for field in ["title", "is_archived", "is_pinned"] {
+        let body = json!({"title": "Changed", "is_pinned": true, field: null});
+        let response = app.call(Method::PATCH, &path, Some(&token), Some(body)).await;
+        assert_eq!(response.status, StatusCode::BAD_REQUEST, "{field}: {}", response.text());
+        assert_eq!(response.json()["error"]["code"], "bad_request", "{field}");
+    }
+    for field in ["title", "system_prompt"] {
+        let response =
+            app.call(Method::POST, "/api/conversations", Some(&token), Some(json!({field: null}))).await;
+        assert_eq!(response.status, StatusCode::BAD_REQUEST, "{field}: {}", response.text());
+    }
+    let shown = app.get(&path, Some(&token)).await.json()["conversation"].clone();
+    assert_eq!(shown, created, "no refused patch changed anything");
+    assert_eq!(list(&app, &token, "").await["conversations"].as_array().unwrap().len(), 1);
+}
+
+#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
 async fn invalid_fields_are_named_and_a_stranger_model_is_refused(pool: PgPool) {
     let app = offline_app(pool);
     let token = user_token(&app, "ada@example.com").await;
