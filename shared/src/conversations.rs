@@ -18,7 +18,6 @@ use sqlx::{Connection, PgConnection, PgExecutor, PgPool};
 use uuid::Uuid;
 
 use crate::error::{Error, Result, ResultExt};
-use crate::extract::Caller;
 use crate::model::TokenUsage;
 use crate::usage::{self, Subject, UsageLimits};
 
@@ -52,15 +51,6 @@ impl From<&Owner> for Subject {
         match owner {
             Owner::User(id) => Self::User(id.clone()),
             Owner::Guest(id) => Self::Guest(*id),
-        }
-    }
-}
-
-impl From<Caller> for Owner {
-    fn from(caller: Caller) -> Self {
-        match caller {
-            Caller::User(user) => Self::User(user.user_id),
-            Caller::Guest { guest_id } => Self::Guest(guest_id),
         }
     }
 }

@@ -31,7 +31,9 @@ use primer_shared::conversations::{
     self, Conversation, ConversationChanges, ConversationQuery, Cursor, Message, MessageContent,
     NewConversation, Owner, PageSize, SystemPrompt, Title,
 };
-use primer_shared::extract::{Caller, JsonBody, OptionalJsonBody, QueryParams, WantsEventStream, nullable, present};
+use primer_shared::extract::{
+    Caller, JsonBody, OptionalJsonBody, QueryParams, WantsEventStream, nullable, present,
+};
 use primer_shared::tutor::stream::{ReplyEvent, ReplyStream};
 use primer_shared::tutor::{Exchange, ModelCatalog, Tutor};
 use primer_shared::usage::{self, Subject, UsageReport};

@@ -314,10 +314,11 @@ fn rate_limited(until: DateTime<Utc>) -> Error {
 /// Deletes failed password checks older than `kept`: the limits count a window of minutes to
 /// an hour, the rest is kept for investigations.
 pub async fn prune_checks(db: &PgPool, kept: Duration) -> Result<u64> {
-    let pruned = sqlx::query("DELETE FROM password_checks WHERE checked_at < now() - make_interval(secs => $1)")
-        .bind(kept.as_secs_f64())
-        .execute(db)
-        .await?;
+    let pruned =
+        sqlx::query("DELETE FROM password_checks WHERE checked_at < now() - make_interval(secs => $1)")
+            .bind(kept.as_secs_f64())
+            .execute(db)
+            .await?;
     Ok(pruned.rows_affected())
 }
 
