@@ -336,6 +336,8 @@ pub async fn report(pool: &PgPool, subject: &Owner, limits: &UsageLimits) -> Res
 
 #[cfg(test)]
 mod tests {
+    use uuid::Uuid;
+
     use super::*;
 
     #[test]
