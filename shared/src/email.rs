@@ -375,32 +375,17 @@ mod tests {
         assert_eq!(spell_duration(Duration::from_secs(61)), "61 seconds");
     }
 
-    /// A log kept in memory.
-    #[derive(Clone, Default)]
-    struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Captured {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(bytes);
-            Ok(bytes.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
     /// Sends one mail through an outbox in a new folder; returns the folder's `.eml` files and
     /// what was logged.
     async fn through_outbox(log_links: bool, mail: &Mail) -> (Vec<PathBuf>, String) {
         let dir = std::env::temp_dir().join(format!("primer-outbox-test-{}", uuid::Uuid::new_v4()));
-        let captured = Captured::default();
+        let captured = crate::test_util::CapturedLog::default();
         let writer = captured.clone();
-        let subscriber =
-            tracing_subscriber::fmt().with_writer(move || writer.clone()).with_ansi(false).finish();
+        let subscriber = tracing_subscriber::fmt().with_writer(writer).with_ansi(false).finish();
         let _default = tracing::subscriber::set_default(subscriber);
         Outbox::new(&dir, log_links).send(mail).await.unwrap();
         let files = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
-        let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        let log = captured.text();
         let _ = std::fs::remove_dir_all(&dir);
         (files, log)
     }

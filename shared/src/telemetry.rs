@@ -135,8 +135,6 @@ fn request_id_of(request: &Request) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::{Arc, Mutex};
-
     use axum::Router;
     use axum::http::StatusCode;
     use lambda_http::RequestExt;
@@ -145,23 +143,9 @@ mod tests {
     use super::*;
     use crate::error::Error;
 
-    /// Log lines written into memory.
-    #[derive(Clone, Default)]
-    struct Captured(Arc<Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Captured {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(bytes);
-            Ok(bytes.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
     #[tokio::test]
     async fn one_request_id_in_the_error_body_the_header_and_every_log_line() {
-        let captured = Captured::default();
+        let captured = crate::test_util::CapturedLog::default();
         let writer = captured.clone();
         let subscriber = subscriber(EnvFilter::new("info"), true, move || writer.clone());
         let _guard = tracing::subscriber::set_default(subscriber);
@@ -185,7 +169,7 @@ mod tests {
         let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(body["error"]["request_id"], "api-req-42");
 
-        let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        let text = captured.text();
         let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
         assert!(lines.len() >= 2, "the failure and the request's line: {text}");
         for line in &lines {

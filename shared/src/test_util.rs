@@ -216,6 +216,11 @@ pub struct TestResponse {
 }
 
 impl TestResponse {
+    async fn read(response: axum::response::Response) -> Self {
+        let (parts, body) = response.into_parts();
+        Self { status: parts.status, headers: parts.headers, body: body.collect().await.unwrap().to_bytes() }
+    }
+
     /// The body as JSON (`Null` when empty); panics on anything else.
     pub fn json(&self) -> Value {
         if self.body.is_empty() {
@@ -466,26 +471,16 @@ impl TestApp {
     /// Sends any request.
     pub async fn send(&self, mut request: Request<Body>) -> TestResponse {
         request.extensions_mut().insert(ConnectInfo(self.client_ip));
-        let response = self.router.clone().oneshot(request).await.expect("the router is infallible");
-        let (parts, body) = response.into_parts();
-        TestResponse {
-            status: parts.status,
-            headers: parts.headers,
-            body: body.collect().await.unwrap().to_bytes(),
-        }
+        TestResponse::read(self.router.clone().oneshot(request).await.expect("the router is infallible"))
+            .await
     }
 
     /// Feeds an API Gateway HTTP API event (JSON) through the service, as `lambda_http` does
     /// on Lambda: the request context (source IP, request id) comes from the event.
     pub async fn send_event(&self, event: &str) -> TestResponse {
         let request = lambda_http::request::from_str(event).expect("a valid API Gateway event");
-        let response = self.router.clone().oneshot(request).await.expect("the router is infallible");
-        let (parts, body) = response.into_parts();
-        TestResponse {
-            status: parts.status,
-            headers: parts.headers,
-            body: body.collect().await.unwrap().to_bytes(),
-        }
+        TestResponse::read(self.router.clone().oneshot(request).await.expect("the router is infallible"))
+            .await
     }
 
     /// Sends `body` as JSON (or nothing) with an optional Bearer token.
@@ -593,5 +588,33 @@ impl TestApp {
         let response = self.login(&user.email, &user.password).await;
         assert_eq!(response.status, StatusCode::OK, "login failed: {}", response.text());
         TestUser::from_signed_in(&response.json(), &user.email, &user.password)
+    }
+}
+
+/// Log output kept in memory: a `MakeWriter` for a test's tracing subscriber.
+#[derive(Clone, Default)]
+pub struct CapturedLog(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl CapturedLog {
+    /// Everything written so far.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+impl std::io::Write for CapturedLog {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'w> tracing_subscriber::fmt::MakeWriter<'w> for CapturedLog {
+    type Writer = Self;
+    fn make_writer(&'w self) -> Self {
+        self.clone()
     }
 }

@@ -7,46 +7,16 @@
 //! One test in its own binary: it installs the global subscriber and sets the runtime's
 //! environment variables.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use primer_shared::config::EmailDelivery;
 use primer_shared::telemetry;
-use primer_shared::test_util::{TEST_JWT_SECRET, TestApp, event, test_config};
+use primer_shared::test_util::{CapturedLog, TEST_JWT_SECRET, TestApp, event, test_config};
 use serde_json::Value;
 use sqlx::PgPool;
 use tracing_subscriber::EnvFilter;
-use tracing_subscriber::fmt::MakeWriter;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
-
-/// Everything logged, in memory.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'w> MakeWriter<'w> for Captured {
-    type Writer = Captured;
-    fn make_writer(&'w self) -> Captured {
-        self.clone()
-    }
-}
-
-impl Captured {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
 
 /// One invocation the stub Runtime API hands out.
 fn invocation(request_id: &str, event: &str) -> ResponseTemplate {
@@ -83,7 +53,7 @@ async fn answers(runtime_api: &MockServer, n: usize) -> Vec<Value> {
 
 #[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
 async fn no_password_token_or_secret_reaches_the_log_at_trace(pool: PgPool) {
-    let captured = Captured::default();
+    let captured = CapturedLog::default();
     tracing::subscriber::set_global_default(telemetry::subscriber(
         EnvFilter::new("trace"),
         true,
