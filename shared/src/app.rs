@@ -9,8 +9,10 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use sqlx::PgPool;
 
-use crate::blob::{BlobStore, DirStore, S3Store};
-use crate::config::{Config, ConfigError};
+#[cfg(feature = "s3")]
+use crate::blob::S3Store;
+use crate::blob::{BlobStore, DirStore};
+use crate::config::{Config, ConfigError, S3Config};
 use crate::error::Error;
 use crate::model::ModelClient;
 use crate::{db, telemetry};
@@ -36,13 +38,7 @@ impl AppState {
     /// [`AppState::from_env`] uses the bucket when one is configured.
     pub fn new(config: Config, pool: PgPool) -> Self {
         let blobs = Arc::new(DirStore::new(&config.blob.dir));
-        let model = config.model.clone().and_then(|model| {
-            // Only a broken TLS setup fails here; the offline engines are the designed fallback.
-            ModelClient::new(model)
-                .inspect_err(|e| tracing::error!(error = %e, "no model client; the offline engines answer"))
-                .ok()
-                .map(Arc::new)
-        });
+        let model = model_client(&config);
         Self { config: Arc::new(config), pool, blobs, model }
     }
 
@@ -61,15 +57,50 @@ impl AppState {
         let config = Config::from_env()?;
         let pool = db::lazy_pool(&config)?;
         let s3 = match &config.blob.s3 {
-            Some(s3) => Some(S3Store::from_env(s3).await),
+            Some(s3) => Some(bucket_store(s3).await?),
             None => None,
         };
         let state = Self::new(config, pool);
         Ok(match s3 {
-            Some(s3) => state.with_blobs(Arc::new(s3)),
+            Some(s3) => state.with_blobs(s3),
             None => state,
         })
     }
+}
+
+/// The model client, when a model is configured and the function was built to call it.
+#[cfg(feature = "model")]
+fn model_client(config: &Config) -> Option<Arc<ModelClient>> {
+    config.model.clone().and_then(|model| {
+        // Only a broken TLS setup fails here; the offline engines are the designed fallback.
+        ModelClient::new(model)
+            .inspect_err(|e| tracing::error!(error = %e, "no model client; the offline engines answer"))
+            .ok()
+            .map(Arc::new)
+    })
+}
+
+/// None: a function built without the `model` feature never asks the model (the deployment
+/// sets the model's variables for every function alike).
+#[cfg(not(feature = "model"))]
+fn model_client(_: &Config) -> Option<Arc<ModelClient>> {
+    None
+}
+
+/// The bucket store of `s3`.
+#[cfg(feature = "s3")]
+async fn bucket_store(s3: &S3Config) -> Result<Arc<dyn BlobStore>, ConfigError> {
+    Ok(Arc::new(S3Store::from_env(s3).await))
+}
+
+/// A function built without the `s3` feature stores no objects: a bucket configured for it is
+/// a deployment mistake, refused at cold start rather than ignored.
+#[cfg(not(feature = "s3"))]
+async fn bucket_store(_: &S3Config) -> Result<Arc<dyn BlobStore>, ConfigError> {
+    Err(ConfigError::Invalid {
+        name: "PRIMER_BUCKET",
+        reason: "this function is built without the s3 feature and stores no objects".into(),
+    })
 }
 
 /// Wraps a function's routes in what every function shares: the request id and its log line,
@@ -126,4 +157,16 @@ pub async fn run_on_lambda(router: fn(AppState) -> Router) -> Result<(), lambda_
     let state =
         AppState::from_env().await.inspect_err(|e| tracing::error!(error = %e, "bad configuration"))?;
     lambda_http::run(router(state)).await
+}
+
+#[cfg(all(test, not(feature = "s3")))]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_bucket_is_refused_without_the_s3_feature() {
+        let refused = bucket_store(&S3Config::new("primer-staging", None, false)).await.err();
+        let err = refused.expect("a function without the s3 feature refuses a bucket");
+        assert!(err.to_string().starts_with("PRIMER_BUCKET is invalid"), "{err}");
+    }
 }

@@ -1,8 +1,8 @@
 //! The blob store: where personalized chapters are kept as markdown objects.
 //!
-//! One port, [`BlobStore`], with two adapters: [`S3Store`] (a bucket, or any S3-compatible
-//! server) in the cloud and [`DirStore`] (a local folder) on a laptop and in tests. Callers
-//! hold an `Arc<dyn BlobStore>` and never know which one they have.
+//! One port, [`BlobStore`], with two adapters: `S3Store` (a bucket, or any S3-compatible
+//! server; the `s3` feature) in the cloud and [`DirStore`] (a local folder) on a laptop and in
+//! tests. Callers hold an `Arc<dyn BlobStore>` and never know which one they have.
 
 use std::future::Future;
 use std::io::ErrorKind;
@@ -10,12 +10,16 @@ use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::time::Duration;
 
-use aws_sdk_s3::config::timeout::TimeoutConfig;
-use aws_sdk_s3::config::{RequestChecksumCalculation, ResponseChecksumValidation};
-use aws_sdk_s3::presigning::PresigningConfig;
-use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{Delete, ObjectIdentifier};
+#[cfg(feature = "s3")]
+use aws_sdk_s3::{
+    config::timeout::TimeoutConfig,
+    config::{RequestChecksumCalculation, ResponseChecksumValidation},
+    presigning::PresigningConfig,
+    primitives::ByteStream,
+    types::{Delete, ObjectIdentifier},
+};
 
+#[cfg(feature = "s3")]
 use crate::config::S3Config;
 use crate::error::Error;
 
@@ -243,6 +247,7 @@ fn remove_tree(folder: &Path) -> std::io::Result<u64> {
     }
 }
 
+#[cfg(feature = "s3")]
 /// An S3 bucket, or a bucket on an S3-compatible server (endpoint override, path-style).
 #[derive(Debug, Clone)]
 pub struct S3Store {
@@ -250,9 +255,11 @@ pub struct S3Store {
     bucket: String,
 }
 
+#[cfg(feature = "s3")]
 /// How many keys one `DeleteObjects` request may name.
 const DELETE_BATCH: usize = 1000;
 
+#[cfg(feature = "s3")]
 impl S3Store {
     /// A store from the SDK's shared configuration (region, credentials) and `s3`'s bucket,
     /// endpoint and addressing.
@@ -336,6 +343,7 @@ impl S3Store {
     }
 }
 
+#[cfg(feature = "s3")]
 impl BlobStore for S3Store {
     fn put<'a>(&'a self, key: &'a ObjectKey, body: Vec<u8>, content_type: &'a str) -> BlobFuture<'a, ()> {
         Box::pin(async move {

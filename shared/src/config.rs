@@ -225,7 +225,7 @@ fn model_from(get: &impl Fn(&'static str) -> Option<String>) -> Result<Option<Mo
         return Ok(None);
     };
     let raw_url = get("MODEL_BASE_URL").unwrap_or_else(|| "https://api.openai.com/v1".into());
-    let base_url = reqwest::Url::parse(raw_url.trim())
+    let base_url = crate::model::Url::parse(raw_url.trim())
         .ok()
         .filter(|url| matches!(url.scheme(), "http" | "https"))
         .ok_or_else(|| ConfigError::Invalid {
