@@ -1,6 +1,6 @@
 //! The local runner: every function's routes in one HTTP server on `127.0.0.1:3000` (`PORT`
-//! to change), so the code that answers on Lambda answers on a laptop too. It serves the
-//! OpenAPI document at `/api/openapi.json`.
+//! to change), so the code that answers on Lambda answers on a laptop too, streamed replies
+//! included, the OpenAPI document at `/api/openapi.json` (the chapters function's) too.
 //!
 //! On Lambda, API Gateway reads requests off the network; here the runner does, so it bounds
 //! how long a client may take to send its headers and its body: a client that stalls is
@@ -13,7 +13,6 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request};
 use axum::http::{HeaderValue, Method, header};
-use axum::routing::get;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use primer_shared::{AppState, app};
@@ -21,9 +20,6 @@ use tokio::net::TcpListener;
 use tower::ServiceExt;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::timeout::RequestBodyTimeoutLayer;
-
-/// The HTTP contract, as the repository keeps it.
-const OPENAPI: &str = include_str!("../../openapi.json");
 
 /// How long a client may take to send its request: past that, the connection is closed (no
 /// headers yet) or the request is answered 400 (a body that stopped short of its length).
@@ -43,11 +39,7 @@ impl Default for ReadTimeouts {
 
 /// Every function's routes, merged.
 pub fn routes() -> Router<AppState> {
-    auth::routes()
-        .merge(profile::routes())
-        .merge(chapters::routes())
-        .merge(conversations::routes())
-        .route("/api/openapi.json", get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }))
+    auth::routes().merge(profile::routes()).merge(chapters::routes()).merge(conversations::routes())
 }
 
 /// The whole API over `state`, as the runner serves it: with CORS for the origins in
@@ -92,7 +84,7 @@ pub async fn serve(
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
-        let (stream, peer) = tokio::select! {
+        let (stream, peer): (tokio::net::TcpStream, _) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 // Out of file descriptors and the like: the next accept may work.
@@ -103,6 +95,11 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
+        // Without TCP_NODELAY, a streamed reply's small events wait for the reader's delayed ACK
+        // of the one before (Nagle): tens of milliseconds per fragment.
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::warn!(error = %e, "could not set TCP_NODELAY");
+        }
         let app = app.clone();
         let service = hyper::service::service_fn(move |mut request: Request<hyper::body::Incoming>| {
             // What `into_make_service_with_connect_info` would add: the per-IP limits read it.

@@ -203,8 +203,11 @@ max_client_conn = 2000
 server_reset_query =
 server_idle_timeout = ${BOUNCER_SERVER_IDLE_TIMEOUT:-0.2}
 ; Test databases come and go: a server login that raced a test's DROP DATABASE must not
-; refuse the next login to that name for PgBouncer's default 15 s.
+; refuse later logins to that name (a rerun's test gets the same database name). PgBouncer
+; keeps a failed login's error with the database's pool, so the pool of a database nobody
+; uses any more is dropped after a second.
 server_login_retry = 0.1
+autodb_idle_timeout = 1
 ignore_startup_parameters = extra_float_digits,options
 logfile = $dir/pgbouncer.log
 pidfile = $dir/pgbouncer.pid

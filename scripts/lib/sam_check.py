@@ -28,7 +28,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from runtime_api import Invocation, LocalFunction  # noqa: E402
 
 # `expected` is an HTTP status, or None for a non-HTTP function (any successful answer).
-# `take` reads values for later events' placeholders from the decoded response body.
+# `take` reads values for later events' placeholders from the decoded response body;
+# `mailed` names the kind of e-mail the event sends, whose link's token (read from the newest
+# such file in the outbox folder) becomes the value `mailed_as` for later events.
 
 
 @dataclass
@@ -38,6 +40,24 @@ class Step:
     expected: int | None
     take: Callable[[dict], dict[str, str]] | None = None
     edit: Callable[[dict, dict[str, str]], None] | None = None
+    mailed: str | None = None
+    mailed_as: str | None = None
+
+
+def _mailed_token(outbox: Path, kind: str) -> str:
+    """The `token` of the link in the newest `.eml` of `kind` in the outbox folder."""
+    import email
+    from email import policy
+
+    files = sorted(outbox.glob(f"*-{kind}-*.eml"))
+    if not files:
+        raise KeyError(f"no {kind} e-mail in {outbox}")
+    message = email.message_from_bytes(files[-1].read_bytes(), policy=policy.default)
+    text = message.get_body(preferencelist=("plain",)).get_content()
+    match = re.search(r"[?&]token=([A-Za-z0-9._-]+)", text)
+    if not match:
+        raise KeyError(f"no link with a token in {files[-1]}")
+    return match.group(1)
 
 
 def _unique_email(event: dict, values: dict[str, str]) -> None:
@@ -62,6 +82,20 @@ STEPS = [
     Step("AuthFunction", "auth-login.json", 200, edit=_unique_email),
     Step("AuthFunction", "auth-sessions-list.json", 200),
     Step("AuthFunction", "auth-guest.json", 201),
+    # Account recovery through the outbox (no SES here): a verification link asked for and
+    # used, then a forgotten password reset. The reset ends every session and answers with a
+    # new one, which the later events use.
+    Step("AuthFunction", "auth-email-verify-send.json", 202, mailed="verify-email", mailed_as="VERIFY_TOKEN"),
+    Step("AuthFunction", "auth-email-verify.json", 204),
+    Step(
+        "AuthFunction",
+        "auth-password-forgot.json",
+        202,
+        edit=_unique_email,
+        mailed="password-reset",
+        mailed_as="RESET_TOKEN",
+    ),
+    Step("AuthFunction", "auth-password-reset.json", 200, take=_session),
     Step("ProfileFunction", "profile-options.json", 200),
     Step("ProfileFunction", "profile-put.json", 201),
     Step("ProfileFunction", "profile-get.json", 200),
@@ -70,6 +104,7 @@ STEPS = [
     Step("ChaptersFunction", "chapters-get.json", 200),
     # After profile-put: the personalized chapter needs an onboarded profile.
     Step("ChaptersFunction", "chapters-personalized.json", 200),
+    Step("ChaptersFunction", "chapters-openapi.json", 200),
     Step("ConversationsFunction", "models-list.json", 200),
     Step(
         "ConversationsFunction",
@@ -140,6 +175,7 @@ def main() -> int:
     parser.add_argument("--build-dir", default=".aws-sam/build")
     parser.add_argument("--events", default="events")
     parser.add_argument("--logs", required=True, help="folder for each bootstrap's log")
+    parser.add_argument("--outbox", required=True, help="the functions' e-mail outbox (PRIMER_OUTBOX_DIR)")
     parser.add_argument("--env", action="append", default=[], metavar="K=V")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds per invocation")
     args = parser.parse_args()
@@ -206,6 +242,11 @@ def main() -> int:
                     values.update(step.take(body))
                 except (KeyError, TypeError) as e:
                     ok, note = False, f"the answer lacks {e}: {json.dumps(body)[:200]}"
+            if ok and step.mailed and step.mailed_as:
+                try:
+                    values[step.mailed_as] = _mailed_token(Path(args.outbox), step.mailed)
+                except KeyError as e:
+                    ok, note = False, str(e)
             rows.append(
                 (step.function, step.event, expected, got, f"{result.elapsed_ms:.0f}", start, "ok" if ok else "FAIL")
             )

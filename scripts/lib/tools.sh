@@ -2,11 +2,13 @@
 # Python-packaged tools of primer's scripts, each in its own venv (the SAM CLI downgrades
 # boto3 for anything installed next to it). A venv is re-created when it is missing, broken
 # or of another version. Paths are relative to the repository root (the scripts cd there);
-# PRIMER_SAM_VENV and PRIMER_CARGO_LAMBDA_VENV move them (CI keeps them under /var/tmp).
+# PRIMER_SAM_VENV, PRIMER_CARGO_LAMBDA_VENV and PRIMER_SCHEMATHESIS_VENV move them (CI keeps
+# them under /var/tmp).
 #
 #   ensure_sam             the AWS SAM CLI in $sam_venv
 #   ensure_cargo_lambda    cargo-lambda (and the Zig it cross-compiles with) in
 #                          $cargo_lambda_venv; `cargo lambda` needs its bin on PATH
+#   ensure_schemathesis    schemathesis (`st`) in $schemathesis_venv
 #   sam_run ARGS...        runs `sam ARGS...` offline: no telemetry, region us-east-1, fake
 #                          credentials
 #
@@ -16,8 +18,10 @@ SAM_CLI_VERSION=1.170.0
 CARGO_LAMBDA_VERSION=1.9.2
 # Zig 0.16 broke cross-builds of aws-lc-sys and ring.
 ZIGLANG_BELOW=0.16
+SCHEMATHESIS_VERSION=4.32.5
 sam_venv=${PRIMER_SAM_VENV:-.local/venv-sam}
 cargo_lambda_venv=${PRIMER_CARGO_LAMBDA_VENV:-.local/venv-cargo-lambda}
+schemathesis_venv=${PRIMER_SCHEMATHESIS_VENV:-.local/venv-schemathesis}
 
 # _tools_make_venv DIR PIP_REQUIREMENT...: a new venv at DIR with those packages.
 _tools_make_venv() {
@@ -52,6 +56,16 @@ print(m.version("cargo-lambda"), m.version("ziglang"))' 2>/dev/null) || have=""
   echo "installing cargo-lambda $CARGO_LAMBDA_VERSION (and ziglang<$ZIGLANG_BELOW) into $cargo_lambda_venv"
   _tools_make_venv "$cargo_lambda_venv" "cargo-lambda==$CARGO_LAMBDA_VERSION" "ziglang<$ZIGLANG_BELOW" || return 1
   PATH="$cargo_lambda_venv/bin:$PATH" cargo lambda --version >/dev/null
+}
+
+ensure_schemathesis() {
+  local have
+  have=$("$schemathesis_venv/bin/python" -c 'import importlib.metadata as m; print(m.version("schemathesis"))' \
+    2>/dev/null) || have=""
+  [[ $have == "$SCHEMATHESIS_VERSION" && -x $schemathesis_venv/bin/st ]] && return 0
+  echo "installing schemathesis $SCHEMATHESIS_VERSION into $schemathesis_venv (takes a minute)"
+  _tools_make_venv "$schemathesis_venv" "schemathesis==$SCHEMATHESIS_VERSION" || return 1
+  "$schemathesis_venv/bin/st" --version >/dev/null
 }
 
 sam_run() {

@@ -9,15 +9,16 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use sqlx::PgPool;
 
-#[cfg(feature = "s3")]
-use crate::blob::S3Store;
 use crate::blob::{BlobStore, DirStore};
-use crate::config::{Config, ConfigError, S3Config};
+use crate::config::{Config, ConfigError, EmailDelivery};
+use crate::email::{EmailSender, Outbox};
 use crate::error::Error;
 use crate::model::ModelClient;
 use crate::{db, telemetry};
 
-/// The largest request body any route accepts (API.md: 64 KiB).
+mod aws;
+
+/// The largest request body any route accepts (docs/api.md: 64 KiB).
 pub const BODY_LIMIT: usize = 64 * 1024;
 
 /// Built once per cold start and cloned into every request.
@@ -31,15 +32,23 @@ pub struct AppState {
     pub blobs: Arc<dyn BlobStore>,
     /// The language model client; `None` when no model is configured (the offline engines answer).
     pub model: Option<Arc<ModelClient>>,
+    /// Where e-mail goes: SES, or the outbox folder.
+    pub mail: Arc<dyn EmailSender>,
 }
 
 impl AppState {
-    /// State over an existing pool (tests), storing blobs in the configured local folder;
-    /// [`AppState::from_env`] uses the bucket when one is configured.
+    /// State over an existing pool (tests), storing blobs in the configured local folder and
+    /// writing e-mail to the outbox folder; [`AppState::from_env`] uses the bucket and SES when
+    /// they are configured.
     pub fn new(config: Config, pool: PgPool) -> Self {
         let blobs = Arc::new(DirStore::new(&config.blob.dir));
+        let mail: Arc<dyn EmailSender> = match &config.email.delivery {
+            EmailDelivery::Outbox { dir, log_links } => Arc::new(Outbox::new(dir, *log_links)),
+            // Only `from_env` builds the SES client (it reads the SDK's configuration).
+            EmailDelivery::Ses(_) => Arc::new(Outbox::new(".local/outbox", false)),
+        };
         let model = model_client(&config);
-        Self { config: Arc::new(config), pool, blobs, model }
+        Self { config: Arc::new(config), pool, blobs, model, mail }
     }
 
     /// The same state with another blob store.
@@ -52,19 +61,24 @@ impl AppState {
         Self { model, ..self }
     }
 
+    /// The same state with another e-mail sender.
+    pub fn with_mail(self, mail: Arc<dyn EmailSender>) -> Self {
+        Self { mail, ..self }
+    }
+
     /// State from the environment, without connecting to the database yet.
     pub async fn from_env() -> Result<Self, ConfigError> {
         let config = Config::from_env()?;
         let pool = db::lazy_pool(&config)?;
-        let s3 = match &config.blob.s3 {
-            Some(s3) => Some(bucket_store(s3).await?),
-            None => None,
-        };
-        let state = Self::new(config, pool);
-        Ok(match s3 {
-            Some(s3) => state.with_blobs(s3),
-            None => state,
-        })
+        let aws = aws::Clients::for_config(&config).await?;
+        let mut state = Self::new(config, pool);
+        if let Some(blobs) = aws.blobs {
+            state = state.with_blobs(blobs);
+        }
+        if let Some(mail) = aws.mail {
+            state = state.with_mail(mail);
+        }
+        Ok(state)
     }
 }
 
@@ -85,22 +99,6 @@ fn model_client(config: &Config) -> Option<Arc<ModelClient>> {
 #[cfg(not(feature = "model"))]
 fn model_client(_: &Config) -> Option<Arc<ModelClient>> {
     None
-}
-
-/// The bucket store of `s3`.
-#[cfg(feature = "s3")]
-async fn bucket_store(s3: &S3Config) -> Result<Arc<dyn BlobStore>, ConfigError> {
-    Ok(Arc::new(S3Store::from_env(s3).await))
-}
-
-/// A function built without the `s3` feature stores no objects: a bucket configured for it is
-/// a deployment mistake, refused at cold start rather than ignored.
-#[cfg(not(feature = "s3"))]
-async fn bucket_store(_: &S3Config) -> Result<Arc<dyn BlobStore>, ConfigError> {
-    Err(ConfigError::Invalid {
-        name: "PRIMER_BUCKET",
-        reason: "this function is built without the s3 feature and stores no objects".into(),
-    })
 }
 
 /// Wraps a function's routes in what every function shares: the request id and its log line,
@@ -159,14 +157,11 @@ pub async fn run_on_lambda(router: fn(AppState) -> Router) -> Result<(), lambda_
     lambda_http::run(router(state)).await
 }
 
-#[cfg(all(test, not(feature = "s3")))]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn a_bucket_is_refused_without_the_s3_feature() {
-        let refused = bucket_store(&S3Config::new("primer-staging", None, false)).await.err();
-        let err = refused.expect("a function without the s3 feature refuses a bucket");
-        assert!(err.to_string().starts_with("PRIMER_BUCKET is invalid"), "{err}");
-    }
+/// [`run_on_lambda`] for a function whose responses stream (behind a function URL in
+/// `RESPONSE_STREAM` mode): each response's body goes out as it is produced.
+pub async fn run_streaming_on_lambda(router: fn(AppState) -> Router) -> Result<(), lambda_http::Error> {
+    telemetry::init();
+    let state =
+        AppState::from_env().await.inspect_err(|e| tracing::error!(error = %e, "bad configuration"))?;
+    lambda_http::run_with_streaming_response(router(state)).await
 }

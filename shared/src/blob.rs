@@ -60,6 +60,11 @@ pub trait BlobStore: Send + Sync {
     /// A URL that fetches the object without credentials for `ttl`, or `None` when the store
     /// cannot hand out URLs (a local folder).
     fn presign_get<'a>(&'a self, key: &'a ObjectKey, ttl: Duration) -> BlobFuture<'a, Option<String>>;
+
+    /// Whether [`BlobStore::presign_get`] hands out URLs (a bucket) or not (a local folder).
+    fn presigns(&self) -> bool {
+        false
+    }
 }
 
 /// A store operation failed: the store is unreachable or refused the request.
@@ -419,6 +424,10 @@ impl BlobStore for S3Store {
             }
             Ok(refused)
         })
+    }
+
+    fn presigns(&self) -> bool {
+        true
     }
 
     fn presign_get<'a>(&'a self, key: &'a ObjectKey, ttl: Duration) -> BlobFuture<'a, Option<String>> {

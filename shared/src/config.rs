@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 
-pub use crate::auth::rate_limit::{AddressLimit, LoginLimits};
+pub use crate::auth::rate_limit::{AccountMailLimit, AddressLimit, LoginLimits};
 pub use crate::model::ModelConfig;
 pub use crate::usage::{DailyQuota, UsageLimits};
 
@@ -21,6 +21,10 @@ pub struct Config {
     /// The `BETTER_AUTH_SECRET` of a Better-Auth frontend sharing the database; when set, its
     /// session tokens and cookies are accepted as callers (see `auth::better_auth`).
     pub better_auth_secret: Option<SecretString>,
+    /// Whether a Better-Auth user's scrypt hash is replaced by argon2id at their first primer
+    /// login (`UPGRADE_BETTER_AUTH_HASHES`). Off by default when `BETTER_AUTH_SECRET` is set,
+    /// so the Better-Auth frontend can still verify them; always on without it.
+    pub upgrade_better_auth_hashes: bool,
     /// Where personalized chapters are stored.
     pub blob: BlobConfig,
     /// How long model-based personalization may take before the rule-based result is served
@@ -32,6 +36,8 @@ pub struct Config {
     pub limits: AbuseLimits,
     /// Daily quotas of readers and the deployment's daily model budget.
     pub usage: UsageLimits,
+    /// How e-mail (password resets, address verification) is delivered, and its links.
+    pub email: EmailConfig,
 }
 
 /// The limits that keep logins, sign-ups and guest tokens from being abused.
@@ -46,6 +52,12 @@ pub struct AbuseLimits {
     /// How long a just-rotated refresh token still gets its successor instead of revoking the
     /// session (`REFRESH_REUSE_SECS`): two tabs refreshing at once.
     pub refresh_reuse: Duration,
+    /// Forgot-password requests per client address (`PASSWORD_FORGOT_*`): each may send an
+    /// e-mail.
+    pub password_forgot: AddressLimit,
+    /// E-mails of one kind (password reset, address verification) sent to one account
+    /// (`EMAILS_PER_ACCOUNT`, `EMAILS_WINDOW_SECS`), so nobody can flood a reader's inbox.
+    pub account_mails: AccountMailLimit,
 }
 
 impl Default for AbuseLimits {
@@ -56,8 +68,75 @@ impl Default for AbuseLimits {
             register: AddressLimit { per_address: 50, window: Duration::from_secs(3600) },
             guest: AddressLimit { per_address: 20, window: Duration::from_secs(3600) },
             refresh_reuse: Duration::from_secs(10),
+            password_forgot: AddressLimit { per_address: 30, window: Duration::from_secs(3600) },
+            account_mails: AccountMailLimit { per_account: 3, window: Duration::from_secs(3600) },
         }
     }
+}
+
+/// E-mail: how it leaves, who sends it, where its links lead and how long they work.
+#[derive(Debug, Clone)]
+pub struct EmailConfig {
+    /// How mail is delivered (`EMAIL_DELIVERY`).
+    pub delivery: EmailDelivery,
+    /// The sender's address (`EMAIL_FROM`); with SES, an identity verified there.
+    pub from_address: String,
+    /// The sender's display name (`EMAIL_FROM_NAME`).
+    pub from_name: String,
+    /// The reader-facing site (`FRONTEND_URL`, no trailing `/`): links go to its
+    /// `/reset-password?token=...` and `/verify-email?token=...` pages.
+    pub frontend_url: String,
+    /// How long a password-reset link works (`PASSWORD_RESET_TTL_SECS`, default 1 hour).
+    pub reset_ttl: Duration,
+    /// How long an address-verification link works (`EMAIL_VERIFICATION_TTL_SECS`, default
+    /// 1 day).
+    pub verify_ttl: Duration,
+    /// The least time a forgot-password request takes (`PASSWORD_FORGOT_MIN_MS`): longer than
+    /// sending an e-mail usually takes, so that an address with an account (a token stored, a
+    /// mail sent) answers as late as one without.
+    pub forgot_min_duration: Duration,
+}
+
+impl EmailConfig {
+    /// The embedded default: an outbox folder, links to a frontend on this machine.
+    pub fn outbox(dir: impl Into<PathBuf>) -> Self {
+        Self {
+            delivery: EmailDelivery::Outbox { dir: dir.into(), log_links: true },
+            from_address: "no-reply@primer.localhost".into(),
+            from_name: "primer".into(),
+            frontend_url: "http://localhost:3000".into(),
+            reset_ttl: Duration::from_secs(3600),
+            verify_ttl: Duration::from_secs(24 * 3600),
+            forgot_min_duration: Duration::from_millis(1000),
+        }
+    }
+}
+
+/// Where e-mail goes.
+#[derive(Debug, Clone)]
+pub enum EmailDelivery {
+    /// RFC 5322 files in a folder (`PRIMER_OUTBOX_DIR`, default `.local/outbox`): the embedded
+    /// default, so that a laptop works offline.
+    Outbox {
+        /// The folder.
+        dir: PathBuf,
+        /// Whether each mail's link goes to the log too, for a developer to follow. Never on
+        /// Lambda: a link is a credential, and logs keep none.
+        log_links: bool,
+    },
+    /// Amazon SES (v2 API).
+    Ses(SesConfig),
+}
+
+/// Amazon SES, or an SES-compatible server.
+#[derive(Debug, Clone, Default)]
+pub struct SesConfig {
+    /// The configuration set every mail is sent with (`SES_CONFIGURATION_SET`), if any.
+    pub configuration_set: Option<String>,
+    /// The SES region (`SES_REGION`), when not the function's own.
+    pub region: Option<String>,
+    /// Another server than AWS's (`SES_ENDPOINT`, e.g. a local test server).
+    pub endpoint: Option<String>,
 }
 
 /// The blob store: a bucket when one is configured, else a local folder.
@@ -161,6 +240,8 @@ impl Config {
                 reason: format!("it has {} bytes; use at least {MIN_SECRET_BYTES}", secret.len()),
             });
         }
+        let model = model_from(&get)?;
+        let model_configured = model.is_some();
         Ok(Self {
             database_url: database_url.into(),
             db_max_connections: parse_or(&get, "DB_MAX_CONNECTIONS", 2)?,
@@ -173,14 +254,17 @@ impl Config {
                 guest_ttl: Duration::from_secs(parse_or(&get, "GUEST_TOKEN_TTL_SECS", 7 * 24 * 3600)?),
             },
             better_auth_secret: get("BETTER_AUTH_SECRET").map(Into::into),
+            upgrade_better_auth_hashes: get("BETTER_AUTH_SECRET").is_none()
+                || parse_or(&get, "UPGRADE_BETTER_AUTH_HASHES", false)?,
             blob: BlobConfig {
                 dir: get("PRIMER_BLOB_DIR").unwrap_or_else(|| ".local/blobs".into()).into(),
                 s3: s3_from(&get)?,
             },
             personalize_budget: Duration::from_secs(parse_or(&get, "PERSONALIZE_BUDGET_SECS", 20)?),
-            model: model_from(&get)?,
+            model,
             limits: limits_from(&get)?,
-            usage: usage_from(&get)?,
+            usage: usage_from(&get, model_configured)?,
+            email: email_from(&get)?,
         })
     }
 }
@@ -245,6 +329,8 @@ fn model_from(get: &impl Fn(&'static str) -> Option<String>) -> Result<Option<Mo
     model.request_timeout = Duration::from_secs(parse_or(get, "MODEL_TIMEOUT_SECS", 20)?);
     model.total_timeout = Duration::from_secs(parse_or(get, "MODEL_TOTAL_TIMEOUT_SECS", 25)?);
     model.max_retries = parse_or(get, "MODEL_MAX_RETRIES", 2)?;
+    model.stream_idle_timeout = Duration::from_secs(parse_or(get, "MODEL_STREAM_IDLE_SECS", 10)?);
+    model.stream_timeout = Duration::from_secs(parse_or(get, "MODEL_STREAM_TIMEOUT_SECS", 120)?);
     Ok(Some(model))
 }
 
@@ -266,10 +352,111 @@ fn limits_from(get: &impl Fn(&'static str) -> Option<String>) -> Result<AbuseLim
             window: secs("GUEST_TOKENS_WINDOW_SECS", d.guest.window)?,
         },
         refresh_reuse: secs("REFRESH_REUSE_SECS", d.refresh_reuse)?,
+        password_forgot: AddressLimit {
+            per_address: parse_or(get, "PASSWORD_FORGOT_MAX_PER_ADDRESS", d.password_forgot.per_address)?,
+            window: secs("PASSWORD_FORGOT_WINDOW_SECS", d.password_forgot.window)?,
+        },
+        account_mails: AccountMailLimit {
+            per_account: parse_or(get, "EMAILS_PER_ACCOUNT", d.account_mails.per_account)?,
+            window: secs("EMAILS_WINDOW_SECS", d.account_mails.window)?,
+        },
     })
 }
 
-fn usage_from(get: &impl Fn(&'static str) -> Option<String>) -> Result<UsageLimits, ConfigError> {
+/// E-mail delivery: SES with `EMAIL_DELIVERY=ses` (then `EMAIL_FROM` is required), else the
+/// outbox folder. On Lambda (`AWS_LAMBDA_FUNCTION_NAME` set) the outbox is a folder under
+/// `/tmp` that nobody reads and logs no links: configure SES to deliver.
+fn email_from(get: &impl Fn(&'static str) -> Option<String>) -> Result<EmailConfig, ConfigError> {
+    let on_lambda = get("AWS_LAMBDA_FUNCTION_NAME").is_some();
+    let default_dir = if on_lambda { "/tmp/primer-outbox" } else { ".local/outbox" };
+    let mut email = EmailConfig::outbox(get("PRIMER_OUTBOX_DIR").unwrap_or_else(|| default_dir.into()));
+    if let EmailDelivery::Outbox { log_links, .. } = &mut email.delivery {
+        *log_links = !on_lambda;
+    }
+    let delivery = get("EMAIL_DELIVERY").map(|d| d.trim().to_ascii_lowercase());
+    match delivery.as_deref() {
+        None | Some("outbox") => {}
+        Some("ses") => {
+            if get("EMAIL_FROM").is_none() {
+                return Err(ConfigError::Missing {
+                    name: "EMAIL_FROM",
+                    hint: "the sender address, an identity verified in SES (EMAIL_DELIVERY=ses)",
+                });
+            }
+            let endpoint = get("SES_ENDPOINT").map(|e| e.trim().to_owned());
+            if endpoint.as_ref().is_some_and(|e| !(e.starts_with("http://") || e.starts_with("https://"))) {
+                return Err(ConfigError::Invalid {
+                    name: "SES_ENDPOINT",
+                    reason: "it must be an http:// or https:// URL".into(),
+                });
+            }
+            email.delivery = EmailDelivery::Ses(SesConfig {
+                configuration_set: get("SES_CONFIGURATION_SET").map(|c| c.trim().to_owned()),
+                region: get("SES_REGION").map(|r| r.trim().to_owned()),
+                endpoint,
+            });
+        }
+        Some(other) => {
+            return Err(ConfigError::Invalid {
+                name: "EMAIL_DELIVERY",
+                reason: format!("{other:?} is neither `outbox` nor `ses`"),
+            });
+        }
+    }
+    if let Some(from) = get("EMAIL_FROM") {
+        let from = from.trim().to_owned();
+        if crate::user::Email::parse(&from).is_err() || !from.is_ascii() {
+            return Err(ConfigError::Invalid {
+                name: "EMAIL_FROM",
+                reason: "it must be a plain ASCII address such as no-reply@book.example.com".into(),
+            });
+        }
+        email.from_address = from;
+    }
+    if let Some(name) = get("EMAIL_FROM_NAME") {
+        email.from_name = name.trim().to_owned();
+    }
+    if let Some(url) = get("FRONTEND_URL") {
+        email.frontend_url = frontend_url(&url)?;
+    }
+    let secs = |name, default: Duration| parse_or(get, name, default.as_secs()).map(Duration::from_secs);
+    email.reset_ttl = secs("PASSWORD_RESET_TTL_SECS", email.reset_ttl)?;
+    email.verify_ttl = secs("EMAIL_VERIFICATION_TTL_SECS", email.verify_ttl)?;
+    email.forgot_min_duration = Duration::from_millis(parse_or(
+        get,
+        "PASSWORD_FORGOT_MIN_MS",
+        email.forgot_min_duration.as_millis() as u64,
+    )?);
+    if email.reset_ttl.is_zero() || email.verify_ttl.is_zero() {
+        return Err(ConfigError::Invalid {
+            name: "PASSWORD_RESET_TTL_SECS",
+            reason: "a link must work for at least a second (PASSWORD_RESET_TTL_SECS, EMAIL_VERIFICATION_TTL_SECS)"
+                .into(),
+        });
+    }
+    Ok(email)
+}
+
+/// The site links lead to: an http(s) URL without query or fragment, kept without its
+/// trailing `/` so that page paths can be appended.
+fn frontend_url(raw: &str) -> Result<String, ConfigError> {
+    let invalid = |reason: &str| ConfigError::Invalid { name: "FRONTEND_URL", reason: reason.into() };
+    let url = url::Url::parse(raw.trim()).map_err(|e| invalid(&e.to_string()))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(invalid("it must be an http(s) URL such as https://book.example.com"));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(invalid("it must not have a query or a fragment: the links add their own"));
+    }
+    Ok(url.as_str().trim_end_matches('/').to_owned())
+}
+
+/// Quotas; `REQUIRE_VERIFIED_EMAIL` matters only when a model is configured (without one,
+/// nothing is model-backed).
+fn usage_from(
+    get: &impl Fn(&'static str) -> Option<String>,
+    model_configured: bool,
+) -> Result<UsageLimits, ConfigError> {
     let d = UsageLimits::default();
     let usage = UsageLimits {
         user: DailyQuota {
@@ -288,6 +475,8 @@ fn usage_from(get: &impl Fn(&'static str) -> Option<String>) -> Result<UsageLimi
         )?,
         reply_max_tokens: parse_or(get, "MODEL_MAX_TOKENS", d.reply_max_tokens)?,
         personalize_max_tokens: parse_or(get, "PERSONALIZE_MAX_TOKENS", d.personalize_max_tokens)?,
+        require_verified_email: model_configured
+            && parse_or(get, "REQUIRE_VERIFIED_EMAIL", d.require_verified_email)?,
     };
     if usage.reply_max_tokens == 0 || usage.personalize_max_tokens == 0 {
         return Err(ConfigError::Invalid {
@@ -435,9 +624,97 @@ mod tests {
         assert_eq!(model.base_url.as_str(), "https://api.openai.com/v1");
         assert_eq!(model.default_model, "gpt-4o-mini");
         assert_eq!(model.allowed_models, ["gpt-4o-mini", "gpt-4o"]);
+        assert_eq!(model.stream_timeout, Duration::from_secs(120));
+        let streaming = [base[0], base[1], ("MODEL_API_KEY", "sk-x"), ("MODEL_STREAM_IDLE_SECS", "3")];
+        let model = Config::from_lookup(lookup(&streaming)).unwrap().model.unwrap();
+        assert_eq!(model.stream_idle_timeout, Duration::from_secs(3));
         let bad = [base[0], base[1], ("MODEL_API_KEY", "sk-x"), ("MODEL_BASE_URL", "ftp://models")];
         let err = Config::from_lookup(lookup(&bad)).unwrap_err();
         assert!(err.to_string().starts_with("MODEL_BASE_URL is invalid"), "{err}");
+    }
+
+    #[test]
+    fn email_goes_to_the_outbox_unless_ses_is_asked_for() {
+        let secret = "s".repeat(40);
+        let base = [("DATABASE_URL", "postgres://x"), ("JWT_SECRET", secret.as_str())];
+        let config = |extra: &[(&'static str, &'static str)]| {
+            let vars: Vec<(&str, &str)> = base.iter().chain(extra).copied().collect();
+            Config::from_lookup(lookup(&vars)).map(|c| c.email)
+        };
+        let email = config(&[]).unwrap();
+        assert!(
+            matches!(&email.delivery, EmailDelivery::Outbox { dir, log_links: true } if dir == &PathBuf::from(".local/outbox"))
+        );
+        assert_eq!(email.frontend_url, "http://localhost:3000");
+        assert_eq!(
+            (email.reset_ttl, email.verify_ttl),
+            (Duration::from_secs(3600), Duration::from_secs(86400))
+        );
+        assert_eq!(email.forgot_min_duration, Duration::from_millis(1000));
+        // On Lambda the outbox is a scratch folder and logs no links.
+        let lambda = config(&[("AWS_LAMBDA_FUNCTION_NAME", "auth")]).unwrap();
+        assert!(
+            matches!(&lambda.delivery, EmailDelivery::Outbox { dir, log_links: false } if dir == &PathBuf::from("/tmp/primer-outbox"))
+        );
+
+        let ses = config(&[
+            ("EMAIL_DELIVERY", "SES"),
+            ("EMAIL_FROM", "no-reply@book.example.com"),
+            ("EMAIL_FROM_NAME", "The Book"),
+            ("SES_CONFIGURATION_SET", "primer"),
+            ("FRONTEND_URL", "https://book.example.com/read/"),
+            ("PASSWORD_RESET_TTL_SECS", "1800"),
+            ("PASSWORD_FORGOT_MIN_MS", "750"),
+        ])
+        .unwrap();
+        let EmailDelivery::Ses(delivery) = &ses.delivery else { panic!("{ses:?}") };
+        assert_eq!(delivery.configuration_set.as_deref(), Some("primer"));
+        assert_eq!(
+            (ses.from_address.as_str(), ses.from_name.as_str()),
+            ("no-reply@book.example.com", "The Book")
+        );
+        assert_eq!(ses.frontend_url, "https://book.example.com/read");
+        assert_eq!(
+            (ses.reset_ttl, ses.forgot_min_duration),
+            (Duration::from_secs(1800), Duration::from_millis(750))
+        );
+
+        for (bad, name) in [
+            (&[("EMAIL_DELIVERY", "ses")][..], "EMAIL_FROM is not set"),
+            (&[("EMAIL_DELIVERY", "smtp")][..], "EMAIL_DELIVERY is invalid"),
+            (&[("EMAIL_FROM", "not an address")][..], "EMAIL_FROM is invalid"),
+            (&[("FRONTEND_URL", "ftp://book.example.com")][..], "FRONTEND_URL is invalid"),
+            (&[("FRONTEND_URL", "https://book.example.com/?a=b")][..], "FRONTEND_URL is invalid"),
+            (&[("PASSWORD_RESET_TTL_SECS", "0")][..], "PASSWORD_RESET_TTL_SECS is invalid"),
+        ] {
+            let err = config(bad).unwrap_err().to_string();
+            assert!(err.starts_with(name), "{bad:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn recovery_limits_are_configurable() {
+        let secret = "s".repeat(40);
+        let config = Config::from_lookup(lookup(&[
+            ("DATABASE_URL", "postgres://x"),
+            ("JWT_SECRET", &secret),
+            ("PASSWORD_FORGOT_MAX_PER_ADDRESS", "12"),
+            ("PASSWORD_FORGOT_WINDOW_SECS", "600"),
+            ("EMAILS_PER_ACCOUNT", "2"),
+            ("EMAILS_WINDOW_SECS", "7200"),
+        ]))
+        .unwrap();
+        let limits = config.limits;
+        assert_eq!(
+            (limits.password_forgot.per_address, limits.password_forgot.window),
+            (12, Duration::from_secs(600))
+        );
+        assert_eq!(
+            (limits.account_mails.per_account, limits.account_mails.window),
+            (2, Duration::from_secs(7200))
+        );
+        let defaults = AbuseLimits::default();
+        assert_eq!((defaults.password_forgot.per_address, defaults.account_mails.per_account), (30, 3));
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! Conversations and their messages (seed 004), owned by a user or, until claimed, by a guest
-//! (seed 000): the domain values and the rows.
+//! Conversations and their messages (the chatbot model), owned by a user or, until claimed, by a guest
+//! (the guest-chat model): the domain values and the rows.
 //!
 //! Every query names its owner (`WHERE user_id = ...` or the guest's id), so another owner's
 //! conversation is simply not found. Pages are keyset-paginated with opaque cursors. What
@@ -162,7 +162,7 @@ impl From<ContentError> for Error {
     }
 }
 
-/// What a person says to the tutor: not blank, at most 32 KiB (API.md). Kept exactly as sent,
+/// What a person says to the tutor: not blank, at most 32 KiB (docs/api.md). Kept exactly as sent,
 /// since leading spaces may be code indentation; its SHA-256 is what duplicates are found by.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MessageContent(String);
@@ -580,6 +580,10 @@ pub struct ErrorDetails {
     pub code: String,
     /// What happened, for a person.
     pub message: String,
+    /// The text a streamed answer had reached when it failed, kept for the reader; absent
+    /// when nothing had come.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partial_content: Option<String>,
 }
 
 /// A message as the API shows it.

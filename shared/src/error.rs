@@ -19,6 +19,10 @@ pub enum Error {
     /// 400: malformed JSON, wrong types, unknown query values.
     #[error("{0}")]
     BadRequest(String),
+    /// 400 `invalid_token`: a password-reset or verification token that is unknown, expired,
+    /// already used or forged; one answer for all, so none can be told apart.
+    #[error("this link is invalid, has expired or was already used; ask for a new one")]
+    InvalidToken,
     /// 401: no, invalid or expired token; revoked session; deleted user.
     #[error("authentication required")]
     Unauthorized,
@@ -28,6 +32,9 @@ pub enum Error {
     /// 403: the account is disabled.
     #[error("this account is disabled")]
     AccountDisabled,
+    /// 403: the route needs a verified e-mail address (`REQUIRE_VERIFIED_EMAIL`).
+    #[error("verify your e-mail address first: POST /api/auth/email/verify/send sends a new link")]
+    EmailUnverified,
     /// 404: no such route or resource, or one that is not the caller's.
     #[error("not found")]
     NotFound,
@@ -168,9 +175,9 @@ impl Error {
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::BadRequest(_) | Self::InvalidToken => StatusCode::BAD_REQUEST,
             Self::Unauthorized | Self::UnauthorizedWith(_) => StatusCode::UNAUTHORIZED,
-            Self::AccountDisabled => StatusCode::FORBIDDEN,
+            Self::AccountDisabled | Self::EmailUnverified => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict { .. } => StatusCode::CONFLICT,
@@ -184,12 +191,14 @@ impl Error {
         }
     }
 
-    /// The machine-readable code of API.md.
+    /// The machine-readable code of docs/api.md.
     pub fn code(&self) -> &'static str {
         match self {
             Self::BadRequest(_) => "bad_request",
+            Self::InvalidToken => "invalid_token",
             Self::Unauthorized | Self::UnauthorizedWith(_) => "unauthorized",
             Self::AccountDisabled => "account_disabled",
+            Self::EmailUnverified => "email_unverified",
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::Conflict { code, .. } => code,
@@ -227,8 +236,10 @@ fn is_transient(e: &sqlx::Error) -> bool {
         sqlx::Error::Database(db) => db.code().is_some_and(|code| {
             // 08: connection exceptions (PgBouncer's "server conn crashed?" is 08P01);
             // 57P01-57P03: admin shutdown, crash shutdown, cannot connect now;
-            // 53300: too many connections; 57014: statement time-out; 55P03: lock time-out.
-            code.starts_with("08") || matches!(&*code, "57P01" | "57P02" | "57P03" | "53300" | "57014" | "55P03")
+            // 53300: too many connections; 57014: statement time-out; 55P03: lock time-out;
+            // 40P01 and 40001: a deadlock or serialization failure, which a retry resolves.
+            code.starts_with("08")
+                || matches!(&*code, "57P01" | "57P02" | "57P03" | "53300" | "57014" | "55P03" | "40P01" | "40001")
         }),
         _ => false,
     }
@@ -281,27 +292,39 @@ enum Details<'a> {
     Quota(&'a QuotaDetails),
 }
 
-impl IntoResponse for Error {
-    fn into_response(self) -> Response {
+impl Error {
+    fn body(&self) -> Body<'_> {
         let status = self.status();
         if status.is_server_error() {
             // The chain goes to the log only; the body says nothing internal.
-            tracing::error!(error = %ErrorChain(&self), code = self.code(), "request failed");
+            tracing::error!(error = %ErrorChain(self), code = self.code(), "request failed");
         }
-        let details = match &self {
+        let details = match self {
             Self::Validation(fields) => Some(Details::Fields(fields.as_slice())),
             Self::QuotaExceeded(quota) => Some(Details::Quota(quota)),
             _ => None,
         };
-        let body = Body {
+        Body {
             error: BodyInner {
                 code: self.code(),
                 message: self.to_string(),
                 request_id: current_request_id().unwrap_or_default(),
                 details,
             },
-        };
-        let mut response = (status, axum::Json(body)).into_response();
+        }
+    }
+
+    /// The error shape as JSON, for a failure that cannot be a response of its own (one in
+    /// the middle of a stream of events). Logged as a response would be.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::to_value(self.body()).unwrap_or_default()
+    }
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let mut response = (status, axum::Json(self.body())).into_response();
         match self {
             Self::RateLimited { retry_after_secs } => {
                 response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
 use axum::http::StatusCode;
-use axum::http::header::{AUTHORIZATION, USER_AGENT};
+use axum::http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, USER_AGENT};
 use axum::http::request::Parts;
 use lambda_http::RequestExt;
 use lambda_http::request::RequestContext;
@@ -34,6 +34,31 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     }
 }
 
+/// An optional JSON body: a request with no body at all (no `Content-Type`, nothing sent) reads
+/// as `T::default()`, so a route whose body's fields are all optional takes a bare POST; any
+/// body that is sent is read as [`JsonBody`] reads it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OptionalJsonBody<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalJsonBody<T> {
+    type Rejection = Error;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Error> {
+        if request.headers().contains_key(CONTENT_TYPE) {
+            return JsonBody::from_request(request, state).await.map(|JsonBody(value)| Self(value));
+        }
+        let bytes =
+            axum::body::Bytes::from_request(request, state).await.map_err(|rejection| {
+                match rejection.status() {
+                    StatusCode::PAYLOAD_TOO_LARGE => Error::PayloadTooLarge { limit: BODY_LIMIT },
+                    _ => Error::BadRequest(rejection.body_text()),
+                }
+            })?;
+        // Something sent without saying it is JSON: refused as `JsonBody` refuses it.
+        if bytes.is_empty() { Ok(Self(T::default())) } else { Err(Error::UnsupportedMediaType) }
+    }
+}
+
 /// Reads a JSON document assembled in code (e.g. a merge-patched profile) as `T`, refusing a
 /// wrong shape with the same 400 as [`JsonBody`].
 pub fn from_json_value<T: DeserializeOwned>(document: &serde_json::Value) -> Result<T, Error> {
@@ -47,6 +72,13 @@ pub fn nullable<'de, D: serde::Deserializer<'de>, T: serde::Deserialize<'de>>(
     d: D,
 ) -> Result<Option<Option<T>>, D::Error> {
     <Option<T> as serde::Deserialize>::deserialize(d).map(Some)
+}
+
+/// For `#[serde(default, deserialize_with = "present")]` on an `Option<T>` field that may be
+/// left out but is never `null`: an explicit `null` is the 400 of a wrong shape, as the schema
+/// says, instead of reading as "left out".
+pub fn present<'de, D: serde::Deserializer<'de>, T: serde::Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
 }
 
 fn json_rejection(rejection: JsonRejection) -> Error {
@@ -108,7 +140,7 @@ impl FromRequestParts<AppState> for AuthUser {
 pub enum Caller {
     /// A signed-in user.
     User(AuthUser),
-    /// A guest (seed 000), who owns conversations until signing up or logging in.
+    /// A guest (the guest-chat model), who owns conversations until signing up or logging in.
     Guest {
         /// The guest id the token was issued for.
         guest_id: Uuid,
@@ -126,6 +158,35 @@ impl FromRequestParts<AppState> for Caller {
         }
         AuthUser::from_request_parts(parts, state).await.map(Self::User)
     }
+}
+
+/// Whether the caller asked for Server-Sent Events (`Accept: text/event-stream`) rather than
+/// the route's JSON. A wildcard or an absent `Accept` means JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WantsEventStream(pub bool);
+
+impl<S: Send + Sync> FromRequestParts<S> for WantsEventStream {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let asked =
+            parts.headers.get_all(ACCEPT).iter().filter_map(|v| v.to_str().ok()).any(names_event_stream);
+        Ok(Self(asked))
+    }
+}
+
+/// True when an `Accept` value lists `text/event-stream` without refusing it (`q=0`).
+fn names_event_stream(accept: &str) -> bool {
+    accept.split(',').any(|range| {
+        let mut params = range.split(';').map(str::trim);
+        let media_type = params.next().unwrap_or_default();
+        let refused = params.any(|p| {
+            p.split_once('=').is_some_and(|(k, v)| {
+                k.trim().eq_ignore_ascii_case("q") && v.trim().parse::<f64>() == Ok(0.0)
+            })
+        });
+        media_type.eq_ignore_ascii_case("text/event-stream") && !refused
+    })
 }
 
 /// Query parameters whose rejection is the contract's 400, e.g. for `?archived=maybe`.
@@ -181,5 +242,24 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientMeta {
             .and_then(|v| v.to_str().ok())
             .map(|s| s.chars().take(512).collect());
         Ok(Self { ip, user_agent })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_an_explicit_event_stream_is_asked_for() {
+        for accept in [
+            "text/event-stream",
+            "application/json, Text/Event-Stream;q=0.9",
+            " text/event-stream ;charset=utf-8",
+        ] {
+            assert!(names_event_stream(accept), "{accept}");
+        }
+        for accept in ["*/*", "application/json", "text/*", "text/event-stream;q=0", ""] {
+            assert!(!names_event_stream(accept), "{accept}");
+        }
     }
 }

@@ -1,4 +1,4 @@
-//! Guests (seed 000): strangers who chat before they sign up, identified by a guest token.
+//! Guests (the guest-chat model): strangers who chat before they sign up, identified by a guest token.
 
 use sqlx::PgExecutor;
 use uuid::Uuid;

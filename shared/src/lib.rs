@@ -13,6 +13,7 @@ pub mod book;
 pub mod config;
 pub mod conversations;
 pub mod db;
+pub mod email;
 pub mod error;
 pub mod extract;
 pub mod guests;
@@ -24,7 +25,7 @@ pub mod tutor;
 pub mod usage;
 pub mod user;
 
-#[cfg(feature = "test-util")]
+#[cfg(any(test, feature = "test-util"))]
 pub mod test_util;
 
 pub use app::AppState;

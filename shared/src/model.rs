@@ -7,6 +7,12 @@
 //! a bounded number of times with exponential backoff; nothing else is, because a bad key or
 //! a bad request fails the same way the second time.
 //!
+//! A streamed call ([`ModelClient::complete_streaming`]) asks with `stream: true` and hands
+//! each fragment of text on as it arrives. Until the first chunk it is bounded and retried
+//! like a plain call; after it, every gap between chunks by `stream_idle_timeout` and the
+//! whole call by `stream_timeout`. Nothing is retried once text has been handed on: a broken
+//! stream fails with the text received so far.
+//!
 //! The HTTP client is the `model` feature: a function built without it (one that never asks the
 //! model anything) has a [`ModelClient`] type that cannot be built, so `AppState::model` is
 //! always `None` there and no HTTP client is linked.
@@ -44,6 +50,10 @@ pub struct ModelConfig {
     pub max_retries: u32,
     /// The first backoff; each further one doubles it.
     pub retry_backoff: Duration,
+    /// Limit for a silence between two chunks of a streamed answer.
+    pub stream_idle_timeout: Duration,
+    /// Limit for a whole streamed answer, from the request to its last chunk.
+    pub stream_timeout: Duration,
 }
 
 impl ModelConfig {
@@ -59,6 +69,8 @@ impl ModelConfig {
             total_timeout: Duration::from_secs(25),
             max_retries: 2,
             retry_backoff: Duration::from_millis(500),
+            stream_idle_timeout: Duration::from_secs(10),
+            stream_timeout: Duration::from_secs(120),
         }
     }
 }
@@ -123,11 +135,15 @@ pub enum ModelError {
     /// A successful status with a body that is not a chat completion with text in it.
     #[error("the language model sent an answer we could not read")]
     BadResponse(String),
+    /// A streamed answer broke off: the connection dropped, or the endpoint reported an error
+    /// in the middle of it. The text says what happened, for the log.
+    #[error("the language model stopped in the middle of its answer")]
+    Interrupted(String),
 }
 
 impl ModelError {
     /// The machine-readable code: `model_timeout`, `model_unauthorized`, `model_rate_limited`,
-    /// `model_unreachable`, `model_error` or `model_bad_response`.
+    /// `model_unreachable`, `model_error`, `model_bad_response` or `model_interrupted`.
     pub fn code(&self) -> &'static str {
         match self {
             Self::Timeout => "model_timeout",
@@ -136,6 +152,17 @@ impl ModelError {
             Self::Unreachable(_) => "model_unreachable",
             Self::Status(_) => "model_error",
             Self::BadResponse(_) => "model_bad_response",
+            Self::Interrupted(_) => "model_interrupted",
+        }
+    }
+
+    /// Whether another attempt may succeed.
+    #[cfg(feature = "model")]
+    fn is_transient(&self) -> bool {
+        match self {
+            Self::RateLimited | Self::Unreachable(_) => true,
+            Self::Status(status) => status.is_server_error(),
+            Self::Timeout | Self::Unauthorized | Self::BadResponse(_) | Self::Interrupted(_) => false,
         }
     }
 
@@ -143,10 +170,19 @@ impl ModelError {
     pub fn spend(&self) -> Spend {
         match self {
             // The endpoint may have done (and billed) the work.
-            Self::Timeout | Self::BadResponse(_) => Spend::Unknown,
+            Self::Timeout | Self::BadResponse(_) | Self::Interrupted(_) => Spend::Unknown,
             Self::Unauthorized | Self::RateLimited | Self::Unreachable(_) | Self::Status(_) => Spend::Nothing,
         }
     }
+}
+
+/// A streamed call that failed, with the text handed on before it did.
+#[derive(Debug)]
+pub struct StreamFailure {
+    /// Why it failed.
+    pub error: ModelError,
+    /// The fragments received before the failure, joined (empty when none came).
+    pub partial: String,
 }
 
 /// What a call used, as the endpoint's `usage` field reports it.
@@ -213,7 +249,7 @@ pub fn estimate_prompt_tokens(messages: &[ChatMessage]) -> u64 {
 /// The client of a function built without the `model` feature: it has no value, so no
 /// function of it runs and nothing after it is linked.
 #[cfg(not(feature = "model"))]
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ModelClient {
     never: std::convert::Infallible,
 }
@@ -235,8 +271,24 @@ impl ModelClient {
         match self.never {}
     }
 
+    /// The longest a streamed answer may take, from the request to its last chunk.
+    pub fn stream_timeout(&self) -> Duration {
+        match self.never {}
+    }
+
     /// Sends `messages` to `model` (never: there is no such client).
     pub async fn complete(&self, _: &str, _: &[ChatMessage], _: u32) -> Result<Completion, ModelError> {
+        match self.never {}
+    }
+
+    /// Streams the answer to `messages` (never: there is no such client).
+    pub async fn complete_streaming(
+        &self,
+        _: &str,
+        _: &[ChatMessage],
+        _: u32,
+        _: impl FnMut(&str),
+    ) -> Result<Completion, StreamFailure> {
         match self.never {}
     }
 }

@@ -182,12 +182,12 @@ impl ReaderProfile {
         Some(Self { reader, profile: stored.profile, profile_hash: stored.profile_hash.as_str().to_owned() })
     }
 
-    /// The fingerprint of this reader's copy of a chapter (its `source` at `chapter_version`)
-    /// when `engine` is tried first: for the rule-based engine, the reader's values of the
-    /// facets the chapter's directives mention; for the model, the whole profile.
-    pub fn fingerprint(&self, source: &str, chapter_version: i32, engine: Engine) -> Fingerprint {
+    /// The fingerprint of this reader's copy of a chapter at `chapter_version`, whose
+    /// directives mention `facets` ([`rules::facets`]), when `engine` is tried first: for the
+    /// rule-based engine, the reader's values of those facets; for the model, the whole profile.
+    pub fn fingerprint(&self, facets: &BTreeSet<Facet>, chapter_version: i32, engine: Engine) -> Fingerprint {
         match engine {
-            Engine::Rule => Fingerprint::of_rules(chapter_version, &rules::facets(source), &self.reader),
+            Engine::Rule => Fingerprint::of_rules(chapter_version, facets, &self.reader),
             Engine::Model => Fingerprint::of_model(chapter_version, &self.profile_hash),
         }
     }

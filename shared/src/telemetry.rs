@@ -115,6 +115,13 @@ pub async fn request_context(request: Request, next: Next) -> Response {
     response
 }
 
+/// `work` with the request's id and log span, for a task that outlives the handler (a streamed
+/// reply goes on after its response started, even after its reader left).
+pub fn in_request_context<F: Future>(work: F) -> impl Future<Output = F::Output> {
+    let id = current_request_id().unwrap_or_default();
+    REQUEST_ID.scope(id, work.instrument(tracing::Span::current()))
+}
+
 fn request_id_of(request: &Request) -> String {
     let from_gateway = match request.request_context_ref() {
         Some(RequestContext::ApiGatewayV2(ctx)) => ctx.request_id.clone(),

@@ -1,6 +1,8 @@
 //! A `TestApp` for the functions' integration tests: the real router on a `#[sqlx::test]`
 //! database, with one method per route, so tests read as specifications.
 
+pub mod model_stub;
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -19,14 +21,19 @@ use tower::ServiceExt;
 
 use crate::app::AppState;
 use crate::blob::{BlobError, BlobFuture, BlobStore, KeyPrefix, ObjectKey};
-use crate::config::{BlobConfig, Config, JwtConfig};
+use crate::config::{BlobConfig, Config, EmailConfig, EmailDelivery, JwtConfig};
 
 /// The signing secret of every test app.
 pub const TEST_JWT_SECRET: &str = "test-secret-test-secret-test-secret!";
 
 /// Configuration for tests; the pool comes from `#[sqlx::test]`, so the URL is unused. Each
-/// call gets its own (not yet created) blob folder, removed when its `TestApp` is dropped.
+/// call gets its own (not yet created) blob folder and e-mail outbox, removed when its
+/// `TestApp` is dropped. A forgot-password request answers as soon as it is done (no minimum
+/// time), unless a test sets one.
 pub fn test_config() -> Config {
+    let mut email =
+        EmailConfig::outbox(test_dir_root().join("outbox").join(uuid::Uuid::new_v4().to_string()));
+    email.forgot_min_duration = Duration::ZERO;
     Config {
         database_url: "postgres://unused-in-tests".to_owned().into(),
         db_max_connections: 2,
@@ -39,16 +46,21 @@ pub fn test_config() -> Config {
             guest_ttl: Duration::from_secs(3600),
         },
         better_auth_secret: None,
-        blob: BlobConfig { dir: test_blob_root().join(uuid::Uuid::new_v4().to_string()), s3: None },
+        upgrade_better_auth_hashes: true,
+        blob: BlobConfig {
+            dir: test_dir_root().join("blobs").join(uuid::Uuid::new_v4().to_string()),
+            s3: None,
+        },
         personalize_budget: Duration::from_secs(20),
         model: None,
         limits: Default::default(),
         usage: Default::default(),
+        email,
     }
 }
 
-/// Where test blob folders go.
-fn test_blob_root() -> PathBuf {
+/// Where test blob folders and outboxes go.
+fn test_dir_root() -> PathBuf {
     std::env::temp_dir().join("primer-test-blobs")
 }
 
@@ -73,18 +85,87 @@ pub fn through_pooler(pool: &PgPool) -> PgPool {
     crate::db::pool_options(POOLED_TEST_CONNECTIONS).connect_lazy_with(pooled.database(database))
 }
 
+/// A URL of the database behind `pool`, for a process the test starts (a Lambda binary, say).
+/// It carries no password: the test cluster trusts connections from this machine.
+pub fn database_url(pool: &PgPool) -> String {
+    let options = pool.connect_options();
+    format!(
+        "postgres://{}@{}:{}/{}",
+        options.get_username(),
+        options.get_host(),
+        options.get_port(),
+        options.get_database().unwrap_or_default()
+    )
+}
+
 /// Connections of an app's pool in tests: more than a Lambda instance has, so a test can send
 /// requests at once, and more than PgBouncer's server pool (4), so they queue there.
 const POOLED_TEST_CONNECTIONS: u32 = 10;
 
-/// Removes a test's blob folder with the last clone of its `TestApp`.
-struct TestBlobDir(PathBuf);
+/// Removes a test's blob folder and outbox with the last clone of its `TestApp`.
+struct TestDirs(Vec<PathBuf>);
 
-impl Drop for TestBlobDir {
+impl Drop for TestDirs {
     fn drop(&mut self) {
-        // Only folders `test_config` made: a test may point the state anywhere.
-        if self.0.starts_with(test_blob_root()) {
-            let _ = std::fs::remove_dir_all(&self.0);
+        for dir in &self.0 {
+            // Only folders `test_config` made: a test may point the state anywhere.
+            if dir.starts_with(test_dir_root()) {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+        }
+    }
+}
+
+/// The outbox folder of a configuration, if it writes e-mail to one.
+fn outbox_dir(config: &Config) -> Option<&std::path::Path> {
+    match &config.email.delivery {
+        EmailDelivery::Outbox { dir, .. } => Some(dir),
+        EmailDelivery::Ses(_) => None,
+    }
+}
+
+/// An e-mail primer sent, read back from its RFC 5322 form with an independent parser.
+#[derive(Debug, Clone)]
+pub struct SentMail {
+    /// The `From` header's address.
+    pub from: String,
+    /// The `To` header's address.
+    pub to: String,
+    /// The subject.
+    pub subject: String,
+    /// The plain-text part, decoded.
+    pub text: String,
+    /// The HTML part, decoded.
+    pub html: String,
+    /// The link in the text part.
+    pub link: String,
+    /// The link's `token` parameter.
+    pub token: String,
+}
+
+impl SentMail {
+    /// Parses an RFC 5322 message; panics on anything a mail client could not read.
+    pub fn parse(raw: &[u8]) -> Self {
+        let message = mail_parser::MessageParser::default().parse(raw).expect("an RFC 5322 message");
+        let address = |a: Option<&mail_parser::Address>| {
+            a.and_then(|a| a.first()).and_then(|a| a.address()).expect("an address").to_owned()
+        };
+        let text = message.body_text(0).expect("a text part").into_owned();
+        let html = message.body_html(0).expect("an HTML part").into_owned();
+        let link = text
+            .split_whitespace()
+            .find(|word| word.starts_with("http://") || word.starts_with("https://"))
+            .expect("a link in the text part")
+            .to_owned();
+        let token = link.split_once("?token=").expect("a token parameter").1.to_owned();
+        Self {
+            from: address(message.from()),
+            to: address(message.to()),
+            subject: message.subject().unwrap_or_default().to_owned(),
+            text,
+            html,
+            link,
+            token,
         }
     }
 }
@@ -120,7 +201,7 @@ pub struct TestApp {
     pub state: AppState,
     /// The client address requests come from (the per-IP rate limit reads it).
     pub client_ip: SocketAddr,
-    _blob_dir: Arc<TestBlobDir>,
+    _dirs: Arc<TestDirs>,
 }
 
 /// A response, fully read.
@@ -328,13 +409,46 @@ impl TestApp {
             crate::telemetry::init();
         }
         state.pool = through_pooler(&state.pool);
-        let blob_dir = Arc::new(TestBlobDir(state.config.blob.dir.clone()));
+        let mut dirs = vec![state.config.blob.dir.clone()];
+        dirs.extend(outbox_dir(&state.config).map(ToOwned::to_owned));
         Self {
             router: router(state.clone()),
             state,
             client_ip: SocketAddr::from(([127, 0, 0, 1], 40000)),
-            _blob_dir: blob_dir,
+            _dirs: Arc::new(TestDirs(dirs)),
         }
+    }
+
+    /// Every e-mail in the app's outbox, oldest first.
+    pub fn outbox(&self) -> Vec<SentMail> {
+        let dir = outbox_dir(&self.state.config).expect("the app writes e-mail to an outbox");
+        let mut names: Vec<PathBuf> = match std::fs::read_dir(dir) {
+            Ok(entries) => entries
+                .map(|e| e.unwrap().path())
+                .filter(|p| p.extension().is_some_and(|x| x == "eml"))
+                .collect(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => panic!("{}: {e}", dir.display()),
+        };
+        names.sort();
+        names.iter().map(|p| SentMail::parse(&std::fs::read(p).unwrap())).collect()
+    }
+
+    /// The e-mails in the outbox to `address` whose subject contains `subject`, oldest first.
+    pub fn mails_to(&self, address: &str, subject: &str) -> Vec<SentMail> {
+        self.outbox().into_iter().filter(|m| m.to == address && m.subject.contains(subject)).collect()
+    }
+
+    /// The newest password-reset e-mail to `address`; panics when there is none.
+    pub fn reset_mail(&self, address: &str) -> SentMail {
+        self.mails_to(address, "Reset").pop().unwrap_or_else(|| panic!("no reset e-mail to {address}"))
+    }
+
+    /// The newest verification e-mail to `address`; panics when there is none.
+    pub fn verification_mail(&self, address: &str) -> SentMail {
+        self.mails_to(address, "Confirm")
+            .pop()
+            .unwrap_or_else(|| panic!("no verification e-mail to {address}"))
     }
 
     /// The test database.
@@ -436,6 +550,27 @@ impl TestApp {
     pub async fn change_password(&self, token: &str, current: &str, new: &str) -> TestResponse {
         let body = json!({"current_password": current, "new_password": new});
         self.call(Method::POST, "/api/auth/password", Some(token), Some(body)).await
+    }
+
+    /// `POST /api/auth/password/forgot`.
+    pub async fn forgot_password(&self, email: &str) -> TestResponse {
+        self.call(Method::POST, "/api/auth/password/forgot", None, Some(json!({"email": email}))).await
+    }
+
+    /// `POST /api/auth/password/reset`.
+    pub async fn reset_password(&self, token: &str, new_password: &str) -> TestResponse {
+        let body = json!({"token": token, "new_password": new_password});
+        self.call(Method::POST, "/api/auth/password/reset", None, Some(body)).await
+    }
+
+    /// `POST /api/auth/email/verify/send`.
+    pub async fn send_verification(&self, token: &str) -> TestResponse {
+        self.call(Method::POST, "/api/auth/email/verify/send", Some(token), None).await
+    }
+
+    /// `POST /api/auth/email/verify`.
+    pub async fn verify_email(&self, token: &str) -> TestResponse {
+        self.call(Method::POST, "/api/auth/email/verify", None, Some(json!({"token": token}))).await
     }
 
     /// `GET /api/usage`.

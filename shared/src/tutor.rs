@@ -17,10 +17,14 @@
 //! quota and the deployment's budget, and [`Tutor::settle`], which books what the endpoint
 //! reported; when either has no room left, the offline tutor answers and its reply says why.
 //! A streaming answer calls the same two around its stream.
+//! A streamed reply ([`Tutor::post_streaming`], [`Tutor::retry_streaming`]) goes through the
+//! same steps, claims and stores, in a task of its own that hands the answer's text on as the
+//! model writes it (see [`stream`]). Its claim lasts as long as a streamed answer may.
 
 pub mod offline;
 pub mod prompt;
 pub mod retrieval;
+pub mod stream;
 
 use std::time::{Duration, Instant};
 
@@ -34,9 +38,11 @@ use crate::conversations::{
 };
 use crate::error::{Error, ErrorChain, Result};
 use crate::model::{ChatMessage, ModelClient, ModelError, Spend, estimate_prompt_tokens};
+use crate::telemetry;
 use crate::usage::{self, Allowance, Exhausted, Subject, TokenReservation, UsageLimits};
 use offline::OFFLINE_TUTOR;
 use retrieval::Passage;
+use stream::{ReplyEvent, ReplySender, ReplyStream};
 
 /// How many passages of the book go into a prompt and its citations.
 const PASSAGES_PER_ANSWER: i64 = 3;
@@ -120,6 +126,49 @@ impl<'a> Tutor<'a> {
         conversation_id: Uuid,
         content: MessageContent,
     ) -> Result<Exchange> {
+        let (conversation, posted) =
+            self.store_question(owner, conversation_id, &content, self.lease()).await?;
+        Ok(match posted {
+            Posted::New(user_message) => {
+                let reply = self.answer(owner, &conversation, &user_message, None).await?;
+                Exchange { user_message, reply }
+            }
+            Posted::Duplicate(user_message) => {
+                let reply =
+                    self.await_reply(owner, &conversation, &user_message, Unanswered::NoReply, None).await?;
+                Exchange { user_message, reply }
+            }
+        })
+    }
+
+    /// [`Tutor::post`], streamed: the stored message first, then the answer as it is written.
+    /// A duplicate within 30 s replays the stored exchange. What fails before the message is
+    /// stored (no such conversation, the database) fails here, before any event.
+    pub async fn post_streaming(
+        &self,
+        owner: &Owner,
+        conversation_id: Uuid,
+        content: MessageContent,
+    ) -> Result<ReplyStream> {
+        let (conversation, posted) =
+            self.store_question(owner, conversation_id, &content, self.stream_lease()).await?;
+        Ok(match posted {
+            Posted::New(question) => self.stream_reply(owner, conversation, question, None),
+            Posted::Duplicate(question) => {
+                self.stream_reply(owner, conversation, question, Some(Unanswered::NoReply))
+            }
+        })
+    }
+
+    /// The caller's conversation and the message stored in it (claimed for `lease`), or the same
+    /// message that arrived within 30 s before: the first step of a post, streamed or not.
+    async fn store_question(
+        &self,
+        owner: &Owner,
+        conversation_id: Uuid,
+        content: &MessageContent,
+        lease: Duration,
+    ) -> Result<(Conversation, Posted)> {
         let conversation =
             conversations::get(self.pool, owner, conversation_id).await?.ok_or(Error::NotFound)?;
         // The 30 s count from the post's arrival.
@@ -129,22 +178,57 @@ impl<'a> Tutor<'a> {
             owner,
             self.limits,
             conversation.id,
-            &content,
+            content,
             arrived,
-            self.lease(),
+            lease,
         )
         .await?;
-        Ok(match posted {
-            Posted::New(user_message) => {
-                let reply = self.answer(owner, &conversation, &user_message).await?;
-                Exchange { user_message, reply }
-            }
-            Posted::Duplicate(user_message) => {
-                let reply =
-                    self.await_reply(owner, &conversation, &user_message, Unanswered::NoReply).await?;
-                Exchange { user_message, reply }
-            }
-        })
+        Ok((conversation, posted))
+    }
+
+    /// [`Tutor::retry`], streamed. An answered message is a 409 before any event.
+    pub async fn retry_streaming(
+        &self,
+        owner: &Owner,
+        conversation_id: Uuid,
+        message_id: Uuid,
+    ) -> Result<ReplyStream> {
+        let conversation =
+            conversations::get(self.pool, owner, conversation_id).await?.ok_or(Error::NotFound)?;
+        let question = conversations::user_message(self.pool, owner, conversation.id, message_id)
+            .await?
+            .ok_or(Error::NotFound)?;
+        if conversations::latest_reply(self.pool, question.id).await?.is_some_and(|reply| !reply.is_error) {
+            return Err(already_answered());
+        }
+        Ok(self.stream_reply(owner, conversation, question, Some(Unanswered::NoAnswer)))
+    }
+
+    /// Starts the task that answers `question` (claimed by this call when `wait` is `None`,
+    /// else once it wins the claim or finds the reply stored) and sends the events.
+    fn stream_reply(
+        &self,
+        owner: &Owner,
+        conversation: Conversation,
+        question: Message,
+        wait: Option<Unanswered>,
+    ) -> ReplyStream {
+        let (sender, events) = ReplySender::channel();
+        sender.send(ReplyEvent::UserMessage(question.clone()));
+        // The task owns what it uses: it may outlive the request that started it.
+        let (pool, owner, limits) = (self.pool.clone(), owner.clone(), *self.limits);
+        let model = self.models.0.cloned();
+        tokio::spawn(telemetry::in_request_context(async move {
+            let tutor = Tutor::new(&pool, model.as_ref(), &limits);
+            let outcome = match wait {
+                None => tutor.answer(&owner, &conversation, &question, Some(&sender)).await,
+                Some(which) => {
+                    tutor.await_reply(&owner, &conversation, &question, which, Some(&sender)).await
+                }
+            };
+            sender.finish(outcome);
+        }));
+        events
     }
 
     /// Answers again a user message of the caller whose reply failed; 409 when its latest
@@ -155,7 +239,7 @@ impl<'a> Tutor<'a> {
         let question = conversations::user_message(self.pool, owner, conversation.id, message_id)
             .await?
             .ok_or(Error::NotFound)?;
-        self.await_reply(owner, &conversation, &question, Unanswered::NoAnswer).await
+        self.await_reply(owner, &conversation, &question, Unanswered::NoAnswer, None).await
     }
 
     /// How long a claim on a message lasts: the longest the model may take, and then some.
@@ -164,34 +248,41 @@ impl<'a> Tutor<'a> {
         thinking + Duration::from_secs(5)
     }
 
+    /// The claim of a streamed reply: the longest a streamed answer may take, and then some.
+    fn stream_lease(&self) -> Duration {
+        let writing = self
+            .models
+            .0
+            .map_or(Duration::from_secs(5), |client| client.stream_timeout().max(client.total_timeout()));
+        writing + Duration::from_secs(5)
+    }
+
     /// The reply to `question`: someone else's, once stored, or this call's own once it wins the
     /// claim (the first claimant died, or `which` allows answering a failed reply again). For
     /// a retry (`NoAnswer`), an answered question is a 409. Polls with a short backoff, holding
-    /// no connection in between, for at most about one lease.
+    /// no connection in between, for at most about one lease (a streamed one: the claimant may
+    /// be streaming). With `stream`, an answer of its own is streamed there.
     async fn await_reply(
         &self,
         owner: &Owner,
         conversation: &Conversation,
         question: &Message,
         which: Unanswered,
+        stream: Option<&ReplySender>,
     ) -> Result<Message> {
-        let deadline = Instant::now() + self.lease() + Duration::from_secs(1);
+        let deadline = Instant::now() + self.stream_lease() + Duration::from_secs(1);
+        let lease = if stream.is_some() { self.stream_lease() } else { self.lease() };
         let mut pause = Duration::from_millis(20);
         loop {
             if let Some(reply) = conversations::latest_reply(self.pool, question.id).await? {
                 match which {
                     Unanswered::NoReply => return Ok(reply),
-                    Unanswered::NoAnswer if !reply.is_error => {
-                        return Err(Error::Conflict {
-                            code: "already_answered",
-                            message: "this message has an answer; only a failed reply can be retried".into(),
-                        });
-                    }
+                    Unanswered::NoAnswer if !reply.is_error => return Err(already_answered()),
                     Unanswered::NoAnswer => {}
                 }
             }
-            if conversations::claim_reply(self.pool, question.id, which, self.lease()).await? {
-                return self.answer(owner, conversation, question).await;
+            if conversations::claim_reply(self.pool, question.id, which, lease).await? {
+                return self.answer(owner, conversation, question, stream).await;
             }
             if Instant::now() >= deadline {
                 return Err(Error::Unavailable("another request is still answering this message".into()));
@@ -203,15 +294,16 @@ impl<'a> Tutor<'a> {
 
     /// Answers `question`, which the caller has claimed, and stores the reply (or the model's
     /// failure), ending the claim. When that fails, the claim is given up so that a retry need
-    /// not wait for it to lapse.
+    /// not wait for it to lapse. With `stream`, the text goes there as it is written.
     async fn answer(
         &self,
         owner: &Owner,
         conversation: &Conversation,
         question: &Message,
+        stream: Option<&ReplySender>,
     ) -> Result<Message> {
         let answered = async {
-            let reply = self.reply_to(owner, conversation, question).await?;
+            let reply = self.reply_to(owner, conversation, question, stream).await?;
             conversations::add_reply(&mut *self.pool.acquire().await?, question, reply).await
         }
         .await;
@@ -223,17 +315,19 @@ impl<'a> Tutor<'a> {
         answered
     }
 
-    /// Finds the passages for `question` and has the model or the offline tutor answer. Each
-    /// query takes a pooled connection and gives it back: none is held across the model call.
+    /// Finds the passages for `question` and has the model or the offline tutor answer, into
+    /// `stream` as the text comes when there is one. Each query takes a pooled connection and
+    /// gives it back: none is held across the model call.
     async fn reply_to(
         &self,
         owner: &Owner,
         conversation: &Conversation,
         question: &Message,
+        stream: Option<&ReplySender>,
     ) -> Result<NewReply> {
         let passages = retrieval::best_passages(self.pool, &question.content, PASSAGES_PER_ANSWER).await?;
         let Some((client, model)) = self.models.engine(&conversation.ai_model) else {
-            return self.offline(&passages, None).await;
+            return self.offline(&passages, None, stream).await;
         };
         let history =
             conversations::history_before(self.pool, question, prompt::MAX_HISTORY_MESSAGES).await?;
@@ -245,20 +339,30 @@ impl<'a> Tutor<'a> {
         let messages = prompt::build(instructions, &passages, &history, &question.content);
         let reservation = match self.reserve(owner, &messages).await? {
             Allowance::Granted(reservation) => reservation,
-            Allowance::Spent(why) => return self.offline(&passages, Some(why)).await,
+            Allowance::Spent(why) => return self.offline(&passages, Some(why), stream).await,
         };
-        let answered = client.complete(model, &messages, self.limits.reply_max_tokens).await;
-        self.settle(reservation, answered.as_ref().map_or_else(ModelError::spend, Spend::of)).await;
+        let max_tokens = self.limits.reply_max_tokens;
+        let answered = match stream {
+            None => client.complete(model, &messages, max_tokens).await.map_err(|e| (e, String::new())),
+            Some(stream) => client
+                .complete_streaming(model, &messages, max_tokens, |text| stream.delta(&without_nul(text)))
+                .await
+                .map_err(|failure| (failure.error, failure.partial)),
+        };
+        let spend = match &answered {
+            Ok(answer) => Spend::of(answer),
+            Err((e, _)) => e.spend(),
+        };
+        self.settle(reservation, spend).await;
         Ok(match answered {
             Ok(answer) => NewReply {
-                // PostgreSQL text cannot hold NUL; a model can still emit one.
-                content: answer.text.replace('\0', ""),
+                content: without_nul(&answer.text),
                 ai_model: model.to_owned(),
                 citations: passages.iter().map(Passage::citation).collect(),
                 error: None,
                 usage: answer.usage,
             },
-            Err(e) => failure_notice(model, &e),
+            Err((e, partial)) => failure_notice(model, &e, &partial),
         })
     }
 
@@ -280,9 +384,14 @@ impl<'a> Tutor<'a> {
         }
     }
 
-    /// The offline tutor's answer; when it stands in for a model whose allowance is spent, the
-    /// reply says so first.
-    async fn offline(&self, passages: &[Passage], standing_in: Option<Exhausted>) -> Result<NewReply> {
+    /// The offline tutor's answer, streamed sentence by sentence into `stream` when there is
+    /// one; when it stands in for a model whose allowance is spent, the reply says so first.
+    async fn offline(
+        &self,
+        passages: &[Passage],
+        standing_in: Option<Exhausted>,
+        stream: Option<&ReplySender>,
+    ) -> Result<NewReply> {
         // Only an answer that found nothing points the reader at the chapters.
         let titles = if passages.is_empty() {
             book::list(self.pool).await?.into_iter().map(|chapter| chapter.title).collect()
@@ -294,18 +403,38 @@ impl<'a> Tutor<'a> {
             tracing::info!(?why, "a model allowance is spent; the offline tutor answers");
             reply.content = format!("{}\n\n{}", offline::standing_in_note(why), reply.content);
         }
+        if let Some(stream) = stream {
+            offline::sentences(&reply.content).for_each(|sentence| stream.delta(sentence));
+        }
         Ok(reply)
     }
 }
 
-/// The reply stored when the model fails: the reader sees why and may retry.
-fn failure_notice(model: &str, e: &ModelError) -> NewReply {
+/// PostgreSQL text cannot hold NUL; a model can still emit one.
+fn without_nul(text: &str) -> String {
+    text.replace('\0', "")
+}
+
+fn already_answered() -> Error {
+    Error::Conflict {
+        code: "already_answered",
+        message: "this message has an answer; only a failed reply can be retried".into(),
+    }
+}
+
+/// The reply stored when the model fails: the reader sees why and may retry. `partial` is the
+/// text a streamed answer had reached, kept in the details.
+fn failure_notice(model: &str, e: &ModelError, partial: &str) -> NewReply {
     tracing::warn!(code = e.code(), error = %ErrorChain(e), "the model failed; a failure notice is stored");
     NewReply {
         content: format!("The tutor could not answer: {e}. Retry this message to ask again."),
         ai_model: model.to_owned(),
         citations: Vec::new(),
-        error: Some(ErrorDetails { code: e.code().to_owned(), message: e.to_string() }),
+        error: Some(ErrorDetails {
+            code: e.code().to_owned(),
+            message: e.to_string(),
+            partial_content: Some(without_nul(partial)).filter(|text| !text.is_empty()),
+        }),
         usage: None,
     }
 }

@@ -43,6 +43,10 @@ pub struct UsageLimits {
     pub reply_max_tokens: u32,
     /// `max_tokens` of a model-personalized chapter (`PERSONALIZE_MAX_TOKENS`).
     pub personalize_max_tokens: u32,
+    /// Whether a signed-in user needs a verified e-mail address for what the model serves
+    /// (`REQUIRE_VERIFIED_EMAIL`, off by default; only with a model configured): posting to
+    /// the tutor, and every model call. Guests are bound by their own quota instead.
+    pub require_verified_email: bool,
 }
 
 impl Default for UsageLimits {
@@ -54,6 +58,7 @@ impl Default for UsageLimits {
             guest_daily_token_budget: 1_000_000,
             reply_max_tokens: 1_024,
             personalize_max_tokens: 8_192,
+            require_verified_email: false,
         }
     }
 }
@@ -106,8 +111,10 @@ const TODAY: &str = "(now() AT TIME ZONE 'utc')::date";
 
 /// Counts one posted message against `subject`'s day, in the caller's transaction (the one
 /// that stores the message, so a refused post stores nothing and a stored one is counted).
-/// 429 `quota_exceeded` when the day's messages are used up, or its tokens are.
+/// 429 `quota_exceeded` when the day's messages are used up, or its tokens are; 403
+/// `email_unverified` when the reader must verify their address first.
 pub async fn take_message(conn: &mut PgConnection, subject: &Subject, limits: &UsageLimits) -> Result<()> {
+    require_verified_email(&mut *conn, subject, limits).await?;
     let quota = limits.quota(subject);
     if quota.messages > 0 && quota.tokens > 0 {
         // The column name is one of two constants, never input.
@@ -196,13 +203,15 @@ pub enum Allowance {
 
 /// Reserves `estimate` tokens of `subject`'s day and of the deployment's budget for one model
 /// call, all or nothing, in one short transaction: the row updates refuse to pass a quota, so
-/// concurrent calls cannot either.
+/// concurrent calls cannot either. 403 `email_unverified` when the reader must verify their
+/// address before the model serves them.
 pub async fn reserve_tokens(
     pool: &PgPool,
     subject: &Subject,
     limits: &UsageLimits,
     estimate: u64,
 ) -> Result<Allowance> {
+    require_verified_email(pool, subject, limits).await?;
     let tokens = i64::try_from(estimate).unwrap_or(i64::MAX);
     if tokens > limits.quota(subject).tokens {
         return Ok(Allowance::Spent(Exhausted::Reader));
@@ -251,6 +260,22 @@ pub async fn reserve_tokens(
     }
     tx.commit().await?;
     Ok(Allowance::Granted(TokenReservation { subject: subject.clone(), day, tokens }))
+}
+
+/// With [`UsageLimits::require_verified_email`], a user whose address is not verified is
+/// refused what the model serves: the model is the operator's cost, and an address nobody
+/// confirmed is the cheapest way to a new daily quota.
+async fn require_verified_email(
+    db: impl sqlx::PgExecutor<'_>,
+    subject: &Subject,
+    limits: &UsageLimits,
+) -> Result<()> {
+    let Some(user_id) = subject.user_id().filter(|_| limits.require_verified_email) else { return Ok(()) };
+    let verified: Option<bool> = sqlx::query_scalar(r#"SELECT "emailVerified" FROM "user" WHERE id = $1"#)
+        .bind(user_id)
+        .fetch_optional(db)
+        .await?;
+    if verified == Some(false) { Err(Error::EmailUnverified) } else { Ok(()) }
 }
 
 /// Replaces a reservation's estimate with what the call cost: the reported tokens, nothing

@@ -7,6 +7,7 @@ use unicode_normalization::UnicodeNormalization;
 use unicode_security::MixedScript;
 use uuid::Uuid;
 
+use crate::auth::recovery::Purpose;
 use crate::error::{Error, Result, ResultExt};
 
 /// An email address for a new account: NFKC-normalised, trimmed and lower-cased, without
@@ -319,6 +320,33 @@ pub async fn set_password_hash(db: impl PgExecutor<'_>, user_id: &str, hash: &st
     Ok(())
 }
 
+/// Sets the user's password: replaces the credential account's hash, or creates the credential
+/// account of a user who had none (one who signed in through another provider), as
+/// Better-Auth's own reset does.
+pub async fn set_or_create_password(db: impl PgExecutor<'_>, user_id: &str, hash: &str) -> Result<()> {
+    sqlx::query(
+        r#"INSERT INTO "account" (id, "accountId", "providerId", "userId", password, "createdAt", "updatedAt")
+           VALUES ($3, $1, 'credential', $1, $2, now(), now())
+           ON CONFLICT ("userId") WHERE "providerId" = 'credential'
+           DO UPDATE SET password = EXCLUDED.password, "updatedAt" = now()"#,
+    )
+    .bind(user_id)
+    .bind(hash)
+    .bind(Uuid::new_v4().to_string())
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Records that the user's address reached its owner.
+pub async fn mark_email_verified(db: impl PgExecutor<'_>, user_id: &str) -> Result<()> {
+    sqlx::query(r#"UPDATE "user" SET "emailVerified" = true, "updatedAt" = now() WHERE id = $1 AND NOT "emailVerified""#)
+        .bind(user_id)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
 /// Stamps a successful login and returns the user as it now is.
 pub async fn record_login(db: impl PgExecutor<'_>, user_id: &str) -> Result<User> {
     Ok(sqlx::query_as(concat!(
@@ -361,10 +389,52 @@ pub async fn update(db: impl PgExecutor<'_>, user_id: &str, changes: UserChanges
     .await?)
 }
 
-/// Deletes the user; every row of theirs goes with it (cascades).
+/// Deletes the user; every row of theirs goes with it (cascades), and in the same statement
+/// their pending recovery tokens, which name the user without a foreign key: primer's, and the
+/// reset links of a Better-Auth frontend (`reset-password:<token>`, the user id as value).
 pub async fn delete(db: impl PgExecutor<'_>, user_id: &str) -> Result<bool> {
-    let done = sqlx::query(r#"DELETE FROM "user" WHERE id = $1"#).bind(user_id).execute(db).await?;
+    // Its password checks and pending links are keyed by text, not a foreign key: they go in
+    // the same statement.
+    let done = sqlx::query(
+        r#"WITH checks AS (DELETE FROM password_checks WHERE account = 'user:' || $1),
+           tokens AS (
+               DELETE FROM "verification"
+               WHERE identifier IN ($2 || $1, $3 || $1)
+                  OR (starts_with(identifier, 'reset-password:') AND value = $1)
+           )
+           DELETE FROM "user" WHERE id = $1"#,
+    )
+    .bind(user_id)
+    .bind(Purpose::PasswordReset.prefix())
+    .bind(Purpose::VerifyEmail.prefix())
+    .execute(db)
+    .await?;
     Ok(done.rows_affected() > 0)
+}
+
+/// Confirms, inside the caller's transaction, that the user's password hash is still
+/// `verified` (the one a login just checked), and replaces it with `upgrade` when given: false
+/// when the password changed meanwhile, and then the login must fail. The account row stays
+/// locked until the transaction ends, so a password change that commits later revokes the
+/// session this transaction opens.
+pub async fn confirm_password_hash(
+    conn: &mut PgConnection,
+    user_id: &str,
+    verified: &str,
+    upgrade: Option<&str>,
+) -> Result<bool> {
+    let still: Option<i32> = sqlx::query_scalar(
+        r#"UPDATE "account" SET password = coalesce($3, password),
+                  "updatedAt" = CASE WHEN $3 IS NULL THEN "updatedAt" ELSE now() END
+           WHERE "userId" = $1 AND "providerId" = 'credential' AND password = $2
+           RETURNING 1"#,
+    )
+    .bind(user_id)
+    .bind(verified)
+    .bind(upgrade)
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(still.is_some())
 }
 
 #[cfg(test)]

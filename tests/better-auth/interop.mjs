@@ -4,9 +4,14 @@
 //
 // Each command prints one JSON document on stdout; a failure exits non-zero with the reason
 // on stderr. Better-Auth is configured as a frontend sharing the database would configure it:
-// the Kysely/pg adapter on a pg Pool, email and password enabled, the defaults otherwise.
+// the Kysely/pg adapter on a pg Pool, email and password enabled with the password settings
+// README gives for sharing users with primer (primer's argon2id hashes verify here too) and its
+// own password reset (the "e-mail" is kept in memory, for the command to print the token), the
+// defaults otherwise.
 import { betterAuth } from "better-auth";
+import { verifyPassword } from "better-auth/crypto";
 import { getMigrations } from "better-auth/db/migration";
+import { argon2Verify } from "hash-wasm";
 import pg from "pg";
 
 const SESSION_COOKIE = "better-auth.session_token";
@@ -17,11 +22,27 @@ const env = (name) => {
   return value;
 };
 
+/** The token of the last reset e-mail Better-Auth "sent". */
+let resetToken = null;
+
 const options = {
   database: new pg.Pool({ connectionString: env("DATABASE_URL"), max: 2 }),
   secret: env("BETTER_AUTH_SECRET"),
   baseURL: "http://localhost:3000",
-  emailAndPassword: { enabled: true },
+  emailAndPassword: {
+    enabled: true,
+    password: {
+      // Better-Auth's own scrypt for the hashes it makes; primer's argon2id (over the NFKC
+      // password, as primer hashes) for the users primer made or upgraded.
+      verify: ({ hash, password }) =>
+        hash.startsWith("$argon2")
+          ? argon2Verify({ password: password.normalize("NFKC"), hash })
+          : verifyPassword({ hash, password }),
+    },
+    sendResetPassword: async ({ token }) => {
+      resetToken = token;
+    },
+  },
   telemetry: { enabled: false },
   logger: { disabled: true },
 };
@@ -52,6 +73,16 @@ const commands = {
     };
   },
 
+  /** Signs an existing user in: {user_id, token}, or {error} when Better-Auth refuses. */
+  async "sign-in"({ email, password }) {
+    try {
+      const signedIn = await auth.api.signInEmail({ body: { email, password } });
+      return { user_id: signedIn.user.id, token: signedIn.token };
+    } catch (error) {
+      return { error: error?.body?.code ?? String(error) };
+    }
+  },
+
   /** What Better-Auth's getSession makes of a session cookie: {session_id, user_id} or null. */
   async "get-session"({ cookie }) {
     const found = await auth.api.getSession({
@@ -59,6 +90,22 @@ const commands = {
       query: { disableCookieCache: true },
     });
     return found && { session_id: found.session.id, user_id: found.user.id };
+  },
+
+  /** Better-Auth's own forgot-password flow: {token} of the reset e-mail, or {token: null}. */
+  async "request-password-reset"({ email }) {
+    await auth.api.requestPasswordReset({ body: { email } });
+    return { token: resetToken };
+  },
+
+  /** Better-Auth's own reset: {ok: true}, or {ok: false, code} with its error code. */
+  async "reset-password"({ token, new_password }) {
+    try {
+      await auth.api.resetPassword({ body: { token, newPassword: new_password } });
+      return { ok: true };
+    } catch (error) {
+      return { ok: false, code: error?.body?.code ?? String(error?.message ?? error) };
+    }
   },
 
   /** Password hashes made by Better-Auth's own hasher: [{password, hash}]. */

@@ -1,7 +1,8 @@
-//! The auth function: `/api/auth/*` of API.md — registration, login, token refresh, logout,
-//! the caller's account, their sessions, and guest tokens.
+//! The auth function: `/api/auth/*` of docs/api.md — registration, login, token refresh,
+//! logout, the caller's account, their sessions, guest tokens, and account recovery by e-mail
+//! (a forgotten password, a verified address).
 //!
-//! Passwords, tokens, sessions and the rate limit live in the core crate
+//! Passwords, tokens, sessions, the rate limits and the recovery flows live in the core crate
 //! (`primer_shared::auth`); this crate maps HTTP onto them. Claiming a guest's conversations
 //! happens here (at register and login), the conversations themselves belong to the
 //! conversations function.
@@ -12,6 +13,7 @@ use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use primer_shared::auth::password::{self, Password, Verdict};
 use primer_shared::auth::rate_limit::{self, AccountKey, EntryPoint};
+use primer_shared::auth::recovery::{self, Purpose, Recovery};
 use primer_shared::auth::sessions::{self, Rotated, Rotation, SessionInfo};
 use primer_shared::auth::tokens::{self, RefreshToken};
 use primer_shared::extract::{AuthUser, ClientMeta, JsonBody};
@@ -30,6 +32,10 @@ pub fn routes() -> Router<AppState> {
         .route("/api/auth/logout-all", post(logout_all))
         .route("/api/auth/me", get(me).patch(update_me).delete(delete_me))
         .route("/api/auth/password", post(change_password))
+        .route("/api/auth/password/forgot", post(forgot_password))
+        .route("/api/auth/password/reset", post(reset_password))
+        .route("/api/auth/email/verify", post(verify_email))
+        .route("/api/auth/email/verify/send", post(send_verification))
         .route("/api/auth/sessions", get(list_sessions))
         .route("/api/auth/sessions/{id}", delete(revoke_session))
         .route("/api/auth/guest", post(guest))
@@ -130,8 +136,14 @@ async fn register(
     }
     tx.commit().await?;
     tracing::info!(user_id = %user.id, "registered");
+    recovery(&state).welcome(&user).await;
     let session = session_tokens(&state, &user.id, session_id, &refresh)?;
     Ok((StatusCode::CREATED, Json(SignedIn { user, session })))
+}
+
+/// The recovery flows over the function's pool, mail sender and configuration.
+fn recovery(state: &AppState) -> Recovery<'_> {
+    Recovery::new(&state.pool, state.mail.as_ref(), &state.config)
 }
 
 /// The guest id of an optional guest token; a bad token is a field error.
@@ -182,13 +194,20 @@ async fn login(
     if !found.user.is_active {
         return Err(Error::AccountDisabled);
     }
-    if verdict == Verdict::MatchNeedsRehash {
-        let upgraded = password::hash(&password).await?;
-        user::set_password_hash(&state.pool, &found.user.id, &upgraded).await?;
-    }
+    let stored = found.password_hash.as_deref().unwrap_or_default();
+    let keep_better_auth = !state.config.upgrade_better_auth_hashes;
+    let upgraded = match password::upgrade_of(&password, stored, verdict, keep_better_auth) {
+        Some(canonical) => Some(password::hash(&canonical).await?),
+        None => None,
+    };
 
     let refresh = RefreshToken::generate();
     let mut tx = state.pool.begin().await?;
+    // The hash just verified must still be the account's: a password change that won the race
+    // wins, and an upgrade never writes an old password over a new one.
+    if !user::confirm_password_hash(&mut tx, &found.user.id, stored, upgraded.as_deref()).await? {
+        return Err(BAD_CREDENTIALS);
+    }
     let user = user::record_login(&mut *tx, &found.user.id).await?;
     let session_id =
         sessions::create(&mut *tx, &user.id, &refresh, state.config.jwt.session_ttl, &client).await?;
@@ -309,6 +328,9 @@ async fn update_me(
     Ok(Json(UserBody { user }))
 }
 
+/// How recent a session must be to delete an account that has no password.
+const FRESH_SESSION: std::time::Duration = std::time::Duration::from_secs(5 * 60);
+
 #[derive(Deserialize)]
 struct DeleteMeRequest {
     password: Option<String>,
@@ -320,9 +342,19 @@ async fn delete_me(
     client: ClientMeta,
     JsonBody(body): JsonBody<DeleteMeRequest>,
 ) -> Result<StatusCode> {
-    let password = Password::parse_presented(body.password.unwrap_or_default())
-        .map_err(|m| Error::invalid("password", m))?;
-    confirm_password(&state, &caller.user_id, &client, &password, "password").await?;
+    let found = user::credentials_by_id(&state.pool, &caller.user_id).await?.ok_or(Error::Unauthorized)?;
+    if found.password_hash.is_some() || body.password.is_some() {
+        let password = Password::parse_presented(body.password.unwrap_or_default())
+            .map_err(|m| Error::invalid("password", m))?;
+        confirm_password(&state, &caller.user_id, &client, &password, "password").await?;
+    } else if !sessions::is_fresh(&state.pool, &caller.session_id, FRESH_SESSION).await? {
+        // No password to re-prove (an account of a social sign-in): a session opened in the
+        // last few minutes proves the owner is at the keyboard.
+        return Err(Error::invalid(
+            "password",
+            "this account has no password: sign in again, then delete it within 5 minutes",
+        ));
+    }
     // Objects first: if the store fails, the account stays and the request can be retried.
     let objects = personalize::cache::delete_user_objects(state.blobs.as_ref(), &caller.user_id).await?;
     user::delete(&state.pool, &caller.user_id).await?;
@@ -423,4 +455,108 @@ async fn guest(State(state): State<AppState>, client: ClientMeta) -> Result<(Sta
         .await?;
     let issued = tokens::issue_guest(&state.config.jwt)?;
     Ok((StatusCode::CREATED, Json(GuestToken { guest_token: issued.token, expires_in: issued.expires_in })))
+}
+
+/// `202 {message}`: what the recovery routes answer when an e-mail may be on its way.
+#[derive(Serialize)]
+struct Accepted {
+    message: &'static str,
+}
+
+#[derive(Deserialize)]
+struct ForgotPasswordRequest {
+    email: Option<String>,
+}
+
+/// The one answer to a forgot-password request, whether or not the address has an account.
+const RESET_LINK_SENT: &str = "if an account uses this address, a link to choose a new password is on its way; it works for a limited time";
+
+async fn forgot_password(
+    State(state): State<AppState>,
+    client: ClientMeta,
+    JsonBody(body): JsonBody<ForgotPasswordRequest>,
+) -> Result<(StatusCode, Json<Accepted>)> {
+    let email = SignInEmail::parse(body.email.as_deref().unwrap_or_default())
+        .map_err(|m| Error::invalid("email", m))?;
+    recovery(&state).forgot_password(&email, client.ip.as_deref()).await?;
+    Ok((StatusCode::ACCEPTED, Json(Accepted { message: RESET_LINK_SENT })))
+}
+
+#[derive(Deserialize)]
+struct ResetPasswordRequest {
+    token: Option<String>,
+    new_password: Option<String>,
+}
+
+/// Sets a new password with a token from a reset e-mail and answers like a login: every other
+/// session of the account is revoked, and the reader is signed in with a fresh one.
+async fn reset_password(
+    State(state): State<AppState>,
+    client: ClientMeta,
+    JsonBody(body): JsonBody<ResetPasswordRequest>,
+) -> Result<Json<SignedIn>> {
+    let mut errors = FieldErrors::new();
+    let token = errors.check("token", required(body.token));
+    let new = errors.check("new_password", Password::parse_new(body.new_password.unwrap_or_default()));
+    errors.finish()?;
+    let (token, new) = (token.unwrap(), new.unwrap());
+
+    let redeemable = recovery(&state).check(Purpose::PasswordReset, &token, client.ip.as_deref()).await?;
+    if !redeemable.is_active {
+        return Err(Error::AccountDisabled);
+    }
+    let hash = password::hash(&new).await?;
+    let refresh = RefreshToken::generate();
+    let mut tx = state.pool.begin().await?;
+    if !recovery::complete_password_reset(&mut tx, &redeemable, &hash).await? {
+        // Another request with the same token won the race.
+        return Err(Error::InvalidToken);
+    }
+    let user = user::record_login(&mut *tx, &redeemable.user_id).await?;
+    let session_id =
+        sessions::create(&mut *tx, &user.id, &refresh, state.config.jwt.session_ttl, &client).await?;
+    tx.commit().await?;
+    tracing::info!(user_id = %user.id, "password reset; every other session revoked");
+    let session = session_tokens(&state, &user.id, session_id, &refresh)?;
+    Ok(Json(SignedIn { user, session }))
+}
+
+/// A present, non-empty string field.
+fn required(value: Option<String>) -> std::result::Result<String, String> {
+    value.filter(|v| !v.is_empty()).ok_or_else(|| "is required".to_owned())
+}
+
+#[derive(Deserialize)]
+struct VerifyEmailRequest {
+    token: Option<String>,
+}
+
+/// Confirms the account's address with a token from a verification e-mail. No session is
+/// needed: the link may be opened on another device than the one signed in.
+async fn verify_email(
+    State(state): State<AppState>,
+    client: ClientMeta,
+    JsonBody(body): JsonBody<VerifyEmailRequest>,
+) -> Result<StatusCode> {
+    let token = required(body.token).map_err(|m| Error::invalid("token", m))?;
+    let redeemable = recovery(&state).check(Purpose::VerifyEmail, &token, client.ip.as_deref()).await?;
+    let mut tx = state.pool.begin().await?;
+    if !recovery::complete_verification(&mut tx, &redeemable).await? {
+        return Err(Error::InvalidToken);
+    }
+    tx.commit().await?;
+    tracing::info!(user_id = %redeemable.user_id, "e-mail address verified");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn send_verification(
+    State(state): State<AppState>,
+    caller: AuthUser,
+) -> Result<(StatusCode, Json<Accepted>)> {
+    let user = user::by_id(&state.pool, &caller.user_id).await?.ok_or(Error::Unauthorized)?;
+    recovery(&state).send_verification(&user).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(Accepted { message: "a link to verify your e-mail address is on its way" }),
+    ))
 }

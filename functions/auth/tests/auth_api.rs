@@ -391,6 +391,25 @@ async fn account_details_can_be_changed(pool: PgPool) {
 }
 
 #[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+async fn preferences_with_extreme_numbers_read_back_unchanged(pool: PgPool) {
+    // jsonb keeps a number exactly and prints it without an exponent (f64::MAX as 309
+    // digits): reading that back must give the same number, not a 500 on every later
+    // request of the account (each one reads the user).
+    let app = app(pool);
+    let user = app.signed_up("numbers@example.com").await;
+    let numbers = json!([f64::MAX, -1.7976931348623155e308, f64::MIN_POSITIVE, 5e-324, 7.210397333235553e262,
+        -3.0990603269890574e23, 0.1, i64::MIN, u64::MAX]);
+    let body = json!({"preferences": {"numbers": numbers}});
+    let patched = app.call(Method::PATCH, "/api/auth/me", Some(&user.access_token), Some(body)).await;
+    assert_eq!(patched.status, StatusCode::OK, "{}", patched.text());
+    assert_eq!(patched.json()["user"]["preferences"]["numbers"], numbers);
+    let me = app.me(&user.access_token).await;
+    assert_eq!(me.status, StatusCode::OK, "{}", me.text());
+    assert_eq!(me.json()["user"]["preferences"]["numbers"], numbers);
+    assert_eq!(app.login(&user.email, &user.password).await.status, StatusCode::OK);
+}
+
+#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
 async fn deleting_the_account_needs_the_password_and_removes_everything(pool: PgPool) {
     let app = app(pool);
     let user = app.signed_up("leaving@example.com").await;

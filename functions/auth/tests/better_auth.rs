@@ -1,4 +1,4 @@
-//! Sharing the database with Better-Auth: its session tokens as callers, its (and seed 004's)
+//! Sharing the database with Better-Auth: its session tokens as callers, its (and the chatbot model's)
 //! password hashes at login. First against Better-Auth rows written by hand, then against a
 //! real Better-Auth (npm `better-auth`, installed in tests/better-auth/ by `scripts/test`)
 //! running on each test's own database.
@@ -12,7 +12,7 @@ use base64::engine::general_purpose::STANDARD;
 use hmac::{Hmac, Mac};
 use primer_shared::AppState;
 use primer_shared::auth::password::{self, Password, Verdict};
-use primer_shared::test_util::{TestApp, TestResponse, event, test_config};
+use primer_shared::test_util::{TestApp, TestResponse, TestUser, event, test_config};
 use serde_json::{Value, json};
 use sha2::Sha256;
 use sqlx::PgPool;
@@ -229,7 +229,7 @@ async fn a_better_auth_cookie_works_through_the_lambda_entry(pool: PgPool) {
 }
 
 /// A Better-Auth scrypt hash made by better-auth 1.7.25 (`interop.mjs hash-passwords`), and a
-/// bcrypt hash made by crypt(3) as seed 004's chatbot stored them.
+/// bcrypt hash made by crypt(3) as the chatbot model stored them.
 const LEGACY_HASHES: &[(&str, &str)] = &[
     (
         "Better-Auth scrypt",
@@ -449,4 +449,118 @@ async fn primer_migrates_a_database_that_better_auth_created_first(pool: PgPool)
     assert_eq!(app.login("early@example.com", PASSWORD).await.status, StatusCode::OK);
     let plan = better_auth.run("plan-migrations", json!({})).await;
     assert_eq!(plan, json!({"to_be_created": [], "to_be_added": []}));
+}
+
+/// The auth function as a deployment sharing its users with a Better-Auth frontend runs it:
+/// Better-Auth's hashes are kept as they are (`UPGRADE_BETTER_AUTH_HASHES` unset).
+fn two_front_doors(pool: PgPool) -> TestApp {
+    let mut config = test_config();
+    config.better_auth_secret = Some(SECRET.to_owned().into());
+    config.upgrade_better_auth_hashes = false;
+    TestApp::with_state(AppState::new(config, pool), auth::router)
+}
+
+#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+async fn one_database_two_front_doors_for_passwords(pool: PgPool) {
+    let app = two_front_doors(pool.clone());
+    let better_auth = BetterAuth::on(&pool);
+
+    // A reader who signed up through primer (argon2id) signs in at the Better-Auth frontend...
+    let ada = app.signed_up("ada@example.com").await;
+    assert!(stored_hash(&pool, &ada.id).await.starts_with("$argon2id$"));
+    let signed_in =
+        better_auth.run("sign-in", json!({"email": "ada@example.com", "password": PASSWORD})).await;
+    assert_eq!(signed_in["user_id"], ada.id.as_str(), "{signed_in}");
+    let refused =
+        better_auth.run("sign-in", json!({"email": "ada@example.com", "password": "not it at all"})).await;
+    assert!(refused["error"].is_string(), "{refused}");
+
+    // ...and one who signed up at the Better-Auth frontend (scrypt) signs in at primer, and still
+    // at Better-Auth afterwards: primer keeps the hash Better-Auth can verify.
+    let grace = better_auth
+        .run("sign-up-and-in", json!({"email": "grace@example.com", "password": PASSWORD, "name": "Grace"}))
+        .await;
+    let grace_id = grace["user_id"].as_str().unwrap().to_owned();
+    let scrypt = stored_hash(&pool, &grace_id).await;
+    assert_eq!(app.login("grace@example.com", PASSWORD).await.status, StatusCode::OK);
+    assert_eq!(stored_hash(&pool, &grace_id).await, scrypt);
+    let again = better_auth.run("sign-in", json!({"email": "grace@example.com", "password": PASSWORD})).await;
+    assert_eq!(again["user_id"], grace_id.as_str(), "{again}");
+
+    // A password changed through primer is argon2id, and Better-Auth verifies it too.
+    let session = app.signed_in(&TestUser { email: "grace@example.com".into(), ..ada.clone() }).await;
+    let changed = app.change_password(&session.access_token, PASSWORD, "a brand new password").await;
+    assert_eq!(changed.status, StatusCode::NO_CONTENT, "{}", changed.text());
+    let after = better_auth
+        .run("sign-in", json!({"email": "grace@example.com", "password": "a brand new password"}))
+        .await;
+    assert_eq!(after["user_id"], grace_id.as_str(), "{after}");
+}
+
+/// How many `verification` rows have exactly this identifier.
+async fn rows_named(pool: &PgPool, identifier: &str) -> i64 {
+    sqlx::query_scalar(r#"SELECT count(*) FROM "verification" WHERE identifier = $1"#)
+        .bind(identifier)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+async fn primer_and_better_auth_reset_links_share_the_table_and_neither_takes_the_others(pool: PgPool) {
+    let better_auth = BetterAuth::on(&pool);
+    let app = app(pool);
+    let signed_in = better_auth
+        .run("sign-up-and-in", json!({"email": "ada@example.com", "password": PASSWORD, "name": "Ada"}))
+        .await;
+    let (user_id, cookie) =
+        (signed_in["user_id"].as_str().unwrap().to_owned(), signed_in["cookie"].as_str().unwrap().to_owned());
+
+    // Both frontends' forgot-password flows, for the same reader.
+    let ba_first = better_auth.run("request-password-reset", json!({"email": "ada@example.com"})).await;
+    let ba_first = ba_first["token"].as_str().expect("Better-Auth sent a reset e-mail").to_owned();
+    assert_eq!(app.forgot_password("ada@example.com").await.status, StatusCode::ACCEPTED);
+    let ours = app.reset_mail("ada@example.com").token;
+    let (ba_row, our_row) =
+        (format!("reset-password:{ba_first}"), format!("primer:reset-password:{user_id}"));
+    let stored: String = sqlx::query_scalar(r#"SELECT value FROM "verification" WHERE identifier = $1"#)
+        .bind(&ba_row)
+        .fetch_one(app.pool())
+        .await
+        .unwrap();
+    assert_eq!(stored, user_id, "Better-Auth's row as it writes it");
+
+    // Each side's token is nothing to the other, and trying it consumes nothing.
+    let crossed = app.reset_password(&ba_first, "primer's new passphrase").await;
+    assert_eq!((crossed.status, crossed.error_code().as_str()), (StatusCode::BAD_REQUEST, "invalid_token"));
+    let crossed = better_auth
+        .run("reset-password", json!({"token": ours, "new_password": "BA's new passphrase"}))
+        .await;
+    assert_eq!(crossed, json!({"ok": false, "code": "INVALID_TOKEN"}));
+    assert_eq!((rows_named(app.pool(), &ba_row).await, rows_named(app.pool(), &our_row).await), (1, 1));
+
+    // Better-Auth's reset consumes its row only.
+    let ba_second = better_auth.run("request-password-reset", json!({"email": "ada@example.com"})).await;
+    let ba_second = ba_second["token"].as_str().unwrap().to_owned();
+    let done = better_auth
+        .run("reset-password", json!({"token": ba_first, "new_password": "set through Better-Auth"}))
+        .await;
+    assert_eq!(done, json!({"ok": true}));
+    assert_eq!(rows_named(app.pool(), &ba_row).await, 0);
+    assert_eq!(rows_named(app.pool(), &our_row).await, 1, "primer's link survives Better-Auth's reset");
+    assert_eq!(app.login("ada@example.com", "set through Better-Auth").await.status, StatusCode::OK);
+
+    // primer's reset consumes its own rows, ends Better-Auth's sessions too, and leaves
+    // Better-Auth's other pending link alone.
+    let reset = app.reset_password(&ours, "set through primer").await;
+    assert_eq!(reset.status, StatusCode::OK, "{}", reset.text());
+    assert_eq!(rows_named(app.pool(), &our_row).await, 0);
+    assert_eq!(rows_named(app.pool(), &format!("reset-password:{ba_second}")).await, 1);
+    assert_eq!(better_auth.run("get-session", json!({"cookie": cookie})).await, Value::Null);
+    assert_eq!(app.login("ada@example.com", "set through primer").await.status, StatusCode::OK);
+    let done = better_auth
+        .run("reset-password", json!({"token": ba_second, "new_password": "Better-Auth again"}))
+        .await;
+    assert_eq!(done, json!({"ok": true}), "Better-Auth's link still works after primer's reset");
+    assert_eq!(app.login("ada@example.com", "Better-Auth again").await.status, StatusCode::OK);
 }

@@ -1,4 +1,4 @@
-//! Seed 000's guest chat: a guest's conversations go to the user who registers or logs in
+//! Guest chat (the guest-chat model): a guest's conversations go to the user who registers or logs in
 //! with the guest's token, and to no one else.
 
 use axum::http::{Method, StatusCode};

@@ -1,6 +1,9 @@
 //! Every sample event in `events/` for the auth function, fed through the Lambda entry.
 
+use std::time::Duration;
+
 use axum::http::StatusCode;
+use primer_shared::auth::recovery::{self, Purpose};
 use primer_shared::test_util::{TestApp, TestUser, event, event_names};
 use sqlx::PgPool;
 
@@ -18,6 +21,10 @@ const EXPECTED: &[(&str, u16)] = &[
     ("auth-sessions-list.json", 200),
     ("auth-sessions-delete.json", 204),
     ("auth-guest.json", 201),
+    ("auth-password-forgot.json", 202),
+    ("auth-password-reset.json", 200),
+    ("auth-email-verify-send.json", 202),
+    ("auth-email-verify.json", 204),
 ];
 
 #[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
@@ -39,12 +46,18 @@ async fn every_auth_event_gets_its_status(pool: PgPool) {
         // A fresh user per event, so one event's effect (logout, delete) cannot spoil another.
         let user: TestUser = app.signed_up(&format!("event{i}@example.com")).await;
         let other_session = app.signed_in(&user).await;
+        let token =
+            |purpose| recovery::issue(app.pool(), purpose, &user.id, &user.email, Duration::from_secs(60));
+        let reset = token(Purpose::PasswordReset).await.unwrap().expose();
+        let verify = token(Purpose::VerifyEmail).await.unwrap().expose();
         let json = event(
             name,
             &[
                 ("REPLACE_WITH_ACCESS_TOKEN", &user.access_token),
                 ("REPLACE_WITH_REFRESH_TOKEN", &user.refresh_token),
                 ("REPLACE_WITH_SESSION_ID", &other_session.session_id),
+                ("REPLACE_WITH_RESET_TOKEN", &reset),
+                ("REPLACE_WITH_VERIFY_TOKEN", &verify),
             ],
         );
         let response = app.send_event(&json).await;

@@ -1,7 +1,8 @@
 //! Logs never carry secrets, at any level: the auth function runs under the real Lambda
 //! runtime (against a stub of the Lambda Runtime API) with logging at `trace`, serves a login
-//! (a password in the body) and a `GET /api/auth/me` (a bearer token in the headers), and the
-//! captured log holds neither, nor any token it issued, nor the signing secret.
+//! (a password in the body), a `GET /api/auth/me` (a bearer token in the headers) and a
+//! forgot-password request (a reset link e-mailed), and the captured log holds neither, nor
+//! any token it issued or e-mailed, nor the signing secret.
 //!
 //! One test in its own binary: it installs the global subscriber and sets the runtime's
 //! environment variables.
@@ -10,8 +11,9 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use primer_shared::config::EmailDelivery;
 use primer_shared::telemetry;
-use primer_shared::test_util::{TEST_JWT_SECRET, TestApp, event};
+use primer_shared::test_util::{TEST_JWT_SECRET, TestApp, event, test_config};
 use serde_json::Value;
 use sqlx::PgPool;
 use tracing_subscriber::EnvFilter;
@@ -59,8 +61,8 @@ fn invocation(request_id: &str, event: &str) -> ResponseTemplate {
         .set_body_raw(event.to_owned(), "application/json")
 }
 
-/// The two responses the runtime posts back, once it has.
-async fn both_answers(runtime_api: &MockServer) -> Vec<Value> {
+/// The responses the runtime posts back, once it has posted `n`.
+async fn answers(runtime_api: &MockServer, n: usize) -> Vec<Value> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let posted: Vec<Value> = runtime_api
@@ -71,10 +73,10 @@ async fn both_answers(runtime_api: &MockServer) -> Vec<Value> {
             .filter(|r| r.method.as_str() == "POST")
             .map(|r| r.body_json().unwrap())
             .collect();
-        if posted.len() == 2 {
+        if posted.len() == n {
             return posted;
         }
-        assert!(Instant::now() < deadline, "the runtime did not answer both events: {posted:?}");
+        assert!(Instant::now() < deadline, "the runtime did not answer every event: {posted:?}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -89,7 +91,12 @@ async fn no_password_token_or_secret_reaches_the_log_at_trace(pool: PgPool) {
     ))
     .expect("the only subscriber of this binary");
 
-    let app = TestApp::new(pool, auth::router);
+    // As on Lambda, where the outbox logs no links.
+    let mut config = test_config();
+    if let EmailDelivery::Outbox { log_links, .. } = &mut config.email.delivery {
+        *log_links = false;
+    }
+    let app = TestApp::with_config(pool, config, auth::router);
     // The login event's account, and a signed-in user for the /me event.
     let ada = app.signed_up("ada@example.com").await;
     let reader = app.signed_up("reader@example.com").await;
@@ -98,6 +105,7 @@ async fn no_password_token_or_secret_reaches_the_log_at_trace(pool: PgPool) {
     let next = "/2018-06-01/runtime/invocation/next";
     let login = event("auth-login.json", &[]);
     let me = event("auth-me-get.json", &[("REPLACE_WITH_ACCESS_TOKEN", &reader.access_token)]);
+    let forgot = event("auth-password-forgot.json", &[]);
     Mock::given(method("GET"))
         .and(path(next))
         .respond_with(invocation("req-1", &login))
@@ -107,6 +115,12 @@ async fn no_password_token_or_secret_reaches_the_log_at_trace(pool: PgPool) {
     Mock::given(method("GET"))
         .and(path(next))
         .respond_with(invocation("req-2", &me))
+        .up_to_n_times(1)
+        .mount(&runtime_api)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(next))
+        .respond_with(invocation("req-3", &forgot))
         .up_to_n_times(1)
         .mount(&runtime_api)
         .await;
@@ -128,12 +142,15 @@ async fn no_password_token_or_secret_reaches_the_log_at_trace(pool: PgPool) {
     // The runtime's future is not Send: it runs beside the wait, not on another task.
     let responses = tokio::select! {
         stopped = lambda_http::run(app.router.clone()) => panic!("the runtime stopped: {stopped:?}"),
-        responses = both_answers(&runtime_api) => responses,
+        responses = answers(&runtime_api, 3) => responses,
     };
 
     let login_body: Value = serde_json::from_str(responses[0]["body"].as_str().unwrap()).unwrap();
     assert_eq!(responses[0]["statusCode"], 200, "{login_body}");
     assert_eq!(responses[1]["statusCode"], 200, "{}", responses[1]);
+    assert_eq!(responses[2]["statusCode"], 202, "{}", responses[2]);
+    let e_mailed: Vec<String> = app.outbox().into_iter().map(|mail| mail.token).collect();
+    assert_eq!(e_mailed.len(), 3, "two sign-ups' verification links and a reset link");
     let issued = [
         login_body["session"]["access_token"].as_str().unwrap().to_owned(),
         login_body["session"]["refresh_token"].as_str().unwrap().to_owned(),
@@ -141,7 +158,12 @@ async fn no_password_token_or_secret_reaches_the_log_at_trace(pool: PgPool) {
 
     let log = captured.text();
     // The capture worked, below info too, and saw both invocations.
-    assert!(log.contains("Ab02cDeFIAMEJ-w=") && log.contains("Ab06cDeFIAMEJ-w="), "{log}");
+    assert!(
+        log.contains("Ab02cDeFIAMEJ-w=")
+            && log.contains("Ab06cDeFIAMEJ-w=")
+            && log.contains("Ab13cDeFIAMEJ-w="),
+        "{log}"
+    );
     assert!(log.contains(r#""level":"DEBUG""#) || log.contains(r#""level":"TRACE""#), "{log}");
     for (what, secret) in [
         ("the password", ada.password.as_str()),
@@ -151,5 +173,9 @@ async fn no_password_token_or_secret_reaches_the_log_at_trace(pool: PgPool) {
         ("the JWT secret", TEST_JWT_SECRET),
     ] {
         assert!(!log.contains(secret), "{what} is in the log");
+    }
+    for token in &e_mailed {
+        let secret = token.split_once('.').unwrap().1;
+        assert!(!log.contains(secret), "an e-mailed token is in the log");
     }
 }

@@ -1,4 +1,4 @@
-//! The chapters function: `/api/chapters*` of API.md — the book's table of contents, each
+//! The chapters function: `/api/chapters*` of docs/api.md — the book's table of contents, each
 //! chapter's source, and the caller's personalized chapter.
 //!
 //! Parsing and importing the book (`primer_shared::book`), the personalization engines and
@@ -28,6 +28,15 @@ pub fn routes() -> Router<AppState> {
         .route("/api/chapters", get(list))
         .route("/api/chapters/{id}", get(source))
         .route("/api/chapters/{id}/personalized", get(personalized))
+        .route("/api/openapi.json", get(openapi))
+}
+
+/// The HTTP contract of the whole API, as the repository keeps it: served by this function (a
+/// public, read-only document, like the book) so that a deployed API describes itself.
+const OPENAPI: &str = include_str!("../../../openapi.json");
+
+async fn openapi() -> impl axum::response::IntoResponse {
+    ([(axum::http::header::CONTENT_TYPE, "application/json")], OPENAPI)
 }
 
 /// The function's whole service: its routes with the shared layers, on `state`.
@@ -102,12 +111,15 @@ async fn personalized(
     Path(id): Path<String>,
     QueryParams(query): QueryParams<PersonalizedQuery>,
 ) -> Result<Response> {
-    let chapter = cache::personalized_chapter(&state, &caller.user_id, chapter_id(&id)?).await?;
-    if query.delivery == Delivery::Redirect
-        && let Some(url) = state.blobs.presign_get(&chapter.key, PRESIGNED_TTL).await?
-    {
-        return Ok((StatusCode::FOUND, [(header::LOCATION, url)]).into_response());
+    let id = chapter_id(&id)?;
+    // A URL to the stored object, made (if need be) but not downloaded first.
+    if query.delivery == Delivery::Redirect && state.blobs.presigns() {
+        let key = cache::personalized_key(&state, &caller.user_id, id).await?;
+        if let Some(url) = state.blobs.presign_get(&key, PRESIGNED_TTL).await? {
+            return Ok((StatusCode::FOUND, [(header::LOCATION, url)]).into_response());
+        }
     }
+    let chapter = cache::personalized_chapter(&state, &caller.user_id, id).await?;
     Ok(match query.format {
         Format::Markdown => markdown(chapter.markdown),
         Format::Json => Json(PersonalizedBody {

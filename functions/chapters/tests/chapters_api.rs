@@ -10,7 +10,9 @@ use common::{CountingStore, copies, files_under, import_fixture, python_reader, 
 use primer_shared::AppState;
 use primer_shared::blob::DirStore;
 use primer_shared::book::{self, ChapterSource};
-use primer_shared::test_util::{TestApp, UnreachableStore, set_reader_profile, test_config};
+use primer_shared::test_util::{
+    TestApp, UnreachableStore, set_reader_profile, statements_during, test_config,
+};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
@@ -221,4 +223,20 @@ async fn a_lost_object_is_made_again(pool: PgPool) {
     assert_eq!(copies(app.pool()).await, 1);
     let back = app.get(PERSONALIZED_JSON, Some(&user.access_token)).await.json();
     assert_eq!(back["cached"], true);
+}
+
+#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+async fn a_cache_hit_is_two_round_trips_and_one_object_read(pool: PgPool) {
+    let app = TestApp::new(pool.clone(), common::with_auth);
+    import_fixture(app.pool()).await;
+    let (reader, _) = python_reader(&app, "reader@example.com").await;
+    let path = "/api/chapters/1/personalized?format=json";
+    let made = app.get(path, Some(&reader.access_token)).await;
+    assert_eq!(made.json()["cached"], false, "{}", made.text());
+    app.get(path, Some(&reader.access_token)).await; // statements prepared, facets known
+
+    let (hit, statements) = statements_during(&pool, app.get(path, Some(&reader.access_token))).await;
+    assert_eq!(hit.status, StatusCode::OK, "{}", hit.text());
+    assert_eq!(hit.json()["cached"], true);
+    assert_eq!(statements, 2, "the caller's session, then the profile, version and copies in one");
 }

@@ -47,13 +47,13 @@ fn app_with_model(pool: PgPool, server: &MockServer) -> TestApp {
     TestApp::with_state(AppState::new(test_config(), pool).with_model(Some(Arc::new(client))), with_auth)
 }
 
-/// Connections of this test's database that sit in an open transaction doing nothing.
-async fn idle_in_transaction(observer: &PgPool) -> i64 {
-    sqlx::query_scalar(
-        "SELECT count(*) FROM pg_stat_activity
+/// The transactions (backend, start) of this test's database sitting open doing nothing.
+async fn idle_in_transaction(observer: &PgPool) -> Vec<(i32, String)> {
+    sqlx::query_as(
+        "SELECT pid, xact_start::text FROM pg_stat_activity
          WHERE datname = current_database() AND state LIKE 'idle in transaction%'",
     )
-    .fetch_one(observer)
+    .fetch_all(observer)
     .await
     .unwrap()
 }
@@ -71,10 +71,20 @@ async fn concurrent_misses_generate_once_and_hold_no_transaction_while_the_model
             tokio::spawn(async move { app.get(PERSONALIZED_JSON, Some(&token)).await })
         })
         .collect();
-    // While the model works, nobody holds a transaction open on this database.
+    // While the model works, nobody holds a transaction open on this database. A short one
+    // (claiming, reserving tokens) can be caught between two statements on a busy machine; one
+    // held across the 1.5 s the model takes is seen sample after sample, so a transaction seen
+    // open for 250 ms fails the test.
     let mut samples = 0;
+    let mut open_since: std::collections::HashMap<(i32, String), usize> = Default::default();
     while readers.iter().any(|r| !r.is_finished()) {
-        assert_eq!(idle_in_transaction(&pool).await, 0, "a connection is idle in transaction");
+        let idle = idle_in_transaction(&pool).await;
+        open_since.retain(|key, _| idle.contains(key));
+        for key in idle {
+            let seen = open_since.entry(key).or_insert(0);
+            *seen += 1;
+            assert!(*seen < 5, "a connection is idle in transaction while the model works");
+        }
         samples += 1;
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

@@ -8,8 +8,12 @@ use primer_shared::test_util::{TestApp, event, event_names};
 use sqlx::PgPool;
 
 /// Each chapters event and the status it must get.
-const EXPECTED: &[(&str, u16)] =
-    &[("chapters-get.json", 200), ("chapters-list.json", 200), ("chapters-personalized.json", 200)];
+const EXPECTED: &[(&str, u16)] = &[
+    ("chapters-get.json", 200),
+    ("chapters-list.json", 200),
+    ("chapters-openapi.json", 200),
+    ("chapters-personalized.json", 200),
+];
 
 #[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
 async fn every_chapters_event_gets_its_status(pool: PgPool) {

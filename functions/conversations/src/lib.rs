@@ -1,4 +1,4 @@
-//! The conversations function: `/api/models` and `/api/conversations*` of API.md — a
+//! The conversations function: `/api/models` and `/api/conversations*` of docs/api.md — a
 //! caller's conversations with the tutor and their messages. The caller is a signed-in user
 //! or a guest (`Bearer <guest_token>`); another owner's conversation is a 404 on every route.
 //!
@@ -12,20 +12,32 @@
 //!
 //! `GET /api/usage` tells the caller what they have used of today's quotas and have left
 //! (`primer_shared::usage`); posting counts against them. Guests cannot set a system prompt.
+//!
+//! Posting a message and retrying one answer with Server-Sent Events instead of JSON when the
+//! caller sends `Accept: text/event-stream`. On Lambda those two routes are also served by a
+//! second binary, `conversations-stream`, behind a function URL that can stream
+//! ([`stream_router`]); API Gateway's HTTP API buffers whole responses.
+
+use std::convert::Infallible;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use futures_util::StreamExt as _;
 use primer_shared::conversations::{
     self, Conversation, ConversationChanges, ConversationQuery, Cursor, Message, MessageContent,
     NewConversation, Owner, PageSize, SystemPrompt, Title,
 };
-use primer_shared::extract::{Caller, JsonBody, QueryParams, nullable};
+use primer_shared::extract::{Caller, JsonBody, OptionalJsonBody, QueryParams, WantsEventStream, nullable, present};
+use primer_shared::tutor::stream::{ReplyEvent, ReplyStream};
 use primer_shared::tutor::{Exchange, ModelCatalog, Tutor};
 use primer_shared::usage::{self, Subject, UsageReport};
 use primer_shared::{AppState, Error, FieldErrors, Result, app};
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 use uuid::Uuid;
 
 /// The conversations routes, for the Lambda and for the local runner.
@@ -42,6 +54,18 @@ pub fn routes() -> Router<AppState> {
 /// The function's whole service: its routes with the shared layers, on `state`.
 pub fn router(state: AppState) -> Router {
     app::service(routes(), state)
+}
+
+/// The routes whose replies can stream: posting a message and retrying one.
+pub fn stream_routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/conversations/{id}/messages", post(post_message))
+        .route("/api/conversations/{id}/messages/{message_id}/retry", post(retry))
+}
+
+/// The service of the streaming entry (`conversations-stream`, behind a Lambda function URL).
+pub fn stream_router(state: AppState) -> Router {
+    app::service(stream_routes(), state)
 }
 
 fn catalog(state: &AppState) -> ModelCatalog<'_> {
@@ -98,17 +122,19 @@ struct ConversationBody {
     conversation: Conversation,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 struct CreateRequest {
+    #[serde(default, deserialize_with = "present")]
     title: Option<String>,
     ai_model: Option<String>,
+    #[serde(default, deserialize_with = "present")]
     system_prompt: Option<String>,
 }
 
 async fn create(
     State(state): State<AppState>,
     caller: Caller,
-    JsonBody(body): JsonBody<CreateRequest>,
+    OptionalJsonBody(body): OptionalJsonBody<CreateRequest>,
 ) -> Result<(StatusCode, Json<ConversationBody>)> {
     let catalog = catalog(&state);
     let mut errors = FieldErrors::new();
@@ -146,7 +172,7 @@ async fn list(
     let query = ConversationQuery {
         archived: query.archived.unwrap_or(false),
         limit: PageSize::parse(query.limit, 20)?,
-        after: query.cursor.as_deref().map(Cursor::parse).transpose()?,
+        after: query.cursor.as_deref().filter(|c| !c.is_empty()).map(Cursor::parse).transpose()?,
     };
     let page = conversations::list(&state.pool, &Owner::from(caller), query).await?;
     Ok(Json(ConversationList { conversations: page.items, next_cursor: page.next_cursor }))
@@ -165,11 +191,14 @@ async fn show(
 
 #[derive(Deserialize)]
 struct UpdateRequest {
+    #[serde(default, deserialize_with = "present")]
     title: Option<String>,
     ai_model: Option<String>,
     #[serde(default, deserialize_with = "nullable")]
     system_prompt: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
     is_archived: Option<bool>,
+    #[serde(default, deserialize_with = "present")]
     is_pinned: Option<bool>,
 }
 
@@ -227,7 +256,8 @@ async fn list_messages(
 ) -> Result<Json<MessageList>> {
     let id = resource_id(&id)?;
     let limit = PageSize::parse(query.limit, 50)?;
-    let before = query.before.as_deref().map(Cursor::parse).transpose()?;
+    // An empty `?before=` is no cursor, as a client that builds its query from a null gets.
+    let before = query.before.as_deref().filter(|c| !c.is_empty()).map(Cursor::parse).transpose()?;
     let owner = Owner::from(caller);
     // Asked first, so an empty page of someone else's conversation is a 404, not `[]`.
     conversations::get(&state.pool, &owner, id).await?.ok_or(Error::NotFound)?;
@@ -243,14 +273,20 @@ struct PostMessageRequest {
 async fn post_message(
     State(state): State<AppState>,
     caller: Caller,
+    WantsEventStream(streamed): WantsEventStream,
     Path(id): Path<String>,
     JsonBody(body): JsonBody<PostMessageRequest>,
-) -> Result<(StatusCode, Json<Exchange>)> {
+) -> Result<Response> {
     let id = resource_id(&id)?;
     let content = body.content.ok_or_else(|| Error::invalid("content", "is required"))?;
     let content = MessageContent::parse(content)?;
-    let exchange = tutor(&state).post(&Owner::from(caller), id, content).await?;
-    Ok((StatusCode::CREATED, Json(exchange)))
+    let tutor = tutor(&state);
+    let owner = Owner::from(caller);
+    if streamed {
+        return Ok(event_stream(tutor.post_streaming(&owner, id, content).await?));
+    }
+    let exchange: Exchange = tutor.post(&owner, id, content).await?;
+    Ok((StatusCode::CREATED, Json(exchange)).into_response())
 }
 
 #[derive(Serialize)]
@@ -261,11 +297,35 @@ struct ReplyBody {
 async fn retry(
     State(state): State<AppState>,
     caller: Caller,
+    WantsEventStream(streamed): WantsEventStream,
     Path((id, message_id)): Path<(String, String)>,
-) -> Result<(StatusCode, Json<ReplyBody>)> {
+) -> Result<Response> {
     let (id, message_id) = (resource_id(&id)?, resource_id(&message_id)?);
-    let reply = tutor(&state).retry(&Owner::from(caller), id, message_id).await?;
-    Ok((StatusCode::CREATED, Json(ReplyBody { reply })))
+    let tutor = tutor(&state);
+    let owner = Owner::from(caller);
+    if streamed {
+        return Ok(event_stream(tutor.retry_streaming(&owner, id, message_id).await?));
+    }
+    let reply = tutor.retry(&owner, id, message_id).await?;
+    Ok((StatusCode::CREATED, Json(ReplyBody { reply })).into_response())
+}
+
+/// A streamed reply as Server-Sent Events: each a JSON `data:` with its `event:` name and a
+/// running `id:`. 201, as the JSON route: the message is stored before the first event.
+fn event_stream(replies: ReplyStream) -> Response {
+    let events = replies.enumerate().map(|(n, event)| {
+        let (name, data) = match event {
+            ReplyEvent::UserMessage(message) => ("user_message", json!(message)),
+            ReplyEvent::Delta(text) => ("delta", json!({ "text": text })),
+            ReplyEvent::Citations(citations) => ("citations", json!({ "citations": citations })),
+            ReplyEvent::Done(message) => ("done", json!(message)),
+            ReplyEvent::Error(message) => ("error", json!(message)),
+            ReplyEvent::Failed(body) => ("error", body),
+        };
+        Ok::<_, Infallible>(Event::default().event(name).id((n + 1).to_string()).data(data.to_string()))
+    });
+    // Comments while the model is silent keep idle proxies from closing the connection.
+    (StatusCode::CREATED, Sse::new(events).keep_alive(KeepAlive::default())).into_response()
 }
 
 /// `GET /api/usage`: the caller's day so far.

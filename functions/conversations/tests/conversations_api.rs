@@ -62,6 +62,29 @@ async fn create_get_patch_delete_round_trip(pool: PgPool) {
 }
 
 #[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+async fn a_null_where_the_schema_has_none_is_a_400_and_changes_nothing(pool: PgPool) {
+    let app = offline_app(pool);
+    let token = user_token(&app, "ada@example.com").await;
+    let created = create(&app, &token, json!({"title": "Kept"})).await;
+    let path = format!("/api/conversations/{}", id(&created));
+
+    for field in ["title", "is_archived", "is_pinned"] {
+        let body = json!({"title": "Changed", "is_pinned": true, field: null});
+        let response = app.call(Method::PATCH, &path, Some(&token), Some(body)).await;
+        assert_eq!(response.status, StatusCode::BAD_REQUEST, "{field}: {}", response.text());
+        assert_eq!(response.json()["error"]["code"], "bad_request", "{field}");
+    }
+    for field in ["title", "system_prompt"] {
+        let response =
+            app.call(Method::POST, "/api/conversations", Some(&token), Some(json!({field: null}))).await;
+        assert_eq!(response.status, StatusCode::BAD_REQUEST, "{field}: {}", response.text());
+    }
+    let shown = app.get(&path, Some(&token)).await.json()["conversation"].clone();
+    assert_eq!(shown, created, "no refused patch changed anything");
+    assert_eq!(list(&app, &token, "").await["conversations"].as_array().unwrap().len(), 1);
+}
+
+#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
 async fn invalid_fields_are_named_and_a_stranger_model_is_refused(pool: PgPool) {
     let app = offline_app(pool);
     let token = user_token(&app, "ada@example.com").await;
@@ -305,4 +328,41 @@ async fn paging_while_messages_arrive_neither_skips_nor_repeats(pool: PgPool) {
     let mut expected = created.clone();
     expected.sort();
     assert_eq!(sorted, expected, "every conversation of the first page's moment is listed once");
+}
+
+/// The create body's fields are all optional, so the body is too: a bare POST makes a
+/// conversation with the defaults; something sent without a content type is still a 415.
+#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+async fn a_post_without_a_body_creates_with_the_defaults(pool: PgPool) {
+    let app = offline_app(pool);
+    let token = user_token(&app, "ada@example.com").await;
+
+    let created = app.call(Method::POST, "/api/conversations", Some(&token), None).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text());
+    assert_eq!(created.json()["conversation"]["ai_model"], "offline-tutor");
+
+    let request = axum::http::Request::builder()
+        .method(Method::POST)
+        .uri("/api/conversations")
+        .header("authorization", format!("Bearer {token}"))
+        .body(axum::body::Body::from("{}"))
+        .unwrap();
+    let unlabelled = app.send(request).await;
+    assert_eq!(unlabelled.status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{}", unlabelled.text());
+    assert_eq!(unlabelled.error_code(), "unsupported_media_type");
+}
+
+/// An empty `?cursor=` (or `?before=`) is no cursor: the first page, not a 400.
+#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+async fn an_empty_cursor_is_the_first_page(pool: PgPool) {
+    let app = offline_app(pool);
+    let token = user_token(&app, "ada@example.com").await;
+    let created = create(&app, &token, json!({"title": "Only"})).await;
+
+    assert_eq!(titles(&list(&app, &token, "?cursor=").await), ["Only"]);
+    let messages =
+        app.get(&format!("/api/conversations/{}/messages?before=", id(&created)), Some(&token)).await;
+    assert_eq!(messages.status, StatusCode::OK, "{}", messages.text());
+    let bad = app.get("/api/conversations?cursor=not-a-cursor", Some(&token)).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{}", bad.text());
 }

@@ -1,9 +1,10 @@
 //! Every sample event in `events/` for the conversations function, fed through the Lambda
-//! entry (`lambda_http`'s request from an API Gateway payload) into the router.
+//! entry (`lambda_http`'s request from an API Gateway payload) into the router; the function
+//! URL events of the streaming entry (`conversations-stream-*`) into its own router.
 
 mod common;
 
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use common::{create, id, post_message};
 use primer_shared::test_util::{TestApp, event, event_names};
 use serde_json::json;
@@ -21,11 +22,14 @@ const EXPECTED: &[(&str, u16)] = &[
     ("conversations-messages-post.json", 201),
     ("conversations-messages-retry.json", 201),
     ("usage-get.json", 200),
+    ("conversations-stream-messages-post.json", 201),
+    ("conversations-stream-messages-retry.json", 201),
 ];
 
 #[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
 async fn every_conversations_event_gets_its_status(pool: PgPool) {
     let app = TestApp::new(pool, common::router);
+    let streaming = TestApp::with_state(app.state.clone(), conversations::stream_router);
     let mut names = event_names("conversations-");
     names.extend(event_names("models-"));
     names.extend(event_names("usage-"));
@@ -59,7 +63,12 @@ async fn every_conversations_event_gets_its_status(pool: PgPool) {
                 ("REPLACE_WITH_MESSAGE_ID", &question),
             ],
         );
-        let response = app.send_event(&json).await;
+        let streamed = name.starts_with("conversations-stream-");
+        let response = if streamed { streaming.send_event(&json).await } else { app.send_event(&json).await };
         assert_eq!(response.status, StatusCode::from_u16(*expected).unwrap(), "{name}: {}", response.text());
+        if streamed {
+            assert_eq!(response.headers[header::CONTENT_TYPE], "text/event-stream", "{name}");
+            assert!(response.text().contains("event: done"), "{name}: {}", response.text());
+        }
     }
 }

@@ -11,6 +11,7 @@
 
 use std::time::Duration;
 
+use primer_shared::auth::sessions;
 use primer_shared::error::ErrorChain;
 use primer_shared::personalize::cache;
 use primer_shared::{AppState, Result, telemetry};
@@ -20,6 +21,11 @@ use serde_json::Value;
 /// Failed password checks and address admissions are counted over minutes to an hour (as
 /// configured); a day's worth, or a window's when that is longer, is kept for investigations.
 const LIMIT_RECORDS_KEPT: Duration = Duration::from_secs(24 * 3600);
+
+/// How long a rotated-away refresh token is remembered, so that presenting it again revokes
+/// its session: long enough to catch a stolen token in use, short enough that a session
+/// refreshed every 15 minutes keeps about a hundred rows, not thousands.
+const SPENT_REFRESH_TOKENS_KEPT: Duration = Duration::from_secs(24 * 3600);
 
 /// Daily usage counters are needed for today only; three months are kept for the operator.
 const USAGE_DAYS_KEPT: i32 = 90;
@@ -34,6 +40,9 @@ pub struct Sweep {
     pub sessions: u64,
     /// Verification rows past their expiry.
     pub verifications: u64,
+    /// Spent refresh tokens older than a day (replays are recognised, and the session
+    /// revoked, for that long).
+    pub spent_refresh_tokens: u64,
     /// Failed password checks older than a day.
     pub password_checks: u64,
     /// Admissions through registration and guest tokens older than a day.
@@ -54,6 +63,7 @@ pub async fn sweep(state: &AppState) -> Result<Sweep> {
     let mut sweep = Sweep {
         sessions: delete(state, r#"DELETE FROM "session" WHERE "expiresAt" < now()"#).await?,
         verifications: delete(state, r#"DELETE FROM "verification" WHERE "expiresAt" < now()"#).await?,
+        spent_refresh_tokens: sessions::prune_spent(&state.pool, SPENT_REFRESH_TOKENS_KEPT).await?,
         password_checks: sqlx::query(
             "DELETE FROM password_checks WHERE checked_at < now() - make_interval(secs => $1)",
         )
@@ -135,6 +145,7 @@ pub async fn handle(state: &AppState, _event: Value) -> Result<Sweep, lambda_run
             tracing::info!(
                 sessions = sweep.sessions,
                 verifications = sweep.verifications,
+                spent_refresh_tokens = sweep.spent_refresh_tokens,
                 password_checks = sweep.password_checks,
                 address_admissions = sweep.address_admissions,
                 usage_days = sweep.usage_days,

@@ -1,9 +1,11 @@
 //! The janitor removes exactly what is expired or stale, and nothing live.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use janitor::{Sweep, handle, sweep};
 use primer_shared::AppState;
+use primer_shared::auth::recovery::{self, Purpose};
 use primer_shared::blob::ObjectKey;
 use primer_shared::book::{self, ChapterId, ChapterSource};
 use primer_shared::personalize::Fingerprint;
@@ -145,6 +147,7 @@ async fn only_expired_and_stale_things_go(pool: PgPool) {
         Sweep {
             sessions: 1,
             verifications: 1,
+            spent_refresh_tokens: 0,
             password_checks: 1,
             address_admissions: 1,
             usage_days: 2,
@@ -163,7 +166,10 @@ async fn only_expired_and_stale_things_go(pool: PgPool) {
     live_keys.sort();
     assert_eq!(keys_in_rows(&pool).await, live_keys);
     assert_eq!(app.me(&ada.access_token).await.status, 200, "the live session still works");
-    assert_eq!(count(&pool, r#"SELECT count(*) FROM "verification""#).await, 1);
+    assert_eq!(
+        count(&pool, r#"SELECT count(*) FROM "verification" WHERE identifier = 'reset:ada'"#).await,
+        1
+    );
     assert_eq!(count(&pool, "SELECT count(*) FROM password_checks").await, 1);
     assert_eq!(count(&pool, "SELECT count(*) FROM address_admissions WHERE scope = 'guest'").await, 1);
     assert_eq!(count(&pool, "SELECT count(*) FROM usage_daily").await, 1);
@@ -214,7 +220,7 @@ async fn the_schedule_event_returns_the_counts(pool: PgPool) {
     assert_eq!(
         serde_json::to_value(counts).unwrap(),
         serde_json::json!({
-            "sessions": 0, "verifications": 0, "password_checks": 0, "address_admissions": 0,
+            "sessions": 0, "verifications": 0, "spent_refresh_tokens": 0, "password_checks": 0, "address_admissions": 0,
             "usage_days": 0, "guest_conversations": 0,
             "personalized_chapters": 0, "personalized_chapters_failed": 0
         })
@@ -329,4 +335,68 @@ async fn staleness_follows_the_fingerprint_not_the_profile_hash(pool: PgPool) {
     store_profile(app.pool(), &ada.id, document).await;
     assert_eq!(sweep(&app.state).await.unwrap().personalized_chapters, 2);
     assert!(keys_in_rows(app.pool()).await.is_empty());
+}
+
+#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+async fn spent_refresh_tokens_are_remembered_for_a_day(pool: PgPool) {
+    let app = TestApp::new(pool, auth::router);
+    let ada = app.signed_up("ada@example.com").await;
+    for (hash, age) in [("sha256:old", "2 days"), ("sha256:recent", "1 hour")] {
+        sqlx::query("INSERT INTO refresh_token_spent (token_hash, session_id, spent_at) VALUES ($1, $2, now() - $3::interval)")
+            .bind(hash)
+            .bind(&ada.session_id)
+            .bind(age)
+            .execute(app.pool())
+            .await
+            .unwrap();
+    }
+    assert_eq!(sweep(&app.state).await.unwrap().spent_refresh_tokens, 1);
+    let left: Vec<String> =
+        sqlx::query_scalar("SELECT token_hash FROM refresh_token_spent").fetch_all(app.pool()).await.unwrap();
+    assert_eq!(left, ["sha256:recent"]);
+}
+
+#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+async fn expired_reset_and_verification_links_go_primers_and_better_auths_alike(pool: PgPool) {
+    let app = TestApp::new(pool, auth::router);
+    let pool = app.pool().clone();
+    let ada = app.signed_up("ada@example.com").await; // her sign-up's verification link: live
+    for (n, purpose) in [Purpose::PasswordReset, Purpose::VerifyEmail].into_iter().enumerate() {
+        for ttl in [1, 3600] {
+            recovery::issue(&pool, purpose, &ada.id, &ada.email, Duration::from_secs(ttl)).await.unwrap();
+        }
+        // A Better-Auth frontend's reset links, one expired and one live.
+        sqlx::query(
+            r#"INSERT INTO "verification" (id, identifier, value, "expiresAt") VALUES
+               ($1, $2, $3, now() - interval '1 minute'), ($4, $5, $3, now() + interval '1 hour')"#,
+        )
+        .bind(format!("ba-old-{n}"))
+        .bind(format!("reset-password:old{n}"))
+        .bind(&ada.id)
+        .bind(format!("ba-new-{n}"))
+        .bind(format!("reset-password:new{n}"))
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(1100)).await; // the one-second links expire
+
+    let swept = sweep(&app.state).await.unwrap();
+    assert_eq!(swept.verifications, 4, "{swept:?}");
+    let left: Vec<String> =
+        sqlx::query_scalar(r#"SELECT identifier FROM "verification" ORDER BY identifier"#)
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    let ours = |prefix: &str| format!("{prefix}{}", ada.id);
+    assert_eq!(
+        left,
+        [
+            ours("primer:reset-password:"),
+            ours("primer:verify-email:"),
+            ours("primer:verify-email:"),
+            "reset-password:new0".into(),
+            "reset-password:new1".into(),
+        ]
+    );
 }

@@ -1,4 +1,4 @@
-//! The profile function: `/api/profile*` of API.md — the catalog of allowed values, and the
+//! The profile function: `/api/profile*` of docs/api.md — the catalog of allowed values, and the
 //! caller's own profile (read, create or replace, merge-patch).
 //!
 //! The catalog, the parsing, the onboarding rule and the hash live in the core crate
@@ -59,7 +59,7 @@ async fn merge_patch(
     caller: AuthUser,
     JsonBody(patch): JsonBody<serde_json::Value>,
 ) -> Result<(StatusCode, Json<ProfileBody>)> {
-    // API.md: a patch answers 200, even the one that creates the profile.
+    // docs/api.md: a patch answers 200, even the one that creates the profile.
     let (_, profile) = respond(profile::save(&state.pool, &caller.user_id, Change::MergePatch(patch)).await?);
     Ok((StatusCode::OK, profile))
 }

@@ -269,7 +269,7 @@ async fn the_hash_follows_the_background_not_the_request_layout(pool: PgPool) {
     let token = Some(ada.access_token.as_str());
     let first = app.put_profile(token, full_profile()).await.json()["profile"].clone();
 
-    // The same background: keys, arrays and duplicates shuffled, seed 002's form for Python.
+    // The same background: keys, arrays and duplicates shuffled, the users-table model's form for Python.
     let shuffled = json!({
         "learning_goals": ["manipulation", "simulation", "simulation"],
         "robotics_experience": "simulation_only",
@@ -318,7 +318,7 @@ async fn merge_patch_follows_rfc_7396(pool: PgPool) {
     let invalid = app.patch_profile(token, json!({"learning_goals": ["control"]})).await;
     assert_eq!(invalid_fields(&invalid), ["software_context", "hardware_context"]);
     let created = app.patch_profile(token, seed_000_profile()).await;
-    assert_eq!(created.status, StatusCode::OK, "API.md: a patch answers 200: {}", created.text());
+    assert_eq!(created.status, StatusCode::OK, "docs/api.md: a patch answers 200: {}", created.text());
     assert!(created.json()["profile"]["profile_hash"].is_string());
 
     // Nested objects merge, arrays are replaced, null removes.

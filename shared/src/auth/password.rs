@@ -2,7 +2,7 @@
 //! PHC strings in `account.password`.
 //!
 //! Verifying also accepts the hashes of the systems whose users primer inherits: bcrypt
-//! (`$2a$`/`$2b$`/`$2y$`, seed 004's chatbot) and Better-Auth's scrypt (`salthex:keyhex`). A
+//! (`$2a$`/`$2b$`/`$2y$`, the chatbot model) and Better-Auth's scrypt (`salthex:keyhex`). A
 //! match against one of those asks for an upgrade to argon2id; any other format fails closed.
 //!
 //! Hashing and verifying cost tens of milliseconds of CPU and 19 MiB of memory each, so they
@@ -90,10 +90,13 @@ fn hasher() -> Argon2<'static> {
 /// Hashes a password into a PHC string.
 pub async fn hash(password: &Password) -> Result<String, Error> {
     let password = password.clone();
-    WORKBENCH.run(move |memory| hash_with(password.text().as_bytes(), memory)).await?
+    WORKBENCH.run(move |memory| hash_with(password.text(), memory)).await?
 }
 
-fn hash_with(password: &[u8], memory: &mut [Block]) -> Result<String, Error> {
+fn hash_with(password: &str, memory: &mut [Block]) -> Result<String, Error> {
+    // Hashed as NFKC, as Better-Auth does: "é" typed precomposed or decomposed is one password.
+    let normalized: String = password.nfkc().collect();
+    let password = normalized.as_bytes();
     let salt = SaltString::generate(&mut OsRng);
     let mut raw_salt = [0u8; 64];
     let raw_salt = salt.decode_b64(&mut raw_salt).map_err(Error::internal)?;
@@ -178,7 +181,7 @@ impl Workbench {
 enum StoredHash<'a> {
     /// A PHC string of argon2 (ours, possibly with older parameters).
     Argon2(PasswordHash<'a>),
-    /// A bcrypt hash of seed 004's chatbot.
+    /// A bcrypt hash of the chatbot model.
     Bcrypt(&'a str),
     /// Better-Auth's default: scrypt over the NFKC password, salted with the salt's hex text.
     BetterAuthScrypt {
@@ -247,14 +250,53 @@ fn verify_argon2(password: &str, parsed: &PasswordHash<'_>, memory: &mut [Block]
         let matched = hasher().verify_password(password.as_bytes(), parsed).is_ok();
         return if matched { Verdict::MatchNeedsRehash } else { Verdict::Mismatch };
     }
-    // Current parameters: recompute into the slot's memory and compare in constant time.
+    // Current parameters: recompute into the slot's memory and compare in constant time, over
+    // the NFKC password (how primer hashes); a password hashed as typed before that still
+    // matches, and is then hashed again.
     let (Some(salt), Some(expected)) = (parsed.salt, parsed.hash) else { return Verdict::Mismatch };
     let mut raw_salt = [0u8; 64];
     let Ok(raw_salt) = salt.decode_b64(&mut raw_salt) else { return Verdict::Mismatch };
-    let mut out = vec![0u8; expected.len()];
-    let computed = hasher().hash_password_into_with_memory(password.as_bytes(), raw_salt, &mut out, memory);
-    if computed.is_ok() && same_bytes(&out, expected.as_bytes()) { Verdict::Match } else { Verdict::Mismatch }
+    let mut matches = |candidate: &str| {
+        let mut out = vec![0u8; expected.len()];
+        hasher()
+            .hash_password_into_with_memory(candidate.as_bytes(), raw_salt, &mut out, &mut *memory)
+            .is_ok()
+            && same_bytes(&out, expected.as_bytes())
+    };
+    let normalized: String = password.nfkc().collect();
+    if matches(&normalized) {
+        Verdict::Match
+    } else if normalized != password && matches(password) {
+        Verdict::MatchNeedsRehash
+    } else {
+        Verdict::Mismatch
+    }
 }
+
+/// What to hash again after a login whose verdict was `verdict` against `stored`, if anything:
+/// the password the old scheme really matched. Better-Auth's scrypt compared the NFKC text,
+/// which is what primer hashes too; bcrypt compared only the first 72 bytes, so a longer
+/// password is not pinned (it may differ from the real one after byte 72) and stays
+/// verify-only. With `keep_better_auth` (a Better-Auth frontend shares the database), its scrypt
+/// hashes are kept, so that frontend can still sign its users in.
+pub fn upgrade_of(
+    password: &Password,
+    stored: &str,
+    verdict: Verdict,
+    keep_better_auth: bool,
+) -> Option<Password> {
+    if verdict != Verdict::MatchNeedsRehash {
+        return None;
+    }
+    match StoredHash::parse(stored)? {
+        StoredHash::Bcrypt(_) if password.text().len() > BCRYPT_MAX_BYTES => None,
+        StoredHash::BetterAuthScrypt { .. } if keep_better_auth => None,
+        _ => Some(password.clone()),
+    }
+}
+
+/// bcrypt reads at most this many bytes of a password.
+const BCRYPT_MAX_BYTES: usize = 72;
 
 fn verify_better_auth_scrypt(password: &str, salt: &str, key: &[u8; BETTER_AUTH_KEY_BYTES]) -> bool {
     // Better-Auth normalises before hashing, so "ﬁ" and "fi" are one password there; same here.
@@ -332,11 +374,11 @@ mod tests {
         ),
     ];
 
-    /// Made by the system's crypt(3) (libxcrypt), as seed 004's Python bcrypt would; the last
+    /// Made by the system's crypt(3) (libxcrypt), as the chatbot model's Python bcrypt would; the last
     /// is OpenBSD's own test vector.
     const BCRYPT: &[(&str, &str)] = &[
         ("correct horse battery", "$2b$04$wBO3sCyIUa6HWD3KagSjp.UmofRS0mInbUxKd7aBCUKw4kSOHa4ne"),
-        ("seed 004 password", "$2a$04$eFMl6LBc45qcbUgq7/QVj.Yq1B3qEP00ND/4DiopPVQqXdE6rMFLu"),
+        ("chatbot password", "$2a$04$eFMl6LBc45qcbUgq7/QVj.SY/Cx1iQzbeE.8A2bqyEK30Xfn4wziq"),
         (
             "p\u{e4}ssw\u{f6}rd \u{fc}n\u{ef}code",
             "$2y$04$m7UkvqhwKpW7RP4BoB4c6.6SU5M278ZETr6mb2UgyCOsBhBRFGeIy",

@@ -12,17 +12,24 @@
 //!
 //! Password checks: a login or a password re-check reserves a check for the account before
 //! verifying (a wrong password keeps the row: it is the failure's record; a right one deletes
-//! it). The per-account limit (5 in 15 minutes) bounds guessing against any account whatever
+//! it). A password-reset or address-verification token is checked the same way, counted
+//! against the account it names under a key of its own ([`AccountKey::recovery`]), so that
+//! someone guessing passwords cannot lock the owner out of recovery too. The per-account limit (5 in 15 minutes) bounds guessing against any account whatever
 //! the addresses. The per-address limit bounds spraying many accounts from one address
 //! without locking out a classroom behind one NAT address: it is generous (100), a sign-in
 //! forgives the typos its account made from that address, and once it is reached, accounts
 //! that already have a live session opened from that address may still sign in there.
+//!
+//! Admissions: registrations, guest tokens and forgot-password requests are admitted per
+//! client address; the e-mails sent to one account are admitted per account and kind, with an
+//! address no account has counted like an account, so a refusal says nothing about either.
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgExecutor, PgPool};
 
+use crate::email::MailKind;
 use crate::error::{Error, Result};
 
 /// How many failed password checks within how long lock further checks out.
@@ -68,6 +75,22 @@ impl AccountKey {
         Self(format!("email:{email}"))
     }
 
+    /// The key of an account's recovery tokens (password reset, address verification): kept
+    /// apart from its password checks, so that failed logins do not block recovery.
+    pub fn recovery(user_id: &str) -> Self {
+        Self(format!("recovery:user:{user_id}"))
+    }
+
+    /// The key of a token that names no account, by a digest of the token (never the token).
+    pub fn unknown_token(digest: &str) -> Self {
+        Self(format!("token:{digest}"))
+    }
+
+    /// The user behind the key, if it is an account's.
+    fn user_id(&self) -> Option<&str> {
+        self.0.strip_prefix("user:").or_else(|| self.0.strip_prefix("recovery:user:"))
+    }
+
     /// The stored form.
     pub fn as_str(&self) -> &str {
         &self.0
@@ -89,6 +112,9 @@ impl PasswordCheck {
     /// address stop counting against the address.
     pub async fn passed(self, db: &PgPool) -> Result<()> {
         let mut tx = db.begin().await?;
+        // The account's lock, as a reservation takes it: two logins that pass at once would
+        // otherwise update each other's rows in opposite orders, and deadlock.
+        lock(&mut tx, "password-checks:account", self.account.as_str()).await?;
         sqlx::query("DELETE FROM password_checks WHERE id = $1").bind(self.id).execute(&mut *tx).await?;
         if let Some(address) = &self.address {
             sqlx::query(
@@ -164,6 +190,8 @@ pub enum EntryPoint {
     Register,
     /// `POST /api/auth/guest`: each is a new daily model quota.
     Guest,
+    /// `POST /api/auth/password/forgot`: each may send an e-mail.
+    PasswordForgot,
 }
 
 impl EntryPoint {
@@ -171,6 +199,7 @@ impl EntryPoint {
         match self {
             Self::Register => "register",
             Self::Guest => "guest",
+            Self::PasswordForgot => "password-forgot",
         }
     }
 }
@@ -180,27 +209,57 @@ impl EntryPoint {
 /// misconfigured platform sends none).
 pub async fn admit(db: &PgPool, entry: EntryPoint, limit: AddressLimit, address: Option<&str>) -> Result<()> {
     let Some(address) = address else { return Ok(()) };
-    let scope = entry.as_str();
+    admit_one(db, entry.as_str(), limit.per_address, limit.window, address).await
+}
+
+/// How many e-mails of one kind one account may be sent within how long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AccountMailLimit {
+    /// E-mails per account (or per address without an account) within the window.
+    pub per_account: i64,
+    /// The sliding window.
+    pub window: Duration,
+}
+
+/// Admits one e-mail of `kind` to `account` (an address without an account is counted the
+/// same way, so a 429 says nothing about whether one exists); 429 with `Retry-After` once the
+/// account has had its share in the window.
+pub async fn admit_mail(
+    db: &PgPool,
+    kind: MailKind,
+    limit: AccountMailLimit,
+    account: &AccountKey,
+) -> Result<()> {
+    let scope = match kind {
+        MailKind::PasswordReset => "mail:password-reset",
+        MailKind::VerifyEmail => "mail:verify-email",
+    };
+    admit_one(db, scope, limit.per_account, limit.window, account.as_str()).await
+}
+
+/// Admits one request of `scope` for `key` (an address, or an account key for the mail
+/// scopes) if fewer than `per` were admitted within `window`.
+async fn admit_one(db: &PgPool, scope: &str, per: i64, window: Duration, key: &str) -> Result<()> {
     let mut tx = db.begin().await?;
-    lock(&mut tx, scope, address).await?;
+    lock(&mut tx, scope, key).await?;
     let nth: Option<DateTime<Utc>> = sqlx::query_scalar(
         "SELECT admitted_at FROM address_admissions
          WHERE scope = $4 AND address = $1 AND admitted_at > now() - make_interval(secs => $3)
          ORDER BY admitted_at DESC OFFSET $2 - 1 LIMIT 1",
     )
-    .bind(address)
-    .bind(limit.per_address.max(1))
-    .bind(limit.window.as_secs_f64())
+    .bind(key)
+    .bind(per.max(1))
+    .bind(window.as_secs_f64())
     .bind(scope)
     .fetch_optional(&mut *tx)
     .await?;
-    let full = if limit.per_address <= 0 { Some(Utc::now()) } else { nth };
-    if let Some(until) = full.map(|at| at + limit.window) {
+    let full = if per <= 0 { Some(Utc::now()) } else { nth };
+    if let Some(until) = full.map(|at| at + window) {
         return Err(rate_limited(until));
     }
     sqlx::query("INSERT INTO address_admissions (scope, address) VALUES ($1, $2)")
         .bind(scope)
-        .bind(address)
+        .bind(key)
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
@@ -236,7 +295,7 @@ async fn full_until(
 /// True when the account has a live session opened from `address`: a reader known there, who
 /// may still sign in when others' failures have filled the address's limit.
 async fn signed_in_from(db: impl PgExecutor<'_>, account: &AccountKey, address: &str) -> Result<bool> {
-    let Some(user_id) = account.as_str().strip_prefix("user:") else { return Ok(false) };
+    let Some(user_id) = account.user_id() else { return Ok(false) };
     Ok(sqlx::query_scalar(
         r#"SELECT EXISTS (SELECT 1 FROM "session"
                           WHERE "userId" = $1 AND "ipAddress" = $2 AND "expiresAt" > now())"#,

@@ -133,6 +133,30 @@ pub async fn rotate(
     }
 }
 
+/// True when session `session_id` was opened less than `within` ago.
+pub async fn is_fresh(db: impl PgExecutor<'_>, session_id: &str, within: Duration) -> Result<bool> {
+    let fresh: Option<bool> = sqlx::query_scalar(
+        r#"SELECT "createdAt" > now() - make_interval(secs => $2) FROM "session" WHERE id = $1"#,
+    )
+    .bind(session_id)
+    .bind(within.as_secs_f64())
+    .fetch_optional(db)
+    .await?;
+    Ok(fresh == Some(true))
+}
+
+/// Forgets spent refresh tokens older than `kept`: a replay of one is then no longer told
+/// from an unknown token (a 401 either way), and the table does not grow by a row per refresh
+/// for a session's whole life.
+pub async fn prune_spent(db: impl PgExecutor<'_>, kept: Duration) -> Result<u64> {
+    let pruned =
+        sqlx::query("DELETE FROM refresh_token_spent WHERE spent_at < now() - make_interval(secs => $1)")
+            .bind(kept.as_secs_f64())
+            .execute(db)
+            .await?;
+    Ok(pruned.rows_affected())
+}
+
 /// Revokes one of the user's sessions; false when the user has no such session.
 pub async fn revoke(db: impl PgExecutor<'_>, user_id: &str, session_id: &str) -> Result<bool> {
     // Session ids (ours and Better-Auth's) are short runs of letters, digits, `-` and `_`:

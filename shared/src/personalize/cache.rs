@@ -17,6 +17,7 @@
 //! a server connection. Whoever wins the claim generates; the others poll for the row, holding
 //! no connection in between, and take the claim over if its lease lapses.
 
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
 use sqlx::{PgExecutor, PgPool};
@@ -24,9 +25,7 @@ use uuid::Uuid;
 
 use std::collections::{BTreeSet, HashMap};
 
-use super::{
-    Engine, Fingerprint, ModelEngine, ReaderProfile, personalize_within_quota, reader_profile, rules,
-};
+use super::{Engine, Fingerprint, ModelEngine, ReaderProfile, personalize_within_quota, rules};
 use crate::app::AppState;
 use crate::blob::{BlobStore, KeyPrefix, ObjectKey};
 use crate::book::markup::Facet;
@@ -94,18 +93,56 @@ pub async fn personalized_chapter(
     user_id: &str,
     id: ChapterId,
 ) -> Result<PersonalizedChapter> {
-    let chapter = book::by_id(&state.pool, id).await?.ok_or(Error::NotFound)?;
-    let profile = reader_profile(&state.pool, user_id).await?.ok_or_else(|| Error::Conflict {
-        code: "profile_incomplete",
-        message: "complete your profile (onboarding) to read personalized chapters".into(),
-    })?;
-    let fingerprint = profile.fingerprint(&chapter.source_markdown, chapter.version, first_engine(state));
-    let key = object_key(user_id, id, chapter.version, &fingerprint)?;
+    find_or_make(state, user_id, id, true).await
+}
 
-    // The common case: the row and its object are there.
-    if let Some((engine, markdown)) = cached(state, &key).await? {
-        return Ok(served(&chapter, &profile, &fingerprint, key, engine, true, markdown));
+/// Where the caller's personalized chapter is stored, made first if need be, without reading
+/// it: for handing out a presigned URL.
+pub async fn personalized_key(state: &AppState, user_id: &str, id: ChapterId) -> Result<ObjectKey> {
+    Ok(find_or_make(state, user_id, id, false).await?.key)
+}
+
+/// [`personalized_chapter`]; on a hit the object is read only when `read_body` (without it,
+/// `markdown` is empty). A hit costs one query (after the caller's authentication) and the
+/// object's read.
+async fn find_or_make(
+    state: &AppState,
+    user_id: &str,
+    id: ChapterId,
+    read_body: bool,
+) -> Result<PersonalizedChapter> {
+    let Some(found) = look_up(&state.pool, user_id, id).await? else {
+        // No onboarded profile or no chapter: which one, off the hot path.
+        book::by_id(&state.pool, id).await?.ok_or(Error::NotFound)?;
+        return Err(profile_incomplete());
+    };
+    let profile = ReaderProfile::of(found.profile.into_profile()?).ok_or_else(profile_incomplete)?;
+    let version = found.chapter_version;
+    let facets = facets_of(&state.pool, id, &found.source_sha256).await?;
+    let fingerprint = profile.fingerprint(&facets, version, first_engine(state));
+    let key = object_key(user_id, id, version, &fingerprint)?;
+    let served = |engine, cached, markdown| PersonalizedChapter {
+        chapter_id: id,
+        chapter_version: version,
+        profile_hash: profile.profile_hash.clone(),
+        fingerprint: fingerprint.clone(),
+        engine,
+        cached,
+        key: key.clone(),
+        markdown,
+    };
+
+    // The common case: the row is there, and so its object.
+    if let Some(copy) = found.copies.iter().find(|copy| copy.storage_path == key.as_str()) {
+        let engine = Engine::parse(&copy.engine).ok_or_else(|| Error::internal("unknown engine"))?;
+        if !read_body {
+            return Ok(served(engine, true, String::new()));
+        }
+        if let Some(markdown) = read(state.blobs.as_ref(), &key).await? {
+            return Ok(served(engine, true, markdown));
+        }
     }
+    let chapter = book::by_id(&state.pool, id).await?.ok_or(Error::NotFound)?;
     let lease = state.config.personalize_budget + GENERATION_MARGIN;
     let deadline = Instant::now() + lease + GENERATION_MARGIN;
     let mut pause = Duration::from_millis(20);
@@ -114,7 +151,7 @@ pub async fn personalized_chapter(
             let made = make(state, user_id, &chapter, &profile, &fingerprint, &key).await;
             release(&state.pool, &key).await;
             let (engine, cached, markdown) = made?;
-            return Ok(served(&chapter, &profile, &fingerprint, key, engine, cached, markdown));
+            return Ok(served(engine, cached, markdown));
         }
         if Instant::now() >= deadline {
             return Err(Error::Unavailable("another request is still making this chapter".into()));
@@ -122,9 +159,69 @@ pub async fn personalized_chapter(
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(Duration::from_millis(250));
         if let Some((engine, markdown)) = cached(state, &key).await? {
-            return Ok(served(&chapter, &profile, &fingerprint, key, engine, true, markdown));
+            return Ok(served(engine, true, markdown));
         }
     }
+}
+
+fn profile_incomplete() -> Error {
+    Error::Conflict {
+        code: "profile_incomplete",
+        message: "complete your profile (onboarding) to read personalized chapters".into(),
+    }
+}
+
+/// What a cache lookup needs, in one round trip: the reader's profile, the chapter's current
+/// version, and the reader's stored copies of that version.
+#[derive(sqlx::FromRow)]
+struct Lookup {
+    #[sqlx(flatten)]
+    profile: profile::StoredProfile,
+    chapter_version: i32,
+    source_sha256: String,
+    copies: sqlx::types::Json<Vec<StoredRef>>,
+}
+
+/// A stored copy, as a lookup lists it.
+#[derive(serde::Deserialize)]
+struct StoredRef {
+    storage_path: String,
+    engine: String,
+}
+
+/// The reader's profile, chapter `id`'s current version and the reader's copies of it; `None`
+/// without either the profile or the chapter.
+async fn look_up(pool: &PgPool, user_id: &str, id: ChapterId) -> Result<Option<Lookup>> {
+    let found: Option<Lookup> = sqlx::query_as(concat!(
+        "SELECT p.*, c.version AS chapter_version, c.source_sha256,
+                coalesce((SELECT jsonb_agg(jsonb_build_object('storage_path', pc.storage_path, 'engine', pc.engine))
+                          FROM personalized_chapters pc
+                          WHERE pc.user_id = $1 AND pc.chapter_id = c.id AND pc.chapter_version = c.version),
+                         '[]'::jsonb) AS copies
+         FROM (SELECT ",
+        profile::stored_columns!(),
+        " FROM user_profiles WHERE user_id = $1) p
+         CROSS JOIN chapters c WHERE c.id = $2"
+    ))
+    .bind(user_id)
+    .bind(id)
+    .fetch_optional(pool)
+    .await?;
+    Ok(found)
+}
+
+/// The facets the directives of chapter `id` mention, for its text of SHA-256 `source_sha256`:
+/// computed once per text and instance (keyed by the text's digest, so any database's chapter
+/// with that text shares them), so a cache hit needs no chapter text.
+async fn facets_of(pool: &PgPool, id: ChapterId, source_sha256: &str) -> Result<Arc<BTreeSet<Facet>>> {
+    static KNOWN: LazyLock<Mutex<HashMap<String, Arc<BTreeSet<Facet>>>>> = LazyLock::new(Default::default);
+    if let Some(facets) = KNOWN.lock().unwrap_or_else(|e| e.into_inner()).get(source_sha256) {
+        return Ok(facets.clone());
+    }
+    let chapter = book::by_id(pool, id).await?.ok_or(Error::NotFound)?;
+    let facets = Arc::new(rules::facets(&chapter.source_markdown));
+    KNOWN.lock().unwrap_or_else(|e| e.into_inner()).insert(chapter.source_sha256, facets.clone());
+    Ok(facets)
 }
 
 /// What a generation may take beyond the personalization budget: the store's write and the
@@ -225,27 +322,6 @@ async fn release(db: impl PgExecutor<'_>, key: &ObjectKey) {
         .await;
     if let Err(e) = released {
         tracing::warn!(key = %key, error = %ErrorChain(&e), "ending a personalization claim failed");
-    }
-}
-
-fn served(
-    chapter: &Chapter,
-    profile: &ReaderProfile,
-    fingerprint: &Fingerprint,
-    key: ObjectKey,
-    engine: Engine,
-    cached: bool,
-    markdown: String,
-) -> PersonalizedChapter {
-    PersonalizedChapter {
-        chapter_id: chapter.id,
-        chapter_version: chapter.version,
-        profile_hash: profile.profile_hash.clone(),
-        fingerprint: fingerprint.clone(),
-        engine,
-        cached,
-        key,
-        markdown,
     }
 }
 

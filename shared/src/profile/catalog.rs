@@ -88,7 +88,7 @@ catalog_enum! {
 }
 
 catalog_enum! {
-    /// What the reader does for a living (seed 001).
+    /// What the reader does for a living (the onboarding model).
     DeveloperRole {
         Frontend => "Frontend Developer", "Frontend Developer";
         Backend => "Backend Developer", "Backend Developer";
@@ -98,7 +98,7 @@ catalog_enum! {
 }
 
 catalog_enum! {
-    /// How far the reader has gone with robots (seed 003).
+    /// How far the reader has gone with robots (the personalization model).
     RoboticsExperience {
         NoneYet => "none", "None yet";
         SimulationOnly => "simulation_only", "Simulation only";
@@ -107,7 +107,7 @@ catalog_enum! {
 }
 
 catalog_enum! {
-    /// A programming language (seeds 000 and 002).
+    /// A programming language (the guest-chat and users-table models).
     Language {
         Python => "Python", "Python";
         Cpp => "Cpp", "C++";
@@ -125,7 +125,7 @@ catalog_enum! {
 }
 
 catalog_enum! {
-    /// Years of programming experience, as a range (seed 002's `"3-5"`).
+    /// Years of programming experience, as a range (the users-table model's `"3-5"`).
     ExperienceYears {
         UnderOne => "0-1", "Less than 1 year";
         OneToThree => "1-3", "1 to 3 years";
@@ -136,7 +136,7 @@ catalog_enum! {
 }
 
 catalog_enum! {
-    /// A tool the reader prefers to work with (seed 000).
+    /// A tool the reader prefers to work with (the guest-chat model).
     Tool {
         VsCode => "VSCode", "Visual Studio Code";
         PyCharm => "PyCharm", "PyCharm";
@@ -156,7 +156,7 @@ catalog_enum! {
 }
 
 catalog_enum! {
-    /// A framework or library the reader knows (seed 002).
+    /// A framework or library the reader knows (the users-table model).
     Framework {
         Ros2 => "ROS 2", "ROS 2";
         Ros1 => "ROS 1", "ROS 1";
@@ -178,7 +178,7 @@ catalog_enum! {
 }
 
 catalog_enum! {
-    /// Hardware the reader can use (seed 000's devices, seed 003's hardware access).
+    /// Hardware the reader can use (the guest-chat model's devices, the personalization model's hardware access).
     Device {
         Simulation => "Simulation", "Simulation only (no physical hardware)";
         Gpu => "GPU", "A CUDA-capable GPU";
@@ -196,7 +196,7 @@ catalog_enum! {
 }
 
 catalog_enum! {
-    /// Something that limits what the reader can run (seed 000).
+    /// Something that limits what the reader can run (the guest-chat model).
     Constraint {
         NoInternet => "NoInternet", "No or unreliable internet";
         LowBandwidth => "LowBandwidth", "Slow internet connection";
@@ -209,7 +209,7 @@ catalog_enum! {
 }
 
 catalog_enum! {
-    /// A processor architecture or accelerator platform the reader knows (seed 002).
+    /// A processor architecture or accelerator platform the reader knows (the users-table model).
     Architecture {
         X86_64 => "x86_64", "x86-64";
         Arm64 => "ARM64", "64-bit ARM (AArch64)";
@@ -221,7 +221,7 @@ catalog_enum! {
 }
 
 catalog_enum! {
-    /// What the reader wants to learn (seed 003).
+    /// What the reader wants to learn (the personalization model).
     LearningGoal {
         Ros2 => "ros2", "ROS 2 fundamentals";
         Simulation => "simulation", "Simulation";
@@ -238,7 +238,7 @@ catalog_enum! {
     }
 }
 
-/// Something a skill level can be given for: a language or a framework (seed 003's "levels
+/// Something a skill level can be given for: a language or a framework (the personalization model's "levels
 /// for Python, ROS 2, C++"). Spelled as the language or framework is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Skill {
@@ -328,7 +328,7 @@ pub struct FieldOptions {
     /// The longest accepted free text, in characters.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_length: Option<usize>,
-    /// True for the onboarding answers (seed 001): once both are given, neither may change.
+    /// True for the onboarding answers (the onboarding model): once both are given, neither may change.
     pub immutable_once_onboarded: bool,
 }
 

@@ -1,8 +1,8 @@
-//! The example profiles of API.md and seed 000, written once for the tests of every crate.
+//! The example profiles of docs/api.md and the guest-chat model, written once for the tests of every crate.
 
 use serde_json::{Value, json};
 
-/// API.md's example profile: every field set, onboarded.
+/// docs/api.md's example profile: every field set, onboarded.
 pub fn api_example() -> Value {
     json!({
         "software_context": {
@@ -26,7 +26,7 @@ pub fn api_example() -> Value {
     })
 }
 
-/// Seed 000's two example documents, unchanged.
+/// The guest-chat model's two example documents, unchanged.
 pub fn seed_000() -> Value {
     json!({
         "software_context": {

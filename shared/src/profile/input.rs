@@ -19,8 +19,10 @@ use crate::error::{FieldErrors, Result};
 #[serde(deny_unknown_fields)]
 pub struct ProfileInput {
     /// Required; must name at least one language or skill level.
+    #[serde(default, deserialize_with = "object")]
     pub software_context: Option<SoftwareContextInput>,
     /// Required, may be `{}`.
+    #[serde(default, deserialize_with = "object")]
     pub hardware_context: Option<HardwareContextInput>,
     /// A [`Level`].
     pub python_proficiency: Option<String>,
@@ -42,11 +44,20 @@ pub struct ProfileInput {
     pub(super) _updated_at: Option<IgnoredAny>,
 }
 
+/// An optional nested object, read only from a JSON object (or `null`): serde's derived
+/// structs also take an array of their fields in order, which the contract does not allow.
+fn object<'de, D: Deserializer<'de>, T: serde::de::DeserializeOwned>(d: D) -> Result<Option<T>, D::Error> {
+    match Option::<serde_json::Map<String, serde_json::Value>>::deserialize(d)? {
+        None => Ok(None),
+        Some(map) => T::deserialize(serde_json::Value::Object(map)).map(Some).map_err(de::Error::custom),
+    }
+}
+
 /// `software_context` as sent.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SoftwareContextInput {
-    /// Names, or seed 002's `{"language", "level"}` objects.
+    /// Names, or the users-table model's `{"language", "level"}` objects.
     pub languages: Option<Vec<LanguageInput>>,
     /// Skill (language or framework) to level.
     pub skill_levels: Option<BTreeMap<String, String>>,
@@ -67,6 +78,7 @@ pub struct HardwareContextInput {
     /// Devices.
     pub devices: Option<Vec<String>>,
     /// Free text.
+    #[serde(default, deserialize_with = "object")]
     pub specifications: Option<SpecificationsInput>,
     /// Constraints.
     pub constraints: Option<Vec<String>>,
@@ -87,13 +99,13 @@ pub struct SpecificationsInput {
 /// One entry of `software_context.languages`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LanguageInput {
-    /// `"Python"` (seed 000).
+    /// `"Python"` (the guest-chat model).
     Name(String),
-    /// `{"language": "Python", "level": "Intermediate"}` (seed 002).
+    /// `{"language": "Python", "level": "Intermediate"}` (the users-table model).
     WithLevel(LeveledLanguage),
 }
 
-/// Seed 002's language object.
+/// The users-table model's language object.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LeveledLanguage {
@@ -197,7 +209,7 @@ impl SoftwareContextInput {
                 skill_levels.insert(skill, level);
             }
         }
-        // Seed 002's level is stored as a skill level; two different levels for one language
+        // The users-table model's level is stored as a skill level; two different levels for one language
         // cannot both be true.
         for (path, language, level) in leveled {
             match skill_levels.insert(Skill::from(language), level) {
@@ -397,7 +409,7 @@ mod tests {
             let fields = invalid_fields(json!({"software_context": software, "hardware_context": {}}));
             assert_eq!(fields, ["software_context"]);
         }
-        // A skill level alone is enough (seed 003).
+        // A skill level alone is enough (the personalization model).
         let only_levels =
             json!({"software_context": {"skill_levels": {"ROS 2": "Beginner"}}, "hardware_context": {}});
         assert!(input(only_levels).parse().is_ok());
@@ -425,6 +437,13 @@ mod tests {
     fn shape_errors_are_serde_errors() {
         let wrong_type = json!({"software_context": {"languages": "Python"}, "hardware_context": {}});
         assert!(serde_json::from_value::<ProfileInput>(wrong_type).is_err());
+        for array in [
+            json!({"software_context": ["Python"], "hardware_context": {}}),
+            json!({"software_context": {"languages": ["Python"]}, "hardware_context": [null]}),
+            json!({"hardware_context": {"specifications": [null, null]}}),
+        ] {
+            assert!(serde_json::from_value::<ProfileInput>(array.clone()).is_err(), "{array}");
+        }
         let unknown_key = json!({"software_context": {"langauges": ["Python"]}, "hardware_context": {}});
         assert!(serde_json::from_value::<ProfileInput>(unknown_key).is_err());
         let bad_entry = json!({"software_context": {"languages": [42]}, "hardware_context": {}});

@@ -1,7 +1,7 @@
-//! The reader's profile: their software and hardware background (seeds 000, 002, 003), the two
+//! The reader's profile: their software and hardware background (the guest-chat, users-table and personalization models), the two
 //! onboarding answers, and the hash that changes with any of it.
 //!
-//! A request body is read as a [`ProfileInput`] (the wire shape: strings, seed 002's language
+//! A request body is read as a [`ProfileInput`] (the wire shape: strings, the users-table model's language
 //! objects) and parsed into a [`Profile`], whose every enumerated value comes from the
 //! [`catalog`]. Only a `Profile` is stored: its serialization is the canonical form kept in the
 //! JSONB columns, and its [`ProfileHash`] identifies it (the model engine's chapters are keyed
@@ -26,7 +26,8 @@ pub use self::input::{
     HardwareContextInput, LanguageInput, LeveledLanguage, ProfileInput, SoftwareContextInput,
     SpecificationsInput,
 };
-pub use self::store::{Change, Saved, UserProfile, find, find_all, save};
+pub(crate) use self::store::stored_columns;
+pub use self::store::{Change, Saved, StoredProfile, UserProfile, find, find_all, save};
 use crate::error::{Error, Result};
 
 /// The longest free text of `hardware_context.specifications`, in characters.
@@ -40,18 +41,18 @@ pub struct Profile {
     pub software_context: SoftwareContext,
     /// Devices, specifications and constraints.
     pub hardware_context: HardwareContext,
-    /// Onboarding answer (seed 001); immutable once onboarded.
+    /// Onboarding answer (the onboarding model); immutable once onboarded.
     pub python_proficiency: Option<Level>,
-    /// Onboarding answer (seed 001); immutable once onboarded.
+    /// Onboarding answer (the onboarding model); immutable once onboarded.
     pub developer_role: Option<DeveloperRole>,
-    /// Seed 003.
+    /// The personalization model.
     pub robotics_experience: Option<RoboticsExperience>,
-    /// Seed 003.
+    /// The personalization model.
     pub learning_goals: BTreeSet<LearningGoal>,
 }
 
 /// The software side of a background. It always names at least one language or skill level
-/// (seed 003), which is why its fields are read through methods.
+/// (the personalization model), which is why its fields are read through methods.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct SoftwareContext {
     languages: BTreeSet<Language>,
@@ -107,7 +108,7 @@ pub struct HardwareContext {
     pub architecture_familiarity: BTreeSet<Architecture>,
 }
 
-/// Seed 000's `specifications`: `{"gpu": "RTX3060", "ram": "16GB"}`.
+/// The guest-chat model's `specifications`: `{"gpu": "RTX3060", "ram": "16GB"}`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Specifications {
     /// GPU model.
@@ -141,7 +142,7 @@ impl SpecText {
 }
 
 impl Profile {
-    /// Seed 001: onboarded exactly when both onboarding answers are given.
+    /// The onboarding model: onboarded exactly when both onboarding answers are given.
     pub fn is_onboarded(&self) -> bool {
         self.python_proficiency.is_some() && self.developer_role.is_some()
     }
@@ -151,7 +152,7 @@ impl Profile {
         ProfileHash::of(self)
     }
 
-    /// Seed 001: once onboarded, the two answers stay as they are. Sending the same value is
+    /// The onboarding model: once onboarded, the two answers stay as they are. Sending the same value is
     /// fine; changing or removing either is a 409 `immutable_field`.
     pub fn ensure_answers_kept(&self, next: &Profile) -> Result<()> {
         if !self.is_onboarded() {
@@ -251,7 +252,7 @@ mod tests {
                 "experience_years": "3-5",
                 "experience_level": "Intermediate",
                 "skill_levels": {"ROS 2": "Beginner"},
-                // Seed 002's form names the same Python level.
+                // The users-table model's form names the same Python level.
                 "languages": ["Cpp", {"language": "Python", "level": "Intermediate"}, "Cpp"]
             }
         });

@@ -51,17 +51,20 @@ pub enum Saved {
     Replaced(UserProfile),
 }
 
-/// The columns [`ProfileRow`] reads.
+/// The columns [`StoredProfile`] reads.
 macro_rules! profile_columns {
     () => {
         "software_context, hardware_context, python_proficiency, developer_role, robotics_experience, \
          learning_goals, is_onboarded, profile_hash, created_at, updated_at"
     };
 }
+/// The columns a [`StoredProfile`] reads, for a query of another module that reads a profile
+/// along with other things (unqualified: select them from `user_profiles` in a subquery).
+pub(crate) use profile_columns as stored_columns;
 
 /// A row as stored; it becomes a [`UserProfile`] through the same parser as a request.
 #[derive(sqlx::FromRow)]
-struct ProfileRow {
+pub struct StoredProfile {
     software_context: Json<SoftwareContextInput>,
     hardware_context: Json<HardwareContextInput>,
     python_proficiency: Option<String>,
@@ -74,8 +77,9 @@ struct ProfileRow {
     updated_at: DateTime<Utc>,
 }
 
-impl ProfileRow {
-    fn into_profile(self) -> Result<UserProfile> {
+impl StoredProfile {
+    /// The profile, parsed as a request's would be.
+    pub fn into_profile(self) -> Result<UserProfile> {
         let input = ProfileInput {
             software_context: Some(self.software_context.0),
             hardware_context: Some(self.hardware_context.0),
@@ -105,12 +109,12 @@ impl ProfileRow {
 
 /// The profile of `user_id`, if they have one.
 pub async fn find(db: impl PgExecutor<'_>, user_id: &str) -> Result<Option<UserProfile>> {
-    let row: Option<ProfileRow> =
+    let row: Option<StoredProfile> =
         sqlx::query_as(concat!("SELECT ", profile_columns!(), " FROM user_profiles WHERE user_id = $1"))
             .bind(user_id)
             .fetch_optional(db)
             .await?;
-    row.map(ProfileRow::into_profile).transpose()
+    row.map(StoredProfile::into_profile).transpose()
 }
 
 /// The profiles of those of `user_ids` who have one, by user id.
@@ -119,7 +123,7 @@ pub async fn find_all(db: impl PgExecutor<'_>, user_ids: &[String]) -> Result<Ha
     struct Owned {
         user_id: String,
         #[sqlx(flatten)]
-        row: ProfileRow,
+        row: StoredProfile,
     }
     let rows: Vec<Owned> = sqlx::query_as(concat!(
         "SELECT user_id, ",
@@ -173,7 +177,7 @@ pub async fn save(pool: &PgPool, user_id: &str, change: Change) -> Result<Saved>
 }
 
 async fn find_for_update(conn: &mut PgConnection, user_id: &str) -> Result<Option<UserProfile>> {
-    let row: Option<ProfileRow> = sqlx::query_as(concat!(
+    let row: Option<StoredProfile> = sqlx::query_as(concat!(
         "SELECT ",
         profile_columns!(),
         " FROM user_profiles WHERE user_id = $1 FOR UPDATE"
@@ -181,17 +185,17 @@ async fn find_for_update(conn: &mut PgConnection, user_id: &str) -> Result<Optio
     .bind(user_id)
     .fetch_optional(conn)
     .await?;
-    row.map(ProfileRow::into_profile).transpose()
+    row.map(StoredProfile::into_profile).transpose()
 }
 
 /// Binds `$1..$9` of the insert and the update: the user, then the profile's columns in
 /// table order.
 fn bind_profile<'q>(
-    query: QueryAs<'q, Postgres, ProfileRow, PgArguments>,
+    query: QueryAs<'q, Postgres, StoredProfile, PgArguments>,
     user_id: &'q str,
     profile: &'q Profile,
     hash: &'q ProfileHash,
-) -> QueryAs<'q, Postgres, ProfileRow, PgArguments> {
+) -> QueryAs<'q, Postgres, StoredProfile, PgArguments> {
     query
         .bind(user_id)
         .bind(Json(&profile.software_context))
@@ -219,12 +223,12 @@ async fn insert(
          RETURNING ",
         profile_columns!()
     ));
-    let row: Option<ProfileRow> = bind_profile(insert, user_id, profile, hash)
+    let row: Option<StoredProfile> = bind_profile(insert, user_id, profile, hash)
         .fetch_optional(conn)
         .await
         // The user was deleted while their token was still in flight.
         .on_constraint("user_profiles_user_id_fkey", |_| Error::Unauthorized)?;
-    row.map(ProfileRow::into_profile).transpose()
+    row.map(StoredProfile::into_profile).transpose()
 }
 
 async fn update(

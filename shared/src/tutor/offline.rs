@@ -69,6 +69,32 @@ fn reply(content: String, citations: Vec<crate::conversations::Citation>) -> New
     NewReply { content, ai_model: OFFLINE_TUTOR.into(), citations, error: None, usage: None }
 }
 
+/// The parts a streamed offline answer is sent in: sentences and lines, each with the spaces
+/// after it, so that the parts joined are the answer exactly.
+pub fn sentences(text: &str) -> impl Iterator<Item = &str> {
+    let mut rest = text;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let (part, tail) = rest.split_at(sentence_end(rest));
+        rest = tail;
+        Some(part)
+    })
+}
+
+/// Where the first sentence or line of `text` ends, spaces after it included.
+fn sentence_end(text: &str) -> usize {
+    let mut after_stop = false;
+    for (i, c) in text.char_indices() {
+        if c == '\n' || (after_stop && c.is_whitespace()) {
+            return i + text[i..].find(|c: char| !c.is_whitespace()).unwrap_or(text.len() - i);
+        }
+        after_stop = matches!(c, '.' | '!' | '?' | '…');
+    }
+    text.len()
+}
+
 /// One line of prose for a quote: code fences and line breaks would break the block quote.
 fn clean_excerpt(excerpt: &str) -> String {
     let text = excerpt.replace("```", " ");
@@ -108,6 +134,18 @@ mod tests {
         assert_eq!(reply.citations[0].section, "Topics and messages");
         assert_eq!(reply.ai_model, OFFLINE_TUTOR);
         assert!(reply.error.is_none());
+    }
+
+    #[test]
+    fn an_answer_streams_in_sentences_that_join_to_it() {
+        let text = "Here is what the book says.\n\n> …A topic is a channel… Nodes use it!\nThe end.";
+        let parts: Vec<&str> = sentences(text).collect();
+        assert_eq!(
+            parts,
+            ["Here is what the book says.\n\n", "> …A topic is a channel… ", "Nodes use it!\n", "The end."]
+        );
+        assert_eq!(parts.concat(), text);
+        assert_eq!(sentences("").count(), 0);
     }
 
     #[test]

@@ -54,7 +54,8 @@ pub async fn python_reader(app: &TestApp, email: &str) -> (TestUser, String) {
 pub async fn rule_key(pool: &PgPool, user_id: &str, chapter: ChapterId) -> ObjectKey {
     let profile = reader_profile(pool, user_id).await.unwrap().expect("an onboarded reader");
     let chapter = book::by_id(pool, chapter).await.unwrap().expect("the chapter");
-    let fingerprint = profile.fingerprint(&chapter.source_markdown, chapter.version, Engine::Rule);
+    let facets = primer_shared::personalize::rules::facets(&chapter.source_markdown);
+    let fingerprint = profile.fingerprint(&facets, chapter.version, Engine::Rule);
     object_key(user_id, chapter.id, chapter.version, &fingerprint).unwrap()
 }
 
@@ -103,6 +104,9 @@ impl BlobStore for CountingStore {
     }
     fn delete_prefix<'a>(&'a self, prefix: &'a KeyPrefix) -> BlobFuture<'a, u64> {
         self.inner.delete_prefix(prefix)
+    }
+    fn presigns(&self) -> bool {
+        self.inner.presigns()
     }
     fn presign_get<'a>(&'a self, key: &'a ObjectKey, ttl: Duration) -> BlobFuture<'a, Option<String>> {
         self.inner.presign_get(key, ttl)

@@ -7,8 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::http::{Method, StatusCode};
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode, header};
 use primer_shared::model::{ModelClient, ModelConfig, Url};
+use primer_shared::test_util::model_stub::{ReceivedEvent, StreamingModel, events_in};
 use primer_shared::test_util::{TestApp, TestResponse, test_config};
 use primer_shared::{AppState, app};
 use serde_json::{Value, json};
@@ -40,6 +42,13 @@ pub fn app_with_model(pool: PgPool, server: &MockServer) -> TestApp {
     config.total_timeout = Duration::from_secs(3);
     config.retry_backoff = Duration::from_millis(5);
     let client = ModelClient::new(config).unwrap();
+    let state = AppState::new(test_config(), pool).with_model(Some(Arc::new(client)));
+    TestApp::with_state(state, router)
+}
+
+/// The app with a model client pointed at the streaming stub.
+pub fn app_with_streaming_model(pool: PgPool, stub: &StreamingModel) -> TestApp {
+    let client = ModelClient::new(stub.config(STUB_MODEL)).unwrap();
     let state = AppState::new(test_config(), pool).with_model(Some(Arc::new(client)));
     TestApp::with_state(state, router)
 }
@@ -104,4 +113,51 @@ pub async fn stored_messages(pool: &PgPool, conversation_id: &str) -> i64 {
         .fetch_one(pool)
         .await
         .unwrap()
+}
+
+/// `POST path` asking for Server-Sent Events, with `body` as JSON when there is one.
+pub async fn post_for_events(app: &TestApp, token: &str, path: &str, body: Option<Value>) -> TestResponse {
+    let request = Request::builder()
+        .method(Method::POST)
+        .uri(path)
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .header(header::ACCEPT, "text/event-stream")
+        .header(header::CONTENT_TYPE, "application/json");
+    let body = body.map_or_else(Body::empty, |body| Body::from(body.to_string()));
+    app.send(request.body(body).unwrap()).await
+}
+
+/// `POST /api/conversations/{id}/messages`, streamed.
+pub async fn post_streamed(app: &TestApp, token: &str, conversation_id: &str, content: &str) -> TestResponse {
+    let path = format!("/api/conversations/{conversation_id}/messages");
+    post_for_events(app, token, &path, Some(json!({"content": content}))).await
+}
+
+/// `POST /api/conversations/{id}/messages/{message_id}/retry`, streamed.
+pub async fn retry_streamed(
+    app: &TestApp,
+    token: &str,
+    conversation_id: &str,
+    message_id: &str,
+) -> TestResponse {
+    let path = format!("/api/conversations/{conversation_id}/messages/{message_id}/retry");
+    post_for_events(app, token, &path, None).await
+}
+
+/// The events of a streamed response, which must be one.
+pub async fn events(response: &TestResponse) -> Vec<ReceivedEvent> {
+    assert_eq!(response.status, StatusCode::CREATED, "{}", response.text());
+    let content_type = response.headers.get(header::CONTENT_TYPE).unwrap().to_str().unwrap();
+    assert_eq!(content_type, "text/event-stream", "{}", response.text());
+    events_in(response.body.clone()).await
+}
+
+/// The names of `events`, in order.
+pub fn names(events: &[ReceivedEvent]) -> Vec<&str> {
+    events.iter().map(|e| e.name.as_str()).collect()
+}
+
+/// The text of every `delta` event, in order.
+pub fn deltas(events: &[ReceivedEvent]) -> Vec<String> {
+    events.iter().filter(|e| e.name == "delta").map(|e| e.data["text"].as_str().unwrap().to_owned()).collect()
 }

@@ -1,0 +1,8 @@
+//! The streaming entry of the conversations function: posting a message and retrying one,
+//! behind a Lambda function URL in `RESPONSE_STREAM` mode, so the tutor's Server-Sent Events
+//! reach the reader as they are written (API Gateway's HTTP API would buffer them).
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    primer_shared::app::run_streaming_on_lambda(conversations::stream_router).await
+}
