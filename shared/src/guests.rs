@@ -1,6 +1,8 @@
 //! Guests (the guest-chat model): strangers who chat before they sign up, identified by a guest token.
 
-use sqlx::PgExecutor;
+use std::time::Duration;
+
+use sqlx::{PgExecutor, PgPool};
 use uuid::Uuid;
 
 use crate::error::Result;
@@ -20,4 +22,28 @@ pub async fn claim_conversations(db: impl PgExecutor<'_>, guest_id: Uuid, user_i
     .execute(db)
     .await?;
     Ok(done.rows_affected())
+}
+
+/// Deletes the guest conversations nobody can reach any more, and returns how many. A guest
+/// token reaches its guest's conversations until it expires (`token_ttl`), and every change to
+/// a conversation was made with a token issued before it: so one untouched for longer than
+/// that is out of everyone's reach for good. A guest's title counter as old goes too: nobody
+/// can create with that guest id again.
+pub async fn delete_unreachable(db: &PgPool, token_ttl: Duration) -> Result<u64> {
+    let removed = sqlx::query(
+        "DELETE FROM conversations WHERE user_id IS NULL
+           AND greatest(updated_at, last_message_at) < now() - make_interval(secs => $1)",
+    )
+    .bind(token_ttl.as_secs_f64())
+    .execute(db)
+    .await?
+    .rows_affected();
+    sqlx::query(
+        "DELETE FROM conversation_title_counters WHERE guest_id IS NOT NULL
+           AND updated_at < now() - make_interval(secs => $1)",
+    )
+    .bind(token_ttl.as_secs_f64())
+    .execute(db)
+    .await?;
+    Ok(removed)
 }

@@ -6,15 +6,16 @@
 //! chapter version): object first, then row. It
 //! answers (and logs) how many of each it removed.
 //!
-//! What counts as stale, and the removal itself, live in the core crate
-//! (`primer_shared::personalize::cache`), beside the code that makes those chapters.
+//! What counts as stale, and the removal itself, live in the core crate, in the module that
+//! owns each table (`auth::sessions`, `auth::recovery`, `auth::rate_limit`, `usage`, `guests`,
+//! `personalize::cache`); the janitor holds no SQL, only how long records are kept.
 
 use std::time::Duration;
 
-use primer_shared::auth::sessions;
+use primer_shared::auth::{rate_limit, recovery, sessions};
 use primer_shared::error::ErrorChain;
 use primer_shared::personalize::cache;
-use primer_shared::{AppState, Result, telemetry};
+use primer_shared::{AppState, Result, guests, telemetry, usage};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -58,38 +59,27 @@ pub struct Sweep {
     pub personalized_chapters_failed: u64,
 }
 
-/// Runs every clean-up once.
+/// Runs every clean-up once. Each table's module owns its clean-up; the janitor only says
+/// how long records are kept.
 pub async fn sweep(state: &AppState) -> Result<Sweep> {
+    let (pool, limits) = (&state.pool, &state.config.limits);
     let mut sweep = Sweep {
-        sessions: delete(state, r#"DELETE FROM "session" WHERE "expiresAt" < now()"#).await?,
-        verifications: delete(state, r#"DELETE FROM "verification" WHERE "expiresAt" < now()"#).await?,
-        spent_refresh_tokens: sessions::prune_spent(&state.pool, SPENT_REFRESH_TOKENS_KEPT).await?,
-        password_checks: sqlx::query(
-            "DELETE FROM password_checks WHERE checked_at < now() - make_interval(secs => $1)",
+        sessions: sessions::delete_expired(pool).await?,
+        verifications: recovery::delete_expired(pool).await?,
+        spent_refresh_tokens: sessions::prune_spent(pool, SPENT_REFRESH_TOKENS_KEPT).await?,
+        password_checks: rate_limit::prune_checks(pool, LIMIT_RECORDS_KEPT.max(limits.login.window)).await?,
+        address_admissions: rate_limit::prune_admissions(
+            pool,
+            LIMIT_RECORDS_KEPT.max(limits.register.window).max(limits.guest.window),
         )
-        .bind(LIMIT_RECORDS_KEPT.max(state.config.limits.login.window).as_secs_f64())
-        .execute(&state.pool)
-        .await?
-        .rows_affected(),
-        address_admissions: sqlx::query(
-            "DELETE FROM address_admissions WHERE admitted_at < now() - make_interval(secs => $1)",
-        )
-        .bind(
-            LIMIT_RECORDS_KEPT
-                .max(state.config.limits.register.window)
-                .max(state.config.limits.guest.window)
-                .as_secs_f64(),
-        )
-        .execute(&state.pool)
-        .await?
-        .rows_affected(),
-        usage_days: sweep_usage_days(state).await?,
-        guest_conversations: sweep_guest_conversations(state).await?,
+        .await?,
+        usage_days: usage::prune_days(pool, USAGE_DAYS_KEPT).await?,
+        guest_conversations: guests::delete_unreachable(pool, state.config.jwt.guest_ttl).await?,
         ..Sweep::default()
     };
     let mut after = None;
     loop {
-        let batch = cache::remove_stale_batch(&state.pool, state.blobs.as_ref(), after, STALE_BATCH).await?;
+        let batch = cache::remove_stale_batch(pool, state.blobs.as_ref(), after, STALE_BATCH).await?;
         sweep.personalized_chapters += batch.removed;
         sweep.personalized_chapters_failed += batch.failed;
         match batch.next {
@@ -98,44 +88,6 @@ pub async fn sweep(state: &AppState) -> Result<Sweep> {
         }
     }
     Ok(sweep)
-}
-
-/// A guest token reaches its guest's conversations until it expires, and every change to a
-/// conversation was made with a token issued before it: so one untouched for longer than a
-/// guest token lives is out of everyone's reach for good.
-async fn sweep_guest_conversations(state: &AppState) -> Result<u64> {
-    let removed = sqlx::query(
-        "DELETE FROM conversations WHERE user_id IS NULL
-           AND greatest(updated_at, last_message_at) < now() - make_interval(secs => $1)",
-    )
-    .bind(state.config.jwt.guest_ttl.as_secs_f64())
-    .execute(&state.pool)
-    .await?
-    .rows_affected();
-    // A guest id is one token's: once its counter is as old, nobody can create with it again.
-    sqlx::query(
-        "DELETE FROM conversation_title_counters WHERE guest_id IS NOT NULL
-           AND updated_at < now() - make_interval(secs => $1)",
-    )
-    .bind(state.config.jwt.guest_ttl.as_secs_f64())
-    .execute(&state.pool)
-    .await?;
-    Ok(removed)
-}
-
-async fn sweep_usage_days(state: &AppState) -> Result<u64> {
-    let mut removed = 0;
-    for sql in [
-        "DELETE FROM usage_daily WHERE day < (now() AT TIME ZONE 'utc')::date - $1",
-        "DELETE FROM model_budget_daily WHERE day < (now() AT TIME ZONE 'utc')::date - $1",
-    ] {
-        removed += sqlx::query(sql).bind(USAGE_DAYS_KEPT).execute(&state.pool).await?.rows_affected();
-    }
-    Ok(removed)
-}
-
-async fn delete(state: &AppState, sql: &'static str) -> Result<u64> {
-    Ok(sqlx::query(sql).execute(&state.pool).await?.rows_affected())
 }
 
 /// The Lambda handler: the schedule's event carries nothing the sweep needs.

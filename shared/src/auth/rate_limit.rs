@@ -310,3 +310,24 @@ fn rate_limited(until: DateTime<Utc>) -> Error {
     let secs = (until - Utc::now()).num_seconds().max(1) as u64;
     Error::RateLimited { retry_after_secs: secs }
 }
+
+/// Deletes failed password checks older than `kept`: the limits count a window of minutes to
+/// an hour, the rest is kept for investigations.
+pub async fn prune_checks(db: &PgPool, kept: Duration) -> Result<u64> {
+    let pruned = sqlx::query("DELETE FROM password_checks WHERE checked_at < now() - make_interval(secs => $1)")
+        .bind(kept.as_secs_f64())
+        .execute(db)
+        .await?;
+    Ok(pruned.rows_affected())
+}
+
+/// Deletes admissions (registrations, guest tokens, e-mails) older than `kept`, as
+/// [`prune_checks`].
+pub async fn prune_admissions(db: &PgPool, kept: Duration) -> Result<u64> {
+    let pruned =
+        sqlx::query("DELETE FROM address_admissions WHERE admitted_at < now() - make_interval(secs => $1)")
+            .bind(kept.as_secs_f64())
+            .execute(db)
+            .await?;
+    Ok(pruned.rows_affected())
+}

@@ -210,6 +210,13 @@ async fn consume(conn: &mut PgConnection, token: &Redeemable) -> Result<bool> {
     Ok(done.rows_affected() == 1)
 }
 
+/// Deletes the verification rows past their expiry (a link that no longer works), Better-Auth's
+/// included.
+pub async fn delete_expired(db: impl PgExecutor<'_>) -> Result<u64> {
+    let deleted = sqlx::query(r#"DELETE FROM "verification" WHERE "expiresAt" < now()"#).execute(db).await?;
+    Ok(deleted.rows_affected())
+}
+
 /// Drops every pending token of `purpose` of the user: once one worked, older links stop.
 async fn discard_all(db: impl PgExecutor<'_>, purpose: Purpose, user_id: &str) -> Result<u64> {
     let done = sqlx::query(r#"DELETE FROM "verification" WHERE identifier = $1"#)

@@ -145,6 +145,12 @@ pub async fn is_fresh(db: impl PgExecutor<'_>, session_id: &str, within: Duratio
     Ok(fresh == Some(true))
 }
 
+/// Deletes the sessions past their expiry, Better-Auth's included (they answer 401 already).
+pub async fn delete_expired(db: impl PgExecutor<'_>) -> Result<u64> {
+    let deleted = sqlx::query(r#"DELETE FROM "session" WHERE "expiresAt" < now()"#).execute(db).await?;
+    Ok(deleted.rows_affected())
+}
+
 /// Forgets spent refresh tokens older than `kept`: a replay of one is then no longer told
 /// from an unknown token (a 401 either way), and the table does not grow by a row per refresh
 /// for a session's whole life.
