@@ -266,8 +266,8 @@ const DELETE_BATCH: usize = 1000;
 
 #[cfg(feature = "s3")]
 impl S3Store {
-    /// A store from the SDK's shared configuration (region, credentials) and `s3`'s bucket,
-    /// endpoint and addressing.
+    /// A store from the SDK's shared configuration (region, credentials, its HTTPS client when
+    /// it has one) and `s3`'s bucket, endpoint and addressing.
     pub fn new(sdk: &aws_config::SdkConfig, s3: &S3Config) -> Self {
         let mut builder = aws_sdk_s3::config::Builder::from(sdk)
             .force_path_style(s3.path_style)
@@ -285,13 +285,10 @@ impl S3Store {
         if let Some(endpoint) = &s3.endpoint {
             builder = builder.endpoint_url(endpoint);
         }
+        if sdk.http_client().is_none() {
+            builder = builder.http_client(crate::aws_https::client());
+        }
         Self { client: aws_sdk_s3::Client::from_conf(builder.build()), bucket: s3.bucket.clone() }
-    }
-
-    /// A store configured from the environment (region, credentials: the Lambda's role).
-    pub async fn from_env(s3: &S3Config) -> Self {
-        let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-        Self::new(&sdk, s3)
     }
 
     /// The SDK client, for what the port does not cover (e.g. creating a bucket in a test).

@@ -279,8 +279,8 @@ pub struct SesSender {
 
 #[cfg(feature = "ses")]
 impl SesSender {
-    /// A sender from the SDK's shared configuration (region, credentials) and `ses`'s
-    /// configuration set, region and endpoint.
+    /// A sender from the SDK's shared configuration (region, credentials, its HTTPS client
+    /// when it has one) and `ses`'s configuration set, region and endpoint.
     pub fn new(sdk: &aws_config::SdkConfig, ses: &SesConfig) -> Self {
         let mut builder = aws_sdk_sesv2::config::Builder::from(sdk)
             // A service that hangs must not hold the request (and the Lambda) with it.
@@ -295,6 +295,9 @@ impl SesSender {
         }
         if let Some(endpoint) = &ses.endpoint {
             builder = builder.endpoint_url(endpoint);
+        }
+        if sdk.http_client().is_none() {
+            builder = builder.http_client(crate::aws_https::client());
         }
         Self {
             client: aws_sdk_sesv2::Client::from_conf(builder.build()),

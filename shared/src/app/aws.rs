@@ -48,7 +48,10 @@ type SdkConfig = ();
 /// The SDK's configuration from the environment (on Lambda: the region and the function's role).
 #[cfg(any(feature = "s3", feature = "ses"))]
 async fn sdk_config() -> SdkConfig {
-    aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(crate::aws_https::client())
+        .load()
+        .await
 }
 
 #[cfg(not(any(feature = "s3", feature = "ses")))]
@@ -78,7 +81,10 @@ fn ses_sender(_: &SdkConfig, _: &SesConfig) -> Result<Arc<dyn EmailSender>, Conf
 
 #[cfg(not(all(feature = "s3", feature = "ses")))]
 fn not_built(name: &'static str, feature: &str, so: &str) -> ConfigError {
-    ConfigError::Invalid { name, reason: format!("this function is built without the {feature} feature and {so}") }
+    ConfigError::Invalid {
+        name,
+        reason: format!("this function is built without the {feature} feature and {so}"),
+    }
 }
 
 #[cfg(test)]

@@ -97,6 +97,9 @@ struct UpstreamErrorInner {
 impl ModelClient {
     /// Builds the HTTP client (rustls) for `config`.
     pub fn new(config: ModelConfig) -> Result<Self, reqwest::Error> {
+        // rustls's ring provider, the one the database's TLS links already; when it is installed
+        // already (a second client), that one stays.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
             .timeout(config.request_timeout)
             .connect_timeout(config.request_timeout.min(Duration::from_secs(5)))
