@@ -14,6 +14,7 @@ use crate::config::{Config, ConfigError, EmailDelivery};
 use crate::email::{EmailSender, Outbox};
 use crate::error::Error;
 use crate::model::ModelClient;
+use crate::personalize::cache::Personalizer;
 use crate::{db, telemetry};
 
 mod aws;
@@ -37,6 +38,17 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// The parts of the state personalized chapters are found and made with.
+    pub fn personalizer(&self) -> Personalizer<'_> {
+        Personalizer {
+            pool: &self.pool,
+            blobs: self.blobs.as_ref(),
+            model: self.model.as_deref(),
+            budget: self.config.personalize_budget,
+            usage: &self.config.usage,
+        }
+    }
+
     /// State over an existing pool (tests), storing blobs in the configured local folder and
     /// writing e-mail to the outbox folder; [`AppState::from_env`] uses the bucket and SES when
     /// they are configured.

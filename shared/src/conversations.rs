@@ -18,52 +18,10 @@ use sqlx::{Connection, PgConnection, PgExecutor, PgPool};
 use uuid::Uuid;
 
 use crate::error::{Error, Result, ResultExt};
-use crate::extract::Caller;
 use crate::model::TokenUsage;
-use crate::usage::{self, Subject, UsageLimits};
+use crate::usage::{self, UsageLimits};
 
-/// Whose conversations a request may touch.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Owner {
-    /// A signed-in user, by id.
-    User(String),
-    /// A guest, by the guest id of their token.
-    Guest(Uuid),
-}
-
-impl Owner {
-    fn user_id(&self) -> Option<&str> {
-        match self {
-            Self::User(id) => Some(id),
-            Self::Guest(_) => None,
-        }
-    }
-
-    fn guest_id(&self) -> Option<Uuid> {
-        match self {
-            Self::User(_) => None,
-            Self::Guest(id) => Some(*id),
-        }
-    }
-}
-
-impl From<&Owner> for Subject {
-    fn from(owner: &Owner) -> Self {
-        match owner {
-            Owner::User(id) => Self::User(id.clone()),
-            Owner::Guest(id) => Self::Guest(*id),
-        }
-    }
-}
-
-impl From<Caller> for Owner {
-    fn from(caller: Caller) -> Self {
-        match caller {
-            Caller::User(user) => Self::User(user.user_id),
-            Caller::Guest { guest_id } => Self::Guest(guest_id),
-        }
-    }
-}
+pub use crate::owner::Owner;
 
 /// The owner check of every query: `$1` is the user id, `$2` the guest id (one of them NULL).
 /// A claimed conversation has a user, so the guest who started it no longer sees it.
@@ -723,7 +681,7 @@ pub async fn add_or_find_user_message(
     let posted = match recent_duplicate(&mut *tx, conversation_id, &hash, arrived).await? {
         Some(message) => Posted::Duplicate(message),
         None => {
-            usage::take_message(&mut tx, &Subject::from(owner), limits).await?;
+            usage::take_message(&mut tx, owner, limits).await?;
             let new = NewMessage::User { content: content.as_str(), hash, lease: Some(lease) };
             Posted::New(insert(&mut tx, conversation_id, new).await?)
         }

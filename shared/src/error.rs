@@ -167,6 +167,11 @@ impl Error {
         }
     }
 
+    /// The 400 of a JSON body whose shape is not the one expected (`reason` says how).
+    pub fn wrong_shape(reason: impl std::fmt::Display) -> Self {
+        Self::BadRequest(format!("the JSON body has the wrong shape: {reason}"))
+    }
+
     /// Wraps any error as a 500.
     pub fn internal(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
         Self::Internal(e.into())

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
 use axum::http::StatusCode;
-use axum::http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, USER_AGENT};
+use axum::http::header::{ACCEPT, CONTENT_TYPE, USER_AGENT};
 use axum::http::request::Parts;
 use lambda_http::RequestExt;
 use lambda_http::request::RequestContext;
@@ -14,7 +14,9 @@ use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
 use crate::app::{AppState, BODY_LIMIT};
+pub use crate::auth::sessions::ClientMeta;
 use crate::auth::{better_auth, tokens};
+use crate::conversations::Owner;
 use crate::error::Error;
 use crate::user::{self, User};
 
@@ -59,13 +61,6 @@ impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalJ
     }
 }
 
-/// Reads a JSON document assembled in code (e.g. a merge-patched profile) as `T`, refusing a
-/// wrong shape with the same 400 as [`JsonBody`].
-pub fn from_json_value<T: DeserializeOwned>(document: &serde_json::Value) -> Result<T, Error> {
-    let bytes = serde_json::to_vec(document).map_err(Error::internal)?;
-    axum::Json::<T>::from_bytes(&bytes).map(|axum::Json(value)| value).map_err(json_rejection)
-}
-
 /// For `#[serde(default, deserialize_with = "nullable")]` on an `Option<Option<T>>` field of a
 /// PATCH body: an explicit `null` (`Some(None)`, clear it) differs from an absent field (`None`).
 pub fn nullable<'de, D: serde::Deserializer<'de>, T: serde::Deserialize<'de>>(
@@ -77,7 +72,9 @@ pub fn nullable<'de, D: serde::Deserializer<'de>, T: serde::Deserialize<'de>>(
 /// For `#[serde(default, deserialize_with = "present")]` on an `Option<T>` field that may be
 /// left out but is never `null`: an explicit `null` is the 400 of a wrong shape, as the schema
 /// says, instead of reading as "left out".
-pub fn present<'de, D: serde::Deserializer<'de>, T: serde::Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+pub fn present<'de, D: serde::Deserializer<'de>, T: serde::Deserialize<'de>>(
+    d: D,
+) -> Result<Option<T>, D::Error> {
     T::deserialize(d).map(Some)
 }
 
@@ -86,10 +83,9 @@ fn json_rejection(rejection: JsonRejection) -> Error {
         StatusCode::PAYLOAD_TOO_LARGE => Error::PayloadTooLarge { limit: BODY_LIMIT },
         StatusCode::UNSUPPORTED_MEDIA_TYPE => Error::UnsupportedMediaType,
         _ => match rejection {
-            JsonRejection::JsonDataError(e) => Error::BadRequest(format!(
-                "the JSON body has the wrong shape: {}",
-                e.body_text().rsplit(": ").next().unwrap_or_default()
-            )),
+            JsonRejection::JsonDataError(e) => {
+                Error::wrong_shape(e.body_text().rsplit(": ").next().unwrap_or_default())
+            }
             JsonRejection::JsonSyntaxError(_) => Error::BadRequest("the body is not valid JSON".into()),
             other => Error::BadRequest(other.body_text()),
         },
@@ -116,13 +112,20 @@ impl FromRequestParts<AppState> for AuthUser {
     type Rejection = Error;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
-        let verified = bearer_token(parts)
+        let verified = tokens::bearer(&parts.headers)
             .ok_or(Error::Unauthorized)
             .and_then(|token| tokens::verify_access(&state.config.jwt, token));
         let claims = match (verified, &state.config.better_auth_secret) {
             (Ok(claims), _) => claims,
             // Not one of our access tokens: perhaps a session of a Better-Auth frontend.
-            (Err(_), Some(secret)) => return better_auth::authenticate(&state.pool, parts, secret).await,
+            (Err(_), Some(secret)) => {
+                let live = better_auth::authenticate(&state.pool, &parts.headers, secret).await?;
+                return Ok(Self {
+                    user_id: live.user.id.clone(),
+                    session_id: live.session_id,
+                    user: live.user,
+                });
+            }
             (Err(e), None) => return Err(e),
         };
         let user =
@@ -152,11 +155,21 @@ impl FromRequestParts<AppState> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
         // A guest token is told apart by its audience alone, without a database round trip.
-        let guest = bearer_token(parts).map(|token| tokens::verify_guest(&state.config.jwt, token));
+        let guest =
+            tokens::bearer(&parts.headers).map(|token| tokens::verify_guest(&state.config.jwt, token));
         if let Some(Ok(guest)) = guest {
             return Ok(Self::Guest { guest_id: guest.sub });
         }
         AuthUser::from_request_parts(parts, state).await.map(Self::User)
+    }
+}
+
+impl From<Caller> for Owner {
+    fn from(caller: Caller) -> Self {
+        match caller {
+            Caller::User(user) => Self::User(user.user_id),
+            Caller::Guest { guest_id } => Self::Guest(guest_id),
+        }
     }
 }
 
@@ -208,23 +221,8 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for QueryParams<T>
     }
 }
 
-/// The token of an `Authorization: Bearer ...` header, if there is one.
-pub fn bearer_token(parts: &Parts) -> Option<&str> {
-    let value = parts.headers.get(AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    let token = token.trim();
-    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
-}
-
-/// Where a request comes from: recorded on sessions and used to rate-limit logins.
-#[derive(Debug, Clone, Default)]
-pub struct ClientMeta {
-    /// API Gateway's `sourceIp` on Lambda; the peer address locally.
-    pub ip: Option<String>,
-    /// The `User-Agent` header.
-    pub user_agent: Option<String>,
-}
-
+/// Where a request comes from, read from the request (API Gateway's `sourceIp` on Lambda, the
+/// peer address locally; the `User-Agent` header).
 impl<S: Send + Sync> FromRequestParts<S> for ClientMeta {
     type Rejection = std::convert::Infallible;
 

@@ -23,12 +23,13 @@ pub use self::fingerprint::Fingerprint;
 use crate::book::markup::{Facet, Line, scan};
 use crate::error::{ErrorChain, Result};
 use crate::model::{ModelClient, Spend, estimate_prompt_tokens};
+use crate::owner::Owner;
 use crate::profile::catalog::{
     Architecture, CatalogValue, Constraint, DeveloperRole, Device, ExperienceYears, Framework, Language,
     LearningGoal, Level, RoboticsExperience, Skill, Tool,
 };
 use crate::profile::{self, Profile};
-use crate::usage::{self, Allowance, Subject, UsageLimits};
+use crate::usage::{self, Allowance, UsageLimits};
 
 /// What the rule-based engine knows about a reader: every enumerated facet of their profile,
 /// one field per directive key. Free text (the GPU and RAM specifications) is not here: only
@@ -260,7 +261,7 @@ pub async fn personalize_within_quota(
     // The source is at least as long as the filtered chapter the model will get.
     let estimate =
         estimate_prompt_tokens(&rewrite::messages(&profile.profile, source)) + u64::from(engine.max_tokens);
-    let subject = Subject::User(user_id.to_owned());
+    let subject = Owner::User(user_id.to_owned());
     let reservation = match usage::reserve_tokens(pool, &subject, limits, estimate).await? {
         Allowance::Granted(reservation) => reservation,
         Allowance::Spent(why) => {

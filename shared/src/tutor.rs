@@ -39,7 +39,7 @@ use crate::conversations::{
 use crate::error::{Error, ErrorChain, Result};
 use crate::model::{ChatMessage, ModelClient, ModelError, Spend, estimate_prompt_tokens};
 use crate::telemetry;
-use crate::usage::{self, Allowance, Exhausted, Subject, TokenReservation, UsageLimits};
+use crate::usage::{self, Allowance, Exhausted, TokenReservation, UsageLimits};
 use offline::OFFLINE_TUTOR;
 use retrieval::Passage;
 use stream::{ReplyEvent, ReplySender, ReplyStream};
@@ -372,7 +372,7 @@ impl<'a> Tutor<'a> {
     /// Every granted reservation goes to [`Tutor::settle`] once the call is over.
     pub async fn reserve(&self, owner: &Owner, messages: &[ChatMessage]) -> Result<Allowance> {
         let estimate = estimate_prompt_tokens(messages) + u64::from(self.limits.reply_max_tokens);
-        usage::reserve_tokens(self.pool, &Subject::from(owner), self.limits, estimate).await
+        usage::reserve_tokens(self.pool, owner, self.limits, estimate).await
     }
 
     /// After a model call: books what it cost (`Spend::of` the answer, or the error's

@@ -12,10 +12,10 @@
 use chrono::{DateTime, Days, NaiveDate, Utc};
 use serde::Serialize;
 use sqlx::{PgConnection, PgPool};
-use uuid::Uuid;
 
 use crate::error::{Error, QuotaDetails, Result};
 use crate::model::Spend;
+use crate::owner::Owner;
 
 /// A reader's allowance per day.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,45 +63,9 @@ impl Default for UsageLimits {
     }
 }
 
-/// Whose day is counted.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Subject {
-    /// A signed-in user, by id.
-    User(String),
-    /// A guest, by the guest id of their token.
-    Guest(Uuid),
-}
-
-impl Subject {
-    fn column(&self) -> &'static str {
-        match self {
-            Self::User(_) => "user_id",
-            Self::Guest(_) => "guest_id",
-        }
-    }
-
-    fn user_id(&self) -> Option<&str> {
-        match self {
-            Self::User(id) => Some(id),
-            Self::Guest(_) => None,
-        }
-    }
-
-    fn guest_id(&self) -> Option<Uuid> {
-        match self {
-            Self::User(_) => None,
-            Self::Guest(id) => Some(*id),
-        }
-    }
-
-    fn is_guest(&self) -> bool {
-        matches!(self, Self::Guest(_))
-    }
-}
-
 impl UsageLimits {
     /// The quota of `subject`'s kind.
-    pub fn quota(&self, subject: &Subject) -> DailyQuota {
+    pub fn quota(&self, subject: &Owner) -> DailyQuota {
         if subject.is_guest() { self.guest } else { self.user }
     }
 }
@@ -113,7 +77,7 @@ const TODAY: &str = "(now() AT TIME ZONE 'utc')::date";
 /// that stores the message, so a refused post stores nothing and a stored one is counted).
 /// 429 `quota_exceeded` when the day's messages are used up, or its tokens are; 403
 /// `email_unverified` when the reader must verify their address first.
-pub async fn take_message(conn: &mut PgConnection, subject: &Subject, limits: &UsageLimits) -> Result<()> {
+pub async fn take_message(conn: &mut PgConnection, subject: &Owner, limits: &UsageLimits) -> Result<()> {
     require_verified_email(&mut *conn, subject, limits).await?;
     let quota = limits.quota(subject);
     if quota.messages > 0 && quota.tokens > 0 {
@@ -154,7 +118,7 @@ fn next_midnight(now: DateTime<Utc>) -> DateTime<Utc> {
     tomorrow.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc()
 }
 
-async fn used_today(conn: &mut PgConnection, subject: &Subject) -> Result<(i64, i64)> {
+async fn used_today(conn: &mut PgConnection, subject: &Owner) -> Result<(i64, i64)> {
     let sql = format!(
         "SELECT messages::bigint, tokens FROM usage_daily
          WHERE (user_id = $1 OR guest_id = $2) AND day = {TODAY}"
@@ -180,7 +144,7 @@ pub enum Exhausted {
 #[derive(Debug)]
 #[must_use = "a reservation is settled after the call, or its estimate stays counted"]
 pub struct TokenReservation {
-    subject: Subject,
+    subject: Owner,
     day: NaiveDate,
     tokens: i64,
 }
@@ -207,7 +171,7 @@ pub enum Allowance {
 /// address before the model serves them.
 pub async fn reserve_tokens(
     pool: &PgPool,
-    subject: &Subject,
+    subject: &Owner,
     limits: &UsageLimits,
     estimate: u64,
 ) -> Result<Allowance> {
@@ -267,7 +231,7 @@ pub async fn reserve_tokens(
 /// confirmed is the cheapest way to a new daily quota.
 async fn require_verified_email(
     db: impl sqlx::PgExecutor<'_>,
-    subject: &Subject,
+    subject: &Owner,
     limits: &UsageLimits,
 ) -> Result<()> {
     let Some(user_id) = subject.user_id().filter(|_| limits.require_verified_email) else { return Ok(()) };
@@ -343,7 +307,7 @@ pub struct UsageReport {
 }
 
 /// `subject`'s usage today.
-pub async fn report(pool: &PgPool, subject: &Subject, limits: &UsageLimits) -> Result<UsageReport> {
+pub async fn report(pool: &PgPool, subject: &Owner, limits: &UsageLimits) -> Result<UsageReport> {
     let mut conn = pool.acquire().await?;
     let (messages, tokens) = used_today(&mut conn, subject).await?;
     let (day, all, guests): (NaiveDate, Option<i64>, Option<i64>) =
@@ -385,6 +349,8 @@ pub async fn prune_days(db: &PgPool, kept_days: i32) -> Result<u64> {
 
 #[cfg(test)]
 mod tests {
+    use uuid::Uuid;
+
     use super::*;
 
     #[test]
@@ -397,7 +363,7 @@ mod tests {
     fn guests_get_far_less_than_users() {
         let limits = UsageLimits::default();
         let (user, guest) =
-            (limits.quota(&Subject::User("u".into())), limits.quota(&Subject::Guest(Uuid::nil())));
+            (limits.quota(&Owner::User("u".into())), limits.quota(&Owner::Guest(Uuid::nil())));
         assert!(guest.messages * 10 <= user.messages && guest.tokens * 10 <= user.tokens);
         assert!(limits.guest_daily_token_budget < limits.daily_token_budget);
     }

@@ -7,7 +7,6 @@ use unicode_normalization::UnicodeNormalization;
 use unicode_security::MixedScript;
 use uuid::Uuid;
 
-use crate::auth::recovery::Purpose;
 use crate::error::{Error, Result, ResultExt};
 
 /// An email address for a new account: NFKC-normalised, trimmed and lower-cased, without
@@ -389,26 +388,10 @@ pub async fn update(db: impl PgExecutor<'_>, user_id: &str, changes: UserChanges
     .await?)
 }
 
-/// Deletes the user; every row of theirs goes with it (cascades), and in the same statement
-/// their pending recovery tokens, which name the user without a foreign key: primer's, and the
-/// reset links of a Better-Auth frontend (`reset-password:<token>`, the user id as value).
+/// Deletes the user; every row of theirs that has a foreign key to them goes with it
+/// (cascades). Rows that name the user by text go with [`crate::auth::delete_account`].
 pub async fn delete(db: impl PgExecutor<'_>, user_id: &str) -> Result<bool> {
-    // Its password checks and pending links are keyed by text, not a foreign key: they go in
-    // the same statement.
-    let done = sqlx::query(
-        r#"WITH checks AS (DELETE FROM password_checks WHERE account = 'user:' || $1),
-           tokens AS (
-               DELETE FROM "verification"
-               WHERE identifier IN ($2 || $1, $3 || $1)
-                  OR (starts_with(identifier, 'reset-password:') AND value = $1)
-           )
-           DELETE FROM "user" WHERE id = $1"#,
-    )
-    .bind(user_id)
-    .bind(Purpose::PasswordReset.prefix())
-    .bind(Purpose::VerifyEmail.prefix())
-    .execute(db)
-    .await?;
+    let done = sqlx::query(r#"DELETE FROM "user" WHERE id = $1"#).bind(user_id).execute(db).await?;
     Ok(done.rows_affected() > 0)
 }
 

@@ -357,7 +357,7 @@ async fn delete_me(
     }
     // Objects first: if the store fails, the account stays and the request can be retried.
     let objects = personalize::cache::delete_user_objects(state.blobs.as_ref(), &caller.user_id).await?;
-    user::delete(&state.pool, &caller.user_id).await?;
+    primer_shared::auth::delete_account(&state.pool, &caller.user_id).await?;
     // A chapter request racing the delete may have stored one more object; the row is gone
     // with the user, so sweep again (best effort: the bucket's lifecycle rule is the backstop).
     if let Err(e) = personalize::cache::delete_user_objects(state.blobs.as_ref(), &caller.user_id).await {

@@ -397,8 +397,17 @@ async fn preferences_with_extreme_numbers_read_back_unchanged(pool: PgPool) {
     // request of the account (each one reads the user).
     let app = app(pool);
     let user = app.signed_up("numbers@example.com").await;
-    let numbers = json!([f64::MAX, -1.7976931348623155e308, f64::MIN_POSITIVE, 5e-324, 7.210397333235553e262,
-        -3.0990603269890574e23, 0.1, i64::MIN, u64::MAX]);
+    let numbers = json!([
+        f64::MAX,
+        -1.7976931348623155e308,
+        f64::MIN_POSITIVE,
+        5e-324,
+        7.210397333235553e262,
+        -3.0990603269890574e23,
+        0.1,
+        i64::MIN,
+        u64::MAX
+    ]);
     let body = json!({"preferences": {"numbers": numbers}});
     let patched = app.call(Method::PATCH, "/api/auth/me", Some(&user.access_token), Some(body)).await;
     assert_eq!(patched.status, StatusCode::OK, "{}", patched.text());

@@ -4,8 +4,9 @@
 use std::collections::HashMap;
 
 use axum::http::{Method, StatusCode};
+use primer_shared::owner::Owner;
 use primer_shared::test_util::{TestApp, TestResponse};
-use primer_shared::usage::{self, Allowance, Subject, UsageLimits};
+use primer_shared::usage::{self, Allowance, UsageLimits};
 use primer_shared::{Config, Error};
 use serde_json::json;
 use sqlx::PgPool;
@@ -133,7 +134,7 @@ async fn with_the_switch_on_the_model_serves_only_verified_readers(pool: PgPool)
     let app = app(pool);
     let user = app.signed_up("ada@example.com").await;
     let limits = UsageLimits { require_verified_email: true, ..UsageLimits::default() };
-    let reader = Subject::User(user.id.clone());
+    let reader = Owner::User(user.id.clone());
 
     // Posting to the tutor (counted in the transaction that stores the message) and any model
     // call (reserved before it is made): refused.
@@ -149,7 +150,7 @@ async fn with_the_switch_on_the_model_serves_only_verified_readers(pool: PgPool)
         usage::reserve_tokens(app.pool(), &reader, &UsageLimits::default(), 100).await,
         Ok(Allowance::Granted(_))
     ));
-    let guest = Subject::Guest(uuid::Uuid::new_v4());
+    let guest = Owner::Guest(uuid::Uuid::new_v4());
     assert!(matches!(
         usage::reserve_tokens(app.pool(), &guest, &limits, 100).await,
         Ok(Allowance::Granted(_))

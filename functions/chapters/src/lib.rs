@@ -114,12 +114,12 @@ async fn personalized(
     let id = chapter_id(&id)?;
     // A URL to the stored object, made (if need be) but not downloaded first.
     if query.delivery == Delivery::Redirect && state.blobs.presigns() {
-        let key = cache::personalized_key(&state, &caller.user_id, id).await?;
+        let key = cache::personalized_key(&state.personalizer(), &caller.user_id, id).await?;
         if let Some(url) = state.blobs.presign_get(&key, PRESIGNED_TTL).await? {
             return Ok((StatusCode::FOUND, [(header::LOCATION, url)]).into_response());
         }
     }
-    let chapter = cache::personalized_chapter(&state, &caller.user_id, id).await?;
+    let chapter = cache::personalized_chapter(&state.personalizer(), &caller.user_id, id).await?;
     Ok(match query.format {
         Format::Markdown => markdown(chapter.markdown),
         Format::Json => Json(PersonalizedBody {

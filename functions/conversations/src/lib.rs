@@ -31,10 +31,12 @@ use primer_shared::conversations::{
     self, Conversation, ConversationChanges, ConversationQuery, Cursor, Message, MessageContent,
     NewConversation, Owner, PageSize, SystemPrompt, Title,
 };
-use primer_shared::extract::{Caller, JsonBody, OptionalJsonBody, QueryParams, WantsEventStream, nullable, present};
+use primer_shared::extract::{
+    Caller, JsonBody, OptionalJsonBody, QueryParams, WantsEventStream, nullable, present,
+};
 use primer_shared::tutor::stream::{ReplyEvent, ReplyStream};
 use primer_shared::tutor::{Exchange, ModelCatalog, Tutor};
-use primer_shared::usage::{self, Subject, UsageReport};
+use primer_shared::usage::{self, UsageReport};
 use primer_shared::{AppState, Error, FieldErrors, Result, app};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -341,7 +343,7 @@ struct UsageBody {
 
 async fn usage_today(State(state): State<AppState>, caller: Caller) -> Result<Json<UsageBody>> {
     let kind = if matches!(caller, Caller::Guest { .. }) { "guest" } else { "user" };
-    let subject = Subject::from(&Owner::from(caller));
+    let subject = Owner::from(caller);
     let usage = usage::report(&state.pool, &subject, &state.config.usage).await?;
     Ok(Json(UsageBody { caller: kind, model_configured: state.model.is_some(), usage }))
 }

@@ -37,7 +37,7 @@ async fn reader(app: &TestApp, email: &str, level: &str) -> TestUser {
 
 /// Makes (and stores) `user`'s copy of `chapter`; returns its key.
 async fn read(app: &TestApp, user: &TestUser, chapter: ChapterId) -> ObjectKey {
-    personalized_chapter(&app.state, &user.id, chapter).await.unwrap().key
+    personalized_chapter(&app.state.personalizer(), &user.id, chapter).await.unwrap().key
 }
 
 async fn keys_in_rows(pool: &PgPool) -> Vec<String> {
@@ -327,7 +327,7 @@ async fn staleness_follows_the_fingerprint_not_the_profile_hash(pool: PgPool) {
     let mut live_keys = vec![rule_copy.to_string(), model_key.to_string()];
     live_keys.sort();
     assert_eq!(keys_in_rows(app.pool()).await, live_keys);
-    let served = personalized_chapter(&app.state, &ada.id, chapter("1")).await.unwrap();
+    let served = personalized_chapter(&app.state.personalizer(), &ada.id, chapter("1")).await.unwrap();
     assert!(served.cached && served.key == rule_copy, "the rule copy is still the one served");
 
     // A new level is something the chapter reads: now both copies are stale.

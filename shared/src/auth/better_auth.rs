@@ -7,8 +7,8 @@
 //! sessions store `sha256:<hex>` in that column, which no Better-Auth token can look like,
 //! so neither kind of token ever finds the other's rows.
 
+use axum::http::HeaderMap;
 use axum::http::header::COOKIE;
-use axum::http::request::Parts;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD_NO_PAD;
 use hmac::{Hmac, Mac};
@@ -16,8 +16,9 @@ use secrecy::{ExposeSecret, SecretString};
 use sha2::Sha256;
 use sqlx::PgExecutor;
 
+use super::tokens;
 use crate::error::{Error, Result};
-use crate::extract::{AuthUser, bearer_token};
+use crate::user::{self, SessionUser};
 
 /// Better-Auth's session cookie.
 pub const SESSION_COOKIE: &str = "better-auth.session_token";
@@ -68,24 +69,23 @@ impl SessionToken {
         mac.verify_slice(&signature).ok().map(|()| token)
     }
 
-    /// The session token a request carries, in Better-Auth's terms: a Bearer token, raw or
-    /// signed (as its bearer plugin accepts), else a signed session cookie. A Bearer header
-    /// that is present decides alone: a bad one is not rescued by a cookie.
-    pub fn from_request(parts: &Parts, secret: &SecretString) -> Option<Self> {
-        if let Some(bearer) = bearer_token(parts) {
+    /// The session token a request's headers carry, in Better-Auth's terms: a Bearer token,
+    /// raw or signed (as its bearer plugin accepts), else a signed session cookie. A Bearer
+    /// header that is present decides alone: a bad one is not rescued by a cookie.
+    pub fn from_headers(headers: &HeaderMap, secret: &SecretString) -> Option<Self> {
+        if let Some(bearer) = tokens::bearer(headers) {
             return Self::parse_raw(bearer).or_else(|| Self::parse_signed(bearer, secret));
         }
         [SECURE_SESSION_COOKIE, SESSION_COOKIE]
             .into_iter()
-            .find_map(|name| cookie(parts, name))
+            .find_map(|name| cookie(headers, name))
             .and_then(|value| Self::parse_signed(value, secret))
     }
 }
 
-/// The first value of the cookie `name` in the request's `Cookie` headers.
-fn cookie<'p>(parts: &'p Parts, name: &str) -> Option<&'p str> {
-    parts
-        .headers
+/// The first value of the cookie `name` in the `Cookie` headers.
+fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers
         .get_all(COOKIE)
         .iter()
         .filter_map(|value| value.to_str().ok())
@@ -117,21 +117,24 @@ fn percent_decode(value: &str) -> Option<String> {
     String::from_utf8(bytes).ok()
 }
 
-/// The caller behind the Better-Auth session token of a request: 401 without a valid, live
-/// session; 403 when the account is disabled. The session row's id is the caller's session,
-/// so logging out through primer deletes it.
-pub async fn authenticate(db: impl PgExecutor<'_>, parts: &Parts, secret: &SecretString) -> Result<AuthUser> {
-    let token = SessionToken::from_request(parts, secret).ok_or(Error::Unauthorized)?;
-    let live = crate::user::by_session_token(db, &token.0).await?.ok_or(Error::Unauthorized)?;
+/// The live session, and its user, behind the Better-Auth session token of a request's
+/// headers: 401 without a valid, live session; 403 when the account is disabled. The session
+/// row's id is the caller's session, so logging out through primer deletes it.
+pub async fn authenticate(
+    db: impl PgExecutor<'_>,
+    headers: &HeaderMap,
+    secret: &SecretString,
+) -> Result<SessionUser> {
+    let token = SessionToken::from_headers(headers, secret).ok_or(Error::Unauthorized)?;
+    let live = user::by_session_token(db, &token.0).await?.ok_or(Error::Unauthorized)?;
     if !live.user.is_active {
         return Err(Error::AccountDisabled);
     }
-    Ok(AuthUser { user_id: live.user.id.clone(), session_id: live.session_id, user: live.user })
+    Ok(live)
 }
 
 #[cfg(test)]
 mod tests {
-    use axum::http::Request;
     use axum::http::header::AUTHORIZATION;
 
     use super::*;
@@ -146,16 +149,12 @@ mod tests {
         "s".repeat(40).into()
     }
 
-    fn request(headers: &[(axum::http::HeaderName, &str)]) -> Parts {
-        let mut request = Request::builder();
-        for (name, value) in headers {
-            request = request.header(name, *value);
-        }
-        request.body(()).unwrap().into_parts().0
+    fn request(headers: &[(axum::http::HeaderName, &str)]) -> HeaderMap {
+        headers.iter().map(|(name, value)| (name.clone(), value.parse().unwrap())).collect()
     }
 
-    fn found(parts: &Parts) -> Option<String> {
-        SessionToken::from_request(parts, &secret()).map(|t| t.0)
+    fn found(headers: &HeaderMap) -> Option<String> {
+        SessionToken::from_headers(headers, &secret()).map(|t| t.0)
     }
 
     #[test]

@@ -8,3 +8,20 @@ pub mod rate_limit;
 pub mod recovery;
 pub mod sessions;
 pub mod tokens;
+
+use sqlx::PgPool;
+
+use crate::error::Result;
+
+/// Deletes an account in one transaction: the user (their sessions, accounts, profile,
+/// conversations and chapter rows cascade), their failed password checks and their pending
+/// recovery links, which name the user by text rather than a foreign key. False when there was
+/// no such user. The stored chapter objects are the caller's to remove (they are not rows).
+pub async fn delete_account(pool: &PgPool, user_id: &str) -> Result<bool> {
+    let mut tx = pool.begin().await?;
+    rate_limit::forget_account(&mut *tx, user_id).await?;
+    recovery::discard_everything_of(&mut *tx, user_id).await?;
+    let deleted = crate::user::delete(&mut *tx, user_id).await?;
+    tx.commit().await?;
+    Ok(deleted)
+}

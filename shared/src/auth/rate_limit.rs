@@ -311,13 +311,23 @@ fn rate_limited(until: DateTime<Utc>) -> Error {
     Error::RateLimited { retry_after_secs: secs }
 }
 
+/// Forgets the failed password checks of a deleted account (keyed by text, not a foreign key).
+pub async fn forget_account(db: impl PgExecutor<'_>, user_id: &str) -> Result<u64> {
+    let forgotten = sqlx::query("DELETE FROM password_checks WHERE account = $1")
+        .bind(AccountKey::user(user_id).as_str())
+        .execute(db)
+        .await?;
+    Ok(forgotten.rows_affected())
+}
+
 /// Deletes failed password checks older than `kept`: the limits count a window of minutes to
 /// an hour, the rest is kept for investigations.
 pub async fn prune_checks(db: &PgPool, kept: Duration) -> Result<u64> {
-    let pruned = sqlx::query("DELETE FROM password_checks WHERE checked_at < now() - make_interval(secs => $1)")
-        .bind(kept.as_secs_f64())
-        .execute(db)
-        .await?;
+    let pruned =
+        sqlx::query("DELETE FROM password_checks WHERE checked_at < now() - make_interval(secs => $1)")
+            .bind(kept.as_secs_f64())
+            .execute(db)
+            .await?;
     Ok(pruned.rows_affected())
 }
 

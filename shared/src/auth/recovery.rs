@@ -217,6 +217,23 @@ pub async fn delete_expired(db: impl PgExecutor<'_>) -> Result<u64> {
     Ok(deleted.rows_affected())
 }
 
+/// Drops every pending token of a deleted user, which name the user by text rather than a
+/// foreign key: primer's (both purposes) and a Better-Auth frontend's reset links
+/// (`reset-password:<token>`, the user id as value).
+pub async fn discard_everything_of(db: impl PgExecutor<'_>, user_id: &str) -> Result<u64> {
+    let done = sqlx::query(
+        r#"DELETE FROM "verification"
+           WHERE identifier IN ($2 || $1, $3 || $1)
+              OR (starts_with(identifier, 'reset-password:') AND value = $1)"#,
+    )
+    .bind(user_id)
+    .bind(Purpose::PasswordReset.prefix())
+    .bind(Purpose::VerifyEmail.prefix())
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected())
+}
+
 /// Drops every pending token of `purpose` of the user: once one worked, older links stop.
 async fn discard_all(db: impl PgExecutor<'_>, purpose: Purpose, user_id: &str) -> Result<u64> {
     let done = sqlx::query(r#"DELETE FROM "verification" WHERE identifier = $1"#)

@@ -14,7 +14,15 @@ use uuid::Uuid;
 use super::tokens::{RefreshToken, storage_hash};
 use crate::config::JwtConfig;
 use crate::error::Result;
-use crate::extract::ClientMeta;
+
+/// Where a request comes from: recorded on sessions and used to rate-limit logins.
+#[derive(Debug, Clone, Default)]
+pub struct ClientMeta {
+    /// The client's address, as the platform vouches for it.
+    pub ip: Option<String>,
+    /// The `User-Agent` header, cut to 512 characters.
+    pub user_agent: Option<String>,
+}
 
 /// Opens a session whose refresh token is `refresh`, returning its id.
 pub async fn create(

@@ -1,6 +1,8 @@
 //! Tokens: HS256 access tokens and guest tokens (JWT, algorithm pinned), and opaque refresh
 //! tokens that are stored only as a hash.
 
+use axum::http::HeaderMap;
+use axum::http::header::AUTHORIZATION;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::Utc;
@@ -59,6 +61,14 @@ pub struct Issued<T> {
 
 fn guest_audience(jwt: &JwtConfig) -> String {
     format!("{}#guest", jwt.audience)
+}
+
+/// The token of an `Authorization: Bearer ...` header, if there is one.
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
 /// Issues an access token for a session.

@@ -26,11 +26,12 @@ use uuid::Uuid;
 use std::collections::{BTreeSet, HashMap};
 
 use super::{Engine, Fingerprint, ModelEngine, ReaderProfile, personalize_within_quota, rules};
-use crate::app::AppState;
 use crate::blob::{BlobStore, KeyPrefix, ObjectKey};
 use crate::book::markup::Facet;
 use crate::book::{self, Chapter, ChapterId};
+use crate::config::UsageLimits;
 use crate::error::{Error, ErrorChain, Result, ResultExt};
+use crate::model::ModelClient;
 use crate::profile;
 
 /// The media type of stored chapters.
@@ -79,9 +80,21 @@ pub fn object_key(
         .map_err(Error::internal)
 }
 
+/// What finding and making personalized chapters needs: the database, the store, the model
+/// when one is configured, and its limits.
+#[derive(Clone, Copy)]
+pub struct Personalizer<'a> {
+    pub pool: &'a PgPool,
+    pub blobs: &'a dyn BlobStore,
+    pub model: Option<&'a ModelClient>,
+    /// How long making one chapter may take, the model's call included.
+    pub budget: Duration,
+    pub usage: &'a UsageLimits,
+}
+
 /// The engine a deployment tries first: the model when one is configured.
-fn first_engine(state: &AppState) -> Engine {
-    if state.model.is_some() { Engine::Model } else { Engine::Rule }
+fn first_engine(deps: &Personalizer<'_>) -> Engine {
+    if deps.model.is_some() { Engine::Model } else { Engine::Rule }
 }
 
 /// The caller's personalized chapter: from the store when it was made before from what this
@@ -89,37 +102,37 @@ fn first_engine(state: &AppState) -> Engine {
 /// the chapter, 409 `profile_incomplete` without an onboarded profile, 503 when the store
 /// fails.
 pub async fn personalized_chapter(
-    state: &AppState,
+    deps: &Personalizer<'_>,
     user_id: &str,
     id: ChapterId,
 ) -> Result<PersonalizedChapter> {
-    find_or_make(state, user_id, id, true).await
+    find_or_make(deps, user_id, id, true).await
 }
 
 /// Where the caller's personalized chapter is stored, made first if need be, without reading
 /// it: for handing out a presigned URL.
-pub async fn personalized_key(state: &AppState, user_id: &str, id: ChapterId) -> Result<ObjectKey> {
-    Ok(find_or_make(state, user_id, id, false).await?.key)
+pub async fn personalized_key(deps: &Personalizer<'_>, user_id: &str, id: ChapterId) -> Result<ObjectKey> {
+    Ok(find_or_make(deps, user_id, id, false).await?.key)
 }
 
 /// [`personalized_chapter`]; on a hit the object is read only when `read_body` (without it,
 /// `markdown` is empty). A hit costs one query (after the caller's authentication) and the
 /// object's read.
 async fn find_or_make(
-    state: &AppState,
+    deps: &Personalizer<'_>,
     user_id: &str,
     id: ChapterId,
     read_body: bool,
 ) -> Result<PersonalizedChapter> {
-    let Some(found) = look_up(&state.pool, user_id, id).await? else {
+    let Some(found) = look_up(deps.pool, user_id, id).await? else {
         // No onboarded profile or no chapter: which one, off the hot path.
-        book::by_id(&state.pool, id).await?.ok_or(Error::NotFound)?;
+        book::by_id(deps.pool, id).await?.ok_or(Error::NotFound)?;
         return Err(profile_incomplete());
     };
     let profile = ReaderProfile::of(found.profile.into_profile()?).ok_or_else(profile_incomplete)?;
     let version = found.chapter_version;
-    let facets = facets_of(&state.pool, id, &found.source_sha256).await?;
-    let fingerprint = profile.fingerprint(&facets, version, first_engine(state));
+    let facets = facets_of(deps.pool, id, &found.source_sha256).await?;
+    let fingerprint = profile.fingerprint(&facets, version, first_engine(deps));
     let key = object_key(user_id, id, version, &fingerprint)?;
     let served = |engine, cached, markdown| PersonalizedChapter {
         chapter_id: id,
@@ -138,18 +151,18 @@ async fn find_or_make(
         if !read_body {
             return Ok(served(engine, true, String::new()));
         }
-        if let Some(markdown) = read(state.blobs.as_ref(), &key).await? {
+        if let Some(markdown) = read(deps.blobs, &key).await? {
             return Ok(served(engine, true, markdown));
         }
     }
-    let chapter = book::by_id(&state.pool, id).await?.ok_or(Error::NotFound)?;
-    let lease = state.config.personalize_budget + GENERATION_MARGIN;
+    let chapter = book::by_id(deps.pool, id).await?.ok_or(Error::NotFound)?;
+    let lease = deps.budget + GENERATION_MARGIN;
     let deadline = Instant::now() + lease + GENERATION_MARGIN;
     let mut pause = Duration::from_millis(20);
     loop {
-        if claim(&state.pool, &key, lease).await? {
-            let made = make(state, user_id, &chapter, &profile, &fingerprint, &key).await;
-            release(&state.pool, &key).await;
+        if claim(deps.pool, &key, lease).await? {
+            let made = make(deps, user_id, &chapter, &profile, &fingerprint, &key).await;
+            release(deps.pool, &key).await;
             let (engine, cached, markdown) = made?;
             return Ok(served(engine, cached, markdown));
         }
@@ -158,7 +171,7 @@ async fn find_or_make(
         }
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(Duration::from_millis(250));
-        if let Some((engine, markdown)) = cached(state, &key).await? {
+        if let Some((engine, markdown)) = cached(deps, &key).await? {
             return Ok(served(engine, true, markdown));
         }
     }
@@ -229,15 +242,15 @@ async fn facets_of(pool: &PgPool, id: ChapterId, source_sha256: &str) -> Result<
 const GENERATION_MARGIN: Duration = Duration::from_secs(10);
 
 /// The stored copy under `key`, when its row and its object are both there.
-async fn cached(state: &AppState, key: &ObjectKey) -> Result<Option<(Engine, String)>> {
-    let Some(engine) = engine_of(&state.pool, key).await? else { return Ok(None) };
-    Ok(read(state.blobs.as_ref(), key).await?.map(|markdown| (engine, markdown)))
+async fn cached(deps: &Personalizer<'_>, key: &ObjectKey) -> Result<Option<(Engine, String)>> {
+    let Some(engine) = engine_of(deps.pool, key).await? else { return Ok(None) };
+    Ok(read(deps.blobs, key).await?.map(|markdown| (engine, markdown)))
 }
 
 /// Makes and stores the chapter under `key`, which the caller has claimed: object first, then
 /// row. Returns who made it, whether it was in fact there already, and the markdown.
 async fn make(
-    state: &AppState,
+    deps: &Personalizer<'_>,
     user_id: &str,
     chapter: &Chapter,
     profile: &ReaderProfile,
@@ -245,28 +258,28 @@ async fn make(
     key: &ObjectKey,
 ) -> Result<(Engine, bool, String)> {
     // The claim's previous holder may have finished between our look and our claim.
-    if let Some(engine) = engine_of(&state.pool, key).await? {
-        if let Some(markdown) = read(state.blobs.as_ref(), key).await? {
+    if let Some(engine) = engine_of(deps.pool, key).await? {
+        if let Some(markdown) = read(deps.blobs, key).await? {
             return Ok((engine, true, markdown));
         }
         tracing::warn!(key = %key, "a personalized chapter's object is gone; making it again");
         sqlx::query("DELETE FROM personalized_chapters WHERE storage_path = $1")
             .bind(key.as_str())
-            .execute(&state.pool)
+            .execute(deps.pool)
             .await?;
     }
 
-    let model = state.model.as_deref().map(|client| ModelEngine {
+    let model = deps.model.map(|client| ModelEngine {
         client,
-        budget: state.config.personalize_budget,
-        max_tokens: state.config.usage.personalize_max_tokens,
+        budget: deps.budget,
+        max_tokens: deps.usage.personalize_max_tokens,
     });
-    let (pool, limits) = (&state.pool, &state.config.usage);
+    let (pool, limits) = (deps.pool, deps.usage);
     let made =
         personalize_within_quota(pool, limits, user_id, &chapter.source_markdown, profile, model).await?;
     let usage = made.spend.usage();
     // Object first: if the write fails, no row is written.
-    state.blobs.put(key, made.markdown.clone().into_bytes(), MARKDOWN).await?;
+    deps.blobs.put(key, made.markdown.clone().into_bytes(), MARKDOWN).await?;
     let inserted = sqlx::query(
         "INSERT INTO personalized_chapters
              (user_id, chapter_id, profile_hash, chapter_version, fingerprint, storage_path, engine,
@@ -283,14 +296,14 @@ async fn make(
     .bind(made.engine.as_str())
     .bind(usage.map(|u| i32::try_from(u.prompt_tokens).unwrap_or(i32::MAX)))
     .bind(usage.map(|u| i32::try_from(u.completion_tokens).unwrap_or(i32::MAX)))
-    .execute(&state.pool)
+    .execute(deps.pool)
     .await
     // The account was deleted while its chapter was being made: there is nobody to serve.
     .on_constraint("personalized_chapters_user_id_fkey", |_| Error::NotFound);
     if let Err(e) = inserted {
         // Best effort: an orphan object is harmless (the lifecycle rule sweeps it), a row
         // without one is not.
-        let _ = state.blobs.delete(key).await;
+        let _ = deps.blobs.delete(key).await;
         return Err(e);
     }
     tracing::info!(chapter_id = %chapter.id, engine = made.engine.as_str(), "personalized a chapter");

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sqlx::postgres::PgArguments;
 use sqlx::query::QueryAs;
@@ -14,7 +14,6 @@ use sqlx::{PgConnection, PgExecutor, PgPool, Postgres};
 use super::input::{HardwareContextInput, ProfileInput, SoftwareContextInput};
 use super::{CatalogValue, Profile, ProfileHash};
 use crate::error::{Error, ErrorChain, Result, ResultExt};
-use crate::extract;
 
 /// A user's stored profile, as `GET /api/profile` shows it.
 #[derive(Debug, Clone, Serialize)]
@@ -152,7 +151,8 @@ pub async fn save(pool: &PgPool, user_id: &str, change: Change) -> Result<Saved>
                     .as_ref()
                     .map_or_else(|| Value::Object(Default::default()), |c| c.profile.to_document());
                 json_patch::merge(&mut document, patch);
-                extract::from_json_value::<ProfileInput>(&document)?.parse()?
+                // A merged document has no lines to point at: serde's reason alone.
+                ProfileInput::deserialize(document).map_err(Error::wrong_shape)?.parse()?
             }
         };
         let hash = next.hash();
