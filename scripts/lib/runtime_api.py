@@ -80,6 +80,12 @@ class _Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
+    def handle_error(self, request, client_address):
+        # A stopped bootstrap resets its idle keep-alive connection: expected, not worth a trace.
+        if isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):
+            return
+        super().handle_error(request, client_address)
+
 
 class RuntimeApi:
     """The Runtime API server: a queue of events and the invocations in flight."""
@@ -91,6 +97,8 @@ class RuntimeApi:
         self.invocations: dict[str, Invocation] = {}
         self.init_error: dict | None = None
         self.init_error_event = threading.Event()
+        # When the bootstrap first asked for an event: the end of its init.
+        self.first_next_at: float | None = None
         self.closing = threading.Event()
         self.lock = threading.Lock()
         api = self
@@ -186,6 +194,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self._reply(404, {"errorMessage": f"unknown route GET {self.path}"})
             return
         runtime = self.runtime
+        with runtime.lock:
+            if runtime.first_next_at is None:
+                runtime.first_next_at = time.monotonic()
         # Long poll, as Lambda does: the runtime waits here between invocations.
         while True:
             if runtime.closing.is_set():
@@ -297,6 +308,8 @@ class LocalFunction:
         self.memory_mb = memory_mb
         self.api = RuntimeApi(name, timeout_s)
         self.process: subprocess.Popen | None = None
+        # When the bootstrap was spawned (time.monotonic()).
+        self.spawned_at: float | None = None
         self._log = None
 
     def __enter__(self) -> LocalFunction:
@@ -330,6 +343,7 @@ class LocalFunction:
         if self.log_path:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
             self._log = open(self.log_path, "ab")
+        self.spawned_at = time.monotonic()
         self.process = subprocess.Popen(
             [str(self.bootstrap)],
             cwd=str(self.bootstrap.parent),
@@ -364,6 +378,26 @@ class LocalFunction:
         if invocation.finished_at is None:
             invocation.finished_at = time.monotonic()
         return invocation
+
+    @property
+    def init_ms(self) -> float | None:
+        """From spawning the bootstrap to its first request for an event (its init)."""
+        if self.spawned_at is None or self.api.first_next_at is None:
+            return None
+        return (self.api.first_next_at - self.spawned_at) * 1000.0
+
+    def peak_rss_kib(self) -> int | None:
+        """The bootstrap's peak resident memory so far (VmHWM), while it runs."""
+        if self.process is None:
+            return None
+        try:
+            with open(f"/proc/{self.process.pid}/status") as status:
+                for line in status:
+                    if line.startswith("VmHWM:"):
+                        return int(line.split()[1])
+        except OSError:
+            pass
+        return None
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None

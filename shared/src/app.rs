@@ -9,13 +9,15 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use sqlx::PgPool;
 
-use crate::blob::{BlobStore, DirStore, S3Store};
+use crate::blob::{BlobStore, DirStore};
 use crate::config::{Config, ConfigError, EmailDelivery};
-use crate::email::{EmailSender, Outbox, SesSender};
+use crate::email::{EmailSender, Outbox};
 use crate::error::Error;
 use crate::model::ModelClient;
 use crate::personalize::cache::Personalizer;
 use crate::{db, telemetry};
+
+mod aws;
 
 /// The largest request body any route accepts (docs/api.md: 64 KiB).
 pub const BODY_LIMIT: usize = 64 * 1024;
@@ -57,13 +59,7 @@ impl AppState {
             // Only `from_env` builds the SES client (it reads the SDK's configuration).
             EmailDelivery::Ses(_) => Arc::new(Outbox::new(".local/outbox", false)),
         };
-        let model = config.model.clone().and_then(|model| {
-            // Only a broken TLS setup fails here; the offline engines are the designed fallback.
-            ModelClient::new(model)
-                .inspect_err(|e| tracing::error!(error = %e, "no model client; the offline engines answer"))
-                .ok()
-                .map(Arc::new)
-        });
+        let model = model_client(&config);
         Self { config: Arc::new(config), pool, blobs, model, mail }
     }
 
@@ -86,26 +82,35 @@ impl AppState {
     pub async fn from_env() -> Result<Self, ConfigError> {
         let config = Config::from_env()?;
         let pool = db::lazy_pool(&config)?;
-        // The SDK's configuration (region, credentials) is read once, for both clients.
-        let needs_aws = config.blob.s3.is_some() || matches!(config.email.delivery, EmailDelivery::Ses(_));
-        let sdk = match needs_aws {
-            true => Some(aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await),
-            false => None,
-        };
-        let s3 = sdk.as_ref().zip(config.blob.s3.as_ref()).map(|(sdk, s3)| S3Store::new(sdk, s3));
-        let ses = match (&sdk, &config.email.delivery) {
-            (Some(sdk), EmailDelivery::Ses(ses)) => Some(SesSender::new(sdk, ses)),
-            _ => None,
-        };
+        let aws = aws::Clients::for_config(&config).await?;
         let mut state = Self::new(config, pool);
-        if let Some(s3) = s3 {
-            state = state.with_blobs(Arc::new(s3));
+        if let Some(blobs) = aws.blobs {
+            state = state.with_blobs(blobs);
         }
-        if let Some(ses) = ses {
-            state = state.with_mail(Arc::new(ses));
+        if let Some(mail) = aws.mail {
+            state = state.with_mail(mail);
         }
         Ok(state)
     }
+}
+
+/// The model client, when a model is configured and the function was built to call it.
+#[cfg(feature = "model")]
+fn model_client(config: &Config) -> Option<Arc<ModelClient>> {
+    config.model.clone().and_then(|model| {
+        // Only a broken TLS setup fails here; the offline engines are the designed fallback.
+        ModelClient::new(model)
+            .inspect_err(|e| tracing::error!(error = %e, "no model client; the offline engines answer"))
+            .ok()
+            .map(Arc::new)
+    })
+}
+
+/// None: a function built without the `model` feature never asks the model (the deployment
+/// sets the model's variables for every function alike).
+#[cfg(not(feature = "model"))]
+fn model_client(_: &Config) -> Option<Arc<ModelClient>> {
+    None
 }
 
 /// Wraps a function's routes in what every function shares: the request id and its log line,

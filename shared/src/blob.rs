@@ -1,8 +1,8 @@
 //! The blob store: where personalized chapters are kept as markdown objects.
 //!
-//! One port, [`BlobStore`], with two adapters: [`S3Store`] (a bucket, or any S3-compatible
-//! server) in the cloud and [`DirStore`] (a local folder) on a laptop and in tests. Callers
-//! hold an `Arc<dyn BlobStore>` and never know which one they have.
+//! One port, [`BlobStore`], with two adapters: `S3Store` (a bucket, or any S3-compatible
+//! server; the `s3` feature) in the cloud and [`DirStore`] (a local folder) on a laptop and in
+//! tests. Callers hold an `Arc<dyn BlobStore>` and never know which one they have.
 
 use std::future::Future;
 use std::io::ErrorKind;
@@ -10,12 +10,16 @@ use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::time::Duration;
 
-use aws_sdk_s3::config::timeout::TimeoutConfig;
-use aws_sdk_s3::config::{RequestChecksumCalculation, ResponseChecksumValidation};
-use aws_sdk_s3::presigning::PresigningConfig;
-use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{Delete, ObjectIdentifier};
+#[cfg(feature = "s3")]
+use aws_sdk_s3::{
+    config::timeout::TimeoutConfig,
+    config::{RequestChecksumCalculation, ResponseChecksumValidation},
+    presigning::PresigningConfig,
+    primitives::ByteStream,
+    types::{Delete, ObjectIdentifier},
+};
 
+#[cfg(feature = "s3")]
 use crate::config::S3Config;
 use crate::error::Error;
 
@@ -248,6 +252,7 @@ fn remove_tree(folder: &Path) -> std::io::Result<u64> {
     }
 }
 
+#[cfg(feature = "s3")]
 /// An S3 bucket, or a bucket on an S3-compatible server (endpoint override, path-style).
 #[derive(Debug, Clone)]
 pub struct S3Store {
@@ -255,12 +260,14 @@ pub struct S3Store {
     bucket: String,
 }
 
+#[cfg(feature = "s3")]
 /// How many keys one `DeleteObjects` request may name.
 const DELETE_BATCH: usize = 1000;
 
+#[cfg(feature = "s3")]
 impl S3Store {
-    /// A store from the SDK's shared configuration (region, credentials) and `s3`'s bucket,
-    /// endpoint and addressing.
+    /// A store from the SDK's shared configuration (region, credentials, its HTTPS client when
+    /// it has one) and `s3`'s bucket, endpoint and addressing.
     pub fn new(sdk: &aws_config::SdkConfig, s3: &S3Config) -> Self {
         let mut builder = aws_sdk_s3::config::Builder::from(sdk)
             .force_path_style(s3.path_style)
@@ -278,13 +285,10 @@ impl S3Store {
         if let Some(endpoint) = &s3.endpoint {
             builder = builder.endpoint_url(endpoint);
         }
+        if sdk.http_client().is_none() {
+            builder = builder.http_client(crate::aws_https::client());
+        }
         Self { client: aws_sdk_s3::Client::from_conf(builder.build()), bucket: s3.bucket.clone() }
-    }
-
-    /// A store configured from the environment (region, credentials: the Lambda's role).
-    pub async fn from_env(s3: &S3Config) -> Self {
-        let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-        Self::new(&sdk, s3)
     }
 
     /// The SDK client, for what the port does not cover (e.g. creating a bucket in a test).
@@ -341,6 +345,7 @@ impl S3Store {
     }
 }
 
+#[cfg(feature = "s3")]
 impl BlobStore for S3Store {
     fn put<'a>(&'a self, key: &'a ObjectKey, body: Vec<u8>, content_type: &'a str) -> BlobFuture<'a, ()> {
         Box::pin(async move {

@@ -309,7 +309,7 @@ fn model_from(get: &impl Fn(&'static str) -> Option<String>) -> Result<Option<Mo
         return Ok(None);
     };
     let raw_url = get("MODEL_BASE_URL").unwrap_or_else(|| "https://api.openai.com/v1".into());
-    let base_url = reqwest::Url::parse(raw_url.trim())
+    let base_url = crate::model::Url::parse(raw_url.trim())
         .ok()
         .filter(|url| matches!(url.scheme(), "http" | "https"))
         .ok_or_else(|| ConfigError::Invalid {
@@ -441,7 +441,7 @@ fn email_from(get: &impl Fn(&'static str) -> Option<String>) -> Result<EmailConf
 /// trailing `/` so that page paths can be appended.
 fn frontend_url(raw: &str) -> Result<String, ConfigError> {
     let invalid = |reason: &str| ConfigError::Invalid { name: "FRONTEND_URL", reason: reason.into() };
-    let url = reqwest::Url::parse(raw.trim()).map_err(|e| invalid(&e.to_string()))?;
+    let url = url::Url::parse(raw.trim()).map_err(|e| invalid(&e.to_string()))?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
         return Err(invalid("it must be an http(s) URL such as https://book.example.com"));
     }

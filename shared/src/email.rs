@@ -1,11 +1,12 @@
 //! E-mail: the messages primer sends (password-reset and address-verification links) and how
 //! they leave.
 //!
-//! One port, [`EmailSender`], with two adapters: [`SesSender`] (Amazon SES, v2 API) in the
-//! cloud and [`Outbox`] (a folder of `.eml` files) on a laptop and in tests. Both get the same
-//! bytes: a [`Mail`] is rendered once into an RFC 5322 message with a plain-text and an HTML
-//! part (lettre's builder does the MIME: encoded headers, transfer encodings, the boundary),
-//! which SES sends as raw data and the outbox writes to a file a mail client opens.
+//! One port, [`EmailSender`], with two adapters: `SesSender` (Amazon SES, v2 API; the `ses`
+//! feature) in the cloud and [`Outbox`] (a folder of `.eml` files) on a laptop and in tests.
+//! Both get the same bytes: a [`Mail`] is rendered once into an RFC 5322 message with a
+//! plain-text and an HTML part (lettre's builder does the MIME: encoded headers, transfer
+//! encodings, the boundary), which SES sends as raw data and the outbox writes to a file a mail
+//! client opens.
 //!
 //! The bodies come from the templates in `shared/templates/email/`. Their only variable parts
 //! are the link, how long it works, the recipient's own address and the sender's name: never
@@ -17,14 +18,19 @@ use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::time::Duration;
 
-use aws_sdk_sesv2::config::Region;
-use aws_sdk_sesv2::config::timeout::TimeoutConfig;
-use aws_sdk_sesv2::primitives::Blob;
-use aws_sdk_sesv2::types::{Destination, EmailContent, RawMessage};
+#[cfg(feature = "ses")]
+use aws_sdk_sesv2::{
+    config::Region,
+    config::timeout::TimeoutConfig,
+    primitives::Blob,
+    types::{Destination, EmailContent, RawMessage},
+};
 use lettre::message::header::{HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart};
 
-use crate::config::{EmailConfig, SesConfig};
+use crate::config::EmailConfig;
+#[cfg(feature = "ses")]
+use crate::config::SesConfig;
 use crate::error::Error;
 
 /// What every sender method returns: a boxed future, so the trait stays object-safe.
@@ -263,16 +269,18 @@ impl EmailSender for Outbox {
 }
 
 /// Amazon SES through its v2 API: the message goes as raw data, so it is byte for byte what
-/// the outbox would write.
+/// the outbox would write. The `ses` feature.
+#[cfg(feature = "ses")]
 #[derive(Debug, Clone)]
 pub struct SesSender {
     client: aws_sdk_sesv2::Client,
     configuration_set: Option<String>,
 }
 
+#[cfg(feature = "ses")]
 impl SesSender {
-    /// A sender from the SDK's shared configuration (region, credentials) and `ses`'s
-    /// configuration set, region and endpoint.
+    /// A sender from the SDK's shared configuration (region, credentials, its HTTPS client
+    /// when it has one) and `ses`'s configuration set, region and endpoint.
     pub fn new(sdk: &aws_config::SdkConfig, ses: &SesConfig) -> Self {
         let mut builder = aws_sdk_sesv2::config::Builder::from(sdk)
             // A service that hangs must not hold the request (and the Lambda) with it.
@@ -288,6 +296,9 @@ impl SesSender {
         if let Some(endpoint) = &ses.endpoint {
             builder = builder.endpoint_url(endpoint);
         }
+        if sdk.http_client().is_none() {
+            builder = builder.http_client(crate::aws_https::client());
+        }
         Self {
             client: aws_sdk_sesv2::Client::from_conf(builder.build()),
             configuration_set: ses.configuration_set.clone(),
@@ -300,6 +311,7 @@ impl SesSender {
     }
 }
 
+#[cfg(feature = "ses")]
 impl EmailSender for SesSender {
     fn send<'a>(&'a self, mail: &'a Mail) -> EmailFuture<'a, ()> {
         Box::pin(async move {

@@ -8,6 +8,8 @@
 
 pub mod app;
 pub mod auth;
+#[cfg(any(feature = "s3", feature = "ses"))]
+mod aws_https;
 pub mod blob;
 pub mod book;
 pub mod config;

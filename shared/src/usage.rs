@@ -334,6 +334,19 @@ pub async fn report(pool: &PgPool, subject: &Owner, limits: &UsageLimits) -> Res
     })
 }
 
+/// Deletes the daily counters, readers' and the deployment's, of days more than `kept_days`
+/// before today (UTC); only today's are needed to enforce anything.
+pub async fn prune_days(db: &PgPool, kept_days: i32) -> Result<u64> {
+    let mut removed = 0;
+    for sql in [
+        "DELETE FROM usage_daily WHERE day < (now() AT TIME ZONE 'utc')::date - $1",
+        "DELETE FROM model_budget_daily WHERE day < (now() AT TIME ZONE 'utc')::date - $1",
+    ] {
+        removed += sqlx::query(sql).bind(kept_days).execute(db).await?.rows_affected();
+    }
+    Ok(removed)
+}
+
 #[cfg(test)]
 mod tests {
     use uuid::Uuid;
@@ -359,17 +372,4 @@ mod tests {
     fn remaining_never_goes_negative() {
         assert_eq!(Allowed::new(12, 10), Allowed { used: 12, limit: 10, remaining: 0 });
     }
-}
-
-/// Deletes the daily counters, readers' and the deployment's, of days more than `kept_days`
-/// before today (UTC); only today's are needed to enforce anything.
-pub async fn prune_days(db: &PgPool, kept_days: i32) -> Result<u64> {
-    let mut removed = 0;
-    for sql in [
-        "DELETE FROM usage_daily WHERE day < (now() AT TIME ZONE 'utc')::date - $1",
-        "DELETE FROM model_budget_daily WHERE day < (now() AT TIME ZONE 'utc')::date - $1",
-    ] {
-        removed += sqlx::query(sql).bind(kept_days).execute(db).await?.rows_affected();
-    }
-    Ok(removed)
 }

@@ -2,6 +2,7 @@
 //! and Better-Auth's sessions.
 
 pub mod better_auth;
+#[cfg(feature = "passwords")]
 pub mod password;
 pub mod rate_limit;
 pub mod recovery;

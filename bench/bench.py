@@ -1,0 +1,535 @@
+#!/usr/bin/env python3
+"""The measuring half of bench/run (which builds, and starts PostgreSQL and PgBouncer first).
+
+Everything runs on 127.0.0.1, and every load is bounded in time (wrk's -d) and concurrency:
+
+1. references: one PostgreSQL connect (pgbench -C, direct and through PgBouncer) and one
+   argon2id verify as a login runs it (the auth crate's `verify_timing` example);
+2. the local runner (DB_MAX_CONNECTIONS=10, direct URL): its memory at start, under 16 and
+   64 concurrent logins and after; statements per request (pg_stat_statements) for `me` and a
+   personalized-chapter cache hit; wrk loads for `me`, logins, the cache hit and a tutor post;
+3. Better-Auth's get-session under the same wrk load, over its own pool of 10;
+4. every function's bootstrap and the hello-world one behind a local Lambda Runtime API
+   (bench/runtime_timer.py): size, init, cold first response, warm p50/p99, peak RSS.
+
+Then prints the issue's table (figure, primer, reference, goal, ratio, met) and a table per
+function, and writes both to --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import platform
+import re
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from datetime import datetime, timezone
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(HERE))
+import runtime_timer  # noqa: E402
+
+FUNCTIONS = ["auth", "profile", "chapters", "conversations", "janitor"]
+JWT_SECRET = "bench-secret-not-for-production-0123456789abcdef"
+BETTER_AUTH_SECRET = "bench-better-auth-secret-0123456789abcdef"
+PASSWORD = "correct horse battery"
+# Concurrency and duration of every wrk load (the issue's table was measured with 16).
+CONNECTIONS = 16
+SECONDS = 5
+
+
+def log(message: str) -> None:
+    print(f"--> {message}  [load {load_average()}]", file=sys.stderr, flush=True)
+
+
+def load_average() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def proc_status_kib(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise KeyError(field)
+
+
+class Http:
+    """A keep-alive JSON client of one server."""
+
+    def __init__(self, port: int):
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+
+    def call(self, method: str, path: str, body=None, token: str | None = None) -> tuple[int, object]:
+        headers = {"content-type": "application/json"} if body is not None else {}
+        if token:
+            headers["authorization"] = f"Bearer {token}"
+        payload = json.dumps(body) if body is not None else None
+        try:
+            self.conn.request(method, path, payload, headers)
+            response = self.conn.getresponse()
+        except (ConnectionError, http.client.RemoteDisconnected):
+            # The server closed the idle keep-alive connection: once more on a new one.
+            self.conn.close()
+            self.conn.request(method, path, payload, headers)
+            response = self.conn.getresponse()
+        raw = response.read()
+        try:
+            return response.status, json.loads(raw)
+        except ValueError:
+            return response.status, raw.decode("utf-8", "replace")
+
+    def expect(self, status: int | tuple, method: str, path: str, body=None, token: str | None = None):
+        got, answer = self.call(method, path, body, token)
+        if got not in (status if isinstance(status, tuple) else (status,)):
+            raise SystemExit(f"bench: {method} {path}: {got} instead of {status}: {str(answer)[:300]}")
+        return answer
+
+
+def wait_for(port: int, path: str, process: subprocess.Popen, what: str) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"bench: {what} exited with status {process.returncode}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise SystemExit(f"bench: {what} did not answer within 60 s")
+
+
+def stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def wrk(url: str, connections: int = CONNECTIONS, seconds: int = SECONDS, *, method: str = "GET",
+        body: str | None = None, headers: dict[str, str] | None = None, status: int = 200,
+        marker: str | None = None) -> dict:
+    """One bounded wrk load; fails the bench when any answer is not the expected one."""
+    env = dict(os.environ, BENCH_METHOD=method, BENCH_STATUS=str(status))
+    if body is not None:
+        env["BENCH_BODY"] = body
+    if headers:
+        env["BENCH_HEADERS"] = "\n".join(f"{k}: {v}" for k, v in headers.items())
+    if marker is not None:
+        env["BENCH_MARKER"] = marker
+    threads = min(2, connections)
+    out = subprocess.run(
+        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s",
+         "-s", str(HERE / "check.lua"), url],
+        env=env, capture_output=True, text=True, timeout=seconds + 60, check=True,
+    ).stdout
+    line = next((l for l in out.splitlines() if l.startswith("BENCH ")), None)
+    if line is None:
+        raise SystemExit(f"bench: wrk printed no result for {url}:\n{out}")
+    result = json.loads(line[len("BENCH "):])
+    if not result["expected"]:
+        raise SystemExit(f"bench: {method} {url}: no expected answer at all (first: {result['sample']!r})")
+    if result["unexpected"] or result["socket_errors"]:
+        # The row that uses this load fails; the run goes on, so the other figures are still measured.
+        print(f"bench: {method} {url}: {result['unexpected']} unexpected answers, {result['socket_errors']} "
+              f"socket errors (first: {result['sample']!r})", file=sys.stderr)
+    return result
+
+
+def faults(*loads: dict) -> str:
+    """What went wrong under these loads, for the report ("" when every answer was the expected one)."""
+    said = []
+    for load in loads:
+        if load["unexpected"] or load["socket_errors"]:
+            said.append(f"{load['unexpected']} of {load['requests']} answers unexpected"
+                        + (f", {load['socket_errors']} socket errors" if load["socket_errors"] else "")
+                        + (f" (first: {load['sample'][:80]})" if load["sample"] else ""))
+    return "; ".join(said)
+
+
+def psql(url: str, sql: str) -> str:
+    return subprocess.run(["psql", "-X", "-qAt", "-v", "ON_ERROR_STOP=1", url, "-c", sql],
+                          capture_output=True, text=True, check=True).stdout.strip()
+
+
+def statements_per_request(direct_url: str, requests: int, send) -> float:
+    """Statements PostgreSQL ran in primer's database per call of `send` (pg_stat_statements)."""
+    count_sql = ("SELECT coalesce(sum(calls), 0) FROM pg_stat_statements WHERE dbid = "
+                 "(SELECT oid FROM pg_database WHERE datname = current_database()) "
+                 "AND query NOT ILIKE '%pg_stat_statements%'")
+    psql(direct_url, "SELECT pg_stat_statements_reset()")
+    before = int(psql(direct_url, count_sql))
+    for _ in range(requests):
+        send()
+    return (int(psql(direct_url, count_sql)) - before) / requests
+
+
+def connect_ms(url: str) -> float:
+    """pgbench's average connection time: a new connection for each SELECT 1, for 3 s."""
+    script = Path(os.environ.get("TMPDIR", "/tmp")) / f"primer-bench-select1-{os.getpid()}.sql"
+    script.write_text("SELECT 1;\n")
+    try:
+        out = subprocess.run(["pgbench", "-n", "-C", "-c1", "-T3", "-f", str(script), url],
+                             capture_output=True, text=True, check=True, timeout=60).stdout
+    finally:
+        script.unlink()
+    return float(re.search(r"average connection time = ([0-9.]+) ms", out).group(1))
+
+
+def machine() -> dict:
+    cpuinfo = Path("/proc/cpuinfo").read_text()
+    model = re.search(r"model name\s*:\s*(.*)", cpuinfo)
+    mem_kib = int(re.search(r"MemTotal:\s*(\d+)", Path("/proc/meminfo").read_text()).group(1))
+    version = lambda *cmd: subprocess.run(cmd, capture_output=True, text=True).stdout.strip().splitlines()[0]
+    return {
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "cpu": f"{model.group(1) if model else platform.machine()}, {os.cpu_count()} cores",
+        "memory": f"{mem_kib / 1048576:.0f} GiB",
+        "kernel": platform.release(),
+        "rustc": version("rustc", "--version"),
+        "node": version("node", "--version"),
+        "postgres": version("psql", "--version"),
+    }
+
+
+# -- the local runner -----------------------------------------------------------------------
+
+
+def start_runner(args, port: int) -> subprocess.Popen:
+    env = {
+        "PATH": os.environ["PATH"],
+        "DATABASE_URL": args.direct_url,
+        "DB_MAX_CONNECTIONS": "10",
+        "JWT_SECRET": JWT_SECRET,
+        "ACCESS_TOKEN_TTL_SECS": "7200",
+        "PRIMER_BLOB_DIR": str(args.tmp / "blobs"),
+        "PORT": str(port),
+        "RUST_LOG": "warn",
+        # The abuse limits and quotas would answer the loads with 429s: out of the way.
+        "LOGIN_MAX_FAILURES_PER_ACCOUNT": "1000000000",
+        "LOGIN_MAX_FAILURES_PER_ADDRESS": "1000000000",
+        "QUOTA_USER_MESSAGES_PER_DAY": "1000000000",
+    }
+    log_file = open(args.out / "runner.log", "ab")
+    runner = subprocess.Popen([str(args.target / "local")], env=env, stdout=log_file, stderr=log_file,
+                              stdin=subprocess.DEVNULL)
+    wait_for(port, "/api/openapi.json", runner, "the local runner")
+    return runner
+
+
+def runner_loads(args, results: dict) -> dict:
+    """The runner's memory first (a fresh process), then statements and loads; returns seeds."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    runner = start_runner(args, port)
+    try:
+        pid = runner.pid
+        time.sleep(1)
+        memory = {"start_mib": proc_status_kib(pid, "VmRSS") / 1024}
+        client = Http(port)
+        email = "bench@example.com"
+        client.expect(201, "POST", "/api/auth/register", {"email": email, "password": PASSWORD, "name": "Bench"})
+        login_body = json.dumps({"email": email, "password": PASSWORD})
+        json_headers = {"content-type": "application/json"}
+        for connections in (16, 64):
+            log(f"runner memory: {connections} concurrent logins for {SECONDS} s")
+            load = wrk(f"{base}/api/auth/login", connections, method="POST", body=login_body,
+                       headers=json_headers, marker='"access_token"')
+            memory[f"peak_{connections}_mib"] = proc_status_kib(pid, "VmHWM") / 1024
+            memory[f"logins_{connections}"] = load
+        time.sleep(2)
+        memory["after_mib"] = proc_status_kib(pid, "VmRSS") / 1024
+        results["memory"] = memory
+
+        session = client.expect(200, "POST", "/api/auth/login", {"email": email, "password": PASSWORD})
+        token = session["session"]["access_token"]
+        profile_event = json.loads((REPO / "events/profile-put.json").read_text())
+        client.expect((200, 201), "PUT", "/api/profile", json.loads(profile_event["body"]), token)
+        chapter_id = client.expect(200, "GET", "/api/chapters", token=token)["chapters"][0]["id"]
+        hit_path = f"/api/chapters/{chapter_id}/personalized?format=json"
+        client.expect(200, "GET", hit_path, token=token)  # personalized and stored: a miss
+        if client.expect(200, "GET", hit_path, token=token).get("cached") is not True:
+            raise SystemExit("bench: the second personalized read was not a cache hit")
+        conversation = client.expect(201, "POST", "/api/conversations", {"title": "Bench"}, token)
+        seeds = {"port": port, "token": token, "email": email, "conversation": conversation["conversation"]["id"],
+                 "chapter": chapter_id}
+
+        log("statements per request (pg_stat_statements)")
+        results["statements"] = {
+            "me": statements_per_request(args.direct_url, 20,
+                                         lambda: client.expect(200, "GET", "/api/auth/me", token=token)),
+            "cache_hit": statements_per_request(args.direct_url, 20,
+                                                lambda: client.expect(200, "GET", hit_path, token=token)),
+        }
+
+        auth = {"authorization": f"Bearer {token}"}
+        loads = {}
+        log(f"wrk: GET /api/auth/me, {CONNECTIONS} connections, {SECONDS} s")
+        loads["me"] = wrk(f"{base}/api/auth/me", headers=auth, marker=f'"email":"{email}"')
+        log("wrk: Better-Auth get-session, same load")
+        loads["better_auth"] = better_auth_load(args)
+        log("wrk: logins, 1 connection (latency) and 16 (throughput)")
+        wrong_body = json.dumps({"email": email, "password": "not the password"})
+        unknown_body = json.dumps({"email": "nobody@example.com", "password": "not the password"})
+        unauthorized = dict(method="POST", headers=json_headers, status=401, marker='"unauthorized"')
+        loads["login_right_1"] = wrk(f"{base}/api/auth/login", 1, method="POST", body=login_body,
+                                     headers=json_headers, marker='"access_token"')
+        loads["login_wrong_1"] = wrk(f"{base}/api/auth/login", 1, body=wrong_body, **unauthorized)
+        loads["login_unknown_1"] = wrk(f"{base}/api/auth/login", 1, body=unknown_body, **unauthorized)
+        loads["login_right"] = wrk(f"{base}/api/auth/login", method="POST", body=login_body,
+                                   headers=json_headers, marker='"access_token"')
+        loads["login_wrong"] = wrk(f"{base}/api/auth/login", body=wrong_body, **unauthorized)
+        log("wrk: personalized chapter, cache hit")
+        loads["cache_hit"] = wrk(f"{base}{hit_path}", headers=auth, marker='"cached":true')
+        log("wrk: tutor post (offline tutor)")
+        loads["tutor"] = wrk(
+            f"{base}/api/conversations/{seeds['conversation']}/messages", method="POST",
+            body='{"content": "What is a ROS 2 topic? ({n})"}', headers={**auth, **json_headers},
+            status=201, marker='"reply"')
+        results["loads"] = loads
+        return seeds
+    finally:
+        stop(runner)
+
+
+def better_auth_load(args) -> dict:
+    env = dict(os.environ, DATABASE_URL=args.better_auth_url, BETTER_AUTH_SECRET=BETTER_AUTH_SECRET)
+    server = subprocess.Popen(["node", str(HERE / "better_auth_server.mjs")], env=env, stdout=subprocess.PIPE,
+                              stderr=open(args.out / "better-auth.log", "ab"), stdin=subprocess.DEVNULL, text=True)
+    try:
+        line = server.stdout.readline()
+        if not line:
+            raise SystemExit(f"bench: Better-Auth did not start (see {args.out / 'better-auth.log'})")
+        ready = json.loads(line)
+        return wrk(f"http://127.0.0.1:{ready['port']}/api/auth/get-session",
+                   headers={"cookie": f"better-auth.session_token={ready['cookie']}"},
+                   marker=f'"email":"{ready["email"]}"')
+    finally:
+        stop(server)
+
+
+# -- the bootstraps -------------------------------------------------------------------------
+
+
+def cold_starts(args, seeds: dict, results: dict) -> None:
+    env = {
+        "DATABASE_URL": args.pooled_url,
+        "JWT_SECRET": JWT_SECRET,
+        "PRIMER_BLOB_DIR": str(args.tmp / "blobs"),
+        "AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH": "true",
+        # As template.yaml configures the functions.
+        "AWS_LAMBDA_LOG_FORMAT": "JSON",
+        "RUST_LOG": "info",
+    }
+    subs = {"REPLACE_WITH_ACCESS_TOKEN": seeds["token"], "REPLACE_WITH_CONVERSATION_ID": seeds["conversation"]}
+    # One route per function that reads the database, and what its answer must contain.
+    cases = {
+        "hello": ("profile-get.json", 200, "hello"),
+        "auth": ("auth-me-get.json", 200, seeds["email"]),
+        "profile": ("profile-get.json", 200, "software_context"),
+        "chapters": ("chapters-list.json", 200, '"id"'),
+        "conversations": ("conversations-list.json", 200, "Bench"),
+        "janitor": ("janitor-schedule.json", None, None),
+    }
+    bootstraps = {}
+    for name, (event_file, status, marker) in cases.items():
+        binary = args.target / ("bench-hello" if name == "hello" else name)
+        event = (REPO / "events" / event_file).read_text()
+        for text, value in subs.items():
+            event = event.replace(text, value)
+        log(f"cold starts: {name} ({args.runs} runs, {args.warm} warm invocations)")
+        try:
+            bootstraps[name] = runtime_timer.measure(
+                str(binary), event.encode(), env, args.runs, args.warm, status, marker,
+                log=str(args.out / f"{name}.log"), name=name)
+        except runtime_timer.BadAnswer as e:
+            raise SystemExit(f"bench: {name}: {e} (log: {args.out / (name + '.log')})")
+    results["bootstraps"] = bootstraps
+
+
+# -- the report -----------------------------------------------------------------------------
+
+# Why a goal is missed and what was tried, printed in the row when it is (keyed by the
+# figure as report() names it). Only what is known; a row without a note is an open question.
+WHY_NOT = {
+    "login req/s (16 connections)":
+        "the ceiling gives both cores to hashing, but wrk, PostgreSQL and the runner share them; "
+        "tried: one hasher per core, each reusing its argon2 memory",
+    "bootstrap size (stripped), MB":
+        "the AWS SDK's S3 and SES clients (generated code for every operation) are most of auth, "
+        "chapters and janitor, the model's HTTP client (reqwest, rustls) much of conversations; tried: the core crate's features (profile links no SDK), one crypto "
+        "library (ring, no aws-lc-rs), fat LTO (given up for the build time, see Cargo.toml)",
+}
+
+
+
+def report(results: dict) -> str:
+    m, b, loads, mem, st = (results["machine"], results["bootstraps"], results["loads"],
+                            results["memory"], results["statements"])
+    hello = b["hello"]
+    fns = [f for f in FUNCTIONS]
+    verify = results["verify_ms"]
+    connect = results["connect_pooled_ms"]
+    cores = os.cpu_count() or 1
+    rows = []
+
+    def row(figure, primer, reference, goal, ratio, met, *loads_used):
+        wrong = faults(*loads_used)
+        if wrong:
+            primer, met = f"{primer} — {wrong}", False
+        rows.append((figure, primer, reference, goal, ratio, met, "" if met is not False or wrong else WHY_NOT.get(figure, "")))
+
+    me, ba = loads["me"], loads["better_auth"]
+    row("`GET /api/auth/me` req/s", f"{me['rps']:,.0f} (p50 {me['p50_ms']:.1f} ms)",
+        f"Better-Auth get-session {ba['rps']:,.0f} (p50 {ba['p50_ms']:.1f} ms)",
+        "≥ 20 × the peer", f"{me['rps'] / ba['rps']:.1f} ×", me["rps"] >= 20 * ba["rps"], me, ba)
+    row("DB statements on `me`", f"{st['me']:g} per request", "—", "1 round trip",
+        f"{st['me']:g}", st["me"] <= 1)
+    hit = loads["cache_hit"]
+    row("personalized chapter, cache hit", f"{st['cache_hit']:g} statements + 1 object read, "
+        f"{hit['rps']:,.0f} req/s (p50 {hit['p50_ms']:.1f} ms)", "—", "≤ 2 round trips + 1 object read",
+        f"{st['cache_hit']:g}", st["cache_hit"] <= 2, hit)
+    right, wrong = loads["login_right_1"], loads["login_wrong_1"]
+    worst = max(right["p50_ms"], wrong["p50_ms"])
+    row("login p50 / argon2id verify (1 connection)",
+        f"right {right['p50_ms']:.1f} ms, wrong {wrong['p50_ms']:.1f} ms", f"verify {verify:.1f} ms",
+        "≤ 1.15 ×", f"{worst / verify:.2f} ×", worst <= 1.15 * verify, right, wrong)
+    unknown = loads["login_unknown_1"]
+    row("login p50, unknown e-mail / wrong password", f"{unknown['p50_ms']:.1f} ms",
+        f"wrong password {wrong['p50_ms']:.1f} ms", "the same (0.85–1.15 ×)",
+        f"{unknown['p50_ms'] / wrong['p50_ms']:.2f} ×", 0.85 <= unknown["p50_ms"] / wrong["p50_ms"] <= 1.15,
+        unknown, wrong)
+    ceiling = cores * 1000 / verify
+    slowest = min(loads["login_right"]["rps"], loads["login_wrong"]["rps"])
+    row(f"login req/s ({CONNECTIONS} connections)",
+        f"right {loads['login_right']['rps']:.0f}, wrong {loads['login_wrong']['rps']:.0f}",
+        f"cores ÷ verify = {ceiling:.0f}", "≥ 90 %", f"{slowest / ceiling:.0%}", slowest >= 0.9 * ceiling,
+        loads["login_right"], loads["login_wrong"])
+    for n in (16, 64):
+        peak = mem[f"peak_{n}_mib"]
+        row(f"runner peak RSS, {n} concurrent logins for {SECONDS} s", f"{peak:.1f} MB",
+            f"{mem['start_mib']:.1f} MB at start", "≤ 64 MB peak", f"{peak / mem['start_mib']:.1f} ×", peak <= 64,
+            mem[f"logins_{n}"])
+    row("runner RSS 2 s after the logins", f"{mem['after_mib']:.1f} MB", f"{mem['start_mib']:.1f} MB at start",
+        "≤ 64 MB, bounded", f"{mem['after_mib'] / mem['start_mib']:.1f} ×", mem["after_mib"] <= 64)
+    tutor = loads["tutor"]
+    row("tutor post req/s (offline tutor)", f"{tutor['rps']:,.0f} (p50 {tutor['p50_ms']:.1f} ms)", "—", "—",
+        "—", None, tutor)
+
+    def per_function(key, fmt):
+        return ", ".join(f"{f} {fmt(b[f][key])}" for f in fns)
+
+    mb = lambda n: f"{n / 1e6:.1f}"
+    largest = max(b[f]["size_bytes"] for f in fns)
+    row("bootstrap size (stripped), MB", per_function("size_bytes", mb), f"hello-world {mb(hello['size_bytes'])}",
+        "≤ 8 MB each", f"{largest / hello['size_bytes']:.1f} × (largest)", largest <= 8e6)
+    slowest_init = max(b[f]["init_ms"] for f in fns)
+    row("init (spawn → first `/next`), ms", per_function("init_ms", lambda v: f"{v:.1f}"),
+        f"hello-world {hello['init_ms']:.1f}", "≤ hello-world + 2 ms, every function",
+        f"+{slowest_init - hello['init_ms']:.1f} ms (slowest)", slowest_init <= hello["init_ms"] + 2)
+    slowest_first = max(b[f]["first_ms"] for f in fns)
+    budget = hello["first_ms"] + connect + 5
+    row("cold first response, DB route (pooled), ms", per_function("first_ms", lambda v: f"{v:.1f}"),
+        f"hello {hello['first_ms']:.1f} + one PostgreSQL connect {connect:.1f}", "≤ hello + connect + 5 ms",
+        f"{slowest_first - hello['first_ms'] - connect:+.1f} ms over hello + connect (slowest)",
+        slowest_first <= budget)
+    biggest = max(b[f]["peak_rss_mib"] for f in fns)
+    row("peak RSS per function, MB", per_function("peak_rss_mib", lambda v: f"{v:.1f}"),
+        f"hello-world {hello['peak_rss_mib']:.1f}", "≤ 4 × hello-world",
+        f"{biggest / hello['peak_rss_mib']:.1f} × (largest)", biggest <= 4 * hello["peak_rss_mib"])
+
+    lines = [
+        f"primer benchmarks, {m['date']}: {m['cpu']}, {m['memory']}, Linux {m['kernel']}; {m['rustc']}; "
+        f"Node {m['node']}; {m['postgres']}",
+        f"load average at start {results['load_start']}, at the end {results['load_end']} "
+        "(the machine is shared: compare ratios, measured in the same run)",
+        f"one PostgreSQL connect (pgbench -C): direct {results['connect_direct_ms']:.1f} ms, "
+        f"through PgBouncer {connect:.1f} ms; one argon2id verify {verify:.1f} ms",
+        "",
+        "| figure | primer | reference | goal | ratio | met |",
+        "|---|---|---|---|---|---|",
+    ]
+    for figure, primer, reference, goal, ratio, met, why in rows:
+        verdict = "—" if met is None else ("yes" if met else "**no**")
+        if why:
+            verdict += f": {why}"
+        lines.append(f"| {figure} | {primer} | {reference} | {goal} | {ratio} | {verdict} |")
+    lines += [
+        "",
+        "| bootstrap | size MB | init ms | cold first response ms | warm p50 ms | warm p99 ms | peak RSS MB |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name in ["hello", *fns]:
+        r = b[name]
+        lines.append(f"| {name} | {mb(r['size_bytes'])} | {r['init_ms']:.1f} | {r['first_ms']:.1f} | "
+                     f"{r['warm_p50_ms']:.2f} | {r['warm_p99_ms']:.2f} | {r['peak_rss_mib']:.1f} |")
+    lines += [
+        "",
+        f"wrk: {CONNECTIONS} connections (2 threads), {SECONDS} s per load unless stated; the runner with "
+        "DB_MAX_CONNECTIONS=10 on the direct URL, RUST_LOG=warn; Better-Auth with a pg pool of 10 on the "
+        f"direct URL; cold starts: median of {results['runs']} spawns, {results['warm']} warm invocations, "
+        "the functions on the PgBouncer (transaction mode) URL as deployed, RUST_LOG=info, JSON logs.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="primer's benchmarks (run through bench/run)")
+    parser.add_argument("--target", type=Path, required=True, help="the release binaries' folder")
+    parser.add_argument("--direct-url", required=True)
+    parser.add_argument("--pooled-url", required=True)
+    parser.add_argument("--better-auth-url", required=True)
+    parser.add_argument("--tmp", type=Path, required=True)
+    parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--warm", type=int, default=200)
+    parser.add_argument("--out", type=Path, required=True, help="where the report and the raw JSON go")
+    args = parser.parse_args()
+    (args.tmp / "blobs").mkdir(parents=True, exist_ok=True)
+    # The logs of this run (the runner's, Better-Auth's, each bootstrap's) go beside the report.
+    args.out.mkdir(parents=True, exist_ok=True)
+    for old in args.out.glob("*.log"):
+        old.unlink()
+
+    results = {"machine": machine(), "load_start": load_average(), "runs": args.runs, "warm": args.warm}
+    log("references: PostgreSQL connect, argon2id verify")
+    results["connect_direct_ms"] = connect_ms(args.direct_url)
+    results["connect_pooled_ms"] = connect_ms(args.pooled_url)
+    out = subprocess.run([str(args.target / "examples" / "verify_timing"), "30"], capture_output=True,
+                         text=True, check=True).stdout
+    results["verify_ms"] = float(re.search(r"median ([0-9.]+) ms", out).group(1))
+
+    seeds = runner_loads(args, results)
+    cold_starts(args, seeds, results)
+    results["load_end"] = load_average()
+
+    text = report(results)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "report.md").write_text(text)
+    (args.out / "results.json").write_text(json.dumps(results, indent=2))
+    print(text)
+    print(f"(also in {args.out / 'report.md'}, raw figures in {args.out / 'results.json'})", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
