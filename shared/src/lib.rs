@@ -18,6 +18,7 @@ pub mod error;
 pub mod extract;
 pub mod guests;
 pub mod model;
+pub mod openapi;
 pub mod personalize;
 pub mod profile;
 pub mod telemetry;

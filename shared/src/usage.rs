@@ -310,13 +310,15 @@ pub async fn settle(pool: &PgPool, reservation: TokenReservation, spend: Spend) 
 }
 
 /// One allowance as `GET /api/usage` shows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[schema(as = Allowance)]
 pub struct Allowed {
     /// Used today (tokens include calls in flight).
     pub used: i64,
     /// The day's quota.
     pub limit: i64,
     /// What is left.
+    #[schema(minimum = 0)]
     pub remaining: i64,
 }
 
@@ -327,7 +329,7 @@ impl Allowed {
 }
 
 /// What a reader has used of today and has left.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct UsageReport {
     /// The UTC day counted.
     pub day: NaiveDate,
