@@ -607,7 +607,7 @@ pub struct Message {
     /// The model that wrote a reply.
     #[schema(required)]
     pub ai_model: Option<String>,
-    /// For a reply: the user message it answers.
+    /// For an ai reply: the user message it answers.
     pub reply_to: Option<Uuid>,
     /// True when the reply is a failure notice rather than an answer.
     pub is_error: bool,

@@ -335,9 +335,9 @@ pub struct UsageReport {
     pub day: NaiveDate,
     /// When the next day starts.
     pub resets_at: DateTime<Utc>,
-    /// Messages posted to the tutor.
+    /// Messages posted to the tutor today.
     pub messages: Allowed,
-    /// Model tokens.
+    /// Model tokens used today by the tutor and by personalization, calls in flight included.
     pub tokens: Allowed,
     /// False once the deployment's budget for today (for guests: their share) is spent: the
     /// offline engines answer until it renews.

@@ -143,7 +143,7 @@ enum Delivery {
     Redirect,
 }
 
-/// `?format=json`.
+/// A chapter personalized for the caller, as `?format=json` answers it.
 #[derive(Serialize, ToSchema)]
 #[schema(as = PersonalizedChapter)]
 struct PersonalizedBody {

@@ -377,7 +377,7 @@ pub enum FieldKind {
 /// One allowed value and its label.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct OptionItem {
-    /// The value to send.
+    /// The value to send (case-sensitive).
     pub value: &'static str,
     /// What a person reads.
     pub label: &'static str,
