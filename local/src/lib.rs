@@ -21,6 +21,8 @@ use tower::ServiceExt;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::timeout::RequestBodyTimeoutLayer;
 
+pub mod openapi;
+
 /// How long a client may take to send its request: past that, the connection is closed (no
 /// headers yet) or the request is answered 400 (a body that stopped short of its length).
 #[derive(Debug, Clone, Copy)]

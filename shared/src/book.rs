@@ -343,9 +343,10 @@ pub async fn import_dir(pool: &PgPool, dir: &Path) -> Result<Vec<Imported>, Book
 }
 
 /// A chapter in the book's table of contents.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct ChapterSummary {
     /// Its number.
+    #[schema(value_type = i32, minimum = 1)]
     pub id: ChapterId,
     /// URL-friendly name.
     pub slug: String,

@@ -159,7 +159,7 @@ pub fn content_hash(content: &str) -> String {
 }
 
 /// A conversation as the API shows it.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Conversation {
     /// Id.
     pub id: Uuid,
@@ -168,6 +168,7 @@ pub struct Conversation {
     /// The model that answers in it.
     pub ai_model: String,
     /// Its own instructions for the model, if any.
+    #[schema(required)]
     pub system_prompt: Option<String>,
     /// Archived conversations are listed only on request.
     pub is_archived: bool,
@@ -178,6 +179,7 @@ pub struct Conversation {
     /// Last changed (title, model, flags).
     pub updated_at: DateTime<Utc>,
     /// When its newest message was stored.
+    #[schema(required)]
     pub last_message_at: Option<DateTime<Utc>>,
 }
 
@@ -494,7 +496,7 @@ impl<T> Page<T> {
 }
 
 /// Who wrote a message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Sender {
     /// The person.
@@ -519,9 +521,10 @@ impl TryFrom<String> for Sender {
 }
 
 /// A passage of the book an answer rests on.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Citation {
     /// The chapter's id.
+    #[schema(minimum = 1)]
     pub chapter_id: i32,
     /// The section's heading.
     pub section: String,
@@ -532,20 +535,21 @@ pub struct Citation {
 }
 
 /// Why a reply failed, stored on the reply and shown to the client.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ErrorDetails {
     /// Stable machine-readable code, e.g. `model_timeout`.
     pub code: String,
     /// What happened, for a person.
     pub message: String,
-    /// The text a streamed answer had reached when it failed, kept for the reader; absent
-    /// when nothing had come.
+    /// The text a streamed answer had reached when the model failed (absent when nothing had
+    /// come). Not part of the conversation: a retry answers afresh.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String)]
     pub partial_content: Option<String>,
 }
 
 /// A message as the API shows it.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Message {
     /// Id.
     pub id: Uuid,
@@ -554,18 +558,22 @@ pub struct Message {
     pub conversation_id: Uuid,
     /// Who wrote it.
     #[sqlx(try_from = "String")]
+    #[schema(inline)]
     pub sender: Sender,
     /// What was said.
     pub content: String,
     /// The model that wrote a reply.
+    #[schema(required)]
     pub ai_model: Option<String>,
-    /// For a reply: the user message it answers.
+    /// For an ai reply: the user message it answers.
     pub reply_to: Option<Uuid>,
     /// True when the reply is a failure notice rather than an answer.
     pub is_error: bool,
     /// Why the reply failed.
+    #[schema(value_type = Option<ErrorDetails>, inline, required)]
     pub error_details: Option<Json<ErrorDetails>>,
     /// The passages of the book the reply rests on.
+    #[schema(value_type = Vec<Citation>)]
     pub citations: Json<Vec<Citation>>,
     /// Stored.
     pub created_at: DateTime<Utc>,
@@ -923,7 +931,11 @@ mod tests {
             assert_eq!(Cursor::parse(&cursor.encode()).unwrap(), cursor);
         }
         for garbage in ["", "!!", "bm90IGEgY3Vyc29y", &URL_SAFE_NO_PAD.encode("2:1:x")] {
-            assert_eq!(Cursor::parse(garbage).unwrap_err().code(), "bad_request", "{garbage}");
+            assert_eq!(
+                Cursor::parse(garbage).unwrap_err().code(),
+                crate::error::Code::BadRequest,
+                "{garbage}"
+            );
         }
     }
 

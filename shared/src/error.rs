@@ -7,6 +7,7 @@
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::telemetry::current_request_id;
 
@@ -45,7 +46,7 @@ pub enum Error {
     #[error("{message}")]
     Conflict {
         /// The machine-readable code.
-        code: &'static str,
+        code: Code,
         /// What happened, for a person.
         message: String,
     },
@@ -84,8 +85,68 @@ pub enum Error {
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
+/// The machine-readable code of an error: every value the API sends.
+// The document's `Error.code` enum is derived from this type, so a code cannot be sent
+// without being listed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Code {
+    /// 400: malformed JSON, wrong types, unknown query values.
+    BadRequest,
+    /// 400: an unknown, expired, spent or forged reset or verification token.
+    InvalidToken,
+    /// 401.
+    Unauthorized,
+    /// 403: the account is disabled.
+    AccountDisabled,
+    /// 403: the route needs a verified e-mail address.
+    EmailUnverified,
+    /// 404.
+    NotFound,
+    /// 405.
+    MethodNotAllowed,
+    /// 409.
+    Conflict,
+    /// 409: the message already has an answer.
+    AlreadyAnswered,
+    /// 409: an account already uses the address.
+    EmailTaken,
+    /// 409: the address is already verified.
+    EmailAlreadyVerified,
+    /// 409: an onboarding answer cannot change.
+    ImmutableField,
+    /// 409: no onboarded profile.
+    ProfileIncomplete,
+    /// 413.
+    PayloadTooLarge,
+    /// 415.
+    UnsupportedMediaType,
+    /// 422.
+    ValidationFailed,
+    /// 429: too many attempts.
+    RateLimited,
+    /// 429: a daily quota is used up.
+    QuotaExceeded,
+    /// 502.
+    ModelUnavailable,
+    /// 503.
+    Unavailable,
+    /// 500.
+    Internal,
+}
+
+/// As sent (serde's name): `validation_failed`.
+impl std::fmt::Display for Code {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match serde_json::to_value(self) {
+            Ok(serde_json::Value::String(code)) => f.write_str(&code),
+            _ => Err(std::fmt::Error),
+        }
+    }
+}
+
 /// One invalid field: its JSON path and what is wrong with it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct FieldError {
     /// JSON path, e.g. `software_context.languages[1]`.
     pub field: String,
@@ -94,18 +155,33 @@ pub struct FieldError {
 }
 
 /// Which daily quota a caller used up, shown in a `quota_exceeded` error's `details`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct QuotaDetails {
-    /// `messages` or `tokens`.
+    /// Which daily allowance is used up.
+    #[schema(schema_with = crate::openapi::one_of_strings::<QuotaNames>)]
     pub quota: &'static str,
-    /// The quota.
+    /// The day's quota.
     pub limit: i64,
-    /// What was used.
+    /// What was used today.
     pub used: i64,
     /// Always `day`.
+    #[schema(schema_with = crate::openapi::one_of_strings::<Periods>)]
     pub period: &'static str,
-    /// When it renews (the next UTC midnight); `Retry-After` counts down to it.
+    /// The next UTC midnight; `Retry-After` counts down to it.
     pub resets_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// The values of [`QuotaDetails::quota`].
+struct QuotaNames;
+impl crate::openapi::Strings for QuotaNames {
+    const ALL: &[&str] = &["messages", "tokens"];
+    const DESCRIPTION: Option<&str> = Some("Which daily allowance is used up.");
+}
+
+/// The values of [`QuotaDetails::period`].
+struct Periods;
+impl crate::openapi::Strings for Periods {
+    const ALL: &[&str] = &["day"];
 }
 
 /// Collects every invalid field of a request before failing, so a 422 names them all.
@@ -142,7 +218,7 @@ impl FieldErrors {
 impl Error {
     /// 409 `conflict`.
     pub fn conflict(message: impl Into<String>) -> Self {
-        Self::Conflict { code: "conflict", message: message.into() }
+        Self::Conflict { code: Code::Conflict, message: message.into() }
     }
 
     /// 422 for a single field.
@@ -197,24 +273,24 @@ impl Error {
     }
 
     /// The machine-readable code of docs/api.md.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> Code {
         match self {
-            Self::BadRequest(_) => "bad_request",
-            Self::InvalidToken => "invalid_token",
-            Self::Unauthorized | Self::UnauthorizedWith(_) => "unauthorized",
-            Self::AccountDisabled => "account_disabled",
-            Self::EmailUnverified => "email_unverified",
-            Self::NotFound => "not_found",
-            Self::MethodNotAllowed => "method_not_allowed",
-            Self::Conflict { code, .. } => code,
-            Self::PayloadTooLarge { .. } => "payload_too_large",
-            Self::UnsupportedMediaType => "unsupported_media_type",
-            Self::Validation(_) => "validation_failed",
-            Self::RateLimited { .. } => "rate_limited",
-            Self::QuotaExceeded(_) => "quota_exceeded",
-            Self::ModelUnavailable(_) => "model_unavailable",
-            Self::Unavailable(_) => "unavailable",
-            Self::Database(_) | Self::Internal(_) => "internal",
+            Self::BadRequest(_) => Code::BadRequest,
+            Self::InvalidToken => Code::InvalidToken,
+            Self::Unauthorized | Self::UnauthorizedWith(_) => Code::Unauthorized,
+            Self::AccountDisabled => Code::AccountDisabled,
+            Self::EmailUnverified => Code::EmailUnverified,
+            Self::NotFound => Code::NotFound,
+            Self::MethodNotAllowed => Code::MethodNotAllowed,
+            Self::Conflict { code, .. } => *code,
+            Self::PayloadTooLarge { .. } => Code::PayloadTooLarge,
+            Self::UnsupportedMediaType => Code::UnsupportedMediaType,
+            Self::Validation(_) => Code::ValidationFailed,
+            Self::RateLimited { .. } => Code::RateLimited,
+            Self::QuotaExceeded(_) => Code::QuotaExceeded,
+            Self::ModelUnavailable(_) => Code::ModelUnavailable,
+            Self::Unavailable(_) => Code::Unavailable,
+            Self::Database(_) | Self::Internal(_) => Code::Internal,
         }
     }
 }
@@ -275,24 +351,33 @@ fn constraint_of(e: &sqlx::Error) -> Option<&str> {
     }
 }
 
-#[derive(Serialize)]
-struct Body<'a> {
+/// The body of every error response (the `Error` schema).
+#[derive(Serialize, ToSchema)]
+#[schema(as = Error, examples(crate::openapi::error_example))]
+pub(crate) struct Body<'a> {
+    #[schema(inline)]
     error: BodyInner<'a>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct BodyInner<'a> {
-    code: &'a str,
+    #[schema(inline)]
+    code: Code,
+    /// Human readable.
     message: String,
+    /// The request's id, as in the `x-request-id` header and the log.
     request_id: String,
+    /// Every bad field (422), or the quota that is used up (429 `quota_exceeded`).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(inline, nullable = false)]
     details: Option<Details<'a>>,
 }
 
 /// `details`: the invalid fields of a 422, or the quota of a `quota_exceeded`.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(untagged)]
 enum Details<'a> {
+    /// Every bad field (422).
     Fields(&'a [FieldError]),
     Quota(&'a QuotaDetails),
 }
@@ -302,7 +387,7 @@ impl Error {
         let status = self.status();
         if status.is_server_error() {
             // The chain goes to the log only; the body says nothing internal.
-            tracing::error!(error = %ErrorChain(self), code = self.code(), "request failed");
+            tracing::error!(error = %ErrorChain(self), code = %self.code(), "request failed");
         }
         let details = match self {
             Self::Validation(fields) => Some(Details::Fields(fields.as_slice())),

@@ -20,6 +20,7 @@ pub mod error;
 pub mod extract;
 pub mod guests;
 pub mod model;
+pub mod openapi;
 pub mod owner;
 pub mod personalize;
 pub mod profile;

@@ -200,7 +200,7 @@ pub async fn reader_profile(db: impl PgExecutor<'_>, user_id: &str) -> Result<Op
 }
 
 /// Which engine made a personalized chapter (the `engine` column).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Engine {
     /// The book's directives, applied by rule.

@@ -96,7 +96,8 @@ impl<'a> ModelCatalog<'a> {
 }
 
 /// A user message and the reply to it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = MessageExchange)]
 pub struct Exchange {
     /// The stored user message.
     pub user_message: Message,
@@ -417,7 +418,7 @@ fn without_nul(text: &str) -> String {
 
 fn already_answered() -> Error {
     Error::Conflict {
-        code: "already_answered",
+        code: crate::error::Code::AlreadyAnswered,
         message: "this message has an answer; only a failed reply can be retried".into(),
     }
 }

@@ -274,13 +274,15 @@ pub async fn settle(pool: &PgPool, reservation: TokenReservation, spend: Spend) 
 }
 
 /// One allowance as `GET /api/usage` shows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[schema(as = Allowance)]
 pub struct Allowed {
     /// Used today (tokens include calls in flight).
     pub used: i64,
     /// The day's quota.
     pub limit: i64,
     /// What is left.
+    #[schema(minimum = 0)]
     pub remaining: i64,
 }
 
@@ -291,15 +293,15 @@ impl Allowed {
 }
 
 /// What a reader has used of today and has left.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct UsageReport {
     /// The UTC day counted.
     pub day: NaiveDate,
     /// When the next day starts.
     pub resets_at: DateTime<Utc>,
-    /// Messages posted to the tutor.
+    /// Messages posted to the tutor today.
     pub messages: Allowed,
-    /// Model tokens.
+    /// Model tokens used today by the tutor and by personalization, calls in flight included.
     pub tokens: Allowed,
     /// False once the deployment's budget for today (for guests: their share) is spent: the
     /// offline engines answer until it renews.

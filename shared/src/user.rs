@@ -121,23 +121,27 @@ impl UserName {
 }
 
 /// A user as the API shows it: never a hash.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct User {
     /// Id (a UUID for users created here; Better-Auth's own ids are 32 characters).
     pub id: String,
     /// Normalised email.
+    #[schema(format = Email)]
     pub email: String,
     /// Display name.
     pub name: String,
     /// Avatar URL.
+    #[schema(required)]
     pub image: Option<String>,
     /// Whether the email was verified.
     pub email_verified: bool,
     /// False when the account is disabled.
     pub is_active: bool,
     /// UI preferences (theme, default model, ...).
+    #[schema(value_type = Object)]
     pub preferences: serde_json::Value,
     /// Last successful login.
+    #[schema(required)]
     pub last_login: Option<DateTime<Utc>>,
     /// Created.
     pub created_at: DateTime<Utc>,
@@ -208,7 +212,10 @@ pub async fn create_with_password(
 }
 
 fn email_taken(_: &sqlx::Error) -> Error {
-    Error::Conflict { code: "email_taken", message: "an account with this email already exists".into() }
+    Error::Conflict {
+        code: crate::error::Code::EmailTaken,
+        message: "an account with this email already exists".into(),
+    }
 }
 
 /// A user and their stored password hash, for a login.

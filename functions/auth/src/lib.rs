@@ -17,9 +17,11 @@ use primer_shared::auth::recovery::{self, Purpose, Recovery};
 use primer_shared::auth::sessions::{self, Rotated, Rotation, SessionInfo};
 use primer_shared::auth::tokens::{self, RefreshToken};
 use primer_shared::extract::{AuthUser, ClientMeta, JsonBody};
+use primer_shared::openapi as api;
 use primer_shared::user::{self, Email, SignInEmail, User, UserChanges, UserName};
 use primer_shared::{AppState, Error, FieldErrors, Result, app, guests, personalize};
 use serde::{Deserialize, Serialize};
+use utoipa::{OpenApi, ToSchema};
 use uuid::Uuid;
 
 /// The auth routes, for the Lambda and for the local runner.
@@ -47,26 +49,38 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// `{user}`.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct UserBody {
     user: User,
 }
 
 /// `{user, session}`: what register and login answer.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = UserSession)]
 struct SignedIn {
     user: User,
     session: SessionTokens,
 }
 
 /// A token pair; the refresh token is shown here and never again.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = Session)]
 struct SessionTokens {
+    /// A short-lived JWT (HS256).
     access_token: String,
+    #[schema(schema_with = api::one_of_strings::<Bearer>)]
     token_type: &'static str,
+    /// Seconds until the access token expires.
+    #[schema(minimum = 0)]
     expires_in: i64,
     refresh_token: String,
     session_id: String,
+}
+
+/// The one `token_type`.
+struct Bearer;
+impl api::Strings for Bearer {
+    const ALL: &[&str] = &["Bearer"];
 }
 
 fn session_tokens(
@@ -99,15 +113,42 @@ fn rotated_tokens(state: &AppState, rotated: Rotated) -> Result<SessionTokens> {
     })
 }
 
-/// Fields are optional here so that a missing one is a 422 naming it, like a bad one.
-#[derive(Deserialize)]
+// Fields are optional here so that a missing one is a 422 naming it, like a bad one; the
+// document still calls them required.
+#[derive(Deserialize, ToSchema)]
 struct RegisterRequest {
+    /// Trimmed; compared case-insensitively.
+    #[schema(value_type = String, required, format = Email)]
     email: Option<String>,
+    #[schema(value_type = String, required, min_length = 8, max_length = 128)]
     password: Option<String>,
+    /// Not blank.
+    #[schema(value_type = String, required, pattern = r"\S")]
     name: Option<String>,
+    /// Hands the guest's conversations to the new user.
     guest_token: Option<String>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/auth/register",
+    tag = "auth",
+    operation_id = "register",
+    summary = "Create an account and sign in",
+    description = "Email is normalised (NFKC, trimmed, lower-cased); an address with invisible or text-direction characters, or mixing scripts in one part (Latin and Cyrillic, say), is a 422 on `email`. An email that is taken is a 409 `email_taken` (a uniform answer would need a sign-up that signs nobody in until its address is verified), so the route is throttled per client address (429 with `Retry-After`), probes included. With `guest_token`, the guest's conversations become the new user's. A link that verifies the address is e-mailed (see `POST /api/auth/email/verify`); a failed delivery does not fail the sign-up.",
+    request_body = RegisterRequest,
+    responses(
+        (status = 201, description = "Account created; a new session.", body = SignedIn),
+        (status = 400, response = api::BadRequest),
+        (status = 413, response = api::PayloadTooLarge),
+        (status = 415, response = api::UnsupportedMediaType),
+        (status = 422, response = api::ValidationFailed),
+        (status = 409, response = api::Conflict),
+        (status = 429, response = api::RateLimited),
+        (status = 500, response = api::Internal),
+        (status = 503, response = api::Unavailable),
+    ),
+)]
 async fn register(
     State(state): State<AppState>,
     client: ClientMeta,
@@ -153,16 +194,40 @@ fn guest_of(state: &AppState, token: Option<&str>, errors: &mut FieldErrors) -> 
     errors.check("guest_token", claims.map(|c| c.sub).map_err(|_| "is not a valid guest token".into()))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct LoginRequest {
+    #[schema(value_type = String, required, format = Email)]
     email: Option<String>,
+    #[schema(value_type = String, required, min_length = 1)]
     password: Option<String>,
+    /// Hands the guest's conversations to the user.
     guest_token: Option<String>,
 }
 
 /// One answer for an unknown email and a wrong password, so neither can be told apart.
 const BAD_CREDENTIALS: Error = Error::UnauthorizedWith("invalid email or password");
 
+#[utoipa::path(
+    post,
+    path = "/api/auth/login",
+    tag = "auth",
+    operation_id = "login",
+    summary = "Sign in with email and password",
+    description = "An unknown email and a wrong password get the same 401. At most 5 passwords per account are checked in 15 minutes, from any address, and at most 100 failed checks per client address (not counting the typos of accounts that then signed in there; accounts with a live session opened from the address are exempt): beyond that, 429 with `Retry-After`. The email is normalised like at registration; accounts stored before that still sign in with the address as stored. With `guest_token`, the guest's conversations become the user's.",
+    request_body = LoginRequest,
+    responses(
+        (status = 200, description = "Signed in; a new session.", body = SignedIn),
+        (status = 400, response = api::BadRequest),
+        (status = 413, response = api::PayloadTooLarge),
+        (status = 415, response = api::UnsupportedMediaType),
+        (status = 422, response = api::ValidationFailed),
+        (status = 401, response = api::Unauthorized),
+        (status = 403, response = api::AccountDisabled),
+        (status = 429, response = api::RateLimited),
+        (status = 500, response = api::Internal),
+        (status = 503, response = api::Unavailable),
+    ),
+)]
 async fn login(
     State(state): State<AppState>,
     client: ClientMeta,
@@ -219,16 +284,38 @@ async fn login(
     Ok(Json(SignedIn { user, session }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct RefreshRequest {
+    #[schema(value_type = String, required, min_length = 1)]
     refresh_token: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct Refreshed {
     session: SessionTokens,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/auth/refresh",
+    tag = "auth",
+    operation_id = "refreshSession",
+    summary = "Rotate a refresh token",
+    description = "A refresh token rotated less than 10 seconds ago (`REFRESH_REUSE_SECS`) whose successor is still current gets that same successor and the same access token (two tabs refreshing at once both stay signed in). Presenting it later, or after its successor was rotated too, revokes the session (reuse detection) and answers 401.",
+    request_body = RefreshRequest,
+    responses(
+        (status = 200, description = "A new token pair; the presented refresh token is spent.", body = inline(Refreshed)),
+        (status = 400, response = api::BadRequest),
+        (status = 413, response = api::PayloadTooLarge),
+        (status = 415, response = api::UnsupportedMediaType),
+        (status = 422, response = api::ValidationFailed),
+        (status = 401, response = api::Unauthorized),
+        (status = 403, response = api::AccountDisabled),
+        (status = 429, response = api::RateLimited),
+        (status = 500, response = api::Internal),
+        (status = 503, response = api::Unavailable),
+    ),
+)]
 async fn refresh(
     State(state): State<AppState>,
     JsonBody(body): JsonBody<RefreshRequest>,
@@ -257,31 +344,99 @@ async fn refresh(
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/auth/logout",
+    tag = "auth",
+    operation_id = "logout",
+    summary = "Revoke the current session",
+    responses(
+        (status = 204, description = "This session is revoked; its access token stops working at once."),
+        (status = 401, response = api::Unauthorized),
+        (status = 403, response = api::AccountDisabled),
+        (status = 500, response = api::Internal),
+        (status = 503, response = api::Unavailable),
+    ),
+    security(("bearerAuth" = [])),
+)]
 async fn logout(State(state): State<AppState>, caller: AuthUser) -> Result<StatusCode> {
     sessions::revoke(&state.pool, &caller.user_id, &caller.session_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/auth/logout-all",
+    tag = "auth",
+    operation_id = "logoutAll",
+    summary = "Revoke every session of the user",
+    responses(
+        (status = 204, description = "Every session of the user is revoked."),
+        (status = 401, response = api::Unauthorized),
+        (status = 403, response = api::AccountDisabled),
+        (status = 500, response = api::Internal),
+        (status = 503, response = api::Unavailable),
+    ),
+    security(("bearerAuth" = [])),
+)]
 async fn logout_all(State(state): State<AppState>, caller: AuthUser) -> Result<StatusCode> {
     sessions::revoke_all_but(&state.pool, &caller.user_id, None).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/auth/me",
+    tag = "auth",
+    operation_id = "getMe",
+    summary = "The signed-in user",
+    responses(
+        (status = 200, description = "The user.", body = inline(UserBody)),
+        (status = 401, response = api::Unauthorized),
+        (status = 403, response = api::AccountDisabled),
+        (status = 500, response = api::Internal),
+        (status = 503, response = api::Unavailable),
+    ),
+    security(("bearerAuth" = [])),
+)]
 async fn me(caller: AuthUser) -> Json<UserBody> {
     Json(UserBody { user: caller.user })
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct UpdateMeRequest {
+    #[schema(pattern = r"\S")]
     name: Option<String>,
     #[serde(default, deserialize_with = "primer_shared::extract::nullable")]
+    #[schema(value_type = Option<String>, pattern = "^https?://", max_length = 2048)]
     image: Option<Option<String>>,
+    #[schema(value_type = Option<Object>)]
     preferences: Option<serde_json::Value>,
 }
 
 const MAX_IMAGE_URL: usize = 2048;
 const MAX_PREFERENCES_BYTES: usize = 8 * 1024;
 
+#[utoipa::path(
+    patch,
+    path = "/api/auth/me",
+    tag = "auth",
+    operation_id = "updateMe",
+    summary = "Update name, image or preferences",
+    request_body = UpdateMeRequest,
+    responses(
+        (status = 200, description = "The updated user.", body = inline(UserBody)),
+        (status = 401, response = api::Unauthorized),
+        (status = 403, response = api::AccountDisabled),
+        (status = 400, response = api::BadRequest),
+        (status = 413, response = api::PayloadTooLarge),
+        (status = 415, response = api::UnsupportedMediaType),
+        (status = 422, response = api::ValidationFailed),
+        (status = 500, response = api::Internal),
+        (status = 503, response = api::Unavailable),
+    ),
+    security(("bearerAuth" = [])),
+)]
 async fn update_me(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -331,11 +486,34 @@ async fn update_me(
 /// How recent a session must be to delete an account that has no password.
 const FRESH_SESSION: std::time::Duration = std::time::Duration::from_secs(5 * 60);
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct DeleteMeRequest {
+    #[schema(value_type = String, required, pattern = r"\S")]
     password: Option<String>,
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/auth/me",
+    tag = "auth",
+    operation_id = "deleteMe",
+    summary = "Delete the account",
+    description = "Requires the current password; a wrong one is a 422 on `password`. Each check counts against the account's failed-login limit (429 with `Retry-After`).",
+    request_body = DeleteMeRequest,
+    responses(
+        (status = 204, description = "The user and everything of theirs (rows and stored objects) are gone."),
+        (status = 401, response = api::Unauthorized),
+        (status = 403, response = api::AccountDisabled),
+        (status = 400, response = api::BadRequest),
+        (status = 413, response = api::PayloadTooLarge),
+        (status = 415, response = api::UnsupportedMediaType),
+        (status = 422, response = api::ValidationFailed),
+        (status = 429, response = api::RateLimited),
+        (status = 500, response = api::Internal),
+        (status = 503, response = api::Unavailable),
+    ),
+    security(("bearerAuth" = [])),
+)]
 async fn delete_me(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -393,12 +571,36 @@ async fn confirm_password(
     check.passed(&state.pool).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct ChangePasswordRequest {
+    #[schema(value_type = String, required, pattern = r"\S")]
     current_password: Option<String>,
+    #[schema(value_type = String, required, min_length = 8, max_length = 128)]
     new_password: Option<String>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/auth/password",
+    tag = "auth",
+    operation_id = "changePassword",
+    summary = "Change the password",
+    description = "A wrong `current_password` is a 422 on that field. Each check counts against the account's failed-login limit (429 with `Retry-After`).",
+    request_body = ChangePasswordRequest,
+    responses(
+        (status = 204, description = "Password changed; every other session is revoked."),
+        (status = 401, response = api::Unauthorized),
+        (status = 403, response = api::AccountDisabled),
+        (status = 400, response = api::BadRequest),
+        (status = 413, response = api::PayloadTooLarge),
+        (status = 415, response = api::UnsupportedMediaType),
+        (status = 422, response = api::ValidationFailed),
+        (status = 429, response = api::RateLimited),
+        (status = 500, response = api::Internal),
+        (status = 503, response = api::Unavailable),
+    ),
+    security(("bearerAuth" = [])),
+)]
 async fn change_password(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -421,16 +623,48 @@ async fn change_password(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct SessionList {
     sessions: Vec<SessionInfo>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/auth/sessions",
+    tag = "auth",
+    operation_id = "listSessions",
+    summary = "The user's active sessions",
+    responses(
+        (status = 200, description = "Active sessions; `current` marks the caller's.", body = inline(SessionList)),
+        (status = 401, response = api::Unauthorized),
+        (status = 403, response = api::AccountDisabled),
+        (status = 500, response = api::Internal),
+        (status = 503, response = api::Unavailable),
+    ),
+    security(("bearerAuth" = [])),
+)]
 async fn list_sessions(State(state): State<AppState>, caller: AuthUser) -> Result<Json<SessionList>> {
     let sessions = sessions::list(&state.pool, &caller.user_id, &caller.session_id).await?;
     Ok(Json(SessionList { sessions }))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/auth/sessions/{id}",
+    tag = "auth",
+    operation_id = "revokeSession",
+    summary = "Revoke one session",
+    params(("id" = String, Path, description = "Session id.")),
+    responses(
+        (status = 204, description = "The session is revoked."),
+        (status = 401, response = api::Unauthorized),
+        (status = 403, response = api::AccountDisabled),
+        (status = 404, response = api::NotFound),
+        (status = 500, response = api::Internal),
+        (status = 503, response = api::Unavailable),
+    ),
+    security(("bearerAuth" = [])),
+)]
 async fn revoke_session(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -443,12 +677,28 @@ async fn revoke_session(
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct GuestToken {
     guest_token: String,
+    /// Seconds.
+    #[schema(minimum = 0)]
     expires_in: i64,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/auth/guest",
+    tag = "auth",
+    operation_id = "createGuest",
+    summary = "Start a guest identity",
+    description = "Throttled per client address (default 20 an hour; 429 with `Retry-After`). A guest's daily quotas are far below a user's, and a guest cannot set a system prompt.",
+    responses(
+        (status = 201, description = "A guest token, usable as a Bearer token on the conversation routes.", body = GuestToken),
+        (status = 429, response = api::RateLimited),
+        (status = 500, response = api::Internal),
+        (status = 503, response = api::Unavailable),
+    ),
+)]
 async fn guest(State(state): State<AppState>, client: ClientMeta) -> Result<(StatusCode, Json<GuestToken>)> {
     // Each guest token is a fresh daily model quota: minting them is throttled per address.
     rate_limit::admit(&state.pool, EntryPoint::Guest, state.config.limits.guest, client.ip.as_deref())
@@ -458,19 +708,40 @@ async fn guest(State(state): State<AppState>, client: ClientMeta) -> Result<(Sta
 }
 
 /// `202 {message}`: what the recovery routes answer when an e-mail may be on its way.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct Accepted {
+    /// What happens next, for a person; the same text whatever the outcome.
     message: &'static str,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct ForgotPasswordRequest {
+    #[schema(value_type = String, required, format = Email)]
     email: Option<String>,
 }
 
 /// The one answer to a forgot-password request, whether or not the address has an account.
 const RESET_LINK_SENT: &str = "if an account uses this address, a link to choose a new password is on its way; it works for a limited time";
 
+#[utoipa::path(
+    post,
+    path = "/api/auth/password/forgot",
+    tag = "auth",
+    operation_id = "forgotPassword",
+    summary = "Ask for a password-reset link by e-mail",
+    description = "Always 202 with the same body, whether or not the address has an account, and never sooner than `PASSWORD_FORGOT_MIN_MS` (default 1 s) after the request, so neither the answer nor its time tells. For an active account, a single-use link `FRONTEND_URL/reset-password?token=...` is e-mailed (valid `PASSWORD_RESET_TTL_SECS`, default 1 hour); the token is stored only as a hash. Throttled per client address (`PASSWORD_FORGOT_MAX_PER_ADDRESS`, default 30 an hour) and per account (`EMAILS_PER_ACCOUNT`, default 3 reset e-mails an hour; an address without an account is counted alike): 429 with `Retry-After`. A failed delivery is logged, not told.",
+    request_body = ForgotPasswordRequest,
+    responses(
+        (status = 202, description = "Accepted; if the address has an account, a link is on its way.", body = Accepted),
+        (status = 400, response = api::BadRequest),
+        (status = 413, response = api::PayloadTooLarge),
+        (status = 415, response = api::UnsupportedMediaType),
+        (status = 422, response = api::ValidationFailed),
+        (status = 429, response = api::RateLimited),
+        (status = 500, response = api::Internal),
+        (status = 503, response = api::Unavailable),
+    ),
+)]
 async fn forgot_password(
     State(state): State<AppState>,
     client: ClientMeta,
@@ -482,14 +753,37 @@ async fn forgot_password(
     Ok((StatusCode::ACCEPTED, Json(Accepted { message: RESET_LINK_SENT })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct ResetPasswordRequest {
+    /// The `token` parameter of the e-mailed link: `<selector>.<secret>`.
+    #[schema(value_type = String, required)]
     token: Option<String>,
+    #[schema(value_type = String, required, min_length = 8, max_length = 128)]
     new_password: Option<String>,
 }
 
 /// Sets a new password with a token from a reset e-mail and answers like a login: every other
 /// session of the account is revoked, and the reader is signed in with a fresh one.
+#[utoipa::path(
+    post,
+    path = "/api/auth/password/reset",
+    tag = "auth",
+    operation_id = "resetPassword",
+    summary = "Set a new password with a reset link's token",
+    description = "Answers like a login: the token is consumed (with every other reset link of the account), the password is set (argon2id; a password account is created for a user who had none), every session of the account is revoked (a Better-Auth frontend's too), the address counts as verified, and the reader is signed in with a fresh session. An unknown, expired, spent or forged token is one 400 `invalid_token` and changes nothing. Token checks count like password checks: per account (5 failed in 15 minutes, apart from its failed logins) and per client address (with failed logins, 100 in 15 minutes); 429 with `Retry-After`.",
+    request_body = ResetPasswordRequest,
+    responses(
+        (status = 200, description = "Password set; signed in with a new session, the only one of the account.", body = SignedIn),
+        (status = 400, response = api::InvalidToken),
+        (status = 403, response = api::AccountDisabled),
+        (status = 413, response = api::PayloadTooLarge),
+        (status = 415, response = api::UnsupportedMediaType),
+        (status = 422, response = api::ValidationFailed),
+        (status = 429, response = api::RateLimited),
+        (status = 500, response = api::Internal),
+        (status = 503, response = api::Unavailable),
+    ),
+)]
 async fn reset_password(
     State(state): State<AppState>,
     client: ClientMeta,
@@ -526,13 +820,34 @@ fn required(value: Option<String>) -> std::result::Result<String, String> {
     value.filter(|v| !v.is_empty()).ok_or_else(|| "is required".to_owned())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct VerifyEmailRequest {
+    /// The `token` parameter of the e-mailed link.
+    #[schema(value_type = String, required)]
     token: Option<String>,
 }
 
 /// Confirms the account's address with a token from a verification e-mail. No session is
 /// needed: the link may be opened on another device than the one signed in.
+#[utoipa::path(
+    post,
+    path = "/api/auth/email/verify",
+    tag = "auth",
+    operation_id = "verifyEmail",
+    summary = "Verify the account's address with a verification link's token",
+    description = "No session needed (the link may be opened on another device). Sets `email_verified` (shown by `GET /api/auth/me`) and retires the account's other verification links. A token works only while the account still has the address it was sent to. An unknown, expired, spent or forged token is one 400 `invalid_token`; token checks are limited like password resets.",
+    request_body = VerifyEmailRequest,
+    responses(
+        (status = 204, description = "The address is verified."),
+        (status = 400, response = api::InvalidToken),
+        (status = 413, response = api::PayloadTooLarge),
+        (status = 415, response = api::UnsupportedMediaType),
+        (status = 422, response = api::ValidationFailed),
+        (status = 429, response = api::RateLimited),
+        (status = 500, response = api::Internal),
+        (status = 503, response = api::Unavailable),
+    ),
+)]
 async fn verify_email(
     State(state): State<AppState>,
     client: ClientMeta,
@@ -549,6 +864,24 @@ async fn verify_email(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/auth/email/verify/send",
+    tag = "auth",
+    operation_id = "sendEmailVerification",
+    summary = "E-mail the caller a link that verifies their address",
+    description = "A single-use link `FRONTEND_URL/verify-email?token=...` (valid `EMAIL_VERIFICATION_TTL_SECS`, default 1 day). Registration sends one too. At most `EMAILS_PER_ACCOUNT` (default 3, the sign-up's included) verification e-mails an hour per account: 429 with `Retry-After`. 503 when the e-mail could not be sent.",
+    responses(
+        (status = 202, description = "A link is on its way.", body = Accepted),
+        (status = 401, response = api::Unauthorized),
+        (status = 403, response = api::AccountDisabled),
+        (status = 409, response = api::EmailAlreadyVerified),
+        (status = 429, response = api::RateLimited),
+        (status = 500, response = api::Internal),
+        (status = 503, response = api::Unavailable),
+    ),
+    security(("bearerAuth" = [])),
+)]
 async fn send_verification(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -560,3 +893,25 @@ async fn send_verification(
         Json(Accepted { message: "a link to verify your e-mail address is on its way" }),
     ))
 }
+
+/// This function's operations in the OpenAPI document (openapi.json), from the handlers above.
+#[derive(OpenApi)]
+#[openapi(paths(
+    register,
+    login,
+    refresh,
+    logout,
+    logout_all,
+    me,
+    update_me,
+    delete_me,
+    change_password,
+    forgot_password,
+    reset_password,
+    send_verification,
+    verify_email,
+    list_sessions,
+    revoke_session,
+    guest
+))]
+pub struct Api;

@@ -14,10 +14,12 @@ use axum::routing::get;
 use axum::{Json, Router};
 use primer_shared::book::{self, ChapterId, ChapterSummary};
 use primer_shared::extract::{AuthUser, QueryParams};
+use primer_shared::openapi as api;
 use primer_shared::personalize::cache::{self, MARKDOWN};
 use primer_shared::personalize::{Engine, Fingerprint};
 use primer_shared::{AppState, Error, Result, app};
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, OpenApi, ToSchema};
 
 /// How long a presigned URL for a personalized chapter stays valid.
 pub const PRESIGNED_TTL: Duration = Duration::from_secs(15 * 60);
@@ -32,9 +34,25 @@ pub fn routes() -> Router<AppState> {
 }
 
 /// The HTTP contract of the whole API, as the repository keeps it: served by this function (a
-/// public, read-only document, like the book) so that a deployed API describes itself.
+/// public, read-only document, like the book) so that a deployed API describes itself. The file
+/// is generated from the handlers of every function (`local::openapi`, which depends on this
+/// crate, so the file is read here rather than generated); local's `openapi` test keeps the
+/// two equal.
 const OPENAPI: &str = include_str!("../../../openapi.json");
 
+#[utoipa::path(
+    get,
+    path = "/api/openapi.json",
+    tag = "meta",
+    operation_id = "getOpenApi",
+    summary = "This OpenAPI document",
+    description = "Served by the chapters function (deployed) and by the local runner.",
+    responses(
+        (status = 200, description = "The OpenAPI 3.1 document of this API.", body = Object),
+        (status = 500, response = api::Internal),
+        (status = 503, response = api::Unavailable),
+    ),
+)]
 async fn openapi() -> impl axum::response::IntoResponse {
     ([(axum::http::header::CONTENT_TYPE, "application/json")], OPENAPI)
 }
@@ -44,11 +62,23 @@ pub fn router(state: AppState) -> Router {
     app::service(routes(), state)
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct ChapterList {
     chapters: Vec<ChapterSummary>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/chapters",
+    tag = "chapters",
+    operation_id = "listChapters",
+    summary = "The book's chapters",
+    responses(
+        (status = 200, description = "Chapter summaries.", body = inline(ChapterList)),
+        (status = 500, response = api::Internal),
+        (status = 503, response = api::Unavailable),
+    ),
+)]
 async fn list(State(state): State<AppState>) -> Result<Json<ChapterList>> {
     Ok(Json(ChapterList { chapters: book::list(&state.pool).await? }))
 }
@@ -62,21 +92,41 @@ fn markdown(body: String) -> Response {
     ([(header::CONTENT_TYPE, MARKDOWN)], body).into_response()
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/chapters/{id}",
+    tag = "chapters",
+    operation_id = "getChapter",
+    summary = "A chapter's source markdown",
+    params(("id" = i32, Path, minimum = 1, description = "Chapter id.")),
+    responses(
+        (status = 200, description = "The source chapter.", body = String, content_type = "text/markdown"),
+        (status = 400, response = api::BadRequest),
+        (status = 404, response = api::NotFound),
+        (status = 500, response = api::Internal),
+        (status = 503, response = api::Unavailable),
+    ),
+)]
 async fn source(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response> {
     let chapter = book::by_id(&state.pool, chapter_id(&id)?).await?.ok_or(Error::NotFound)?;
     Ok(markdown(chapter.source_markdown))
 }
 
 /// `?format=markdown|json&delivery=inline|redirect`.
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct PersonalizedQuery {
+    /// `json` answers `application/json` (PersonalizedChapter).
     #[serde(default)]
+    #[param(inline, default = "markdown")]
     format: Format,
+    /// `redirect` answers 302 to a presigned URL when the store is S3.
     #[serde(default)]
+    #[param(inline, default = "inline")]
     delivery: Delivery,
 }
 
-#[derive(Deserialize, Default, PartialEq, Eq)]
+#[derive(Deserialize, Default, PartialEq, Eq, ToSchema)]
 #[serde(rename_all = "lowercase")]
 enum Format {
     #[default]
@@ -84,7 +134,7 @@ enum Format {
     Json,
 }
 
-#[derive(Deserialize, Default, PartialEq, Eq)]
+#[derive(Deserialize, Default, PartialEq, Eq, ToSchema)]
 #[serde(rename_all = "lowercase")]
 enum Delivery {
     #[default]
@@ -93,18 +143,49 @@ enum Delivery {
     Redirect,
 }
 
-/// `?format=json`.
-#[derive(Serialize)]
+/// A chapter personalized for the caller, as `?format=json` answers it.
+#[derive(Serialize, ToSchema)]
+#[schema(as = PersonalizedChapter)]
 struct PersonalizedBody {
+    #[schema(value_type = i32, minimum = 1)]
     chapter_id: ChapterId,
     chapter_version: i32,
+    /// The caller's current profile hash.
+    #[schema(pattern = "^[0-9a-f]{64}$")]
     profile_hash: String,
+    /// SHA-256 of what this copy was made from: the chapter version and the part of the profile the engine reads. It names the stored object.
+    #[schema(value_type = String, pattern = "^[0-9a-f]{64}$")]
     fingerprint: Fingerprint,
+    #[schema(inline)]
     engine: Engine,
+    /// True when served from the store, false when generated for this request.
     cached: bool,
     markdown: String,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/chapters/{id}/personalized",
+    tag = "chapters",
+    operation_id = "getPersonalizedChapter",
+    summary = "A chapter rewritten for the caller",
+    description = "Looked up by (user, chapter, chapter_version, fingerprint): the fingerprint hashes what the engine tried first reads of the profile (for the rule-based engine, the reader's values of the facets the chapter's directives mention; with a model, the whole profile), so a profile edit that cannot change the chapter is still a hit. On a miss it is generated (language model if configured, else the rule-based engine) and cached. 409 `profile_incomplete` without an onboarded profile.",
+    params(("id" = i32, Path, minimum = 1, description = "Chapter id."), PersonalizedQuery),
+    responses(
+        (status = 200, description = "The chapter personalized for the caller's profile: `text/markdown` by default, JSON with `?format=json`.", content((String = "text/markdown"), (PersonalizedBody = "application/json"))),
+        (status = 302, description = "With `?delivery=redirect` and an S3 store: a redirect to a short-lived presigned URL of the markdown.",
+            headers(("Location" = String, description = "The presigned URL."))),
+        (status = 409, response = api::ProfileIncomplete),
+        (status = 401, response = api::Unauthorized),
+        (status = 403, response = api::AccountDisabledOrEmailUnverified),
+        (status = 400, response = api::BadRequest),
+        (status = 404, response = api::NotFound),
+        (status = 429, response = api::RateLimited),
+        (status = 500, response = api::Internal),
+        (status = 503, response = api::Unavailable),
+    ),
+    security(("bearerAuth" = [])),
+)]
 async fn personalized(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -134,3 +215,8 @@ async fn personalized(
         .into_response(),
     })
 }
+
+/// This function's operations in the OpenAPI document (openapi.json), from the handlers above.
+#[derive(OpenApi)]
+#[openapi(paths(list, source, personalized, openapi))]
+pub struct Api;

@@ -28,18 +28,20 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures_util::StreamExt as _;
 use primer_shared::conversations::{
-    self, Conversation, ConversationChanges, ConversationQuery, Cursor, Message, MessageContent,
+    self, Citation, Conversation, ConversationChanges, ConversationQuery, Cursor, Message, MessageContent,
     NewConversation, Owner, PageSize, SystemPrompt, Title,
 };
 use primer_shared::extract::{
     Caller, JsonBody, OptionalJsonBody, QueryParams, WantsEventStream, nullable, present,
 };
+use primer_shared::openapi as api;
 use primer_shared::tutor::stream::{ReplyEvent, ReplyStream};
 use primer_shared::tutor::{Exchange, ModelCatalog, Tutor};
 use primer_shared::usage::{self, UsageReport};
 use primer_shared::{AppState, Error, FieldErrors, Result, app};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use utoipa::{IntoParams, OpenApi, ToSchema};
 use uuid::Uuid;
 
 /// The conversations routes, for the Lambda and for the local runner.
@@ -95,19 +97,37 @@ fn resource_id(raw: &str) -> Result<Uuid> {
     raw.parse().map_err(|_| Error::NotFound)
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct ModelList {
+    #[schema(inline)]
     models: Vec<ModelEntry>,
+    /// The id of the default model.
     default: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct ModelEntry {
     id: String,
     /// True for the built-in offline tutor, which quotes the book instead of writing.
     offline: bool,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/models",
+    tag = "conversations",
+    operation_id = "listModels",
+    summary = "Models a conversation may use",
+    description = "Accepts either a user's access token or a guest token from `POST /api/auth/guest` as the Bearer token; a guest's conversations are handed to the user who registers or logs in with that `guest_token`. Another owner's conversation is a 404.",
+    responses(
+        (status = 200, description = "The models, with the default.", body = ModelList),
+        (status = 401, response = api::Unauthorized),
+        (status = 403, response = api::AccountDisabled),
+        (status = 500, response = api::Internal),
+        (status = 503, response = api::Unavailable),
+    ),
+    security(("bearerAuth" = [])),
+)]
 async fn models(State(state): State<AppState>, _caller: Caller) -> Json<ModelList> {
     let catalog = catalog(&state);
     let models = catalog
@@ -119,20 +139,45 @@ async fn models(State(state): State<AppState>, _caller: Caller) -> Json<ModelLis
 }
 
 /// `{conversation}`.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct ConversationBody {
     conversation: Conversation,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, ToSchema)]
+#[schema(as = CreateConversationRequest)]
 struct CreateRequest {
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = String, pattern = r"\S")]
     title: Option<String>,
     ai_model: Option<String>,
+    /// The user's instructions for the model, at most 2,000 characters. Guests cannot set one (422).
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = String, max_length = 2000)]
     system_prompt: Option<String>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/conversations",
+    tag = "conversations",
+    operation_id = "createConversation",
+    summary = "Start a conversation",
+    description = "Accepts either a user's access token or a guest token from `POST /api/auth/guest` as the Bearer token; a guest's conversations are handed to the user who registers or logs in with that `guest_token`. Another owner's conversation is a 404.",
+    request_body = CreateRequest,
+    responses(
+        (status = 201, description = "Created; `title` is `Untitled N` when absent.", body = inline(ConversationBody)),
+        (status = 401, response = api::Unauthorized),
+        (status = 403, response = api::AccountDisabled),
+        (status = 400, response = api::BadRequest),
+        (status = 413, response = api::PayloadTooLarge),
+        (status = 415, response = api::UnsupportedMediaType),
+        (status = 422, response = api::ValidationFailed),
+        (status = 500, response = api::Internal),
+        (status = 503, response = api::Unavailable),
+    ),
+    security(("bearerAuth" = [])),
+)]
 async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -153,19 +198,47 @@ async fn create(
     Ok((StatusCode::CREATED, Json(ConversationBody { conversation })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
+    /// List archived conversations instead of active ones.
+    #[param(value_type = bool, required = false, default = false)]
     archived: Option<bool>,
+    /// Page size.
+    #[param(value_type = u32, required = false, default = 20, minimum = 1, maximum = 100)]
     limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    #[param(value_type = String, required = false)]
     cursor: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = ConversationPage)]
 struct ConversationList {
     conversations: Vec<Conversation>,
+    /// Pass as `cursor` for the next page; null at the end.
+    #[schema(required)]
     next_cursor: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/conversations",
+    tag = "conversations",
+    operation_id = "listConversations",
+    summary = "List conversations",
+    description = "Accepts either a user's access token or a guest token from `POST /api/auth/guest` as the Bearer token; a guest's conversations are handed to the user who registers or logs in with that `guest_token`. Another owner's conversation is a 404.",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "Pinned first, then latest activity.", body = ConversationList),
+        (status = 401, response = api::Unauthorized),
+        (status = 403, response = api::AccountDisabled),
+        (status = 400, response = api::BadRequest),
+        (status = 500, response = api::Internal),
+        (status = 503, response = api::Unavailable),
+    ),
+    security(("bearerAuth" = [])),
+)]
 async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -180,6 +253,24 @@ async fn list(
     Ok(Json(ConversationList { conversations: page.items, next_cursor: page.next_cursor }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/conversations/{id}",
+    tag = "conversations",
+    operation_id = "getConversation",
+    summary = "One conversation",
+    description = "Accepts either a user's access token or a guest token from `POST /api/auth/guest` as the Bearer token; a guest's conversations are handed to the user who registers or logs in with that `guest_token`. Another owner's conversation is a 404.",
+    params(("id" = Uuid, Path, description = "Conversation id.")),
+    responses(
+        (status = 200, description = "The conversation.", body = inline(ConversationBody)),
+        (status = 401, response = api::Unauthorized),
+        (status = 403, response = api::AccountDisabled),
+        (status = 404, response = api::NotFound),
+        (status = 500, response = api::Internal),
+        (status = 503, response = api::Unavailable),
+    ),
+    security(("bearerAuth" = [])),
+)]
 async fn show(
     State(state): State<AppState>,
     caller: Caller,
@@ -191,19 +282,48 @@ async fn show(
     Ok(Json(ConversationBody { conversation }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
+#[schema(as = UpdateConversationRequest)]
 struct UpdateRequest {
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = String, pattern = r"\S")]
     title: Option<String>,
     ai_model: Option<String>,
+    /// The user's instructions for the model, at most 2,000 characters. Guests cannot set one (422).
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>, max_length = 2000)]
     system_prompt: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = bool)]
     is_archived: Option<bool>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = bool)]
     is_pinned: Option<bool>,
 }
 
+#[utoipa::path(
+    patch,
+    path = "/api/conversations/{id}",
+    tag = "conversations",
+    operation_id = "updateConversation",
+    summary = "Rename, archive, pin, re-model",
+    description = "Accepts either a user's access token or a guest token from `POST /api/auth/guest` as the Bearer token; a guest's conversations are handed to the user who registers or logs in with that `guest_token`. Another owner's conversation is a 404.",
+    params(("id" = Uuid, Path, description = "Conversation id.")),
+    request_body = UpdateRequest,
+    responses(
+        (status = 200, description = "The updated conversation.", body = inline(ConversationBody)),
+        (status = 401, response = api::Unauthorized),
+        (status = 403, response = api::AccountDisabled),
+        (status = 400, response = api::BadRequest),
+        (status = 413, response = api::PayloadTooLarge),
+        (status = 415, response = api::UnsupportedMediaType),
+        (status = 422, response = api::ValidationFailed),
+        (status = 404, response = api::NotFound),
+        (status = 500, response = api::Internal),
+        (status = 503, response = api::Unavailable),
+    ),
+    security(("bearerAuth" = [])),
+)]
 async fn update(
     State(state): State<AppState>,
     caller: Caller,
@@ -230,6 +350,24 @@ async fn update(
     Ok(Json(ConversationBody { conversation }))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/conversations/{id}",
+    tag = "conversations",
+    operation_id = "deleteConversation",
+    summary = "Delete a conversation",
+    description = "Accepts either a user's access token or a guest token from `POST /api/auth/guest` as the Bearer token; a guest's conversations are handed to the user who registers or logs in with that `guest_token`. Another owner's conversation is a 404.",
+    params(("id" = Uuid, Path, description = "Conversation id.")),
+    responses(
+        (status = 204, description = "The conversation and its messages are gone."),
+        (status = 401, response = api::Unauthorized),
+        (status = 403, response = api::AccountDisabled),
+        (status = 404, response = api::NotFound),
+        (status = 500, response = api::Internal),
+        (status = 503, response = api::Unavailable),
+    ),
+    security(("bearerAuth" = [])),
+)]
 async fn remove(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<StatusCode> {
     if conversations::delete(&state.pool, &Owner::from(caller), resource_id(&id)?).await? {
         Ok(StatusCode::NO_CONTENT)
@@ -238,18 +376,46 @@ async fn remove(State(state): State<AppState>, caller: Caller, Path(id): Path<St
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct MessagesQuery {
+    /// Page size.
+    #[param(value_type = u32, required = false, default = 50, minimum = 1, maximum = 100)]
     limit: Option<u32>,
+    /// `next_cursor` of the previous page: messages older than it.
+    #[param(value_type = String, required = false)]
     before: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = MessagePage)]
 struct MessageList {
+    /// Oldest first.
     messages: Vec<Message>,
+    /// Pass as `before` for older messages; null at the start.
+    #[schema(required)]
     next_cursor: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/conversations/{id}/messages",
+    tag = "conversations",
+    operation_id = "listMessages",
+    summary = "Messages of a conversation",
+    description = "Accepts either a user's access token or a guest token from `POST /api/auth/guest` as the Bearer token; a guest's conversations are handed to the user who registers or logs in with that `guest_token`. Another owner's conversation is a 404.",
+    params(("id" = Uuid, Path, description = "Conversation id."), MessagesQuery),
+    responses(
+        (status = 200, description = "Messages, oldest first.", body = MessageList),
+        (status = 401, response = api::Unauthorized),
+        (status = 403, response = api::AccountDisabled),
+        (status = 400, response = api::BadRequest),
+        (status = 404, response = api::NotFound),
+        (status = 500, response = api::Internal),
+        (status = 503, response = api::Unavailable),
+    ),
+    security(("bearerAuth" = [])),
+)]
 async fn list_messages(
     State(state): State<AppState>,
     caller: Caller,
@@ -267,11 +433,37 @@ async fn list_messages(
     Ok(Json(MessageList { messages: page.items, next_cursor: page.next_cursor }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct PostMessageRequest {
+    #[schema(value_type = String, required, min_length = 1, max_length = 32768, pattern = r"\S")]
     content: Option<String>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/conversations/{id}/messages",
+    tag = "conversations",
+    operation_id = "postMessage",
+    summary = "Send a message to the tutor",
+    description = "Accepts either a user's access token or a guest token from `POST /api/auth/guest` as the Bearer token; a guest's conversations are handed to the user who registers or logs in with that `guest_token`. Another owner's conversation is a 404. The same content sent twice within 30 seconds is stored once and answered once. Content is at most 32 KiB (413 above that). With `Accept: text/event-stream` the answer streams as Server-Sent Events (see `ReplyEvent`); everything that fails before the message is stored (auth, validation, size, an unknown conversation) is still a JSON error with its status. Once the message is stored the answer is written and stored to its end even if the reader disconnects. Deployed, the HTTP API buffers whole responses: stream through the function URL (stack output `StreamUrl`), same path, same token. Each new message counts against the caller's daily message quota (429 `quota_exceeded` once used up; a duplicate costs nothing). When the caller's model tokens or the deployment's daily budget have no room for a reply, the offline tutor answers (`ai_model: offline-tutor`) and the reply says so first.",
+    params(("id" = Uuid, Path, description = "Conversation id.")),
+    request_body = PostMessageRequest,
+    responses(
+        (status = 201, description = "The stored user message and the tutor's reply. A model failure still answers 201, with `reply.is_error = true`. With `Accept: text/event-stream`, the same exchange as Server-Sent Events.", content((Exchange = "application/json"), (String = "text/event-stream"))),
+        (status = 401, response = api::Unauthorized),
+        (status = 403, response = api::AccountDisabledOrEmailUnverified),
+        (status = 400, response = api::BadRequest),
+        (status = 413, response = api::PayloadTooLarge),
+        (status = 415, response = api::UnsupportedMediaType),
+        (status = 422, response = api::ValidationFailed),
+        (status = 404, response = api::NotFound),
+        (status = 429, response = api::QuotaExceeded),
+        (status = 502, response = api::ModelUnavailable),
+        (status = 500, response = api::Internal),
+        (status = 503, response = api::Unavailable),
+    ),
+    security(("bearerAuth" = [])),
+)]
 async fn post_message(
     State(state): State<AppState>,
     caller: Caller,
@@ -291,11 +483,35 @@ async fn post_message(
     Ok((StatusCode::CREATED, Json(exchange)).into_response())
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct ReplyBody {
     reply: Message,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/conversations/{id}/messages/{message_id}/retry",
+    tag = "conversations",
+    operation_id = "retryMessage",
+    summary = "Retry a failed reply",
+    description = "Accepts either a user's access token or a guest token from `POST /api/auth/guest` as the Bearer token; a guest's conversations are handed to the user who registers or logs in with that `guest_token`. Another owner's conversation is a 404. `message_id` is a user message whose reply failed (`is_error`); otherwise 409 `already_answered`. With `Accept: text/event-stream` the answer streams as Server-Sent Events (see `ReplyEvent`); everything that fails before the message is stored (auth, an unknown message, an answered one) is still a JSON error with its status. Once the stream has started the answer is written and stored to its end even if the reader disconnects. Deployed, the HTTP API buffers whole responses: stream through the function URL (stack output `StreamUrl`), same path, same token.",
+    params(
+        ("id" = Uuid, Path, description = "Conversation id."),
+        ("message_id" = Uuid, Path, description = "Id of a user message whose reply failed."),
+    ),
+    responses(
+        (status = 201, description = "A new reply to the user message. With `Accept: text/event-stream`, as Server-Sent Events.", content((inline(ReplyBody) = "application/json"), (String = "text/event-stream"))),
+        (status = 401, response = api::Unauthorized),
+        (status = 403, response = api::AccountDisabledOrEmailUnverified),
+        (status = 404, response = api::NotFound),
+        (status = 409, response = api::Conflict),
+        (status = 429, response = api::RateLimited),
+        (status = 502, response = api::ModelUnavailable),
+        (status = 500, response = api::Internal),
+        (status = 503, response = api::Unavailable),
+    ),
+    security(("bearerAuth" = [])),
+)]
 async fn retry(
     State(state): State<AppState>,
     caller: Caller,
@@ -312,14 +528,28 @@ async fn retry(
     Ok((StatusCode::CREATED, Json(ReplyBody { reply })).into_response())
 }
 
+/// The `data` of a `delta` event.
+#[derive(Serialize, ToSchema)]
+struct StreamDelta {
+    /// The next fragment of the answer.
+    #[schema(min_length = 1)]
+    text: String,
+}
+
+/// The `data` of a `citations` event.
+#[derive(Serialize, ToSchema)]
+struct StreamCitations {
+    citations: Vec<Citation>,
+}
+
 /// A streamed reply as Server-Sent Events: each a JSON `data:` with its `event:` name and a
 /// running `id:`. 201, as the JSON route: the message is stored before the first event.
 fn event_stream(replies: ReplyStream) -> Response {
     let events = replies.enumerate().map(|(n, event)| {
         let (name, data) = match event {
             ReplyEvent::UserMessage(message) => ("user_message", json!(message)),
-            ReplyEvent::Delta(text) => ("delta", json!({ "text": text })),
-            ReplyEvent::Citations(citations) => ("citations", json!({ "citations": citations })),
+            ReplyEvent::Delta(text) => ("delta", json!(StreamDelta { text })),
+            ReplyEvent::Citations(citations) => ("citations", json!(StreamCitations { citations })),
             ReplyEvent::Done(message) => ("done", json!(message)),
             ReplyEvent::Error(message) => ("error", json!(message)),
             ReplyEvent::Failed(body) => ("error", body),
@@ -331,9 +561,11 @@ fn event_stream(replies: ReplyStream) -> Response {
 }
 
 /// `GET /api/usage`: the caller's day so far.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = Usage)]
 struct UsageBody {
-    /// `user` or `guest`: whose quotas apply.
+    /// Whose quotas apply: a guest's are far below a user's.
+    #[schema(schema_with = api::one_of_strings::<CallerKinds>)]
     caller: &'static str,
     /// False when no model is configured: the offline tutor answers and spends no tokens.
     model_configured: bool,
@@ -341,9 +573,101 @@ struct UsageBody {
     usage: UsageReport,
 }
 
+/// The values of [`UsageBody::caller`].
+struct CallerKinds;
+impl api::Strings for CallerKinds {
+    const ALL: &[&str] = &["user", "guest"];
+    const DESCRIPTION: Option<&str> = Some("Whose quotas apply: a guest's are far below a user's.");
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/usage",
+    tag = "conversations",
+    operation_id = "getUsage",
+    summary = "What the caller has used of today's quotas and has left",
+    description = "Accepts a user's access token or a guest token. Counts the UTC day: messages posted to the tutor and model tokens (tutor and personalization). Posting past the message quota, or with no tokens left, is a 429 `quota_exceeded`; when a reply would not fit the tokens left, or the deployment's budget is spent, the offline tutor answers and its reply says so.",
+    responses(
+        (status = 200, description = "The caller's day so far.", body = UsageBody),
+        (status = 401, response = api::Unauthorized),
+        (status = 403, response = api::AccountDisabled),
+        (status = 500, response = api::Internal),
+        (status = 503, response = api::Unavailable),
+    ),
+    security(("bearerAuth" = [])),
+)]
 async fn usage_today(State(state): State<AppState>, caller: Caller) -> Result<Json<UsageBody>> {
     let kind = if matches!(caller, Caller::Guest { .. }) { "guest" } else { "user" };
     let subject = Owner::from(caller);
     let usage = usage::report(&state.pool, &subject, &state.config.usage).await?;
     Ok(Json(UsageBody { caller: kind, model_configured: state.model.is_some(), usage }))
+}
+
+/// This function's operations in the OpenAPI document (openapi.json), from the handlers above.
+#[derive(OpenApi)]
+#[openapi(
+    paths(models, create, list, show, update, remove, list_messages, post_message, retry, usage_today),
+    components(schemas(StreamDelta, StreamCitations)),
+    modifiers(&OptionalCreateBody)
+)]
+pub struct Api;
+
+/// `POST /api/conversations` may come without a body ([`OptionalJsonBody`]), but a body it has
+/// is a `CreateConversationRequest` (not `null`): an optional body of a required schema, which
+/// `#[utoipa::path]` cannot say.
+struct OptionalCreateBody;
+
+impl utoipa::Modify for OptionalCreateBody {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let create = openapi.paths.paths.get_mut("/api/conversations").and_then(|item| item.post.as_mut());
+        if let Some(body) = create.and_then(|operation| operation.request_body.as_mut()) {
+            body.required = Some(utoipa::openapi::Required::False);
+        }
+    }
+}
+
+/// What `#[utoipa::path]` cannot say of the streamed replies of [`event_stream`], added to the
+/// assembled document: the `ReplyEvent` schema (one event: its name, its running id, its JSON
+/// data) and, on the two operations that stream, the event-stream body as a sequence of them
+/// (`x-itemSchema`, as OpenAPI 3.2's `itemSchema`).
+pub fn describe_event_streams(document: &mut serde_json::Value) {
+    let event = |name: &str, description: &str, data: serde_json::Value| {
+        json!({
+            "type": "object",
+            "description": description,
+            "required": ["event", "id", "data"],
+            "properties": {
+                "event": {"const": name},
+                "id": {"type": "string", "description": "The event's position in the stream: 1, 2, 3, ..."},
+                "data": {"type": "string", "contentMediaType": "application/json", "contentSchema": data},
+            },
+        })
+    };
+    let schema = |name: &str| json!({"$ref": format!("#/components/schemas/{name}")});
+    document["components"]["schemas"]["ReplyEvent"] = json!({
+        "description": "One Server-Sent Event of a streamed reply: `event:` names it, `id:` numbers it, `data:` is one line of JSON. In order: `user_message` once, `delta` zero or more times, then either `citations` and `done`, or `error`; the stream then ends. The `delta` texts joined are the `done` message's `content`. A duplicate post (same content within 30 s) replays the stored exchange: the stored answer comes as one `delta`. Comment lines (`:`) keep an idle connection open and carry nothing.",
+        "oneOf": [
+            event("user_message", "The stored user message, sent before the model is asked.", schema("Message")),
+            event("delta", "A fragment of the answer's text, in order, as the model writes it.", schema("StreamDelta")),
+            event("citations", "The passages of the book the answer rests on (possibly none), once the answer is complete.", schema("StreamCitations")),
+            event("done", "The stored answer, as the JSON route returns it. The last event.", schema("Message")),
+            event(
+                "error",
+                "The last event when no answer came. Usually the stored failure notice (`is_error: true`, `error_details.code` such as `model_timeout` or `model_interrupted`, `error_details.partial_content` with what had been streamed), which `.../retry` answers again. When nothing could be stored (the database went away, another request is still answering this message), the error body of every other failure instead, e.g. `{\"error\": {\"code\": \"unavailable\", ...}}`; the message stays unanswered and can be retried.",
+                json!({"oneOf": [schema("Message"), schema("Error")]}),
+            ),
+        ],
+    });
+    for (path, first) in [
+        ("/api/conversations/{id}/messages", "`user_message`"),
+        ("/api/conversations/{id}/messages/{message_id}/retry", "`user_message` (the message retried)"),
+    ] {
+        document["paths"][path]["post"]["responses"]["201"]["content"]["text/event-stream"] = json!({
+            "schema": {
+                "type": "string",
+                "description": format!("Server-Sent Events: {first}, `delta`..., `citations`, `done` (or `error`). Each event is a `ReplyEvent` (`x-itemSchema`, as OpenAPI 3.2's `itemSchema`)."),
+            },
+            "x-itemSchema": schema("ReplyEvent"),
+        });
+    }
 }

@@ -11,10 +11,12 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use primer_shared::extract::{AuthUser, JsonBody};
+use primer_shared::openapi as api;
 use primer_shared::profile::catalog::{self, ProfileOptions};
-use primer_shared::profile::{self, Change, ProfileInput, Saved, UserProfile};
+use primer_shared::profile::{self, Change, ProfileInput, ProfilePatch, Saved, UserProfile};
 use primer_shared::{AppState, Error, Result, app};
 use serde::Serialize;
+use utoipa::{OpenApi, ToSchema};
 
 /// The profile routes, for the Lambda and for the local runner.
 pub fn routes() -> Router<AppState> {
@@ -29,20 +31,72 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// `{profile}`.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct ProfileBody {
     profile: UserProfile,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/profile/options",
+    tag = "profile",
+    operation_id = "getProfileOptions",
+    summary = "Catalog of allowed profile values",
+    responses(
+        (status = 200, description = "The allowed values of every enumerated profile field.", body = ProfileOptions),
+        (status = 500, response = api::Internal),
+        (status = 503, response = api::Unavailable),
+    ),
+)]
 async fn options() -> Json<ProfileOptions> {
     Json(catalog::options())
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/profile",
+    tag = "profile",
+    operation_id = "getProfile",
+    summary = "The user's profile",
+    description = "404 `not_found` when the user has no profile yet.",
+    responses(
+        (status = 200, description = "The profile.", body = inline(ProfileBody)),
+        (status = 401, response = api::Unauthorized),
+        (status = 403, response = api::AccountDisabled),
+        (status = 404, response = api::NotFound),
+        (status = 500, response = api::Internal),
+        (status = 503, response = api::Unavailable),
+    ),
+    security(("bearerAuth" = [])),
+)]
 async fn read(State(state): State<AppState>, caller: AuthUser) -> Result<Json<ProfileBody>> {
     let profile = profile::find(&state.pool, &caller.user_id).await?.ok_or(Error::NotFound)?;
     Ok(Json(ProfileBody { profile }))
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/profile",
+    tag = "profile",
+    operation_id = "putProfile",
+    summary = "Create or replace the profile",
+    description = "Once onboarded, changing `python_proficiency` or `developer_role` is a 409 `immutable_field` (the same value is fine). An unknown catalog value is a 422 naming the field path. Any change recomputes `profile_hash`.",
+    request_body = ProfileInput,
+    responses(
+        (status = 200, description = "Replaced.", body = inline(ProfileBody)),
+        (status = 201, description = "Created.", body = inline(ProfileBody)),
+        (status = 401, response = api::Unauthorized),
+        (status = 403, response = api::AccountDisabled),
+        (status = 400, response = api::BadRequest),
+        (status = 413, response = api::PayloadTooLarge),
+        (status = 415, response = api::UnsupportedMediaType),
+        (status = 422, response = api::ValidationFailed),
+        (status = 409, response = api::Conflict),
+        (status = 500, response = api::Internal),
+        (status = 503, response = api::Unavailable),
+    ),
+    security(("bearerAuth" = [])),
+)]
 async fn replace(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -54,6 +108,28 @@ async fn replace(
 
 /// Takes `application/merge-patch+json` as well as `application/json`: `JsonBody` accepts
 /// every `application/*+json` type.
+#[utoipa::path(
+    patch,
+    path = "/api/profile",
+    tag = "profile",
+    operation_id = "patchProfile",
+    summary = "Merge-patch the profile (RFC 7396)",
+    description = "A JSON merge patch (RFC 7396): members present replace, `null` removes, nested objects merge, arrays are replaced. Sent as `application/merge-patch+json` or `application/json`. Without a profile, the patch applies to an empty one and creates it when the result is valid (still 200). The same immutability and catalog rules as PUT apply.",
+    request_body(content((ProfilePatch = "application/merge-patch+json"), (ProfilePatch = "application/json"))),
+    responses(
+        (status = 200, description = "The patched profile.", body = inline(ProfileBody)),
+        (status = 401, response = api::Unauthorized),
+        (status = 403, response = api::AccountDisabled),
+        (status = 400, response = api::BadRequest),
+        (status = 413, response = api::PayloadTooLarge),
+        (status = 415, response = api::UnsupportedMediaType),
+        (status = 422, response = api::ValidationFailed),
+        (status = 409, response = api::Conflict),
+        (status = 500, response = api::Internal),
+        (status = 503, response = api::Unavailable),
+    ),
+    security(("bearerAuth" = [])),
+)]
 async fn merge_patch(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -72,3 +148,8 @@ fn respond(saved: Saved) -> (StatusCode, Json<ProfileBody>) {
     };
     (status, Json(ProfileBody { profile }))
 }
+
+/// This function's operations in the OpenAPI document (openapi.json), from the handlers above.
+#[derive(OpenApi)]
+#[openapi(paths(options, read, replace, merge_patch))]
+pub struct Api;

@@ -4,6 +4,7 @@
 //! ```text
 //! admin migrate                  apply the migrations in migrations/
 //! admin import-chapters DIR      upsert every NN-slug.md chapter of DIR
+//! admin openapi                  print the OpenAPI document (openapi.json), no database
 //! ```
 
 use std::path::PathBuf;
@@ -15,12 +16,13 @@ use primer_shared::error::ErrorChain;
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 
-const USAGE: &str = "usage: admin migrate | admin import-chapters DIR";
+const USAGE: &str = "usage: admin migrate | admin import-chapters DIR | admin openapi";
 
 /// What the operator asked for.
 enum Command {
     Migrate,
     ImportChapters(PathBuf),
+    OpenApi,
 }
 
 impl Command {
@@ -28,6 +30,7 @@ impl Command {
         match args {
             [cmd] if cmd == "migrate" => Some(Self::Migrate),
             [cmd, dir] if cmd == "import-chapters" => Some(Self::ImportChapters(dir.into())),
+            [cmd] if cmd == "openapi" => Some(Self::OpenApi),
             _ => None,
         }
     }
@@ -40,6 +43,7 @@ async fn main() -> ExitCode {
         eprintln!("{USAGE}");
         return ExitCode::from(2);
     };
+
     match run(command).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -50,15 +54,13 @@ async fn main() -> ExitCode {
 }
 
 async fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
-    let url = std::env::var("DATABASE_URL").map_err(|_| "DATABASE_URL is not set")?;
-    let pool: PgPool = PgPoolOptions::new().max_connections(2).connect(&url).await?;
     match command {
         Command::Migrate => {
-            db::MIGRATOR.run(&pool).await?;
+            db::MIGRATOR.run(&connect().await?).await?;
             println!("migrations applied");
         }
         Command::ImportChapters(dir) => {
-            for chapter in book::import_dir(&pool, &dir).await? {
+            for chapter in book::import_dir(&connect().await?, &dir).await? {
                 let what = match chapter.outcome {
                     ImportOutcome::Created => "created, version 1".to_owned(),
                     ImportOutcome::Updated { version } => format!("changed, now version {version}"),
@@ -67,6 +69,12 @@ async fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
                 println!("chapter {} {}: {what}", chapter.id, chapter.slug);
             }
         }
+        Command::OpenApi => print!("{}", local::openapi::json()),
     }
     Ok(())
+}
+
+async fn connect() -> Result<PgPool, Box<dyn std::error::Error>> {
+    let url = std::env::var("DATABASE_URL").map_err(|_| "DATABASE_URL is not set")?;
+    Ok(PgPoolOptions::new().max_connections(2).connect(&url).await?)
 }

@@ -333,7 +333,7 @@ impl<'a> Recovery<'a> {
     pub async fn send_verification(&self, user: &User) -> Result<()> {
         if user.email_verified {
             return Err(Error::Conflict {
-                code: "email_already_verified",
+                code: crate::error::Code::EmailAlreadyVerified,
                 message: "this account's e-mail address is already verified".into(),
             });
         }

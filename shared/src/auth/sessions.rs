@@ -199,7 +199,7 @@ pub async fn revoke_all_but(db: impl PgExecutor<'_>, user_id: &str, keep: Option
 }
 
 /// A live session as its owner sees it in the list.
-#[derive(Debug, Serialize, sqlx::FromRow)]
+#[derive(Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct SessionInfo {
     /// Session id.
     pub id: String,
@@ -208,8 +208,10 @@ pub struct SessionInfo {
     /// When it lapses unless refreshed.
     pub expires_at: DateTime<Utc>,
     /// Where it was opened from.
+    #[schema(required)]
     pub ip_address: Option<String>,
     /// With what.
+    #[schema(required)]
     pub user_agent: Option<String>,
     /// True for the session making the request.
     pub current: bool,

@@ -179,7 +179,7 @@ async fn find_or_make(
 
 fn profile_incomplete() -> Error {
     Error::Conflict {
-        code: "profile_incomplete",
+        code: crate::error::Code::ProfileIncomplete,
         message: "complete your profile (onboarding) to read personalized chapters".into(),
     }
 }

@@ -70,6 +70,18 @@ macro_rules! catalog_enum {
             }
         }
 
+        /// A string of the catalog's values.
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                utoipa::openapi::schema::ObjectBuilder::new()
+                    .schema_type(utoipa::openapi::schema::Type::String)
+                    .enum_values(Some([$($value),+]))
+                    .into()
+            }
+        }
+
+        impl utoipa::ToSchema for $name {}
+
         impl std::fmt::Display for $name {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str(self.as_str())
@@ -304,36 +316,52 @@ impl From<Language> for Skill {
 }
 
 /// The body of `GET /api/profile/options`: every field of the onboarding form, in form order.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(
+    description = "The catalog of allowed profile values, grouped by field in form order, so a frontend can build its onboarding form from it. Values are case-sensitive and are exactly what the API accepts and stores.",
+    examples(json!({"fields": [
+        {"field": "software_context.languages", "label": "Programming languages", "kind": "multiple",
+         "options": [{"value": "Python", "label": "Python"}, {"value": "Cpp", "label": "C++"}],
+         "immutable_once_onboarded": false},
+        {"field": "hardware_context.specifications.gpu", "label": "GPU model", "kind": "text", "max_length": 64,
+         "immutable_once_onboarded": false},
+    ]}))
+)]
 pub struct ProfileOptions {
     /// The fields.
+    #[schema(inline)]
     pub fields: Vec<FieldOptions>,
 }
 
 /// One field of the form and what it accepts.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct FieldOptions {
     /// The JSON path of the field in a profile, e.g. `software_context.languages`.
+    #[schema(examples("software_context.languages"))]
     pub field: &'static str,
     /// What a person reads.
     pub label: &'static str,
-    /// How the field is answered.
+    /// `single`: one value of `options` or none; `multiple`: an array of values of `options`; `map`: an object from `keys` to a value of `options` (`software_context.skill_levels`); `text`: free text up to `max_length` characters.
+    #[schema(inline)]
     pub kind: FieldKind,
     /// The allowed values (the levels, for a `map`); absent for free text.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Vec<OptionItem>, inline, required = false)]
     pub options: Option<Vec<OptionItem>>,
     /// The allowed keys of a `map` (the skills of `software_context.skill_levels`).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Vec<OptionItem>, inline, required = false)]
     pub keys: Option<Vec<OptionItem>>,
-    /// The longest accepted free text, in characters.
+    /// The longest accepted free text, in characters; only for `text`.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = usize, required = false)]
     pub max_length: Option<usize>,
     /// True for the onboarding answers (the onboarding model): once both are given, neither may change.
     pub immutable_once_onboarded: bool,
 }
 
 /// How a field is answered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FieldKind {
     /// One value of `options`, or none.
@@ -347,9 +375,9 @@ pub enum FieldKind {
 }
 
 /// One allowed value and its label.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct OptionItem {
-    /// The value to send.
+    /// The value to send (case-sensitive).
     pub value: &'static str,
     /// What a person reads.
     pub label: &'static str,

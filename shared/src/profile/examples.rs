@@ -1,4 +1,5 @@
-//! The example profiles of docs/api.md and the guest-chat model, written once for the tests of every crate.
+//! The example profiles of docs/api.md and the guest-chat model, written once for the tests of every crate
+//! and the OpenAPI document.
 
 use serde_json::{Value, json};
 

@@ -15,34 +15,84 @@ use crate::error::{FieldErrors, Result};
 
 /// A profile as a client sends it to `PUT /api/profile` (and what a merge patch must produce).
 /// Enumerated values are plain strings here so that an unknown one is a 422 naming its path.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(
+    description = "A full profile, as sent to `PUT /api/profile`. Unknown keys are a 400; `is_onboarded`, `profile_hash`, `created_at` and `updated_at` (as a GET shows them) are accepted and ignored. Every invalid value is listed in one 422 by its JSON path.",
+    examples(super::examples::api_example)
+)]
 pub struct ProfileInput {
     /// Required; must name at least one language or skill level.
     #[serde(default, deserialize_with = "object")]
+    #[schema(value_type = SoftwareContextInput, required)]
     pub software_context: Option<SoftwareContextInput>,
     /// Required, may be `{}`.
     #[serde(default, deserialize_with = "object")]
+    #[schema(value_type = HardwareContextInput, required)]
     pub hardware_context: Option<HardwareContextInput>,
-    /// A [`Level`].
+    /// A level; immutable once onboarded.
+    #[schema(value_type = Option<Level>)]
     pub python_proficiency: Option<String>,
-    /// A [`super::DeveloperRole`].
+    /// A role; immutable once onboarded.
+    #[schema(value_type = Option<super::DeveloperRole>)]
     pub developer_role: Option<String>,
-    /// A [`super::RoboticsExperience`].
+    /// How far the reader has gone with robots.
+    #[schema(value_type = Option<super::RoboticsExperience>)]
     pub robotics_experience: Option<String>,
-    /// [`super::LearningGoal`]s.
+    /// Learning goals; the values are in `GET /api/profile/options`.
     pub learning_goals: Option<Vec<String>>,
     // The rest of what GET shows is the server's to compute: accepted and ignored, so a client
     // may send back the profile it read.
+    /// Accepted and ignored.
     #[serde(default, rename = "is_onboarded")]
+    #[schema(value_type = Value)]
     pub(super) _is_onboarded: Option<IgnoredAny>,
+    /// Accepted and ignored.
     #[serde(default, rename = "profile_hash")]
+    #[schema(value_type = Value)]
     pub(super) _profile_hash: Option<IgnoredAny>,
+    /// Accepted and ignored.
     #[serde(default, rename = "created_at")]
+    #[schema(value_type = Value)]
     pub(super) _created_at: Option<IgnoredAny>,
+    /// Accepted and ignored.
     #[serde(default, rename = "updated_at")]
+    #[schema(value_type = Value)]
     pub(super) _updated_at: Option<IgnoredAny>,
 }
+
+/// The body of `PATCH /api/profile`: a JSON merge patch (RFC 7396) of a [`ProfileInput`],
+/// read as a JSON value and applied to the stored profile before it is parsed. This type only
+/// names its schema.
+pub struct ProfilePatch;
+
+impl utoipa::PartialSchema for ProfilePatch {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+        let object = || ObjectBuilder::new().schema_type(Type::Object);
+        let or_null = |name: &str| {
+            OneOfBuilder::new()
+                .item(utoipa::openapi::Ref::from_schema_name(name))
+                .item(ObjectBuilder::new().schema_type(Type::Null))
+        };
+        ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .description(Some("A JSON merge patch (RFC 7396) of `ProfileInput`: nested objects are merged and a `null` member is removed."))
+            .property("software_context", object())
+            .property("hardware_context", object())
+            .property("python_proficiency", or_null(&<Level as utoipa::ToSchema>::name()))
+            .property("developer_role", or_null(&<super::DeveloperRole as utoipa::ToSchema>::name()))
+            .property("robotics_experience", or_null(&<super::RoboticsExperience as utoipa::ToSchema>::name()))
+            .property("learning_goals", <Option<Vec<String>>>::schema())
+            .examples([serde_json::json!({
+                "hardware_context": {"specifications": {"gpu": "RTX4090"}},
+                "learning_goals": ["locomotion"],
+            })])
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for ProfilePatch {}
 
 /// An optional nested object, read only from a JSON object (or `null`): serde's derived
 /// structs also take an array of their fields in order, which the contract does not allow.
@@ -54,16 +104,22 @@ fn object<'de, D: Deserializer<'de>, T: serde::de::DeserializeOwned>(d: D) -> Re
 }
 
 /// `software_context` as sent.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(
+    as = SoftwareContext,
+    description = "Must name at least one language or skill level. Enumerated values come from `GET /api/profile/options`."
+)]
 pub struct SoftwareContextInput {
     /// Names, or the users-table model's `{"language", "level"}` objects.
+    #[schema(inline)]
     pub languages: Option<Vec<LanguageInput>>,
     /// Skill (language or framework) to level.
     pub skill_levels: Option<BTreeMap<String, String>>,
     /// A level.
     pub experience_level: Option<String>,
     /// A range such as `3-5`.
+    #[schema(examples("3-5"))]
     pub experience_years: Option<String>,
     /// Tools.
     pub preferred_tools: Option<Vec<String>>,
@@ -72,13 +128,15 @@ pub struct SoftwareContextInput {
 }
 
 /// `hardware_context` as sent.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = HardwareContext)]
 pub struct HardwareContextInput {
     /// Devices.
     pub devices: Option<Vec<String>>,
-    /// Free text.
+    /// Free text, each value at most 64 characters; blank counts as absent.
     #[serde(default, deserialize_with = "object")]
+    #[schema(inline)]
     pub specifications: Option<SpecificationsInput>,
     /// Constraints.
     pub constraints: Option<Vec<String>>,
@@ -87,12 +145,14 @@ pub struct HardwareContextInput {
 }
 
 /// `hardware_context.specifications` as sent; blank text counts as absent.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SpecificationsInput {
     /// GPU model.
+    #[schema(max_length = 64)]
     pub gpu: Option<String>,
     /// Memory.
+    #[schema(max_length = 64)]
     pub ram: Option<String>,
 }
 
@@ -105,8 +165,20 @@ pub enum LanguageInput {
     WithLevel(LeveledLanguage),
 }
 
-/// The users-table model's language object.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+/// A name, or the users-table model's `{"language", "level"}`.
+impl utoipa::PartialSchema for LanguageInput {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::OneOfBuilder::new()
+            .item(String::schema())
+            .item(LeveledLanguage::schema())
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for LanguageInput {}
+
+/// The users-table model form; stored as a name plus a `skill_levels` entry.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LeveledLanguage {
     /// The language.

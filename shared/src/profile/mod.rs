@@ -8,7 +8,6 @@
 //! by it; the rule engine's by only the facets a chapter reads).
 
 pub mod catalog;
-#[cfg(any(test, feature = "test-util"))]
 pub mod examples;
 mod input;
 mod store;
@@ -23,7 +22,7 @@ pub use self::catalog::{
     LearningGoal, Level, RoboticsExperience, Skill, Tool,
 };
 pub use self::input::{
-    HardwareContextInput, LanguageInput, LeveledLanguage, ProfileInput, SoftwareContextInput,
+    HardwareContextInput, LanguageInput, LeveledLanguage, ProfileInput, ProfilePatch, SoftwareContextInput,
     SpecificationsInput,
 };
 pub(crate) use self::store::stored_columns;
@@ -35,19 +34,26 @@ pub const SPEC_TEXT_MAX_CHARS: usize = 64;
 
 /// A reader's background, parsed: every value is from the catalog or bounded, every set is
 /// deduplicated and sorted by spelling. Its serialization is the canonical stored form.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[schema(as = Background)]
 pub struct Profile {
     /// Languages, skills and tools.
+    #[schema(value_type = SoftwareContextInput)]
     pub software_context: SoftwareContext,
     /// Devices, specifications and constraints.
+    #[schema(value_type = HardwareContextInput)]
     pub hardware_context: HardwareContext,
     /// Onboarding answer (the onboarding model); immutable once onboarded.
+    #[schema(required)]
     pub python_proficiency: Option<Level>,
     /// Onboarding answer (the onboarding model); immutable once onboarded.
+    #[schema(required)]
     pub developer_role: Option<DeveloperRole>,
     /// The personalization model.
+    #[schema(required)]
     pub robotics_experience: Option<RoboticsExperience>,
     /// The personalization model.
+    #[schema(value_type = Vec<String>)]
     pub learning_goals: BTreeSet<LearningGoal>,
 }
 
@@ -169,7 +175,7 @@ impl Profile {
             return Ok(());
         }
         Err(Error::Conflict {
-            code: "immutable_field",
+            code: crate::error::Code::ImmutableField,
             message: format!("{} cannot change once onboarding is complete", changed.join(" and ")),
         })
     }
@@ -302,12 +308,15 @@ mod tests {
         let mut changed = onboarded.clone();
         changed.developer_role = Some(DeveloperRole::Frontend);
         let error = onboarded.ensure_answers_kept(&changed).unwrap_err();
-        assert_eq!(error.code(), "immutable_field");
+        assert_eq!(error.code(), crate::error::Code::ImmutableField);
         assert!(error.to_string().starts_with("developer_role"), "{error}");
 
         let mut removed = onboarded.clone();
         removed.python_proficiency = None;
-        assert_eq!(onboarded.ensure_answers_kept(&removed).unwrap_err().code(), "immutable_field");
+        assert_eq!(
+            onboarded.ensure_answers_kept(&removed).unwrap_err().code(),
+            crate::error::Code::ImmutableField
+        );
 
         // Before onboarding, anything goes.
         let mut halfway = onboarded.clone();

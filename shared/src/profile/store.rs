@@ -16,14 +16,16 @@ use super::{CatalogValue, Profile, ProfileHash};
 use crate::error::{Error, ErrorChain, Result, ResultExt};
 
 /// A user's stored profile, as `GET /api/profile` shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = Profile)]
 pub struct UserProfile {
     /// The background itself.
     #[serde(flatten)]
     pub profile: Profile,
-    /// True once both onboarding answers are given.
+    /// True once `python_proficiency` and `developer_role` are both set; they are then immutable.
     pub is_onboarded: bool,
-    /// The hash of `profile` the row was saved with.
+    /// SHA-256 of the canonical profile: software_context, hardware_context, python_proficiency, developer_role, robotics_experience and learning_goals, with arrays sorted and deduplicated. Not the timestamps, nor is_onboarded (it follows from the two answers).
+    #[schema(value_type = String, pattern = "^[0-9a-f]{64}$")]
     pub profile_hash: ProfileHash,
     /// Created.
     pub created_at: DateTime<Utc>,

@@ -1,0 +1,182 @@
+//! The parts of the OpenAPI document (openapi.json) that every function shares: the error body
+//! and its responses, the bearer scheme, the document's info. Each function derives its own
+//! operations from its handlers (`#[utoipa::path]`) and types (`ToSchema`); the local runner
+//! assembles them into the one document (`local::openapi`).
+
+use serde_json::{Value, json};
+use utoipa::openapi::response::{Response, ResponseBuilder};
+use utoipa::openapi::schema::{Object, ObjectBuilder, Type};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, HeaderBuilder, RefOr};
+use utoipa::{Modify, OpenApi, ToResponse};
+
+use crate::error::{Body, Code};
+
+/// The name of the bearer scheme in `components.securitySchemes`, as operations cite it.
+pub const BEARER: &str = "bearerAuth";
+
+/// A fixed set of string values, listed as a schema's `enum`.
+pub trait Strings {
+    /// Every value.
+    const ALL: &[&str];
+    /// What the field says, for the schema (a `schema_with` field loses its doc comment).
+    const DESCRIPTION: Option<&str> = None;
+}
+
+/// `{"type": "string", "enum": T::ALL}`, for a field whose values are `&'static str`s.
+pub fn one_of_strings<T: Strings>() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(T::ALL.iter().copied()))
+        .description(T::DESCRIPTION)
+        .build()
+}
+
+/// A request id as the examples show it.
+const REQUEST_ID: &str = "3f1c2a7e-5b7d-4e0a-9a55-0c8e4c1d2b6f";
+
+/// The `Error` schema's example: a 422 naming a field.
+pub fn error_example() -> Value {
+    json!({"error": {
+        "code": Code::ValidationFailed,
+        "message": "invalid profile",
+        "request_id": REQUEST_ID,
+        "details": [{"field": "software_context.languages[1]", "message": "unknown value 'Cobol'"}],
+    }})
+}
+
+/// An error response: `description`, the `Error` body, an example with `code` and `message`.
+fn error_response(description: &str, code: Code, message: &str) -> ResponseBuilder {
+    let example = json!({"error": {"code": code, "message": message, "request_id": REQUEST_ID}});
+    error_response_with(description, example)
+}
+
+fn error_response_with(description: &str, example: Value) -> ResponseBuilder {
+    let content = ContentBuilder::new()
+        .schema(Some(utoipa::openapi::Ref::from_schema_name("Error")))
+        .example(Some(example));
+    ResponseBuilder::new().description(description).content("application/json", content.build())
+}
+
+/// The `Retry-After` header of a 429, counting seconds from `minimum`.
+fn retry_after(description: &str, minimum: i64) -> utoipa::openapi::Header {
+    let seconds = ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(minimum));
+    HeaderBuilder::new().schema(seconds).description(Some(description)).build()
+}
+
+/// Declares a named error response (`components.responses`), cited by the handlers'
+/// `responses(...)` as `response = Name`.
+macro_rules! error_responses {
+    ($($(#[$doc:meta])* $name:ident => $response:expr;)*) => {$(
+        $(#[$doc])*
+        pub struct $name;
+
+        impl<'s> ToResponse<'s> for $name {
+            fn response() -> (&'s str, RefOr<Response>) {
+                (stringify!($name), $response.build().into())
+            }
+        }
+    )*};
+}
+
+error_responses! {
+    /// 400 `bad_request`.
+    BadRequest => error_response("Malformed JSON, wrong types, or unknown query parameter values.", Code::BadRequest, "malformed JSON body");
+    /// 401 `unauthorized`.
+    Unauthorized => error_response("No, invalid or expired token; revoked session; deleted user.", Code::Unauthorized, "missing or invalid token");
+    /// 403 `account_disabled`.
+    AccountDisabled => error_response("The account is disabled (`is_active = false`).", Code::AccountDisabled, "account disabled");
+    /// 403 `account_disabled` or `email_unverified`.
+    AccountDisabledOrEmailUnverified => error_response(
+        "`account_disabled`, or `email_unverified`: with `REQUIRE_VERIFIED_EMAIL` and a model configured, what the model serves needs a verified address (`POST /api/auth/email/verify/send`).",
+        Code::EmailUnverified,
+        "verify your e-mail address first: POST /api/auth/email/verify/send sends a new link",
+    );
+    /// 404 `not_found`.
+    NotFound => error_response("No such resource, or a resource of another user.", Code::NotFound, "not found");
+    /// 409 `conflict` or a more specific code.
+    Conflict => error_response("Conflict: `conflict` (e.g. duplicate email) or a more specific code such as `immutable_field`.", Code::Conflict, "email already in use");
+    /// 409 `profile_incomplete`.
+    ProfileIncomplete => error_response("No onboarded profile to personalize for.", Code::ProfileIncomplete, "complete your profile first");
+    /// 409 `email_already_verified`.
+    EmailAlreadyVerified => error_response("The address is already verified.", Code::EmailAlreadyVerified, "this account's e-mail address is already verified");
+    /// 400 `invalid_token`.
+    InvalidToken => error_response(
+        "The token is unknown, expired, already used or forged (one answer for all).",
+        Code::InvalidToken,
+        "this link is invalid, has expired or was already used; ask for a new one",
+    );
+    /// 413 `payload_too_large`.
+    PayloadTooLarge => error_response("Body over the limit (64 KiB; message content 32 KiB).", Code::PayloadTooLarge, "body too large");
+    /// 415 `unsupported_media_type`.
+    UnsupportedMediaType => error_response("The body is not JSON.", Code::UnsupportedMediaType, "expected application/json");
+    /// 422 `validation_failed`.
+    ValidationFailed => error_response("Well-formed but invalid values; `details` lists every bad field.", Code::ValidationFailed, "invalid request");
+    /// 429 `rate_limited`.
+    RateLimited => error_response("Too many requests.", Code::RateLimited, "too many requests")
+        .header("Retry-After", retry_after("Seconds to wait before retrying.", 0));
+    /// 429 `quota_exceeded`.
+    QuotaExceeded => error_response_with(
+        "The caller's daily quota of messages or model tokens is used up (`details` says which); nothing was stored.",
+        json!({"error": {
+            "code": Code::QuotaExceeded,
+            "message": "your daily messages quota is used up; it renews at 00:00 UTC",
+            "request_id": REQUEST_ID,
+            "details": {"quota": "messages", "limit": 10, "used": 10, "period": "day", "resets_at": "2026-11-30T00:00:00Z"},
+        }}),
+    )
+    .header("Retry-After", retry_after("Seconds until the quota renews (the next UTC midnight).", 1));
+    /// 502 `model_unavailable`.
+    ModelUnavailable => error_response("The language model failed and no fallback applies.", Code::ModelUnavailable, "model unavailable");
+    /// 503 `unavailable`.
+    Unavailable => error_response("Database or storage unreachable.", Code::Unavailable, "service unavailable");
+    /// 500 `internal`.
+    Internal => error_response("A bug; the message says nothing internal.", Code::Internal, "internal error");
+}
+
+/// The document's frame: info, servers, tags, the bearer scheme, the error body and
+/// responses. The functions' operations are merged into it.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "primer",
+        version = "0.1.0",
+        description = "primer is the serverless backend of a personalized textbook with an AI tutor: people sign up, describe their software and hardware background once, read chapters rewritten for that background, and chat with a tutor that answers from the book with citations. All routes live under `/api`; bodies are JSON unless stated; authenticated routes take `Authorization: Bearer <access_token>` (conversation routes also accept a guest token); times are RFC 3339 UTC strings; every error has the shape of the `Error` schema.",
+        license(name = "MIT", identifier = "MIT"),
+    ),
+    servers((url = "http://127.0.0.1:3000", description = "Local runner")),
+    tags(
+        (name = "auth", description = "Accounts, sessions and tokens [auth]."),
+        (name = "profile", description = "The learner's background [profile]."),
+        (name = "conversations", description = "Chat with the tutor [conversations]."),
+        (name = "chapters", description = "The book, plain and personalized [chapters]."),
+        (name = "meta", description = "This document."),
+    ),
+    components(
+        schemas(Body),
+        responses(
+            BadRequest, Unauthorized, AccountDisabled, AccountDisabledOrEmailUnverified, NotFound, Conflict,
+            ProfileIncomplete, EmailAlreadyVerified, InvalidToken, PayloadTooLarge, UnsupportedMediaType,
+            ValidationFailed, RateLimited, QuotaExceeded, ModelUnavailable, Unavailable, Internal,
+        ),
+    ),
+    modifiers(&BearerScheme),
+)]
+pub struct Frame;
+
+/// `components.securitySchemes.bearerAuth`.
+struct BearerScheme;
+
+impl Modify for BearerScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let scheme = HttpBuilder::new()
+            .scheme(HttpAuthScheme::Bearer)
+            .bearer_format("JWT")
+            .description(Some("A user's access token (JWT from register, login or refresh). The conversation routes and `GET /api/models` also accept a guest token from `POST /api/auth/guest`."))
+            .build();
+        openapi
+            .components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme(BEARER, SecurityScheme::Http(scheme));
+    }
+}
