@@ -79,6 +79,30 @@ macro_rules! error_responses {
     )*};
 }
 
+/// Declares a group of named error responses that every operation of a kind answers with,
+/// cited once in a handler's `responses(...)` instead of one line per status.
+macro_rules! response_groups {
+    ($($(#[$doc:meta])* $group:ident => [$($status:literal => $name:ident),*];)*) => {$(
+        $(#[$doc])*
+        pub struct $group;
+
+        impl utoipa::IntoResponses for $group {
+            fn responses() -> std::collections::BTreeMap<String, RefOr<Response>> {
+                [$(($status.to_owned(), utoipa::openapi::Ref::from_response_name(stringify!($name)).into())),*]
+                    .into_iter()
+                    .collect()
+            }
+        }
+    )*};
+}
+
+response_groups! {
+    /// 500 and 503: every operation.
+    ServerErrors => ["500" => Internal, "503" => Unavailable];
+    /// 400, 413 and 415: every operation that reads a JSON body.
+    JsonBodyErrors => ["400" => BadRequest, "413" => PayloadTooLarge, "415" => UnsupportedMediaType];
+}
+
 error_responses! {
     /// 400 `bad_request`.
     BadRequest => error_response("Malformed JSON, wrong types, or unknown query parameter values.", Code::BadRequest, "malformed JSON body");

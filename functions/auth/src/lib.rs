@@ -139,14 +139,11 @@ struct RegisterRequest {
     request_body = RegisterRequest,
     responses(
         (status = 201, description = "Account created; a new session.", body = SignedIn),
-        (status = 400, response = api::BadRequest),
-        (status = 413, response = api::PayloadTooLarge),
-        (status = 415, response = api::UnsupportedMediaType),
+        api::JsonBodyErrors,
         (status = 422, response = api::ValidationFailed),
         (status = 409, response = api::Conflict),
         (status = 429, response = api::RateLimited),
-        (status = 500, response = api::Internal),
-        (status = 503, response = api::Unavailable),
+        api::ServerErrors,
     ),
 )]
 async fn register(
@@ -217,15 +214,12 @@ const BAD_CREDENTIALS: Error = Error::UnauthorizedWith("invalid email or passwor
     request_body = LoginRequest,
     responses(
         (status = 200, description = "Signed in; a new session.", body = SignedIn),
-        (status = 400, response = api::BadRequest),
-        (status = 413, response = api::PayloadTooLarge),
-        (status = 415, response = api::UnsupportedMediaType),
+        api::JsonBodyErrors,
         (status = 422, response = api::ValidationFailed),
         (status = 401, response = api::Unauthorized),
         (status = 403, response = api::AccountDisabled),
         (status = 429, response = api::RateLimited),
-        (status = 500, response = api::Internal),
-        (status = 503, response = api::Unavailable),
+        api::ServerErrors,
     ),
 )]
 async fn login(
@@ -305,15 +299,12 @@ struct Refreshed {
     request_body = RefreshRequest,
     responses(
         (status = 200, description = "A new token pair; the presented refresh token is spent.", body = inline(Refreshed)),
-        (status = 400, response = api::BadRequest),
-        (status = 413, response = api::PayloadTooLarge),
-        (status = 415, response = api::UnsupportedMediaType),
+        api::JsonBodyErrors,
         (status = 422, response = api::ValidationFailed),
         (status = 401, response = api::Unauthorized),
         (status = 403, response = api::AccountDisabled),
         (status = 429, response = api::RateLimited),
-        (status = 500, response = api::Internal),
-        (status = 503, response = api::Unavailable),
+        api::ServerErrors,
     ),
 )]
 async fn refresh(
@@ -354,8 +345,7 @@ async fn refresh(
         (status = 204, description = "This session is revoked; its access token stops working at once."),
         (status = 401, response = api::Unauthorized),
         (status = 403, response = api::AccountDisabled),
-        (status = 500, response = api::Internal),
-        (status = 503, response = api::Unavailable),
+        api::ServerErrors,
     ),
     security(("bearerAuth" = [])),
 )]
@@ -374,8 +364,7 @@ async fn logout(State(state): State<AppState>, caller: AuthUser) -> Result<Statu
         (status = 204, description = "Every session of the user is revoked."),
         (status = 401, response = api::Unauthorized),
         (status = 403, response = api::AccountDisabled),
-        (status = 500, response = api::Internal),
-        (status = 503, response = api::Unavailable),
+        api::ServerErrors,
     ),
     security(("bearerAuth" = [])),
 )]
@@ -394,8 +383,7 @@ async fn logout_all(State(state): State<AppState>, caller: AuthUser) -> Result<S
         (status = 200, description = "The user.", body = inline(UserBody)),
         (status = 401, response = api::Unauthorized),
         (status = 403, response = api::AccountDisabled),
-        (status = 500, response = api::Internal),
-        (status = 503, response = api::Unavailable),
+        api::ServerErrors,
     ),
     security(("bearerAuth" = [])),
 )]
@@ -428,12 +416,9 @@ const MAX_PREFERENCES_BYTES: usize = 8 * 1024;
         (status = 200, description = "The updated user.", body = inline(UserBody)),
         (status = 401, response = api::Unauthorized),
         (status = 403, response = api::AccountDisabled),
-        (status = 400, response = api::BadRequest),
-        (status = 413, response = api::PayloadTooLarge),
-        (status = 415, response = api::UnsupportedMediaType),
+        api::JsonBodyErrors,
         (status = 422, response = api::ValidationFailed),
-        (status = 500, response = api::Internal),
-        (status = 503, response = api::Unavailable),
+        api::ServerErrors,
     ),
     security(("bearerAuth" = [])),
 )]
@@ -504,13 +489,10 @@ struct DeleteMeRequest {
         (status = 204, description = "The user and everything of theirs (rows and stored objects) are gone."),
         (status = 401, response = api::Unauthorized),
         (status = 403, response = api::AccountDisabled),
-        (status = 400, response = api::BadRequest),
-        (status = 413, response = api::PayloadTooLarge),
-        (status = 415, response = api::UnsupportedMediaType),
+        api::JsonBodyErrors,
         (status = 422, response = api::ValidationFailed),
         (status = 429, response = api::RateLimited),
-        (status = 500, response = api::Internal),
-        (status = 503, response = api::Unavailable),
+        api::ServerErrors,
     ),
     security(("bearerAuth" = [])),
 )]
@@ -591,13 +573,10 @@ struct ChangePasswordRequest {
         (status = 204, description = "Password changed; every other session is revoked."),
         (status = 401, response = api::Unauthorized),
         (status = 403, response = api::AccountDisabled),
-        (status = 400, response = api::BadRequest),
-        (status = 413, response = api::PayloadTooLarge),
-        (status = 415, response = api::UnsupportedMediaType),
+        api::JsonBodyErrors,
         (status = 422, response = api::ValidationFailed),
         (status = 429, response = api::RateLimited),
-        (status = 500, response = api::Internal),
-        (status = 503, response = api::Unavailable),
+        api::ServerErrors,
     ),
     security(("bearerAuth" = [])),
 )]
@@ -638,8 +617,7 @@ struct SessionList {
         (status = 200, description = "Active sessions; `current` marks the caller's.", body = inline(SessionList)),
         (status = 401, response = api::Unauthorized),
         (status = 403, response = api::AccountDisabled),
-        (status = 500, response = api::Internal),
-        (status = 503, response = api::Unavailable),
+        api::ServerErrors,
     ),
     security(("bearerAuth" = [])),
 )]
@@ -660,8 +638,7 @@ async fn list_sessions(State(state): State<AppState>, caller: AuthUser) -> Resul
         (status = 401, response = api::Unauthorized),
         (status = 403, response = api::AccountDisabled),
         (status = 404, response = api::NotFound),
-        (status = 500, response = api::Internal),
-        (status = 503, response = api::Unavailable),
+        api::ServerErrors,
     ),
     security(("bearerAuth" = [])),
 )]
@@ -695,8 +672,7 @@ struct GuestToken {
     responses(
         (status = 201, description = "A guest token, usable as a Bearer token on the conversation routes.", body = GuestToken),
         (status = 429, response = api::RateLimited),
-        (status = 500, response = api::Internal),
-        (status = 503, response = api::Unavailable),
+        api::ServerErrors,
     ),
 )]
 async fn guest(State(state): State<AppState>, client: ClientMeta) -> Result<(StatusCode, Json<GuestToken>)> {
@@ -733,13 +709,10 @@ const RESET_LINK_SENT: &str = "if an account uses this address, a link to choose
     request_body = ForgotPasswordRequest,
     responses(
         (status = 202, description = "Accepted; if the address has an account, a link is on its way.", body = Accepted),
-        (status = 400, response = api::BadRequest),
-        (status = 413, response = api::PayloadTooLarge),
-        (status = 415, response = api::UnsupportedMediaType),
+        api::JsonBodyErrors,
         (status = 422, response = api::ValidationFailed),
         (status = 429, response = api::RateLimited),
-        (status = 500, response = api::Internal),
-        (status = 503, response = api::Unavailable),
+        api::ServerErrors,
     ),
 )]
 async fn forgot_password(
@@ -780,8 +753,7 @@ struct ResetPasswordRequest {
         (status = 415, response = api::UnsupportedMediaType),
         (status = 422, response = api::ValidationFailed),
         (status = 429, response = api::RateLimited),
-        (status = 500, response = api::Internal),
-        (status = 503, response = api::Unavailable),
+        api::ServerErrors,
     ),
 )]
 async fn reset_password(
@@ -844,8 +816,7 @@ struct VerifyEmailRequest {
         (status = 415, response = api::UnsupportedMediaType),
         (status = 422, response = api::ValidationFailed),
         (status = 429, response = api::RateLimited),
-        (status = 500, response = api::Internal),
-        (status = 503, response = api::Unavailable),
+        api::ServerErrors,
     ),
 )]
 async fn verify_email(
@@ -877,8 +848,7 @@ async fn verify_email(
         (status = 403, response = api::AccountDisabled),
         (status = 409, response = api::EmailAlreadyVerified),
         (status = 429, response = api::RateLimited),
-        (status = 500, response = api::Internal),
-        (status = 503, response = api::Unavailable),
+        api::ServerErrors,
     ),
     security(("bearerAuth" = [])),
 )]

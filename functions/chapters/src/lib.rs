@@ -49,8 +49,7 @@ const OPENAPI: &str = include_str!("../../../openapi.json");
     description = "Served by the chapters function (deployed) and by the local runner.",
     responses(
         (status = 200, description = "The OpenAPI 3.1 document of this API.", body = Object),
-        (status = 500, response = api::Internal),
-        (status = 503, response = api::Unavailable),
+        api::ServerErrors,
     ),
 )]
 async fn openapi() -> impl axum::response::IntoResponse {
@@ -75,8 +74,7 @@ struct ChapterList {
     summary = "The book's chapters",
     responses(
         (status = 200, description = "Chapter summaries.", body = inline(ChapterList)),
-        (status = 500, response = api::Internal),
-        (status = 503, response = api::Unavailable),
+        api::ServerErrors,
     ),
 )]
 async fn list(State(state): State<AppState>) -> Result<Json<ChapterList>> {
@@ -103,8 +101,7 @@ fn markdown(body: String) -> Response {
         (status = 200, description = "The source chapter.", body = String, content_type = "text/markdown"),
         (status = 400, response = api::BadRequest),
         (status = 404, response = api::NotFound),
-        (status = 500, response = api::Internal),
-        (status = 503, response = api::Unavailable),
+        api::ServerErrors,
     ),
 )]
 async fn source(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response> {
@@ -181,8 +178,7 @@ struct PersonalizedBody {
         (status = 400, response = api::BadRequest),
         (status = 404, response = api::NotFound),
         (status = 429, response = api::RateLimited),
-        (status = 500, response = api::Internal),
-        (status = 503, response = api::Unavailable),
+        api::ServerErrors,
     ),
     security(("bearerAuth" = [])),
 )]

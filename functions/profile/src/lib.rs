@@ -44,8 +44,7 @@ struct ProfileBody {
     summary = "Catalog of allowed profile values",
     responses(
         (status = 200, description = "The allowed values of every enumerated profile field.", body = ProfileOptions),
-        (status = 500, response = api::Internal),
-        (status = 503, response = api::Unavailable),
+        api::ServerErrors,
     ),
 )]
 async fn options() -> Json<ProfileOptions> {
@@ -64,8 +63,7 @@ async fn options() -> Json<ProfileOptions> {
         (status = 401, response = api::Unauthorized),
         (status = 403, response = api::AccountDisabled),
         (status = 404, response = api::NotFound),
-        (status = 500, response = api::Internal),
-        (status = 503, response = api::Unavailable),
+        api::ServerErrors,
     ),
     security(("bearerAuth" = [])),
 )]
@@ -87,13 +85,10 @@ async fn read(State(state): State<AppState>, caller: AuthUser) -> Result<Json<Pr
         (status = 201, description = "Created.", body = inline(ProfileBody)),
         (status = 401, response = api::Unauthorized),
         (status = 403, response = api::AccountDisabled),
-        (status = 400, response = api::BadRequest),
-        (status = 413, response = api::PayloadTooLarge),
-        (status = 415, response = api::UnsupportedMediaType),
+        api::JsonBodyErrors,
         (status = 422, response = api::ValidationFailed),
         (status = 409, response = api::Conflict),
-        (status = 500, response = api::Internal),
-        (status = 503, response = api::Unavailable),
+        api::ServerErrors,
     ),
     security(("bearerAuth" = [])),
 )]
@@ -120,13 +115,10 @@ async fn replace(
         (status = 200, description = "The patched profile.", body = inline(ProfileBody)),
         (status = 401, response = api::Unauthorized),
         (status = 403, response = api::AccountDisabled),
-        (status = 400, response = api::BadRequest),
-        (status = 413, response = api::PayloadTooLarge),
-        (status = 415, response = api::UnsupportedMediaType),
+        api::JsonBodyErrors,
         (status = 422, response = api::ValidationFailed),
         (status = 409, response = api::Conflict),
-        (status = 500, response = api::Internal),
-        (status = 503, response = api::Unavailable),
+        api::ServerErrors,
     ),
     security(("bearerAuth" = [])),
 )]
