@@ -7,7 +7,7 @@ use unicode_normalization::UnicodeNormalization;
 use unicode_security::MixedScript;
 use uuid::Uuid;
 
-use crate::error::{Error, Result, ResultExt};
+use crate::error::{Error, FieldErrors, Result, ResultExt};
 
 /// An email address for a new account: NFKC-normalised, trimmed and lower-cased, without
 /// invisible or direction-changing characters and without mixed scripts in one label, so that
@@ -373,6 +373,50 @@ pub struct UserChanges {
     pub image: Option<Option<String>>,
     /// Preferences to merge in (top-level keys replace, others stay).
     pub preferences: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// The longest avatar URL.
+const MAX_IMAGE_URL: usize = 2048;
+/// The most preferences, as JSON.
+const MAX_PREFERENCES_BYTES: usize = 8 * 1024;
+
+impl UserChanges {
+    /// Checks a change as a client sent it, every field's problem at once (422): a name that
+    /// is not blank, an http(s) image URL of at most 2048 bytes (`Some(None)` removes it), and
+    /// preferences that are a JSON object of at most 8 KiB without NUL characters.
+    pub fn parse(
+        name: Option<String>,
+        image: Option<Option<String>>,
+        preferences: Option<serde_json::Value>,
+    ) -> Result<Self> {
+        let mut errors = FieldErrors::new();
+        let name = name.and_then(|n| errors.check("name", UserName::parse(&n)));
+        let image = image.map(|image| image.and_then(|url| errors.check("image", Self::image(url.trim()))));
+        let preferences = preferences.and_then(|p| errors.check("preferences", Self::preferences(p)));
+        errors.finish()?;
+        Ok(Self { name, image, preferences })
+    }
+
+    fn image(url: &str) -> Result<String, String> {
+        let ok = url.len() <= MAX_IMAGE_URL
+            && (url.starts_with("https://") || url.starts_with("http://"))
+            && !url.contains(char::is_control);
+        ok.then(|| url.to_owned())
+            .ok_or_else(|| format!("must be an http(s) URL of at most {MAX_IMAGE_URL} bytes"))
+    }
+
+    fn preferences(value: serde_json::Value) -> Result<serde_json::Map<String, serde_json::Value>, String> {
+        let serde_json::Value::Object(map) = value else { return Err("must be an object".into()) };
+        let json = serde_json::to_string(&map).map_err(|e| e.to_string())?;
+        // jsonb cannot hold NUL characters (serde_json writes them as \u0000).
+        if json.contains("\\u0000") {
+            return Err("must not contain NUL characters".into());
+        }
+        if json.len() > MAX_PREFERENCES_BYTES {
+            return Err(format!("must be at most {MAX_PREFERENCES_BYTES} bytes of JSON"));
+        }
+        Ok(map)
+    }
 }
 
 /// Applies `changes` and returns the user as it now is.

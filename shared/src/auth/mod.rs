@@ -1,6 +1,8 @@
-//! Identity: passwords, tokens, sessions, the login rate limit, account recovery by e-mail,
-//! and Better-Auth's sessions.
+//! Identity: the account flows, passwords, tokens, sessions, the login rate limit, account
+//! recovery by e-mail, and Better-Auth's sessions.
 
+#[cfg(feature = "passwords")]
+pub mod account;
 pub mod better_auth;
 #[cfg(feature = "passwords")]
 pub mod password;
