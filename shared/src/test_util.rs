@@ -1,5 +1,6 @@
 //! A `TestApp` for the functions' integration tests: the real router on a `#[sqlx::test]`
-//! database, with one method per route, so tests read as specifications.
+//! database, with one method per route, so tests read as specifications. Users and guests are
+//! made through the core crate's flows, so a function's tests need no other function's routes.
 
 pub mod model_stub;
 
@@ -20,6 +21,10 @@ use sqlx::postgres::PgConnectOptions;
 use tower::ServiceExt;
 
 use crate::app::AppState;
+use crate::auth::account::{Accounts, NewAccount, SignedIn};
+use crate::auth::password::Password;
+use crate::auth::sessions::ClientMeta;
+use crate::auth::tokens;
 use crate::blob::{BlobError, BlobFuture, BlobStore, KeyPrefix, ObjectKey};
 use crate::config::{BlobConfig, Config, EmailConfig, EmailDelivery, JwtConfig};
 
@@ -383,34 +388,39 @@ pub struct TestUser {
 }
 
 impl TestUser {
-    fn from_signed_in(body: &Value, email: &str, password: &str) -> Self {
-        let s = &body["session"];
-        let text = |v: &Value| v.as_str().unwrap_or_else(|| panic!("missing field in {body}")).to_owned();
+    fn from_signed_in(config: &Config, signed_in: SignedIn, password: &str) -> Self {
+        let SignedIn { user, session_id, refresh } = signed_in;
+        let access = tokens::issue_access(&config.jwt, &user.id, &session_id).expect("an access token");
         Self {
-            id: text(&body["user"]["id"]),
-            email: email.to_owned(),
+            id: user.id,
+            email: user.email,
             password: password.to_owned(),
-            access_token: text(&s["access_token"]),
-            refresh_token: text(&s["refresh_token"]),
-            session_id: text(&s["session_id"]),
+            access_token: access.token,
+            refresh_token: refresh.expose().to_owned(),
+            session_id,
         }
     }
 }
 
 impl TestApp {
+    /// Builds one function's service (its `routes()` with the shared layers) on the test pool.
+    pub fn for_function(pool: PgPool, routes: fn() -> Router<AppState>) -> Self {
+        Self::new(pool, move |state| crate::app::service(routes(), state))
+    }
+
     /// Builds the service with `router` on the test pool.
-    pub fn new(pool: PgPool, router: fn(AppState) -> Router) -> Self {
+    pub fn new(pool: PgPool, router: impl FnOnce(AppState) -> Router) -> Self {
         Self::with_state(AppState::new(test_config(), pool), router)
     }
 
     /// Builds the service with `router` on the test pool, with `config` (other limits, say).
-    pub fn with_config(pool: PgPool, config: Config, router: fn(AppState) -> Router) -> Self {
+    pub fn with_config(pool: PgPool, config: Config, router: impl FnOnce(AppState) -> Router) -> Self {
         Self::with_state(AppState::new(config, pool), router)
     }
 
     /// Builds the service with `router` on a state the test made (another blob store, say).
     /// The state's pool is routed through the test run's PgBouncer, when there is one.
-    pub fn with_state(mut state: AppState, router: fn(AppState) -> Router) -> Self {
+    pub fn with_state(mut state: AppState, router: impl FnOnce(AppState) -> Router) -> Self {
         // PRIMER_TEST_LOG=1 (with RUST_LOG) shows the app's log lines, e.g. the cause of a 503.
         if std::env::var_os("PRIMER_TEST_LOG").is_some() {
             crate::telemetry::init();
@@ -575,19 +585,42 @@ impl TestApp {
         self.get("/api/usage", Some(token)).await
     }
 
-    /// Registers `email` (password `correct horse battery`) and returns the signed-in user.
-    pub async fn signed_up(&self, email: &str) -> TestUser {
-        let password = "correct horse battery";
-        let response = self.register(email, password).await;
-        assert_eq!(response.status, StatusCode::CREATED, "register failed: {}", response.text());
-        TestUser::from_signed_in(&response.json(), email, password)
+    /// The core crate's account flows over this app's pool, outbox and configuration.
+    pub fn accounts(&self) -> Accounts<'_> {
+        Accounts::new(&self.state.pool, self.state.mail.as_ref(), &self.state.config)
     }
 
-    /// Logs `user` in again, opening a new session.
+    /// The client requests come from, as the flows see it.
+    pub fn client(&self) -> ClientMeta {
+        ClientMeta { ip: Some(self.client_ip.ip().to_string()), user_agent: None }
+    }
+
+    /// Signs `email` up (password `correct horse battery`) through the account flow, as
+    /// `POST /api/auth/register` does, and returns the signed-in user.
+    pub async fn signed_up(&self, email: &str) -> TestUser {
+        let password = "correct horse battery";
+        let account = NewAccount {
+            email: crate::user::Email::parse(email).expect("a valid test e-mail"),
+            password: Password::parse_new(password.to_owned()).unwrap(),
+            name: crate::user::UserName::parse("Test Reader").unwrap(),
+            guest: None,
+        };
+        let signed_in = self.accounts().register(account, &self.client()).await.expect("sign-up");
+        TestUser::from_signed_in(&self.state.config, signed_in, password)
+    }
+
+    /// Signs `user` in again through the account flow, opening a new session.
     pub async fn signed_in(&self, user: &TestUser) -> TestUser {
-        let response = self.login(&user.email, &user.password).await;
-        assert_eq!(response.status, StatusCode::OK, "login failed: {}", response.text());
-        TestUser::from_signed_in(&response.json(), &user.email, &user.password)
+        let email = crate::user::SignInEmail::parse(&user.email).unwrap();
+        let password = Password::parse_presented(user.password.clone()).unwrap();
+        let signed_in =
+            self.accounts().login(&email, &password, None, &self.client()).await.expect("sign-in");
+        TestUser::from_signed_in(&self.state.config, signed_in, &user.password)
+    }
+
+    /// A fresh guest token, as `POST /api/auth/guest` issues it.
+    pub fn guest_token(&self) -> String {
+        tokens::issue_guest(&self.state.config.jwt).expect("a guest token").token
     }
 }
 

@@ -1,25 +1,30 @@
-//! `DELETE /api/auth/me` takes the user's stored chapters with it.
+//! Deleting an account (the flow behind `DELETE /api/auth/me`) takes the user's stored
+//! chapters with it.
 
 mod common;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::http::{Method, StatusCode};
-use common::{CountingStore, copies, files_under, import_fixture, python_reader, with_auth};
+use axum::http::StatusCode;
+use common::{CountingStore, copies, files_under, import_fixture, python_reader};
 use primer_shared::AppState;
 use primer_shared::test_util::{TestApp, TestUser, UnreachableStore, test_config};
-use serde_json::json;
 use sqlx::PgPool;
 
+/// Deletes `user`'s account as `DELETE /api/auth/me` does; the status it would answer.
 async fn delete_account(app: &TestApp, user: &TestUser) -> StatusCode {
-    let body = json!({"password": user.password});
-    app.call(Method::DELETE, "/api/auth/me", Some(&user.access_token), Some(body)).await.status
+    let blobs = app.state.blobs.as_ref();
+    let password = Some(user.password.clone());
+    match app.accounts().delete(blobs, &user.id, &user.session_id, password, &app.client()).await {
+        Ok(_) => StatusCode::NO_CONTENT,
+        Err(e) => e.status(),
+    }
 }
 
 #[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
 async fn deleting_an_account_removes_its_objects_and_only_its_own(pool: PgPool) {
-    let app = TestApp::new(pool, with_auth);
+    let app = TestApp::new(pool, chapters::router);
     import_fixture(app.pool()).await;
     let (leaving, _) = python_reader(&app, "leaving@example.com").await;
     let (staying, _) = python_reader(&app, "staying@example.com").await;
@@ -41,24 +46,25 @@ async fn deleting_an_account_removes_its_objects_and_only_its_own(pool: PgPool) 
 
 #[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
 async fn an_unreachable_store_keeps_the_account_for_a_retry(pool: PgPool) {
-    let healthy = TestApp::new(pool, with_auth);
+    let healthy = TestApp::new(pool, chapters::router);
     import_fixture(healthy.pool()).await;
     let (user, _) = python_reader(&healthy, "reader@example.com").await;
     healthy.get("/api/chapters/1/personalized", Some(&user.access_token)).await;
 
     let state = AppState::new(test_config(), healthy.pool().clone()).with_blobs(Arc::new(UnreachableStore));
-    let broken = TestApp::with_state(state, with_auth);
+    let broken = TestApp::with_state(state, chapters::router);
     assert_eq!(delete_account(&broken, &user).await, StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(healthy.me(&user.access_token).await.status, StatusCode::OK, "the account is still there");
+    let account = primer_shared::user::by_id(healthy.pool(), &user.id).await.unwrap();
+    assert!(account.is_some(), "the account is still there");
     assert_eq!(delete_account(&healthy, &user).await, StatusCode::NO_CONTENT);
     assert_eq!(copies(healthy.pool()).await, 0);
 }
 
 #[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
 async fn misses_in_flight_while_the_account_goes_are_never_a_500(pool: PgPool) {
-    let plain = TestApp::new(pool, with_auth);
+    let plain = TestApp::new(pool, chapters::router);
     let slow = Arc::new(CountingStore::new(plain.state.blobs.clone(), Duration::from_millis(400)));
-    let app = TestApp::with_state(plain.state.clone().with_blobs(slow), with_auth);
+    let app = TestApp::with_state(plain.state.clone().with_blobs(slow), chapters::router);
     import_fixture(app.pool()).await;
     let (user, _) = python_reader(&app, "leaving@example.com").await;
 

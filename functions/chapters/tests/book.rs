@@ -96,7 +96,7 @@ async fn reader(
 
 #[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
 async fn two_readers_get_visibly_different_chapters(pool: PgPool) {
-    let app = TestApp::new(pool, common::with_auth);
+    let app = TestApp::new(pool, chapters::router);
     book::import_dir(app.pool(), &sample_book()).await.unwrap();
     let newcomer = reader(&app, "new@example.com", "Beginner", "none", &["Python"], &["Simulation"]).await;
     let veteran =
@@ -155,7 +155,7 @@ fn differing_lines(a: &str, b: &str) -> (usize, usize) {
 
 #[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
 async fn every_chapter_has_passages_for_goals_skills_and_constraints(pool: PgPool) {
-    let app = TestApp::new(pool, common::with_auth);
+    let app = TestApp::new(pool, chapters::router);
     let chapters = sample_chapters(app.pool()).await;
     // Two readers who differ only in one facet, for each of the three.
     let with = |pointer: &str, value: Value| {
@@ -244,7 +244,7 @@ fn example_shaped_newcomer() -> Value {
 
 #[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
 async fn two_profiles_of_the_example_shape_read_visibly_different_chapters(pool: PgPool) {
-    let app = TestApp::new(pool, common::with_auth);
+    let app = TestApp::new(pool, chapters::router);
     let chapters = sample_chapters(app.pool()).await;
     let example = reader_of(&app, example_reader()).await;
     let newcomer = reader_of(&app, example_shaped_newcomer()).await;

@@ -20,7 +20,7 @@ const PERSONALIZED_JSON: &str = "/api/chapters/1/personalized?format=json";
 
 #[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
 async fn the_table_of_contents_and_sources_need_no_sign_in(pool: PgPool) {
-    let app = TestApp::new(pool, common::with_auth);
+    let app = TestApp::new(pool, chapters::router);
     import_fixture(app.pool()).await;
 
     let toc = app.get("/api/chapters", None).await;
@@ -47,7 +47,7 @@ async fn the_table_of_contents_and_sources_need_no_sign_in(pool: PgPool) {
 
 #[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
 async fn personalization_needs_a_signed_in_onboarded_reader(pool: PgPool) {
-    let app = TestApp::new(pool, common::with_auth);
+    let app = TestApp::new(pool, chapters::router);
     import_fixture(app.pool()).await;
     assert_eq!(app.get(PERSONALIZED_JSON, None).await.status, StatusCode::UNAUTHORIZED);
 
@@ -82,7 +82,7 @@ async fn personalization_needs_a_signed_in_onboarded_reader(pool: PgPool) {
 
 #[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
 async fn a_miss_is_made_and_stored_then_served_from_the_store(pool: PgPool) {
-    let app = TestApp::new(pool, common::with_auth);
+    let app = TestApp::new(pool, chapters::router);
     let chapter = import_fixture(app.pool()).await;
     let (user, hash) = python_reader(&app, "reader@example.com").await;
 
@@ -126,7 +126,7 @@ async fn a_miss_is_made_and_stored_then_served_from_the_store(pool: PgPool) {
 
 #[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
 async fn a_changed_profile_is_a_new_miss(pool: PgPool) {
-    let app = TestApp::new(pool, common::with_auth);
+    let app = TestApp::new(pool, chapters::router);
     import_fixture(app.pool()).await;
     let (user, old_hash) = python_reader(&app, "reader@example.com").await;
     let before = app.get(PERSONALIZED_JSON, Some(&user.access_token)).await.json();
@@ -145,7 +145,7 @@ async fn a_changed_profile_is_a_new_miss(pool: PgPool) {
 
 #[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
 async fn a_new_chapter_version_is_a_new_miss(pool: PgPool) {
-    let app = TestApp::new(pool, common::with_auth);
+    let app = TestApp::new(pool, chapters::router);
     import_fixture(app.pool()).await;
     let (user, _) = python_reader(&app, "reader@example.com").await;
     app.get(PERSONALIZED_JSON, Some(&user.access_token)).await;
@@ -168,7 +168,7 @@ async fn concurrent_misses_make_the_chapter_once(pool: PgPool) {
     let dir = config.blob.dir.clone();
     let store = Arc::new(CountingStore::new(Arc::new(DirStore::new(&dir)), Duration::from_millis(200)));
     let state = AppState::new(config, pool).with_blobs(store.clone());
-    let app = TestApp::with_state(state, common::with_auth);
+    let app = TestApp::with_state(state, chapters::router);
     import_fixture(app.pool()).await;
     let (user, _) = python_reader(&app, "reader@example.com").await;
 
@@ -191,12 +191,12 @@ async fn concurrent_misses_make_the_chapter_once(pool: PgPool) {
 
 #[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
 async fn a_failed_store_write_is_a_503_and_leaves_no_row(pool: PgPool) {
-    let healthy = TestApp::new(pool, common::with_auth);
+    let healthy = TestApp::new(pool, chapters::router);
     import_fixture(healthy.pool()).await;
     let (user, _) = python_reader(&healthy, "reader@example.com").await;
 
     let state = AppState::new(test_config(), healthy.pool().clone()).with_blobs(Arc::new(UnreachableStore));
-    let broken = TestApp::with_state(state, common::with_auth);
+    let broken = TestApp::with_state(state, chapters::router);
     let response = broken.get(PERSONALIZED_JSON, Some(&user.access_token)).await;
     assert_eq!(response.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(response.error_code(), "unavailable");
@@ -211,7 +211,7 @@ async fn a_failed_store_write_is_a_503_and_leaves_no_row(pool: PgPool) {
 
 #[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
 async fn a_lost_object_is_made_again(pool: PgPool) {
-    let app = TestApp::new(pool, common::with_auth);
+    let app = TestApp::new(pool, chapters::router);
     let chapter = import_fixture(app.pool()).await;
     let (user, _) = python_reader(&app, "reader@example.com").await;
     app.get(PERSONALIZED_JSON, Some(&user.access_token)).await;
@@ -227,7 +227,7 @@ async fn a_lost_object_is_made_again(pool: PgPool) {
 
 #[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
 async fn a_cache_hit_is_two_round_trips_and_one_object_read(pool: PgPool) {
-    let app = TestApp::new(pool.clone(), common::with_auth);
+    let app = TestApp::new(pool.clone(), chapters::router);
     import_fixture(app.pool()).await;
     let (reader, _) = python_reader(&app, "reader@example.com").await;
     let path = "/api/chapters/1/personalized?format=json";

@@ -15,9 +15,9 @@ use primer_shared::{AppState, app};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
-/// The chapters service with the auth and profile routes beside it.
-fn with_auth_and_profile(state: AppState) -> Router {
-    app::service(auth::routes().merge(profile::routes()).merge(chapters::routes()), state)
+/// The chapters service with the profile routes beside it (the tests edit profiles over HTTP).
+fn with_profile(state: AppState) -> Router {
+    app::service(profile::routes().merge(chapters::routes()), state)
 }
 
 /// One facet: a directive condition on it that the full example profile does not meet, and the
@@ -126,7 +126,7 @@ async fn read(app: &TestApp, user: &TestUser, chapter: u32) -> Value {
 /// Chapter 1 uses only the facet of `case`; chapter 2 uses every other facet (and, beside a
 /// skill case, another skill). The reader's profile changes in that facet alone.
 async fn differs_where_used_and_stays_cached_where_not(pool: PgPool, case: &Case) {
-    let app = TestApp::new(pool, with_auth_and_profile);
+    let app = TestApp::new(pool, with_profile);
     let passage = format!("Only for readers matching {}.", case.key);
     let uses = format!(
         "# Uses {key}\n\nFor everyone.\n\n:::only{{{key}=\"{value}\"}}\n{passage}\n:::\n",
@@ -199,7 +199,7 @@ facet_tests! {
 
 #[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
 async fn a_goal_patch_keeps_every_chapter_without_goal_directives_cached(pool: PgPool) {
-    let app = TestApp::new(pool, with_auth_and_profile);
+    let app = TestApp::new(pool, with_profile);
     common::import_fixture(app.pool()).await;
     let skills_and_constraints = "# Training\n\n:::only{skill=\"ROS 2:beginner\"}\nNew to ROS 2.\n:::\n\n\
         :::only{constraint=\"NoInternet\"}\nDownload the models first.\n:::\n\n:::except{tool=\"Docker\"}\nNo containers.\n:::\n";

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_s3::config::{Credentials, Region, SharedCredentialsProvider};
 use axum::http::StatusCode;
-use common::{copies, import_fixture, python_reader, with_auth};
+use common::{copies, import_fixture, python_reader};
 use primer_shared::AppState;
 use primer_shared::blob::S3Store;
 use primer_shared::config::S3Config;
@@ -44,7 +44,10 @@ async fn slow_model(delay: Duration) -> MockServer {
 fn app_with_model(pool: PgPool, server: &MockServer) -> TestApp {
     let url = format!("{}/v1", server.uri()).parse().unwrap();
     let client = ModelClient::new(ModelConfig::new("sk-test".to_owned().into(), url, "editor")).unwrap();
-    TestApp::with_state(AppState::new(test_config(), pool).with_model(Some(Arc::new(client))), with_auth)
+    TestApp::with_state(
+        AppState::new(test_config(), pool).with_model(Some(Arc::new(client))),
+        chapters::router,
+    )
 }
 
 /// The transactions (backend, start) of this test's database sitting open doing nothing.
@@ -147,7 +150,7 @@ async fn a_paused_or_stopped_store_is_a_503_within_its_time_out_and_leaves_nothi
     };
     for endpoint in [paused, stopped] {
         let state = AppState::new(test_config(), pool.clone()).with_blobs(Arc::new(s3_at(endpoint.clone())));
-        let app = TestApp::with_state(state, with_auth);
+        let app = TestApp::with_state(state, chapters::router);
         import_fixture(app.pool()).await;
         let email = format!("reader-{}@example.com", uuid::Uuid::new_v4().simple());
         let (reader, _) = python_reader(&app, &email).await;

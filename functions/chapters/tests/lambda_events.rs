@@ -3,7 +3,7 @@
 mod common;
 
 use axum::http::StatusCode;
-use common::{import_fixture, python_reader, with_auth};
+use common::{import_fixture, python_reader};
 use primer_shared::test_util::{TestApp, event, event_names};
 use sqlx::PgPool;
 
@@ -17,7 +17,7 @@ const EXPECTED: &[(&str, u16)] = &[
 
 #[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
 async fn every_chapters_event_gets_its_status(pool: PgPool) {
-    let app = TestApp::new(pool, with_auth);
+    let app = TestApp::new(pool, chapters::router);
     import_fixture(app.pool()).await;
     let (reader, _) = python_reader(&app, "reader@example.com").await;
     let covered: Vec<String> = EXPECTED.iter().map(|(n, _)| n.to_string()).collect();

@@ -6,7 +6,7 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{import_fixture, python_reader, with_auth};
+use common::{import_fixture, python_reader};
 use primer_shared::AppState;
 use primer_shared::model::{ModelClient, ModelConfig};
 use primer_shared::personalize::{reader_profile, rewrite};
@@ -49,7 +49,7 @@ async fn app_with_limits(
     let client =
         ModelClient::new(ModelConfig::new("sk-test".to_owned().into(), url, "editor-small")).unwrap();
     let state = AppState::new(config, pool).with_model(Some(Arc::new(client)));
-    TestApp::with_state(state, with_auth)
+    TestApp::with_state(state, chapters::router)
 }
 
 async fn personalized(app: &TestApp) -> Value {

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use aws_sdk_s3::config::{Credentials, Region, SharedCredentialsProvider};
 use axum::http::{StatusCode, header};
-use common::{import_fixture, python_reader, with_auth};
+use common::{import_fixture, python_reader};
 use primer_shared::AppState;
 use primer_shared::blob::{BlobStore, KeyPrefix, ObjectKey, S3Store};
 use primer_shared::config::S3Config;
@@ -105,7 +105,7 @@ async fn deleting_a_prefix_spares_its_neighbours() {
 #[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
 async fn the_personalized_route_redirects_to_a_presigned_url(pool: PgPool) {
     let state = AppState::new(test_config(), pool).with_blobs(Arc::new(fresh_bucket().await));
-    let app = TestApp::with_state(state, with_auth);
+    let app = TestApp::with_state(state, chapters::router);
     import_fixture(app.pool()).await;
     let (reader, _) = python_reader(&app, "reader@example.com").await;
 

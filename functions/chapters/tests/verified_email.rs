@@ -6,7 +6,7 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{import_fixture, python_reader, with_auth};
+use common::{import_fixture, python_reader};
 use primer_shared::AppState;
 use primer_shared::model::{ModelClient, ModelConfig};
 use primer_shared::test_util::{TestApp, test_config};
@@ -34,7 +34,8 @@ async fn an_unverified_reader_is_asked_to_verify_before_the_model_personalizes(p
     let url = format!("{}/v1", server.uri()).parse().unwrap();
     let client =
         ModelClient::new(ModelConfig::new("sk-test".to_owned().into(), url, "editor-small")).unwrap();
-    let app = TestApp::with_state(AppState::new(config, pool).with_model(Some(Arc::new(client))), with_auth);
+    let app =
+        TestApp::with_state(AppState::new(config, pool).with_model(Some(Arc::new(client))), chapters::router);
     import_fixture(app.pool()).await;
     let (reader, _) = python_reader(&app, "reader@example.com").await;
 
@@ -44,7 +45,7 @@ async fn an_unverified_reader_is_asked_to_verify_before_the_model_personalizes(p
     assert!(refused.json()["error"]["message"].as_str().unwrap().contains("/api/auth/email/verify/send"));
 
     let token = app.verification_mail("reader@example.com").token;
-    assert_eq!(app.verify_email(&token).await.status, 204);
+    app.accounts().verify_email(&token, &app.client()).await.expect("the e-mailed token verifies");
     let served = app.get("/api/chapters/1/personalized?format=json", Some(&reader.access_token)).await;
     assert_eq!(served.status, 200, "{}", served.text());
     assert_eq!(served.json()["engine"], "model");

@@ -4,6 +4,7 @@ mod common;
 
 use axum::http::StatusCode;
 use common::{ProfileRoutes, app, full_profile, invalid_fields, seed_000_profile};
+use primer_shared::auth::sessions;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
@@ -417,7 +418,7 @@ async fn the_profile_needs_a_live_session(pool: PgPool) {
         assert_eq!(app.patch_profile(token, full_profile()).await.status, StatusCode::UNAUTHORIZED);
     }
     // A signed-out session's token no longer works either.
-    assert_eq!(app.logout(&ada.access_token).await.status, StatusCode::NO_CONTENT);
+    assert!(sessions::revoke(app.pool(), &ada.id, &ada.session_id).await.unwrap(), "signed out");
     assert_eq!(app.get_profile(Some(&ada.access_token)).await.status, StatusCode::UNAUTHORIZED);
     let rows: i64 =
         sqlx::query_scalar("SELECT count(*) FROM user_profiles").fetch_one(app.pool()).await.unwrap();
@@ -435,15 +436,8 @@ async fn deleting_the_user_removes_the_profile(pool: PgPool) {
             StatusCode::CREATED
         );
     }
-    let deleted = app
-        .call(
-            axum::http::Method::DELETE,
-            "/api/auth/me",
-            Some(&ada.access_token),
-            Some(json!({"password": ada.password})),
-        )
-        .await;
-    assert_eq!(deleted.status, StatusCode::NO_CONTENT, "{}", deleted.text());
+    let (blobs, password) = (app.state.blobs.as_ref(), Some(ada.password.clone()));
+    app.accounts().delete(blobs, &ada.id, &ada.session_id, password, &app.client()).await.unwrap();
     let owners: Vec<String> =
         sqlx::query_scalar("SELECT user_id FROM user_profiles").fetch_all(app.pool()).await.unwrap();
     assert_eq!(owners, [bob.id]);

@@ -8,19 +8,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use axum::Router;
 use primer_shared::blob::{BlobFuture, BlobStore, KeyPrefix, ObjectKey};
 use primer_shared::book::{self, ChapterId};
 use primer_shared::personalize::cache::object_key;
 use primer_shared::personalize::{Engine, reader_profile};
 use primer_shared::test_util::{TestApp, TestUser, set_reader_profile};
-use primer_shared::{AppState, app};
 use sqlx::PgPool;
-
-/// The chapters service with the auth routes beside it, so tests can sign readers up.
-pub fn with_auth(state: AppState) -> Router {
-    app::service(auth::routes().merge(chapters::routes()), state)
-}
 
 /// The folder holding the fixture chapter (`01-first-steps.md`).
 pub fn fixtures() -> PathBuf {

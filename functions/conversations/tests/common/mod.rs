@@ -1,5 +1,5 @@
-//! What the conversations tests share: the app (with the auth routes, which sign callers in),
-//! callers of every kind, and a model client pointed at a local stub server.
+//! What the conversations tests share: the app, callers of every kind, and a model client
+//! pointed at a local stub server.
 
 #![allow(dead_code)] // Each test file uses its own part.
 
@@ -9,17 +9,17 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
+use primer_shared::AppState;
 use primer_shared::model::{ModelClient, ModelConfig, Url};
 use primer_shared::test_util::model_stub::{ReceivedEvent, StreamingModel, events_in};
 use primer_shared::test_util::{TestApp, TestResponse, test_config};
-use primer_shared::{AppState, app};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use wiremock::MockServer;
 
-/// The conversations routes, and the auth routes to sign callers in.
+/// The conversations service.
 pub fn router(state: AppState) -> Router {
-    app::service(auth::routes().merge(conversations::routes()), state)
+    conversations::router(state)
 }
 
 /// The app with the offline tutor (no model configured).
@@ -64,9 +64,7 @@ pub fn completion(text: &str) -> wiremock::ResponseTemplate {
 
 /// A fresh guest token.
 pub async fn guest_token(app: &TestApp) -> String {
-    let response = app.guest().await;
-    assert_eq!(response.status, StatusCode::CREATED, "{}", response.text());
-    response.json()["guest_token"].as_str().unwrap().to_owned()
+    app.guest_token()
 }
 
 /// A signed-up user's access token.

@@ -1,5 +1,4 @@
-//! What the profile tests share: the app (with the auth routes, to sign users up) and one
-//! method per profile route.
+//! What the profile tests share: the app and one method per profile route.
 
 #![allow(dead_code, unused_imports)] // each test binary uses its own subset
 
@@ -11,12 +10,9 @@ use primer_shared::test_util::{TestApp, TestResponse};
 use serde_json::Value;
 use sqlx::PgPool;
 
-/// The profile function, plus the auth routes that sign test users up.
+/// The profile function.
 pub fn app(pool: PgPool) -> TestApp {
-    fn with_auth(state: AppState) -> Router {
-        primer_shared::app::service(auth::routes().merge(profile::routes()), state)
-    }
-    TestApp::new(pool, with_auth)
+    TestApp::new(pool, profile::router)
 }
 
 /// The profile routes, as a client calls them.
