@@ -131,17 +131,28 @@ async fn with_a_better_auth_frontend_its_hashes_are_kept_unless_configured(pool:
 async fn deleting_an_account_leaves_nothing_behind(pool: PgPool) {
     let app = TestApp::new(pool.clone(), auth::router);
     let user = app.signed_up("ada@example.com").await;
+    let failed_checks = || async {
+        let checks: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM password_checks WHERE account IN ('user:' || $1, 'recovery:user:' || $1)",
+        )
+        .bind(&user.id)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        checks
+    };
     assert_eq!(app.login(&user.email, "wrong password").await.status, StatusCode::UNAUTHORIZED);
+    // A verification link of the account with a wrong secret: a failed recovery check.
+    let link = app.verification_mail(&user.email).token;
+    let (selector, _) = link.split_once('.').unwrap();
+    let forged = format!("{selector}.{}", "A".repeat(43));
+    assert_eq!(app.verify_email(&forged).await.status, StatusCode::BAD_REQUEST);
+    assert_eq!(failed_checks().await, 2, "a failed login and a failed token check, with addresses");
+
     let body = json!({"password": user.password});
     let deleted = app.call(Method::DELETE, "/api/auth/me", Some(&user.access_token), Some(body)).await;
     assert_eq!(deleted.status, StatusCode::NO_CONTENT, "{}", deleted.text());
-    let checks: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM password_checks WHERE account = 'user:' || $1")
-            .bind(&user.id)
-            .fetch_one(&pool)
-            .await
-            .unwrap();
-    assert_eq!(checks, 0, "the account's failed checks went with it");
+    assert_eq!(failed_checks().await, 0, "the account's failed checks went with it");
 }
 
 #[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]

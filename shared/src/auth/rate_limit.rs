@@ -311,10 +311,12 @@ fn rate_limited(until: DateTime<Utc>) -> Error {
     Error::RateLimited { retry_after_secs: secs }
 }
 
-/// Forgets the failed password checks of a deleted account (keyed by text, not a foreign key).
+/// Forgets the failed password and recovery-token checks of a deleted account (keyed by
+/// text, not a foreign key).
 pub async fn forget_account(db: impl PgExecutor<'_>, user_id: &str) -> Result<u64> {
-    let forgotten = sqlx::query("DELETE FROM password_checks WHERE account = $1")
+    let forgotten = sqlx::query("DELETE FROM password_checks WHERE account IN ($1, $2)")
         .bind(AccountKey::user(user_id).as_str())
+        .bind(AccountKey::recovery(user_id).as_str())
         .execute(db)
         .await?;
     Ok(forgotten.rows_affected())
