@@ -221,7 +221,8 @@ pub async fn create(db: &mut PgConnection, owner: &Owner, new: NewConversation) 
     .bind(new.ai_model.0)
     .bind(new.system_prompt.map(|p| p.0))
     .fetch_one(&mut *tx)
-    .await?;
+    .await
+    .on_constraint("conversations_user_id_fkey", account_gone)?;
     tx.commit().await?;
     Ok(conversation)
 }
@@ -241,7 +242,13 @@ async fn next_untitled_number(db: impl PgExecutor<'_>, owner: &Owner) -> Result<
         )
         .bind(*guest_id),
     };
-    Ok(query.fetch_one(db).await?)
+    query.fetch_one(db).await.on_constraint("conversation_title_counters_user_id_fkey", account_gone)
+}
+
+/// A user's row went while their request was in flight (the account was deleted): their token
+/// no longer names anyone.
+fn account_gone(_: &sqlx::Error) -> Error {
+    Error::Unauthorized
 }
 
 /// The caller's conversation `id`, if it is theirs.

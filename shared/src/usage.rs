@@ -13,7 +13,7 @@ use chrono::{DateTime, Days, NaiveDate, Utc};
 use serde::Serialize;
 use sqlx::{PgConnection, PgPool};
 
-use crate::error::{Error, QuotaDetails, Result};
+use crate::error::{Error, QuotaDetails, Result, ResultExt};
 use crate::model::Spend;
 use crate::owner::Owner;
 
@@ -95,7 +95,9 @@ pub async fn take_message(conn: &mut PgConnection, subject: &Owner, limits: &Usa
             .bind(quota.messages)
             .bind(quota.tokens)
             .fetch_optional(&mut *conn)
-            .await?;
+            .await
+            // The account was deleted while its request was in flight.
+            .on_constraint("usage_daily_user_id_fkey", |_| Error::Unauthorized)?;
         if taken.is_some() {
             return Ok(());
         }
@@ -198,7 +200,8 @@ pub async fn reserve_tokens(
         .bind(tokens)
         .bind(limits.quota(subject).tokens)
         .fetch_optional(&mut *tx)
-        .await?;
+        .await
+        .on_constraint("usage_daily_user_id_fkey", |_| Error::Unauthorized)?;
     let Some(day) = day else { return Ok(Allowance::Spent(Exhausted::Reader)) };
     let mut pools = vec![("all", limits.daily_token_budget)];
     if subject.is_guest() {

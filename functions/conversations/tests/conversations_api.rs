@@ -366,3 +366,51 @@ async fn an_empty_cursor_is_the_first_page(pool: PgPool) {
     let bad = app.get("/api/conversations?cursor=not-a-cursor", Some(&token)).await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{}", bad.text());
 }
+
+/// An account deleted while its request to create a conversation is in flight: the request
+/// answers 401 (its token names nobody now), never a 500 from the foreign key. The deletion is
+/// held open until both creates wait on the user rows, so the race is certain.
+#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+async fn creating_while_the_account_goes_is_a_401(pool: PgPool) {
+    let app = offline_app(pool.clone());
+    let ada = app.signed_up("ada@example.com").await;
+    let bob = app.signed_up("bob@example.com").await;
+
+    let mut deletion = pool.begin().await.unwrap();
+    sqlx::query(r#"DELETE FROM "user" WHERE id = ANY($1)"#)
+        .bind([&ada.id, &bob.id])
+        .execute(&mut *deletion)
+        .await
+        .unwrap();
+    // A titled conversation is one insert; an untitled one bumps the title counter first.
+    let creates = [(ada, json!({"title": "Mine"})), (bob, json!({}))].map(|(user, body)| {
+        let app = app.clone();
+        tokio::spawn(async move {
+            app.call(Method::POST, "/api/conversations", Some(&user.access_token), Some(body)).await
+        })
+    });
+    let waiting_on_locks = || async {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        waiting
+    };
+    let mut tries = 0;
+    while waiting_on_locks().await < 2 {
+        tries += 1;
+        assert!(tries < 200, "the creates never waited on the deleted users");
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    deletion.commit().await.unwrap();
+
+    for create in creates {
+        let response = create.await.unwrap();
+        assert_eq!(response.status, StatusCode::UNAUTHORIZED, "{}", response.text());
+        assert_eq!(response.error_code(), "unauthorized");
+    }
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM conversations").fetch_one(&pool).await.unwrap();
+    assert_eq!(left, 0);
+}
