@@ -1,5 +1,7 @@
-//! `cargo run -p local`: the local runner (see the crate's library). It applies the
-//! migrations at start-up, then serves every function's routes until Ctrl-C.
+//! `cargo run -p local`: the local runner (see the crate's library). It serves every
+//! function's routes until Ctrl-C, on a database migrated beforehand (`admin migrate`, over
+//! the direct URL: the migrator's lock is session-scoped, which a transaction-mode pooler
+//! cannot carry); it refuses to start on an older schema.
 
 use std::process::ExitCode;
 
@@ -19,7 +21,7 @@ async fn main() -> ExitCode {
 
 async fn serve() -> Result<(), Box<dyn std::error::Error>> {
     let state = AppState::from_env().await?;
-    db::MIGRATOR.run(&state.pool).await?;
+    require_current_schema(&state.pool).await?;
     let port: u16 = std::env::var("PORT").ok().map(|p| p.parse()).transpose()?.unwrap_or(3000);
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
     tracing::info!("primer is listening on http://{}", listener.local_addr()?);
@@ -28,4 +30,22 @@ async fn serve() -> Result<(), Box<dyn std::error::Error>> {
     };
     local::serve(listener, local::app(state), local::ReadTimeouts::default(), shutdown).await?;
     Ok(())
+}
+
+/// Fails unless every migration of this build has been applied.
+async fn require_current_schema(pool: &sqlx::PgPool) -> Result<(), Box<dyn std::error::Error>> {
+    let latest = db::MIGRATOR.iter().map(|m| m.version).max().unwrap_or_default();
+    let applied: Option<i64> = sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations WHERE success")
+        .fetch_one(pool)
+        .await
+        .ok()
+        .flatten();
+    if applied.is_some_and(|v| v >= latest) {
+        return Ok(());
+    }
+    Err(format!(
+        "the database is not migrated to {latest} (it is at {}): run `cargo run -p local --bin admin -- migrate` over the direct URL first",
+        applied.map_or("nothing".to_owned(), |v| v.to_string())
+    )
+    .into())
 }
