@@ -99,3 +99,28 @@ async fn every_connection_starts_with_statement_lock_and_idle_transaction_time_o
     .unwrap();
     assert_eq!((statement.as_str(), lock.as_str(), idle.as_str()), ("15s", "5s", "30s"));
 }
+
+/// Every server error that a retry resolves is a 503 `unavailable` with `Retry-After`: the
+/// shutdowns a Neon restart sends (57P01-57P03), connection exceptions, a full server, time-outs,
+/// deadlocks and serialization failures. Any other database error stays a 500. Each is raised
+/// by the server itself, through the pooler.
+#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+async fn database_errors_a_retry_resolves_are_503s_and_others_500s(pool: PgPool) {
+    let pool = primer_shared::test_util::through_pooler(&pool);
+    let raise = |code: &'static str| {
+        let pool = pool.clone();
+        async move {
+            let sql = format!("DO $$ BEGIN RAISE EXCEPTION 'injected' USING ERRCODE = '{code}'; END $$");
+            let failed = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&pool).await.unwrap_err();
+            axum::response::IntoResponse::into_response(primer_shared::Error::from(failed))
+        }
+    };
+    for code in ["57P01", "57P02", "57P03", "08006", "08P01", "53300", "57014", "55P03", "40P01", "40001"] {
+        let response = raise(code).await;
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE, "{code}");
+        assert_eq!(response.headers()["retry-after"], "2", "{code}");
+    }
+    for code in ["23505", "22P02", "42501", "XX000"] {
+        assert_eq!(raise(code).await.status(), StatusCode::INTERNAL_SERVER_ERROR, "{code}");
+    }
+}
