@@ -42,6 +42,8 @@ class Step:
     edit: Callable[[dict, dict[str, str]], None] | None = None
     mailed: str | None = None
     mailed_as: str | None = None
+    # Text the answer's body must contain (a streamed answer is not JSON).
+    contains: str | None = None
 
 
 def _mailed_token(outbox: Path, kind: str) -> str:
@@ -118,6 +120,14 @@ STEPS = [
         201,
         take=lambda b: {"MESSAGE_ID": b["user_message"]["id"]},
     ),
+    # The streaming function, through its function URL's event: the same question within 30 s,
+    # so the stored exchange is replayed as Server-Sent Events, ending with `done`.
+    Step(
+        "ConversationsStreamFunction",
+        "conversations-stream-messages-post.json",
+        201,
+        contains="event: done",
+    ),
     Step("ConversationsFunction", "conversations-get.json", 200),
     Step("ConversationsFunction", "conversations-messages-list.json", 200),
     Step("ConversationsFunction", "conversations-list.json", 200),
@@ -165,7 +175,7 @@ def _check(step: Step, result: Invocation) -> tuple[bool, str, dict | None, str]
         body = json.loads(body_text) if body_text else {}
     except ValueError:
         body = None
-    passed = status == step.expected
+    passed = status == step.expected and (step.contains is None or step.contains in body_text)
     note = "" if passed else body_text[:300]
     return passed, str(status), body if isinstance(body, dict) else None, note
 
@@ -275,6 +285,10 @@ def main() -> int:
     if notes:
         print("\nfailures (bootstrap logs in %s):" % logs)
         print("\n".join(notes))
+    # A function the template builds but no step runs would go unchecked: that fails too.
+    for unrun in sorted({p.parent.name for p in build.glob("*/bootstrap")} - {s.function for s in STEPS}):
+        failed += 1
+        print(f"  {unrun}: built, but no event runs it")
     print(f"sam-check: {passed} passed, {failed} failed")
     return 0 if failed == 0 else 1
 
