@@ -29,7 +29,7 @@ use crate::profile::catalog::{
     LearningGoal, Level, RoboticsExperience, Skill, Tool,
 };
 use crate::profile::{self, Profile};
-use crate::usage::{self, Allowance, UsageLimits};
+use crate::usage::{self, Allowance, Exhausted, UsageLimits};
 
 /// What the rule-based engine knows about a reader: every enumerated facet of their profile,
 /// one field per directive key. Free text (the GPU and RAM specifications) is not here: only
@@ -233,6 +233,10 @@ pub struct Personalized {
     pub engine: Engine,
     /// What asking the model cost (nothing when it was not asked).
     pub spend: Spend,
+    /// Set when the rules stood in because the model's allowance is spent: the chapter says
+    /// so, and it is not stored, so that the first request after the allowance renews gets
+    /// the model's copy.
+    pub standing_in: Option<Exhausted>,
 }
 
 /// A language model to try first, and how long it may take.
@@ -266,7 +270,9 @@ pub async fn personalize_within_quota(
         Allowance::Granted(reservation) => reservation,
         Allowance::Spent(why) => {
             tracing::info!(?why, "a model allowance is spent; the rule-based engine personalizes");
-            return Ok(personalize(source, profile, None).await);
+            let made = personalize(source, profile, None).await;
+            let markdown = with_note(&made.markdown, standing_in_note(why));
+            return Ok(Personalized { markdown, standing_in: Some(why), ..made });
         }
     };
     let made = personalize(source, profile, Some(engine)).await;
@@ -297,6 +303,7 @@ pub async fn personalize(
                     markdown: with_note(&markdown, &note),
                     engine: Engine::Model,
                     spend: cost,
+                    standing_in: None,
                 };
             }
             Ok((cost, Err(e))) => {
@@ -310,7 +317,26 @@ pub async fn personalize(
         }
     }
     let note = rules::note(&profile.reader, &filtered);
-    Personalized { markdown: with_note(&filtered.markdown, &note), engine: Engine::Rule, spend }
+    Personalized {
+        markdown: with_note(&filtered.markdown, &note),
+        engine: Engine::Rule,
+        spend,
+        standing_in: None,
+    }
+}
+
+/// The line a chapter the rules made in the model's stead opens with.
+fn standing_in_note(why: Exhausted) -> &'static str {
+    match why {
+        Exhausted::Reader => {
+            "*You have used today's allowance of the language model, so this chapter is tailored \
+             by rule until it renews at midnight UTC.*"
+        }
+        Exhausted::Deployment => {
+            "*The language model has reached today's budget, so this chapter is tailored by rule \
+             until it renews at midnight UTC.*"
+        }
+    }
 }
 
 /// `markdown` with `note` (one paragraph) just under its first `#` title, or on top when it

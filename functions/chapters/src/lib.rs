@@ -189,10 +189,13 @@ async fn personalized(
     QueryParams(query): QueryParams<PersonalizedQuery>,
 ) -> Result<Response> {
     let id = chapter_id(&id)?;
-    // A URL to the stored object, made (if need be) but not downloaded first.
+    // A URL to the stored object, made (if need be) but not downloaded first; a chapter that
+    // is not stored (the rules standing in for a spent model allowance) is served inline.
     if query.delivery == Delivery::Redirect && state.blobs.presigns() {
         let key = cache::personalized_key(&state.personalizer(), &caller.user_id, id).await?;
-        if let Some(url) = state.blobs.presign_get(&key, PRESIGNED_TTL).await? {
+        if let Some(key) = key
+            && let Some(url) = state.blobs.presign_get(&key, PRESIGNED_TTL).await?
+        {
             return Ok((StatusCode::FOUND, [(header::LOCATION, url)]).into_response());
         }
     }

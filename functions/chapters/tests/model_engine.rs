@@ -218,13 +218,38 @@ async fn the_call_is_bounded_and_its_usage_counted_and_stored(pool: PgPool) {
     assert_eq!((user, budget), (1000, 1000), "the reported tokens replace the estimate");
 }
 
+/// With the budget spent, the rules answer and the chapter says why; that copy is not stored,
+/// so once the model has room again (here: another deployment's budget on the same database)
+/// the reader's next request gets the model's chapter, not the stand-in.
 #[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
-async fn without_allowance_left_the_rules_personalize_and_the_model_is_not_asked(pool: PgPool) {
-    let server = MockServer::start().await;
-    Mock::given(method("POST")).respond_with(completion(ADAPTED)).expect(0).mount(&server).await;
-    let app = app_with_limits(pool, &server, Duration::from_secs(5), |u| u.daily_token_budget = 500).await;
-    assert_eq!(personalized(&app).await["engine"], "rule");
+async fn without_allowance_left_the_rules_personalize_and_say_so_until_the_model_has_room(pool: PgPool) {
+    let spent = MockServer::start().await;
+    Mock::given(method("POST")).respond_with(completion(ADAPTED)).expect(0).mount(&spent).await;
+    let app =
+        app_with_limits(pool.clone(), &spent, Duration::from_secs(5), |u| u.daily_token_budget = 500).await;
+    import_fixture(app.pool()).await;
+    let (reader, _) = python_reader(&app, "reader@example.com").await;
+    let stand_in = app.get(PERSONALIZED_JSON, Some(&reader.access_token)).await.json();
+    assert_eq!((&stand_in["engine"], &stand_in["cached"]), (&json!("rule"), &json!(false)));
+    let markdown = stand_in["markdown"].as_str().unwrap();
+    assert!(markdown.contains("has reached today's budget"), "{markdown}");
+    assert!(markdown.starts_with("# First Steps\n\n*The language model"), "the note is under the title");
     let reserved: i64 =
         sqlx::query_scalar("SELECT count(*) FROM model_budget_daily").fetch_one(app.pool()).await.unwrap();
     assert_eq!(reserved, 0, "nothing stays reserved");
+    let again = app.get(PERSONALIZED_JSON, Some(&reader.access_token)).await.json();
+    assert_eq!(again["cached"], false, "a stand-in is never stored");
+    assert_eq!(count(app.pool(), "SELECT count(*) FROM personalized_chapters").await, 0);
+
+    let room = MockServer::start().await;
+    Mock::given(method("POST")).respond_with(completion(ADAPTED)).expect(1).mount(&room).await;
+    let renewed = app_with_limits(pool, &room, Duration::from_secs(5), |_| {}).await;
+    let served = renewed.get(PERSONALIZED_JSON, Some(&reader.access_token)).await.json();
+    assert_eq!((&served["engine"], &served["cached"]), (&json!("model"), &json!(false)));
+    assert!(!served["markdown"].as_str().unwrap().contains("today's budget"));
+    assert_eq!(stored_engine(renewed.pool()).await, "model");
+}
+
+async fn count(pool: &PgPool, sql: &'static str) -> i64 {
+    sqlx::query_scalar(sql).fetch_one(pool).await.unwrap()
 }

@@ -52,8 +52,9 @@ pub struct PersonalizedChapter {
     pub engine: Engine,
     /// True when it came from the store, false when this request made it.
     pub cached: bool,
-    /// Where it is stored.
-    pub key: ObjectKey,
+    /// Where it is stored; `None` for a chapter the rules made while the model's allowance is
+    /// spent, which is served but not stored.
+    pub key: Option<ObjectKey>,
     /// The markdown.
     pub markdown: String,
 }
@@ -110,8 +111,13 @@ pub async fn personalized_chapter(
 }
 
 /// Where the caller's personalized chapter is stored, made first if need be, without reading
-/// it: for handing out a presigned URL.
-pub async fn personalized_key(deps: &Personalizer<'_>, user_id: &str, id: ChapterId) -> Result<ObjectKey> {
+/// it: for handing out a presigned URL. `None` when the chapter made now is not stored (the
+/// rules standing in for a spent model allowance): the caller serves it another way.
+pub async fn personalized_key(
+    deps: &Personalizer<'_>,
+    user_id: &str,
+    id: ChapterId,
+) -> Result<Option<ObjectKey>> {
     Ok(find_or_make(deps, user_id, id, false).await?.key)
 }
 
@@ -141,7 +147,7 @@ async fn find_or_make(
         fingerprint: fingerprint.clone(),
         engine,
         cached,
-        key: key.clone(),
+        key: Some(key.clone()),
         markdown,
     };
 
@@ -163,8 +169,12 @@ async fn find_or_make(
         if claim(deps.pool, &key, lease).await? {
             let made = make(deps, user_id, &chapter, &profile, &fingerprint, &key).await;
             release(deps.pool, &key).await;
-            let (engine, cached, markdown) = made?;
-            return Ok(served(engine, cached, markdown));
+            return Ok(match made? {
+                Made::Stored { engine, cached, markdown } => served(engine, cached, markdown),
+                Made::StandingIn { markdown } => {
+                    PersonalizedChapter { key: None, ..served(Engine::Rule, false, markdown) }
+                }
+            });
         }
         if Instant::now() >= deadline {
             return Err(Error::Unavailable("another request is still making this chapter".into()));
@@ -247,8 +257,16 @@ async fn cached(deps: &Personalizer<'_>, key: &ObjectKey) -> Result<Option<(Engi
     Ok(read(deps.blobs, key).await?.map(|markdown| (engine, markdown)))
 }
 
+/// What [`make`] did.
+enum Made {
+    /// Stored under the key (or found there): who made it, whether it was there already.
+    Stored { engine: Engine, cached: bool, markdown: String },
+    /// Made by the rules in the model's stead, its allowance spent: served, never stored.
+    StandingIn { markdown: String },
+}
+
 /// Makes and stores the chapter under `key`, which the caller has claimed: object first, then
-/// row. Returns who made it, whether it was in fact there already, and the markdown.
+/// row.
 async fn make(
     deps: &Personalizer<'_>,
     user_id: &str,
@@ -256,11 +274,11 @@ async fn make(
     profile: &ReaderProfile,
     fingerprint: &Fingerprint,
     key: &ObjectKey,
-) -> Result<(Engine, bool, String)> {
+) -> Result<Made> {
     // The claim's previous holder may have finished between our look and our claim.
     if let Some(engine) = engine_of(deps.pool, key).await? {
         if let Some(markdown) = read(deps.blobs, key).await? {
-            return Ok((engine, true, markdown));
+            return Ok(Made::Stored { engine, cached: true, markdown });
         }
         tracing::warn!(key = %key, "a personalized chapter's object is gone; making it again");
         sqlx::query("DELETE FROM personalized_chapters WHERE storage_path = $1")
@@ -277,6 +295,9 @@ async fn make(
     let (pool, limits) = (deps.pool, deps.usage);
     let made =
         personalize_within_quota(pool, limits, user_id, &chapter.source_markdown, profile, model).await?;
+    if made.standing_in.is_some() {
+        return Ok(Made::StandingIn { markdown: made.markdown });
+    }
     let usage = made.spend.usage();
     // Object first: if the write fails, no row is written.
     deps.blobs.put(key, made.markdown.clone().into_bytes(), MARKDOWN).await?;
@@ -307,7 +328,7 @@ async fn make(
         return Err(e);
     }
     tracing::info!(chapter_id = %chapter.id, engine = made.engine.as_str(), "personalized a chapter");
-    Ok((made.engine, false, made.markdown))
+    Ok(Made::Stored { engine: made.engine, cached: false, markdown: made.markdown })
 }
 
 /// Claims `key` for `lease`: true when the caller may make (or remove) its copy now. One
