@@ -114,7 +114,7 @@ fn rotated_tokens(state: &AppState, rotated: Rotated) -> Result<SessionTokens> {
 // document still calls them required.
 #[derive(Deserialize, ToSchema)]
 struct RegisterRequest {
-    /// Trimmed; compared case-insensitively.
+    /// Normalised: NFKC, trimmed, lower-cased.
     #[schema(value_type = String, required, format = Email)]
     email: Option<String>,
     #[schema(value_type = String, required, min_length = 8, max_length = 128)]
@@ -241,7 +241,6 @@ struct Refreshed {
         (status = 422, response = api::ValidationFailed),
         (status = 401, response = api::Unauthorized),
         (status = 403, response = api::AccountDisabled),
-        (status = 429, response = api::RateLimited),
         api::ServerErrors,
     ),
 )]
@@ -353,7 +352,8 @@ async fn update_me(
 
 #[derive(Deserialize, ToSchema)]
 struct DeleteMeRequest {
-    #[schema(value_type = String, required, pattern = r"\S")]
+    /// The current password; an account without one leaves it out.
+    #[schema(value_type = String, required = false, pattern = r"\S")]
     password: Option<String>,
 }
 
@@ -363,7 +363,7 @@ struct DeleteMeRequest {
     tag = "auth",
     operation_id = "deleteMe",
     summary = "Delete the account",
-    description = "Requires the current password; a wrong one is a 422 on `password`. Each check counts against the account's failed-login limit (429 with `Retry-After`).",
+    description = "Requires the current password; a wrong one is a 422 on `password`. Each check counts against the account's failed-login limit (429 with `Retry-After`). An account without a password (a social sign-in) leaves `password` out and is deleted only from a session opened in the last 5 minutes; from an older one, a 422 on `password`.",
     request_body = DeleteMeRequest,
     responses(
         (status = 204, description = "The user and everything of theirs (rows and stored objects) are gone."),
