@@ -87,6 +87,7 @@ async fn a_streamed_reply_reaches_the_reader_as_the_model_writes_it(pool: PgPool
 
     let text: String = deltas.iter().map(|e| e.data["text"].as_str().unwrap()).collect();
     assert_eq!(text, script.text());
+    assert_eq!(done.data["content"], text, "the stored answer is the deltas joined");
     assert_eq!(runner.messages().await[1], done.data, "stored as streamed");
 }
 

@@ -9,10 +9,11 @@ use std::time::Duration;
 
 use axum::http::{StatusCode, header};
 use common::{
-    app_with_streaming_model, create, deltas, events, id, messages, names, offline_app, post_message,
-    post_streamed, retry_streamed, stored_messages, user_token,
+    app_with_streaming_model, app_with_streaming_model_and, create, deltas, events, id, messages, names,
+    offline_app, post_message, post_streamed, retry_streamed, stored_messages, user_token,
 };
 use primer_shared::test_util::model_stub::{StreamEnd, StreamScript, StreamingModel};
+use primer_shared::test_util::test_config;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
@@ -244,4 +245,47 @@ async fn nothing_is_held_in_the_database_while_a_reply_streams(pool: PgPool) {
     assert!(!posting.is_finished(), "the stream ended before the sampling did");
     let events = events(&posting.await.unwrap()).await;
     assert_eq!(events.last().unwrap().name, "done");
+}
+
+/// Streams are held to the quotas as the JSON route is: the usage chunk's tokens are settled on
+/// the reader's day; with too few tokens left for a call the offline tutor streams in the
+/// model's stead and says so; past the message quota the post is a JSON 429 before any event,
+/// and nothing is stored. (Each phase is the same database under other quotas.)
+#[sqlx::test(migrator = "primer_shared::db::MIGRATOR", fixtures("book"))]
+async fn streamed_posts_are_held_to_the_quotas(pool: PgPool) {
+    let script = StreamScript::chunks(3, Duration::from_millis(5));
+    let stub = StreamingModel::start(vec![script.clone()]).await;
+    let with_quota = |messages: i64, tokens: i64| {
+        let mut config = test_config();
+        config.usage.user.messages = messages;
+        config.usage.user.tokens = tokens;
+        app_with_streaming_model_and(pool.clone(), &stub, config)
+    };
+    let roomy = with_quota(100, 1_000_000);
+    let token = user_token(&roomy, "ada@example.com").await;
+    let conversation = id(&create(&roomy, &token, json!({})).await);
+    let first = events(&post_streamed(&roomy, &token, &conversation, "What is a node?").await).await;
+    assert_eq!(first.last().unwrap().data["ai_model"], common::STUB_MODEL);
+    let reported = 42 + 3; // the stub's usage chunk: 42 prompt tokens, one per chunk
+    let usage = roomy.usage(&token).await.json();
+    assert_eq!(
+        (usage["tokens"]["used"].as_i64(), usage["messages"]["used"].as_i64()),
+        (Some(reported), Some(1))
+    );
+
+    let short = with_quota(100, reported + 10);
+    let stand_in = events(&post_streamed(&short, &token, &conversation, "What is a topic?").await).await;
+    assert_answer_events(&names(&stand_in), 1);
+    let done = &stand_in.last().unwrap().data;
+    assert_eq!(done["ai_model"], "offline-tutor");
+    assert!(done["content"].as_str().unwrap().starts_with("*You have used today's allowance"), "{done}");
+    assert_eq!(stub.calls().len(), 1, "the model was not asked again");
+
+    let spent = with_quota(2, 1_000_000);
+    let refused = post_streamed(&spent, &token, &conversation, "What is a service?").await;
+    assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS, "{}", refused.text());
+    assert_eq!(refused.headers[header::CONTENT_TYPE], "application/json");
+    assert_eq!(refused.error_code(), "quota_exceeded");
+    assert!(refused.headers.contains_key(header::RETRY_AFTER));
+    assert_eq!(stored_messages(spent.pool(), &conversation).await, 4, "two exchanges, nothing more");
 }

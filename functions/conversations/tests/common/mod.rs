@@ -9,10 +9,10 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
-use primer_shared::AppState;
 use primer_shared::model::{ModelClient, ModelConfig, Url};
 use primer_shared::test_util::model_stub::{ReceivedEvent, StreamingModel, events_in};
 use primer_shared::test_util::{TestApp, TestResponse, test_config};
+use primer_shared::{AppState, Config};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use wiremock::MockServer;
@@ -48,8 +48,13 @@ pub fn app_with_model(pool: PgPool, server: &MockServer) -> TestApp {
 
 /// The app with a model client pointed at the streaming stub.
 pub fn app_with_streaming_model(pool: PgPool, stub: &StreamingModel) -> TestApp {
+    app_with_streaming_model_and(pool, stub, test_config())
+}
+
+/// The same, with `config` (other quotas, say).
+pub fn app_with_streaming_model_and(pool: PgPool, stub: &StreamingModel, config: Config) -> TestApp {
     let client = ModelClient::new(stub.config(STUB_MODEL)).unwrap();
-    let state = AppState::new(test_config(), pool).with_model(Some(Arc::new(client)));
+    let state = AppState::new(config, pool).with_model(Some(Arc::new(client)));
     TestApp::with_state(state, router)
 }
 
