@@ -72,11 +72,17 @@ async fn a_body_shorter_than_declared_is_a_400_after_the_body_time_out(pool: PgP
 #[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
 async fn a_path_that_is_not_utf8_gets_the_error_shape(pool: PgPool) {
     let address = runner(pool).await;
-    for path in ["/api/chapters/%FF", "/api/conversations/%FF/messages", "/api/auth/sessions/%C0%AF"] {
-        let raw = format!("DELETE {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    // Each with a method its route has, so the path itself is what gets judged.
+    let requests = [
+        ("GET", "/api/chapters/%FF"),
+        ("GET", "/api/conversations/%FF/messages"),
+        ("DELETE", "/api/auth/sessions/%C0%AF"),
+    ];
+    for (method, path) in requests {
+        let raw = format!("{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
         let (answer, _) = exchange(&address, raw.as_bytes()).await;
         let status: u16 = answer.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
-        assert!((400..500).contains(&status), "{path}: {answer:?}");
+        assert!((400..500).contains(&status) && status != 405, "{path}: {answer:?}");
         let body = error_body(&answer);
         assert!(
             body["error"]["code"].is_string() && body["error"]["request_id"].is_string(),
