@@ -197,6 +197,16 @@ pub fn event_names(prefix: &str) -> Vec<String> {
     names
 }
 
+/// Asserts that the sample events whose names start with one of `prefixes` are exactly those
+/// of `expected`: a new event without an expected status fails its function's test.
+pub fn assert_events_covered(prefixes: &[&str], expected: &[(&str, u16)]) {
+    let mut names: Vec<String> = prefixes.iter().flat_map(|prefix| event_names(prefix)).collect();
+    names.sort();
+    let mut covered: Vec<String> = expected.iter().map(|(name, _)| (*name).to_owned()).collect();
+    covered.sort();
+    assert_eq!(names, covered, "every sample event of {prefixes:?} has an expected status");
+}
+
 /// One function's service over a test database.
 #[derive(Clone)]
 pub struct TestApp {
@@ -491,6 +501,19 @@ impl TestApp {
         let request = lambda_http::request::from_str(event).expect("a valid API Gateway event");
         TestResponse::read(self.router.clone().oneshot(request).await.expect("the router is infallible"))
             .await
+    }
+
+    /// Feeds the sample event `name`, with `substitutions`, through the service and asserts
+    /// that it gets `expected`.
+    pub async fn send_sample_event(
+        &self,
+        name: &str,
+        substitutions: &[(&str, &str)],
+        expected: u16,
+    ) -> TestResponse {
+        let response = self.send_event(&event(name, substitutions)).await;
+        assert_eq!(response.status.as_u16(), expected, "{name}: {}", response.text());
+        response
     }
 
     /// Sends `body` as JSON (or nothing) with an optional Bearer token.

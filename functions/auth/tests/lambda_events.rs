@@ -2,9 +2,8 @@
 
 use std::time::Duration;
 
-use axum::http::StatusCode;
 use primer_shared::auth::recovery::{self, Purpose};
-use primer_shared::test_util::{TestApp, TestUser, event, event_names};
+use primer_shared::test_util::{TestApp, TestUser, assert_events_covered};
 use sqlx::PgPool;
 
 /// Each auth event and the status it must get; a user is signed up for those that need one.
@@ -30,17 +29,7 @@ const EXPECTED: &[(&str, u16)] = &[
 #[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
 async fn every_auth_event_gets_its_status(pool: PgPool) {
     let app = TestApp::new(pool, auth::router);
-    let names = event_names("auth-");
-    let covered: Vec<&str> = EXPECTED.iter().map(|(n, _)| *n).collect();
-    assert_eq!(
-        names,
-        {
-            let mut c = covered.clone();
-            c.sort();
-            c
-        },
-        "every auth event has an expected status"
-    );
+    assert_events_covered(&["auth-"], EXPECTED);
 
     for (i, (name, expected)) in EXPECTED.iter().enumerate() {
         // A fresh user per event, so one event's effect (logout, delete) cannot spoil another.
@@ -50,18 +39,14 @@ async fn every_auth_event_gets_its_status(pool: PgPool) {
             |purpose| recovery::issue(app.pool(), purpose, &user.id, &user.email, Duration::from_secs(60));
         let reset = token(Purpose::PasswordReset).await.unwrap().expose();
         let verify = token(Purpose::VerifyEmail).await.unwrap().expose();
-        let json = event(
-            name,
-            &[
-                ("REPLACE_WITH_ACCESS_TOKEN", &user.access_token),
-                ("REPLACE_WITH_REFRESH_TOKEN", &user.refresh_token),
-                ("REPLACE_WITH_SESSION_ID", &other_session.session_id),
-                ("REPLACE_WITH_RESET_TOKEN", &reset),
-                ("REPLACE_WITH_VERIFY_TOKEN", &verify),
-            ],
-        );
-        let response = app.send_event(&json).await;
-        assert_eq!(response.status, StatusCode::from_u16(*expected).unwrap(), "{name}: {}", response.text());
+        let substitutions = [
+            ("REPLACE_WITH_ACCESS_TOKEN", user.access_token.as_str()),
+            ("REPLACE_WITH_REFRESH_TOKEN", &user.refresh_token),
+            ("REPLACE_WITH_SESSION_ID", &other_session.session_id),
+            ("REPLACE_WITH_RESET_TOKEN", &reset),
+            ("REPLACE_WITH_VERIFY_TOKEN", &verify),
+        ];
+        app.send_sample_event(name, &substitutions, *expected).await;
     }
 
     // The session opened by the login event records API Gateway's view of the client.

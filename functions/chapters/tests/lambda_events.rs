@@ -4,7 +4,7 @@ mod common;
 
 use axum::http::StatusCode;
 use common::{import_fixture, python_reader};
-use primer_shared::test_util::{TestApp, event, event_names};
+use primer_shared::test_util::{TestApp, assert_events_covered, event};
 use sqlx::PgPool;
 
 /// Each chapters event and the status it must get.
@@ -20,19 +20,23 @@ async fn every_chapters_event_gets_its_status(pool: PgPool) {
     let app = TestApp::new(pool, chapters::router);
     import_fixture(app.pool()).await;
     let (reader, _) = python_reader(&app, "reader@example.com").await;
-    let covered: Vec<String> = EXPECTED.iter().map(|(n, _)| n.to_string()).collect();
-    assert_eq!(event_names("chapters-"), covered, "every chapters event has an expected status");
+    assert_events_covered(&["chapters-"], EXPECTED);
 
+    let token = [("REPLACE_WITH_ACCESS_TOKEN", reader.access_token.as_str())];
     for (name, expected) in EXPECTED {
-        let json = event(name, &[("REPLACE_WITH_ACCESS_TOKEN", &reader.access_token)]);
-        let response = app.send_event(&json).await;
-        assert_eq!(response.status, StatusCode::from_u16(*expected).unwrap(), "{name}: {}", response.text());
+        app.send_sample_event(name, &token, *expected).await;
     }
-    let personalized = app
-        .send_event(&event(
-            "chapters-personalized.json",
-            &[("REPLACE_WITH_ACCESS_TOKEN", &reader.access_token)],
-        ))
-        .await;
+    let personalized = app.send_sample_event("chapters-personalized.json", &token, 200).await;
     assert_eq!(personalized.json()["cached"], true, "the first personalized event stored it");
+}
+
+/// A path id that is not UTF-8, as API Gateway hands it on, gets the error shape.
+#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+async fn a_path_that_is_not_utf8_gets_the_error_shape_on_lambda(pool: PgPool) {
+    let app = TestApp::new(pool, chapters::router);
+    let json = event("chapters-get.json", &[]).replace("/api/chapters/1", "/api/chapters/%FF");
+    let response = app.send_event(&json).await;
+    assert_eq!(response.status, StatusCode::BAD_REQUEST, "{}", response.text());
+    let error = &response.json()["error"];
+    assert!(error["code"].is_string() && error["request_id"].is_string(), "{error}");
 }

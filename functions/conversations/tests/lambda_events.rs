@@ -4,9 +4,9 @@
 
 mod common;
 
-use axum::http::{StatusCode, header};
+use axum::http::header;
 use common::{create, id, post_message};
-use primer_shared::test_util::{TestApp, event, event_names};
+use primer_shared::test_util::{TestApp, assert_events_covered};
 use serde_json::json;
 use sqlx::PgPool;
 
@@ -30,13 +30,7 @@ const EXPECTED: &[(&str, u16)] = &[
 async fn every_conversations_event_gets_its_status(pool: PgPool) {
     let app = TestApp::new(pool, common::router);
     let streaming = TestApp::with_state(app.state.clone(), conversations::stream_router);
-    let mut names = event_names("conversations-");
-    names.extend(event_names("models-"));
-    names.extend(event_names("usage-"));
-    names.sort();
-    let mut covered: Vec<String> = EXPECTED.iter().map(|(n, _)| n.to_string()).collect();
-    covered.sort();
-    assert_eq!(names, covered, "every event of this function has an expected status");
+    assert_events_covered(&["conversations-", "models-", "usage-"], EXPECTED);
 
     let user = app.signed_up("events@example.com").await;
     for (name, expected) in EXPECTED {
@@ -55,17 +49,14 @@ async fn every_conversations_event_gets_its_status(pool: PgPool) {
         .await
         .unwrap();
 
-        let json = event(
-            name,
-            &[
-                ("REPLACE_WITH_ACCESS_TOKEN", &user.access_token),
-                ("REPLACE_WITH_CONVERSATION_ID", &conversation),
-                ("REPLACE_WITH_MESSAGE_ID", &question),
-            ],
-        );
+        let substitutions = [
+            ("REPLACE_WITH_ACCESS_TOKEN", user.access_token.as_str()),
+            ("REPLACE_WITH_CONVERSATION_ID", &conversation),
+            ("REPLACE_WITH_MESSAGE_ID", &question),
+        ];
         let streamed = name.starts_with("conversations-stream-");
-        let response = if streamed { streaming.send_event(&json).await } else { app.send_event(&json).await };
-        assert_eq!(response.status, StatusCode::from_u16(*expected).unwrap(), "{name}: {}", response.text());
+        let entry = if streamed { &streaming } else { &app };
+        let response = entry.send_sample_event(name, &substitutions, *expected).await;
         if streamed {
             assert_eq!(response.headers[header::CONTENT_TYPE], "text/event-stream", "{name}");
             assert!(response.text().contains("event: done"), "{name}: {}", response.text());

@@ -4,7 +4,7 @@ mod common;
 
 use axum::http::StatusCode;
 use common::{ProfileRoutes, app, full_profile};
-use primer_shared::test_util::{event, event_names};
+use primer_shared::test_util::assert_events_covered;
 use sqlx::PgPool;
 
 /// Each profile event, whether its user has a profile beforehand, and the status it must get.
@@ -18,8 +18,8 @@ const EXPECTED: &[(&str, bool, u16)] = &[
 #[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
 async fn every_profile_event_gets_its_status(pool: PgPool) {
     let app = app(pool);
-    let covered: Vec<&str> = EXPECTED.iter().map(|(name, ..)| *name).collect();
-    assert_eq!(event_names("profile-"), covered, "every profile event has an expected status");
+    let statuses: Vec<(&str, u16)> = EXPECTED.iter().map(|(name, _, status)| (*name, *status)).collect();
+    assert_events_covered(&["profile-"], &statuses);
 
     for (i, (name, with_profile, expected)) in EXPECTED.iter().enumerate() {
         let user = app.signed_up(&format!("event{i}@example.com")).await;
@@ -27,9 +27,9 @@ async fn every_profile_event_gets_its_status(pool: PgPool) {
             let put = app.put_profile(Some(&user.access_token), full_profile()).await;
             assert_eq!(put.status, StatusCode::CREATED);
         }
-        let json = event(name, &[("REPLACE_WITH_ACCESS_TOKEN", &user.access_token)]);
-        let response = app.send_event(&json).await;
-        assert_eq!(response.status, StatusCode::from_u16(*expected).unwrap(), "{name}: {}", response.text());
+        let response = app
+            .send_sample_event(name, &[("REPLACE_WITH_ACCESS_TOKEN", &user.access_token)], *expected)
+            .await;
         if name.ends_with("-patch.json") {
             // The sample patch is a merge patch: it changed the GPU and kept the RAM.
             let specifications = &response.json()["profile"]["hardware_context"]["specifications"];
