@@ -15,8 +15,8 @@ use primer_shared::AppState;
 use primer_shared::blob::S3Store;
 use primer_shared::config::S3Config;
 use primer_shared::model::{ModelClient, ModelConfig};
+use primer_shared::test_util::model_stub::completion;
 use primer_shared::test_util::{TestApp, test_config};
-use serde_json::json;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 use wiremock::matchers::method;
@@ -29,13 +29,7 @@ async fn slow_model(delay: Duration) -> MockServer {
     let server = MockServer::start().await;
     let adapted = "# First Steps\n\nAdapted.\n\n## Reading a sensor\n\n### In Python\n\nRead it.\n\n## Acting\n\nMove.\n";
     Mock::given(method("POST"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(json!({
-                    "choices": [{"index": 0, "message": {"role": "assistant", "content": adapted}, "finish_reason": "stop"}]
-                }))
-                .set_delay(delay),
-        )
+        .respond_with(ResponseTemplate::new(200).set_body_json(completion(adapted, None)).set_delay(delay))
         .mount(&server)
         .await;
     server

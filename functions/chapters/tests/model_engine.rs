@@ -8,9 +8,10 @@ use std::time::{Duration, Instant};
 
 use common::{import_fixture, python_reader};
 use primer_shared::AppState;
-use primer_shared::model::{ModelClient, ModelConfig};
+use primer_shared::model::{ModelClient, ModelConfig, TokenUsage};
 use primer_shared::personalize::{reader_profile, rewrite};
 use primer_shared::profile::examples::api_example;
+use primer_shared::test_util::model_stub;
 use primer_shared::test_util::{TestApp, store_profile, test_config};
 use primer_shared::usage::UsageLimits;
 use serde_json::{Value, json};
@@ -24,10 +25,10 @@ const PERSONALIZED_JSON: &str = "/api/chapters/1/personalized?format=json";
 const ADAPTED: &str = "# First Steps\n\nA gentler start, with a Jetson in mind.\n\n## Reading a sensor\n\n### In Python\n\nRead it at 10 Hz.\n\n## Acting\n\nMove slowly.\n";
 
 fn completion(text: &str) -> ResponseTemplate {
-    ResponseTemplate::new(200).set_body_json(json!({
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": 700, "completion_tokens": 300, "total_tokens": 1000}
-    }))
+    ResponseTemplate::new(200).set_body_json(model_stub::completion(
+        text,
+        Some(TokenUsage { prompt_tokens: 700, completion_tokens: 300 }),
+    ))
 }
 
 /// The chapters service with a model at `server` and a personalization budget of `budget`.

@@ -8,9 +8,9 @@ use std::sync::Arc;
 
 use common::{import_fixture, python_reader};
 use primer_shared::AppState;
-use primer_shared::model::{ModelClient, ModelConfig};
+use primer_shared::model::{ModelClient, ModelConfig, TokenUsage};
+use primer_shared::test_util::model_stub::completion;
 use primer_shared::test_util::{TestApp, test_config};
-use serde_json::json;
 use sqlx::PgPool;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -22,10 +22,10 @@ async fn an_unverified_reader_is_asked_to_verify_before_the_model_personalizes(p
     let server = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path("/v1/chat/completions"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": ADAPTED}, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": 700, "completion_tokens": 300, "total_tokens": 1000}
-        })))
+        .respond_with(ResponseTemplate::new(200).set_body_json(completion(
+            ADAPTED,
+            Some(TokenUsage { prompt_tokens: 700, completion_tokens: 300 }),
+        )))
         .expect(1)
         .mount(&server)
         .await;

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use axum::http::{Method, StatusCode};
 use common::{STUB_MODEL, create, guest_token, id, post_message, router, user_token};
-use primer_shared::model::{ModelClient, ModelConfig, Url};
+use primer_shared::model::{ModelClient, ModelConfig, TokenUsage, Url};
+use primer_shared::test_util::model_stub::completion;
 use primer_shared::test_util::{TestApp, TestResponse, test_config};
 use primer_shared::usage::UsageLimits;
 use primer_shared::{AppState, Config};
@@ -50,10 +51,10 @@ async fn model(delay: Duration) -> MockServer {
     Mock::given(method("POST"))
         .respond_with(
             ResponseTemplate::new(200)
-                .set_body_json(json!({
-                    "choices": [{"index": 0, "message": {"role": "assistant", "content": "A node is a process."}}],
-                    "usage": {"prompt_tokens": 200, "completion_tokens": 1000, "total_tokens": 1200}
-                }))
+                .set_body_json(completion(
+                    "A node is a process.",
+                    Some(TokenUsage { prompt_tokens: 200, completion_tokens: 1000 }),
+                ))
                 .set_delay(delay),
         )
         .mount(&server)

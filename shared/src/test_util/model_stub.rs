@@ -136,12 +136,7 @@ async fn complete(State(stub): State<Arc<Stub>>, body: axum::Json<Value>) -> Res
         calls.len() - 1
     };
     if !streamed {
-        let text = script.text();
-        return axum::Json(json!({
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": script.usage.prompt_tokens, "completion_tokens": script.usage.completion_tokens}
-        }))
-        .into_response();
+        return axum::Json(completion(&script.text(), Some(script.usage))).into_response();
     }
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(1);
     tokio::spawn(async move {
@@ -242,4 +237,22 @@ where
 /// The events of a body already read in full.
 pub async fn events_in(body: Bytes) -> Vec<ReceivedEvent> {
     EventReader::new(http_body_util::Full::new(body)).all().await
+}
+
+/// The body of a chat completion whose answer is `text`, reporting `usage` when given: what an
+/// OpenAI-compatible endpoint answers a request without `stream` (for wiremock stubs too).
+pub fn completion(text: &str, usage: Option<TokenUsage>) -> Value {
+    let mut body = json!({
+        "id": "chatcmpl-1",
+        "object": "chat.completion",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}]
+    });
+    if let Some(usage) = usage {
+        body["usage"] = json!({
+            "prompt_tokens": usage.prompt_tokens,
+            "completion_tokens": usage.completion_tokens,
+            "total_tokens": usage.prompt_tokens + usage.completion_tokens
+        });
+    }
+    body
 }

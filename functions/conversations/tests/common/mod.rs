@@ -10,7 +10,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
 use primer_shared::model::{ModelClient, ModelConfig, Url};
-use primer_shared::test_util::model_stub::{ReceivedEvent, StreamingModel, events_in};
+use primer_shared::test_util::model_stub::{self, ReceivedEvent, StreamingModel, events_in};
 use primer_shared::test_util::{TestApp, TestResponse, test_config};
 use primer_shared::{AppState, Config};
 use serde_json::{Value, json};
@@ -60,11 +60,7 @@ pub fn app_with_streaming_model_and(pool: PgPool, stub: &StreamingModel, config:
 
 /// A chat completion whose answer is `text`.
 pub fn completion(text: &str) -> wiremock::ResponseTemplate {
-    wiremock::ResponseTemplate::new(200).set_body_json(json!({
-        "id": "chatcmpl-1",
-        "object": "chat.completion",
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}]
-    }))
+    wiremock::ResponseTemplate::new(200).set_body_json(model_stub::completion(text, None))
 }
 
 /// A fresh guest token.
