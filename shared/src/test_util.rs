@@ -197,6 +197,28 @@ pub fn event_names(prefix: &str) -> Vec<String> {
     names
 }
 
+/// How many of `responses` had each status.
+pub fn tally<'a>(
+    responses: impl IntoIterator<Item = &'a TestResponse>,
+) -> std::collections::HashMap<u16, usize> {
+    let mut counts = std::collections::HashMap::new();
+    for response in responses {
+        *counts.entry(response.status.as_u16()).or_default() += 1;
+    }
+    counts
+}
+
+/// The password hash of `user_id`'s credential account, as stored.
+pub async fn stored_password_hash(pool: &PgPool, user_id: &str) -> String {
+    sqlx::query_scalar(
+        r#"SELECT password FROM "account" WHERE "userId" = $1 AND "providerId" = 'credential'"#,
+    )
+    .bind(user_id)
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
 /// Asserts that the sample events whose names start with one of `prefixes` are exactly those
 /// of `expected`: a new event without an expected status fails its function's test.
 pub fn assert_events_covered(prefixes: &[&str], expected: &[(&str, u16)]) {
@@ -234,6 +256,14 @@ impl TestResponse {
     async fn read(response: axum::response::Response) -> Self {
         let (parts, body) = response.into_parts();
         Self { status: parts.status, headers: parts.headers, body: body.collect().await.unwrap().to_bytes() }
+    }
+
+    /// The error object without its request id, which differs per request: for comparing two
+    /// answers that must be the same.
+    pub fn error_without_request_id(&self) -> Value {
+        let mut body = self.json();
+        body["error"].as_object_mut().expect("an error body").remove("request_id");
+        body
     }
 
     /// The body as JSON (`Null` when empty); panics on anything else.
@@ -421,6 +451,18 @@ impl TestApp {
     /// Builds the service with `router` on the test pool.
     pub fn new(pool: PgPool, router: impl FnOnce(AppState) -> Router) -> Self {
         Self::with_state(AppState::new(test_config(), pool), router)
+    }
+
+    /// Builds the service with `router` on the test pool, with the test configuration as
+    /// `change` leaves it (other limits, say).
+    pub fn with_changed_config(
+        pool: PgPool,
+        change: impl FnOnce(&mut Config),
+        router: impl FnOnce(AppState) -> Router,
+    ) -> Self {
+        let mut config = test_config();
+        change(&mut config);
+        Self::with_config(pool, config, router)
     }
 
     /// Builds the service with `router` on the test pool, with `config` (other limits, say).

@@ -1,31 +1,13 @@
 //! The limits under attack, sent as an attacker would: many requests at once (spawned on the
 //! app's clones), through the pooler when the test run has one.
 
-use std::collections::HashMap;
-
 use axum::http::{Method, StatusCode};
-use primer_shared::Config;
-use primer_shared::test_util::{TestApp, TestResponse, test_config};
+use primer_shared::test_util::{TestApp, TestResponse, tally};
 use serde_json::json;
 use sqlx::PgPool;
 
 fn app(pool: PgPool) -> TestApp {
     TestApp::new(pool, auth::router)
-}
-
-fn app_with(pool: PgPool, change: impl FnOnce(&mut Config)) -> TestApp {
-    let mut config = test_config();
-    change(&mut config);
-    TestApp::with_config(pool, config, auth::router)
-}
-
-/// How many responses had each status.
-fn tally(responses: &[TestResponse]) -> HashMap<u16, usize> {
-    let mut counts = HashMap::new();
-    for response in responses {
-        *counts.entry(response.status.as_u16()).or_default() += 1;
-    }
-    counts
 }
 
 fn retry_after(response: &TestResponse) -> u64 {
@@ -96,7 +78,7 @@ async fn thirty_students_behind_one_address_with_typos_all_sign_in(pool: PgPool)
 
 #[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
 async fn one_address_spraying_many_accounts_is_stopped_and_known_readers_still_sign_in(pool: PgPool) {
-    let app = app_with(pool, |c| c.limits.login.per_address = 10);
+    let app = TestApp::with_changed_config(pool, |c| c.limits.login.per_address = 10, auth::router);
     let cafe = app.from_ip([203, 0, 113, 50]);
     // A regular of the café signed in there before; a newcomer has not.
     let regular = cafe.signed_up("regular@example.com").await;
@@ -169,7 +151,7 @@ async fn a_right_recheck_does_not_count(pool: PgPool) {
 
 #[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
 async fn a_thousand_guest_tokens_from_one_address_get_only_the_configured_number(pool: PgPool) {
-    let app = app_with(pool, |c| c.limits.guest.per_address = 25);
+    let app = TestApp::with_changed_config(pool, |c| c.limits.guest.per_address = 25, auth::router);
     let burst = (0..1000).map(|_| {
         let app = app.clone();
         tokio::spawn(async move { app.guest().await })
@@ -189,7 +171,7 @@ async fn a_thousand_guest_tokens_from_one_address_get_only_the_configured_number
 
 #[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
 async fn registrations_are_throttled_per_address_taken_addresses_included(pool: PgPool) {
-    let app = app_with(pool, |c| c.limits.register.per_address = 5);
+    let app = TestApp::with_changed_config(pool, |c| c.limits.register.per_address = 5, auth::router);
     app.from_ip([10, 0, 0, 1]).signed_up("taken@example.com").await;
     let signups = (0..8).map(|n| {
         let app = app.clone();

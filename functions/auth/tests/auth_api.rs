@@ -4,19 +4,12 @@ use axum::http::{Method, StatusCode};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{EncodingKey, Header};
-use primer_shared::test_util::{TEST_JWT_SECRET, TestApp, TestResponse, TestUser};
+use primer_shared::test_util::{TEST_JWT_SECRET, TestApp, TestUser};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
 fn app(pool: PgPool) -> TestApp {
     TestApp::new(pool, auth::router)
-}
-
-/// The error object without its request id, which differs per request.
-fn error_without_request_id(response: &TestResponse) -> Value {
-    let mut body = response.json();
-    body["error"].as_object_mut().expect("an error body").remove("request_id");
-    body
 }
 
 #[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
@@ -92,7 +85,7 @@ async fn wrong_password_and_unknown_email_look_the_same(pool: PgPool) {
     let unknown = app.login("nobody@example.com", "not the password").await;
     assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
     assert_eq!(unknown.status, wrong.status);
-    assert_eq!(error_without_request_id(&wrong), error_without_request_id(&unknown));
+    assert_eq!(wrong.error_without_request_id(), unknown.error_without_request_id());
     assert_eq!(wrong.json()["error"]["message"], "invalid email or password");
 }
 

@@ -12,7 +12,7 @@ use base64::engine::general_purpose::STANDARD;
 use hmac::{Hmac, Mac};
 use primer_shared::AppState;
 use primer_shared::auth::password::{self, Password, Verdict};
-use primer_shared::test_util::{TestApp, TestResponse, TestUser, event, test_config};
+use primer_shared::test_util::{TestApp, TestResponse, TestUser, event, stored_password_hash, test_config};
 use serde_json::{Value, json};
 use sha2::Sha256;
 use sqlx::PgPool;
@@ -63,16 +63,6 @@ async fn better_auth_session(pool: &PgPool, user_id: &str, expires_in_secs: i64)
 async fn me_with_cookie(app: &TestApp, cookie: &str) -> TestResponse {
     let request = Request::get("/api/auth/me").header(header::COOKIE, cookie).body(Body::empty()).unwrap();
     app.send(request).await
-}
-
-async fn stored_hash(pool: &PgPool, user_id: &str) -> String {
-    sqlx::query_scalar(
-        r#"SELECT password FROM "account" WHERE "userId" = $1 AND "providerId" = 'credential'"#,
-    )
-    .bind(user_id)
-    .fetch_one(pool)
-    .await
-    .unwrap()
 }
 
 #[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
@@ -251,13 +241,13 @@ async fn legacy_hashes_are_upgraded_to_argon2id_once_at_login(pool: PgPool) {
             "{format}"
         );
         assert_eq!(
-            stored_hash(app.pool(), &user.id).await,
+            stored_password_hash(app.pool(), &user.id).await,
             *legacy,
             "{format}: a failed login changes nothing"
         );
 
         assert_eq!(app.login(&user.email, PASSWORD).await.status, StatusCode::OK, "{format}");
-        let upgraded = stored_hash(app.pool(), &user.id).await;
+        let upgraded = stored_password_hash(app.pool(), &user.id).await;
         assert!(upgraded.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{format}: {upgraded}");
         let left: i64 = sqlx::query_scalar(r#"SELECT count(*) FROM "account" WHERE password = $1"#)
             .bind(legacy)
@@ -270,7 +260,7 @@ async fn legacy_hashes_are_upgraded_to_argon2id_once_at_login(pool: PgPool) {
 
         // Once is enough: the next login finds a current hash and leaves it alone.
         assert_eq!(app.login(&user.email, PASSWORD).await.status, StatusCode::OK, "{format}");
-        assert_eq!(stored_hash(app.pool(), &user.id).await, upgraded, "{format}");
+        assert_eq!(stored_password_hash(app.pool(), &user.id).await, upgraded, "{format}");
     }
 }
 
@@ -282,7 +272,7 @@ async fn an_unknown_hash_format_fails_closed_at_login(pool: PgPool) {
     for stored in [PASSWORD, "$1$salt$notsupported", "5f4dcc3b5aa765d61d8327deb882cf99"] {
         primer_shared::user::set_password_hash(app.pool(), &user.id, stored).await.unwrap();
         assert_eq!(app.login(&user.email, PASSWORD).await.status, StatusCode::UNAUTHORIZED, "{stored}");
-        assert_eq!(stored_hash(app.pool(), &user.id).await, stored);
+        assert_eq!(stored_password_hash(app.pool(), &user.id).await, stored);
     }
 }
 
@@ -372,8 +362,11 @@ async fn a_real_better_auth_and_primer_share_one_database(pool: PgPool) {
         |key: &str| signed_in[key].as_str().unwrap_or_else(|| panic!("no {key} in {signed_in}")).to_owned();
     let (user_id, session_id, token, cookie) =
         (text("user_id"), text("session_id"), text("token"), text("cookie"));
-    let (salt, key) =
-        stored_hash(app.pool(), &user_id).await.split_once(':').map(|(s, k)| (s.len(), k.len())).unwrap();
+    let (salt, key) = stored_password_hash(app.pool(), &user_id)
+        .await
+        .split_once(':')
+        .map(|(s, k)| (s.len(), k.len()))
+        .unwrap();
     assert_eq!((salt, key), (32, 128), "Better-Auth stored its scrypt salthex:keyhex");
 
     // Better-Auth's session, as its bearer plugin or its cookie would present it.
@@ -391,7 +384,7 @@ async fn a_real_better_auth_and_primer_share_one_database(pool: PgPool) {
     let login = app.login("ada@example.com", PASSWORD).await;
     assert_eq!(login.status, StatusCode::OK, "{}", login.text());
     assert_eq!(login.json()["user"]["id"], user_id.as_str());
-    let upgraded = stored_hash(app.pool(), &user_id).await;
+    let upgraded = stored_password_hash(app.pool(), &user_id).await;
     assert!(upgraded.starts_with("$argon2id$"), "{upgraded}");
 
     // primer has written to user, account and session: Better-Auth still reads its own session.
@@ -467,7 +460,7 @@ async fn one_database_two_front_doors_for_passwords(pool: PgPool) {
 
     // A reader who signed up through primer (argon2id) signs in at the Better-Auth frontend...
     let ada = app.signed_up("ada@example.com").await;
-    assert!(stored_hash(&pool, &ada.id).await.starts_with("$argon2id$"));
+    assert!(stored_password_hash(&pool, &ada.id).await.starts_with("$argon2id$"));
     let signed_in =
         better_auth.run("sign-in", json!({"email": "ada@example.com", "password": PASSWORD})).await;
     assert_eq!(signed_in["user_id"], ada.id.as_str(), "{signed_in}");
@@ -481,9 +474,9 @@ async fn one_database_two_front_doors_for_passwords(pool: PgPool) {
         .run("sign-up-and-in", json!({"email": "grace@example.com", "password": PASSWORD, "name": "Grace"}))
         .await;
     let grace_id = grace["user_id"].as_str().unwrap().to_owned();
-    let scrypt = stored_hash(&pool, &grace_id).await;
+    let scrypt = stored_password_hash(&pool, &grace_id).await;
     assert_eq!(app.login("grace@example.com", PASSWORD).await.status, StatusCode::OK);
-    assert_eq!(stored_hash(&pool, &grace_id).await, scrypt);
+    assert_eq!(stored_password_hash(&pool, &grace_id).await, scrypt);
     let again = better_auth.run("sign-in", json!({"email": "grace@example.com", "password": PASSWORD})).await;
     assert_eq!(again["user_id"], grace_id.as_str(), "{again}");
 

@@ -4,7 +4,7 @@
 
 use axum::http::{Method, StatusCode};
 use primer_shared::AppState;
-use primer_shared::test_util::{TestApp, TestUser, test_config};
+use primer_shared::test_util::{TestApp, TestUser, stored_password_hash, test_config};
 use serde_json::json;
 use sqlx::PgPool;
 
@@ -22,16 +22,6 @@ async fn set_hash(pool: &PgPool, user: &TestUser, hash: &str) {
         .execute(pool)
         .await
         .unwrap();
-}
-
-async fn stored_hash(pool: &PgPool, user: &TestUser) -> String {
-    sqlx::query_scalar(
-        r#"SELECT password FROM "account" WHERE "userId" = $1 AND "providerId" = 'credential'"#,
-    )
-    .bind(&user.id)
-    .fetch_one(pool)
-    .await
-    .unwrap()
 }
 
 async fn sessions_of(pool: &PgPool, user: &TestUser) -> i64 {
@@ -93,7 +83,7 @@ async fn a_better_auth_hash_is_upgraded_to_the_nfkc_password_it_matched(pool: Pg
     // Typed with "fi" and combining accents: the same password under NFKC.
     let decomposed = "fiance\u{301} A\u{30a}";
     assert_eq!(app.login(&user.email, decomposed).await.status, StatusCode::OK);
-    assert!(stored_hash(app.pool(), &user).await.starts_with("$argon2id$"));
+    assert!(stored_password_hash(app.pool(), &user.id).await.starts_with("$argon2id$"));
     for typed in [decomposed, "\u{fb01}anc\u{e9} \u{c5}", "fianc\u{e9} \u{c5}"] {
         assert_eq!(app.login(&user.email, typed).await.status, StatusCode::OK, "{typed:?}");
     }
@@ -112,7 +102,11 @@ async fn a_bcrypt_password_longer_than_72_bytes_is_verified_but_never_pinned(poo
     // bcrypt saw only 72 bytes: a mistyped tail matches too, and neither may become the hash.
     let typo = format!("{}-the-tall", "p".repeat(72));
     assert_eq!(app.login(&user.email, &typo).await.status, StatusCode::OK);
-    assert_eq!(stored_hash(app.pool(), &user).await, hash, "a long bcrypt password stays verify-only");
+    assert_eq!(
+        stored_password_hash(app.pool(), &user.id).await,
+        hash,
+        "a long bcrypt password stays verify-only"
+    );
 }
 
 #[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
@@ -124,7 +118,11 @@ async fn with_a_better_auth_frontend_its_hashes_are_kept_unless_configured(pool:
     let user = app.signed_up("ada@example.com").await;
     set_hash(app.pool(), &user, SCRYPT_FIANCE).await;
     assert_eq!(app.login(&user.email, "\u{fb01}anc\u{e9} \u{c5}").await.status, StatusCode::OK);
-    assert_eq!(stored_hash(app.pool(), &user).await, SCRYPT_FIANCE, "Better-Auth can still verify it");
+    assert_eq!(
+        stored_password_hash(app.pool(), &user.id).await,
+        SCRYPT_FIANCE,
+        "Better-Auth can still verify it"
+    );
 }
 
 #[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]

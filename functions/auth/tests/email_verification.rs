@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use axum::http::{Method, StatusCode};
 use primer_shared::owner::Owner;
-use primer_shared::test_util::{TestApp, TestResponse};
+use primer_shared::test_util::{TestApp, tally};
 use primer_shared::usage::{self, Allowance, UsageLimits};
 use primer_shared::{Config, Error};
 use serde_json::json;
@@ -13,14 +13,6 @@ use sqlx::PgPool;
 
 fn app(pool: PgPool) -> TestApp {
     TestApp::new(pool, auth::router)
-}
-
-fn tally<'a>(responses: impl IntoIterator<Item = &'a TestResponse>) -> HashMap<u16, usize> {
-    let mut counts = HashMap::new();
-    for response in responses {
-        *counts.entry(response.status.as_u16()).or_default() += 1;
-    }
-    counts
 }
 
 async fn verified(app: &TestApp, access_token: &str) -> bool {

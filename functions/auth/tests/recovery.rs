@@ -7,48 +7,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::http::{Method, StatusCode};
+use primer_shared::AppState;
 use primer_shared::config::EmailDelivery;
 use primer_shared::email::{EmailFuture, EmailSender, Mail, Outbox};
-use primer_shared::test_util::{TestApp, TestResponse, test_config};
-use primer_shared::{AppState, Config};
-use serde_json::{Value, json};
+use primer_shared::test_util::{TestApp, TestResponse, stored_password_hash, tally, test_config};
+use serde_json::json;
 use sqlx::PgPool;
 
 const NEW_PASSWORD: &str = "a brand new passphrase";
 
 fn app(pool: PgPool) -> TestApp {
     TestApp::new(pool, auth::router)
-}
-
-fn app_with(pool: PgPool, change: impl FnOnce(&mut Config)) -> TestApp {
-    let mut config = test_config();
-    change(&mut config);
-    TestApp::with_config(pool, config, auth::router)
-}
-
-fn tally<'a>(responses: impl IntoIterator<Item = &'a TestResponse>) -> HashMap<u16, usize> {
-    let mut counts = HashMap::new();
-    for response in responses {
-        *counts.entry(response.status.as_u16()).or_default() += 1;
-    }
-    counts
-}
-
-/// The error object without its request id, which differs per request.
-fn error_without_request_id(response: &TestResponse) -> Value {
-    let mut body = response.json();
-    body["error"].as_object_mut().expect("an error body").remove("request_id");
-    body
-}
-
-async fn stored_hash(pool: &PgPool, user_id: &str) -> String {
-    sqlx::query_scalar(
-        r#"SELECT password FROM "account" WHERE "userId" = $1 AND "providerId" = 'credential'"#,
-    )
-    .bind(user_id)
-    .fetch_one(pool)
-    .await
-    .unwrap()
 }
 
 async fn pending_tokens(pool: &PgPool, prefix: &str) -> i64 {
@@ -102,7 +71,7 @@ async fn forgot_then_reset_ends_every_old_session_and_the_new_password_signs_in(
     assert_eq!(login.status, StatusCode::OK, "{}", login.text());
     assert_eq!(pending_tokens(app.pool(), "primer:reset-password:").await, 0, "the token is spent");
     assert!(
-        stored_hash(app.pool(), &user.id).await.starts_with("$argon2id$"),
+        stored_password_hash(app.pool(), &user.id).await.starts_with("$argon2id$"),
         "the new password is argon2id"
     );
 }
@@ -110,7 +79,11 @@ async fn forgot_then_reset_ends_every_old_session_and_the_new_password_signs_in(
 /// The links point at the configured frontend, a path under it included.
 #[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
 async fn links_point_at_the_configured_frontend(pool: PgPool) {
-    let app = app_with(pool, |c| c.email.frontend_url = "https://book.example.com/read".into());
+    let app = TestApp::with_changed_config(
+        pool,
+        |c| c.email.frontend_url = "https://book.example.com/read".into(),
+        auth::router,
+    );
     let user = app.signed_up("ada@example.com").await;
     let verify = app.verification_mail(&user.email);
     assert!(verify.link.starts_with("https://book.example.com/read/verify-email?token="), "{}", verify.link);
@@ -206,7 +179,7 @@ async fn spent_expired_and_forged_tokens_are_one_400_and_change_nothing(pool: Pg
     let reset = app.reset_password(&spent, NEW_PASSWORD).await;
     assert_eq!(reset.status, StatusCode::OK);
     let access = reset.json()["session"]["access_token"].as_str().unwrap().to_owned();
-    let hash = stored_hash(app.pool(), &user.id).await;
+    let hash = stored_password_hash(app.pool(), &user.id).await;
 
     app.forgot_password(&user.email).await;
     let expired = app.reset_mail(&user.email).token;
@@ -248,10 +221,10 @@ async fn spent_expired_and_forged_tokens_are_one_400_and_change_nothing(pool: Pg
             (StatusCode::BAD_REQUEST, "invalid_token"),
             "{what}"
         );
-        bodies.push(error_without_request_id(&response));
+        bodies.push(response.error_without_request_id());
     }
     assert!(bodies.iter().all(|b| *b == bodies[0]), "one answer for every bad token: {bodies:?}");
-    assert_eq!(stored_hash(app.pool(), &user.id).await, hash, "the password is unchanged");
+    assert_eq!(stored_password_hash(app.pool(), &user.id).await, hash, "the password is unchanged");
     assert_eq!(app.login(&user.email, NEW_PASSWORD).await.status, StatusCode::OK);
 
     // A token works only for the address it was sent to.
@@ -261,7 +234,7 @@ async fn spent_expired_and_forged_tokens_are_one_400_and_change_nothing(pool: Pg
         .await
         .unwrap();
     assert_eq!(app.reset_password(&live, "yet another passphrase").await.status, StatusCode::BAD_REQUEST);
-    assert_eq!(stored_hash(app.pool(), &user.id).await, hash);
+    assert_eq!(stored_password_hash(app.pool(), &user.id).await, hash);
 }
 
 #[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
@@ -376,7 +349,7 @@ async fn reset_mails_are_limited_per_account_alike_for_addresses_without_one(poo
 
 #[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
 async fn forgot_password_requests_are_limited_per_address(pool: PgPool) {
-    let app = app_with(pool, |c| c.limits.password_forgot.per_address = 10);
+    let app = TestApp::with_changed_config(pool, |c| c.limits.password_forgot.per_address = 10, auth::router);
     let burst = (0..25).map(|n| {
         let app = app.from_ip([192, 0, 2, 77]);
         tokio::spawn(async move { app.forgot_password(&format!("target{n}@example.com")).await })
@@ -394,7 +367,7 @@ async fn forgot_password_requests_are_limited_per_address(pool: PgPool) {
 
 #[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
 async fn guessing_tokens_is_limited_per_address_and_per_account_like_passwords(pool: PgPool) {
-    let app = app_with(pool, |c| c.limits.login.per_address = 10);
+    let app = TestApp::with_changed_config(pool, |c| c.limits.login.per_address = 10, auth::router);
     // From one address, made-up tokens at once: they count with failed logins.
     let guesser = app.from_ip([198, 18, 0, 1]);
     let burst = (0..25).map(|_| {
