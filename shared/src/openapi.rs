@@ -101,6 +101,8 @@ response_groups! {
     ServerErrors => ["500" => Internal, "503" => Unavailable];
     /// 400, 413 and 415: every operation that reads a JSON body.
     JsonBodyErrors => ["400" => BadRequest, "413" => PayloadTooLarge, "415" => UnsupportedMediaType];
+    /// 401 and 403 `account_disabled`: every operation that needs a signed-in caller.
+    SignedInErrors => ["401" => Unauthorized, "403" => AccountDisabled];
 }
 
 error_responses! {

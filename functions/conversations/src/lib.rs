@@ -121,8 +121,7 @@ struct ModelEntry {
     description = "Accepts either a user's access token or a guest token from `POST /api/auth/guest` as the Bearer token; a guest's conversations are handed to the user who registers or logs in with that `guest_token`. Another owner's conversation is a 404.",
     responses(
         (status = 200, description = "The models, with the default.", body = ModelList),
-        (status = 401, response = api::Unauthorized),
-        (status = 403, response = api::AccountDisabled),
+        api::SignedInErrors,
         api::ServerErrors,
     ),
     security(("bearerAuth" = [])),
@@ -166,8 +165,7 @@ struct CreateRequest {
     request_body = CreateRequest,
     responses(
         (status = 201, description = "Created; `title` is `Untitled N` when absent.", body = inline(ConversationBody)),
-        (status = 401, response = api::Unauthorized),
-        (status = 403, response = api::AccountDisabled),
+        api::SignedInErrors,
         api::JsonBodyErrors,
         (status = 422, response = api::ValidationFailed),
         api::ServerErrors,
@@ -227,8 +225,7 @@ struct ConversationList {
     params(ListQuery),
     responses(
         (status = 200, description = "Pinned first, then latest activity.", body = ConversationList),
-        (status = 401, response = api::Unauthorized),
-        (status = 403, response = api::AccountDisabled),
+        api::SignedInErrors,
         (status = 400, response = api::BadRequest),
         api::ServerErrors,
     ),
@@ -258,8 +255,7 @@ async fn list(
     params(("id" = Uuid, Path, description = "Conversation id.")),
     responses(
         (status = 200, description = "The conversation.", body = inline(ConversationBody)),
-        (status = 401, response = api::Unauthorized),
-        (status = 403, response = api::AccountDisabled),
+        api::SignedInErrors,
         (status = 404, response = api::NotFound),
         api::ServerErrors,
     ),
@@ -306,8 +302,7 @@ struct UpdateRequest {
     request_body = UpdateRequest,
     responses(
         (status = 200, description = "The updated conversation.", body = inline(ConversationBody)),
-        (status = 401, response = api::Unauthorized),
-        (status = 403, response = api::AccountDisabled),
+        api::SignedInErrors,
         api::JsonBodyErrors,
         (status = 422, response = api::ValidationFailed),
         (status = 404, response = api::NotFound),
@@ -351,8 +346,7 @@ async fn update(
     params(("id" = Uuid, Path, description = "Conversation id.")),
     responses(
         (status = 204, description = "The conversation and its messages are gone."),
-        (status = 401, response = api::Unauthorized),
-        (status = 403, response = api::AccountDisabled),
+        api::SignedInErrors,
         (status = 404, response = api::NotFound),
         api::ServerErrors,
     ),
@@ -397,8 +391,7 @@ struct MessageList {
     params(("id" = Uuid, Path, description = "Conversation id."), MessagesQuery),
     responses(
         (status = 200, description = "Messages, oldest first.", body = MessageList),
-        (status = 401, response = api::Unauthorized),
-        (status = 403, response = api::AccountDisabled),
+        api::SignedInErrors,
         (status = 400, response = api::BadRequest),
         (status = 404, response = api::NotFound),
         api::ServerErrors,
@@ -574,8 +567,7 @@ impl api::Strings for CallerKinds {
     description = "Accepts a user's access token or a guest token. Counts the UTC day: messages posted to the tutor and model tokens (tutor and personalization). Posting past the message quota, or with no tokens left, is a 429 `quota_exceeded`; when a reply would not fit the tokens left, or the deployment's budget is spent, the offline tutor answers and its reply says so.",
     responses(
         (status = 200, description = "The caller's day so far.", body = UsageBody),
-        (status = 401, response = api::Unauthorized),
-        (status = 403, response = api::AccountDisabled),
+        api::SignedInErrors,
         api::ServerErrors,
     ),
     security(("bearerAuth" = [])),

@@ -60,8 +60,7 @@ async fn options() -> Json<ProfileOptions> {
     description = "404 `not_found` when the user has no profile yet.",
     responses(
         (status = 200, description = "The profile.", body = inline(ProfileBody)),
-        (status = 401, response = api::Unauthorized),
-        (status = 403, response = api::AccountDisabled),
+        api::SignedInErrors,
         (status = 404, response = api::NotFound),
         api::ServerErrors,
     ),
@@ -83,8 +82,7 @@ async fn read(State(state): State<AppState>, caller: AuthUser) -> Result<Json<Pr
     responses(
         (status = 200, description = "Replaced.", body = inline(ProfileBody)),
         (status = 201, description = "Created.", body = inline(ProfileBody)),
-        (status = 401, response = api::Unauthorized),
-        (status = 403, response = api::AccountDisabled),
+        api::SignedInErrors,
         api::JsonBodyErrors,
         (status = 422, response = api::ValidationFailed),
         (status = 409, response = api::Conflict),
@@ -113,8 +111,7 @@ async fn replace(
     request_body(content((ProfilePatch = "application/merge-patch+json"), (ProfilePatch = "application/json"))),
     responses(
         (status = 200, description = "The patched profile.", body = inline(ProfileBody)),
-        (status = 401, response = api::Unauthorized),
-        (status = 403, response = api::AccountDisabled),
+        api::SignedInErrors,
         api::JsonBodyErrors,
         (status = 422, response = api::ValidationFailed),
         (status = 409, response = api::Conflict),
