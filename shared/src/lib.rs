@@ -18,7 +18,6 @@ pub mod db;
 pub mod email;
 pub mod error;
 pub mod extract;
-pub mod guests;
 pub mod model;
 pub mod openapi;
 pub mod owner;

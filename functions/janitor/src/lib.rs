@@ -13,9 +13,10 @@
 use std::time::Duration;
 
 use primer_shared::auth::{rate_limit, recovery, sessions};
+use primer_shared::conversations::guests;
 use primer_shared::error::ErrorChain;
 use primer_shared::personalize::cache;
-use primer_shared::{AppState, Result, guests, telemetry, usage};
+use primer_shared::{AppState, Result, telemetry, usage};
 use serde::Serialize;
 use serde_json::Value;
 

@@ -19,10 +19,11 @@ use super::sessions::{self, ClientMeta, Rotated, Rotation};
 use super::tokens::RefreshToken;
 use crate::blob::BlobStore;
 use crate::config::Config;
+use crate::conversations::guests;
 use crate::email::EmailSender;
 use crate::error::{Error, ErrorChain, Result};
+use crate::personalize;
 use crate::user::{self, Email, SignInEmail, User, UserName};
-use crate::{guests, personalize};
 
 /// One answer for an unknown email and a wrong password, so neither can be told apart.
 const BAD_CREDENTIALS: Error = Error::UnauthorizedWith("invalid email or password");
