@@ -366,7 +366,6 @@ pub async fn list(db: impl PgExecutor<'_>) -> Result<Vec<ChapterSummary>> {
 pub struct Chapter {
     /// Its number.
     pub id: ChapterId,
-    /// Title.
     pub title: String,
     /// The current version.
     pub version: i32,

@@ -244,11 +244,9 @@ pub struct TestApp {
 /// A response, fully read.
 #[derive(Debug)]
 pub struct TestResponse {
-    /// Status.
     pub status: StatusCode,
-    /// Headers.
     pub headers: HeaderMap,
-    /// Raw body.
+    /// The body, as sent.
     pub body: Bytes,
 }
 
@@ -410,20 +408,14 @@ impl BlobStore for UnreachableStore {
     }
 }
 
-/// A signed-in test user.
+/// A signed-in test user: the account, its password, and the tokens of one session.
 #[derive(Debug, Clone)]
 pub struct TestUser {
-    /// User id.
     pub id: String,
-    /// Email.
     pub email: String,
-    /// Password.
     pub password: String,
-    /// Access token.
     pub access_token: String,
-    /// Refresh token.
     pub refresh_token: String,
-    /// Session id.
     pub session_id: String,
 }
 
