@@ -32,6 +32,7 @@ const BAD_CREDENTIALS: Error = Error::UnauthorizedWith("invalid email or passwor
 const FRESH_SESSION: Duration = Duration::from_secs(5 * 60);
 
 /// A session just opened for `user`; its refresh token is shown to the client once.
+#[derive(Debug)]
 pub struct SignedIn {
     /// The user as they are now.
     pub user: User,
