@@ -144,7 +144,7 @@ async fn shape_errors(request: Request, next: Next) -> Response {
         Ok(bytes) => String::from_utf8_lossy(&bytes).trim().to_owned(),
         Err(_) => String::new(),
     };
-    Error::from_status(status, said).into_response()
+    Error::from_status(status, said, BODY_LIMIT).into_response()
 }
 
 /// Refuses a body over the limit before any handler runs, even one that ignores its body.

@@ -420,6 +420,11 @@ mod tests {
             err("# T\n:::only{constraint=\"NoGPU|NoToaster\"}\n:::\n").contains("line 2: unknown constraint")
         );
         assert!(err("# T\n:::only{colour=\"red\"}\n:::\n").contains("line 2: unknown key \"colour\""));
+        // Every key refuses a value its catalog does not have, with the line.
+        for key in markup::KEYS {
+            let refused = err(&format!("# T\n\n:::only{{{key}=\"zzz\"}}\n:::\n"));
+            assert!(refused.contains("line 3: unknown") && refused.contains("\"zzz\""), "{key}: {refused}");
+        }
         assert!(err("no title\n").contains("no '# Title'"));
         // Inside a code block, `:::` is just text.
         assert!(ChapterSource::parse("01-a.md", "# T\n```\n:::\n```\n".into()).is_ok());

@@ -228,14 +228,15 @@ impl Error {
 
     /// The error for a bare `status` that another layer produced, with what it `said` (kept
     /// for a client error, where it can only describe the request; dropped for a server error).
-    pub fn from_status(status: StatusCode, said: String) -> Self {
+    /// A 413 names `body_limit`, the limit that layer enforces.
+    pub fn from_status(status: StatusCode, said: String, body_limit: usize) -> Self {
         let said =
             if said.is_empty() { status.canonical_reason().unwrap_or("error").to_owned() } else { said };
         match status {
             StatusCode::UNAUTHORIZED => Self::Unauthorized,
             StatusCode::NOT_FOUND => Self::NotFound,
             StatusCode::METHOD_NOT_ALLOWED => Self::MethodNotAllowed,
-            StatusCode::PAYLOAD_TOO_LARGE => Self::PayloadTooLarge { limit: crate::app::BODY_LIMIT },
+            StatusCode::PAYLOAD_TOO_LARGE => Self::PayloadTooLarge { limit: body_limit },
             StatusCode::UNSUPPORTED_MEDIA_TYPE => Self::UnsupportedMediaType,
             StatusCode::SERVICE_UNAVAILABLE | StatusCode::GATEWAY_TIMEOUT => Self::Unavailable(said.into()),
             s if s.is_client_error() => Self::BadRequest(said),
@@ -493,14 +494,17 @@ mod tests {
 
     #[tokio::test]
     async fn a_bare_status_from_another_layer_gets_the_error_shape() {
-        let (status, body, _) =
-            render(Error::from_status(StatusCode::BAD_REQUEST, "Invalid URL: Invalid UTF-8 in `id`".into()))
-                .await;
+        let (status, body, _) = render(Error::from_status(
+            StatusCode::BAD_REQUEST,
+            "Invalid URL: Invalid UTF-8 in `id`".into(),
+            1024,
+        ))
+        .await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
         assert_eq!(body["error"]["code"], "bad_request");
         assert_eq!(body["error"]["message"], "Invalid URL: Invalid UTF-8 in `id`");
         let (status, body, _) =
-            render(Error::from_status(StatusCode::BAD_GATEWAY, "upstream x".into())).await;
+            render(Error::from_status(StatusCode::BAD_GATEWAY, "upstream x".into(), 1024)).await;
         assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!(body["error"]["message"], "internal error");
     }
