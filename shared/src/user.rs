@@ -382,7 +382,7 @@ const MAX_PREFERENCES_BYTES: usize = 8 * 1024;
 
 impl UserChanges {
     /// Checks a change as a client sent it, every field's problem at once (422): a name that
-    /// is not blank, an http(s) image URL of at most 2048 bytes (`Some(None)` removes it), and
+    /// is not blank, an http(s) image URL of at most 2048 characters (`Some(None)` removes it), and
     /// preferences that are a JSON object of at most 8 KiB without NUL characters.
     pub fn parse(
         name: Option<String>,
@@ -391,18 +391,20 @@ impl UserChanges {
     ) -> Result<Self> {
         let mut errors = FieldErrors::new();
         let name = name.and_then(|n| errors.check("name", UserName::parse(&n)));
-        let image = image.map(|image| image.and_then(|url| errors.check("image", Self::image(url.trim()))));
+        let image = image.map(|image| image.and_then(|url| errors.check("image", Self::image(&url))));
         let preferences = preferences.and_then(|p| errors.check("preferences", Self::preferences(p)));
         errors.finish()?;
         Ok(Self { name, image, preferences })
     }
 
-    fn image(url: &str) -> Result<String, String> {
-        let ok = url.len() <= MAX_IMAGE_URL
+    /// At most [`MAX_IMAGE_URL`] characters as sent (the contract's `maxLength`), then trimmed.
+    fn image(raw: &str) -> Result<String, String> {
+        let url = raw.trim();
+        let ok = raw.chars().count() <= MAX_IMAGE_URL
             && (url.starts_with("https://") || url.starts_with("http://"))
             && !url.contains(char::is_control);
         ok.then(|| url.to_owned())
-            .ok_or_else(|| format!("must be an http(s) URL of at most {MAX_IMAGE_URL} bytes"))
+            .ok_or_else(|| format!("must be an http(s) URL of at most {MAX_IMAGE_URL} characters"))
     }
 
     fn preferences(value: serde_json::Value) -> Result<serde_json::Map<String, serde_json::Value>, String> {

@@ -28,8 +28,8 @@ impl Title {
 }
 
 /// A signed-in user's instructions for the model in one conversation: at most 2,000
-/// characters (about 500 tokens, sent with every question and paid from the user's quota).
-/// Guests cannot give any.
+/// characters as sent (the contract's `maxLength`; about 500 tokens, sent with every question
+/// and paid from the user's quota), then trimmed. Guests cannot give any.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SystemPrompt(pub(super) String);
 
@@ -41,7 +41,7 @@ impl SystemPrompt {
     /// Parses a system prompt; a blank one means none.
     pub fn parse(raw: &str) -> Result<Option<Self>, String> {
         let prompt = raw.trim();
-        if prompt.chars().count() > Self::MAX_CHARS {
+        if raw.chars().count() > Self::MAX_CHARS {
             return Err(format!("must be at most {} characters", Self::MAX_CHARS));
         }
         if prompt.contains('\0') {
@@ -154,5 +154,7 @@ mod tests {
         assert_eq!(SystemPrompt::parse("  ").unwrap(), None);
         assert!(SystemPrompt::parse(&"p".repeat(2001)).is_err());
         assert!(SystemPrompt::parse(&"p".repeat(2000)).is_ok());
+        // The bound is on what was sent (schemathesis found a padded prompt accepted).
+        assert!(SystemPrompt::parse(&format!(" {}", "p".repeat(2000))).is_err());
     }
 }

@@ -123,8 +123,8 @@ pub struct Specifications {
     pub ram: Option<SpecText>,
 }
 
-/// A short free-text specification: trimmed, 1 to [`SPEC_TEXT_MAX_CHARS`] characters, no
-/// control characters.
+/// A short free-text specification: at most [`SPEC_TEXT_MAX_CHARS`] characters as sent (the
+/// contract's `maxLength`), trimmed, not blank, no control characters.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(transparent)]
 pub struct SpecText(String);
@@ -134,8 +134,10 @@ impl SpecText {
     pub fn parse(raw: &str) -> Result<Self, String> {
         let text = raw.trim();
         match text.chars().count() {
+            _ if raw.chars().count() > SPEC_TEXT_MAX_CHARS => {
+                Err(format!("must be at most {SPEC_TEXT_MAX_CHARS} characters"))
+            }
             0 => Err("must not be blank".into()),
-            n if n > SPEC_TEXT_MAX_CHARS => Err(format!("must be at most {SPEC_TEXT_MAX_CHARS} characters")),
             _ if text.chars().any(char::is_control) => Err("must not contain control characters".into()),
             _ => Ok(Self(text.to_owned())),
         }
@@ -330,6 +332,8 @@ mod tests {
         assert_eq!(SpecText::parse("  RTX 3060 ").unwrap().as_str(), "RTX 3060");
         assert!(SpecText::parse(&"x".repeat(SPEC_TEXT_MAX_CHARS)).is_ok());
         assert!(SpecText::parse(&"x".repeat(SPEC_TEXT_MAX_CHARS + 1)).is_err());
+        // The bound is on what was sent, as the contract's maxLength says, trimmed or not.
+        assert!(SpecText::parse(&format!(" {}", "x".repeat(SPEC_TEXT_MAX_CHARS))).is_err());
         // Characters, not bytes: 64 multi-byte characters fit.
         assert!(SpecText::parse(&"é".repeat(SPEC_TEXT_MAX_CHARS)).is_ok());
         assert!(SpecText::parse("16\nGB").is_err());
