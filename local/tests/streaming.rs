@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use axum::http::{StatusCode, header};
 use primer_shared::AppState;
 use primer_shared::model::ModelClient;
-use primer_shared::test_util::model_stub::{EventReader, ReceivedEvent, StreamScript, StreamingModel};
+use primer_shared::test_util::model_stub::{EventReader, StreamScript, StreamingModel};
 use primer_shared::test_util::{TestApp, test_config};
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -71,23 +71,7 @@ async fn a_streamed_reply_reaches_the_reader_as_the_model_writes_it(pool: PgPool
     let runner = Runner::start(pool, &stub).await;
     let events = runner.post_streamed("What is a ROS 2 topic?").await.all().await;
 
-    let names: Vec<&str> = events.iter().map(|e| e.name.as_str()).collect();
-    let mut expected = vec!["user_message"];
-    expected.extend(["delta"; 20]);
-    expected.extend(["citations", "done"]);
-    assert_eq!(names, expected);
-    let deltas: Vec<&ReceivedEvent> = events.iter().filter(|e| e.name == "delta").collect();
-    let done = events.last().unwrap();
-
-    let first_chunk = stub.calls()[0].first_chunk_at.expect("the stub sent a chunk");
-    assert!(deltas[0].at >= first_chunk, "a delta before the model wrote anything?");
-    let lag = deltas[0].at - first_chunk;
-    assert!(lag < Duration::from_millis(100), "the first delta came {lag:?} after the model's first chunk");
-    assert!(done.at - deltas[0].at > Duration::from_millis(700), "the deltas came all at the end");
-
-    let text: String = deltas.iter().map(|e| e.data["text"].as_str().unwrap()).collect();
-    assert_eq!(text, script.text());
-    assert_eq!(done.data["content"], text, "the stored answer is the deltas joined");
+    let done = stub.assert_streamed_as_written(&events, &script);
     assert_eq!(runner.messages().await[1], done.data, "stored as streamed");
 }
 

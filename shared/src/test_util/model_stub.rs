@@ -239,6 +239,42 @@ pub async fn events_in(body: Bytes) -> Vec<ReceivedEvent> {
     EventReader::new(http_body_util::Full::new(body)).all().await
 }
 
+impl StreamingModel {
+    /// Asserts that `events`, the answer to the stub's first call (which streamed `script`),
+    /// reached the reader as the model wrote it: the question, one delta per chunk in order,
+    /// the citations and the stored answer; the first delta within 100 ms of the model's first
+    /// chunk and the last chunk long after it (not all at the end); and the stored answer the
+    /// deltas joined. Returns the `done` event.
+    pub fn assert_streamed_as_written<'e>(
+        &self,
+        events: &'e [ReceivedEvent],
+        script: &StreamScript,
+    ) -> &'e ReceivedEvent {
+        let names: Vec<&str> = events.iter().map(|e| e.name.as_str()).collect();
+        let mut expected = vec!["user_message"];
+        expected.extend(std::iter::repeat_n("delta", script.chunks.len()));
+        expected.extend(["citations", "done"]);
+        assert_eq!(names, expected);
+        let deltas: Vec<&ReceivedEvent> = events.iter().filter(|e| e.name == "delta").collect();
+        let done = events.last().unwrap();
+
+        let first_chunk = self.calls()[0].first_chunk_at.expect("the stub sent a chunk");
+        assert!(deltas[0].at >= first_chunk, "a delta before the model wrote anything?");
+        let lag = deltas[0].at - first_chunk;
+        assert!(
+            lag < Duration::from_millis(100),
+            "the first delta came {lag:?} after the model's first chunk"
+        );
+        let writing = script.gap * (script.chunks.len() as u32 - 1);
+        assert!(done.at - deltas[0].at > writing * 7 / 10, "the deltas came all at the end");
+
+        let text: String = deltas.iter().map(|e| e.data["text"].as_str().unwrap()).collect();
+        assert_eq!(text, script.text());
+        assert_eq!(done.data["content"], text, "the stored answer is the deltas joined");
+        done
+    }
+}
+
 /// The body of a chat completion whose answer is `text`, reporting `usage` when given: what an
 /// OpenAI-compatible endpoint answers a request without `stream` (for wiremock stubs too).
 pub fn completion(text: &str, usage: Option<TokenUsage>) -> Value {
