@@ -9,6 +9,7 @@ use primer_shared::{AppState, db, telemetry};
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    primer_shared::app::limit_allocator_arenas();
     telemetry::init();
     match serve().await {
         Ok(()) => ExitCode::SUCCESS,

@@ -160,9 +160,23 @@ async fn reject_oversized_body(request: Request, next: Next) -> Response {
     next.run(request).await
 }
 
+/// Keeps glibc's allocator to one arena. By default glibc gives each thread that contends for
+/// `malloc` an arena of its own (up to eight per core) and keeps what is freed in each: under
+/// 64 concurrent logins the local runner grew from 11 to 113 MB and stayed there, with one
+/// arena it stays under 56 MB at the same throughput (README, "Performance"). A Lambda serves
+/// one request at a time, where it changes nothing. Call it first thing in `main`.
+pub fn limit_allocator_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: `mallopt` sets one of the allocator's parameters; it reads no memory of ours.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
+    }
+}
+
 /// The whole `main` of a function: logging, state from the environment, then Lambda's loop.
 /// A configuration error ends the cold start with a message saying what is missing.
 pub async fn run_on_lambda(router: fn(AppState) -> Router) -> Result<(), lambda_http::Error> {
+    limit_allocator_arenas();
     telemetry::init();
     let state =
         AppState::from_env().await.inspect_err(|e| tracing::error!(error = %e, "bad configuration"))?;
@@ -172,6 +186,7 @@ pub async fn run_on_lambda(router: fn(AppState) -> Router) -> Result<(), lambda_
 /// [`run_on_lambda`] for a function whose responses stream (behind a function URL in
 /// `RESPONSE_STREAM` mode): each response's body goes out as it is produced.
 pub async fn run_streaming_on_lambda(router: fn(AppState) -> Router) -> Result<(), lambda_http::Error> {
+    limit_allocator_arenas();
     telemetry::init();
     let state =
         AppState::from_env().await.inspect_err(|e| tracing::error!(error = %e, "bad configuration"))?;

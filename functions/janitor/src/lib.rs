@@ -118,6 +118,7 @@ pub async fn handle(state: &AppState, _event: Value) -> Result<Sweep, lambda_run
 
 /// The whole `main`: logging, state from the environment, then Lambda's loop.
 pub async fn run_on_lambda() -> Result<(), lambda_runtime::Error> {
+    primer_shared::app::limit_allocator_arenas();
     telemetry::init();
     let state =
         AppState::from_env().await.inspect_err(|e| tracing::error!(error = %e, "bad configuration"))?;

@@ -156,24 +156,27 @@ static WORKBENCH: LazyLock<Workbench> = LazyLock::new(|| {
 
 impl Workbench {
     /// Runs `work` on the blocking pool once a slot is free, lending it a slot's work memory.
+    /// The slot and the memory go with the work: a request dropped while its hash runs (its
+    /// client left) neither frees the slot early nor loses the memory, so at most one hash per
+    /// core runs, and at most one work memory per core exists, whatever the clients do.
     async fn run<T: Send + 'static>(
         &'static self,
         work: impl FnOnce(&mut [Block]) -> T + Send + 'static,
     ) -> Result<T, Error> {
-        let _slot = tokio::time::timeout(QUEUE_TIMEOUT, self.slots.acquire())
+        let slot = tokio::time::timeout(QUEUE_TIMEOUT, self.slots.acquire())
             .await
             .map_err(|_| Error::Unavailable("every password-hashing slot stayed busy".into()))?
             .map_err(Error::internal)?;
-        let mut memory = self.memory.lock().unwrap_or_else(|e| e.into_inner()).pop().unwrap_or_default();
-        let (memory, result) = tokio::task::spawn_blocking(move || {
+        tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            let mut memory = self.memory.lock().unwrap_or_else(|e| e.into_inner()).pop().unwrap_or_default();
             memory.resize(hasher().params().block_count(), Block::default());
             let result = work(&mut memory);
-            (memory, result)
+            self.memory.lock().unwrap_or_else(|e| e.into_inner()).push(memory);
+            result
         })
         .await
-        .map_err(Error::internal)?;
-        self.memory.lock().unwrap_or_else(|e| e.into_inner()).push(memory);
-        Ok(result)
+        .map_err(Error::internal)
     }
 }
 
@@ -458,6 +461,41 @@ mod tests {
             assert_eq!(verify(&pw(&format!("password {n}")), &phc).await.unwrap(), Verdict::Match);
         }
         let slots = std::thread::available_parallelism().map_or(1, usize::from);
+        let buffers = WORKBENCH.memory.lock().unwrap().len();
+        assert!(buffers <= slots, "{buffers} work memories for {slots} slots");
+    }
+
+    /// Clients that leave while their password is hashed (their requests dropped) must not
+    /// free the slot early: the hashes already running would go on beside new ones.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_dropped_request_keeps_its_slot_until_its_hash_is_done() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static RUNNING: AtomicUsize = AtomicUsize::new(0);
+        static MOST: AtomicUsize = AtomicUsize::new(0);
+        let slots = std::thread::available_parallelism().map_or(1, usize::from);
+        let left: Vec<_> = (0..slots * 4)
+            .map(|_| {
+                let work = WORKBENCH.run(|_| {
+                    MOST.fetch_max(RUNNING.fetch_add(1, Ordering::SeqCst) + 1, Ordering::SeqCst);
+                    std::thread::sleep(Duration::from_millis(100));
+                    RUNNING.fetch_sub(1, Ordering::SeqCst);
+                });
+                // The client waits 20 ms for its answer, then is gone.
+                tokio::spawn(
+                    async move { tokio::time::timeout(Duration::from_millis(20), work).await.is_ok() },
+                )
+            })
+            .collect();
+        for client in left {
+            assert!(!client.await.unwrap(), "no answer within 20 ms");
+        }
+        let started = std::time::Instant::now();
+        while RUNNING.load(Ordering::SeqCst) > 0 || WORKBENCH.slots.available_permits() < slots {
+            assert!(started.elapsed() < Duration::from_secs(10), "the hashes never finished");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let most = MOST.load(Ordering::SeqCst);
+        assert!(most <= slots, "{most} hashes ran at once on {slots} slots");
         let buffers = WORKBENCH.memory.lock().unwrap().len();
         assert!(buffers <= slots, "{buffers} work memories for {slots} slots");
     }
