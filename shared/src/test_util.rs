@@ -408,6 +408,60 @@ impl BlobStore for UnreachableStore {
     }
 }
 
+/// Another store, observed: its writes counted (and slowed down by `put_delay`, so that
+/// concurrent requests really overlap) and the size of each batch it removes recorded.
+pub struct CountingStore {
+    pub inner: Arc<dyn BlobStore>,
+    pub put_delay: Duration,
+    puts: std::sync::atomic::AtomicUsize,
+    batches: std::sync::Mutex<Vec<usize>>,
+}
+
+impl CountingStore {
+    pub fn new(inner: Arc<dyn BlobStore>, put_delay: Duration) -> Self {
+        Self { inner, put_delay, puts: Default::default(), batches: Default::default() }
+    }
+
+    /// How many objects were written.
+    pub fn puts(&self) -> usize {
+        self.puts.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// The size of each `delete_many`, in order.
+    pub fn batches(&self) -> Vec<usize> {
+        self.batches.lock().unwrap().clone()
+    }
+}
+
+impl BlobStore for CountingStore {
+    fn put<'a>(&'a self, key: &'a ObjectKey, body: Vec<u8>, content_type: &'a str) -> BlobFuture<'a, ()> {
+        Box::pin(async move {
+            self.puts.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::time::sleep(self.put_delay).await;
+            self.inner.put(key, body, content_type).await
+        })
+    }
+    fn get<'a>(&'a self, key: &'a ObjectKey) -> BlobFuture<'a, Option<Vec<u8>>> {
+        self.inner.get(key)
+    }
+    fn delete<'a>(&'a self, key: &'a ObjectKey) -> BlobFuture<'a, ()> {
+        self.inner.delete(key)
+    }
+    fn delete_prefix<'a>(&'a self, prefix: &'a KeyPrefix) -> BlobFuture<'a, u64> {
+        self.inner.delete_prefix(prefix)
+    }
+    fn delete_many<'a>(&'a self, keys: &'a [ObjectKey]) -> BlobFuture<'a, Vec<ObjectKey>> {
+        self.batches.lock().unwrap().push(keys.len());
+        self.inner.delete_many(keys)
+    }
+    fn presigns(&self) -> bool {
+        self.inner.presigns()
+    }
+    fn presign_get<'a>(&'a self, key: &'a ObjectKey, ttl: Duration) -> BlobFuture<'a, Option<String>> {
+        self.inner.presign_get(key, ttl)
+    }
+}
+
 /// A signed-in test user: the account, its password, and the tokens of one session.
 #[derive(Debug, Clone)]
 pub struct TestUser {

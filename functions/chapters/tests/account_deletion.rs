@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::StatusCode;
-use common::{CountingStore, copies, files_under, import_fixture, python_reader};
+use common::{copies, files_under, import_fixture, python_reader};
 use primer_shared::AppState;
-use primer_shared::test_util::{TestApp, TestUser, UnreachableStore, test_config};
+use primer_shared::test_util::{CountingStore, TestApp, TestUser, UnreachableStore, test_config};
 use sqlx::PgPool;
 
 /// Deletes `user`'s account as `DELETE /api/auth/me` does; the status it would answer.

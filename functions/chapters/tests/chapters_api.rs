@@ -6,12 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::{StatusCode, header};
-use common::{CountingStore, copies, files_under, import_fixture, python_reader, rule_key};
+use common::{copies, files_under, import_fixture, python_reader, rule_key};
 use primer_shared::AppState;
 use primer_shared::blob::DirStore;
 use primer_shared::book::{self, ChapterSource};
 use primer_shared::test_util::{
-    TestApp, UnreachableStore, set_reader_profile, statements_during, test_config,
+    CountingStore, TestApp, UnreachableStore, set_reader_profile, statements_during, test_config,
 };
 use serde_json::{Value, json};
 use sqlx::PgPool;

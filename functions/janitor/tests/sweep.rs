@@ -7,13 +7,13 @@ use axum::Router;
 use janitor::{Sweep, handle, sweep};
 use primer_shared::AppState;
 use primer_shared::auth::recovery::{self, Purpose};
-use primer_shared::blob::{BlobFuture, BlobStore, KeyPrefix, ObjectKey};
+use primer_shared::blob::ObjectKey;
 use primer_shared::book::{self, ChapterId, ChapterSource};
 use primer_shared::personalize::Fingerprint;
 use primer_shared::personalize::cache::{MARKDOWN, object_key, personalized_chapter};
 use primer_shared::profile::examples::api_example;
 use primer_shared::test_util::{
-    TestApp, TestUser, UnreachableStore, event, set_reader_profile, store_profile, test_config,
+    CountingStore, TestApp, TestUser, UnreachableStore, event, set_reader_profile, store_profile, test_config,
 };
 use serde_json::json;
 use sqlx::PgPool;
@@ -259,10 +259,10 @@ async fn five_thousand_stale_copies_go_in_one_run_in_batches(pool: PgPool) {
         .await
         .unwrap();
 
-    let counter = Arc::new(BatchCounter { inner: app.state.blobs.clone(), batches: Default::default() });
+    let counter = Arc::new(CountingStore::new(app.state.blobs.clone(), Duration::ZERO));
     let swept = sweep(&app.state.clone().with_blobs(counter.clone())).await.unwrap();
     assert_eq!((swept.personalized_chapters, swept.personalized_chapters_failed), (4999, 0));
-    let mut batches = counter.batches.lock().unwrap().clone();
+    let mut batches = counter.batches();
     batches.sort();
     assert_eq!(batches, [999, 1000, 1000, 1000, 1000], "the objects go a thousand to a request");
     assert_eq!(keys_in_rows(app.pool()).await, [keys[17].clone()]);
@@ -273,34 +273,6 @@ async fn five_thousand_stale_copies_go_in_one_run_in_batches(pool: PgPool) {
         1,
         "only the reader's claim"
     );
-}
-
-/// The app's store, recording the size of each batch removed through it.
-struct BatchCounter {
-    inner: Arc<dyn BlobStore>,
-    batches: std::sync::Mutex<Vec<usize>>,
-}
-
-impl BlobStore for BatchCounter {
-    fn put<'a>(&'a self, key: &'a ObjectKey, body: Vec<u8>, content_type: &'a str) -> BlobFuture<'a, ()> {
-        self.inner.put(key, body, content_type)
-    }
-    fn get<'a>(&'a self, key: &'a ObjectKey) -> BlobFuture<'a, Option<Vec<u8>>> {
-        self.inner.get(key)
-    }
-    fn delete<'a>(&'a self, key: &'a ObjectKey) -> BlobFuture<'a, ()> {
-        self.inner.delete(key)
-    }
-    fn delete_prefix<'a>(&'a self, prefix: &'a KeyPrefix) -> BlobFuture<'a, u64> {
-        self.inner.delete_prefix(prefix)
-    }
-    fn delete_many<'a>(&'a self, keys: &'a [ObjectKey]) -> BlobFuture<'a, Vec<ObjectKey>> {
-        self.batches.lock().unwrap().push(keys.len());
-        self.inner.delete_many(keys)
-    }
-    fn presign_get<'a>(&'a self, key: &'a ObjectKey, ttl: Duration) -> BlobFuture<'a, Option<String>> {
-        self.inner.presign_get(key, ttl)
-    }
 }
 
 /// Stores a copy the way the cache does (object, then row), under `key`, with `fingerprint`.

@@ -1,19 +1,14 @@
-//! What the chapters tests share: the fixture chapter, readers, and blob stores that count or
-//! fail.
+//! What the chapters tests share: the fixture chapter, readers, and where their copies go.
 
 #![allow(dead_code)] // each test file uses its own part of this
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
-
-use primer_shared::blob::{BlobFuture, BlobStore, KeyPrefix, ObjectKey};
+use primer_shared::blob::ObjectKey;
 use primer_shared::book::{self, ChapterId};
 use primer_shared::personalize::cache::object_key;
 use primer_shared::personalize::{Engine, reader_profile};
 use primer_shared::test_util::{TestApp, TestUser, set_reader_profile};
 use sqlx::PgPool;
+use std::path::{Path, PathBuf};
 
 /// The folder holding the fixture chapter (`01-first-steps.md`).
 pub fn fixtures() -> PathBuf {
@@ -61,47 +56,4 @@ pub async fn copies(pool: &PgPool) -> i64 {
 pub fn files_under(dir: &Path) -> usize {
     let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
     entries.map(|e| e.unwrap().path()).map(|p| if p.is_dir() { files_under(&p) } else { 1 }).sum()
-}
-
-/// Another store, with its writes counted and slowed down (so that concurrent requests
-/// really overlap).
-pub struct CountingStore {
-    pub inner: Arc<dyn BlobStore>,
-    pub puts: AtomicUsize,
-    pub put_delay: Duration,
-}
-
-impl CountingStore {
-    pub fn new(inner: Arc<dyn BlobStore>, put_delay: Duration) -> Self {
-        Self { inner, puts: AtomicUsize::new(0), put_delay }
-    }
-
-    pub fn puts(&self) -> usize {
-        self.puts.load(Ordering::SeqCst)
-    }
-}
-
-impl BlobStore for CountingStore {
-    fn put<'a>(&'a self, key: &'a ObjectKey, body: Vec<u8>, content_type: &'a str) -> BlobFuture<'a, ()> {
-        Box::pin(async move {
-            self.puts.fetch_add(1, Ordering::SeqCst);
-            tokio::time::sleep(self.put_delay).await;
-            self.inner.put(key, body, content_type).await
-        })
-    }
-    fn get<'a>(&'a self, key: &'a ObjectKey) -> BlobFuture<'a, Option<Vec<u8>>> {
-        self.inner.get(key)
-    }
-    fn delete<'a>(&'a self, key: &'a ObjectKey) -> BlobFuture<'a, ()> {
-        self.inner.delete(key)
-    }
-    fn delete_prefix<'a>(&'a self, prefix: &'a KeyPrefix) -> BlobFuture<'a, u64> {
-        self.inner.delete_prefix(prefix)
-    }
-    fn presigns(&self) -> bool {
-        self.inner.presigns()
-    }
-    fn presign_get<'a>(&'a self, key: &'a ObjectKey, ttl: Duration) -> BlobFuture<'a, Option<String>> {
-        self.inner.presign_get(key, ttl)
-    }
 }
