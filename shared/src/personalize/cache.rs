@@ -384,7 +384,7 @@ pub struct StaleBatch {
     pub removed: u64,
     /// Copies whose object could not be removed: they stay, row and all, for the next run.
     pub failed: u64,
-    /// Where the next batch starts (`None`: there was nothing after `after`).
+    /// Where the next batch starts (`None`: this batch was short, so nothing is left after it).
     pub next: Option<Uuid>,
 }
 
@@ -432,8 +432,11 @@ pub async fn remove_stale_batch(
             .bind(limit)
             .fetch_all(pool)
             .await?;
-    let next = copies.last().map(|c| c.id);
+    let next = copies.last().map(|c| c.id).filter(|_| copies.len() as i64 == limit);
     let stale = stale_among(pool, copies).await?;
+    if stale.is_empty() {
+        return Ok(StaleBatch { next, ..StaleBatch::default() });
+    }
     let paths: Vec<&str> = stale.iter().map(|c| c.storage_path.as_str()).collect();
     let claimed: Vec<String> = sqlx::query_scalar(
         "INSERT INTO personalization_claims AS cl (storage_path, expires_at)
