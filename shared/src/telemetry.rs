@@ -13,11 +13,11 @@ use axum::response::Response;
 use lambda_http::RequestExt;
 use lambda_http::request::RequestContext;
 use tracing::{Instrument, Level, Metadata, Subscriber};
-use tracing_subscriber::filter::{FilterExt, filter_fn};
+use tracing_subscriber::filter::{FilterExt, LevelFilter, Targets, filter_fn};
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::{EnvFilter, Layer, Registry};
+use tracing_subscriber::{Layer, Registry};
 
 tokio::task_local! {
     static REQUEST_ID: String;
@@ -31,9 +31,7 @@ pub fn current_request_id() -> Option<String> {
 /// Installs the global subscriber once. JSON when Lambda asks for it
 /// (`AWS_LAMBDA_LOG_FORMAT=JSON`, SAM's `LogFormat: JSON`) or `PRIMER_LOG_FORMAT=json`.
 pub fn init() {
-    let filter = EnvFilter::try_from_env("RUST_LOG")
-        .or_else(|_| EnvFilter::try_from_env("AWS_LAMBDA_LOG_LEVEL"))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = filter_of(|k| std::env::var(k).ok());
     let json = ["AWS_LAMBDA_LOG_FORMAT", "PRIMER_LOG_FORMAT"]
         .iter()
         .any(|k| std::env::var(k).is_ok_and(|v| v.eq_ignore_ascii_case("json")));
@@ -41,10 +39,24 @@ pub fn init() {
     let _ = subscriber(filter, json, std::io::stdout).try_init();
 }
 
+/// What is logged: `RUST_LOG` if it reads as a list of `level` and `target=level` directives,
+/// else Lambda's `AWS_LAMBDA_LOG_LEVEL` (SAM's `SystemLogLevel`; its `FATAL` is `error` here),
+/// else `info`. Span and field directives are not read: they would link a regular-expression
+/// engine into every function for a filter nobody sets on Lambda.
+pub fn filter_of(get: impl Fn(&str) -> Option<String>) -> Targets {
+    let rust_log = get("RUST_LOG").filter(|v| !v.trim().is_empty()).and_then(|v| v.parse::<Targets>().ok());
+    let lambda_level = || {
+        let level = get("AWS_LAMBDA_LOG_LEVEL")?;
+        let level = if level.eq_ignore_ascii_case("fatal") { "error" } else { &level };
+        level.parse::<LevelFilter>().ok()
+    };
+    rust_log.unwrap_or_else(|| Targets::new().with_default(lambda_level().unwrap_or(LevelFilter::INFO)))
+}
+
 /// The subscriber [`init`] installs: `filter` (what `RUST_LOG` asks for), less whatever could
 /// carry raw traffic, written to `writer` as compact text or as JSON lines, each with a
 /// timestamp and the fields of the request's span (`request_id`, `aws_request_id`).
-pub fn subscriber<W>(filter: EnvFilter, json: bool, writer: W) -> impl Subscriber + Send + Sync
+pub fn subscriber<W>(filter: Targets, json: bool, writer: W) -> impl Subscriber + Send + Sync
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
@@ -147,7 +159,7 @@ mod tests {
     async fn one_request_id_in_the_error_body_the_header_and_every_log_line() {
         let captured = crate::test_util::CapturedLog::default();
         let writer = captured.clone();
-        let subscriber = subscriber(EnvFilter::new("info"), true, move || writer.clone());
+        let subscriber = subscriber(filter_of(|_| None), true, move || writer.clone());
         let _guard = tracing::subscriber::set_default(subscriber);
 
         let app = Router::new()
@@ -177,6 +189,37 @@ mod tests {
             assert_eq!(line["span"]["aws_request_id"], "aws-req-7", "{line}");
             assert!(line["timestamp"].is_string(), "{line}");
         }
+    }
+
+    #[test]
+    fn the_filter_comes_from_rust_log_then_lambdas_level_then_info() {
+        let filter = |vars: &[(&str, &str)]| {
+            let vars: Vec<(String, String)> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            filter_of(move |k| vars.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone()))
+        };
+        let on = |f: &Targets, target: &str, level: Level| f.would_enable(target, &level);
+
+        let default = filter(&[]);
+        assert!(on(&default, "primer_shared::auth", Level::INFO));
+        assert!(!on(&default, "primer_shared::auth", Level::DEBUG));
+
+        let rust_log = filter(&[("RUST_LOG", "warn,primer_shared=debug"), ("AWS_LAMBDA_LOG_LEVEL", "TRACE")]);
+        assert!(on(&rust_log, "primer_shared::auth", Level::DEBUG));
+        assert!(!on(&rust_log, "sqlx::query", Level::INFO));
+        assert!(on(&rust_log, "sqlx::query", Level::WARN));
+
+        // Lambda's levels are upper case, and FATAL is its highest.
+        let lambda = filter(&[("RUST_LOG", ""), ("AWS_LAMBDA_LOG_LEVEL", "DEBUG")]);
+        assert!(on(&lambda, "chapters", Level::DEBUG));
+        assert!(!on(&lambda, "chapters", Level::TRACE));
+        let fatal = filter(&[("AWS_LAMBDA_LOG_LEVEL", "FATAL")]);
+        assert!(on(&fatal, "chapters", Level::ERROR));
+        assert!(!on(&fatal, "chapters", Level::WARN));
+
+        // What cannot be read is passed over, not taken as "log nothing".
+        let unreadable = filter(&[("RUST_LOG", "info,[span{a=1}]=debug"), ("AWS_LAMBDA_LOG_LEVEL", "loud")]);
+        assert!(on(&unreadable, "chapters", Level::INFO));
+        assert!(!on(&unreadable, "chapters", Level::DEBUG));
     }
 
     #[test]

@@ -14,7 +14,7 @@ use primer_shared::telemetry;
 use primer_shared::test_util::{CapturedLog, TEST_JWT_SECRET, TestApp, event, test_config};
 use serde_json::Value;
 use sqlx::PgPool;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::Targets;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -55,7 +55,7 @@ async fn answers(runtime_api: &MockServer, n: usize) -> Vec<Value> {
 async fn no_password_token_or_secret_reaches_the_log_at_trace(pool: PgPool) {
     let captured = CapturedLog::default();
     tracing::subscriber::set_global_default(telemetry::subscriber(
-        EnvFilter::new("trace"),
+        "trace".parse::<Targets>().unwrap(),
         true,
         captured.clone(),
     ))
