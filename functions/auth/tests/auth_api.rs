@@ -159,6 +159,7 @@ async fn unknown_routes_and_methods_use_the_error_shape(pool: PgPool) {
 }
 
 fn sign(claims: &Value, secret: &str) -> String {
+    primer_shared::auth::tokens::install_jwt_crypto();
     jsonwebtoken::encode(&Header::default(), claims, &EncodingKey::from_secret(secret.as_bytes())).unwrap()
 }
 

@@ -7,6 +7,9 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::Utc;
 use hmac::{Hmac, Mac};
+use jsonwebtoken::crypto::{CryptoProvider, JwkUtils, JwtSigner, JwtVerifier};
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::signature::{self, Signer, Verifier};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
@@ -120,7 +123,61 @@ pub fn verify_guest(jwt: &JwtConfig, token: &str) -> Result<GuestClaims, Error> 
     decode(jwt, token, &guest_audience(jwt))
 }
 
+/// jsonwebtoken's cryptography, reduced to the one algorithm primer signs and accepts. Its own
+/// providers bring RSA, ECDSA and EdDSA as well (half a megabyte of every bootstrap, for tokens
+/// that are refused before any signature is checked); this one makes an HMAC-SHA256 signer or
+/// verifier and refuses to make anything else.
+static HS256_ONLY: CryptoProvider = CryptoProvider {
+    signer_factory: |algorithm, key| Ok(Box::new(Hs256::new(*algorithm, key.try_get_hmac_secret()?)?)),
+    verifier_factory: |algorithm, key| Ok(Box::new(Hs256::new(*algorithm, key.try_get_hmac_secret()?)?)),
+    jwk_utils: JwkUtils::new_unimplemented(),
+};
+
+/// Makes [`HS256_ONLY`] jsonwebtoken's provider for this process, before its first token. (The
+/// first provider installed stays; a test build that turns on one of jsonwebtoken's own, to
+/// forge tokens of other algorithms, may have installed that one first.)
+pub fn install_jwt_crypto() {
+    let _ = HS256_ONLY.install_default();
+}
+
+struct Hs256(Hmac<Sha256>);
+
+impl Hs256 {
+    fn new(algorithm: Algorithm, secret: &[u8]) -> jsonwebtoken::errors::Result<Self> {
+        if algorithm != Algorithm::HS256 {
+            return Err(ErrorKind::InvalidAlgorithm.into());
+        }
+        Ok(Self(Hmac::new_from_slice(secret).map_err(|_| ErrorKind::InvalidKeyFormat)?))
+    }
+}
+
+impl Signer<Vec<u8>> for Hs256 {
+    fn try_sign(&self, message: &[u8]) -> Result<Vec<u8>, signature::Error> {
+        Ok(self.0.clone().chain_update(message).finalize().into_bytes().to_vec())
+    }
+}
+
+impl Verifier<Vec<u8>> for Hs256 {
+    fn verify(&self, message: &[u8], signature: &Vec<u8>) -> Result<(), signature::Error> {
+        // In constant time.
+        self.0.clone().chain_update(message).verify_slice(signature).map_err(signature::Error::from_source)
+    }
+}
+
+impl JwtSigner for Hs256 {
+    fn algorithm(&self) -> Algorithm {
+        Algorithm::HS256
+    }
+}
+
+impl JwtVerifier for Hs256 {
+    fn algorithm(&self) -> Algorithm {
+        Algorithm::HS256
+    }
+}
+
 fn encode(jwt: &JwtConfig, claims: &impl Serialize) -> Result<String, Error> {
+    install_jwt_crypto();
     let key = EncodingKey::from_secret(jwt.secret.expose_secret().as_bytes());
     jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &key).map_err(Error::internal)
 }
@@ -133,6 +190,7 @@ fn decode<T: serde::de::DeserializeOwned>(jwt: &JwtConfig, token: &str, audience
     validation.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
     validation.leeway = 5;
     let key = DecodingKey::from_secret(jwt.secret.expose_secret().as_bytes());
+    install_jwt_crypto();
     jsonwebtoken::decode::<T>(token, &key, &validation)
         .map(|data| data.claims)
         .map_err(|_| Error::Unauthorized)
@@ -240,6 +298,42 @@ mod tests {
         let other_key = JwtConfig { secret: "o".repeat(32).into(), ..config() };
         assert_ne!(next.expose(), RefreshToken::successor(&other_key, token.expose()).expose());
         assert_eq!(format!("{token:?}"), "RefreshToken(..)");
+    }
+
+    #[test]
+    fn the_crypto_signs_and_checks_hs256_and_nothing_else() {
+        install_jwt_crypto();
+        let jwt = config();
+        let token = issue_access(&jwt, "u", "s").unwrap().token;
+        // The signature is HMAC-SHA256 of the first two parts, under the secret.
+        let (signed, signature) = token.rsplit_once('.').unwrap();
+        let expected = Hmac::<Sha256>::new_from_slice(jwt.secret.expose_secret().as_bytes())
+            .unwrap()
+            .chain_update(signed.as_bytes())
+            .finalize()
+            .into_bytes();
+        assert_eq!(URL_SAFE_NO_PAD.decode(signature).unwrap(), expected.as_slice());
+
+        let mut tampered = URL_SAFE_NO_PAD.decode(signature).unwrap();
+        tampered[0] ^= 1;
+        let tampered = format!("{signed}.{}", URL_SAFE_NO_PAD.encode(tampered));
+        assert!(verify_access(&jwt, &tampered).is_err());
+
+        let key = EncodingKey::from_secret(b"secret");
+        let claims = serde_json::json!({"sub": "u"});
+        for algorithm in [Algorithm::HS384, Algorithm::HS512, Algorithm::RS256, Algorithm::ES256, Algorithm::EdDSA] {
+            assert!(jsonwebtoken::encode(&Header::new(algorithm), &claims, &key).is_err(), "{algorithm:?}");
+        }
+        // A token that names another algorithm is refused, even signed with HMAC-SHA256 and the
+        // right secret.
+        let payload = token.split('.').nth(1).unwrap();
+        let signed = format!("{}.{payload}", URL_SAFE_NO_PAD.encode(r#"{"alg":"HS512","typ":"JWT"}"#));
+        let mac = Hmac::<Sha256>::new_from_slice(jwt.secret.expose_secret().as_bytes())
+            .unwrap()
+            .chain_update(signed.as_bytes())
+            .finalize()
+            .into_bytes();
+        assert!(verify_access(&jwt, &format!("{signed}.{}", URL_SAFE_NO_PAD.encode(mac))).is_err());
     }
 
     #[test]
