@@ -64,15 +64,26 @@ pub struct Sweep {
 /// how long records are kept.
 ///
 /// The clean-ups touch different tables, so they run at once, on as many connections as the
-/// pool allows: a cold run opens its connections together and needs half the round trips one
-/// after another. Expired sessions go before spent refresh tokens, on one connection: deleting a
-/// session deletes its spent tokens too, and the two deletes together could each hold a row
-/// the other waits for.
+/// pool allows: a cold run opens its connections together and needs about half the round trips
+/// one after another. Expired sessions go before spent refresh tokens, on one connection:
+/// deleting a session deletes its spent tokens too, and the two deletes together could each hold
+/// a row the other waits for.
 pub async fn sweep(state: &AppState) -> Result<Sweep> {
     let (pool, limits) = (&state.pool, &state.config.limits);
     let sessions_then_spent = async {
         let expired = sessions::delete_expired(pool).await?;
         Ok((expired, sessions::prune_spent(pool, SPENT_REFRESH_TOKENS_KEPT).await?))
+    };
+    let stale_chapters = async {
+        let (mut removed, mut failed, mut after) = (0, 0, None);
+        loop {
+            let batch = cache::remove_stale_batch(pool, state.blobs.as_ref(), after, STALE_BATCH).await?;
+            (removed, failed) = (removed + batch.removed, failed + batch.failed);
+            match batch.next {
+                Some(next) => after = Some(next),
+                None => return Ok((removed, failed)),
+            }
+        }
     };
     let (
         (sessions, spent_refresh_tokens),
@@ -81,6 +92,7 @@ pub async fn sweep(state: &AppState) -> Result<Sweep> {
         address_admissions,
         usage_days,
         guest_conversations,
+        (personalized_chapters, personalized_chapters_failed),
     ) = tokio::try_join!(
         sessions_then_spent,
         recovery::delete_expired(pool),
@@ -91,8 +103,9 @@ pub async fn sweep(state: &AppState) -> Result<Sweep> {
         ),
         usage::prune_days(pool, USAGE_DAYS_KEPT),
         guests::delete_unreachable(pool, state.config.jwt.guest_ttl),
+        stale_chapters,
     )?;
-    let mut sweep = Sweep {
+    Ok(Sweep {
         sessions,
         verifications,
         spent_refresh_tokens,
@@ -100,19 +113,9 @@ pub async fn sweep(state: &AppState) -> Result<Sweep> {
         address_admissions,
         usage_days,
         guest_conversations,
-        ..Sweep::default()
-    };
-    let mut after = None;
-    loop {
-        let batch = cache::remove_stale_batch(pool, state.blobs.as_ref(), after, STALE_BATCH).await?;
-        sweep.personalized_chapters += batch.removed;
-        sweep.personalized_chapters_failed += batch.failed;
-        match batch.next {
-            Some(next) => after = Some(next),
-            None => break,
-        }
-    }
-    Ok(sweep)
+        personalized_chapters,
+        personalized_chapters_failed,
+    })
 }
 
 /// The Lambda handler: the schedule's event carries nothing the sweep needs.

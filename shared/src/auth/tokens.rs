@@ -312,7 +312,7 @@ mod tests {
             .chain_update(signed.as_bytes())
             .finalize()
             .into_bytes();
-        assert_eq!(URL_SAFE_NO_PAD.decode(signature).unwrap(), expected.as_slice());
+        assert_eq!(URL_SAFE_NO_PAD.decode(signature).unwrap(), expected.to_vec());
 
         let mut tampered = URL_SAFE_NO_PAD.decode(signature).unwrap();
         tampered[0] ^= 1;
