@@ -407,7 +407,8 @@ WHY_NOT = {
         "the second write waits for the first one's delayed ACK, about 40 ms, cold and warm alike. "
         "With the timer's Runtime API acknowledging at once (TCP_QUICKACK), the same bootstrap "
         "took 1.7 ms warm (p50) instead of 43.4; the client is built inside lambda_runtime, out of "
-        "primer's reach",
+        "primer's reach. The janitor's event is a whole sweep (about twelve statements on two "
+        "connections, run at once where they touch different tables), not one route",
     "bootstrap size (stripped), MB":
         "the AWS SDK (S3 and SES clients, aws-config with its STS client, their HTTP client) is "
         "most of auth, chapters and janitor; tried: the core crate's features (profile and "
