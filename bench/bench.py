@@ -402,13 +402,11 @@ WHY_NOT = {
         "and PostgreSQL shares the cores (both in the reference column); tried: one hasher per core, "
         "each reusing its argon2 memory, and a slot held until its hash is done",
     "cold first response, DB route (pooled), ms":
-        "conversations-stream answers in several writes, and the Lambda runtime's client of the "
-        "Runtime API (lambda_runtime_api_client, hyper's connector) leaves Nagle's algorithm on: "
-        "the second write waits for the first one's delayed ACK, about 40 ms, cold and warm alike. "
-        "With the timer's Runtime API acknowledging at once (TCP_QUICKACK), the same bootstrap "
-        "took 1.7 ms warm (p50) instead of 43.4; the client is built inside lambda_runtime, out of "
-        "primer's reach. The janitor's event is a whole sweep (about twelve statements on two "
-        "connections, run at once where they touch different tables), not one route",
+        "the janitor's event is a whole sweep (about twelve statements on two connections, run at "
+        "once where they touch different tables), not one route; conversations-stream's is a "
+        "question stored, answered and its reply stored, streamed (tried: Nagle's algorithm off on "
+        "the runtime's connections to the Runtime API, which held each streamed answer about "
+        "40 ms: app::runtime_api_without_nagle)",
     "bootstrap size (stripped), MB":
         "the AWS SDK (S3 and SES clients, aws-config with its STS client, their HTTP client) is "
         "most of auth, chapters and janitor; tried: the core crate's features (profile and "

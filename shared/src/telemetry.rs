@@ -194,7 +194,8 @@ mod tests {
     #[test]
     fn the_filter_comes_from_rust_log_then_lambdas_level_then_info() {
         let filter = |vars: &[(&str, &str)]| {
-            let vars: Vec<(String, String)> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            let vars: Vec<(String, String)> =
+                vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
             filter_of(move |k| vars.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone()))
         };
         let on = |f: &Targets, target: &str, level: Level| f.would_enable(target, &level);

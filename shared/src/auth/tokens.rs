@@ -321,7 +321,9 @@ mod tests {
 
         let key = EncodingKey::from_secret(b"secret");
         let claims = serde_json::json!({"sub": "u"});
-        for algorithm in [Algorithm::HS384, Algorithm::HS512, Algorithm::RS256, Algorithm::ES256, Algorithm::EdDSA] {
+        for algorithm in
+            [Algorithm::HS384, Algorithm::HS512, Algorithm::RS256, Algorithm::ES256, Algorithm::EdDSA]
+        {
             assert!(jsonwebtoken::encode(&Header::new(algorithm), &claims, &key).is_err(), "{algorithm:?}");
         }
         // A token that names another algorithm is refused, even signed with HMAC-SHA256 and the
