@@ -124,18 +124,17 @@ pub fn verify_guest(jwt: &JwtConfig, token: &str) -> Result<GuestClaims, Error> 
 }
 
 /// jsonwebtoken's cryptography, reduced to the one algorithm primer signs and accepts. Its own
-/// providers bring RSA, ECDSA and EdDSA as well (half a megabyte of every bootstrap, for tokens
-/// that are refused before any signature is checked); this one makes an HMAC-SHA256 signer or
-/// verifier and refuses to make anything else.
+/// providers bring RSA, ECDSA and EdDSA as well (0.6 MB of every bootstrap, for tokens that are
+/// refused before any signature is checked); this one makes an HMAC-SHA256 signer or verifier
+/// and refuses to make anything else.
 static HS256_ONLY: CryptoProvider = CryptoProvider {
     signer_factory: |algorithm, key| Ok(Box::new(Hs256::new(*algorithm, key.try_get_hmac_secret()?)?)),
     verifier_factory: |algorithm, key| Ok(Box::new(Hs256::new(*algorithm, key.try_get_hmac_secret()?)?)),
     jwk_utils: JwkUtils::new_unimplemented(),
 };
 
-/// Makes [`HS256_ONLY`] jsonwebtoken's provider for this process, before its first token. (The
-/// first provider installed stays; a test build that turns on one of jsonwebtoken's own, to
-/// forge tokens of other algorithms, may have installed that one first.)
+/// Makes [`HS256_ONLY`] jsonwebtoken's provider for this process, before its first token (the
+/// first one installed stays). Tests that sign tokens with jsonwebtoken itself call it first.
 pub fn install_jwt_crypto() {
     let _ = HS256_ONLY.install_default();
 }
