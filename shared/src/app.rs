@@ -181,14 +181,18 @@ pub fn limit_allocator_arenas() {
 /// about 40 ms. Measured with `bench/run`'s Runtime API: 43 ms per streamed answer with Nagle,
 /// 1.7 ms without. The client is built inside `lambda_runtime` with no way to pass a connector,
 /// so its sockets are found by their peer, the `AWS_LAMBDA_RUNTIME_API` address, among the
-/// process's descriptors. Called as each streamed invocation starts: its response goes out on
-/// the connection that brought the event.
-pub fn runtime_api_without_nagle() {
-    use std::net::ToSocketAddrs;
-    let api = std::env::var("AWS_LAMBDA_RUNTIME_API").ok().and_then(|a| a.to_socket_addrs().ok()?.next());
+/// process's descriptors. Called with [`runtime_api_address`] as each streamed invocation starts:
+/// its response goes out on the connection that brought the event.
+pub fn runtime_api_without_nagle(api: Option<std::net::SocketAddr>) {
     if let Some(api) = api {
         without_nagle_to(api);
     }
+}
+
+/// The Runtime API's address (`AWS_LAMBDA_RUNTIME_API`), read once at start-up.
+pub fn runtime_api_address() -> Option<std::net::SocketAddr> {
+    use std::net::ToSocketAddrs;
+    std::env::var("AWS_LAMBDA_RUNTIME_API").ok()?.to_socket_addrs().ok()?.next()
 }
 
 #[cfg(target_os = "linux")]
@@ -227,8 +231,9 @@ pub async fn run_streaming_on_lambda(router: fn(AppState) -> Router) -> Result<(
     telemetry::init();
     let state =
         AppState::from_env().await.inspect_err(|e| tracing::error!(error = %e, "bad configuration"))?;
-    let app = router(state).layer(middleware::from_fn(|request: Request, next: Next| async move {
-        runtime_api_without_nagle();
+    let api = runtime_api_address();
+    let app = router(state).layer(middleware::from_fn(move |request: Request, next: Next| async move {
+        runtime_api_without_nagle(api);
         next.run(request).await
     }));
     lambda_http::run_with_streaming_response(app).await
