@@ -342,14 +342,17 @@ pub async fn report(pool: &PgPool, subject: &Owner, limits: &UsageLimits) -> Res
 /// Deletes the daily counters, readers' and the deployment's, of days more than `kept_days`
 /// before today (UTC); only today's are needed to enforce anything.
 pub async fn prune_days(db: &PgPool, kept_days: i32) -> Result<u64> {
-    let mut removed = 0;
-    for sql in [
-        "DELETE FROM usage_daily WHERE day < (now() AT TIME ZONE 'utc')::date - $1",
-        "DELETE FROM model_budget_daily WHERE day < (now() AT TIME ZONE 'utc')::date - $1",
-    ] {
-        removed += sqlx::query(sql).bind(kept_days).execute(db).await?.rows_affected();
-    }
-    Ok(removed)
+    let removed: i64 = sqlx::query_scalar(
+        "WITH readers AS (DELETE FROM usage_daily
+                          WHERE day < (now() AT TIME ZONE 'utc')::date - $1 RETURNING 1),
+              deployment AS (DELETE FROM model_budget_daily
+                             WHERE day < (now() AT TIME ZONE 'utc')::date - $1 RETURNING 1)
+         SELECT (SELECT count(*) FROM readers) + (SELECT count(*) FROM deployment)",
+    )
+    .bind(kept_days)
+    .fetch_one(db)
+    .await?;
+    Ok(removed as u64)
 }
 
 #[cfg(test)]

@@ -60,20 +60,14 @@ pub struct Sweep {
     pub personalized_chapters_failed: u64,
 }
 
-/// Runs every clean-up once. Each table's module owns its clean-up; the janitor only says
-/// how long records are kept.
+/// Runs every clean-up once. Each table's module owns its clean-up, one statement for the
+/// tables it owns; the janitor only says how long records are kept.
 ///
 /// The clean-ups touch different tables, so they run at once, on as many connections as the
 /// pool allows: a cold run opens its connections together and needs about half the round trips
-/// one after another. Expired sessions go before spent refresh tokens, on one connection:
-/// deleting a session deletes its spent tokens too, and the two deletes together could each hold
-/// a row the other waits for.
+/// one after another.
 pub async fn sweep(state: &AppState) -> Result<Sweep> {
     let (pool, limits) = (&state.pool, &state.config.limits);
-    let sessions_then_spent = async {
-        let expired = sessions::delete_expired(pool).await?;
-        Ok((expired, sessions::prune_spent(pool, SPENT_REFRESH_TOKENS_KEPT).await?))
-    };
     let stale_chapters = async {
         let (mut removed, mut failed, mut after) = (0, 0, None);
         loop {
@@ -86,19 +80,18 @@ pub async fn sweep(state: &AppState) -> Result<Sweep> {
         }
     };
     let (
-        (sessions, spent_refresh_tokens),
+        sessions,
         verifications,
-        password_checks,
-        address_admissions,
+        limit_records,
         usage_days,
         guest_conversations,
         (personalized_chapters, personalized_chapters_failed),
     ) = tokio::try_join!(
-        sessions_then_spent,
+        sessions::prune(pool, SPENT_REFRESH_TOKENS_KEPT),
         recovery::delete_expired(pool),
-        rate_limit::prune_checks(pool, LIMIT_RECORDS_KEPT.max(limits.login.window)),
-        rate_limit::prune_admissions(
+        rate_limit::prune(
             pool,
+            LIMIT_RECORDS_KEPT.max(limits.login.window),
             LIMIT_RECORDS_KEPT.max(limits.register.window).max(limits.guest.window),
         ),
         usage::prune_days(pool, USAGE_DAYS_KEPT),
@@ -106,11 +99,11 @@ pub async fn sweep(state: &AppState) -> Result<Sweep> {
         stale_chapters,
     )?;
     Ok(Sweep {
-        sessions,
+        sessions: sessions.expired,
         verifications,
-        spent_refresh_tokens,
-        password_checks,
-        address_admissions,
+        spent_refresh_tokens: sessions.spent,
+        password_checks: limit_records.checks,
+        address_admissions: limit_records.admissions,
         usage_days,
         guest_conversations,
         personalized_chapters,

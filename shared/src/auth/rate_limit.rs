@@ -322,24 +322,33 @@ pub async fn forget_account(db: impl PgExecutor<'_>, user_id: &str) -> Result<u6
     Ok(forgotten.rows_affected())
 }
 
-/// Deletes failed password checks older than `kept`: the limits count a window of minutes to
-/// an hour, the rest is kept for investigations.
-pub async fn prune_checks(db: &PgPool, kept: Duration) -> Result<u64> {
-    let pruned =
-        sqlx::query("DELETE FROM password_checks WHERE checked_at < now() - make_interval(secs => $1)")
-            .bind(kept.as_secs_f64())
-            .execute(db)
-            .await?;
-    Ok(pruned.rows_affected())
+/// What [`prune`] removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pruned {
+    /// Failed password and recovery-token checks.
+    pub checks: u64,
+    /// Admissions (registrations, guest tokens, e-mails).
+    pub admissions: u64,
 }
 
-/// Deletes admissions (registrations, guest tokens, e-mails) older than `kept`, as
-/// [`prune_checks`].
-pub async fn prune_admissions(db: &PgPool, kept: Duration) -> Result<u64> {
-    let pruned =
-        sqlx::query("DELETE FROM address_admissions WHERE admitted_at < now() - make_interval(secs => $1)")
-            .bind(kept.as_secs_f64())
-            .execute(db)
-            .await?;
-    Ok(pruned.rows_affected())
+/// Deletes failed password checks older than `checks_kept` and admissions older than
+/// `admissions_kept`, in one statement: the limits count a window of minutes to an hour, the
+/// rest is kept for investigations.
+pub async fn prune(
+    db: impl PgExecutor<'_>,
+    checks_kept: Duration,
+    admissions_kept: Duration,
+) -> Result<Pruned> {
+    let (checks, admissions): (i64, i64) = sqlx::query_as(
+        "WITH checks AS (DELETE FROM password_checks
+                         WHERE checked_at < now() - make_interval(secs => $1) RETURNING 1),
+              admissions AS (DELETE FROM address_admissions
+                             WHERE admitted_at < now() - make_interval(secs => $2) RETURNING 1)
+         SELECT (SELECT count(*) FROM checks), (SELECT count(*) FROM admissions)",
+    )
+    .bind(checks_kept.as_secs_f64())
+    .bind(admissions_kept.as_secs_f64())
+    .fetch_one(db)
+    .await?;
+    Ok(Pruned { checks: checks as u64, admissions: admissions as u64 })
 }

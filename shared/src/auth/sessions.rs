@@ -153,22 +153,33 @@ pub async fn is_fresh(db: impl PgExecutor<'_>, session_id: &str, within: Duratio
     Ok(fresh == Some(true))
 }
 
-/// Deletes the sessions past their expiry, Better-Auth's included (they answer 401 already).
-pub async fn delete_expired(db: impl PgExecutor<'_>) -> Result<u64> {
-    let deleted = sqlx::query(r#"DELETE FROM "session" WHERE "expiresAt" < now()"#).execute(db).await?;
-    Ok(deleted.rows_affected())
+/// What [`prune`] removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pruned {
+    /// Sessions past their expiry, Better-Auth's included (they answer 401 already).
+    pub expired: u64,
+    /// Spent refresh tokens older than the time they are kept.
+    pub spent: u64,
 }
 
-/// Forgets spent refresh tokens older than `kept`: a replay of one is then no longer told
-/// from an unknown token (a 401 either way), and the table does not grow by a row per refresh
-/// for a session's whole life.
-pub async fn prune_spent(db: impl PgExecutor<'_>, kept: Duration) -> Result<u64> {
-    let pruned =
-        sqlx::query("DELETE FROM refresh_token_spent WHERE spent_at < now() - make_interval(secs => $1)")
-            .bind(kept.as_secs_f64())
-            .execute(db)
-            .await?;
-    Ok(pruned.rows_affected())
+/// Deletes the expired sessions, and forgets spent refresh tokens older than `spent_kept`: a
+/// replay of one is then no longer told from an unknown token (a 401 either way), and the table
+/// does not grow by a row per refresh for a session's whole life.
+///
+/// One statement: deleting a session deletes its spent tokens too, so two statements run at
+/// once could each hold a row the other waits for. The spent tokens of the expired sessions go
+/// with them; only those older than `spent_kept` are counted.
+pub async fn prune(db: impl PgExecutor<'_>, spent_kept: Duration) -> Result<Pruned> {
+    let (expired, spent): (i64, i64) = sqlx::query_as(
+        r#"WITH expired AS (DELETE FROM "session" WHERE "expiresAt" < now() RETURNING 1),
+                spent AS (DELETE FROM refresh_token_spent
+                          WHERE spent_at < now() - make_interval(secs => $1) RETURNING 1)
+           SELECT (SELECT count(*) FROM expired), (SELECT count(*) FROM spent)"#,
+    )
+    .bind(spent_kept.as_secs_f64())
+    .fetch_one(db)
+    .await?;
+    Ok(Pruned { expired: expired as u64, spent: spent as u64 })
 }
 
 /// Revokes one of the user's sessions; false when the user has no such session.

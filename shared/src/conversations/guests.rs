@@ -30,20 +30,16 @@ pub async fn claim_conversations(db: impl PgExecutor<'_>, guest_id: Uuid, user_i
 /// that is out of everyone's reach for good. A guest's title counter as old goes too: nobody
 /// can create with that guest id again.
 pub async fn delete_unreachable(db: &PgPool, token_ttl: Duration) -> Result<u64> {
-    let removed = sqlx::query(
-        "DELETE FROM conversations WHERE user_id IS NULL
-           AND greatest(updated_at, last_message_at) < now() - make_interval(secs => $1)",
+    let removed: i64 = sqlx::query_scalar(
+        "WITH counters AS (DELETE FROM conversation_title_counters WHERE guest_id IS NOT NULL
+                             AND updated_at < now() - make_interval(secs => $1)),
+              removed AS (DELETE FROM conversations WHERE user_id IS NULL
+                            AND greatest(updated_at, last_message_at) < now() - make_interval(secs => $1)
+                          RETURNING 1)
+         SELECT count(*) FROM removed",
     )
     .bind(token_ttl.as_secs_f64())
-    .execute(db)
-    .await?
-    .rows_affected();
-    sqlx::query(
-        "DELETE FROM conversation_title_counters WHERE guest_id IS NOT NULL
-           AND updated_at < now() - make_interval(secs => $1)",
-    )
-    .bind(token_ttl.as_secs_f64())
-    .execute(db)
+    .fetch_one(db)
     .await?;
-    Ok(removed)
+    Ok(removed as u64)
 }
