@@ -448,29 +448,32 @@ pub async fn delete(db: impl PgExecutor<'_>, user_id: &str) -> Result<bool> {
     Ok(done.rows_affected() > 0)
 }
 
-/// Confirms, inside the caller's transaction, that the user's password hash is still
-/// `verified` (the one a login just checked), and replaces it with `upgrade` when given: false
-/// when the password changed meanwhile, and then the login must fail. The account row stays
-/// locked until the transaction ends, so a password change that commits later revokes the
-/// session this transaction opens.
-pub async fn confirm_password_hash(
+/// Records a password login, inside the caller's transaction, if the user's password hash is
+/// still `verified` (the one the login just checked), replacing it with `upgrade` when given;
+/// `None` when the password changed meanwhile, and then the login must fail. One statement. The
+/// account row stays locked until the transaction ends, so a password change that commits later
+/// revokes the session this transaction opens.
+pub async fn record_password_login(
     conn: &mut PgConnection,
     user_id: &str,
     verified: &str,
     upgrade: Option<&str>,
-) -> Result<bool> {
-    let still: Option<i32> = sqlx::query_scalar(
-        r#"UPDATE "account" SET password = coalesce($3, password),
-                  "updatedAt" = CASE WHEN $3 IS NULL THEN "updatedAt" ELSE now() END
-           WHERE "userId" = $1 AND "providerId" = 'credential' AND password = $2
-           RETURNING 1"#,
-    )
+) -> Result<Option<User>> {
+    Ok(sqlx::query_as(concat!(
+        r#"WITH still AS (
+             UPDATE "account" SET password = coalesce($3, password),
+                    "updatedAt" = CASE WHEN $3 IS NULL THEN "updatedAt" ELSE now() END
+             WHERE "userId" = $1 AND "providerId" = 'credential' AND password = $2
+             RETURNING 1)
+           UPDATE "user" u SET last_login = now() WHERE u.id = $1 AND EXISTS (SELECT 1 FROM still)
+           RETURNING "#,
+        user_columns!("u")
+    ))
     .bind(user_id)
     .bind(verified)
     .bind(upgrade)
     .fetch_optional(&mut *conn)
-    .await?;
-    Ok(still.is_some())
+    .await?)
 }
 
 #[cfg(test)]

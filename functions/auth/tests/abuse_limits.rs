@@ -77,6 +77,38 @@ async fn thirty_students_behind_one_address_with_typos_all_sign_in(pool: PgPool)
 }
 
 #[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+async fn right_logins_of_one_account_at_once_each_open_a_session_and_release_their_checks(pool: PgPool) {
+    // Each login releases its check, and forgives the account's typos from its address, in the
+    // transaction that writes its session: logins at once must neither deadlock nor leave a
+    // check counted against the account or the address.
+    let app = TestApp::with_changed_config(pool, |c| c.limits.login.per_account = 20, auth::router);
+    let library = app.from_ip([192, 0, 2, 7]);
+    let reader = app.signed_up("reader@example.com").await;
+    for typo in 0..3 {
+        let response = library.login(&reader.email, &format!("{}{typo}", reader.password)).await;
+        assert_eq!(response.status, StatusCode::UNAUTHORIZED);
+    }
+    let logins = (0..12).map(|_| {
+        let (library, email, password) = (library.clone(), reader.email.clone(), reader.password.clone());
+        tokio::spawn(async move { library.login(&email, &password).await })
+    });
+    for login in logins {
+        let response = login.await.unwrap();
+        assert_eq!(response.status, StatusCode::OK, "{}", response.text());
+    }
+    let (sessions, checks, counted_against_address): (i64, i64, i64) = sqlx::query_as(
+        r#"SELECT (SELECT count(*) FROM "session"), (SELECT count(*) FROM password_checks),
+                  (SELECT count(*) FROM password_checks WHERE NOT forgiven_for_address)"#,
+    )
+    .fetch_one(app.pool())
+    .await
+    .unwrap();
+    assert_eq!(sessions, 13, "the sign-up's and one per login");
+    assert_eq!(checks, 3, "only the typos are kept");
+    assert_eq!(counted_against_address, 0);
+}
+
+#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
 async fn one_address_spraying_many_accounts_is_stopped_and_known_readers_still_sign_in(pool: PgPool) {
     let app = TestApp::with_changed_config(pool, |c| c.limits.login.per_address = 10, auth::router);
     let cafe = app.from_ip([203, 0, 113, 50]);

@@ -111,8 +111,8 @@ impl<'a> Accounts<'a> {
         };
         // A wrong password keeps the reserved check: it is the failure's record.
         let Some(found) = found.filter(|_| verdict.matched()) else { return Err(BAD_CREDENTIALS) };
-        check.passed(self.pool).await?;
         if !found.user.is_active {
+            check.passed(self.pool).await?;
             return Err(Error::AccountDisabled);
         }
         let stored = found.password_hash.as_deref().unwrap_or_default();
@@ -124,12 +124,16 @@ impl<'a> Accounts<'a> {
 
         let refresh = RefreshToken::generate();
         let mut tx = self.pool.begin().await?;
+        // The check is released with the session written: one transaction fewer, and a login
+        // that fails from here on keeps its check, as a wrong password does.
+        check.passed_in(&mut tx).await?;
         // The hash just verified must still be the account's: a password change that won the
         // race wins, and an upgrade never writes an old password over a new one.
-        if !user::confirm_password_hash(&mut tx, &found.user.id, stored, upgraded.as_deref()).await? {
+        let Some(user) =
+            user::record_password_login(&mut tx, &found.user.id, stored, upgraded.as_deref()).await?
+        else {
             return Err(BAD_CREDENTIALS);
-        }
-        let user = user::record_login(&mut *tx, &found.user.id).await?;
+        };
         let session_id = sessions::create(&mut *tx, &user.id, &refresh, self.session_ttl(), client).await?;
         if let Some(guest_id) = guest {
             guests::claim_conversations(&mut *tx, guest_id, &user.id).await?;

@@ -109,24 +109,32 @@ pub struct PasswordCheck {
 
 impl PasswordCheck {
     /// The password was right: the check does not count, and the account's failures from this
-    /// address stop counting against the address.
+    /// address stop counting against the address. In a transaction of its own; see
+    /// [`passed_in`](Self::passed_in).
     pub async fn passed(self, db: &PgPool) -> Result<()> {
         let mut tx = db.begin().await?;
-        // The account's lock, as a reservation takes it: two logins that pass at once would
-        // otherwise update each other's rows in opposite orders, and deadlock.
-        lock(&mut tx, "password-checks:account", self.account.as_str()).await?;
-        sqlx::query("DELETE FROM password_checks WHERE id = $1").bind(self.id).execute(&mut *tx).await?;
-        if let Some(address) = &self.address {
-            sqlx::query(
-                "UPDATE password_checks SET forgiven_for_address = true
-                 WHERE account = $1 AND address = $2 AND NOT forgiven_for_address",
-            )
-            .bind(self.account.as_str())
-            .bind(address)
-            .execute(&mut *tx)
-            .await?;
-        }
+        self.passed_in(&mut tx).await?;
         tx.commit().await?;
+        Ok(())
+    }
+
+    /// [`passed`](Self::passed) in the caller's transaction, which holds the account's lock
+    /// until it ends (as a reservation takes it: two logins that pass at once would otherwise
+    /// update each other's rows in opposite orders, and deadlock). The caller takes this lock
+    /// before any row lock, and does not hash in that transaction.
+    pub async fn passed_in(self, tx: &mut PgConnection) -> Result<()> {
+        lock(tx, "password-checks:account", self.account.as_str()).await?;
+        // Without an address (`$3` NULL) no other row matches.
+        sqlx::query(
+            "WITH mine AS (DELETE FROM password_checks WHERE id = $1)
+             UPDATE password_checks SET forgiven_for_address = true
+             WHERE account = $2 AND address = $3 AND NOT forgiven_for_address AND id <> $1",
+        )
+        .bind(self.id)
+        .bind(self.account.as_str())
+        .bind(self.address.as_deref())
+        .execute(&mut *tx)
+        .await?;
         Ok(())
     }
 }
