@@ -25,7 +25,9 @@ use aws_sdk_sesv2::{
     primitives::Blob,
     types::{Destination, EmailContent, RawMessage},
 };
+#[cfg(feature = "mail")]
 use lettre::message::header::{HeaderName, HeaderValue};
+#[cfg(feature = "mail")]
 use lettre::message::{Mailbox, MultiPart};
 
 use crate::config::EmailConfig;
@@ -158,7 +160,8 @@ impl Mail {
     }
 
     /// The message as RFC 5322 bytes (CRLF line ends), multipart/alternative with the text
-    /// part first, as a mail client or SES takes it.
+    /// part first, as a mail client or SES takes it. The `mail` feature.
+    #[cfg(feature = "mail")]
     pub fn to_rfc5322(&self) -> Result<Vec<u8>, EmailError> {
         let address = |a: &str| a.parse().map_err(|e| EmailError::new("address", e));
         let from = Mailbox::new(Some(self.from_name.clone()), address(&self.from_address)?);
@@ -177,6 +180,13 @@ impl Mail {
             "auto-generated".into(),
         ));
         Ok(message.formatted())
+    }
+
+    /// A function built without the `mail` feature sends no e-mail (only auth's flows do, and
+    /// it has the feature): it links no MIME builder, and rendering is an error.
+    #[cfg(not(feature = "mail"))]
+    pub fn to_rfc5322(&self) -> Result<Vec<u8>, EmailError> {
+        Err(EmailError::new("render", "built without the `mail` feature: this function sends no e-mail"))
     }
 }
 
