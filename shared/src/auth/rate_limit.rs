@@ -118,10 +118,10 @@ impl PasswordCheck {
         Ok(())
     }
 
-    /// [`passed`](Self::passed) in the caller's transaction, which holds the account's lock
+    /// [`passed`](Self::passed) in the caller's transaction, which then holds the account's lock
     /// until it ends (as a reservation takes it: two logins that pass at once would otherwise
-    /// update each other's rows in opposite orders, and deadlock). The caller takes this lock
-    /// before any row lock, and does not hash in that transaction.
+    /// update each other's rows in opposite orders, and deadlock). Call it before the
+    /// transaction locks any row, and hash nothing in that transaction.
     pub async fn passed_in(self, tx: &mut PgConnection) -> Result<()> {
         lock(tx, "password-checks:account", self.account.as_str()).await?;
         // Without an address (`$3` NULL) no other row matches.
