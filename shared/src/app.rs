@@ -180,23 +180,11 @@ pub fn limit_allocator_arenas() {
 /// one after the first waits for the ACK of the one before, which the receiving side delays by
 /// about 40 ms. Measured with `bench/run`'s Runtime API: 43 ms per streamed answer with Nagle,
 /// 1.7 ms without. The client is built inside `lambda_runtime` with no way to pass a connector,
-/// so its sockets are found by their peer, the `AWS_LAMBDA_RUNTIME_API` address, among the
-/// process's descriptors. Called with [`runtime_api_address`] as each streamed invocation starts:
-/// its response goes out on the connection that brought the event.
-pub fn runtime_api_without_nagle(api: Option<std::net::SocketAddr>) {
-    if let Some(api) = api {
-        without_nagle_to(api);
-    }
-}
-
-/// The Runtime API's address (`AWS_LAMBDA_RUNTIME_API`), read once at start-up.
-pub fn runtime_api_address() -> Option<std::net::SocketAddr> {
-    use std::net::ToSocketAddrs;
-    std::env::var("AWS_LAMBDA_RUNTIME_API").ok()?.to_socket_addrs().ok()?.next()
-}
-
+/// so its sockets are found by their peer, `api` (`AWS_LAMBDA_RUNTIME_API`), among the
+/// process's descriptors. Called as each streamed invocation starts: its response goes out on
+/// the connection that brought the event.
 #[cfg(target_os = "linux")]
-fn without_nagle_to(peer: std::net::SocketAddr) {
+pub fn runtime_api_without_nagle(api: std::net::SocketAddr) {
     use std::os::fd::BorrowedFd;
     let Ok(descriptors) = std::fs::read_dir("/proc/self/fd") else { return };
     for fd in descriptors.flatten().filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok()) {
@@ -205,14 +193,21 @@ fn without_nagle_to(peer: std::net::SocketAddr) {
         // same peer for anything to change.
         let descriptor = unsafe { BorrowedFd::borrow_raw(fd) };
         let socket = socket2::SockRef::from(&descriptor);
-        if socket.peer_addr().ok().and_then(|a| a.as_socket()) == Some(peer) {
+        if socket.peer_addr().ok().and_then(|a| a.as_socket()) == Some(api) {
             let _ = socket.set_tcp_nodelay(true);
         }
     }
 }
 
+/// Elsewhere there is no `/proc/self/fd` to look through; Lambda runs Linux.
 #[cfg(not(target_os = "linux"))]
-fn without_nagle_to(_peer: std::net::SocketAddr) {}
+pub fn runtime_api_without_nagle(_api: std::net::SocketAddr) {}
+
+/// The Runtime API's address (`AWS_LAMBDA_RUNTIME_API`), read once at start-up.
+fn runtime_api_address() -> Option<std::net::SocketAddr> {
+    use std::net::ToSocketAddrs;
+    std::env::var("AWS_LAMBDA_RUNTIME_API").ok()?.to_socket_addrs().ok()?.next()
+}
 
 /// The whole `main` of a function: logging, state from the environment, then Lambda's loop.
 /// A configuration error ends the cold start with a message saying what is missing.
@@ -233,7 +228,9 @@ pub async fn run_streaming_on_lambda(router: fn(AppState) -> Router) -> Result<(
         AppState::from_env().await.inspect_err(|e| tracing::error!(error = %e, "bad configuration"))?;
     let api = runtime_api_address();
     let app = router(state).layer(middleware::from_fn(move |request: Request, next: Next| async move {
-        runtime_api_without_nagle(api);
+        if let Some(api) = api {
+            runtime_api_without_nagle(api);
+        }
         next.run(request).await
     }));
     lambda_http::run_with_streaming_response(app).await
@@ -258,7 +255,7 @@ mod tests {
             assert!(!stream.nodelay().unwrap(), "Nagle is on by default");
         }
 
-        super::without_nagle_to(runtime_api.local_addr().unwrap());
+        super::runtime_api_without_nagle(runtime_api.local_addr().unwrap());
 
         assert!(to_api.iter().all(|s| s.nodelay().unwrap()), "both connections to the Runtime API");
         assert!(!to_elsewhere.nodelay().unwrap());

@@ -303,15 +303,14 @@ mod tests {
     fn the_crypto_signs_and_checks_hs256_and_nothing_else() {
         install_jwt_crypto();
         let jwt = config();
+        let hs256 = |text: &str| {
+            let mac = Hmac::<Sha256>::new_from_slice(jwt.secret.expose_secret().as_bytes()).unwrap();
+            mac.chain_update(text.as_bytes()).finalize().into_bytes().to_vec()
+        };
         let token = issue_access(&jwt, "u", "s").unwrap().token;
         // The signature is HMAC-SHA256 of the first two parts, under the secret.
         let (signed, signature) = token.rsplit_once('.').unwrap();
-        let expected = Hmac::<Sha256>::new_from_slice(jwt.secret.expose_secret().as_bytes())
-            .unwrap()
-            .chain_update(signed.as_bytes())
-            .finalize()
-            .into_bytes();
-        assert_eq!(URL_SAFE_NO_PAD.decode(signature).unwrap(), expected.to_vec());
+        assert_eq!(URL_SAFE_NO_PAD.decode(signature).unwrap(), hs256(signed));
 
         let mut tampered = URL_SAFE_NO_PAD.decode(signature).unwrap();
         tampered[0] ^= 1;
@@ -329,12 +328,9 @@ mod tests {
         // right secret.
         let payload = token.split('.').nth(1).unwrap();
         let signed = format!("{}.{payload}", URL_SAFE_NO_PAD.encode(r#"{"alg":"HS512","typ":"JWT"}"#));
-        let mac = Hmac::<Sha256>::new_from_slice(jwt.secret.expose_secret().as_bytes())
-            .unwrap()
-            .chain_update(signed.as_bytes())
-            .finalize()
-            .into_bytes();
-        assert!(verify_access(&jwt, &format!("{signed}.{}", URL_SAFE_NO_PAD.encode(mac))).is_err());
+        assert!(
+            verify_access(&jwt, &format!("{signed}.{}", URL_SAFE_NO_PAD.encode(hs256(&signed)))).is_err()
+        );
     }
 
     #[test]
