@@ -96,3 +96,42 @@ async fn deleting_needs_the_password_and_then_leaves_no_user(pool: PgPool) {
     app.accounts().delete(blobs, id, session, Some(user.password.clone()), &app.client()).await.unwrap();
     assert!(user::by_id(app.pool(), id).await.unwrap().is_none());
 }
+
+#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+async fn a_login_whose_password_changes_while_it_hashes_fails_and_keeps_its_check(pool: PgPool) {
+    let app = app(pool);
+    let reader = app.signed_up("reader@example.com").await;
+    // Another request changes the password and has not committed yet: the login reads and
+    // verifies the old hash, then waits on the account row in the transaction that would write
+    // its session.
+    let mut change = app.pool().begin().await.unwrap();
+    sqlx::query(r#"UPDATE "account" SET password = 'a newer hash' WHERE "userId" = $1"#)
+        .bind(&reader.id)
+        .execute(&mut *change)
+        .await
+        .unwrap();
+    let login = tokio::spawn({
+        let (app, email, password_text) = (app.clone(), reader.email.clone(), reader.password.clone());
+        async move {
+            let email = SignInEmail::parse(&email).unwrap();
+            app.accounts().login(&email, &password(&password_text), None, &app.client()).await
+        }
+    });
+    let waiting = r#"SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%UPDATE "account"%'"#;
+    while sqlx::query_scalar::<_, i64>(waiting).fetch_one(app.pool()).await.unwrap() == 0 {
+        assert!(!login.is_finished(), "the login ended without waiting on the account row");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    change.commit().await.unwrap();
+
+    assert_eq!(login.await.unwrap().unwrap_err().code(), Code::Unauthorized);
+    let (sessions, checks): (i64, i64) = sqlx::query_as(
+        r#"SELECT (SELECT count(*) FROM "session" WHERE "userId" = $1), (SELECT count(*) FROM password_checks)"#,
+    )
+    .bind(&reader.id)
+    .fetch_one(app.pool())
+    .await
+    .unwrap();
+    assert_eq!(sessions, 1, "only the sign-up's session");
+    assert_eq!(checks, 1, "the check stays, as a wrong password's does");
+}
