@@ -63,10 +63,7 @@ async fn nothing_outside_the_site_is_served_and_failures_keep_the_error_shape(po
 
 #[test]
 fn without_frontend_url_links_lead_to_the_runner_on_its_default_port() {
-    assert_eq!(
-        primer_shared::config::LOCAL_FRONTEND_URL,
-        format!("http://127.0.0.1:{}", local::DEFAULT_PORT)
-    );
+    assert_eq!(primer_shared::config::LOCAL_RUNNER_URL, format!("http://127.0.0.1:{}", local::DEFAULT_PORT));
     // The ports a textbook site's own dev server takes: Docusaurus and Next.js, Vite.
     assert!(![3000, 5173].contains(&local::DEFAULT_PORT));
 }
