@@ -96,7 +96,9 @@ async fn a_reset_sent_through_ses_ends_old_sessions_and_sets_the_new_password(po
     let (_, reset) = &sent[1];
     assert_eq!((reset.subject.as_str(), reset.to.as_str()), ("Reset your password", email.as_str()));
     assert_eq!(reset.from, format!("no-reply@{domain}"));
-    assert!(reset.link.starts_with("http://localhost:3000/reset-password?token="));
+    assert!(
+        reset.link.starts_with(&format!("{}/reset-password?token=", primer_shared::config::LOCAL_RUNNER_URL))
+    );
 
     let response = app.reset_password(&reset.token, "a brand new passphrase").await;
     assert_eq!(response.status, StatusCode::OK, "{}", response.text());
