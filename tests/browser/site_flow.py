@@ -227,10 +227,10 @@ def run(flow: Flow, browser) -> list[tuple[str, str | None, float]]:
     results = []
     context = browser.new_context()
     context.set_default_timeout(15_000)
+    page_errors = []
+    context.on("page", lambda p: p.on("pageerror", lambda e: page_errors.append(f"{p.url}: {e}")))
     page = context.new_page()
     page.on("response", flow.record)
-    page_errors = []
-    page.on("pageerror", lambda e: page_errors.append(str(e)))
 
     def step(name):
         def run_step(check):
@@ -421,6 +421,7 @@ def run(flow: Flow, browser) -> list[tuple[str, str | None, float]]:
     # A second reader, signed in by a Better-Auth server: primer reads its session cookie.
     cookie_context = browser.new_context()
     cookie_context.set_default_timeout(15_000)
+    cookie_context.on("page", lambda p: p.on("pageerror", lambda e: page_errors.append(f"{p.url}: {e}")))
     reader = cookie_context.new_page()
     reader.on("response", flow.record)
     cookie_email = f"ba-{flow.email}"
@@ -481,7 +482,7 @@ def run(flow: Flow, browser) -> list[tuple[str, str | None, float]]:
         status = reader.evaluate("async (api) => (await fetch(api + '/api/auth/me', {credentials: 'include'})).status", flow.api)
         assert status == 401, status
 
-    @step("no error in the page's scripts")
+    @step("no error in the pages' scripts")
     def _():
         assert not page_errors, page_errors
 
