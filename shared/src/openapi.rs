@@ -194,7 +194,7 @@ error_responses! {
 pub struct Frame;
 
 /// The local runner (`scripts/run`): every route, streamed replies included.
-pub fn local_runner() -> Server {
+fn local_runner() -> Server {
     ServerBuilder::new()
         .url(crate::config::LOCAL_RUNNER_URL)
         .description(Some("The local runner (`scripts/run`): every route, streamed replies included."))
@@ -202,7 +202,7 @@ pub fn local_runner() -> Server {
 }
 
 /// A deployed stack's HTTP API (its output `ApiUrl`): every route, replies never streamed.
-pub fn http_api() -> Server {
+fn http_api() -> Server {
     ServerBuilder::new()
         .url("https://{apiId}.execute-api.{region}.amazonaws.com")
         .description(Some("A deployed stack's HTTP API: its output `ApiUrl`. Every route; replies are never streamed here (API Gateway buffers whole responses)."))
@@ -212,7 +212,7 @@ pub fn http_api() -> Server {
 }
 
 /// A deployed stack's function URL for streamed replies (its output `StreamUrl`).
-pub fn stream_url() -> Server {
+fn stream_url() -> Server {
     ServerBuilder::new()
         .url("https://{urlId}.lambda-url.{region}.on.aws")
         .description(Some("A deployed stack's function URL for streamed replies: its output `StreamUrl`. Only posting and retrying a message, answered as JSON or, with `Accept: text/event-stream`, streamed."))
