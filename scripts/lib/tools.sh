@@ -12,7 +12,7 @@
 #   sam_run ARGS...        runs `sam ARGS...` offline: no telemetry, region us-east-1, fake
 #                          credentials
 #
-# Sets no shell options (see pg.sh).
+# Sets no shell options (see pg.sh). Source it after common.sh.
 
 SAM_CLI_VERSION=1.170.0
 CARGO_LAMBDA_VERSION=1.9.2
@@ -50,7 +50,7 @@ ensure_cargo_lambda() {
 print(m.version("cargo-lambda"), m.version("ziglang"))' 2>/dev/null) || have=""
   cl=${have% *} zig=${have#* }
   if [[ -n $have && $cl == "$CARGO_LAMBDA_VERSION" && -x $cargo_lambda_venv/bin/cargo-lambda ]] &&
-    [[ $(printf '%s\n%s\n' "$zig" "$ZIGLANG_BELOW" | sort -V | head -n 1) == "$zig" && $zig != "$ZIGLANG_BELOW" ]]; then
+    ! version_at_least "$zig" "$ZIGLANG_BELOW"; then
     return 0
   fi
   echo "installing cargo-lambda $CARGO_LAMBDA_VERSION (and ziglang<$ZIGLANG_BELOW) into $cargo_lambda_venv"
