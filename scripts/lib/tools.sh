@@ -19,7 +19,7 @@
 #   sam_run ARGS...        runs `sam ARGS...` offline: no telemetry, region us-east-1, fake
 #                          credentials
 #
-# Sets no shell options (see pg.sh).
+# Sets no shell options (see pg.sh). Source it after common.sh.
 
 SAM_CLI_VERSION=1.170.0
 CARGO_LAMBDA_VERSION=1.9.2
@@ -34,7 +34,7 @@ cargo_lambda_venv=${PRIMER_CARGO_LAMBDA_VENV:-.local/venv-cargo-lambda}
 schemathesis_venv=${PRIMER_SCHEMATHESIS_VENV:-.local/venv-schemathesis}
 playwright_venv=${PRIMER_PLAYWRIGHT_VENV:-.local/venv-playwright}
 openapi_clients_venv=${PRIMER_OPENAPI_CLIENTS_VENV:-.local/venv-openapi-clients}
-chromium=${PRIMER_CHROMIUM:-/usr/bin/chromium}
+chromium=${PRIMER_CHROMIUM:-}
 
 # _tools_make_venv DIR PIP_REQUIREMENT...: a new venv at DIR with those packages.
 _tools_make_venv() {
@@ -63,7 +63,7 @@ ensure_cargo_lambda() {
 print(m.version("cargo-lambda"), m.version("ziglang"))' 2>/dev/null) || have=""
   cl=${have% *} zig=${have#* }
   if [[ -n $have && $cl == "$CARGO_LAMBDA_VERSION" && -x $cargo_lambda_venv/bin/cargo-lambda ]] &&
-    [[ $(printf '%s\n%s\n' "$zig" "$ZIGLANG_BELOW" | sort -V | head -n 1) == "$zig" && $zig != "$ZIGLANG_BELOW" ]]; then
+    ! version_at_least "$zig" "$ZIGLANG_BELOW"; then
     return 0
   fi
   echo "installing cargo-lambda $CARGO_LAMBDA_VERSION (and ziglang<$ZIGLANG_BELOW) into $cargo_lambda_venv"
@@ -81,16 +81,30 @@ ensure_schemathesis() {
   "$schemathesis_venv/bin/st" --version >/dev/null
 }
 
+# Sets chromium to a Chromium or Chrome: PRIMER_CHROMIUM, one on PATH, macOS's applications;
+# installs Debian's chromium where packages can be installed. Returns 2 when there is none and
+# none can be installed here (the caller skips the browser test, saying so).
 ensure_chromium() {
-  [[ -x $chromium ]] && return 0
-  if [[ $(id -u) -ne 0 || $chromium != /usr/bin/chromium ]]; then
-    echo "no browser at $chromium: install Debian's chromium (apt-get install chromium) or set PRIMER_CHROMIUM" >&2
-    return 1
+  local candidate
+  [[ -n $chromium && -x $chromium ]] && return 0
+  for candidate in "$(command -v chromium 2>/dev/null)" "$(command -v chromium-browser 2>/dev/null)" \
+    "$(command -v google-chrome 2>/dev/null)" \
+    "/Applications/Chromium.app/Contents/MacOS/Chromium" \
+    "/Applications/Google Chrome.app/Contents/MacOS/Google Chrome"; do
+    if [[ -n $candidate && -x $candidate ]]; then
+      chromium=$candidate
+      return 0
+    fi
+  done
+  if ! can_install_packages; then
+    echo "no Chromium or Chrome found: $(install_hint chromium), or set PRIMER_CHROMIUM" >&2
+    return 2
   fi
   echo "installing Debian's chromium (apt-get)"
   # Another apt-get may hold the lock for a while (unattended upgrades): wait for it.
   DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 update -qq || return 1
   DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq chromium || return 1
+  chromium=/usr/bin/chromium
   [[ -x $chromium ]]
 }
 
@@ -106,7 +120,11 @@ ensure_playwright() {
 
 ensure_npm() {
   local dir=$1 want have stamp="$1/node_modules/.primer-lock-sha256"
-  want=$(sha256sum "$dir/package-lock.json" | cut -d' ' -f1) || return 1
+  if ! command -v npm >/dev/null 2>&1; then
+    echo "npm is missing: $(install_hint node)" >&2
+    return 1
+  fi
+  want=$(sha256_of "$dir/package-lock.json") || return 1
   have=$(cat "$stamp" 2>/dev/null) || have=""
   [[ $have == "$want" ]] && return 0
   echo "installing $dir/node_modules (npm ci)"
