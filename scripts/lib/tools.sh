@@ -2,13 +2,15 @@
 # Python-packaged tools of primer's scripts, each in its own venv (the SAM CLI downgrades
 # boto3 for anything installed next to it). A venv is re-created when it is missing, broken
 # or of another version. Paths are relative to the repository root (the scripts cd there);
-# PRIMER_SAM_VENV, PRIMER_CARGO_LAMBDA_VENV and PRIMER_SCHEMATHESIS_VENV move them (CI keeps
-# them under /var/tmp).
+# PRIMER_SAM_VENV, PRIMER_CARGO_LAMBDA_VENV, PRIMER_SCHEMATHESIS_VENV and PRIMER_CHECKOV_VENV
+# move them (CI keeps them under /var/tmp).
 #
 #   ensure_sam             the AWS SAM CLI in $sam_venv
 #   ensure_cargo_lambda    cargo-lambda (and the Zig it cross-compiles with) in
 #                          $cargo_lambda_venv; `cargo lambda` needs its bin on PATH
 #   ensure_schemathesis    schemathesis (`st`) in $schemathesis_venv
+#   ensure_checkov         checkov (and the PyYAML scripts/lib/connection_budget.py reads
+#                          template.yaml with) in $checkov_venv
 #   sam_run ARGS...        runs `sam ARGS...` offline: no telemetry, region us-east-1, fake
 #                          credentials
 #
@@ -19,9 +21,11 @@ CARGO_LAMBDA_VERSION=1.9.2
 # Zig 0.16 broke cross-builds of aws-lc-sys and ring.
 ZIGLANG_BELOW=0.16
 SCHEMATHESIS_VERSION=4.32.5
+CHECKOV_VERSION=3.3.30
 sam_venv=${PRIMER_SAM_VENV:-.local/venv-sam}
 cargo_lambda_venv=${PRIMER_CARGO_LAMBDA_VENV:-.local/venv-cargo-lambda}
 schemathesis_venv=${PRIMER_SCHEMATHESIS_VENV:-.local/venv-schemathesis}
+checkov_venv=${PRIMER_CHECKOV_VENV:-.local/venv-checkov}
 
 # _tools_make_venv DIR PIP_REQUIREMENT...: a new venv at DIR with those packages.
 _tools_make_venv() {
@@ -66,6 +70,15 @@ ensure_schemathesis() {
   echo "installing schemathesis $SCHEMATHESIS_VERSION into $schemathesis_venv (takes a minute)"
   _tools_make_venv "$schemathesis_venv" "schemathesis==$SCHEMATHESIS_VERSION" || return 1
   "$schemathesis_venv/bin/st" --version >/dev/null
+}
+
+ensure_checkov() {
+  local have
+  have=$("$checkov_venv/bin/checkov" --version 2>/dev/null) || have=""
+  [[ $have == "$CHECKOV_VERSION" ]] && "$checkov_venv/bin/python" -c 'import yaml' 2>/dev/null && return 0
+  echo "installing checkov $CHECKOV_VERSION into $checkov_venv (takes a minute or two)"
+  _tools_make_venv "$checkov_venv" "checkov==$CHECKOV_VERSION" || return 1
+  "$checkov_venv/bin/checkov" --version >/dev/null
 }
 
 sam_run() {
