@@ -55,7 +55,7 @@ pub enum Rotation {
     Rotated(Rotated),
     /// The token was rotated moments ago (within the reuse interval) and its successor is
     /// still the session's token: a second tab refreshing at the same time. It gets the very
-    /// tokens the first one got.
+    /// tokens the first one got (the access token signed anew if the key rotated between).
     Reused(Rotated),
     /// The token had already been rotated away, longer ago than the reuse interval or with a
     /// newer token since: it has leaked, and the session is now revoked.
