@@ -150,7 +150,11 @@ pub const BUDGET_SPENT_EVENT: &str = "model_budget_spent";
 /// The deployment's budget (`pool`: all, or the guests' share) refused a call: the line the
 /// model-budget alarm counts.
 fn budget_refused(pool: &str) -> Allowance {
-    tracing::warn!(event = BUDGET_SPENT_EVENT, pool, "the daily model budget is spent; a model call was refused");
+    tracing::warn!(
+        event = BUDGET_SPENT_EVENT,
+        pool,
+        "the daily model budget is spent; a model call was refused"
+    );
     Allowance::Spent(Exhausted::Deployment)
 }
 
