@@ -30,8 +30,7 @@ fn kid(token: &str) -> Option<String> {
 /// `claims` signed with `secret`, with `kid` in the header (or none).
 fn signed(claims: &Value, secret: &str, kid: Option<&str>) -> String {
     tokens::install_jwt_crypto();
-    let mut header = Header::default();
-    header.kid = kid.map(str::to_owned);
+    let header = Header { kid: kid.map(str::to_owned), ..Header::default() };
     jsonwebtoken::encode(&header, claims, &EncodingKey::from_secret(secret.as_bytes())).unwrap()
 }
 
