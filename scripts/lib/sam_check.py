@@ -8,11 +8,12 @@ a new user registers, and its access token, conversation id, ... feed the later 
 
 The whole run happens once per log level of --log-levels (DEBUG and WARN by default), with
 JSON logs as Lambda asks for them (AWS_LAMBDA_LOG_FORMAT=JSON, AWS_LAMBDA_LOG_LEVEL), and then
-every line each bootstrap wrote is read: each must be one JSON object with `timestamp` (RFC
-3339), `level` (none below the run's), `message`; a line's `requestId` must be one of its
-function's invocations, and at DEBUG every invocation has lines with its `requestId` and, for
-an HTTP function, the event's `apiRequestId`; no line may hold the JWT secret, a password sent
-or a token issued or e-mailed.
+every line each bootstrap wrote is read: each must be one flat JSON object with `timestamp`
+(RFC 3339), `level` (none below the run's), `message`; a line's `requestId` must be one of its
+function's invocations, every line of primer's own code carries one (and, for an HTTP
+function, an `apiRequestId`), and at DEBUG every invocation has lines with its `requestId` and
+the event's `apiRequestId`; no line may hold the JWT secret, a password sent or a token issued
+or e-mailed.
 
 Prints one row per event (function, event, expected and received status, time) and closes
 with "sam-check: N passed, M failed". Exits 1 if any event got another status or no answer, a
@@ -191,6 +192,8 @@ def _check(step: Step, result: Invocation) -> tuple[bool, str, dict | None, str]
 
 
 LEVELS = ["TRACE", "DEBUG", "INFO", "WARN", "ERROR"]
+# The crates of primer's own code: every line they log while serving carries the request ids.
+OWN_CODE = {"primer_shared", "auth", "profile", "chapters", "conversations", "conversations_stream", "janitor"}
 
 
 def _check_log(
@@ -203,6 +206,7 @@ def _check_log(
     problems: list[str] = []
     text = path.read_text(errors="replace") if path.is_file() else ""
     seen: dict[str, set[str]] = {request_id: set() for request_id in invocations}
+    http = any(api_request_id is not None for api_request_id in invocations.values())
     lines = text.splitlines()
     for number, raw in enumerate(lines, 1):
         where = f"{path.name}:{number}"
@@ -227,6 +231,11 @@ def _check_log(
         for key in ("fields", "span"):
             if key in line:
                 problems.append(f"{where}: nested `{key}` (lines are flat): {raw[:200]}")
+        own = str(line.get("target", "")).split("::")[0] in OWN_CODE
+        if own and "requestId" not in line:
+            problems.append(f"{where}: a line of primer's code without requestId: {raw[:200]}")
+        if own and http and "apiRequestId" not in line:
+            problems.append(f"{where}: a line of primer's code without apiRequestId: {raw[:200]}")
         request_id = line.get("requestId")
         if request_id is not None:
             if request_id not in invocations:

@@ -94,7 +94,11 @@ where
         Box::new(tracing_subscriber::fmt::layer().compact().with_writer(writer))
     };
     let never_raw_traffic = filter_fn(|meta: &Metadata<'_>| may_log(meta.target(), *meta.level()));
-    tracing_subscriber::registry().with(format.with_filter(filter.and(never_raw_traffic)))
+    // Spans print nothing themselves, but their fields (the request ids) go on every line
+    // inside them: an `info` span must be recorded whatever the level, or a line at `warn`
+    // would lose the ids of its request.
+    let request_spans = filter_fn(|meta: &Metadata<'_>| meta.is_span() && *meta.level() <= Level::INFO);
+    tracing_subscriber::registry().with(format.with_filter(filter.or(request_spans).and(never_raw_traffic)))
 }
 
 /// One JSON object per line, flat: `timestamp`, `level`, `message` and `target` first, then
@@ -128,7 +132,12 @@ where
         }
         event.record(&mut JsonVisitor(&mut fields));
         let meta = event.metadata();
-        let message = fields.remove("message").unwrap_or(Value::String(String::new()));
+        // A line without a message (sqlx's query lines) is named by its summary, else its
+        // place in the code.
+        let message = fields
+            .remove("message")
+            .or_else(|| fields.get("summary").cloned())
+            .unwrap_or_else(|| Value::String(meta.name().to_owned()));
         let head = [
             Value::String(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)),
             Value::String(meta.level().to_string()),
@@ -335,6 +344,36 @@ mod tests {
         assert_eq!((&line["count"], &line["ok"], &line["ratio"]), (&3.into(), &true.into(), &0.5.into()));
         assert_eq!(line["quote"], "a \"quoted\"\nline");
         assert_eq!(text.matches(r#""level":"#).count(), 1, "{text}");
+    }
+
+    #[test]
+    fn at_warn_a_line_keeps_the_ids_of_its_request_and_a_line_without_message_gets_one() {
+        let captured = crate::test_util::CapturedLog::default();
+        let writer = captured.clone();
+        let warn = filter_of(|k| (k == "AWS_LAMBDA_LOG_LEVEL").then(|| "WARN".to_owned()));
+        tracing::subscriber::with_default(subscriber(warn, true, move || writer.clone()), || {
+            let request = tracing::info_span!("request", apiRequestId = "api-1", requestId = "aws-1");
+            let _request = request.enter();
+            tracing::info!("not at warn");
+            tracing::warn!(summary = "SELECT 1", rows = 1_u64);
+            tracing::warn!(rows = 2_u64);
+        });
+        let lines: Vec<serde_json::Value> =
+            captured.text().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(lines.len(), 2, "{}", captured.text());
+        for line in &lines {
+            assert_eq!(
+                (&line["apiRequestId"], &line["requestId"]),
+                (&"api-1".into(), &"aws-1".into()),
+                "{line}"
+            );
+        }
+        assert_eq!(lines[0]["message"], "SELECT 1");
+        assert!(
+            lines[1]["message"].as_str().unwrap().starts_with("event shared/src/telemetry.rs:"),
+            "{}",
+            lines[1]
+        );
     }
 
     #[test]
