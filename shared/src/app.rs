@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use sqlx::PgPool;
 
 use crate::blob::{BlobStore, DirStore};
-use crate::config::{Config, ConfigError, EmailDelivery};
+use crate::config::{Config, ConfigError, EmailDelivery, Tokens};
 use crate::email::{EmailSender, Outbox};
 use crate::error::Error;
 use crate::model::ModelClient;
@@ -78,9 +78,15 @@ impl AppState {
         Self { mail, ..self }
     }
 
-    /// State from the environment, without connecting to the database yet.
+    /// State from the environment, without connecting to the database yet, for a function that
+    /// handles tokens.
     pub async fn from_env() -> Result<Self, ConfigError> {
-        let config = Config::from_env()?;
+        Self::from_env_for(Tokens::Handled).await
+    }
+
+    /// [`AppState::from_env`] for a function that handles `tokens` or not.
+    pub async fn from_env_for(tokens: Tokens) -> Result<Self, ConfigError> {
+        let config = Config::from_lookup_for(tokens, |name| std::env::var(name).ok())?;
         let pool = db::lazy_pool(&config)?;
         let aws = aws::Clients::for_config(&config).await?;
         let mut state = Self::new(config, pool);

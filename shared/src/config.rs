@@ -6,6 +6,7 @@ use std::time::Duration;
 use secrecy::SecretString;
 
 pub use crate::auth::rate_limit::{AccountMailLimit, AddressLimit, LoginLimits};
+pub use crate::auth::tokens::{JwtKey, JwtKeys};
 pub use crate::model::ModelConfig;
 pub use crate::usage::{DailyQuota, UsageLimits};
 
@@ -182,11 +183,12 @@ impl S3Config {
     }
 }
 
-/// The HS256 signing key and the claims every access token must carry.
+/// The HS256 keys and the claims every access token must carry.
 #[derive(Debug, Clone)]
 pub struct JwtConfig {
-    /// Shared HMAC key, at least 32 bytes.
-    pub secret: SecretString,
+    /// The key that signs (`JWT_SECRET`, at least 32 bytes) and the keys that still verify what
+    /// they signed before a rotation (`JWT_PREVIOUS_SECRETS`, comma-separated).
+    pub keys: JwtKeys,
     /// The `iss` claim.
     pub issuer: String,
     /// The `aud` claim of access tokens.
@@ -222,36 +224,48 @@ pub enum ConfigError {
 
 const MIN_SECRET_BYTES: usize = 32;
 
+/// Whether a function signs or checks tokens. Each function is given only the secrets it uses
+/// (template.yaml), so one that handles none is not given `JWT_SECRET`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tokens {
+    /// It signs or checks tokens: `JWT_SECRET` is required.
+    Handled,
+    /// It handles none (the janitor): the token keys are not read.
+    NotHandled,
+}
+
 impl Config {
-    /// Reads the process environment.
+    /// Reads the process environment, for a function that handles tokens.
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(|name| std::env::var(name).ok())
     }
 
     /// Reads configuration through `lookup`, so tests need not touch the process environment.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        Self::from_lookup_for(Tokens::Handled, lookup)
+    }
+
+    /// [`Config::from_lookup`] for a function that handles `tokens` or not.
+    pub fn from_lookup_for(
+        tokens: Tokens,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
         let get = |name| lookup(name).filter(|v| !v.trim().is_empty());
         let database_url = get("DATABASE_URL").ok_or(ConfigError::Missing {
             name: "DATABASE_URL",
             hint: "a PostgreSQL URL such as postgres://user@host:5432/primer",
         })?;
-        let secret = get("JWT_SECRET").ok_or(ConfigError::Missing {
-            name: "JWT_SECRET",
-            hint: "a random secret of at least 32 bytes that signs access tokens",
-        })?;
-        if secret.len() < MIN_SECRET_BYTES {
-            return Err(ConfigError::Invalid {
-                name: "JWT_SECRET",
-                reason: format!("it has {} bytes; use at least {MIN_SECRET_BYTES}", secret.len()),
-            });
-        }
+        let keys = match tokens {
+            Tokens::Handled => jwt_keys_from(&get)?,
+            Tokens::NotHandled => JwtKeys::none(),
+        };
         let model = model_from(&get)?;
         let model_configured = model.is_some();
         Ok(Self {
             database_url: database_url.into(),
             db_max_connections: parse_or(&get, "DB_MAX_CONNECTIONS", 2)?,
             jwt: JwtConfig {
-                secret: secret.into(),
+                keys,
                 issuer: get("JWT_ISSUER").unwrap_or_else(|| "primer".into()),
                 audience: get("JWT_AUDIENCE").unwrap_or_else(|| "primer-api".into()),
                 access_ttl: Duration::from_secs(parse_or(&get, "ACCESS_TOKEN_TTL_SECS", 15 * 60)?),
@@ -272,6 +286,35 @@ impl Config {
             email: email_from(&get)?,
         })
     }
+}
+
+/// `JWT_SECRET` signs; `JWT_PREVIOUS_SECRETS` (comma-separated) still verify. Every secret has
+/// at least 32 bytes.
+fn jwt_keys_from(get: &impl Fn(&'static str) -> Option<String>) -> Result<JwtKeys, ConfigError> {
+    let long_enough = |name, secret: &str, which: &str| {
+        if secret.len() < MIN_SECRET_BYTES {
+            return Err(ConfigError::Invalid {
+                name,
+                reason: format!("{which}has {} bytes; use at least {MIN_SECRET_BYTES}", secret.len()),
+            });
+        }
+        Ok(())
+    };
+    let secret = get("JWT_SECRET").ok_or(ConfigError::Missing {
+        name: "JWT_SECRET",
+        hint: "a random secret of at least 32 bytes that signs access tokens",
+    })?;
+    long_enough("JWT_SECRET", &secret, "it ")?;
+    let mut previous = Vec::new();
+    for (i, old) in
+        get("JWT_PREVIOUS_SECRETS").iter().flat_map(|list| list.split(',')).map(str::trim).enumerate()
+    {
+        if !old.is_empty() {
+            long_enough("JWT_PREVIOUS_SECRETS", old, &format!("secret {} ", i + 1))?;
+            previous.push(SecretString::from(old.to_owned()));
+        }
+    }
+    Ok(JwtKeys::new(secret.into(), previous))
 }
 
 fn s3_from(get: &impl Fn(&'static str) -> Option<String>) -> Result<Option<S3Config>, ConfigError> {
@@ -529,6 +572,36 @@ mod tests {
         let err = Config::from_lookup(lookup(&[("DATABASE_URL", "postgres://x"), ("JWT_SECRET", "short")]))
             .unwrap_err();
         assert!(err.to_string().contains("at least 32"), "{err}");
+    }
+
+    #[test]
+    fn previous_secrets_verify_and_the_janitor_needs_none() {
+        let (secret, old) = ("s".repeat(40), "o".repeat(32));
+        let previous = format!(" {old} ,,");
+        let config = Config::from_lookup(lookup(&[
+            ("DATABASE_URL", "postgres://x"),
+            ("JWT_SECRET", &secret),
+            ("JWT_PREVIOUS_SECRETS", &previous),
+        ]))
+        .unwrap();
+        let ids: Vec<&str> = config.jwt.keys.verifying().map(JwtKey::id).collect();
+        assert_eq!(ids, [JwtKey::new(secret.clone().into()).id(), JwtKey::new(old.into()).id()]);
+        assert_eq!(config.jwt.keys.signing().unwrap().id(), ids[0]);
+        assert!(!format!("{config:?}").contains(&secret), "a key's Debug shows its id only");
+
+        let short = format!("{},short", "o".repeat(32));
+        let err = Config::from_lookup(lookup(&[
+            ("DATABASE_URL", "postgres://x"),
+            ("JWT_SECRET", &secret),
+            ("JWT_PREVIOUS_SECRETS", &short),
+        ]))
+        .unwrap_err();
+        assert_eq!(err.to_string(), "JWT_PREVIOUS_SECRETS is invalid: secret 2 has 5 bytes; use at least 32");
+
+        let janitor =
+            Config::from_lookup_for(Tokens::NotHandled, lookup(&[("DATABASE_URL", "postgres://x")])).unwrap();
+        assert!(janitor.jwt.keys.signing().is_none() && janitor.jwt.keys.verifying().next().is_none());
+        assert!(Config::from_lookup(lookup(&[("DATABASE_URL", "postgres://x")])).is_err());
     }
 
     #[test]

@@ -26,7 +26,7 @@ use crate::auth::password::Password;
 use crate::auth::sessions::ClientMeta;
 use crate::auth::tokens;
 use crate::blob::{BlobError, BlobFuture, BlobStore, KeyPrefix, ObjectKey};
-use crate::config::{BlobConfig, Config, EmailConfig, EmailDelivery, JwtConfig};
+use crate::config::{BlobConfig, Config, EmailConfig, EmailDelivery, JwtConfig, JwtKeys};
 
 /// The signing secret of every test app.
 pub const TEST_JWT_SECRET: &str = "test-secret-test-secret-test-secret!";
@@ -43,7 +43,7 @@ pub fn test_config() -> Config {
         database_url: "postgres://unused-in-tests".to_owned().into(),
         db_max_connections: 2,
         jwt: JwtConfig {
-            secret: TEST_JWT_SECRET.to_owned().into(),
+            keys: JwtKeys::new(TEST_JWT_SECRET.into(), []),
             issuer: "primer".into(),
             audience: "primer-api".into(),
             access_ttl: Duration::from_secs(900),

@@ -142,6 +142,22 @@ pub enum Exhausted {
     Deployment,
 }
 
+/// The `event` field of the line logged (at `warn`) each time the deployment's daily budget, or
+/// its guests' share, refuses a model call. template.yaml's metric filter counts these lines
+/// for the model-budget alarm: keep the two the same.
+pub const BUDGET_SPENT_EVENT: &str = "model_budget_spent";
+
+/// The deployment's budget (`pool`: all, or the guests' share) refused a call: the line the
+/// model-budget alarm counts.
+fn budget_refused(pool: &str) -> Allowance {
+    tracing::warn!(
+        event = BUDGET_SPENT_EVENT,
+        pool,
+        "the daily model budget is spent; a model call was refused"
+    );
+    Allowance::Spent(Exhausted::Deployment)
+}
+
 /// Tokens reserved for one model call, to be [`settle`]d after it.
 #[derive(Debug)]
 #[must_use = "a reservation is settled after the call, or its estimate stays counted"]
@@ -182,9 +198,11 @@ pub async fn reserve_tokens(
     if tokens > limits.quota(subject).tokens {
         return Ok(Allowance::Spent(Exhausted::Reader));
     }
-    if tokens > limits.daily_token_budget || (subject.is_guest() && tokens > limits.guest_daily_token_budget)
-    {
-        return Ok(Allowance::Spent(Exhausted::Deployment));
+    if tokens > limits.daily_token_budget {
+        return Ok(budget_refused("all"));
+    }
+    if subject.is_guest() && tokens > limits.guest_daily_token_budget {
+        return Ok(budget_refused("guests"));
     }
     let mut tx = pool.begin().await?;
     let sql = format!(
@@ -222,7 +240,7 @@ pub async fn reserve_tokens(
         .await?;
         if reserved.is_none() {
             // Dropping the transaction gives back the reader's reservation too.
-            return Ok(Allowance::Spent(Exhausted::Deployment));
+            return Ok(budget_refused(pool_name));
         }
     }
     tx.commit().await?;

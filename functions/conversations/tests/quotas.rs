@@ -10,9 +10,9 @@ use axum::http::{Method, StatusCode};
 use common::{STUB_MODEL, create, guest_token, id, post_message, router, user_token};
 use primer_shared::model::{ModelClient, ModelConfig, TokenUsage, Url};
 use primer_shared::test_util::model_stub::completion;
-use primer_shared::test_util::{TestApp, TestResponse, test_config};
-use primer_shared::usage::UsageLimits;
-use primer_shared::{AppState, Config};
+use primer_shared::test_util::{CapturedLog, TestApp, TestResponse, test_config};
+use primer_shared::usage::{self, UsageLimits};
+use primer_shared::{AppState, Config, telemetry};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use wiremock::matchers::method;
@@ -185,9 +185,26 @@ async fn once_the_deployment_budget_is_spent_the_offline_tutor_answers_and_says_
 
     let first = post_message(&app, &ada, &id(&create(&app, &ada, json!({})).await), "What is a node?").await;
     assert_eq!(first.json()["reply"]["ai_model"], STUB_MODEL);
-    // Another reader, the same deployment: its budget is what is spent.
+    // Another reader, the same deployment: its budget is what is spent. The refusal is logged
+    // as the line the model-budget alarm counts.
+    let captured = CapturedLog::default();
+    let writer = captured.clone();
+    let logging = tracing::subscriber::set_default(telemetry::subscriber(
+        telemetry::filter_of(|_| None),
+        true,
+        move || writer.clone(),
+    ));
     let second =
         post_message(&app, &grace, &id(&create(&app, &grace, json!({})).await), "What is a topic?").await;
+    drop(logging);
+    let refusals: Vec<Value> = captured
+        .text()
+        .lines()
+        .map(|line| serde_json::from_str::<Value>(line).unwrap())
+        .filter(|line| line["event"] == usage::BUDGET_SPENT_EVENT)
+        .collect();
+    assert_eq!(refusals.len(), 1, "{}", captured.text());
+    assert_eq!((refusals[0]["level"].as_str(), refusals[0]["pool"].as_str()), (Some("WARN"), Some("all")));
     assert_eq!(second.status, StatusCode::CREATED, "{}", second.text());
     let reply = &second.json()["reply"];
     assert_eq!(
@@ -286,4 +303,11 @@ async fn usage_needs_a_caller(pool: PgPool) {
     let app = offline_app(pool, |_| {});
     let response = app.get("/api/usage", None).await;
     assert_eq!((response.status, response.error_code().as_str()), (StatusCode::UNAUTHORIZED, "unauthorized"));
+}
+
+#[test]
+fn the_budget_alarm_counts_the_line_the_refusal_logs() {
+    let template = include_str!("../../../template.yaml");
+    let pattern = format!(r#"FilterPattern: '{{ $.event = "{}" }}'"#, usage::BUDGET_SPENT_EVENT);
+    assert!(template.contains(&pattern), "template.yaml's metric filter: {pattern}");
 }

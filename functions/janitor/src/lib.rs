@@ -13,6 +13,7 @@
 use std::time::Duration;
 
 use primer_shared::auth::{rate_limit, recovery, sessions};
+use primer_shared::config::Tokens;
 use primer_shared::conversations::guests;
 use primer_shared::error::ErrorChain;
 use primer_shared::personalize::cache;
@@ -140,8 +141,10 @@ pub async fn handle(state: &AppState, _event: Value) -> Result<Sweep, lambda_run
 pub async fn run_on_lambda() -> Result<(), lambda_runtime::Error> {
     primer_shared::app::limit_allocator_arenas();
     telemetry::init();
-    let state =
-        AppState::from_env().await.inspect_err(|e| tracing::error!(error = %e, "bad configuration"))?;
+    // It signs and checks no token, and is given no JWT_SECRET.
+    let state = AppState::from_env_for(Tokens::NotHandled)
+        .await
+        .inspect_err(|e| tracing::error!(error = %e, "bad configuration"))?;
     lambda_runtime::run(lambda_runtime::service_fn(|event: lambda_runtime::LambdaEvent<Value>| {
         let state = state.clone();
         async move { handle(&state, event.payload).await }

@@ -55,7 +55,7 @@ pub enum Rotation {
     Rotated(Rotated),
     /// The token was rotated moments ago (within the reuse interval) and its successor is
     /// still the session's token: a second tab refreshing at the same time. It gets the very
-    /// tokens the first one got.
+    /// tokens the first one got (the access token signed anew if the key rotated between).
     Reused(Rotated),
     /// The token had already been rotated away, longer ago than the reuse interval or with a
     /// newer token since: it has leaked, and the session is now revoked.
@@ -92,7 +92,7 @@ pub async fn rotate(
     reuse_interval: Duration,
 ) -> Result<Rotation> {
     let old = storage_hash(presented);
-    let next = RefreshToken::successor(jwt, presented);
+    let next = RefreshToken::successor(jwt, presented)?;
     let rotated: Option<(String, String, bool, i64)> = sqlx::query_as(
         r#"UPDATE "session" s SET token = $2, "expiresAt" = now() + make_interval(secs => $3), "updatedAt" = now()
            FROM "user" u
@@ -115,29 +115,35 @@ pub async fn rotate(
         return Ok(Rotation::Rotated(Rotated { session_id, user_id, is_active, next, issued_at }));
     }
     // A new statement sees what a concurrent rotation committed while we waited for the row.
-    let spent: Option<(String, String, bool, i64, bool)> = sqlx::query_as(
+    // The twin that rotated first may have done so under the key before a rotation of
+    // JWT_SECRET: its successor is one of the previous keys'.
+    let spent: Option<(String, String, bool, i64, bool, String)> = sqlx::query_as(
         r#"SELECT s.id, s."userId", u.is_active, floor(extract(epoch FROM sp.spent_at))::bigint,
-                  sp.spent_at > now() - make_interval(secs => $3) AND s.token = $2
+                  sp.spent_at > now() - make_interval(secs => $2), s.token
            FROM refresh_token_spent sp JOIN "session" s ON s.id = sp.session_id JOIN "user" u ON u.id = s."userId"
            WHERE sp.token_hash = $1 AND s."expiresAt" > now()"#,
     )
     .bind(&old)
-    .bind(next.storage_hash())
     .bind(reuse_interval.as_secs_f64())
     .fetch_optional(&mut *conn)
     .await?;
-    match spent {
-        Some((session_id, user_id, is_active, issued_at, true)) => {
+    let Some((session_id, user_id, is_active, issued_at, recent, current)) = spent else {
+        return Ok(Rotation::Unknown);
+    };
+    let twin = RefreshToken::possible_successors(jwt, presented)
+        .into_iter()
+        .find(|successor| successor.storage_hash() == current);
+    match twin {
+        Some(next) if recent => {
             Ok(Rotation::Reused(Rotated { session_id, user_id, is_active, next, issued_at }))
         }
-        Some((session_id, ..)) => {
+        _ => {
             sqlx::query(r#"DELETE FROM "session" WHERE id = $1"#)
                 .bind(&session_id)
                 .execute(&mut *conn)
                 .await?;
             Ok(Rotation::Replayed)
         }
-        None => Ok(Rotation::Unknown),
     }
 }
 
