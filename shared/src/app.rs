@@ -15,7 +15,7 @@ use crate::email::{EmailSender, Outbox};
 use crate::error::Error;
 use crate::model::ModelClient;
 use crate::personalize::cache::Personalizer;
-use crate::{db, telemetry};
+use crate::{db, deadline, telemetry};
 
 mod aws;
 
@@ -46,6 +46,7 @@ impl AppState {
             model: self.model.as_deref(),
             budget: self.config.personalize_budget,
             usage: &self.config.usage,
+            timeout: self.config.timeouts.json,
         }
     }
 
@@ -114,16 +115,32 @@ fn model_client(_: &Config) -> Option<Arc<ModelClient>> {
 }
 
 /// Wraps a function's routes in what every function shares: the request id and its log line,
-/// the body limit, the contract's 404 and 405, and the error shape on every failure.
+/// the body limit, the deadline of the request's own work, the contract's 404 and 405, and the
+/// error shape on every failure.
 pub fn service(routes: Router<AppState>, state: AppState) -> Router {
+    let work_deadline = state.config.work_deadline;
     routes
         .fallback(|| async { Error::NotFound })
         .method_not_allowed_fallback(|| async { Error::MethodNotAllowed })
+        .layer(middleware::from_fn(move |request: Request, next: Next| {
+            own_work_within(work_deadline, request, next)
+        }))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(middleware::from_fn(reject_oversized_body))
         .layer(middleware::from_fn(shape_errors))
         .layer(middleware::from_fn(telemetry::request_context))
         .with_state(state)
+}
+
+/// Runs the request with `budget` for its own work (see [`deadline`]): past it, a 503 with
+/// `Retry-After`, whatever the request was waiting for. Waiting for the client's body does not
+/// count.
+async fn own_work_within(budget: std::time::Duration, request: Request, next: Next) -> Response {
+    let work = async move { next.run(request.map(deadline::exempt_body)).await };
+    match deadline::within(budget, work).await {
+        Ok(response) => response,
+        Err(overrun) => Error::Unavailable(Box::new(overrun)).into_response(),
+    }
 }
 
 /// Gives the contract's error shape to a failure some layer answered in its own words (axum's

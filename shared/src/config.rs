@@ -38,6 +38,33 @@ pub struct Config {
     pub usage: UsageLimits,
     /// How e-mail (password resets, address verification) is delivered, and its links.
     pub email: EmailConfig,
+    /// How long a request's own work (database round trips and computation, not the waits
+    /// bounded elsewhere) may take in all before it is a 503 (`WORK_DEADLINE_MS`, 5 s): see
+    /// [`crate::deadline`].
+    pub work_deadline: Duration,
+    /// How long each kind of function may run, as template.yaml gives it Lambda: what claims on
+    /// work are sized by.
+    pub timeouts: FunctionTimeouts,
+}
+
+/// How long a function may run before Lambda ends it (template.yaml's `Timeout`): a claim on
+/// work lasts until the function that took it must have ended, and a little more, so that a
+/// claimant that died is taken over soon after, never while it may still be working. The
+/// local runner has no such limit of its own, so the work is cut at the same time there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FunctionTimeouts {
+    /// Every function behind the HTTP API (`FUNCTION_TIMEOUT_SECS`, 29 s: API Gateway gives up
+    /// at 30): JSON posts and retries, personalized chapters.
+    pub json: Duration,
+    /// The streamed replies' function (`STREAM_FUNCTION_TIMEOUT_SECS`, 150 s): posts and
+    /// retries that ask for `text/event-stream`.
+    pub stream: Duration,
+}
+
+impl Default for FunctionTimeouts {
+    fn default() -> Self {
+        Self { json: Duration::from_secs(29), stream: Duration::from_secs(150) }
+    }
 }
 
 /// The limits that keep logins, sign-ups and guest tokens from being abused.
@@ -265,6 +292,11 @@ impl Config {
             limits: limits_from(&get)?,
             usage: usage_from(&get, model_configured)?,
             email: email_from(&get)?,
+            work_deadline: Duration::from_millis(parse_or(&get, "WORK_DEADLINE_MS", 5000)?.max(1)),
+            timeouts: FunctionTimeouts {
+                json: Duration::from_secs(parse_or(&get, "FUNCTION_TIMEOUT_SECS", 29)?),
+                stream: Duration::from_secs(parse_or(&get, "STREAM_FUNCTION_TIMEOUT_SECS", 150)?),
+            },
         })
     }
 }
@@ -462,10 +494,12 @@ fn usage_from(
         user: DailyQuota {
             messages: parse_or(get, "QUOTA_USER_MESSAGES_PER_DAY", d.user.messages)?,
             tokens: parse_or(get, "QUOTA_USER_TOKENS_PER_DAY", d.user.tokens)?,
+            conversations: parse_or(get, "QUOTA_USER_CONVERSATIONS_PER_DAY", d.user.conversations)?,
         },
         guest: DailyQuota {
             messages: parse_or(get, "QUOTA_GUEST_MESSAGES_PER_DAY", d.guest.messages)?,
             tokens: parse_or(get, "QUOTA_GUEST_TOKENS_PER_DAY", d.guest.tokens)?,
+            conversations: parse_or(get, "QUOTA_GUEST_CONVERSATIONS_PER_DAY", d.guest.conversations)?,
         },
         daily_token_budget: parse_or(get, "MODEL_DAILY_TOKEN_BUDGET", d.daily_token_budget)?,
         guest_daily_token_budget: parse_or(
@@ -541,6 +575,8 @@ mod tests {
         assert_eq!(config.limits, AbuseLimits::default());
         assert_eq!(config.limits.login.per_account, 5);
         assert_eq!(config.usage, UsageLimits::default());
+        assert_eq!(config.work_deadline, Duration::from_secs(5));
+        assert_eq!(config.timeouts, FunctionTimeouts::default());
     }
 
     #[test]
@@ -557,6 +593,7 @@ mod tests {
             ("GUEST_TOKENS_WINDOW_SECS", "120"),
             ("REFRESH_REUSE_SECS", "0"),
             ("QUOTA_GUEST_MESSAGES_PER_DAY", "4"),
+            ("QUOTA_GUEST_CONVERSATIONS_PER_DAY", "3"),
             ("QUOTA_USER_TOKENS_PER_DAY", "1000"),
             ("MODEL_DAILY_TOKEN_BUDGET", "5000"),
             ("MODEL_MAX_TOKENS", "256"),
@@ -569,6 +606,7 @@ mod tests {
         assert_eq!(limits.guest.window, Duration::from_secs(120));
         assert_eq!(limits.refresh_reuse, Duration::ZERO);
         assert_eq!((config.usage.guest.messages, config.usage.user.tokens), (4, 1000));
+        assert_eq!((config.usage.guest.conversations, config.usage.user.conversations), (3, 50));
         assert_eq!((config.usage.daily_token_budget, config.usage.reply_max_tokens), (5000, 256));
         let zero =
             [("DATABASE_URL", "postgres://x"), ("JWT_SECRET", secret.as_str()), ("MODEL_MAX_TOKENS", "0")];

@@ -15,6 +15,7 @@ pub mod book;
 pub mod config;
 pub mod conversations;
 pub mod db;
+pub mod deadline;
 pub mod email;
 pub mod error;
 pub mod extract;

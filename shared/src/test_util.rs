@@ -61,6 +61,8 @@ pub fn test_config() -> Config {
         limits: Default::default(),
         usage: Default::default(),
         email,
+        work_deadline: Duration::from_secs(5),
+        timeouts: Default::default(),
     }
 }
 

@@ -97,7 +97,7 @@ async fn every_connection_starts_with_statement_lock_and_idle_transaction_time_o
     .fetch_one(app.pool())
     .await
     .unwrap();
-    assert_eq!((statement.as_str(), lock.as_str(), idle.as_str()), ("15s", "5s", "30s"));
+    assert_eq!((statement.as_str(), lock.as_str(), idle.as_str()), ("5s", "3s", "10s"));
 }
 
 /// Every server error that a retry resolves is a 503 `unavailable` with `Retry-After`: the

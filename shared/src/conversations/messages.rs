@@ -283,6 +283,18 @@ pub async fn release_reply_claim(db: impl PgExecutor<'_>, message_id: Uuid) -> R
     Ok(())
 }
 
+/// How long the claim on user message `message_id` has left; `None` when nobody holds one.
+pub async fn reply_claim_left(db: impl PgExecutor<'_>, message_id: Uuid) -> Result<Option<Duration>> {
+    let left: Option<f64> = sqlx::query_scalar(
+        "SELECT extract(epoch FROM reply_lease_until - clock_timestamp())::float8
+         FROM messages WHERE id = $1 AND reply_lease_until > clock_timestamp()",
+    )
+    .bind(message_id)
+    .fetch_optional(db)
+    .await?;
+    Ok(left.map(|secs| Duration::from_secs_f64(secs.max(0.0))))
+}
+
 /// The caller's user message `message_id` in conversation `conversation_id`.
 pub async fn user_message(
     db: impl PgExecutor<'_>,
