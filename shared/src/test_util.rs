@@ -89,7 +89,8 @@ pub fn through_pooler(pool: &PgPool) -> PgPool {
         return pool.clone();
     }
     let database = direct.get_database().expect("a #[sqlx::test] pool names its database");
-    crate::db::pool_options(POOLED_TEST_CONNECTIONS).connect_lazy_with(pooled.database(database))
+    let port = pooled.get_port();
+    crate::db::pool_options(POOLED_TEST_CONNECTIONS, port).connect_lazy_with(pooled.database(database))
 }
 
 /// A URL of the database behind `pool`, for a process the test starts (a Lambda binary, say).

@@ -1,6 +1,7 @@
 //! The janitor: a clean-up run hourly by an EventBridge schedule, not over HTTP. It removes
 //! expired sessions and verification rows, failed password checks and address admissions older
-//! than the limits need, usage counters of days long past, guest conversations no guest token
+//! than the limits need, usage counters of days long past, the token reservations of model calls
+//! whose process died (their tokens given back), guest conversations no guest token
 //! can reach any more, and personalized chapters nobody can be served any more (stored under a
 //! fingerprint the user's current profile no longer gives the chapter, or made for an old
 //! chapter version): object first, then row. It
@@ -51,6 +52,9 @@ pub struct Sweep {
     pub address_admissions: u64,
     /// Daily usage counters (readers' and the deployment's) of days more than 90 days ago.
     pub usage_days: u64,
+    /// Token reservations of model calls whose claim lapsed unsettled: their tokens were given
+    /// back to the reader's day and the deployment's budget.
+    pub lapsed_reservations: u64,
     /// Unclaimed guest conversations untouched for longer than a guest token lives.
     pub guest_conversations: u64,
     /// Stale personalized chapters, object and row.
@@ -83,7 +87,7 @@ pub async fn sweep(state: &AppState) -> Result<Sweep> {
         sessions,
         verifications,
         limit_records,
-        usage_days,
+        (usage_days, lapsed_reservations),
         guest_conversations,
         (personalized_chapters, personalized_chapters_failed),
     ) = tokio::try_join!(
@@ -94,7 +98,10 @@ pub async fn sweep(state: &AppState) -> Result<Sweep> {
             LIMIT_RECORDS_KEPT.max(limits.login.window),
             LIMIT_RECORDS_KEPT.max(limits.register.window).max(limits.guest.window),
         ),
-        usage::prune_days(pool, USAGE_DAYS_KEPT),
+        async {
+            let lapsed = usage::release_lapsed(pool, u32::MAX).await?;
+            Ok((usage::prune_days(pool, USAGE_DAYS_KEPT).await?, lapsed))
+        },
         guests::delete_unreachable(pool, state.config.jwt.guest_ttl),
         stale_chapters,
     )?;
@@ -105,6 +112,7 @@ pub async fn sweep(state: &AppState) -> Result<Sweep> {
         password_checks: limit_records.checks,
         address_admissions: limit_records.admissions,
         usage_days,
+        lapsed_reservations,
         guest_conversations,
         personalized_chapters,
         personalized_chapters_failed,
@@ -122,6 +130,7 @@ pub async fn handle(state: &AppState, _event: Value) -> Result<Sweep, lambda_run
                 password_checks = sweep.password_checks,
                 address_admissions = sweep.address_admissions,
                 usage_days = sweep.usage_days,
+                lapsed_reservations = sweep.lapsed_reservations,
                 guest_conversations = sweep.guest_conversations,
                 personalized_chapters = sweep.personalized_chapters,
                 personalized_chapters_failed = sweep.personalized_chapters_failed,

@@ -106,6 +106,21 @@ async fn only_expired_and_stale_things_go(pool: PgPool) {
     .execute(&pool)
     .await
     .unwrap();
+    // A model call of Ada's whose process died: its 5 reserved tokens (of her 9 today) lapsed
+    // with its claim a minute ago; another's claim still runs.
+    sqlx::query("UPDATE usage_daily SET tokens = 9 WHERE user_id = $1 AND day = current_date")
+        .bind(&ada.id)
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO token_reservations (day, user_id, tokens, expires_at) VALUES
+         (current_date, $1, 5, now() - interval '1 minute'), (current_date, $1, 4, now() + interval '1 minute')",
+    )
+    .bind(&ada.id)
+    .execute(&pool)
+    .await
+    .unwrap();
 
     // Guest conversations (guest tokens live an hour in tests): one a guest touched two hours
     // ago, out of every token's reach; one touched now; an old one already claimed by Ada.
@@ -152,6 +167,7 @@ async fn only_expired_and_stale_things_go(pool: PgPool) {
             password_checks: 1,
             address_admissions: 1,
             usage_days: 2,
+            lapsed_reservations: 1,
             guest_conversations: 1,
             personalized_chapters: 3,
             personalized_chapters_failed: 0
@@ -176,6 +192,10 @@ async fn only_expired_and_stale_things_go(pool: PgPool) {
     assert_eq!(count(&pool, "SELECT count(*) FROM address_admissions WHERE scope = 'guest'").await, 1);
     assert_eq!(count(&pool, "SELECT count(*) FROM usage_daily").await, 1);
     assert_eq!(count(&pool, "SELECT count(*) FROM model_budget_daily").await, 1);
+    // The lapsed reservation's tokens went back, to Ada's day and to the deployment's.
+    assert_eq!(count(&pool, "SELECT tokens FROM usage_daily").await, 4);
+    assert_eq!(count(&pool, "SELECT tokens FROM model_budget_daily").await, 4);
+    assert_eq!(count(&pool, "SELECT count(*) FROM token_reservations").await, 1);
     let kept: i64 = count(
         &pool,
         "SELECT count(*) FROM conversations WHERE user_id IS NOT NULL OR last_message_at > now() - interval '1 minute'",
@@ -223,7 +243,7 @@ async fn the_schedule_event_returns_the_counts(pool: PgPool) {
         serde_json::to_value(counts).unwrap(),
         serde_json::json!({
             "sessions": 0, "verifications": 0, "spent_refresh_tokens": 0, "password_checks": 0, "address_admissions": 0,
-            "usage_days": 0, "guest_conversations": 0,
+            "usage_days": 0, "lapsed_reservations": 0, "guest_conversations": 0,
             "personalized_chapters": 0, "personalized_chapters_failed": 0
         })
     );
