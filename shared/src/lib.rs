@@ -12,6 +12,7 @@ pub mod auth;
 mod aws_https;
 pub mod blob;
 pub mod book;
+pub mod claim;
 pub mod config;
 pub mod conversations;
 pub mod db;

@@ -41,6 +41,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::book;
+use crate::claim::{self, CLAIM_MARGIN};
 use crate::config::{Config, FunctionTimeouts};
 use crate::conversations::{
     self, AiModel, Conversation, ErrorDetails, Message, MessageContent, NewReply, Owner, Posted, Unanswered,
@@ -55,10 +56,6 @@ use stream::{ReplyEvent, ReplySender, ReplyStream};
 
 /// How many passages of the book go into a prompt and its citations.
 const PASSAGES_PER_ANSWER: i64 = 3;
-
-/// How long a claim outlives the moment its request must have ended: time for the function to
-/// be gone for sure, and for clocks to disagree a little.
-pub const CLAIM_MARGIN: Duration = Duration::from_secs(2);
 
 /// What answering takes besides the model: retrieval, the prompt's history, storing the reply.
 const ANSWER_MARGIN: Duration = Duration::from_secs(2);
@@ -376,7 +373,12 @@ impl<'a> Tutor<'a> {
         stream: Option<&ReplySender>,
         until: Until,
     ) -> Result<Message> {
-        let claim = ReplyClaim { pool: self.pool, message_id: question.id, held: true };
+        let claim = ReplyClaim {
+            pool: self.pool,
+            message_id: question.id,
+            lapses_at: until.0 + CLAIM_MARGIN,
+            held: true,
+        };
         let answering = async {
             let reply = self.reply_to(owner, conversation, question, stream, until).await?;
             conversations::add_reply(&mut *self.pool.acquire().await?, question, reply).await
@@ -504,6 +506,8 @@ impl<'a> Tutor<'a> {
 struct ReplyClaim<'a> {
     pool: &'a PgPool,
     message_id: Uuid,
+    /// When the claim lapses by itself.
+    lapses_at: Instant,
     held: bool,
 }
 
@@ -526,24 +530,13 @@ impl Drop for ReplyClaim<'_> {
     fn drop(&mut self) {
         if self.held {
             let (pool, message_id) = (self.pool.clone(), self.message_id);
-            tokio::spawn(telemetry::in_request_context(async move {
-                ReplyClaim { pool: &pool, message_id, held: false }.give_up_within(RELEASE_TIMEOUT).await;
-            }));
+            claim::give_up_in_background("a reply claim", self.lapses_at.into(), move || {
+                let pool = pool.clone();
+                async move { conversations::release_reply_claim(&pool, message_id).await }
+            });
         }
     }
 }
-
-impl ReplyClaim<'_> {
-    async fn give_up_within(self, limit: Duration) {
-        let message_id = self.message_id;
-        if tokio::time::timeout(limit, self.give_up()).await.is_err() {
-            tracing::warn!(%message_id, "giving up a reply claim timed out; it lapses by itself");
-        }
-    }
-}
-
-/// How long giving up a claim of a dropped request may take (on a connection of its own).
-const RELEASE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// PostgreSQL text cannot hold NUL; a model can still emit one.
 fn without_nul(text: &str) -> String {

@@ -35,11 +35,11 @@ use super::{Engine, Fingerprint, ModelEngine, ReaderProfile, personalize_within_
 use crate::blob::{BlobStore, KeyPrefix, ObjectKey};
 use crate::book::markup::Facet;
 use crate::book::{self, Chapter, ChapterId};
+use crate::claim::{self, CLAIM_MARGIN};
 use crate::config::UsageLimits;
 use crate::error::{Error, ErrorChain, Result, ResultExt};
 use crate::model::ModelClient;
-use crate::tutor::CLAIM_MARGIN;
-use crate::{deadline, profile, telemetry};
+use crate::{deadline, profile};
 
 /// The media type of stored chapters.
 pub const MARKDOWN: &str = "text/markdown; charset=utf-8";
@@ -179,7 +179,7 @@ async fn find_or_make(
         let work_ends = (Instant::now() + needs).min(until);
         let lease = work_ends.saturating_duration_since(Instant::now()) + CLAIM_MARGIN;
         if until.saturating_duration_since(Instant::now()) >= needs && claim(deps.pool, &key, lease).await? {
-            let held = Claim { pool: deps.pool, key: &key, held: true };
+            let held = Claim { pool: deps.pool, key: &key, lapses_at: Instant::now() + lease, held: true };
             let making = make(deps, user_id, &chapter, &profile, &fingerprint, &key, lease);
             let made = tokio::time::timeout_at(work_ends.into(), making).await.unwrap_or_else(|_| {
                 Err(Error::Unavailable("making the chapter took longer than its claim lasts".into()))
@@ -217,6 +217,8 @@ pub const RULES_WORK: Duration = Duration::from_secs(8);
 struct Claim<'a> {
     pool: &'a PgPool,
     key: &'a ObjectKey,
+    /// When the claim lapses by itself.
+    lapses_at: Instant,
     held: bool,
 }
 
@@ -231,12 +233,10 @@ impl Drop for Claim<'_> {
     fn drop(&mut self) {
         if self.held {
             let (pool, key) = (self.pool.clone(), self.key.clone());
-            tokio::spawn(telemetry::in_request_context(async move {
-                let released = tokio::time::timeout(Duration::from_secs(5), release(&pool, &key)).await;
-                if released.is_err() {
-                    tracing::warn!(key = %key, "giving up a personalization claim timed out; it lapses by itself");
-                }
-            }));
+            claim::give_up_in_background("a personalization claim", self.lapses_at.into(), move || {
+                let (pool, key) = (pool.clone(), key.clone());
+                async move { end_claim(&pool, &key).await }
+            });
         }
     }
 }
@@ -414,13 +414,17 @@ async fn claim(db: impl PgExecutor<'_>, key: &ObjectKey, lease: Duration) -> Res
 
 /// Ends a claim. Should that fail, the claim lapses by itself.
 async fn release(db: impl PgExecutor<'_>, key: &ObjectKey) {
-    let released = sqlx::query("DELETE FROM personalization_claims WHERE storage_path = $1")
-        .bind(key.as_str())
-        .execute(db)
-        .await;
-    if let Err(e) = released {
+    if let Err(e) = end_claim(db, key).await {
         tracing::warn!(key = %key, error = %ErrorChain(&e), "ending a personalization claim failed");
     }
+}
+
+async fn end_claim(db: impl PgExecutor<'_>, key: &ObjectKey) -> Result<()> {
+    sqlx::query("DELETE FROM personalization_claims WHERE storage_path = $1")
+        .bind(key.as_str())
+        .execute(db)
+        .await?;
+    Ok(())
 }
 
 async fn engine_of(db: impl PgExecutor<'_>, key: &ObjectKey) -> Result<Option<Engine>> {
