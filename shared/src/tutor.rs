@@ -323,8 +323,10 @@ impl<'a> Tutor<'a> {
     /// claim (the first claimant died, or `which` allows answering a failed reply again) while
     /// it has time enough to answer. For a retry (`NoAnswer`), an answered question is a 409.
     /// Polls with a short backoff, holding no connection in between, until the request must be
-    /// done: then a 503 whose `Retry-After` says when the other claim lapses. With `stream`,
-    /// an answer of its own is streamed there.
+    /// done: then a 503 whose `Retry-After` says when the other claim lapses. A claim that
+    /// outlasts this request (a streamed one, seen from a JSON request) is that 503 at once:
+    /// its holder may have died, and waiting could not tell. With `stream`, an answer of its own
+    /// is streamed there.
     async fn await_reply(
         &self,
         owner: &Owner,
@@ -336,6 +338,7 @@ impl<'a> Tutor<'a> {
     ) -> Result<Message> {
         let needs = self.answer_needs(stream.is_some());
         let mut pause = Duration::from_millis(20);
+        let mut looked_at_the_claim = false;
         loop {
             if let Some(reply) = conversations::latest_reply(self.pool, question.id).await? {
                 match which {
@@ -349,12 +352,18 @@ impl<'a> Tutor<'a> {
             {
                 return self.answer(owner, conversation, question, stream, until).await;
             }
-            if until.left() <= pause {
+            // A claim of a request that arrived with this one (a duplicate post) ends with it,
+            // give or take the margin and the time the two took to get this far.
+            let outlasts_us = |left: Duration| left > until.left() + 2 * CLAIM_MARGIN;
+            if !looked_at_the_claim || until.left() <= pause {
+                looked_at_the_claim = true;
                 let lapses_in = conversations::reply_claim_left(self.pool, question.id).await?;
-                return Err(Error::Busy {
-                    what: "another request is still answering this message",
-                    retry_after_secs: lapses_in.map_or(1, |left| left.as_secs() + 1),
-                });
+                if lapses_in.is_some_and(outlasts_us) || until.left() <= pause {
+                    return Err(Error::Busy {
+                        what: "another request is still answering this message",
+                        retry_after_secs: lapses_in.map_or(1, |left| left.as_secs() + 1),
+                    });
+                }
             }
             deadline::exempt(tokio::time::sleep(pause)).await;
             pause = (pause * 2).min(Duration::from_millis(250));
