@@ -50,6 +50,8 @@ pub struct Sweep {
     pub password_checks: u64,
     /// Admissions through registration and guest tokens older than a day.
     pub address_admissions: u64,
+    /// Places an account signed in from, unused for 90 days (no longer known places).
+    pub known_places: u64,
     /// Daily usage counters (readers' and the deployment's) of days more than 90 days ago.
     pub usage_days: u64,
     /// Token reservations of model calls whose claim lapsed unsettled: their tokens were given
@@ -111,6 +113,7 @@ pub async fn sweep(state: &AppState) -> Result<Sweep> {
         spent_refresh_tokens: sessions.spent,
         password_checks: limit_records.checks,
         address_admissions: limit_records.admissions,
+        known_places: limit_records.places,
         usage_days,
         lapsed_reservations,
         guest_conversations,
@@ -129,6 +132,7 @@ pub async fn handle(state: &AppState, _event: Value) -> Result<Sweep, lambda_run
                 spent_refresh_tokens = sweep.spent_refresh_tokens,
                 password_checks = sweep.password_checks,
                 address_admissions = sweep.address_admissions,
+                known_places = sweep.known_places,
                 usage_days = sweep.usage_days,
                 lapsed_reservations = sweep.lapsed_reservations,
                 guest_conversations = sweep.guest_conversations,
