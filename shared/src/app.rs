@@ -58,7 +58,9 @@ impl AppState {
         let mail: Arc<dyn EmailSender> = match &config.email.delivery {
             EmailDelivery::Outbox { dir, log_links } => Arc::new(Outbox::new(dir, *log_links)),
             // Only `from_env` builds the SES client (it reads the SDK's configuration).
-            EmailDelivery::Ses(_) => Arc::new(Outbox::new(".local/outbox", false)),
+            EmailDelivery::Ses(_) => {
+                Arc::new(Outbox::new(crate::config::default_folder("outbox", false), false))
+            }
         };
         let model = model_client(&config);
         Self { config: Arc::new(config), pool, blobs, model, mail }

@@ -142,8 +142,8 @@ impl EmailConfig {
 /// Where e-mail goes.
 #[derive(Debug, Clone)]
 pub enum EmailDelivery {
-    /// RFC 5322 files in a folder (`PRIMER_OUTBOX_DIR`, default `.local/outbox`): the embedded
-    /// default, so that a laptop works offline.
+    /// RFC 5322 files in a folder (`PRIMER_OUTBOX_DIR`, default the project's `.local/outbox`):
+    /// the embedded default, so that a laptop works offline.
     Outbox {
         /// The folder.
         dir: PathBuf,
@@ -244,6 +244,18 @@ pub enum ConfigError {
 
 const MIN_SECRET_BYTES: usize = 32;
 
+/// `name` in the project's git-ignored `.local/` folder: the default home of what a laptop
+/// keeps (personalized chapters, the e-mail outbox), fixed to the repository the binary was
+/// built from, whatever the folder it is started in. On Lambda, `/tmp/primer-<name>`, the only
+/// place a function may write.
+pub fn default_folder(name: &str, on_lambda: bool) -> PathBuf {
+    if on_lambda {
+        return PathBuf::from(format!("/tmp/primer-{name}"));
+    }
+    let core_crate = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    core_crate.parent().unwrap_or(core_crate).join(".local").join(name)
+}
+
 impl Config {
     /// Reads the process environment.
     pub fn from_env() -> Result<Self, ConfigError> {
@@ -269,6 +281,7 @@ impl Config {
         }
         let model = model_from(&get)?;
         let model_configured = model.is_some();
+        let on_lambda = get("AWS_LAMBDA_FUNCTION_NAME").is_some();
         Ok(Self {
             database_url: database_url.into(),
             db_max_connections: parse_or(&get, "DB_MAX_CONNECTIONS", 2)?,
@@ -284,7 +297,7 @@ impl Config {
             upgrade_better_auth_hashes: get("BETTER_AUTH_SECRET").is_none()
                 || parse_or(&get, "UPGRADE_BETTER_AUTH_HASHES", false)?,
             blob: BlobConfig {
-                dir: get("PRIMER_BLOB_DIR").unwrap_or_else(|| ".local/blobs".into()).into(),
+                dir: get("PRIMER_BLOB_DIR").map_or_else(|| default_folder("blobs", on_lambda), PathBuf::from),
                 s3: s3_from(&get)?,
             },
             personalize_budget: Duration::from_secs(parse_or(&get, "PERSONALIZE_BUDGET_SECS", 20)?),
@@ -400,8 +413,8 @@ fn limits_from(get: &impl Fn(&'static str) -> Option<String>) -> Result<AbuseLim
 /// `/tmp` that nobody reads and logs no links: configure SES to deliver.
 fn email_from(get: &impl Fn(&'static str) -> Option<String>) -> Result<EmailConfig, ConfigError> {
     let on_lambda = get("AWS_LAMBDA_FUNCTION_NAME").is_some();
-    let default_dir = if on_lambda { "/tmp/primer-outbox" } else { ".local/outbox" };
-    let mut email = EmailConfig::outbox(get("PRIMER_OUTBOX_DIR").unwrap_or_else(|| default_dir.into()));
+    let dir = get("PRIMER_OUTBOX_DIR").map_or_else(|| default_folder("outbox", on_lambda), PathBuf::from);
+    let mut email = EmailConfig::outbox(dir);
     if let EmailDelivery::Outbox { log_links, .. } = &mut email.delivery {
         *log_links = !on_lambda;
     }
@@ -569,7 +582,10 @@ mod tests {
         assert_eq!(config.db_max_connections, 2);
         assert_eq!(config.jwt.access_ttl, Duration::from_secs(900));
         assert_eq!(config.jwt.audience, "primer-api");
-        assert_eq!(config.blob.dir, PathBuf::from(".local/blobs"));
+        // Fixed to the project, not to the folder the process started in.
+        let project = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        assert_eq!(config.blob.dir, project.join(".local/blobs"));
+        assert!(config.blob.dir.is_absolute());
         assert!(config.blob.s3.is_none(), "no bucket means the local folder");
         assert_eq!(config.personalize_budget, Duration::from_secs(20));
         assert_eq!(config.limits, AbuseLimits::default());
@@ -680,8 +696,9 @@ mod tests {
             Config::from_lookup(lookup(&vars)).map(|c| c.email)
         };
         let email = config(&[]).unwrap();
+        let project = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
         assert!(
-            matches!(&email.delivery, EmailDelivery::Outbox { dir, log_links: true } if dir == &PathBuf::from(".local/outbox"))
+            matches!(&email.delivery, EmailDelivery::Outbox { dir, log_links: true } if dir == &project.join(".local/outbox"))
         );
         assert_eq!(email.frontend_url, "http://localhost:3000");
         assert_eq!(

@@ -132,7 +132,7 @@ struct RegisterRequest {
     tag = "auth",
     operation_id = "register",
     summary = "Create an account and sign in",
-    description = "Email is normalised (NFKC, trimmed, lower-cased); an address with invisible or text-direction characters, or mixing scripts in one part (Latin and Cyrillic, say), is a 422 on `email`. An email that is taken is a 409 `email_taken` (a uniform answer would need a sign-up that signs nobody in until its address is verified), so the route is throttled per client address (429 with `Retry-After`), probes included. With `guest_token`, the guest's conversations become the new user's. A link that verifies the address is e-mailed (see `POST /api/auth/email/verify`); a failed delivery does not fail the sign-up.",
+    description = "Email is normalised (NFKC, trimmed, lower-cased); an address with invisible or text-direction characters, mixing scripts in one part (Latin and Cyrillic, say), or that the mail sender would not send to (its own address parsing), is a 422 on `email`. An email that is taken is a 409 `email_taken` (a uniform answer would need a sign-up that signs nobody in until its address is verified), so the route is throttled per client address (429 with `Retry-After`), probes included. With `guest_token`, the guest's conversations become the new user's. A link that verifies the address is e-mailed (see `POST /api/auth/email/verify`); a failed delivery does not fail the sign-up.",
     request_body = RegisterRequest,
     responses(
         (status = 201, description = "Account created; a new session.", body = SignedIn),

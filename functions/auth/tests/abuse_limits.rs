@@ -384,6 +384,8 @@ async fn look_alike_emails_are_refused_or_fold_into_the_original(pool: PgPool) {
         ("\u{0430}da@example.com", "mix scripts"),
         ("a\u{200B}da@example.com", "invisible"),
         ("ada\u{202E}moc@example.com", "invisible"),
+        // Case 8 of the attack report: accepted, then no mail could be sent to it.
+        ("new1@example.com.()'\")(.,(", "e-mail can be sent to"),
     ] {
         let response = app.register(raw, "correct horse battery").await;
         assert_eq!(response.status, StatusCode::UNPROCESSABLE_ENTITY, "{raw:?}");
