@@ -282,6 +282,32 @@ impl Config {
         let model = model_from(&get)?;
         let model_configured = model.is_some();
         let on_lambda = get("AWS_LAMBDA_FUNCTION_NAME").is_some();
+        let timeouts = FunctionTimeouts {
+            json: Duration::from_secs(parse_or(&get, "FUNCTION_TIMEOUT_SECS", 29)?),
+            stream: Duration::from_secs(parse_or(&get, "STREAM_FUNCTION_TIMEOUT_SECS", 150)?),
+        };
+        if let Some(model) = &model {
+            // A model call that outlasts its function would be cut off by it, and its claim
+            // would lapse under it.
+            if model.total_timeout + Duration::from_secs(2) > timeouts.json {
+                return Err(ConfigError::Invalid {
+                    name: "MODEL_TOTAL_TIMEOUT_SECS",
+                    reason: format!(
+                        "a model call must end 2 s before its function does (FUNCTION_TIMEOUT_SECS, {} s)",
+                        timeouts.json.as_secs()
+                    ),
+                });
+            }
+            if model.stream_timeout + Duration::from_secs(2) > timeouts.stream {
+                return Err(ConfigError::Invalid {
+                    name: "MODEL_STREAM_TIMEOUT_SECS",
+                    reason: format!(
+                        "a streamed answer must end 2 s before its function does (STREAM_FUNCTION_TIMEOUT_SECS, {} s)",
+                        timeouts.stream.as_secs()
+                    ),
+                });
+            }
+        }
         Ok(Self {
             database_url: database_url.into(),
             db_max_connections: parse_or(&get, "DB_MAX_CONNECTIONS", 2)?,
@@ -306,10 +332,7 @@ impl Config {
             usage: usage_from(&get, model_configured)?,
             email: email_from(&get)?,
             work_deadline: Duration::from_millis(parse_or(&get, "WORK_DEADLINE_MS", 5000)?.max(1)),
-            timeouts: FunctionTimeouts {
-                json: Duration::from_secs(parse_or(&get, "FUNCTION_TIMEOUT_SECS", 29)?),
-                stream: Duration::from_secs(parse_or(&get, "STREAM_FUNCTION_TIMEOUT_SECS", 150)?),
-            },
+            timeouts,
         })
     }
 }
@@ -685,6 +708,15 @@ mod tests {
         let bad = [base[0], base[1], ("MODEL_API_KEY", "sk-x"), ("MODEL_BASE_URL", "ftp://models")];
         let err = Config::from_lookup(lookup(&bad)).unwrap_err();
         assert!(err.to_string().starts_with("MODEL_BASE_URL is invalid"), "{err}");
+        // The model's limits must leave its function time to store what it said.
+        let slow = [base[0], base[1], ("MODEL_API_KEY", "sk-x"), ("MODEL_TOTAL_TIMEOUT_SECS", "28")];
+        let err = Config::from_lookup(lookup(&slow)).unwrap_err();
+        assert!(err.to_string().starts_with("MODEL_TOTAL_TIMEOUT_SECS is invalid"), "{err}");
+        let longer = [slow[0], slow[1], slow[2], slow[3], ("FUNCTION_TIMEOUT_SECS", "60")];
+        assert_eq!(Config::from_lookup(lookup(&longer)).unwrap().timeouts.json, Duration::from_secs(60));
+        let streams = [base[0], base[1], ("MODEL_API_KEY", "sk-x"), ("STREAM_FUNCTION_TIMEOUT_SECS", "100")];
+        let err = Config::from_lookup(lookup(&streams)).unwrap_err();
+        assert!(err.to_string().starts_with("MODEL_STREAM_TIMEOUT_SECS is invalid"), "{err}");
     }
 
     #[test]

@@ -126,6 +126,19 @@ pub fn database_url(pool: &PgPool) -> String {
     )
 }
 
+/// [`database_url`], through the test run's PgBouncer when there is one: for a process that
+/// should reach the database as a deployed function does.
+pub fn pooled_database_url(pool: &PgPool) -> String {
+    let Some(pooled) = pooled_url() else { return database_url(pool) };
+    format!(
+        "postgres://{}@{}:{}/{}",
+        pooled.get_username(),
+        pooled.get_host(),
+        pooled.get_port(),
+        pool.connect_options().get_database().unwrap_or_default()
+    )
+}
+
 /// Connections of an app's pool in tests: more than a Lambda instance has, so a test can send
 /// requests at once, and more than PgBouncer's server pool (4), so they queue there.
 const POOLED_TEST_CONNECTIONS: u32 = 10;
