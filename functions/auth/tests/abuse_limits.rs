@@ -418,3 +418,45 @@ async fn accounts_stored_before_normalisation_still_sign_in(pool: PgPool) {
         assert_eq!(response.json()["user"]["id"], user.id.as_str());
     }
 }
+
+/// Rows a client with the password (or a refresh token) could multiply without end are capped:
+/// a user keeps at most 100 sessions (opening one more revokes the oldest), and a session
+/// remembers at most 100 spent refresh tokens.
+#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+async fn sessions_and_spent_refresh_tokens_are_capped(pool: PgPool) {
+    use primer_shared::auth::sessions::{MAX_SESSIONS_PER_USER, MAX_SPENT_TOKENS_PER_SESSION};
+    let app = app(pool);
+    let user = app.signed_up("looper@example.com").await;
+    // 120 sessions opened long ago (as many sign-ins would), then one more sign-in.
+    sqlx::query(
+        r#"INSERT INTO "session" (id, "expiresAt", token, "createdAt", "updatedAt", "userId")
+           SELECT 'old-' || n, now() + interval '1 day', 'sha256:old-' || n, now() - make_interval(mins => n), now(), $1
+           FROM generate_series(1, 120) AS n"#,
+    )
+    .bind(&user.id)
+    .execute(app.pool())
+    .await
+    .unwrap();
+    let newest = app.signed_in(&user).await;
+    let sessions: Vec<String> = sqlx::query_scalar(r#"SELECT id FROM "session" WHERE "userId" = $1"#)
+        .bind(&user.id)
+        .fetch_all(app.pool())
+        .await
+        .unwrap();
+    assert_eq!(sessions.len() as i64, MAX_SESSIONS_PER_USER);
+    assert!(sessions.contains(&newest.session_id) && sessions.contains(&user.session_id), "the newest stay");
+    assert!(!sessions.contains(&"old-120".to_owned()), "the oldest went");
+
+    let mut refresh = newest.refresh_token.clone();
+    for _ in 0..(MAX_SPENT_TOKENS_PER_SESSION + 20) {
+        let rotated = app.refresh(&refresh).await;
+        assert_eq!(rotated.status, StatusCode::OK, "{}", rotated.text());
+        refresh = rotated.json()["session"]["refresh_token"].as_str().unwrap().to_owned();
+    }
+    let spent: i64 = sqlx::query_scalar("SELECT count(*) FROM refresh_token_spent WHERE session_id = $1")
+        .bind(&newest.session_id)
+        .fetch_one(app.pool())
+        .await
+        .unwrap();
+    assert_eq!(spent, MAX_SPENT_TOKENS_PER_SESSION);
+}
