@@ -348,7 +348,15 @@ impl<'a> Tutor<'a> {
                 }
             }
             if until.left() >= needs
-                && conversations::claim_reply(self.pool, question.id, which, until.lease()).await?
+                && conversations::claim_reply(
+                    self.pool,
+                    owner,
+                    self.limits,
+                    question.id,
+                    which,
+                    until.lease(),
+                )
+                .await?
             {
                 return self.answer(owner, conversation, question, stream, until).await;
             }

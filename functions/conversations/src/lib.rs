@@ -475,7 +475,7 @@ struct ReplyBody {
     tag = "conversations",
     operation_id = "retryMessage",
     summary = "Retry a failed reply",
-    description = "Accepts either a user's access token or a guest token from `POST /api/auth/guest` as the Bearer token; a guest's conversations are handed to the user who registers or logs in with that `guest_token`. Another owner's conversation is a 404. `message_id` is a user message whose reply failed (`is_error`); otherwise 409 `already_answered`. With `Accept: text/event-stream` the answer streams as Server-Sent Events (see `ReplyEvent`); everything that fails before the message is stored (auth, an unknown message, an answered one) is still a JSON error with its status. Once the stream has started the answer is written and stored to its end even if the reader disconnects. Deployed, the HTTP API buffers whole responses: stream through the function URL (stack output `StreamUrl`), same path, same token.",
+    description = "Accepts either a user's access token or a guest token from `POST /api/auth/guest` as the Bearer token; a guest's conversations are handed to the user who registers or logs in with that `guest_token`. Another owner's conversation is a 404. `message_id` is a user message whose reply failed (`is_error`); otherwise 409 `already_answered`. With `Accept: text/event-stream` the answer streams as Server-Sent Events (see `ReplyEvent`); everything that fails before the message is stored (auth, an unknown message, an answered one) is still a JSON error with its status. Once the stream has started the answer is written and stored to its end even if the reader disconnects. Deployed, the HTTP API buffers whole responses: stream through the function URL (stack output `StreamUrl`), same path, same token. Each retry stores a reply, so it counts against the caller's daily message quota (429 `quota_exceeded` once used up). While another request holds the message's claim and would outlast this one (a streamed answer, seen from a JSON retry), a 503 at once whose `Retry-After` says when the claim lapses.",
     params(
         ("id" = Uuid, Path, description = "Conversation id."),
         ("message_id" = Uuid, Path, description = "Id of a user message whose reply failed."),
@@ -486,7 +486,7 @@ struct ReplyBody {
         (status = 403, response = api::AccountDisabledOrEmailUnverified),
         (status = 404, response = api::NotFound),
         (status = 409, response = api::Conflict),
-        (status = 429, response = api::RateLimited),
+        (status = 429, response = api::QuotaExceeded),
         (status = 502, response = api::ModelUnavailable),
         api::ServerErrors,
     ),

@@ -389,3 +389,35 @@ async fn conversations_a_day_are_limited_per_guest_and_per_user_whatever_the_par
         );
     }
 }
+
+/// Each retry stores a reply, so each counts as a message: retrying a failing model in a loop
+/// stops at the day's messages, as posting does.
+#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+async fn retries_count_against_the_message_quota(pool: PgPool) {
+    let server = MockServer::start().await;
+    Mock::given(method("POST")).respond_with(ResponseTemplate::new(400)).mount(&server).await;
+    let app = app_with_model(pool, &server, |u| u.user.messages = 3);
+    let token = user_token(&app, "ada@example.com").await;
+    let conversation = id(&create(&app, &token, json!({})).await);
+    let posted = post_message(&app, &token, &conversation, "What is a node?").await;
+    assert_eq!(posted.json()["reply"]["is_error"], true, "{}", posted.text());
+    let question = id(&posted.json()["user_message"]);
+    let path = format!("/api/conversations/{conversation}/messages/{question}/retry");
+    for _ in 0..2 {
+        let retried = app.call(Method::POST, &path, Some(&token), None).await;
+        assert_eq!(retried.status, StatusCode::CREATED, "{}", retried.text());
+        assert_eq!(retried.json()["reply"]["is_error"], true);
+    }
+    let refused = app.call(Method::POST, &path, Some(&token), None).await;
+    assert_eq!(
+        (refused.status, refused.error_code().as_str()),
+        (StatusCode::TOO_MANY_REQUESTS, "quota_exceeded")
+    );
+    assert_eq!(refused.json()["error"]["details"]["quota"], "messages");
+    let replies: i64 = sqlx::query_scalar("SELECT count(*) FROM messages WHERE sender = 'ai'")
+        .fetch_one(app.pool())
+        .await
+        .unwrap();
+    assert_eq!(replies, 3, "a failure notice per counted message, nothing more");
+    assert!(app.usage(&token).await.json()["messages"]["used"] == 3);
+}

@@ -219,6 +219,7 @@ impl<'a> Accounts<'a> {
         self.confirm_password(user_id, session_id, current, "current_password", client).await?;
         let hash = password::hash(new).await?;
         let mut tx = self.pool.begin().await?;
+        rate_limit::lock_account(&mut tx, user_id).await?;
         user::set_password_hash(&mut *tx, user_id, &hash).await?;
         sessions::revoke_all_but(&mut *tx, user_id, Some(session_id)).await?;
         tx.commit().await?;
@@ -273,6 +274,7 @@ impl<'a> Accounts<'a> {
         let hash = password::hash(new).await?;
         let refresh = RefreshToken::generate();
         let mut tx = self.pool.begin().await?;
+        rate_limit::lock_account(&mut tx, &redeemable.user_id).await?;
         if !recovery::complete_password_reset(&mut tx, &redeemable, &hash).await? {
             // Another request with the same token won the race.
             return Err(Error::InvalidToken);

@@ -469,6 +469,14 @@ async fn admit_one(db: &PgPool, scope: &str, per: i64, window: Duration, key: &s
     Ok(())
 }
 
+/// Takes the account's lock until the caller's transaction ends: the one every transaction that
+/// changes what signs an account in (a login, a password change or reset, the account's
+/// deletion) takes first, before any row, so that no two of them lock the account's rows (its
+/// user, credentials, sessions, checks) in different orders.
+pub async fn lock_account(tx: &mut PgConnection, user_id: &str) -> Result<()> {
+    lock(tx, "password-checks:account", AccountKey::user(user_id).as_str()).await
+}
+
 /// Serialises, until the transaction ends, every reservation counting the same thing.
 async fn lock(tx: &mut PgConnection, what: &str, key: &str) -> Result<()> {
     sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
