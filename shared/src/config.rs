@@ -286,6 +286,17 @@ impl Config {
             json: Duration::from_secs(parse_or(&get, "FUNCTION_TIMEOUT_SECS", 29)?),
             stream: Duration::from_secs(parse_or(&get, "STREAM_FUNCTION_TIMEOUT_SECS", 150)?),
         };
+        let personalize_budget = Duration::from_secs(parse_or(&get, "PERSONALIZE_BUDGET_SECS", 20)?);
+        if model.is_some() && personalize_budget + crate::personalize::cache::RULES_WORK > timeouts.json {
+            return Err(ConfigError::Invalid {
+                name: "PERSONALIZE_BUDGET_SECS",
+                reason: format!(
+                    "the model's budget and the {} s a chapter's storing may take must fit in FUNCTION_TIMEOUT_SECS ({} s)",
+                    crate::personalize::cache::RULES_WORK.as_secs(),
+                    timeouts.json.as_secs()
+                ),
+            });
+        }
         if let Some(model) = &model {
             // A model call that outlasts its function would be cut off by it, and its claim
             // would lapse under it.
@@ -326,7 +337,7 @@ impl Config {
                 dir: get("PRIMER_BLOB_DIR").map_or_else(|| default_folder("blobs", on_lambda), PathBuf::from),
                 s3: s3_from(&get)?,
             },
-            personalize_budget: Duration::from_secs(parse_or(&get, "PERSONALIZE_BUDGET_SECS", 20)?),
+            personalize_budget,
             model,
             limits: limits_from(&get)?,
             usage: usage_from(&get, model_configured)?,
@@ -714,6 +725,9 @@ mod tests {
         assert!(err.to_string().starts_with("MODEL_TOTAL_TIMEOUT_SECS is invalid"), "{err}");
         let longer = [slow[0], slow[1], slow[2], slow[3], ("FUNCTION_TIMEOUT_SECS", "60")];
         assert_eq!(Config::from_lookup(lookup(&longer)).unwrap().timeouts.json, Duration::from_secs(60));
+        let budget = [base[0], base[1], ("MODEL_API_KEY", "sk-x"), ("PERSONALIZE_BUDGET_SECS", "25")];
+        let err = Config::from_lookup(lookup(&budget)).unwrap_err();
+        assert!(err.to_string().starts_with("PERSONALIZE_BUDGET_SECS is invalid"), "{err}");
         let streams = [base[0], base[1], ("MODEL_API_KEY", "sk-x"), ("STREAM_FUNCTION_TIMEOUT_SECS", "100")];
         let err = Config::from_lookup(lookup(&streams)).unwrap_err();
         assert!(err.to_string().starts_with("MODEL_STREAM_TIMEOUT_SECS is invalid"), "{err}");

@@ -347,7 +347,8 @@ impl<'a> Tutor<'a> {
                     Unanswered::NoAnswer => {}
                 }
             }
-            if until.left() >= needs
+            // A second's grace: a request that just arrived has its whole timeout, less a moment.
+            if until.left() + Duration::from_secs(1) >= needs
                 && conversations::claim_reply(
                     self.pool,
                     owner,

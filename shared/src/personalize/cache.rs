@@ -178,7 +178,9 @@ async fn find_or_make(
     loop {
         let work_ends = (Instant::now() + needs).min(until);
         let lease = work_ends.saturating_duration_since(Instant::now()) + CLAIM_MARGIN;
-        if until.saturating_duration_since(Instant::now()) >= needs && claim(deps.pool, &key, lease).await? {
+        // A second's grace: a request that just arrived has its whole timeout, less a moment.
+        let has_time = until.saturating_duration_since(Instant::now()) + Duration::from_secs(1) >= needs;
+        if has_time && claim(deps.pool, &key, lease).await? {
             let held = Claim { pool: deps.pool, key: &key, lapses_at: Instant::now() + lease, held: true };
             let making = make(deps, user_id, &chapter, &profile, &fingerprint, &key, lease);
             let made = tokio::time::timeout_at(work_ends.into(), making).await.unwrap_or_else(|_| {
