@@ -182,7 +182,8 @@ async fn a_retry_after_kill_9_mid_stream_answers_once_the_dead_claim_lapses(pool
         ("MODEL_TOTAL_TIMEOUT_SECS", "3".to_owned()),
         ("MODEL_STREAM_IDLE_SECS", "2".to_owned()),
         ("MODEL_STREAM_TIMEOUT_SECS", "6".to_owned()),
-        ("FUNCTION_TIMEOUT_SECS", "6".to_owned()),
+        ("PERSONALIZE_BUDGET_SECS", "1".to_owned()),
+        ("FUNCTION_TIMEOUT_SECS", "10".to_owned()),
         ("STREAM_FUNCTION_TIMEOUT_SECS", "8".to_owned()),
     ];
     let mut runner = Runner::start(&pool, &env, None).await;

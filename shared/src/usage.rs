@@ -1,5 +1,6 @@
-//! Cost control for the model: each reader's daily quotas (messages posted, model tokens) and
-//! the deployment's daily token budget, counted in `usage_daily` and `model_budget_daily`.
+//! Cost control: each reader's daily quotas (messages posted, conversations created, model
+//! tokens) and the deployment's daily token budget, counted in `usage_daily` and
+//! `model_budget_daily`, with the tokens of calls in flight in `token_reservations`.
 //!
 //! Every quota is enforced by the statement that counts: an upsert of the (subject, day) row
 //! whose `WHERE` refuses to go past the quota, so any number of requests at once cannot
@@ -14,14 +15,15 @@
 //! `model_budget_daily` or `token_reservations` takes its rows in one order: a
 //! `token_reservations` row, then the reader's `usage_daily` row, then the budget's `all` row,
 //! then its `guests` row, each in a statement of its own (the rows one statement locks are
-//! taken in an order the planner chooses, so no statement here locks two of them). Reserving
+//! taken in an order the planner chooses, so no request's statement locks two of them). Reserving
 //! ([`reserve_tokens`]), settling ([`settle`]) and giving back a lapsed reservation
 //! ([`release_lapsed`]) follow it, so no two of them can wait on each other in a cycle.
 //! Counting a message or a conversation ([`take_message`], [`take_conversation`]) locks the
 //! reader's row alone, first in its transaction among these tables. The janitor's pruning
 //! ([`prune_days`]) deletes only days at least 90 days old, which nothing else writes.
-//! Deleting an account takes its reservations and counters first ([`forget_reader`]), in the
-//! same order, before its user row.
+//! Deleting an account takes its reservations, then its counters of every day, then the
+//! budget's rows day by day ([`forget_reader`]), before its user row: a request locks one of
+//! those rows at a time, so the deletion's several cannot close a cycle with it.
 //!
 //! Days are UTC days of the database's clock.
 

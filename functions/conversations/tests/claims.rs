@@ -8,9 +8,9 @@ mod common;
 use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
-use common::{STUB_MODEL, create, id, post_message, retry, router};
+use common::{STUB_MODEL, create, id, model_at, post_message, retry, router};
 use primer_shared::conversations::{self, MessageContent, Owner, Posted};
-use primer_shared::model::{ModelClient, ModelConfig, Url};
+use primer_shared::model::ModelClient;
 use primer_shared::test_util::fault_proxy::Fault;
 use primer_shared::test_util::{TestApp, test_config, through_fault_proxy};
 use primer_shared::usage::{self, Allowance};
@@ -34,14 +34,7 @@ async fn model(delay: Duration) -> MockServer {
 }
 
 fn client(server: &MockServer) -> ModelClient {
-    let mut config = ModelConfig::new(
-        "sk-test".to_owned().into(),
-        Url::parse(&format!("{}/v1", server.uri())).unwrap(),
-        STUB_MODEL,
-    );
-    config.request_timeout = Duration::from_secs(5);
-    config.total_timeout = Duration::from_secs(8);
-    ModelClient::new(config).unwrap()
+    ModelClient::new(model_at(&server.uri(), Duration::from_secs(5), Duration::from_secs(8))).unwrap()
 }
 
 fn app_on(pool: PgPool, server: &MockServer, config: Config) -> TestApp {

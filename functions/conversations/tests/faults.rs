@@ -8,9 +8,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
-use common::{STUB_MODEL, create, id, post_message, retry, router};
+use common::{create, id, model_at, post_message, retry, router};
 use primer_shared::AppState;
-use primer_shared::model::{ModelClient, ModelConfig, Url};
+use primer_shared::model::ModelClient;
 use primer_shared::test_util::fault_proxy::{Fault, FaultProxy};
 use primer_shared::test_util::{TestApp, test_config};
 use serde_json::json;
@@ -26,14 +26,8 @@ async fn a_model_behind_a_sick_network_is_a_failure_notice_within_its_limits(poo
         .mount(&server)
         .await;
     let proxy = FaultProxy::start(*server.address()).await;
-    let mut model = ModelConfig::new(
-        "sk-test".to_owned().into(),
-        Url::parse(&format!("http://{}/v1", proxy.address())).unwrap(),
-        STUB_MODEL,
-    );
-    model.request_timeout = Duration::from_millis(700);
-    model.total_timeout = Duration::from_secs(2);
-    model.retry_backoff = Duration::from_millis(5);
+    let model =
+        model_at(&format!("http://{}", proxy.address()), Duration::from_millis(700), Duration::from_secs(2));
     let state =
         AppState::new(test_config(), pool).with_model(Some(Arc::new(ModelClient::new(model).unwrap())));
     let app = TestApp::with_state(state, router);

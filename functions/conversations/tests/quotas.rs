@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::{Method, StatusCode};
-use common::{STUB_MODEL, create, guest_token, id, post_message, router, user_token};
-use primer_shared::model::{ModelClient, ModelConfig, TokenUsage, Url};
+use common::{STUB_MODEL, create, guest_token, id, model_at, post_message, router, user_token};
+use primer_shared::model::{ModelClient, TokenUsage};
 use primer_shared::test_util::model_stub::completion;
 use primer_shared::test_util::{TestApp, TestResponse, test_config};
 use primer_shared::usage::UsageLimits;
@@ -33,14 +33,8 @@ fn offline_app(pool: PgPool, change: impl FnOnce(&mut UsageLimits)) -> TestApp {
 }
 
 fn app_with_model(pool: PgPool, server: &MockServer, change: impl FnOnce(&mut UsageLimits)) -> TestApp {
-    let mut model = ModelConfig::new(
-        "sk-test".to_owned().into(),
-        Url::parse(&format!("{}/v1", server.uri())).unwrap(),
-        STUB_MODEL,
-    );
-    model.request_timeout = Duration::from_secs(2);
-    model.total_timeout = Duration::from_secs(3);
-    let client = ModelClient::new(model).unwrap();
+    let client =
+        ModelClient::new(model_at(&server.uri(), Duration::from_secs(2), Duration::from_secs(3))).unwrap();
     let state = AppState::new(config(change), pool).with_model(Some(Arc::new(client)));
     TestApp::with_state(state, router)
 }

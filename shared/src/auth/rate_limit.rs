@@ -300,22 +300,9 @@ async fn try_reserve(
         }
         _ => Source::Elsewhere,
     };
-    let budget: Budget = sqlx::query_as(
-        "SELECT count(*) FILTER (WHERE failed OR checked_at <= clock_timestamp() - make_interval(secs => $4)) AS failures,
-                count(*) FILTER (WHERE NOT failed AND checked_at > clock_timestamp() - make_interval(secs => $4)) AS in_flight,
-                (array_agg(checked_at ORDER BY checked_at DESC)
-                    FILTER (WHERE failed OR checked_at <= clock_timestamp() - make_interval(secs => $4)))[$5] AS nth_failure_at
-         FROM password_checks
-         WHERE account = $1 AND source = $2 AND checked_at > now() - make_interval(secs => $3)",
-    )
-    .bind(account.as_str())
-    .bind(source.key())
-    .bind(limits.window.as_secs_f64())
-    .bind(CHECK_LIFETIME.as_secs_f64())
-    .bind(limits.per_account.max(1) as i32)
-    .fetch_one(&mut *tx)
-    .await?;
-    match budget.verdict(limits.per_account, limits.window) {
+    let source_key = source.key();
+    let (per_account, window) = (limits.per_account, limits.window);
+    match budget(&mut tx, ACCOUNT_BUDGET, account.as_str(), Some(&source_key), per_account, window).await? {
         Verdict::FullUntil(until) => return Err(rate_limited(until)),
         Verdict::Busy => return Ok(None),
         Verdict::Room => {}
@@ -323,21 +310,7 @@ async fn try_reserve(
     // Strangers to the address share its budget; readers known there (a place, a session) do not.
     if let Some(address) = address.filter(|_| source == Source::Elsewhere) {
         lock(&mut tx, "password-checks:address", address).await?;
-        let budget: Budget = sqlx::query_as(
-            "SELECT count(*) FILTER (WHERE failed OR checked_at <= clock_timestamp() - make_interval(secs => $3)) AS failures,
-                    count(*) FILTER (WHERE NOT failed AND checked_at > clock_timestamp() - make_interval(secs => $3)) AS in_flight,
-                    (array_agg(checked_at ORDER BY checked_at DESC)
-                        FILTER (WHERE failed OR checked_at <= clock_timestamp() - make_interval(secs => $3)))[$4] AS nth_failure_at
-             FROM password_checks
-             WHERE address = $1 AND NOT forgiven_for_address AND checked_at > now() - make_interval(secs => $2)",
-        )
-        .bind(address)
-        .bind(limits.window.as_secs_f64())
-        .bind(CHECK_LIFETIME.as_secs_f64())
-        .bind(limits.per_address.max(1) as i32)
-        .fetch_one(&mut *tx)
-        .await?;
-        match budget.verdict(limits.per_address, limits.window) {
+        match budget(&mut tx, ADDRESS_BUDGET, address, None, limits.per_address, limits.window).await? {
             Verdict::FullUntil(until) => return Err(rate_limited(until)),
             Verdict::Busy => return Ok(None),
             Verdict::Room => {}
@@ -348,11 +321,52 @@ async fn try_reserve(
     )
     .bind(account.as_str())
     .bind(address)
-    .bind(source.key())
+    .bind(&source_key)
     .fetch_one(&mut *tx)
     .await?;
     tx.commit().await?;
     Ok(Some(PasswordCheck { id, account: account.clone(), address: address.map(str::to_owned) }))
+}
+
+/// The failures and the checks in flight within the window (`$2` seconds) of the checks a
+/// budget counts, and the `$4`-th newest failure's time; a check in flight for more than `$3`
+/// seconds counts as a failure. A `WHERE` condition on `$1` (and `$5`) follows.
+macro_rules! budget_of {
+    () => {
+        "SELECT count(*) FILTER (WHERE failed OR checked_at <= clock_timestamp() - make_interval(secs => $3)) AS failures,
+                count(*) FILTER (WHERE NOT failed AND checked_at > clock_timestamp() - make_interval(secs => $3)) AS in_flight,
+                (array_agg(checked_at ORDER BY checked_at DESC)
+                    FILTER (WHERE failed OR checked_at <= clock_timestamp() - make_interval(secs => $3)))[$4] AS nth_failure_at
+         FROM password_checks
+         WHERE checked_at > now() - make_interval(secs => $2) AND "
+    };
+}
+
+/// An account's budget for one source: `$1` the account, `$5` the source.
+const ACCOUNT_BUDGET: &str = concat!(budget_of!(), "account = $1 AND source = $5");
+
+/// An address's budget: `$1` the address; the typos of accounts that then signed in there are
+/// forgiven.
+const ADDRESS_BUDGET: &str = concat!(budget_of!(), "address = $1 AND NOT forgiven_for_address");
+
+/// Whether the budget `sql` counts for `key` (and `source`) admits another check.
+async fn budget(
+    tx: &mut PgConnection,
+    sql: &'static str,
+    key: &str,
+    source: Option<&str>,
+    limit: i64,
+    window: Duration,
+) -> Result<Verdict> {
+    let mut query = sqlx::query_as::<_, Budget>(sql)
+        .bind(key)
+        .bind(window.as_secs_f64())
+        .bind(CHECK_LIFETIME.as_secs_f64())
+        .bind(limit.max(1) as i32);
+    if let Some(source) = source {
+        query = query.bind(source);
+    }
+    Ok(query.fetch_one(tx).await?.verdict(limit, window))
 }
 
 /// True when `account` signed in with its password from `address` within
