@@ -39,6 +39,33 @@ pub struct Config {
     pub usage: UsageLimits,
     /// How e-mail (password resets, address verification) is delivered, and its links.
     pub email: EmailConfig,
+    /// How long a request's own work (database round trips and computation, not the waits
+    /// bounded elsewhere) may take in all before it is a 503 (`WORK_DEADLINE_MS`, 5 s): see
+    /// [`crate::deadline`].
+    pub work_deadline: Duration,
+    /// How long each kind of function may run, as template.yaml gives it Lambda: what claims on
+    /// work are sized by.
+    pub timeouts: FunctionTimeouts,
+}
+
+/// How long a function may run before Lambda ends it (template.yaml's `Timeout`): a claim on
+/// work lasts until the function that took it must have ended, and a little more, so that a
+/// claimant that died is taken over soon after, never while it may still be working. The
+/// local runner has no such limit of its own, so the work is cut at the same time there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FunctionTimeouts {
+    /// Every function behind the HTTP API (`FUNCTION_TIMEOUT_SECS`, 29 s: API Gateway gives up
+    /// at 30): JSON posts and retries, personalized chapters.
+    pub json: Duration,
+    /// The streamed replies' function (`STREAM_FUNCTION_TIMEOUT_SECS`, 150 s): posts and
+    /// retries that ask for `text/event-stream`.
+    pub stream: Duration,
+}
+
+impl Default for FunctionTimeouts {
+    fn default() -> Self {
+        Self { json: Duration::from_secs(29), stream: Duration::from_secs(150) }
+    }
 }
 
 /// The limits that keep logins, sign-ups and guest tokens from being abused.
@@ -121,8 +148,8 @@ impl EmailConfig {
 /// Where e-mail goes.
 #[derive(Debug, Clone)]
 pub enum EmailDelivery {
-    /// RFC 5322 files in a folder (`PRIMER_OUTBOX_DIR`, default `.local/outbox`): the embedded
-    /// default, so that a laptop works offline.
+    /// RFC 5322 files in a folder (`PRIMER_OUTBOX_DIR`, default the project's `.local/outbox`):
+    /// the embedded default, so that a laptop works offline.
     Outbox {
         /// The folder.
         dir: PathBuf,
@@ -234,6 +261,18 @@ pub enum Tokens {
     NotHandled,
 }
 
+/// `name` in the project's git-ignored `.local/` folder: the default home of what a laptop
+/// keeps (personalized chapters, the e-mail outbox), fixed to the repository the binary was
+/// built from, whatever the folder it is started in. On Lambda, `/tmp/primer-<name>`, the only
+/// place a function may write.
+pub fn default_folder(name: &str, on_lambda: bool) -> PathBuf {
+    if on_lambda {
+        return PathBuf::from(format!("/tmp/primer-{name}"));
+    }
+    let core_crate = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    core_crate.parent().unwrap_or(core_crate).join(".local").join(name)
+}
+
 impl Config {
     /// Reads the process environment, for a function that handles tokens.
     pub fn from_env() -> Result<Self, ConfigError> {
@@ -261,6 +300,44 @@ impl Config {
         };
         let model = model_from(&get)?;
         let model_configured = model.is_some();
+        let on_lambda = get("AWS_LAMBDA_FUNCTION_NAME").is_some();
+        let timeouts = FunctionTimeouts {
+            json: Duration::from_secs(parse_or(&get, "FUNCTION_TIMEOUT_SECS", 29)?),
+            stream: Duration::from_secs(parse_or(&get, "STREAM_FUNCTION_TIMEOUT_SECS", 150)?),
+        };
+        let personalize_budget = Duration::from_secs(parse_or(&get, "PERSONALIZE_BUDGET_SECS", 20)?);
+        if model.is_some() && personalize_budget + crate::personalize::cache::RULES_WORK > timeouts.json {
+            return Err(ConfigError::Invalid {
+                name: "PERSONALIZE_BUDGET_SECS",
+                reason: format!(
+                    "the model's budget and the {} s a chapter's storing may take must fit in FUNCTION_TIMEOUT_SECS ({} s)",
+                    crate::personalize::cache::RULES_WORK.as_secs(),
+                    timeouts.json.as_secs()
+                ),
+            });
+        }
+        if let Some(model) = &model {
+            // A model call that outlasts its function would be cut off by it, and its claim
+            // would lapse under it.
+            if model.total_timeout + Duration::from_secs(2) > timeouts.json {
+                return Err(ConfigError::Invalid {
+                    name: "MODEL_TOTAL_TIMEOUT_SECS",
+                    reason: format!(
+                        "a model call must end 2 s before its function does (FUNCTION_TIMEOUT_SECS, {} s)",
+                        timeouts.json.as_secs()
+                    ),
+                });
+            }
+            if model.stream_timeout + Duration::from_secs(2) > timeouts.stream {
+                return Err(ConfigError::Invalid {
+                    name: "MODEL_STREAM_TIMEOUT_SECS",
+                    reason: format!(
+                        "a streamed answer must end 2 s before its function does (STREAM_FUNCTION_TIMEOUT_SECS, {} s)",
+                        timeouts.stream.as_secs()
+                    ),
+                });
+            }
+        }
         Ok(Self {
             database_url: database_url.into(),
             db_max_connections: parse_or(&get, "DB_MAX_CONNECTIONS", 2)?,
@@ -276,14 +353,16 @@ impl Config {
             upgrade_better_auth_hashes: get("BETTER_AUTH_SECRET").is_none()
                 || parse_or(&get, "UPGRADE_BETTER_AUTH_HASHES", false)?,
             blob: BlobConfig {
-                dir: get("PRIMER_BLOB_DIR").unwrap_or_else(|| ".local/blobs".into()).into(),
+                dir: get("PRIMER_BLOB_DIR").map_or_else(|| default_folder("blobs", on_lambda), PathBuf::from),
                 s3: s3_from(&get)?,
             },
-            personalize_budget: Duration::from_secs(parse_or(&get, "PERSONALIZE_BUDGET_SECS", 20)?),
+            personalize_budget,
             model,
             limits: limits_from(&get)?,
             usage: usage_from(&get, model_configured)?,
             email: email_from(&get)?,
+            work_deadline: Duration::from_millis(parse_or(&get, "WORK_DEADLINE_MS", 5000)?.max(1)),
+            timeouts,
         })
     }
 }
@@ -416,8 +495,8 @@ fn limits_from(get: &impl Fn(&'static str) -> Option<String>) -> Result<AbuseLim
 /// `/tmp` that nobody reads and logs no links: configure SES to deliver.
 fn email_from(get: &impl Fn(&'static str) -> Option<String>) -> Result<EmailConfig, ConfigError> {
     let on_lambda = get("AWS_LAMBDA_FUNCTION_NAME").is_some();
-    let default_dir = if on_lambda { "/tmp/primer-outbox" } else { ".local/outbox" };
-    let mut email = EmailConfig::outbox(get("PRIMER_OUTBOX_DIR").unwrap_or_else(|| default_dir.into()));
+    let dir = get("PRIMER_OUTBOX_DIR").map_or_else(|| default_folder("outbox", on_lambda), PathBuf::from);
+    let mut email = EmailConfig::outbox(dir);
     if let EmailDelivery::Outbox { log_links, .. } = &mut email.delivery {
         *log_links = !on_lambda;
     }
@@ -510,10 +589,12 @@ fn usage_from(
         user: DailyQuota {
             messages: parse_or(get, "QUOTA_USER_MESSAGES_PER_DAY", d.user.messages)?,
             tokens: parse_or(get, "QUOTA_USER_TOKENS_PER_DAY", d.user.tokens)?,
+            conversations: parse_or(get, "QUOTA_USER_CONVERSATIONS_PER_DAY", d.user.conversations)?,
         },
         guest: DailyQuota {
             messages: parse_or(get, "QUOTA_GUEST_MESSAGES_PER_DAY", d.guest.messages)?,
             tokens: parse_or(get, "QUOTA_GUEST_TOKENS_PER_DAY", d.guest.tokens)?,
+            conversations: parse_or(get, "QUOTA_GUEST_CONVERSATIONS_PER_DAY", d.guest.conversations)?,
         },
         daily_token_budget: parse_or(get, "MODEL_DAILY_TOKEN_BUDGET", d.daily_token_budget)?,
         guest_daily_token_budget: parse_or(
@@ -613,12 +694,17 @@ mod tests {
         assert_eq!(config.db_max_connections, 2);
         assert_eq!(config.jwt.access_ttl, Duration::from_secs(900));
         assert_eq!(config.jwt.audience, "primer-api");
-        assert_eq!(config.blob.dir, PathBuf::from(".local/blobs"));
+        // Fixed to the project, not to the folder the process started in.
+        let project = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        assert_eq!(config.blob.dir, project.join(".local/blobs"));
+        assert!(config.blob.dir.is_absolute());
         assert!(config.blob.s3.is_none(), "no bucket means the local folder");
         assert_eq!(config.personalize_budget, Duration::from_secs(20));
         assert_eq!(config.limits, AbuseLimits::default());
         assert_eq!(config.limits.login.per_account, 5);
         assert_eq!(config.usage, UsageLimits::default());
+        assert_eq!(config.work_deadline, Duration::from_secs(5));
+        assert_eq!(config.timeouts, FunctionTimeouts::default());
     }
 
     #[test]
@@ -635,6 +721,7 @@ mod tests {
             ("GUEST_TOKENS_WINDOW_SECS", "120"),
             ("REFRESH_REUSE_SECS", "0"),
             ("QUOTA_GUEST_MESSAGES_PER_DAY", "4"),
+            ("QUOTA_GUEST_CONVERSATIONS_PER_DAY", "3"),
             ("QUOTA_USER_TOKENS_PER_DAY", "1000"),
             ("MODEL_DAILY_TOKEN_BUDGET", "5000"),
             ("MODEL_MAX_TOKENS", "256"),
@@ -647,6 +734,7 @@ mod tests {
         assert_eq!(limits.guest.window, Duration::from_secs(120));
         assert_eq!(limits.refresh_reuse, Duration::ZERO);
         assert_eq!((config.usage.guest.messages, config.usage.user.tokens), (4, 1000));
+        assert_eq!((config.usage.guest.conversations, config.usage.user.conversations), (3, 50));
         assert_eq!((config.usage.daily_token_budget, config.usage.reply_max_tokens), (5000, 256));
         let zero =
             [("DATABASE_URL", "postgres://x"), ("JWT_SECRET", secret.as_str()), ("MODEL_MAX_TOKENS", "0")];
@@ -709,6 +797,18 @@ mod tests {
         let bad = [base[0], base[1], ("MODEL_API_KEY", "sk-x"), ("MODEL_BASE_URL", "ftp://models")];
         let err = Config::from_lookup(lookup(&bad)).unwrap_err();
         assert!(err.to_string().starts_with("MODEL_BASE_URL is invalid"), "{err}");
+        // The model's limits must leave its function time to store what it said.
+        let slow = [base[0], base[1], ("MODEL_API_KEY", "sk-x"), ("MODEL_TOTAL_TIMEOUT_SECS", "28")];
+        let err = Config::from_lookup(lookup(&slow)).unwrap_err();
+        assert!(err.to_string().starts_with("MODEL_TOTAL_TIMEOUT_SECS is invalid"), "{err}");
+        let longer = [slow[0], slow[1], slow[2], slow[3], ("FUNCTION_TIMEOUT_SECS", "60")];
+        assert_eq!(Config::from_lookup(lookup(&longer)).unwrap().timeouts.json, Duration::from_secs(60));
+        let budget = [base[0], base[1], ("MODEL_API_KEY", "sk-x"), ("PERSONALIZE_BUDGET_SECS", "25")];
+        let err = Config::from_lookup(lookup(&budget)).unwrap_err();
+        assert!(err.to_string().starts_with("PERSONALIZE_BUDGET_SECS is invalid"), "{err}");
+        let streams = [base[0], base[1], ("MODEL_API_KEY", "sk-x"), ("STREAM_FUNCTION_TIMEOUT_SECS", "100")];
+        let err = Config::from_lookup(lookup(&streams)).unwrap_err();
+        assert!(err.to_string().starts_with("MODEL_STREAM_TIMEOUT_SECS is invalid"), "{err}");
     }
 
     #[test]
@@ -720,8 +820,9 @@ mod tests {
             Config::from_lookup(lookup(&vars)).map(|c| c.email)
         };
         let email = config(&[]).unwrap();
+        let project = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
         assert!(
-            matches!(&email.delivery, EmailDelivery::Outbox { dir, log_links: true } if dir == &PathBuf::from(".local/outbox"))
+            matches!(&email.delivery, EmailDelivery::Outbox { dir, log_links: true } if dir == &project.join(".local/outbox"))
         );
         assert_eq!(email.frontend_url, LOCAL_RUNNER_URL);
         assert_eq!(
