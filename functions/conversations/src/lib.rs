@@ -551,6 +551,7 @@ fn event_stream(replies: ReplyStream) -> Response {
     "resets_at": "2026-11-30T00:00:00Z",
     "messages": {"used": 3, "limit": 200, "remaining": 197},
     "tokens": {"used": 5120, "limit": 400000, "remaining": 394880},
+    "conversations": {"used": 1, "limit": 50, "remaining": 49},
     "model_budget_left": true,
 })))]
 struct UsageBody {
