@@ -297,6 +297,9 @@ def runner_loads(args, results: dict) -> dict:
         client.expect(200, "GET", hit_path, token=token)  # personalized and stored: a miss
         if client.expect(200, "GET", hit_path, token=token).get("cached") is not True:
             raise SystemExit("bench: the second personalized read was not a cache hit")
+        log("regeneration: a sample of profile edits, every chapter read after each")
+        results["regeneration"] = regeneration(client, token)
+        client.expect((200, 201), "PUT", "/api/profile", json.loads(profile_event["body"]), token)
         conversation = client.expect(201, "POST", "/api/conversations", {"title": "Bench"}, token)
         seeds = {"port": port, "token": token, "email": email, "conversation": conversation["conversation"]["id"],
                  "chapter": chapter_id}
@@ -337,6 +340,51 @@ def runner_loads(args, results: dict) -> dict:
         return seeds
     finally:
         stop(runner)
+
+
+# Profile edits a reader might make, one after another, as PATCH bodies (JSON merge patches) on
+# events/profile-put.json's profile: some change what the book's directives decide for them,
+# some only what no directive reads (the free-text GPU, a tool no passage is for).
+PROFILE_EDITS = [
+    {"software_context": {"preferred_tools": ["Vim", "ROS"]}},
+    {"hardware_context": {"specifications": {"gpu": "RTX 4090", "ram": "64GB"}}},
+    {"learning_goals": ["simulation", "manipulation", "humanoids"]},
+    {"software_context": {"preferred_tools": ["Vim", "ROS", "Docker"]}},
+    {"software_context": {"experience_years": "5-10"}},
+    {"hardware_context": {"constraints": ["NoInternet", "LowMemory"]}},
+    {"software_context": {"languages": ["Python", "Cpp", "Rust"]}},
+    {"python_proficiency": "Advanced"},
+    {"developer_role": "Full Stack Developer"},
+    {"hardware_context": {"devices": ["Simulation", "RobotArm"]}},
+    {"software_context": {"frameworks": ["ROS 2", "PyTorch", "MoveIt"]}},
+    {"learning_goals": ["locomotion"]},
+]
+
+
+def regeneration(client: Http, token: str) -> dict:
+    """After each edit of PROFILE_EDITS, every chapter read once: how many the rule engine made
+    again (misses) and how many of those came out byte-identical to the copy before the edit (a
+    wasted run: the key changed, the text did not). Keyed by the whole profile, as the model's
+    copies are, every edit remakes every chapter: that is the reference."""
+    ids = [c["id"] for c in client.expect(200, "GET", "/api/chapters", token=token)["chapters"]]
+
+    def read_all() -> dict:
+        return {i: client.expect(200, "GET", f"/api/chapters/{i}/personalized?format=json", token=token)
+                for i in ids}
+
+    before = read_all()
+    remade = identical = 0
+    for edit in PROFILE_EDITS:
+        client.expect(200, "PATCH", "/api/profile", edit, token)
+        after = read_all()
+        for i in ids:
+            if after[i]["cached"] is False:
+                remade += 1
+                identical += after[i]["markdown"] == before[i]["markdown"]
+            elif after[i]["markdown"] != before[i]["markdown"]:
+                raise SystemExit(f"bench: chapter {i} was a hit with another text after {edit}")
+        before = after
+    return {"edits": len(PROFILE_EDITS), "chapters": len(ids), "remade": remade, "identical": identical}
 
 
 def better_auth_load(args) -> dict:
@@ -486,6 +534,13 @@ def report(results: dict) -> str:
             mem[f"logins_{n}"])
     row("runner RSS 2 s after the logins", f"{mem['after_mib']:.1f} MB", f"{mem['start_mib']:.1f} MB at start",
         "≤ 64 MB, bounded", f"{mem['after_mib'] / mem['start_mib']:.1f} ×", mem["after_mib"] <= 64)
+    rg = results["regeneration"]
+    reads = rg["edits"] * rg["chapters"]
+    row(f"chapters made again over {rg['edits']} profile edits ({rg['chapters']} chapters)",
+        f"{rg['remade']} rule runs ({rg['identical']} byte-identical to the copy before)",
+        f"keyed by the whole profile (as a model's copies are): {reads} runs, or model calls",
+        "no byte-identical remake", f"{reads - rg['remade']} runs saved ({1 - rg['remade'] / reads:.0%})",
+        rg["identical"] == 0)
     tutor = loads["tutor"]
     row("tutor post req/s (offline tutor)", f"{tutor['rps']:,.0f} (p50 {tutor['p50_ms']:.1f} ms)", "—", "—",
         "—", None, tutor)
