@@ -354,8 +354,9 @@ def runner_loads(args, results: dict) -> dict:
 
 
 # Profile edits a reader might make, one after another, as PATCH bodies (JSON merge patches) on
-# events/profile-put.json's profile: some change what the book's directives decide for them,
-# some only what no directive reads (the free-text GPU, a tool no passage is for).
+# events/profile-put.json's profile (the two onboarding answers cannot change): some change what
+# the book's directives decide for them, some only what no directive reads (the free-text GPU,
+# a tool no passage is for).
 PROFILE_EDITS = [
     {"software_context": {"preferred_tools": ["Vim", "ROS"]}},
     {"hardware_context": {"specifications": {"gpu": "RTX 4090", "ram": "64GB"}}},
@@ -364,8 +365,8 @@ PROFILE_EDITS = [
     {"software_context": {"experience_years": "5-10"}},
     {"hardware_context": {"constraints": ["NoInternet", "LowMemory"]}},
     {"software_context": {"languages": ["Python", "Cpp", "Rust"]}},
-    {"python_proficiency": "Advanced"},
-    {"developer_role": "Full Stack Developer"},
+    {"robotics_experience": "real_hardware"},
+    {"software_context": {"skill_levels": {"Python": "Intermediate", "ROS 2": "Intermediate"}}},
     {"hardware_context": {"devices": ["Simulation", "RobotArm"]}},
     {"software_context": {"frameworks": ["ROS 2", "PyTorch", "MoveIt"]}},
     {"learning_goals": ["locomotion"]},
