@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 
+pub use crate::auth::oauth::settings::SignInSettings;
 pub use crate::auth::rate_limit::{AccountMailLimit, AddressLimit, LoginLimits};
 pub use crate::model::ModelConfig;
 pub use crate::usage::{DailyQuota, UsageLimits};
@@ -38,6 +39,9 @@ pub struct Config {
     pub usage: UsageLimits,
     /// How e-mail (password resets, address verification) is delivered, and its links.
     pub email: EmailConfig,
+    /// The providers readers may sign in with besides a password (GitHub, Google, OpenID
+    /// Connect issuers), and where a sign-in may return them.
+    pub sign_in: SignInSettings,
 }
 
 /// The limits that keep logins, sign-ups and guest tokens from being abused.
@@ -213,6 +217,15 @@ pub enum ConfigError {
         /// Why it cannot be used.
         reason: String,
     },
+    /// A sign-in provider's variable (whose name depends on the provider) is missing or
+    /// unusable.
+    #[error("{name} {reason}")]
+    SignInProvider {
+        /// The environment variable.
+        name: String,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 const MIN_SECRET_BYTES: usize = 32;
@@ -265,6 +278,7 @@ impl Config {
             limits: limits_from(&get)?,
             usage: usage_from(&get, model_configured)?,
             email: email_from(&get)?,
+            sign_in: SignInSettings::from_lookup(&|name| lookup(name).filter(|v| !v.trim().is_empty()))?,
         })
     }
 }

@@ -61,6 +61,7 @@ pub fn test_config() -> Config {
         limits: Default::default(),
         usage: Default::default(),
         email,
+        sign_in: Default::default(),
     }
 }
 
