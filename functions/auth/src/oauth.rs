@@ -40,30 +40,29 @@ fn sign_in(state: &AppState) -> SignIn<'_> {
 
 /// The API's public base URL, which the callback a provider returns readers to starts with:
 /// `API_URL` when set; on Lambda, `https://` and the domain API Gateway was called on (which
-/// API Gateway, not the client, vouches for); locally, the `Host` the browser used.
-pub(crate) struct PublicApiUrl(String);
+/// API Gateway, not the client, vouches for); locally, the `Host` the browser used. `None`
+/// when a request names none of these (the flow then refuses to start).
+pub(crate) struct PublicApiUrl(Option<String>);
 
 impl FromRequestParts<AppState> for PublicApiUrl {
-    type Rejection = Error;
+    type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> std::result::Result<Self, Self::Rejection> {
         if let Some(url) = &state.config.sign_in.api_url {
-            return Ok(Self(url.clone()));
+            return Ok(Self(Some(url.clone())));
         }
         if let Some(RequestContext::ApiGatewayV2(context)) = parts.request_context_ref()
             && let Some(domain) = &context.domain_name
         {
-            return Ok(Self(format!("https://{domain}")));
+            return Ok(Self(Some(format!("https://{domain}"))));
         }
-        let host = parts
-            .headers
-            .get(HOST)
-            .and_then(|h| h.to_str().ok())
-            .filter(|h| {
-                !h.is_empty() && h.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
-            })
-            .ok_or_else(|| Error::BadRequest("no usable Host header (set API_URL)".into()))?;
-        Ok(Self(format!("http://{host}")))
+        let host = parts.headers.get(HOST).and_then(|h| h.to_str().ok()).filter(|h| {
+            !h.is_empty() && h.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
+        });
+        Ok(Self(host.map(|host| format!("http://{host}"))))
     }
 }
 
@@ -159,7 +158,8 @@ pub(crate) async fn start(
     PublicApiUrl(api_url): PublicApiUrl,
     client: ClientMeta,
 ) -> Result<Response> {
-    let url = sign_in(&state).start(&provider, query.redirect_to.as_deref(), &api_url, &client).await?;
+    let url =
+        sign_in(&state).start(&provider, query.redirect_to.as_deref(), api_url.as_deref(), &client).await?;
     Ok(redirect(&url))
 }
 
@@ -238,7 +238,7 @@ pub(crate) async fn link(
 ) -> Result<Json<LinkUrl>> {
     let (user_id, session_id) = (&caller.user_id, &caller.session_id);
     let url = sign_in(&state)
-        .start_link(&provider, body.redirect_to.as_deref(), &api_url, user_id, session_id)
+        .start_link(&provider, body.redirect_to.as_deref(), api_url.as_deref(), user_id, session_id)
         .await?;
     Ok(Json(LinkUrl { url: url.into() }))
 }

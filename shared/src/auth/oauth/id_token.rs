@@ -195,10 +195,11 @@ impl KeySet {
         }
     }
 
-    /// True when the set has the key `token` is signed with (false for a token with no
-    /// header primer accepts): a false makes the caller fetch the issuer's keys again.
-    pub fn knows_key_of(&self, token: &str) -> bool {
-        header_of(token).is_ok_and(|header| self.key_for(&header).is_some())
+    /// True when `token` names a key (and an algorithm primer accepts) that the set does not
+    /// have: the issuer may have rotated its keys, and the caller fetches them again. A token
+    /// whose header is refused anyway is no reason to.
+    pub fn lacks_key_of(&self, token: &str) -> bool {
+        header_of(token).is_ok_and(|header| self.key_for(&header).is_none())
     }
 
     /// Verifies `token`: the signature with the key its header names, then issuer, audience,
@@ -345,7 +346,7 @@ mod tests {
                 .unwrap();
         let header = json!({"alg": "ES256", "kid": "k1"});
         let token = sign(&pair, header.clone(), claims("n-1", 300));
-        assert!(keys.knows_key_of(&token));
+        assert!(!keys.lacks_key_of(&token));
         let verified = keys.verify(&token, &EXPECTED).unwrap();
         assert_eq!((verified.sub.as_str(), verified.email.as_deref()), ("u-1", Some("ada@example.com")));
         assert!(verified.email_verified.unwrap().is_set(), "the string \"true\" counts");
@@ -394,7 +395,7 @@ mod tests {
         let (stranger, _) = ec_key("k2");
         let keys = KeySet::parse(json!({"keys": [jwk.clone()]}).to_string().as_bytes()).unwrap();
         let unknown = sign(&stranger, json!({"alg": "ES256", "kid": "k2"}), claims("n-1", 300));
-        assert!(!keys.knows_key_of(&unknown));
+        assert!(keys.lacks_key_of(&unknown));
         assert_eq!(keys.verify(&unknown, &EXPECTED).unwrap_err(), Rejection::UnknownKey);
         // Signed by another key under the known kid: a bad signature.
         let forged = sign(&stranger, json!({"alg": "ES256", "kid": "k1"}), claims("n-1", 300));
@@ -416,7 +417,7 @@ mod tests {
             mac.finalize().into_bytes()
         };
         let hs256 = format!("{hs_signed}.{}", b64(&mac));
-        assert!(!keys.knows_key_of(&hs256));
+        assert!(!keys.lacks_key_of(&hs256), "no reason to fetch the keys again");
         assert_eq!(keys.verify(&hs256, &EXPECTED).unwrap_err(), Rejection::Invalid);
     }
 

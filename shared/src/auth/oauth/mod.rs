@@ -243,18 +243,19 @@ mod flows {
         /// configured, 429 past the client address's share, 422 when `redirect_to` is not a
         /// page of the site. Then the URL to send the reader to: the provider's, or (when it
         /// cannot be reached) back to the site with `#error=provider_unavailable`. `api_url` is
-        /// the API's public base URL, for the callback.
+        /// the API's public base URL, for the callback (400 without one).
         pub async fn start(
             &self,
             provider: &str,
             redirect_to: Option<&str>,
-            api_url: &str,
+            api_url: Option<&str>,
             client: &ClientMeta,
         ) -> Result<Url> {
             self.providers.settings(provider).ok_or(Error::UnknownProvider)?;
             let limit = self.config.sign_in.limit;
             rate_limit::admit(self.pool, EntryPoint::OAuthStart, limit, client.ip.as_deref()).await?;
             let return_to = self.return_to(redirect_to)?;
+            let api_url = api_url.ok_or_else(no_api_url)?;
             match self.begin(provider, &return_to, api_url, None).await {
                 Ok(url) => Ok(url),
                 Err(failure) => Ok(with_fragment(return_to, "error", failure.code())),
@@ -268,12 +269,13 @@ mod flows {
             &self,
             provider: &str,
             redirect_to: Option<&str>,
-            api_url: &str,
+            api_url: Option<&str>,
             user_id: &str,
             session_id: &str,
         ) -> Result<Url> {
             self.providers.settings(provider).ok_or(Error::UnknownProvider)?;
             let return_to = self.return_to(redirect_to)?;
+            let api_url = api_url.ok_or_else(no_api_url)?;
             let link = Some((user_id, session_id));
             self.begin(provider, &return_to, api_url, link).await.map_err(|failure| match failure {
                 Failure::ProviderUnavailable | Failure::ProviderError => {
@@ -626,6 +628,13 @@ mod flows {
         fn from(e: Error) -> Self {
             Self::Failed(e.into())
         }
+    }
+
+    /// 400: a request that names no host, when `API_URL` is not set either.
+    fn no_api_url() -> Error {
+        Error::BadRequest(
+            "the request names no host, and API_URL is not set: the sign-in's callback is unknown".into(),
+        )
     }
 
     /// `url` with `#key=value`.

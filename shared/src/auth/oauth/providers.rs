@@ -407,7 +407,8 @@ impl Providers {
         id_token: &str,
     ) -> Result<Arc<KeySet>, Failure> {
         let cached = provider.keys.lock().map_err(|_| Failure::ServerError)?.clone();
-        if let Some(keys) = cached.filter(|k| k.fetched_at.elapsed() < KEYS_TTL && k.knows_key_of(id_token)) {
+        if let Some(keys) = cached.filter(|k| k.fetched_at.elapsed() < KEYS_TTL && !k.lacks_key_of(id_token))
+        {
             return Ok(keys);
         }
         let response = self
