@@ -5,28 +5,26 @@
 //! An OpenID provider's discovery document and keys (JWKS) are fetched when first needed and
 //! kept by the instance: the document for a day, the keys for an hour, and the keys again at
 //! once when a token names a key the instance does not know (the issuer rotated its keys).
-//! Every call has a connect and a total time-out and reads at most 1 MiB, follows no
-//! redirect, and a provider that fails or answers nonsense is a failure of this sign-in, never
-//! of the function.
+//! Every call is bounded in time and size (see [`super::http`]), and a provider that fails or
+//! answers nonsense is a failure of this sign-in, never of the function.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use axum::http::StatusCode;
+use axum::http::header::{ACCEPT, AUTHORIZATION};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use reqwest::{RequestBuilder, StatusCode, header};
 use secrecy::ExposeSecret;
 use serde::Deserialize;
-use serde::de::DeserializeOwned;
 use url::Url;
 
 use super::Failure;
+use super::http::{Call, ProviderHttp};
 use super::id_token::{Expected, KeySet, Rejection};
 use super::pending::PendingSignIn;
 use super::settings::{Protocol, ProviderSettings, SignInSettings, is_loopback};
 
-/// The most of a provider's answer that is read.
-const MAX_ANSWER_BYTES: usize = 1 << 20;
 /// How long a discovery document is trusted.
 const DISCOVERY_TTL: Duration = Duration::from_secs(24 * 3600);
 /// How long an issuer's keys are trusted before they are fetched again.
@@ -65,9 +63,7 @@ pub struct AuthorizationRequest<'a> {
 
 /// The configured providers and what is known of them.
 pub struct Providers {
-    /// `None` only when TLS could not be set up (logged at start-up): every sign-in then finds
-    /// its provider unavailable.
-    http: Option<reqwest::Client>,
+    http: ProviderHttp,
     providers: Vec<Provider>,
 }
 
@@ -98,16 +94,6 @@ impl std::fmt::Debug for Providers {
 impl Providers {
     /// The providers of `settings`, with an HTTP client for them.
     pub fn new(settings: &SignInSettings) -> Self {
-        // rustls's ring provider, the one the database's TLS links already.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(3))
-            .timeout(Duration::from_secs(10))
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent("primer")
-            .build()
-            .inspect_err(|e| tracing::error!(error = %crate::error::ErrorChain(e), "no HTTP client for sign-in providers"))
-            .ok();
         let providers = settings
             .providers
             .iter()
@@ -117,11 +103,7 @@ impl Providers {
                 keys: Mutex::default(),
             })
             .collect();
-        Self { http, providers }
-    }
-
-    fn http(&self) -> Result<&reqwest::Client, Failure> {
-        self.http.as_ref().ok_or(Failure::ProviderUnavailable)
+        Self { http: ProviderHttp::default(), providers }
     }
 
     /// The provider with this id, if it is configured.
@@ -218,14 +200,13 @@ impl Providers {
             #[serde(default)]
             verified: bool,
         }
-        let http = self.http()?;
         let github = |path: &[&str]| {
-            http.get(below(api, path))
-                .bearer_auth(&tokens.access_token)
-                .header(header::ACCEPT, "application/vnd.github+json")
-                .header("X-GitHub-Api-Version", "2022-11-28")
+            Call::get(&below(api, path))
+                .bearer(&tokens.access_token)
+                .header(ACCEPT, "application/vnd.github+json")
+                .header(axum::http::HeaderName::from_static("x-github-api-version"), "2022-11-28")
         };
-        let (status, user) = answer::<GitHubUser>(github(&["user"])).await?;
+        let (status, user) = self.http.json::<GitHubUser>(github(&["user"])).await?;
         let user = user.filter(|_| status.is_success()).ok_or(Failure::ProviderError)?;
         // GitHub's ids are numbers; Better-Auth stores them as their decimal text.
         let account_id = match &user.id {
@@ -235,7 +216,7 @@ impl Providers {
         };
         // The account's addresses, the primary one verified or not. Without the permission
         // (a GitHub App may not have it) only the public profile address is known, unverified.
-        let (status, emails) = answer::<Vec<GitHubEmail>>(github(&["user", "emails"])).await?;
+        let (status, emails) = self.http.json::<Vec<GitHubEmail>>(github(&["user", "emails"])).await?;
         let emails = match status {
             s if s.is_success() => emails.ok_or(Failure::ProviderError)?,
             StatusCode::FORBIDDEN | StatusCode::NOT_FOUND => Vec::new(),
@@ -298,8 +279,7 @@ impl Providers {
                 picture: Option<String>,
             }
             let (status, info) =
-                answer::<UserInfo>(self.http()?.get(userinfo.clone()).bearer_auth(&tokens.access_token))
-                    .await?;
+                self.http.json::<UserInfo>(Call::get(userinfo).bearer(&tokens.access_token)).await?;
             let info = info.filter(|_| status.is_success()).ok_or(Failure::ProviderError)?;
             // Another subject's profile must not be taken for this one's.
             if info.sub != claims.sub {
@@ -329,19 +309,20 @@ impl Providers {
             ("redirect_uri", &pending.callback),
             ("code_verifier", &pending.verifier),
         ];
-        let mut request = self.http()?.post(endpoint.clone()).header(header::ACCEPT, "application/json");
+        let mut basic = None;
         if basic_auth {
             // RFC 6749 2.3.1: each part form-encoded before the Basic encoding.
             let encode = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
-            let credentials = format!("{}:{}", encode(&settings.client_id), encode(secret));
-            request =
-                request.header(header::AUTHORIZATION, format!("Basic {}", STANDARD.encode(credentials)));
+            basic = Some(STANDARD.encode(format!("{}:{}", encode(&settings.client_id), encode(secret))));
         } else {
             pairs.extend([("client_id", settings.client_id.as_str()), ("client_secret", secret)]);
         }
-        let body = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish();
-        let request = request.header(header::CONTENT_TYPE, "application/x-www-form-urlencoded").body(body);
-        let (status, tokens) = answer::<Tokens>(request).await?;
+        let form = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish();
+        let mut call = Call::post_form(endpoint, form);
+        if let Some(basic) = basic {
+            call = call.header(AUTHORIZATION, format!("Basic {basic}"));
+        }
+        let (status, tokens) = self.http.json::<Tokens>(call).await?;
         match tokens {
             Some(tokens) if status.is_success() && !tokens.access_token.is_empty() => Ok(tokens),
             // A refused code (used, expired, another client's, a wrong verifier), which GitHub
@@ -368,8 +349,9 @@ impl Providers {
             userinfo_endpoint: Option<String>,
             token_endpoint_auth_methods_supported: Option<Vec<String>>,
         }
-        let address = format!("{issuer}/.well-known/openid-configuration");
-        let (status, document) = answer::<Document>(self.http()?.get(address)).await?;
+        let address = Url::parse(&format!("{issuer}/.well-known/openid-configuration"))
+            .map_err(|_| Failure::ServerError)?;
+        let (status, document) = self.http.json::<Document>(Call::get(&address)).await?;
         let document = document.filter(|_| status.is_success()).ok_or(Failure::ProviderError)?;
         // The document must be the issuer's own (OpenID Connect Discovery 4.3).
         if document.issuer.trim_end_matches('/') != issuer.trim_end_matches('/') {
@@ -411,13 +393,7 @@ impl Providers {
         {
             return Ok(keys);
         }
-        let response = self
-            .http()?
-            .get(discovery.jwks_uri.clone())
-            .send()
-            .await
-            .map_err(|_| Failure::ProviderUnavailable)?;
-        let (status, body) = read_limited(response).await?;
+        let (status, body) = self.http.send(Call::get(&discovery.jwks_uri)).await?;
         if !status.is_success() {
             return Err(if status.is_server_error() {
                 Failure::ProviderUnavailable
@@ -465,34 +441,6 @@ fn below(base: &Url, segments: &[&str]) -> Url {
         path.pop_if_empty().extend(segments);
     }
     url
-}
-
-/// Sends `request` and reads its JSON answer: the status, and the body when it parses as `T`.
-/// No answer at all, a 5xx or a 429 is the provider being unavailable.
-async fn answer<T: DeserializeOwned>(request: RequestBuilder) -> Result<(StatusCode, Option<T>), Failure> {
-    let response = request.send().await.map_err(|e| {
-        tracing::warn!(error = %crate::error::ErrorChain(&e), "a sign-in provider did not answer");
-        Failure::ProviderUnavailable
-    })?;
-    let (status, body) = read_limited(response).await?;
-    if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
-        tracing::warn!(%status, "a sign-in provider failed");
-        return Err(Failure::ProviderUnavailable);
-    }
-    Ok((status, serde_json::from_slice(&body).ok()))
-}
-
-/// The body, up to [`MAX_ANSWER_BYTES`]; a longer one is the provider misbehaving.
-async fn read_limited(mut response: reqwest::Response) -> Result<(StatusCode, Vec<u8>), Failure> {
-    let status = response.status();
-    let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(|_| Failure::ProviderUnavailable)? {
-        if body.len() + chunk.len() > MAX_ANSWER_BYTES {
-            return Err(Failure::ProviderError);
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok((status, body))
 }
 
 #[cfg(test)]
