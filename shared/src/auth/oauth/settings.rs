@@ -2,6 +2,13 @@
 //! Google by their client credentials, and any number of OpenID Connect issuers listed in
 //! `OIDC_PROVIDERS`. A provider without settings does not exist; one with only some of them
 //! stops the cold start with an error that names the missing variable.
+//!
+//! `OIDC_PROVIDERS` lists the providers by the name their variables carry: `corp` (or `CORP`)
+//! is configured by `OIDC_CORP_ISSUER`, `OIDC_CORP_CLIENT_ID`, `OIDC_CORP_CLIENT_SECRET` and
+//! optionally `OIDC_CORP_NAME`, `OIDC_CORP_SCOPES` and `OIDC_CORP_ID`. Its id (in the routes and
+//! in `account.providerId`) is `OIDC_CORP_ID`, else the name in lower case: a deployment
+//! template, which cannot make a variable's name from a parameter, gives its one provider a
+//! fixed name and the id as a value.
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -128,11 +135,11 @@ impl SignInSettings {
                 protocol: Protocol::OpenIdConnect { issuer, issuer_alias, scopes: default_scopes() },
             });
         }
-        for id in get("OIDC_PROVIDERS").iter().flat_map(|list| list.split(',')).map(str::trim) {
-            if id.is_empty() {
+        for name in get("OIDC_PROVIDERS").iter().flat_map(|list| list.split(',')).map(str::trim) {
+            if name.is_empty() {
                 continue;
             }
-            settings.providers.push(openid_provider(get, id, &settings.providers)?);
+            settings.providers.push(openid_provider(get, name, &settings.providers)?);
         }
         settings.site_origins = get("SITE_ORIGINS")
             .iter()
@@ -197,38 +204,50 @@ fn invalid(name: &str, reason: &str) -> ConfigError {
     ConfigError::SignInProvider { name: name.to_owned(), reason: reason.to_owned() }
 }
 
-/// An OpenID Connect provider named in `OIDC_PROVIDERS`: `OIDC_<ID>_ISSUER`, `_CLIENT_ID` and
-/// `_CLIENT_SECRET` are required; `_NAME` and `_SCOPES` are optional.
+/// An OpenID Connect provider named in `OIDC_PROVIDERS`: `OIDC_<NAME>_ISSUER`, `_CLIENT_ID` and
+/// `_CLIENT_SECRET` are required; `_ID`, `_NAME` and `_SCOPES` are optional.
 fn openid_provider(
     get: &dyn Fn(&str) -> Option<String>,
-    id: &str,
+    name: &str,
     earlier: &[ProviderSettings],
 ) -> Result<ProviderSettings, ConfigError> {
+    let named_well = (1..=32).contains(&name.len())
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        && name.as_bytes()[0].is_ascii_alphanumeric();
+    if !named_well {
+        return Err(invalid(
+            "OIDC_PROVIDERS",
+            &format!("names {name:?}: a name has 1-32 letters, digits, hyphens or underscores"),
+        ));
+    }
+    let prefix = format!("OIDC_{}", name.to_ascii_uppercase().replace('-', "_"));
+    let id_name = format!("{prefix}_ID");
+    let id =
+        get(&id_name).map_or_else(|| name.to_ascii_lowercase().replace('_', "-"), |id| id.trim().to_owned());
     let well_formed = (1..=32).contains(&id.len())
         && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !id.starts_with('-');
     if !well_formed {
         return Err(invalid(
-            "OIDC_PROVIDERS",
-            &format!("names {id:?}: an id has 1-32 lower-case letters, digits or hyphens"),
+            &id_name,
+            &format!("is {id:?}: an id has 1-32 lower-case letters, digits or hyphens"),
         ));
     }
-    if RESERVED_IDS.contains(&id) || earlier.iter().any(|p| p.id == id) {
-        return Err(invalid("OIDC_PROVIDERS", &format!("names {id:?} twice, or a built-in provider's id")));
+    if RESERVED_IDS.contains(&id.as_str()) || earlier.iter().any(|p| p.id == id) {
+        return Err(invalid(&id_name, &format!("is {id:?}, the id of another provider")));
     }
-    let prefix = format!("OIDC_{}", id.to_ascii_uppercase().replace('-', "_"));
     let issuer_name = format!("{prefix}_ISSUER");
     let issuer = get(&issuer_name).ok_or_else(|| {
         invalid(
             &issuer_name,
-            &format!("is not set, but OIDC_PROVIDERS names {id:?}: the issuer's URL is required"),
+            &format!("is not set, but OIDC_PROVIDERS names {name:?}: the issuer's URL is required"),
         )
     })?;
     let issuer = endpoint(get, &issuer_name, &issuer)?.as_str().trim_end_matches('/').to_owned();
     let Some((client_id, client_secret)) = credentials(get, &prefix)? else {
         return Err(invalid(
             &format!("{prefix}_CLIENT_ID"),
-            &format!("is not set, but OIDC_PROVIDERS names {id:?}: a client id and secret are required"),
+            &format!("is not set, but OIDC_PROVIDERS names {name:?}: a client id and secret are required"),
         ));
     };
     let scopes = match get(&format!("{prefix}_SCOPES")) {
@@ -382,11 +401,33 @@ mod tests {
                 "OIDC_CORP_CLIENT_SECRET is not set",
             ),
             (&[("OIDC_PROVIDERS", "Corp!")][..], "OIDC_PROVIDERS names"),
-            (&[("OIDC_PROVIDERS", "github")][..], "OIDC_PROVIDERS names"),
+            (&[("OIDC_PROVIDERS", "github")][..], "OIDC_GITHUB_ID is \"github\", the id of another"),
+            (&[("OIDC_PROVIDERS", "sso"), ("OIDC_SSO_ID", "Corp")][..], "OIDC_SSO_ID is \"Corp\""),
         ] {
             let err = settings(vars).unwrap_err().to_string();
             assert!(err.starts_with(named), "{vars:?}: {err}");
         }
+    }
+
+    #[test]
+    fn a_provider_is_named_by_its_variables_and_may_carry_another_id() {
+        let s = settings(&[
+            ("OIDC_PROVIDERS", "SSO"),
+            ("OIDC_SSO_ID", "corp"),
+            ("OIDC_SSO_ISSUER", "https://id.example"),
+            ("OIDC_SSO_CLIENT_ID", "c"),
+            ("OIDC_SSO_CLIENT_SECRET", "s"),
+        ])
+        .unwrap();
+        assert_eq!((s.providers[0].id.as_str(), s.providers[0].name.as_str()), ("corp", "corp"));
+        let twice = settings(&[
+            ("OIDC_PROVIDERS", "a,b"),
+            ("OIDC_A_ISSUER", "https://a.example"),
+            ("OIDC_A_CLIENT_ID", "c"),
+            ("OIDC_A_CLIENT_SECRET", "s"),
+            ("OIDC_B_ID", "a"),
+        ]);
+        assert!(twice.unwrap_err().to_string().starts_with("OIDC_B_ID is \"a\""));
     }
 
     #[test]
