@@ -53,5 +53,5 @@ fn every_operation_has_an_id_a_tag_and_its_error_responses() {
             }
         }
     }
-    assert_eq!(operations, 34);
+    assert_eq!(operations, 41);
 }

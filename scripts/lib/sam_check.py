@@ -98,6 +98,16 @@ STEPS = [
         mailed_as="RESET_TOKEN",
     ),
     Step("AuthFunction", "auth-password-reset.json", 200, take=_session),
+    # Sign-in providers: GitHub is configured with its endpoints on a closed local port, so the
+    # start and the link answer (nothing calls GitHub before a callback), a callback with an
+    # unknown state returns to the site, and an unknown one-time code is refused.
+    Step("AuthFunction", "auth-oauth-providers.json", 200, contains='"github"'),
+    Step("AuthFunction", "auth-oauth-start.json", 302),
+    Step("AuthFunction", "auth-oauth-callback.json", 302),
+    Step("AuthFunction", "auth-oauth-link.json", 200, contains="/login/oauth/authorize?"),
+    Step("AuthFunction", "auth-oauth-exchange.json", 400, contains="invalid_code"),
+    Step("AuthFunction", "auth-accounts-list.json", 200, contains='"credential"'),
+    Step("AuthFunction", "auth-accounts-delete.json", 404),
     Step("ProfileFunction", "profile-options.json", 200),
     Step("ProfileFunction", "profile-put.json", 201),
     Step("ProfileFunction", "profile-get.json", 200),
@@ -192,7 +202,14 @@ def main() -> int:
 
     env = dict(item.split("=", 1) for item in args.env)
     build, events, logs = Path(args.build_dir), Path(args.events), Path(args.logs)
-    values = {"EMAIL": f"sam-check-{uuid.uuid4().hex[:12]}@example.com"}
+    values = {
+        "EMAIL": f"sam-check-{uuid.uuid4().hex[:12]}@example.com",
+        # No provider is reached here: a callback's code and state, and a one-time code, that
+        # name nothing.
+        "PROVIDER_CODE": "sam-check-code",
+        "STATE": "sam-check-unknown-state",
+        "SIGN_IN_CODE": "sam-check-unknown-code",
+    }
     functions: dict[str, LocalFunction] = {}
     broken: dict[str, str] = {}  # function -> why it cannot run
     rows: list[tuple[str, ...]] = []

@@ -579,7 +579,9 @@ async fn a_github_link_made_at_either_front_door_signs_in_at_the_other(pool: PgP
     config.better_auth_secret = Some(SECRET.to_owned().into());
     stub.configure(&mut config);
     let app = TestApp::with_state(AppState::new(config, pool.clone()), auth::router);
-    let users = || async { sqlx::query_scalar::<_, i64>(r#"SELECT count(*) FROM "user""#).fetch_one(&pool).await.unwrap() };
+    let users = || async {
+        sqlx::query_scalar::<_, i64>(r#"SELECT count(*) FROM "user""#).fetch_one(&pool).await.unwrap()
+    };
 
     // A reader who signed up at the Better-Auth frontend with GitHub (its own OAuth sign-in)...
     let grace = better_auth
@@ -591,7 +593,9 @@ async fn a_github_link_made_at_either_front_door_signs_in_at_the_other(pool: PgP
         .await;
     assert_eq!(grace["is_register"], true, "{grace}");
     // ...signs in here with the same GitHub account: the same user, nothing new written.
-    let ended = app.sign_in_with_github(&stub, &GitHubAccount::new(777, "grace-h", "grace@example.com", true), None).await;
+    let ended = app
+        .sign_in_with_github(&stub, &GitHubAccount::new(777, "grace-h", "grace@example.com", true), None)
+        .await;
     let code = ended.split_once("#code=").unwrap_or_else(|| panic!("{ended}")).1;
     let exchanged = app.exchange_sign_in_code(code).await;
     assert_eq!(exchanged.status, StatusCode::OK, "{}", exchanged.text());
@@ -599,7 +603,9 @@ async fn a_github_link_made_at_either_front_door_signs_in_at_the_other(pool: PgP
     assert_eq!(users().await, 1);
 
     // The reverse: a reader who signed up here with GitHub...
-    let ended = app.sign_in_with_github(&stub, &GitHubAccount::new(4242, "ada-l", "ada@example.com", true), None).await;
+    let ended = app
+        .sign_in_with_github(&stub, &GitHubAccount::new(4242, "ada-l", "ada@example.com", true), None)
+        .await;
     let code = ended.split_once("#code=").unwrap().1;
     let ada = app.exchange_sign_in_code(code).await.json()["user"]["id"].as_str().unwrap().to_owned();
     // ...is that user to Better-Auth's OAuth sign-in, which finds primer's link as its own.
@@ -610,7 +616,11 @@ async fn a_github_link_made_at_either_front_door_signs_in_at_the_other(pool: PgP
                    "email_verified": true, "name": "Ada", "scope": "read:user,user:email"}),
         )
         .await;
-    assert_eq!((there["user_id"].as_str(), there["is_register"].as_bool()), (Some(ada.as_str()), Some(false)), "{there}");
+    assert_eq!(
+        (there["user_id"].as_str(), there["is_register"].as_bool()),
+        (Some(ada.as_str()), Some(false)),
+        "{there}"
+    );
     let listed = better_auth.run("list-accounts", json!({"user_id": ada})).await;
     assert_eq!(
         listed,
@@ -631,7 +641,8 @@ async fn a_github_link_made_at_either_front_door_signs_in_at_the_other(pool: PgP
         )
         .await;
     assert_eq!(refused, json!({"error": "account not linked"}));
-    let ended = app.sign_in_with_github(&stub, &GitHubAccount::new(556, "bob", "bob@example.com", true), None).await;
+    let ended =
+        app.sign_in_with_github(&stub, &GitHubAccount::new(556, "bob", "bob@example.com", true), None).await;
     assert!(ended.ends_with("#error=account_not_linked"), "{ended}");
 
     // primer's unique index on the provider account is nothing Better-Auth's planner misses.
