@@ -854,3 +854,64 @@ fn the_contract_names_every_code_a_sign_in_can_end_with() {
         );
     }
 }
+
+#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+async fn a_code_exchanged_without_the_sign_ins_pkce_verifier_is_refused(pool: PgPool) {
+    let (app, stub) = with_github(pool, |_| {}).await;
+    stub.sign_in_as(&GitHubAccount::new(21, "pkce", "pkce@example.com", true));
+    let back = stub.approve(&app.redirected("/api/auth/oauth/github/start").await);
+    // Someone who got hold of the code and the state but not the verifier the sign-in kept:
+    // a verifier of their own is not the one the challenge was made from.
+    sqlx::query(
+        r#"UPDATE "verification" SET value = jsonb_set(value::jsonb, '{verifier}', to_jsonb('x'::text))::text
+           WHERE identifier LIKE 'primer:oauth-state:%'"#,
+    )
+    .execute(app.pool())
+    .await
+    .unwrap();
+    let ended = app.redirected(back.strip_prefix("http://primer.test").unwrap()).await;
+    assert_eq!(fragment(&ended, "error").as_deref(), Some("provider_error"), "{ended}");
+    assert_eq!(stub.token_requests().last().unwrap()["code_verifier"], "x");
+    assert_eq!(users_with_email(app.pool(), "pkce@example.com").await, 0);
+
+    // An address no account may have is not made into one.
+    let odd = GitHubAccount::new(22, "odd", "not an address", true);
+    let ended = app.sign_in_with_github(&stub, &odd, None).await;
+    assert_eq!(fragment(&ended, "error").as_deref(), Some("invalid_email"), "{ended}");
+}
+
+#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+async fn a_disabled_account_does_not_sign_in_with_a_provider(pool: PgPool) {
+    let (app, stub) = with_github(pool, |_| {}).await;
+    let octocat = GitHubAccount::new(4242, "octocat", "octo@example.com", true);
+    let (user, _) = redeem(&app, &app.sign_in_with_github(&stub, &octocat, None).await).await;
+    let disable = |active: bool| {
+        sqlx::query(r#"UPDATE "user" SET is_active = $2 WHERE id = $1"#)
+            .bind(user["id"].as_str().unwrap().to_owned())
+            .bind(active)
+            .execute(app.pool())
+    };
+    disable(false).await.unwrap();
+    let ended = app.sign_in_with_github(&stub, &octocat, None).await;
+    assert_eq!(fragment(&ended, "error").as_deref(), Some("account_disabled"), "{ended}");
+    // Disabled between the callback and the exchange: the code is spent, no session opens.
+    disable(true).await.unwrap();
+    let code = code_of(&app.sign_in_with_github(&stub, &octocat, None).await);
+    disable(false).await.unwrap();
+    let refused = app.exchange_sign_in_code(&code).await;
+    assert_eq!((refused.status, refused.error_code().as_str()), (StatusCode::FORBIDDEN, "account_disabled"));
+    disable(true).await.unwrap();
+    assert_eq!(app.exchange_sign_in_code(&code).await.error_code(), "invalid_code");
+}
+
+#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+async fn a_discovery_document_of_another_issuer_is_not_trusted(pool: PgPool) {
+    let provider = OidcProvider::start(json!({"clients": [], "accounts": {}})).await;
+    // The same server under another name: its document names 127.0.0.1, not localhost.
+    let impostor = provider.issuer.replace("127.0.0.1", "localhost");
+    let mut config = test_config();
+    config.sign_in.providers.push(openid_provider("corp", &impostor, "primer"));
+    let app = TestApp::with_config(pool, config, auth::router);
+    let to = app.redirected(&format!("/api/auth/oauth/corp/start?redirect_to={}", enc(SIGNED_IN_PAGE))).await;
+    assert_eq!(to, format!("{SIGNED_IN_PAGE}#error=provider_error"));
+}

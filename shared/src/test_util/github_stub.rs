@@ -215,20 +215,20 @@ async fn access_token(State(stub): State<Arc<Stub>>, headers: HeaderMap, body: B
 }
 
 /// The account behind the request's token, or the answer GitHub would give.
-fn caller(stub: &Stub, headers: &HeaderMap) -> Result<GitHubAccount, Response> {
+fn caller(stub: &Stub, headers: &HeaderMap) -> Result<GitHubAccount, (StatusCode, &'static str)> {
     if *stub.down.lock().unwrap() {
-        return Err(StatusCode::SERVICE_UNAVAILABLE.into_response());
+        return Err((StatusCode::SERVICE_UNAVAILABLE, "down"));
     }
     // GitHub refuses API requests without a User-Agent.
     if !headers.contains_key(header::USER_AGENT) {
-        return Err((StatusCode::FORBIDDEN, "a User-Agent is required").into_response());
+        return Err((StatusCode::FORBIDDEN, "a User-Agent is required"));
     }
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or_default();
-    stub.tokens.lock().unwrap().get(token).cloned().ok_or_else(|| StatusCode::UNAUTHORIZED.into_response())
+    stub.tokens.lock().unwrap().get(token).cloned().ok_or((StatusCode::UNAUTHORIZED, "bad credentials"))
 }
 
 async fn user(State(stub): State<Arc<Stub>>, headers: HeaderMap) -> Response {
@@ -245,7 +245,7 @@ async fn user(State(stub): State<Arc<Stub>>, headers: HeaderMap) -> Response {
             }))
             .into_response()
         }
-        Err(response) => response,
+        Err(refusal) => refusal.into_response(),
     }
 }
 
@@ -261,6 +261,6 @@ async fn emails(State(stub): State<Arc<Stub>>, headers: HeaderMap) -> Response {
                 .collect();
             axum::Json(emails).into_response()
         }
-        Err(response) => response,
+        Err(refusal) => refusal.into_response(),
     }
 }
