@@ -205,6 +205,20 @@ error_responses! {
 )]
 pub struct Frame;
 
+/// Marks the request body of `POST <path>` optional: the handler takes a bare POST
+/// (`extract::OptionalJsonBody`), but a body it has is the documented schema (not `null`),
+/// which `#[utoipa::path]` cannot say.
+pub struct OptionalPostBody(pub &'static str);
+
+impl Modify for OptionalPostBody {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let operation = openapi.paths.paths.get_mut(self.0).and_then(|item| item.post.as_mut());
+        if let Some(body) = operation.and_then(|operation| operation.request_body.as_mut()) {
+            body.required = Some(utoipa::openapi::Required::False);
+        }
+    }
+}
+
 /// `components.securitySchemes.bearerAuth`.
 struct BearerScheme;
 

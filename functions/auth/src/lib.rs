@@ -692,5 +692,8 @@ async fn send_verification(
     oauth::exchange,
     oauth::list_accounts,
     oauth::remove_account
-))]
+), modifiers(&OPTIONAL_LINK_BODY))]
 pub struct Api;
+
+/// A link may be started with a bare POST (its `redirect_to` defaults to `FRONTEND_URL`).
+static OPTIONAL_LINK_BODY: api::OptionalPostBody = api::OptionalPostBody("/api/auth/oauth/{provider}/link");

@@ -140,7 +140,7 @@ pub(crate) struct StartQuery {
     operation_id = "startSignIn",
     summary = "Send the reader to the provider to sign in",
     description = "For a link or a button the reader follows: a 302 to the provider's authorization page, with `state`, PKCE (`S256`) and, for OpenID Connect, a `nonce`, all kept server-side for 10 minutes and usable once. The provider sends the reader back to `/api/auth/oauth/{provider}/callback`, which returns them to `redirect_to`. When the provider cannot be reached, a 302 straight back to `redirect_to` with `#error=provider_unavailable`. Throttled per client address (`OAUTH_MAX_PER_ADDRESS`, default 100 an hour).",
-    params(("provider" = String, Path, description = "A configured provider's id."), StartQuery),
+    params(("provider" = String, Path, description = "A configured provider's id.", example = "github"), StartQuery),
     responses(
         (status = 302, description = "To the provider (or back to `redirect_to` with `#error=provider_unavailable`).",
          headers(("Location" = String, description = "Where the browser goes next."))),
@@ -171,7 +171,7 @@ pub(crate) async fn start(
     summary = "Where the provider returns the reader",
     description = "Register `<API URL>/api/auth/oauth/{provider}/callback` at the provider. Exchanges the code (with the PKCE verifier) and, for OpenID Connect, verifies the ID token (RS256 or ES256 from the issuer's JWKS; `iss`, `aud`, `exp`, `nonce`). Then the reader is the user who owns this provider account; else, when the provider verified the address, the user with that address (linked now; by default only if that user verified it too); else a new user. Always a 302 to the sign-in's `redirect_to` (to `FRONTEND_URL` when the state is unknown): with `#code=<one-time code>` (valid 60 s, once: `POST /api/auth/oauth/exchange`), `#linked=<provider>` after a link, or `#error=<code>`, one of: `access_denied` (the reader declined), `invalid_state` (unknown, used, expired, or another provider's), `provider_error` (the provider refused the code or answered nonsense), `provider_unavailable`, `invalid_id_token` (signature, algorithm, issuer or audience), `id_token_expired`, `nonce_mismatch`, `email_not_found`, `invalid_email`, `account_not_linked` (an account has the address and it is not verified by the provider, or by the account: sign in with the password and link), `account_disabled`, `account_already_linked` and `provider_already_linked` (linking), `rate_limited`, `temporarily_unavailable`, `server_error`. Throttled per client address like `start`.",
     params(
-        ("provider" = String, Path, description = "A configured provider's id."),
+        ("provider" = String, Path, description = "A configured provider's id.", example = "github"),
         ("code" = Option<String>, Query, description = "The authorization code."),
         ("state" = Option<String>, Query, description = "The state `start` sent."),
         ("error" = Option<String>, Query, description = "The provider's error, e.g. `access_denied`."),
@@ -217,7 +217,7 @@ pub(crate) struct LinkUrl {
     operation_id = "linkSignInProvider",
     summary = "Start linking a provider to the signed-in user",
     description = "Answers the provider's authorization URL for the site to navigate to. When the reader comes back through the callback, the provider account is linked to this user, whatever address the provider reports (the session is the proof), as long as this session is still live; the callback then returns them to `redirect_to` with `#linked=<provider>` (or `#error=account_already_linked` when the provider account is another user's, `provider_already_linked` when this user has another account there). 503 when the provider cannot be reached.",
-    params(("provider" = String, Path, description = "A configured provider's id.")),
+    params(("provider" = String, Path, description = "A configured provider's id.", example = "github")),
     request_body(content = LinkRequest, description = "Optional: a bare POST returns to `FRONTEND_URL`."),
     responses(
         (status = 200, description = "The URL to navigate to.", body = LinkUrl),
@@ -318,7 +318,7 @@ pub(crate) async fn list_accounts(
     operation_id = "removeSignInMethod",
     summary = "Remove a way to sign in",
     description = "Unlinks the provider (`credential`: removes the password). 404 when the user has no such way to sign in; 409 `last_sign_in_method` when it is their only one (two removals at once cannot leave none).",
-    params(("provider" = String, Path, description = "`credential`, or a provider's id as `GET /api/auth/accounts` lists it.")),
+    params(("provider" = String, Path, description = "`credential`, or a provider's id as `GET /api/auth/accounts` lists it.", example = "github")),
     responses(
         (status = 204, description = "Removed."),
         api::SignedInErrors,
