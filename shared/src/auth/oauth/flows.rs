@@ -283,7 +283,7 @@ impl<'a> SignIn<'a> {
     /// (`FRONTEND_URL`'s origin or one of `SITE_ORIGINS`), `FRONTEND_URL` when it is left
     /// out; anything else is a 422, so no one can use the sign-in to send readers (and
     /// their one-time code) to a page of their own.
-    pub fn return_to(&self, redirect_to: Option<&str>) -> Result<Url> {
+    fn return_to(&self, redirect_to: Option<&str>) -> Result<Url> {
         let frontend = Url::parse(&self.config.email.frontend_url).map_err(Error::internal)?;
         let Some(raw) = redirect_to.filter(|r| !r.is_empty()) else { return Ok(frontend) };
         let refuse = || {
