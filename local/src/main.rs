@@ -21,11 +21,19 @@ async fn main() -> ExitCode {
 }
 
 async fn serve() -> Result<(), Box<dyn std::error::Error>> {
-    let state = AppState::from_env().await?;
+    let mut state = AppState::from_env().await?;
     require_current_schema(&state.pool).await?;
-    let port: u16 = std::env::var("PORT").ok().map(|p| p.parse()).transpose()?.unwrap_or(3000);
+    let port: u16 = std::env::var("PORT").ok().map(|p| p.parse()).transpose()?.unwrap_or(local::DEFAULT_PORT);
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
-    tracing::info!("primer is listening on http://{}", listener.local_addr()?);
+    let url = format!("http://{}", listener.local_addr()?);
+    // Without a site of its own, e-mailed links lead to the pages this runner serves.
+    if std::env::var_os("FRONTEND_URL").is_none() {
+        std::sync::Arc::make_mut(&mut state.config).email.frontend_url = url.clone();
+    }
+    tracing::info!(
+        "primer is listening on {url} (the API under {url}/api, the example site at {url}/); e-mailed links lead to {}",
+        state.config.email.frontend_url
+    );
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
     };

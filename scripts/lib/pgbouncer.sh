@@ -5,16 +5,18 @@
 # (sqlx's named statements then fail), so a newer one is built from Debian 13's source
 # package when the machine has none.
 #
-# Source it from a script that runs under `set -euo pipefail`, after pg.sh. It sets no shell
-# options itself.
+# Source it from a script that runs under `set -euo pipefail`, after common.sh and pg.sh. It
+# sets no shell options itself.
 #
 #   bouncer_ensure_binary      sets BOUNCER_BIN to a pgbouncer >= 1.22: one on PATH, or the
 #                              one built into ${PRIMER_BOUNCER_DIR:-.local/pgbouncer}, built
-#                              there from Debian trixie's source package if missing (root).
-#   bouncer_start WORKDIR PGPORT
-#                              writes WORKDIR/pgbouncer.ini (every database name goes to
-#                              127.0.0.1:PGPORT), starts PgBouncer on 127.0.0.1 and a free
-#                              port, waits until it answers, exports BOUNCER_PORT.
+#                              there from Debian trixie's source package if missing (root on
+#                              Debian only; elsewhere it names the command that installs one).
+#   bouncer_start WORKDIR SERVER_URL
+#                              writes WORKDIR/pgbouncer.ini (every database name goes to the
+#                              server of SERVER_URL, logging in as its user), starts PgBouncer
+#                              on 127.0.0.1 and a free port, waits until it answers, exports
+#                              BOUNCER_PORT and BOUNCER_URL (SERVER_URL through PgBouncer).
 #   bouncer_stop [WORKDIR]     stops it (no-op when it is not running).
 #
 # Server connections idle for more than BOUNCER_SERVER_IDLE_TIMEOUT seconds (default 0.2)
@@ -36,8 +38,7 @@ _bouncer_version() {
 
 # True when version $1 >= BOUNCER_MIN_VERSION.
 _bouncer_version_ok() {
-  [[ -n $1 ]] &&
-    [[ $(printf '%s\n%s\n' "$BOUNCER_MIN_VERSION" "$1" | sort -V | head -n 1) == "$BOUNCER_MIN_VERSION" ]]
+  [[ -n $1 ]] && version_at_least "$1" "$BOUNCER_MIN_VERSION"
 }
 
 # The Debian mirror this machine's apt already uses (the deb822 URIs: value, else the first
@@ -58,9 +59,9 @@ _bouncer_debian_mirror() {
 # Builds PgBouncer from Debian trixie's source package into prefix $1 (root only: apt).
 _bouncer_build() {
   local prefix=$1 mirror work log rc=0
-  if ! _bouncer_is_root; then
-    _bouncer_log "no pgbouncer >= $BOUNCER_MIN_VERSION found and building one needs root (apt);" \
-      "install PgBouncer >= $BOUNCER_MIN_VERSION or run as root once"
+  if ! can_install_packages; then
+    _bouncer_log "no pgbouncer >= $BOUNCER_MIN_VERSION found (PATH, /usr/sbin, $prefix);" \
+      "install one ($(install_hint pgbouncer)) or put it on PATH"
     return 1
   fi
   mirror=$(_bouncer_debian_mirror)
@@ -93,7 +94,7 @@ _bouncer_build() {
       src=$(find . -maxdepth 1 -type d -name 'pgbouncer-*' | head -n 1) &&
       cd "$src" &&
       ./configure --prefix="$prefix" --without-cares &&
-      make -j"$(nproc 2>/dev/null || echo 2)" &&
+      make -j"$(cpu_count)" &&
       rm -rf "$prefix" &&
       make install
   ) >"$log" 2>&1 || rc=$?
@@ -111,7 +112,7 @@ bouncer_ensure_binary() {
   if [[ -n ${BOUNCER_BIN:-} ]] && _bouncer_version_ok "$(_bouncer_version "$BOUNCER_BIN")"; then
     return 0
   fi
-  dir=$(realpath -m "${PRIMER_BOUNCER_DIR:-.local/pgbouncer}")
+  dir=$(abspath "${PRIMER_BOUNCER_DIR:-.local/pgbouncer}")
   for candidate in "$dir/bin/pgbouncer" "$(command -v pgbouncer 2>/dev/null)" /usr/sbin/pgbouncer; do
     [[ -n $candidate && -x $candidate ]] || continue
     ver=$(_bouncer_version "$candidate")
@@ -141,18 +142,19 @@ _bouncer_as_owner() {
   fi
 }
 
-_bouncer_free_port() {
-  python3 -c 'import socket
-s = socket.socket()
-s.bind(("127.0.0.1", 0))
-print(s.getsockname()[1])
-s.close()' 2>/dev/null || printf '%s\n' $((20000 + RANDOM % 40000))
-}
-
-_bouncer_psql() {
-  local psql=${PG_BINDIR:+$PG_BINDIR/}psql
-  [[ -x $psql ]] || psql=psql
-  PGCONNECT_TIMEOUT=2 "$psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -U postgres "$@"
+# The parts of a PostgreSQL URL, one per line: host (or socket folder), port, user, password,
+# database.
+_bouncer_url_parts() {
+  python3 - "$1" <<'PY_URL'
+import getpass, sys, urllib.parse
+u = urllib.parse.urlsplit(sys.argv[1])
+query = dict(urllib.parse.parse_qsl(u.query))
+print(urllib.parse.unquote(u.hostname or "") or query.get("host", "127.0.0.1"))
+print(u.port or query.get("port", 5432))
+print(urllib.parse.unquote(u.username or "") or query.get("user") or getpass.getuser())
+print(urllib.parse.unquote(u.password or "") or query.get("password", ""))
+print(urllib.parse.unquote(u.path.lstrip("/")) or "postgres")
+PY_URL
 }
 
 _bouncer_pid() {
@@ -164,9 +166,10 @@ _bouncer_pid() {
 BOUNCER_WORKDIR=""
 
 bouncer_start() {
-  local dir=$1 pgport=$2 bin port attempt i out
+  local dir=$1 server=$2 bin port attempt i out host pgport user password db
   bouncer_ensure_binary || return 1
-  dir=$(realpath -m "$dir")
+  { read -r host; read -r pgport; read -r user; read -r password; read -r db; } < <(_bouncer_url_parts "$server")
+  dir=$(abspath "$dir")
   mkdir -p "$dir"
   if _bouncer_is_root; then chown postgres: "$dir"; fi
   chmod 0700 "$dir"
@@ -178,16 +181,20 @@ bouncer_start() {
     chown postgres: "$dir/pgbouncer"
     bin="$dir/pgbouncer"
   fi
-  # trust: no password is checked, but the user must still be listed.
-  printf '"postgres" ""\n' >"$dir/userlist.txt"
+  # trust: clients give no password, but their user must be listed; PgBouncer logs in to the
+  # server with the password listed here (empty for a trusting local cluster).
+  (
+    umask 077
+    printf '"%s" "%s"\n' "$user" "$password" >"$dir/userlist.txt"
+  )
   if _bouncer_is_root; then chown postgres: "$dir/userlist.txt"; fi
 
   for attempt in 1 2 3; do
-    port=$(_bouncer_free_port)
+    port=$(free_port)
     cat >"$dir/pgbouncer.ini" <<EOF
 ; Written by scripts/lib/pgbouncer.sh: transaction pooling as on Neon's pooled URL.
 [databases]
-* = host=127.0.0.1 port=$pgport
+* = host=$host port=$pgport
 
 [pgbouncer]
 listen_addr = 127.0.0.1
@@ -195,7 +202,7 @@ listen_port = $port
 unix_socket_dir =
 auth_type = trust
 auth_file = $dir/userlist.txt
-admin_users = postgres
+admin_users = $user
 pool_mode = transaction
 max_prepared_statements = 1000
 default_pool_size = 4
@@ -219,11 +226,12 @@ EOF
       tail -n 5 "$dir/pgbouncer.log" >&2 2>/dev/null || true
       continue
     fi
+    BOUNCER_URL="postgres://$user@127.0.0.1:$port/$db"
     for i in $(seq 50); do
-      if _bouncer_psql -p "$port" -d postgres -tA -c 'SELECT 1' 2>/dev/null | grep -qx 1; then
+      if PGCONNECT_TIMEOUT=2 pg_psql "$BOUNCER_URL" -tA -c 'SELECT 1' 2>/dev/null | grep -qx 1; then
         BOUNCER_WORKDIR=$dir
-        export BOUNCER_PORT=$port
-        _bouncer_log "PgBouncer $(_bouncer_version "$bin") on 127.0.0.1:$port -> 127.0.0.1:$pgport (transaction mode)"
+        export BOUNCER_PORT=$port BOUNCER_URL
+        _bouncer_log "PgBouncer $(_bouncer_version "$bin") on 127.0.0.1:$port -> $host:$pgport (transaction mode)"
         return 0
       fi
       _bouncer_pid "$dir" >/dev/null || ((i < 5)) || break

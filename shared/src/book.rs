@@ -344,6 +344,7 @@ pub async fn import_dir(pool: &PgPool, dir: &Path) -> Result<Vec<Imported>, Book
 
 /// A chapter in the book's table of contents.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+#[schema(examples(json!({"id": 1, "slug": "ros2-nodes-and-topics", "title": "ROS 2 Nodes and Topics", "version": 1})))]
 pub struct ChapterSummary {
     /// Its number.
     #[schema(value_type = i32, minimum = 1)]

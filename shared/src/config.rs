@@ -101,14 +101,19 @@ pub struct EmailConfig {
     pub forgot_min_duration: Duration,
 }
 
+/// The local runner on its default port: the OpenAPI document's first server, and where e-mailed
+/// links lead without `FRONTEND_URL` (the runner serves the two pages they open,
+/// `/verify-email` and `/reset-password`, itself).
+pub const LOCAL_RUNNER_URL: &str = "http://127.0.0.1:8790";
+
 impl EmailConfig {
-    /// The embedded default: an outbox folder, links to a frontend on this machine.
+    /// The embedded default: an outbox folder, links to the local runner's pages.
     pub fn outbox(dir: impl Into<PathBuf>) -> Self {
         Self {
             delivery: EmailDelivery::Outbox { dir: dir.into(), log_links: true },
             from_address: "no-reply@primer.localhost".into(),
             from_name: "primer".into(),
-            frontend_url: "http://localhost:3000".into(),
+            frontend_url: LOCAL_RUNNER_URL.into(),
             reset_ttl: Duration::from_secs(3600),
             verify_ttl: Duration::from_secs(24 * 3600),
             forgot_min_duration: Duration::from_millis(1000),
@@ -659,7 +664,7 @@ mod tests {
         assert!(
             matches!(&email.delivery, EmailDelivery::Outbox { dir, log_links: true } if dir == &PathBuf::from(".local/outbox"))
         );
-        assert_eq!(email.frontend_url, "http://localhost:3000");
+        assert_eq!(email.frontend_url, LOCAL_RUNNER_URL);
         assert_eq!(
             (email.reset_ttl, email.verify_ttl),
             (Duration::from_secs(3600), Duration::from_secs(86400))

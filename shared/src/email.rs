@@ -372,10 +372,10 @@ mod tests {
             }
         }
         let reset = Mail::password_reset(&config(), "ada@example.com", "tok.en");
-        assert_eq!(reset.link, "http://localhost:3000/reset-password?token=tok.en");
+        assert_eq!(reset.link, "http://127.0.0.1:8790/reset-password?token=tok.en");
         assert!(reset.text.contains("within 1 hour"), "{}", reset.text);
         let verify = Mail::verify_email(&config(), "ada@example.com", "tok.en");
-        assert_eq!(verify.link, "http://localhost:3000/verify-email?token=tok.en");
+        assert_eq!(verify.link, "http://127.0.0.1:8790/verify-email?token=tok.en");
         assert!(verify.text.contains("within 24 hours"), "{}", verify.text);
     }
 
@@ -420,7 +420,7 @@ mod tests {
         let name = files[0].file_name().unwrap().to_string_lossy().into_owned();
         assert!(name.ends_with(".eml") && name.contains("-password-reset-"), "{name}");
         assert!(log.contains(&files[0].display().to_string()), "{log}");
-        assert!(log.contains("http://localhost:3000/reset-password?token=sel.secret-part"), "{log}");
+        assert!(log.contains("http://127.0.0.1:8790/reset-password?token=sel.secret-part"), "{log}");
 
         // On Lambda the path is logged, the link (a credential) is not.
         let (files, log) = through_outbox(false, &mail).await;

@@ -7,10 +7,13 @@ use serde_json::{Value, json};
 use utoipa::openapi::response::{Response, ResponseBuilder};
 use utoipa::openapi::schema::{Object, ObjectBuilder, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::server::{Server, ServerBuilder, ServerVariableBuilder};
 use utoipa::openapi::{ContentBuilder, HeaderBuilder, RefOr};
 use utoipa::{Modify, OpenApi, ToResponse};
 
 use crate::error::{Body, Code};
+
+pub mod examples;
 
 /// The name of the bearer scheme in `components.securitySchemes`, as operations cite it.
 pub const BEARER: &str = "bearerAuth";
@@ -58,7 +61,7 @@ fn error_response_with(description: &str, example: Value) -> ResponseBuilder {
     ResponseBuilder::new().description(description).content("application/json", content.build())
 }
 
-/// The `Retry-After` header of a 429, counting seconds from `minimum`.
+/// The `Retry-After` header of a 429 or a 503, counting seconds from `minimum`.
 fn retry_after(description: &str, minimum: i64) -> utoipa::openapi::Header {
     let seconds = ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(minimum));
     HeaderBuilder::new().schema(seconds).description(Some(description)).build()
@@ -169,7 +172,8 @@ error_responses! {
     /// 502 `model_unavailable`.
     ModelUnavailable => error_response("The language model failed and no fallback applies.", Code::ModelUnavailable, "model unavailable");
     /// 503 `unavailable`.
-    Unavailable => error_response("Database or storage unreachable.", Code::Unavailable, "service unavailable");
+    Unavailable => error_response("Database or storage unreachable, a connection the database ended, a statement or lock time-out.", Code::Unavailable, "a backing service is unavailable")
+        .header("Retry-After", retry_after("Seconds to wait before retrying: a restarting database or a full pool is back within seconds.", 1));
     /// 500 `internal`.
     Internal => error_response("A bug; the message says nothing internal.", Code::Internal, "internal error");
 }
@@ -184,7 +188,6 @@ error_responses! {
         description = "primer is the serverless backend of a personalized textbook with an AI tutor: people sign up, describe their software and hardware background once, read chapters rewritten for that background, and chat with a tutor that answers from the book with citations. All routes live under `/api`; bodies are JSON unless stated; authenticated routes take `Authorization: Bearer <access_token>` (conversation routes also accept a guest token); times are RFC 3339 UTC strings; every error has the shape of the `Error` schema.",
         license(name = "MIT", identifier = "MIT"),
     ),
-    servers((url = "http://127.0.0.1:3000", description = "Local runner")),
     tags(
         (name = "auth", description = "Accounts, sessions and tokens [auth]."),
         (name = "profile", description = "The learner's background [profile]."),
@@ -201,7 +204,7 @@ error_responses! {
             ValidationFailed, RateLimited, QuotaExceeded, ModelUnavailable, Unavailable, Internal,
         ),
     ),
-    modifiers(&BearerScheme),
+    modifiers(&BearerScheme, &Servers),
 )]
 pub struct Frame;
 
@@ -216,6 +219,53 @@ impl Modify for OptionalPostBody {
         if let Some(body) = operation.and_then(|operation| operation.request_body.as_mut()) {
             body.required = Some(utoipa::openapi::Required::False);
         }
+    }
+}
+
+/// The local runner (`scripts/run`): every route, streamed replies included.
+fn local_runner() -> Server {
+    ServerBuilder::new()
+        .url(crate::config::LOCAL_RUNNER_URL)
+        .description(Some("The local runner (`scripts/run`): every route, streamed replies included."))
+        .build()
+}
+
+/// A deployed stack's HTTP API (its output `ApiUrl`): every route, replies never streamed.
+fn http_api() -> Server {
+    ServerBuilder::new()
+        .url("https://{apiId}.execute-api.{region}.amazonaws.com")
+        .description(Some("A deployed stack's HTTP API: its output `ApiUrl`. Every route; replies are never streamed here (API Gateway buffers whole responses)."))
+        .parameter("apiId", variable("abcde12345", "The HTTP API's id, as in the stack output `ApiUrl`."))
+        .parameter("region", variable("us-east-1", "The stack's AWS region."))
+        .build()
+}
+
+/// A deployed stack's function URL for streamed replies (its output `StreamUrl`).
+fn stream_url() -> Server {
+    ServerBuilder::new()
+        .url("https://{urlId}.lambda-url.{region}.on.aws")
+        .description(Some("A deployed stack's function URL for streamed replies: its output `StreamUrl`. Only posting and retrying a message, answered as JSON or, with `Accept: text/event-stream`, streamed."))
+        .parameter("urlId", variable("abcdefghijklmnopqrstuvwxyz012345", "The function URL's id, as in the stack output `StreamUrl`."))
+        .parameter("region", variable("us-east-1", "The stack's AWS region."))
+        .build()
+}
+
+/// The servers of the operations whose replies can stream: the local runner, then the function
+/// URL that streams them when deployed, then the HTTP API (JSON only).
+pub fn streaming_servers() -> Vec<Server> {
+    vec![local_runner(), stream_url(), http_api()]
+}
+
+fn variable(default: &str, description: &str) -> utoipa::openapi::server::ServerVariable {
+    ServerVariableBuilder::new().default_value(default).description(Some(description)).build()
+}
+
+/// `servers`: the local runner, then a deployed stack's HTTP API.
+struct Servers;
+
+impl Modify for Servers {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        openapi.servers = Some(vec![local_runner(), http_api()]);
     }
 }
 

@@ -76,6 +76,19 @@ fn test_dir_root() -> PathBuf {
     std::env::temp_dir().join("primer-test-blobs")
 }
 
+/// Whether the checks that need `service` (`moto`, `pg_stat_statements`) are to be left out:
+/// `scripts/test` names in `PRIMER_TEST_SKIPPED` what it could not provide on this machine,
+/// having said so and listed it in its summary (and failed the run, in CI). A test calls it
+/// first and returns when it is true; anything else missing still fails the test.
+pub fn skipped(service: &str) -> bool {
+    let skipped =
+        std::env::var("PRIMER_TEST_SKIPPED").is_ok_and(|list| list.split(',').any(|s| s == service));
+    if skipped {
+        eprintln!("skipped: needs {service}, which scripts/test could not provide here");
+    }
+    skipped
+}
+
 /// The URL of the test run's PgBouncer in transaction mode, as Neon's pooled URL runs
 /// (`PRIMER_TEST_POOLED_URL`, set by `scripts/test`), if any.
 pub fn pooled_url() -> Option<PgConnectOptions> {

@@ -97,7 +97,7 @@ impl<'a> ModelCatalog<'a> {
 
 /// A user message and the reply to it.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-#[schema(as = MessageExchange)]
+#[schema(as = MessageExchange, examples(crate::openapi::examples::exchange))]
 pub struct Exchange {
     /// The stored user message.
     pub user_message: Message,

@@ -122,6 +122,7 @@ impl UserName {
 
 /// A user as the API shows it: never a hash.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+#[schema(examples(crate::openapi::examples::user))]
 pub struct User {
     /// Id (a UUID for users created here; Better-Auth's own ids are 32 characters).
     pub id: String,

@@ -67,7 +67,13 @@ pub(crate) struct SignedIn {
 
 /// A token pair; the refresh token is shown here and never again.
 #[derive(Serialize, ToSchema)]
-#[schema(as = Session)]
+#[schema(as = Session, examples(json!({
+    "access_token": "eyJ0eXAiOiJKV1QiLCJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIzYzliMmYxZS01ZDRhLTRiOGUtOWYyMS03YTZkMGM1ZThiMTMiLCJzaWQiOiI5ZTFmNGI3YS0yYzNkLTRlNWYtOGE5Yi0wYzFkMmUzZjRhNWIiLCJpYXQiOjE3OTY1NDM4NDEsImV4cCI6MTc5NjU0NDc0MSwiaXNzIjoicHJpbWVyIiwiYXVkIjoicHJpbWVyLWFwaSJ9.w8M9vmogEle-TfiCETNlk9vTywUR6v1yl4vIg-86zwM",
+    "token_type": "Bearer",
+    "expires_in": 900,
+    "refresh_token": "E7KA5XpJFcgWYQGRVX6ZdNW2n-mh5gAxX4S39deJ9qU",
+    "session_id": api::examples::SESSION_ID,
+})))]
 struct SessionTokens {
     /// A short-lived JWT (HS256).
     access_token: String,
@@ -117,6 +123,7 @@ fn rotated_tokens(state: &AppState, rotated: Rotated) -> Result<SessionTokens> {
 // Fields are optional here so that a missing one is a 422 naming it, like a bad one; the
 // document still calls them required.
 #[derive(Deserialize, ToSchema)]
+#[schema(examples(json!({"email": "ada@example.com", "password": "Analytical Engine, 1843", "name": "Ada Lovelace"})))]
 struct RegisterRequest {
     /// Normalised: NFKC, trimmed, lower-cased.
     #[schema(value_type = String, required, format = Email)]
@@ -177,6 +184,7 @@ pub(crate) fn guest_of(state: &AppState, token: Option<&str>, errors: &mut Field
 }
 
 #[derive(Deserialize, ToSchema)]
+#[schema(examples(json!({"email": "ada@example.com", "password": "Analytical Engine, 1843"})))]
 struct LoginRequest {
     #[schema(value_type = String, required, format = Email)]
     email: Option<String>,
@@ -220,6 +228,7 @@ async fn login(
 }
 
 #[derive(Deserialize, ToSchema)]
+#[schema(examples(json!({"refresh_token": "E7KA5XpJFcgWYQGRVX6ZdNW2n-mh5gAxX4S39deJ9qU"})))]
 struct RefreshRequest {
     #[schema(value_type = String, required, min_length = 1)]
     refresh_token: Option<String>,
@@ -312,6 +321,7 @@ async fn me(caller: AuthUser) -> Json<UserBody> {
 }
 
 #[derive(Deserialize, ToSchema)]
+#[schema(examples(json!({"name": "Ada King", "preferences": {"theme": "dark"}})))]
 struct UpdateMeRequest {
     #[schema(pattern = r"\S")]
     name: Option<String>,
@@ -349,6 +359,7 @@ async fn update_me(
 }
 
 #[derive(Deserialize, ToSchema)]
+#[schema(examples(json!({"password": "Analytical Engine, 1843"})))]
 struct DeleteMeRequest {
     /// The current password; an account without one leaves it out.
     #[schema(value_type = String, required = false, pattern = r"\S")]
@@ -386,6 +397,7 @@ async fn delete_me(
 }
 
 #[derive(Deserialize, ToSchema)]
+#[schema(examples(json!({"current_password": "Analytical Engine, 1843", "new_password": "Notes by the translator, G"})))]
 struct ChangePasswordRequest {
     #[schema(value_type = String, required, pattern = r"\S")]
     current_password: Option<String>,
@@ -480,6 +492,10 @@ async fn revoke_session(
 }
 
 #[derive(Serialize, ToSchema)]
+#[schema(examples(json!({
+    "guest_token": "eyJ0eXAiOiJKV1QiLCJhbGciOiJIUzI1NiJ9.eyJzdWIiOiI0ZmIwMGZiZS0zY2I4LTQ5OTQtOGQwYy1mYzhkYjFiYTEwMmYiLCJpYXQiOjE3OTY1NDMwOTgsImV4cCI6MTc5NzE0Nzg5OCwiaXNzIjoicHJpbWVyIiwiYXVkIjoicHJpbWVyLWFwaSNndWVzdCJ9.j6fSy9Ypal2E2Uh1RNY399p6twhvll4y7rQdpWk4VF4",
+    "expires_in": 604800,
+})))]
 struct GuestToken {
     guest_token: String,
     /// Seconds.
@@ -510,12 +526,14 @@ async fn guest(State(state): State<AppState>, client: ClientMeta) -> Result<(Sta
 
 /// `202 {message}`: what the recovery routes answer when an e-mail may be on its way.
 #[derive(Serialize, ToSchema)]
+#[schema(examples(json!({"message": RESET_LINK_SENT})))]
 struct Accepted {
     /// What happens next, for a person; the same text whatever the outcome.
     message: &'static str,
 }
 
 #[derive(Deserialize, ToSchema)]
+#[schema(examples(json!({"email": "ada@example.com"})))]
 struct ForgotPasswordRequest {
     #[schema(value_type = String, required, format = Email)]
     email: Option<String>,
@@ -552,6 +570,7 @@ async fn forgot_password(
 }
 
 #[derive(Deserialize, ToSchema)]
+#[schema(examples(json!({"token": TOKEN_EXAMPLE, "new_password": "Notes by the translator, G"})))]
 struct ResetPasswordRequest {
     /// The `token` parameter of the e-mailed link: `<selector>.<secret>`.
     #[schema(value_type = String, required)]
@@ -601,7 +620,12 @@ fn required(value: Option<String>) -> std::result::Result<String, String> {
     value.filter(|v| !v.is_empty()).ok_or_else(|| "is required".to_owned())
 }
 
+/// The `token` of an e-mailed link, as the examples of the document show it.
+const TOKEN_EXAMPLE: &str =
+    "0f6c1a2b-3d4e-4f50-8a1b-2c3d4e5f6a7b.rX0q3kV8yN2fJ7hT1cW5mZ9pL4sD6gB0aE8uQ2iO3nY";
+
 #[derive(Deserialize, ToSchema)]
+#[schema(examples(json!({"token": TOKEN_EXAMPLE})))]
 struct VerifyEmailRequest {
     /// The `token` parameter of the e-mailed link.
     #[schema(value_type = String, required)]

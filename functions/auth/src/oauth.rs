@@ -17,6 +17,7 @@ use primer_shared::extract::{AuthUser, ClientMeta, JsonBody, OptionalJsonBody, Q
 use primer_shared::openapi as api;
 use primer_shared::{AppState, Error, FieldErrors, Result};
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 use utoipa::ToSchema;
 
 use crate::{SignedIn, guest_of, signed_in};
@@ -82,6 +83,7 @@ fn redirect(url: &Url) -> Response {
 
 /// One provider a reader may sign in with.
 #[derive(Serialize, ToSchema)]
+#[schema(examples(json!({"id": "github", "name": "GitHub", "kind": "oauth2"})))]
 pub(crate) struct ProviderInfo {
     /// The id in the routes (`github`, `google`, or a configured OpenID provider's).
     id: String,
@@ -204,6 +206,7 @@ pub(crate) struct LinkRequest {
 }
 
 #[derive(Serialize, ToSchema)]
+#[schema(examples(json!({"url": "https://github.com/login/oauth/authorize?response_type=code&client_id=Iv1.8a61f9b3a7aba766&redirect_uri=https%3A%2F%2Fapi.book.example%2Fapi%2Fauth%2Foauth%2Fgithub%2Fcallback&scope=read%3Auser+user%3Aemail&state=Jx0H2lVq8c5KpB7f3nY1aR6wT9eU4sD2gF0hL8mN5oQ&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256"})))]
 pub(crate) struct LinkUrl {
     /// Where to send the reader: the provider's authorization page.
     #[schema(format = "uri")]
@@ -244,6 +247,7 @@ pub(crate) async fn link(
 }
 
 #[derive(Deserialize, ToSchema)]
+#[schema(examples(json!({"code": "Yq3r8N1sWfK0vX5cT7bH2dJ9mL4pA6eG1iO8uZ3kR0s"})))]
 pub(crate) struct ExchangeRequest {
     /// The `code` of the `#code=...` the callback returned with.
     #[schema(value_type = String, required)]

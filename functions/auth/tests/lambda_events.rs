@@ -80,7 +80,8 @@ async fn every_auth_event_gets_its_status(pool: PgPool) {
         if *name == "auth-oauth-callback.json" {
             // Through the Lambda entry the reader comes back signed in.
             let location = response.headers["location"].to_str().unwrap();
-            assert!(location.starts_with("http://localhost:3000/#code="), "{location}");
+            let site = primer_shared::config::LOCAL_RUNNER_URL;
+            assert!(location.starts_with(&format!("{site}/#code=")), "{location}");
         }
     }
 

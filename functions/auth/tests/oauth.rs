@@ -19,7 +19,7 @@ use reqwest::Url;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
-/// The readers' site (`FRONTEND_URL` of the test configuration).
+/// The readers' site (`FRONTEND_URL` of these tests' configurations).
 const SITE: &str = "http://localhost:3000";
 /// The page of the site a sign-in returns to.
 const SIGNED_IN_PAGE: &str = "http://localhost:3000/signed-in";
@@ -56,7 +56,7 @@ async fn with_openid_provider(pool: PgPool, change: impl FnOnce(&mut Config)) ->
         "accounts": provider_accounts(),
     }))
     .await;
-    let mut config = test_config();
+    let mut config = site_config();
     for (id, client_id) in [("corp", "primer-rs"), ("corp-es", "primer-es")] {
         config.sign_in.providers.push(openid_provider(id, &provider.issuer, client_id));
     }
@@ -64,6 +64,13 @@ async fn with_openid_provider(pool: PgPool, change: impl FnOnce(&mut Config)) ->
     let app = TestApp::with_config(pool, config, auth::router);
     app.serve(listener);
     OpenIdSetup { app, base, provider, browser: Browser::new() }
+}
+
+/// The test configuration, with the readers' site at [`SITE`].
+fn site_config() -> Config {
+    let mut config = test_config();
+    config.email.frontend_url = SITE.into();
+    config
 }
 
 fn openid_provider(id: &str, issuer: &str, client_id: &str) -> ProviderSettings {
@@ -423,7 +430,7 @@ async fn an_address_the_provider_did_not_verify_never_links(pool: PgPool) {
 /// The auth function with GitHub through the stub.
 async fn with_github(pool: PgPool, change: impl FnOnce(&mut Config)) -> (TestApp, GitHubStub) {
     let stub = GitHubStub::start().await;
-    let mut config = test_config();
+    let mut config = site_config();
     stub.configure(&mut config);
     change(&mut config);
     (TestApp::with_config(pool, config, auth::router), stub)
@@ -539,7 +546,7 @@ async fn an_unreachable_openid_provider_is_an_error_for_the_site_not_a_500(pool:
     let dead = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let issuer = format!("http://{}", dead.local_addr().unwrap());
     drop(dead);
-    let mut config = test_config();
+    let mut config = site_config();
     config.sign_in.providers.push(openid_provider("corp", &issuer, "primer"));
     let app = TestApp::with_config(pool, config, auth::router);
     let to = app.redirected(&format!("/api/auth/oauth/corp/start?redirect_to={}", enc(SIGNED_IN_PAGE))).await;
@@ -909,7 +916,7 @@ async fn a_discovery_document_of_another_issuer_is_not_trusted(pool: PgPool) {
     let provider = OidcProvider::start(json!({"clients": [], "accounts": {}})).await;
     // The same server under another name: its document names 127.0.0.1, not localhost.
     let impostor = provider.issuer.replace("127.0.0.1", "localhost");
-    let mut config = test_config();
+    let mut config = site_config();
     config.sign_in.providers.push(openid_provider("corp", &impostor, "primer"));
     let app = TestApp::with_config(pool, config, auth::router);
     let to = app.redirected(&format!("/api/auth/oauth/corp/start?redirect_to={}", enc(SIGNED_IN_PAGE))).await;

@@ -48,7 +48,8 @@ const OPENAPI: &str = include_str!("../../../openapi.json");
     summary = "This OpenAPI document",
     description = "Served by the chapters function (deployed) and by the local runner.",
     responses(
-        (status = 200, description = "The OpenAPI 3.1 document of this API.", body = Object),
+        (status = 200, description = "The OpenAPI 3.1 document of this API.", body = Object,
+            example = json!({"openapi": "3.1.0", "info": {"title": "primer", "version": "0.1.0"}, "paths": {}})),
         api::ServerErrors,
     ),
 )]
@@ -90,6 +91,12 @@ fn markdown(body: String) -> Response {
     ([(header::CONTENT_TYPE, MARKDOWN)], body).into_response()
 }
 
+/// The beginning of a chapter, as the examples of the document show it.
+const SOURCE_EXAMPLE: &str = "# ROS 2 Nodes and Topics\n\nA humanoid robot is not one program. It is dozens of small programs running side by side.\n\n:::only{level=\"beginner\"}\nA callback is a function you hand to someone else to call later.\n:::\n";
+
+/// The same chapter personalized, as the examples of the document show it.
+const PERSONALIZED_EXAMPLE: &str = "# ROS 2 Nodes and Topics\n\n> **Tailored for you.** Shaped by your Python level (Beginner): it includes 1 passage written for readers like you.\n\nA humanoid robot is not one program. It is dozens of small programs running side by side.\n\nA callback is a function you hand to someone else to call later.\n";
+
 #[utoipa::path(
     get,
     path = "/api/chapters/{id}",
@@ -98,7 +105,8 @@ fn markdown(body: String) -> Response {
     summary = "A chapter's source markdown",
     params(("id" = i32, Path, minimum = 1, description = "Chapter id.")),
     responses(
-        (status = 200, description = "The source chapter.", body = String, content_type = "text/markdown"),
+        (status = 200, description = "The source chapter.", body = String, content_type = "text/markdown",
+            example = json!(SOURCE_EXAMPLE)),
         (status = 400, response = api::BadRequest),
         (status = 404, response = api::NotFound),
         api::ServerErrors,
@@ -142,7 +150,15 @@ enum Delivery {
 
 /// A chapter personalized for the caller, as `?format=json` answers it.
 #[derive(Serialize, ToSchema)]
-#[schema(as = PersonalizedChapter)]
+#[schema(as = PersonalizedChapter, examples(json!({
+    "chapter_id": 1,
+    "chapter_version": 1,
+    "profile_hash": "8f14e45fceea167a5a36dedd4bea2543b6c1f8c2d9e0a7b3c4d5e6f708192a3b",
+    "fingerprint": "2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae",
+    "engine": "rule",
+    "cached": true,
+    "markdown": PERSONALIZED_EXAMPLE,
+})))]
 struct PersonalizedBody {
     #[schema(value_type = i32, minimum = 1)]
     chapter_id: ChapterId,
@@ -169,7 +185,7 @@ struct PersonalizedBody {
     description = "Looked up by (user, chapter, chapter_version, fingerprint): the fingerprint hashes what the engine tried first reads of the profile (for the rule-based engine, the reader's values of the facets the chapter's directives mention; with a model, the whole profile), so a profile edit that cannot change the chapter is still a hit. On a miss it is generated (language model if configured, else the rule-based engine) and cached. 409 `profile_incomplete` without an onboarded profile.",
     params(("id" = i32, Path, minimum = 1, description = "Chapter id."), PersonalizedQuery),
     responses(
-        (status = 200, description = "The chapter personalized for the caller's profile: `text/markdown` by default, JSON with `?format=json`.", content((String = "text/markdown"), (PersonalizedBody = "application/json"))),
+        (status = 200, description = "The chapter personalized for the caller's profile: `text/markdown` by default, JSON with `?format=json`.", content((String = "text/markdown", example = json!(PERSONALIZED_EXAMPLE)), (PersonalizedBody = "application/json"))),
         (status = 302, description = "With `?delivery=redirect` and an S3 store: a redirect to a short-lived presigned URL of the markdown.",
             headers(("Location" = String, description = "The presigned URL."))),
         (status = 409, response = api::ProfileIncomplete),

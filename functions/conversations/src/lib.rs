@@ -98,6 +98,7 @@ fn resource_id(raw: &str) -> Result<Uuid> {
 }
 
 #[derive(Serialize, ToSchema)]
+#[schema(examples(json!({"models": [{"id": "gpt-4o-mini", "offline": false}, {"id": "offline-tutor", "offline": true}], "default": "gpt-4o-mini"})))]
 struct ModelList {
     #[schema(inline)]
     models: Vec<ModelEntry>,
@@ -143,7 +144,7 @@ struct ConversationBody {
 }
 
 #[derive(Deserialize, Default, ToSchema)]
-#[schema(as = CreateConversationRequest)]
+#[schema(as = CreateConversationRequest, examples(json!({"title": "Learning ROS 2", "system_prompt": "Answer briefly: I know Python well."})))]
 struct CreateRequest {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = String, pattern = r"\S")]
@@ -273,7 +274,7 @@ async fn show(
 }
 
 #[derive(Deserialize, ToSchema)]
-#[schema(as = UpdateConversationRequest)]
+#[schema(as = UpdateConversationRequest, examples(json!({"title": "ROS 2 topics", "is_pinned": true})))]
 struct UpdateRequest {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = String, pattern = r"\S")]
@@ -416,6 +417,7 @@ async fn list_messages(
 }
 
 #[derive(Deserialize, ToSchema)]
+#[schema(examples(json!({"content": "What is a ROS 2 topic?"})))]
 struct PostMessageRequest {
     #[schema(value_type = String, required, min_length = 1, max_length = 32768, pattern = r"\S")]
     content: Option<String>,
@@ -540,7 +542,15 @@ fn event_stream(replies: ReplyStream) -> Response {
 
 /// `GET /api/usage`: the caller's day so far.
 #[derive(Serialize, ToSchema)]
-#[schema(as = Usage)]
+#[schema(as = Usage, examples(json!({
+    "caller": "user",
+    "model_configured": true,
+    "day": "2026-11-29",
+    "resets_at": "2026-11-30T00:00:00Z",
+    "messages": {"used": 3, "limit": 200, "remaining": 197},
+    "tokens": {"used": 5120, "limit": 400000, "remaining": 394880},
+    "model_budget_left": true,
+})))]
 struct UsageBody {
     /// Whose quotas apply: a guest's are far below a user's.
     #[schema(schema_with = api::one_of_strings::<CallerKinds>)]
@@ -627,12 +637,17 @@ pub fn describe_event_streams(document: &mut serde_json::Value) {
         ("/api/conversations/{id}/messages", "`user_message`"),
         ("/api/conversations/{id}/messages/{message_id}/retry", "`user_message` (the message retried)"),
     ] {
-        document["paths"][path]["post"]["responses"]["201"]["content"]["text/event-stream"] = json!({
+        let operation = &mut document["paths"][path]["post"];
+        operation["responses"]["201"]["content"]["text/event-stream"] = json!({
             "schema": {
                 "type": "string",
                 "description": format!("Server-Sent Events: {first}, `delta`..., `citations`, `done` (or `error`). Each event is a `ReplyEvent` (`x-itemSchema`, as OpenAPI 3.2's `itemSchema`)."),
             },
             "x-itemSchema": schema("ReplyEvent"),
+            "example": primer_shared::openapi::examples::event_stream(),
         });
+        // Deployed, API Gateway's HTTP API cannot stream: the function URL does.
+        operation["servers"] =
+            serde_json::to_value(primer_shared::openapi::streaming_servers()).expect("servers serialize");
     }
 }

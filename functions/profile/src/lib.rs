@@ -100,15 +100,17 @@ async fn replace(
 }
 
 /// Takes `application/merge-patch+json` as well as `application/json`: `JsonBody` accepts
-/// every `application/*+json` type.
+/// every `application/*+json` type. The document declares the first only: one schema under two
+/// content types makes client generators emit a body parameter of two identical types
+/// (openapi-python-client 0.29 writes a module that cannot be imported).
 #[utoipa::path(
     patch,
     path = "/api/profile",
     tag = "profile",
     operation_id = "patchProfile",
     summary = "Merge-patch the profile (RFC 7396)",
-    description = "A JSON merge patch (RFC 7396): members present replace, `null` removes, nested objects merge, arrays are replaced. Sent as `application/merge-patch+json` or `application/json`. Without a profile, the patch applies to an empty one and creates it when the result is valid (still 200). The same immutability and catalog rules as PUT apply.",
-    request_body(content((ProfilePatch = "application/merge-patch+json"), (ProfilePatch = "application/json"))),
+    description = "A JSON merge patch (RFC 7396): members present replace, `null` removes, nested objects merge, arrays are replaced. Sent as `application/merge-patch+json` (RFC 7396's type, declared here) or as `application/json`, which is accepted alike. Without a profile, the patch applies to an empty one and creates it when the result is valid (still 200). The same immutability and catalog rules as PUT apply.",
+    request_body(content = ProfilePatch, content_type = "application/merge-patch+json"),
     responses(
         (status = 200, description = "The patched profile.", body = inline(ProfileBody)),
         api::SignedInErrors,

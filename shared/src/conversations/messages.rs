@@ -71,6 +71,7 @@ pub struct ErrorDetails {
 
 /// A message as the API shows it.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+#[schema(examples(crate::openapi::examples::reply))]
 pub struct Message {
     /// Id.
     pub id: Uuid,

@@ -45,6 +45,7 @@ pub use values::*;
 
 /// A conversation as the API shows it.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+#[schema(examples(crate::openapi::examples::conversation))]
 pub struct Conversation {
     /// Id.
     pub id: Uuid,

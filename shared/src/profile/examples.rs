@@ -3,6 +3,9 @@
 
 use serde_json::{Value, json};
 
+use super::input::ProfileInput;
+use super::store::UserProfile;
+
 /// docs/api.md's example profile: every field set, onboarded.
 pub fn api_example() -> Value {
     json!({
@@ -25,6 +28,22 @@ pub fn api_example() -> Value {
         "robotics_experience": "simulation_only",
         "learning_goals": ["simulation", "manipulation"]
     })
+}
+
+/// [`api_example`] as `GET /api/profile` shows it once stored: canonical (sets sorted), onboarded,
+/// with its hash, made by the code that stores a profile.
+pub fn stored_example() -> Value {
+    let input: ProfileInput = serde_json::from_value(api_example()).expect("the example is a profile");
+    let profile = input.parse().expect("the example profile is valid");
+    let at = chrono::DateTime::parse_from_rfc3339("2026-11-29T09:59:30Z").expect("a time").to_utc();
+    let stored = UserProfile {
+        is_onboarded: profile.is_onboarded(),
+        profile_hash: profile.hash(),
+        profile,
+        created_at: at,
+        updated_at: at,
+    };
+    serde_json::to_value(stored).expect("a profile serializes")
 }
 
 /// The guest-chat model's two example documents, unchanged.

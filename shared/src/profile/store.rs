@@ -17,7 +17,7 @@ use crate::error::{Error, ErrorChain, Result, ResultExt};
 
 /// A user's stored profile, as `GET /api/profile` shows it.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-#[schema(as = Profile)]
+#[schema(as = Profile, examples(super::examples::stored_example))]
 pub struct UserProfile {
     /// The background itself.
     #[serde(flatten)]

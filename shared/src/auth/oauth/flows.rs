@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde_json::json;
 use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 pub use url::Url;
@@ -130,6 +131,7 @@ impl From<Error> for Failure {
 
 /// One way a user signs in, as `GET /api/auth/accounts` shows it.
 #[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+#[schema(examples(json!({"provider": "github", "name": "GitHub", "linked_at": "2026-11-29T09:58:12Z"})))]
 pub struct WayToSignIn {
     /// `credential` (the password), or the provider's id.
     pub provider: String,
