@@ -17,7 +17,6 @@ use primer_shared::extract::{AuthUser, ClientMeta, JsonBody, OptionalJsonBody, Q
 use primer_shared::openapi as api;
 use primer_shared::{AppState, Error, FieldErrors, Result};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use utoipa::ToSchema;
 
 use crate::{SignedIn, guest_of, signed_in};

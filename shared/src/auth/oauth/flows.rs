@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use serde_json::json;
 use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 pub use url::Url;
