@@ -4,49 +4,29 @@
 //! the API it serves the example site of `examples/web` ([`site`]), for development only.
 //!
 //! On Lambda, API Gateway reads requests off the network; here the runner does, so it bounds
-//! how long a client may take to send its headers and its body: a client that stalls is
-//! answered (or dropped) instead of holding a connection open for ever.
+//! what a client may hold (see [`serve`] and [`ConnectionLimits`]): a client that stalls or
+//! trickles is answered (or dropped) instead of holding a connection open for ever, and a
+//! request whose framing is ambiguous is refused instead of being read as two.
 
-use std::future::Future;
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::Body;
-use axum::extract::{ConnectInfo, Request};
 use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::response::Response;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use primer_shared::{AppState, app};
-use tokio::net::TcpListener;
-use tower::ServiceExt;
 use tower::layer::util::{Identity, Stack};
 use tower::util::MapResponseLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
-use tower_http::timeout::RequestBodyTimeoutLayer;
 
 pub mod openapi;
+mod serve;
 pub mod site;
 
 /// The runner's port without `PORT`: neither 3000 (Docusaurus, Next.js) nor 5173 (Vite), the
 /// ports a textbook site's own dev server takes.
 pub const DEFAULT_PORT: u16 = 8790;
 
-/// How long a client may take to send its request: past that, the connection is closed (no
-/// headers yet) or the request is answered 400 (a body that stopped short of its length).
-#[derive(Debug, Clone, Copy)]
-pub struct ReadTimeouts {
-    /// For the request line and the headers.
-    pub headers: Duration,
-    /// For the body, once the headers are in.
-    pub body: Duration,
-}
-
-impl Default for ReadTimeouts {
-    fn default() -> Self {
-        Self { headers: Duration::from_secs(10), body: Duration::from_secs(10) }
-    }
-}
+pub use serve::{ConnectionLimits, serve};
 
 /// Every function's routes, merged.
 pub fn routes() -> Router<AppState> {
@@ -120,55 +100,4 @@ fn only_for_an_allowed_origin(mut response: Response) -> Response {
         }
     }
     response
-}
-
-/// Serves `app` on `listener` until `shutdown` resolves, then lets the requests in flight finish.
-pub async fn serve(
-    listener: TcpListener,
-    app: Router,
-    timeouts: ReadTimeouts,
-    shutdown: impl Future<Output = ()>,
-) -> std::io::Result<()> {
-    let app = app.layer(RequestBodyTimeoutLayer::new(timeouts.body));
-    let graceful = GracefulShutdown::new();
-    let mut shutdown = std::pin::pin!(shutdown);
-    loop {
-        let (stream, peer): (tokio::net::TcpStream, _) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                // Out of file descriptors and the like: the next accept may work.
-                Err(e) => {
-                    tracing::warn!(error = %e, "accepting a connection failed");
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
-        // Without TCP_NODELAY, a streamed reply's small events wait for the reader's delayed ACK
-        // of the one before (Nagle): tens of milliseconds per fragment.
-        if let Err(e) = stream.set_nodelay(true) {
-            tracing::warn!(error = %e, "could not set TCP_NODELAY");
-        }
-        let app = app.clone();
-        let service = hyper::service::service_fn(move |mut request: Request<hyper::body::Incoming>| {
-            // What `into_make_service_with_connect_info` would add: the per-IP limits read it.
-            request.extensions_mut().insert(ConnectInfo(peer));
-            app.clone().oneshot(request.map(Body::new))
-        });
-        let connection = hyper::server::conn::http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(timeouts.headers)
-            // A header line with control bytes is dropped rather than failing the whole request
-            // with hyper's empty 400: the request is then answered in the contract's shape.
-            .ignore_invalid_headers(true)
-            .serve_connection(TokioIo::new(stream), service);
-        let connection = graceful.watch(connection);
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, %peer, "connection ended with an error");
-            }
-        });
-    }
-    graceful.shutdown().await;
-    Ok(())
 }

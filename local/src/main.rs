@@ -37,7 +37,7 @@ async fn serve() -> Result<(), Box<dyn std::error::Error>> {
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
     };
-    local::serve(listener, local::app(state), local::ReadTimeouts::default(), shutdown).await?;
+    local::serve(listener, local::app(state), local::ConnectionLimits::default(), shutdown).await?;
     Ok(())
 }
 

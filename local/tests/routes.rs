@@ -131,3 +131,22 @@ async fn a_route_of_another_function_is_not_matched(pool: PgPool) {
         Some("/api/auth/me")
     );
 }
+
+/// The timeouts claims are sized by are the ones template.yaml gives Lambda: every function
+/// behind the HTTP API (the `Globals` one), and the streamed replies' function.
+#[test]
+fn claims_are_sized_by_the_timeouts_template_yaml_gives_the_functions() {
+    use primer_shared::config::FunctionTimeouts;
+    let timeout_after = |marker: &str| -> u64 {
+        let from = TEMPLATE.find(marker).unwrap_or_else(|| panic!("{marker} in template.yaml"));
+        let line = TEMPLATE[from..].lines().find(|l| l.trim_start().starts_with("Timeout:")).unwrap();
+        line.split(':').nth(1).unwrap().split('#').next().unwrap().trim().parse().unwrap()
+    };
+    let defaults = FunctionTimeouts::default();
+    assert_eq!(timeout_after("\nGlobals:"), defaults.json.as_secs(), "FUNCTION_TIMEOUT_SECS");
+    assert_eq!(
+        timeout_after("\n  ConversationsStreamFunction:"),
+        defaults.stream.as_secs(),
+        "STREAM_FUNCTION_TIMEOUT_SECS"
+    );
+}

@@ -32,7 +32,7 @@ impl Runner {
         tokio::spawn(local::serve(
             listener,
             app.router.clone(),
-            local::ReadTimeouts::default(),
+            local::ConnectionLimits::default(),
             std::future::pending(),
         ));
         let token = app.signed_up("ada@example.com").await.access_token;

@@ -6,9 +6,19 @@ Each function's `.aws-sam/build/<LogicalId>/bootstrap` runs behind a local Lambd
 events come from events/, with their REPLACE_WITH_* placeholders filled from earlier answers:
 a new user registers, and its access token, conversation id, ... feed the later events.
 
+The whole run happens once per log level of --log-levels (DEBUG and WARN by default), with
+JSON logs as Lambda asks for them (AWS_LAMBDA_LOG_FORMAT=JSON, AWS_LAMBDA_LOG_LEVEL), and then
+every line each bootstrap wrote is read: each must be one flat JSON object with `timestamp`
+(RFC 3339), `level` (none below the run's), `message`; a line's `requestId` must be one of its
+function's invocations, every line of primer's own code carries one (and, for an HTTP
+function, an `apiRequestId`), and at DEBUG every invocation has lines with its `requestId` and
+the event's `apiRequestId`; no line may hold the JWT secret, a password sent or a token issued
+or e-mailed.
+
 Prints one row per event (function, event, expected and received status, time) and closes
 with "sam-check: N passed, M failed". Exits 1 if any event got another status or no answer, a
-bootstrap reported an init error, or a bootstrap exited before it was stopped.
+bootstrap reported an init error, a bootstrap exited before it was stopped, or a log line
+breaks the rules above.
 
     sam_check.py --build-dir .aws-sam/build --events events --logs DIR --env K=V ...
 """
@@ -16,6 +26,7 @@ bootstrap reported an init error, or a bootstrap exited before it was stopped.
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import re
 import sys
@@ -190,6 +201,69 @@ def _check(step: Step, result: Invocation) -> tuple[bool, str, dict | None, str]
     return passed, str(status), body if isinstance(body, dict) else None, note
 
 
+LEVELS = ["TRACE", "DEBUG", "INFO", "WARN", "ERROR"]
+# The crates of primer's own code: every line they log while serving carries the request ids.
+OWN_CODE = {"primer_shared", "auth", "profile", "chapters", "conversations", "conversations_stream", "janitor"}
+
+
+def _check_log(
+    function: str, path: Path, level: str, invocations: dict[str, str | None], secrets: dict[str, str]
+) -> tuple[int, list[str]]:
+    """Reads every line `function` logged in a run at `level`: (lines read, problems).
+
+    `invocations` maps each Lambda request id handed to the function to the API request id of
+    its event (None for a non-HTTP event)."""
+    problems: list[str] = []
+    text = path.read_text(errors="replace") if path.is_file() else ""
+    seen: dict[str, set[str]] = {request_id: set() for request_id in invocations}
+    http = any(api_request_id is not None for api_request_id in invocations.values())
+    lines = text.splitlines()
+    for number, raw in enumerate(lines, 1):
+        where = f"{path.name}:{number}"
+        try:
+            line = json.loads(raw)
+        except ValueError:
+            problems.append(f"{where}: not JSON: {raw[:200]}")
+            continue
+        if not isinstance(line, dict):
+            problems.append(f"{where}: not a JSON object: {raw[:200]}")
+            continue
+        try:
+            datetime.datetime.fromisoformat(str(line.get("timestamp")))
+        except ValueError:
+            problems.append(f"{where}: no RFC 3339 timestamp: {raw[:200]}")
+        if line.get("level") not in LEVELS:
+            problems.append(f"{where}: no level: {raw[:200]}")
+        elif LEVELS.index(line["level"]) < LEVELS.index(level):
+            problems.append(f"{where}: {line['level']} below the run's {level}: {raw[:200]}")
+        if not isinstance(line.get("message"), str) or not line["message"]:
+            problems.append(f"{where}: no message: {raw[:200]}")
+        for key in ("fields", "span"):
+            if key in line:
+                problems.append(f"{where}: nested `{key}` (lines are flat): {raw[:200]}")
+        own = str(line.get("target", "")).split("::")[0] in OWN_CODE
+        if own and "requestId" not in line:
+            problems.append(f"{where}: a line of primer's code without requestId: {raw[:200]}")
+        if own and http and "apiRequestId" not in line:
+            problems.append(f"{where}: a line of primer's code without apiRequestId: {raw[:200]}")
+        request_id = line.get("requestId")
+        if request_id is not None:
+            if request_id not in invocations:
+                problems.append(f"{where}: requestId {request_id!r} is no invocation's: {raw[:200]}")
+            else:
+                seen[request_id].add(str(line.get("apiRequestId")))
+        for what, secret in secrets.items():
+            if secret and secret in raw:
+                problems.append(f"{where}: {what} is in the log")
+    if level == "DEBUG":
+        for request_id, api_request_id in invocations.items():
+            if not seen[request_id]:
+                problems.append(f"{path.name}: no line with requestId {request_id}")
+            elif api_request_id is not None and api_request_id not in seen[request_id]:
+                problems.append(f"{path.name}: no line of {request_id} with apiRequestId {api_request_id}")
+    return len(lines), problems
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--build-dir", default=".aws-sam/build")
@@ -198,10 +272,23 @@ def main() -> int:
     parser.add_argument("--outbox", required=True, help="the functions' e-mail outbox (PRIMER_OUTBOX_DIR)")
     parser.add_argument("--env", action="append", default=[], metavar="K=V")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds per invocation")
+    parser.add_argument("--log-levels", default="DEBUG,WARN", help="one whole run per level, comma-separated")
     args = parser.parse_args()
 
-    env = dict(item.split("=", 1) for item in args.env)
     build, events, logs = Path(args.build_dir), Path(args.events), Path(args.logs)
+    passed = failed = 0
+    for level in args.log_levels.split(","):
+        env = dict(item.split("=", 1) for item in args.env)
+        env.update({"AWS_LAMBDA_LOG_FORMAT": "JSON", "AWS_LAMBDA_LOG_LEVEL": level})
+        print(f"\n{level}: every event, JSON logs at AWS_LAMBDA_LOG_LEVEL={level}")
+        ok, bad = _run(args, env, level, build, events, logs / level.lower())
+        passed, failed = passed + ok, failed + bad
+    print(f"sam-check: {passed} passed, {failed} failed")
+    return 0 if failed == 0 else 1
+
+
+def _run(args, env: dict[str, str], level: str, build: Path, events: Path, logs: Path) -> tuple[int, int]:
+    """Every step once, at `level`, then every log line read: (passed, failed)."""
     values = {
         "EMAIL": f"sam-check-{uuid.uuid4().hex[:12]}@example.com",
         # No provider is reached here: a callback's code and state, and a one-time code, that
@@ -210,6 +297,9 @@ def main() -> int:
         "STATE": "sam-check-unknown-state",
         "SIGN_IN_CODE": "sam-check-unknown-code",
     }
+    # Lambda request id -> the event's API request id, per function.
+    invoked: dict[str, dict[str, str | None]] = {}
+    passwords: list[str] = []
     functions: dict[str, LocalFunction] = {}
     broken: dict[str, str] = {}  # function -> why it cannot run
     rows: list[tuple[str, ...]] = []
@@ -261,6 +351,16 @@ def main() -> int:
                 start = "cold"
 
             result = fn.invoke(text)
+            sent = json.loads(text)
+            context = sent.get("requestContext") if isinstance(sent, dict) else None
+            api_request_id = context.get("requestId") if isinstance(context, dict) else None
+            invoked.setdefault(step.function, {})[result.request_id] = api_request_id
+            try:
+                body_sent = json.loads(sent.get("body") or "{}") if isinstance(sent, dict) else {}
+            except (ValueError, TypeError):
+                body_sent = {}
+            if isinstance(body_sent, dict):
+                passwords += [v for k, v in body_sent.items() if "password" in k and isinstance(v, str)]
             ok, got, body, note = _check(step, result)
             if result.outcome in ("init_error", "exited", "timeout"):
                 broken[step.function] = f"bootstrap unusable after {step.event}: {result.outcome}"
@@ -295,10 +395,26 @@ def main() -> int:
     line = lambda r: "  ".join(  # noqa: E731
         c.rjust(w) if i in (2, 3, 4) else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))
     ).rstrip()
+    # Every line each bootstrap wrote, read: one check per function.
+    secrets = {"the JWT secret": env.get("JWT_SECRET", "")}
+    secrets.update({f"the {key.lower()}": value for key, value in values.items() if key.endswith("TOKEN")})
+    secrets.update({f"password {i + 1}": p for i, p in enumerate(passwords)})
+    log_rows = []
+    for name in sorted(invoked):
+        read, problems = _check_log(name, logs / f"{name}.log", level, invoked[name], secrets)
+        log_rows.append(f"  {name}: {read} lines, {len(problems)} problems")
+        if problems:
+            failed += 1
+            notes.extend(f"  {name} log: {problem}" for problem in problems[:20])
+        else:
+            passed += 1
+
     print(line(header))
     print(line(tuple("-" * w for w in widths)))
     for r in rows:
         print(line(r))
+    print("logs (AWS_LAMBDA_LOG_LEVEL=%s):" % level)
+    print("\n".join(log_rows))
     if notes:
         print("\nfailures (bootstrap logs in %s):" % logs)
         print("\n".join(notes))
@@ -306,8 +422,7 @@ def main() -> int:
     for unrun in sorted({p.parent.name for p in build.glob("*/bootstrap")} - {s.function for s in STEPS}):
         failed += 1
         print(f"  {unrun}: built, but no event runs it")
-    print(f"sam-check: {passed} passed, {failed} failed")
-    return 0 if failed == 0 else 1
+    return passed, failed
 
 
 if __name__ == "__main__":

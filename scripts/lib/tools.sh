@@ -3,8 +3,9 @@
 # downgrades boto3 for anything installed next to it); a venv is re-created when it is
 # missing, broken or of another version. npm packages from committed lock files. Paths are
 # relative to the repository root (the scripts cd there); PRIMER_SAM_VENV,
-# PRIMER_CARGO_LAMBDA_VENV, PRIMER_SCHEMATHESIS_VENV, PRIMER_PLAYWRIGHT_VENV and
-# PRIMER_OPENAPI_CLIENTS_VENV move the venvs (CI keeps them under /var/tmp).
+# PRIMER_CARGO_LAMBDA_VENV, PRIMER_SCHEMATHESIS_VENV, PRIMER_PLAYWRIGHT_VENV,
+# PRIMER_OPENAPI_CLIENTS_VENV and PRIMER_CHECKOV_VENV move the venvs (CI keeps them under
+# /var/tmp).
 #
 #   ensure_sam             the AWS SAM CLI in $sam_venv
 #   ensure_cargo_lambda    cargo-lambda (and the Zig it cross-compiles with) in
@@ -16,6 +17,8 @@
 #   ensure_openapi_clients openapi-python-client (and jsonschema) in $openapi_clients_venv,
 #                          openapi-typescript and TypeScript in tests/clients/node_modules
 #   ensure_npm DIR         `npm ci` in DIR when its node_modules is missing or from another lock
+#   ensure_checkov         checkov (and the PyYAML scripts/lib/connection_budget.py reads
+#                          template.yaml with) in $checkov_venv
 #   sam_run ARGS...        runs `sam ARGS...` offline: no telemetry, region us-east-1, fake
 #                          credentials
 #
@@ -29,11 +32,13 @@ SCHEMATHESIS_VERSION=4.32.5
 PLAYWRIGHT_VERSION=1.65.2
 OPENAPI_PYTHON_CLIENT_VERSION=0.29.1
 JSONSCHEMA_VERSION=4.26.0
+CHECKOV_VERSION=3.3.30
 sam_venv=${PRIMER_SAM_VENV:-.local/venv-sam}
 cargo_lambda_venv=${PRIMER_CARGO_LAMBDA_VENV:-.local/venv-cargo-lambda}
 schemathesis_venv=${PRIMER_SCHEMATHESIS_VENV:-.local/venv-schemathesis}
 playwright_venv=${PRIMER_PLAYWRIGHT_VENV:-.local/venv-playwright}
 openapi_clients_venv=${PRIMER_OPENAPI_CLIENTS_VENV:-.local/venv-openapi-clients}
+checkov_venv=${PRIMER_CHECKOV_VENV:-.local/venv-checkov}
 chromium=${PRIMER_CHROMIUM:-}
 
 # _tools_make_venv DIR PIP_REQUIREMENT...: a new venv at DIR with those packages.
@@ -142,6 +147,15 @@ print(m.version("openapi-python-client"), m.version("jsonschema"))' 2>/dev/null)
       "jsonschema==$JSONSCHEMA_VERSION" || return 1
   fi
   ensure_npm tests/clients
+}
+
+ensure_checkov() {
+  local have
+  have=$("$checkov_venv/bin/checkov" --version 2>/dev/null) || have=""
+  [[ $have == "$CHECKOV_VERSION" ]] && "$checkov_venv/bin/python" -c 'import yaml' 2>/dev/null && return 0
+  echo "installing checkov $CHECKOV_VERSION into $checkov_venv (takes a minute or two)"
+  _tools_make_venv "$checkov_venv" "checkov==$CHECKOV_VERSION" || return 1
+  "$checkov_venv/bin/checkov" --version >/dev/null
 }
 
 sam_run() {

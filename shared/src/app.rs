@@ -10,12 +10,12 @@ use axum::response::{IntoResponse, Response};
 use sqlx::PgPool;
 
 use crate::blob::{BlobStore, DirStore};
-use crate::config::{Config, ConfigError, EmailDelivery};
+use crate::config::{Config, ConfigError, EmailDelivery, Tokens};
 use crate::email::{EmailSender, Outbox};
 use crate::error::Error;
 use crate::model::ModelClient;
 use crate::personalize::cache::Personalizer;
-use crate::{db, telemetry};
+use crate::{db, deadline, telemetry};
 
 mod aws;
 
@@ -50,6 +50,7 @@ impl AppState {
             model: self.model.as_deref(),
             budget: self.config.personalize_budget,
             usage: &self.config.usage,
+            timeout: self.config.timeouts.json,
         }
     }
 
@@ -61,7 +62,9 @@ impl AppState {
         let mail: Arc<dyn EmailSender> = match &config.email.delivery {
             EmailDelivery::Outbox { dir, log_links } => Arc::new(Outbox::new(dir, *log_links)),
             // Only `from_env` builds the SES client (it reads the SDK's configuration).
-            EmailDelivery::Ses(_) => Arc::new(Outbox::new(".local/outbox", false)),
+            EmailDelivery::Ses(_) => {
+                Arc::new(Outbox::new(crate::config::default_folder("outbox", false), false))
+            }
         };
         let model = model_client(&config);
         #[cfg(feature = "oauth")]
@@ -92,9 +95,15 @@ impl AppState {
         Self { mail, ..self }
     }
 
-    /// State from the environment, without connecting to the database yet.
+    /// State from the environment, without connecting to the database yet, for a function that
+    /// handles tokens.
     pub async fn from_env() -> Result<Self, ConfigError> {
-        let config = Config::from_env()?;
+        Self::from_env_for(Tokens::Handled).await
+    }
+
+    /// [`AppState::from_env`] for a function that handles `tokens` or not.
+    pub async fn from_env_for(tokens: Tokens) -> Result<Self, ConfigError> {
+        let config = Config::from_lookup_for(tokens, |name| std::env::var(name).ok())?;
         let pool = db::lazy_pool(&config)?;
         let aws = aws::Clients::for_config(&config).await?;
         let mut state = Self::new(config, pool);
@@ -128,16 +137,32 @@ fn model_client(_: &Config) -> Option<Arc<ModelClient>> {
 }
 
 /// Wraps a function's routes in what every function shares: the request id and its log line,
-/// the body limit, the contract's 404 and 405, and the error shape on every failure.
+/// the body limit, the deadline of the request's own work, the contract's 404 and 405, and the
+/// error shape on every failure.
 pub fn service(routes: Router<AppState>, state: AppState) -> Router {
+    let work_deadline = state.config.work_deadline;
     routes
         .fallback(|| async { Error::NotFound })
         .method_not_allowed_fallback(|| async { Error::MethodNotAllowed })
+        .layer(middleware::from_fn(move |request: Request, next: Next| {
+            own_work_within(work_deadline, request, next)
+        }))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(middleware::from_fn(reject_oversized_body))
         .layer(middleware::from_fn(shape_errors))
         .layer(middleware::from_fn(telemetry::request_context))
         .with_state(state)
+}
+
+/// Runs the request with `budget` for its own work (see [`deadline`]): past it, a 503 with
+/// `Retry-After`, whatever the request was waiting for. Waiting for the client's body does not
+/// count.
+async fn own_work_within(budget: std::time::Duration, request: Request, next: Next) -> Response {
+    let work = async move { next.run(request.map(deadline::exempt_body)).await };
+    match deadline::within(budget, work).await {
+        Ok(response) => response,
+        Err(overrun) => Error::Unavailable(Box::new(overrun)).into_response(),
+    }
 }
 
 /// Gives the contract's error shape to a failure some layer answered in its own words (axum's
@@ -197,25 +222,43 @@ pub fn limit_allocator_arenas() {
 /// so its sockets are found by their peer, `api` (`AWS_LAMBDA_RUNTIME_API`), among the
 /// process's descriptors. Called as each streamed invocation starts: its response goes out on
 /// the connection that brought the event.
-#[cfg(target_os = "linux")]
 pub fn runtime_api_without_nagle(api: std::net::SocketAddr) {
+    for_each_connection_to(
+        |peer| peer == api,
+        |socket| {
+            let _ = socket.set_tcp_nodelay(true);
+        },
+    );
+}
+
+/// Calls `apply` on every socket of this process connected to a peer `to` accepts: for socket
+/// options on connections a library opened and does not expose.
+#[cfg(target_os = "linux")]
+pub(crate) fn for_each_connection_to(
+    to: impl Fn(std::net::SocketAddr) -> bool,
+    apply: impl Fn(&socket2::SockRef<'_>),
+) {
     use std::os::fd::BorrowedFd;
     let Ok(descriptors) = std::fs::read_dir("/proc/self/fd") else { return };
     for fd in descriptors.flatten().filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok()) {
-        // SAFETY: the descriptor is only borrowed for two system calls. One closed meanwhile
-        // makes them fail (EBADF); one reused meanwhile would have to be a TCP socket to the
-        // same peer for anything to change.
+        // SAFETY: the descriptor is only borrowed for a few system calls. One closed meanwhile
+        // makes them fail (EBADF); one reused meanwhile would have to be a TCP socket to a
+        // peer `to` accepts for anything to change.
         let descriptor = unsafe { BorrowedFd::borrow_raw(fd) };
         let socket = socket2::SockRef::from(&descriptor);
-        if socket.peer_addr().ok().and_then(|a| a.as_socket()) == Some(api) {
-            let _ = socket.set_tcp_nodelay(true);
+        if socket.peer_addr().ok().and_then(|a| a.as_socket()).is_some_and(&to) {
+            apply(&socket);
         }
     }
 }
 
 /// Elsewhere there is no `/proc/self/fd` to look through; Lambda runs Linux.
 #[cfg(not(target_os = "linux"))]
-pub fn runtime_api_without_nagle(_api: std::net::SocketAddr) {}
+pub(crate) fn for_each_connection_to(
+    _to: impl Fn(std::net::SocketAddr) -> bool,
+    _apply: impl Fn(&socket2::SockRef<'_>),
+) {
+}
 
 /// The Runtime API's address (`AWS_LAMBDA_RUNTIME_API`), read once at start-up.
 fn runtime_api_address() -> Option<std::net::SocketAddr> {

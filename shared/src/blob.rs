@@ -21,6 +21,7 @@ use aws_sdk_s3::{
 
 #[cfg(feature = "s3")]
 use crate::config::S3Config;
+use crate::deadline;
 use crate::error::Error;
 
 /// What every store method returns: a boxed future, so the trait stays object-safe.
@@ -178,7 +179,7 @@ impl DirStore {
 
 impl BlobStore for DirStore {
     fn put<'a>(&'a self, key: &'a ObjectKey, body: Vec<u8>, _: &'a str) -> BlobFuture<'a, ()> {
-        Box::pin(async move {
+        Box::pin(deadline::exempt(async move {
             let path = self.path_of(key.as_str());
             let fail = |e: std::io::Error| BlobError::new("put", key.as_str(), e);
             let dir = path.parent().expect("a key has at least one segment");
@@ -191,36 +192,36 @@ impl BlobStore for DirStore {
                 return Err(fail(e));
             }
             Ok(())
-        })
+        }))
     }
 
     fn get<'a>(&'a self, key: &'a ObjectKey) -> BlobFuture<'a, Option<Vec<u8>>> {
-        Box::pin(async move {
+        Box::pin(deadline::exempt(async move {
             match tokio::fs::read(self.path_of(key.as_str())).await {
                 Ok(body) => Ok(Some(body)),
                 Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
                 Err(e) => Err(BlobError::new("get", key.as_str(), e)),
             }
-        })
+        }))
     }
 
     fn delete<'a>(&'a self, key: &'a ObjectKey) -> BlobFuture<'a, ()> {
-        Box::pin(async move {
+        Box::pin(deadline::exempt(async move {
             match tokio::fs::remove_file(self.path_of(key.as_str())).await {
                 Err(e) if e.kind() != ErrorKind::NotFound => Err(BlobError::new("delete", key.as_str(), e)),
                 _ => Ok(()),
             }
-        })
+        }))
     }
 
     fn delete_prefix<'a>(&'a self, prefix: &'a KeyPrefix) -> BlobFuture<'a, u64> {
-        Box::pin(async move {
+        Box::pin(deadline::exempt(async move {
             let folder = self.path_of(prefix.as_str());
             let removed = tokio::task::spawn_blocking(move || remove_tree(&folder))
                 .await
                 .map_err(|e| BlobError::new("delete_prefix", prefix.as_str(), e))?;
             removed.map_err(|e| BlobError::new("delete_prefix", prefix.as_str(), e))
-        })
+        }))
     }
 
     fn presign_get<'a>(&'a self, _: &'a ObjectKey, _: Duration) -> BlobFuture<'a, Option<String>> {
@@ -348,7 +349,7 @@ impl S3Store {
 #[cfg(feature = "s3")]
 impl BlobStore for S3Store {
     fn put<'a>(&'a self, key: &'a ObjectKey, body: Vec<u8>, content_type: &'a str) -> BlobFuture<'a, ()> {
-        Box::pin(async move {
+        Box::pin(deadline::exempt(async move {
             self.client
                 .put_object()
                 .bucket(&self.bucket)
@@ -359,11 +360,11 @@ impl BlobStore for S3Store {
                 .await
                 .map_err(|e| BlobError::new("put", key.as_str(), e))?;
             Ok(())
-        })
+        }))
     }
 
     fn get<'a>(&'a self, key: &'a ObjectKey) -> BlobFuture<'a, Option<Vec<u8>>> {
-        Box::pin(async move {
+        Box::pin(deadline::exempt(async move {
             let fail = |e: Box<dyn std::error::Error + Send + Sync>| BlobError::new("get", key.as_str(), e);
             let sent = self.client.get_object().bucket(&self.bucket).key(key.as_str()).send().await;
             let object = match sent {
@@ -373,11 +374,11 @@ impl BlobStore for S3Store {
             };
             let body = object.body.collect().await.map_err(|e| fail(e.into()))?;
             Ok(Some(body.into_bytes().to_vec()))
-        })
+        }))
     }
 
     fn delete<'a>(&'a self, key: &'a ObjectKey) -> BlobFuture<'a, ()> {
-        Box::pin(async move {
+        Box::pin(deadline::exempt(async move {
             self.client
                 .delete_object()
                 .bucket(&self.bucket)
@@ -386,11 +387,11 @@ impl BlobStore for S3Store {
                 .await
                 .map_err(|e| BlobError::new("delete", key.as_str(), e))?;
             Ok(())
-        })
+        }))
     }
 
     fn delete_prefix<'a>(&'a self, prefix: &'a KeyPrefix) -> BlobFuture<'a, u64> {
-        Box::pin(async move {
+        Box::pin(deadline::exempt(async move {
             let keys = self.keys_under(prefix).await?;
             for batch in keys.chunks(DELETE_BATCH) {
                 if let Some(refused) = self.delete_batch(batch).await?.first() {
@@ -399,11 +400,11 @@ impl BlobStore for S3Store {
                 }
             }
             Ok(keys.len() as u64)
-        })
+        }))
     }
 
     fn delete_many<'a>(&'a self, keys: &'a [ObjectKey]) -> BlobFuture<'a, Vec<ObjectKey>> {
-        Box::pin(async move {
+        Box::pin(deadline::exempt(async move {
             let mut refused = Vec::new();
             for batch in keys.chunks(DELETE_BATCH) {
                 let names: Vec<&str> = batch.iter().map(ObjectKey::as_str).collect();
@@ -420,7 +421,7 @@ impl BlobStore for S3Store {
                 }
             }
             Ok(refused)
-        })
+        }))
     }
 
     fn presigns(&self) -> bool {
@@ -428,7 +429,7 @@ impl BlobStore for S3Store {
     }
 
     fn presign_get<'a>(&'a self, key: &'a ObjectKey, ttl: Duration) -> BlobFuture<'a, Option<String>> {
-        Box::pin(async move {
+        Box::pin(deadline::exempt(async move {
             let fail =
                 |e: Box<dyn std::error::Error + Send + Sync>| BlobError::new("presign", key.as_str(), e);
             let presigning = PresigningConfig::expires_in(ttl).map_err(|e| fail(e.into()))?;
@@ -441,7 +442,7 @@ impl BlobStore for S3Store {
                 .await
                 .map_err(|e| fail(e.into()))?;
             Ok(Some(request.uri().to_owned()))
-        })
+        }))
     }
 }
 

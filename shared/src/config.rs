@@ -7,6 +7,7 @@ use secrecy::SecretString;
 
 pub use crate::auth::oauth::settings::SignInSettings;
 pub use crate::auth::rate_limit::{AccountMailLimit, AddressLimit, LoginLimits};
+pub use crate::auth::tokens::{JwtKey, JwtKeys};
 pub use crate::model::ModelConfig;
 pub use crate::usage::{DailyQuota, UsageLimits};
 
@@ -42,6 +43,33 @@ pub struct Config {
     /// The providers readers may sign in with besides a password (GitHub, Google, OpenID
     /// Connect issuers), and where a sign-in may return them.
     pub sign_in: SignInSettings,
+    /// How long a request's own work (database round trips and computation, not the waits
+    /// bounded elsewhere) may take in all before it is a 503 (`WORK_DEADLINE_MS`, 5 s): see
+    /// [`crate::deadline`].
+    pub work_deadline: Duration,
+    /// How long each kind of function may run, as template.yaml gives it Lambda: what claims on
+    /// work are sized by.
+    pub timeouts: FunctionTimeouts,
+}
+
+/// How long a function may run before Lambda ends it (template.yaml's `Timeout`): a claim on
+/// work lasts until the function that took it must have ended, and a little more, so that a
+/// claimant that died is taken over soon after, never while it may still be working. The
+/// local runner has no such limit of its own, so the work is cut at the same time there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FunctionTimeouts {
+    /// Every function behind the HTTP API (`FUNCTION_TIMEOUT_SECS`, 29 s: API Gateway gives up
+    /// at 30): JSON posts and retries, personalized chapters.
+    pub json: Duration,
+    /// The streamed replies' function (`STREAM_FUNCTION_TIMEOUT_SECS`, 150 s): posts and
+    /// retries that ask for `text/event-stream`.
+    pub stream: Duration,
+}
+
+impl Default for FunctionTimeouts {
+    fn default() -> Self {
+        Self { json: Duration::from_secs(29), stream: Duration::from_secs(150) }
+    }
 }
 
 /// The limits that keep logins, sign-ups and guest tokens from being abused.
@@ -124,8 +152,8 @@ impl EmailConfig {
 /// Where e-mail goes.
 #[derive(Debug, Clone)]
 pub enum EmailDelivery {
-    /// RFC 5322 files in a folder (`PRIMER_OUTBOX_DIR`, default `.local/outbox`): the embedded
-    /// default, so that a laptop works offline.
+    /// RFC 5322 files in a folder (`PRIMER_OUTBOX_DIR`, default the project's `.local/outbox`):
+    /// the embedded default, so that a laptop works offline.
     Outbox {
         /// The folder.
         dir: PathBuf,
@@ -186,11 +214,12 @@ impl S3Config {
     }
 }
 
-/// The HS256 signing key and the claims every access token must carry.
+/// The HS256 keys and the claims every access token must carry.
 #[derive(Debug, Clone)]
 pub struct JwtConfig {
-    /// Shared HMAC key, at least 32 bytes.
-    pub secret: SecretString,
+    /// The key that signs (`JWT_SECRET`, at least 32 bytes) and the keys that still verify what
+    /// they signed before a rotation (`JWT_PREVIOUS_SECRETS`, comma-separated).
+    pub keys: JwtKeys,
     /// The `iss` claim.
     pub issuer: String,
     /// The `aud` claim of access tokens.
@@ -235,36 +264,98 @@ pub enum ConfigError {
 
 const MIN_SECRET_BYTES: usize = 32;
 
+/// Whether a function signs or checks tokens. Each function is given only the secrets it uses
+/// (template.yaml), so one that handles none is not given `JWT_SECRET`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tokens {
+    /// It signs or checks tokens: `JWT_SECRET` is required.
+    Handled,
+    /// It handles none (the janitor): the token keys are not read.
+    NotHandled,
+}
+
+/// `name` in the project's git-ignored `.local/` folder: the default home of what a laptop
+/// keeps (personalized chapters, the e-mail outbox), fixed to the repository the binary was
+/// built from, whatever the folder it is started in. On Lambda, `/tmp/primer-<name>`, the only
+/// place a function may write.
+pub fn default_folder(name: &str, on_lambda: bool) -> PathBuf {
+    if on_lambda {
+        return PathBuf::from(format!("/tmp/primer-{name}"));
+    }
+    let core_crate = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    core_crate.parent().unwrap_or(core_crate).join(".local").join(name)
+}
+
 impl Config {
-    /// Reads the process environment.
+    /// Reads the process environment, for a function that handles tokens.
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(|name| std::env::var(name).ok())
     }
 
     /// Reads configuration through `lookup`, so tests need not touch the process environment.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        Self::from_lookup_for(Tokens::Handled, lookup)
+    }
+
+    /// [`Config::from_lookup`] for a function that handles `tokens` or not.
+    pub fn from_lookup_for(
+        tokens: Tokens,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
         let get = |name| lookup(name).filter(|v| !v.trim().is_empty());
         let database_url = get("DATABASE_URL").ok_or(ConfigError::Missing {
             name: "DATABASE_URL",
             hint: "a PostgreSQL URL such as postgres://user@host:5432/primer",
         })?;
-        let secret = get("JWT_SECRET").ok_or(ConfigError::Missing {
-            name: "JWT_SECRET",
-            hint: "a random secret of at least 32 bytes that signs access tokens",
-        })?;
-        if secret.len() < MIN_SECRET_BYTES {
-            return Err(ConfigError::Invalid {
-                name: "JWT_SECRET",
-                reason: format!("it has {} bytes; use at least {MIN_SECRET_BYTES}", secret.len()),
-            });
-        }
+        let keys = match tokens {
+            Tokens::Handled => jwt_keys_from(&get)?,
+            Tokens::NotHandled => JwtKeys::none(),
+        };
         let model = model_from(&get)?;
         let model_configured = model.is_some();
+        let on_lambda = get("AWS_LAMBDA_FUNCTION_NAME").is_some();
+        let timeouts = FunctionTimeouts {
+            json: Duration::from_secs(parse_or(&get, "FUNCTION_TIMEOUT_SECS", 29)?),
+            stream: Duration::from_secs(parse_or(&get, "STREAM_FUNCTION_TIMEOUT_SECS", 150)?),
+        };
+        let personalize_budget = Duration::from_secs(parse_or(&get, "PERSONALIZE_BUDGET_SECS", 20)?);
+        if model.is_some() && personalize_budget + crate::personalize::cache::RULES_WORK > timeouts.json {
+            return Err(ConfigError::Invalid {
+                name: "PERSONALIZE_BUDGET_SECS",
+                reason: format!(
+                    "the model's budget and the {} s a chapter's storing may take must fit in FUNCTION_TIMEOUT_SECS ({} s)",
+                    crate::personalize::cache::RULES_WORK.as_secs(),
+                    timeouts.json.as_secs()
+                ),
+            });
+        }
+        if let Some(model) = &model {
+            // A model call that outlasts its function would be cut off by it, and its claim
+            // would lapse under it.
+            if model.total_timeout + Duration::from_secs(2) > timeouts.json {
+                return Err(ConfigError::Invalid {
+                    name: "MODEL_TOTAL_TIMEOUT_SECS",
+                    reason: format!(
+                        "a model call must end 2 s before its function does (FUNCTION_TIMEOUT_SECS, {} s)",
+                        timeouts.json.as_secs()
+                    ),
+                });
+            }
+            if model.stream_timeout + Duration::from_secs(2) > timeouts.stream {
+                return Err(ConfigError::Invalid {
+                    name: "MODEL_STREAM_TIMEOUT_SECS",
+                    reason: format!(
+                        "a streamed answer must end 2 s before its function does (STREAM_FUNCTION_TIMEOUT_SECS, {} s)",
+                        timeouts.stream.as_secs()
+                    ),
+                });
+            }
+        }
         Ok(Self {
             database_url: database_url.into(),
             db_max_connections: parse_or(&get, "DB_MAX_CONNECTIONS", 2)?,
             jwt: JwtConfig {
-                secret: secret.into(),
+                keys,
                 issuer: get("JWT_ISSUER").unwrap_or_else(|| "primer".into()),
                 audience: get("JWT_AUDIENCE").unwrap_or_else(|| "primer-api".into()),
                 access_ttl: Duration::from_secs(parse_or(&get, "ACCESS_TOKEN_TTL_SECS", 15 * 60)?),
@@ -275,17 +366,48 @@ impl Config {
             upgrade_better_auth_hashes: get("BETTER_AUTH_SECRET").is_none()
                 || parse_or(&get, "UPGRADE_BETTER_AUTH_HASHES", false)?,
             blob: BlobConfig {
-                dir: get("PRIMER_BLOB_DIR").unwrap_or_else(|| ".local/blobs".into()).into(),
+                dir: get("PRIMER_BLOB_DIR").map_or_else(|| default_folder("blobs", on_lambda), PathBuf::from),
                 s3: s3_from(&get)?,
             },
-            personalize_budget: Duration::from_secs(parse_or(&get, "PERSONALIZE_BUDGET_SECS", 20)?),
+            personalize_budget,
             model,
             limits: limits_from(&get)?,
             usage: usage_from(&get, model_configured)?,
             email: email_from(&get)?,
             sign_in: SignInSettings::from_lookup(&|name| lookup(name).filter(|v| !v.trim().is_empty()))?,
+            work_deadline: Duration::from_millis(parse_or(&get, "WORK_DEADLINE_MS", 5000)?.max(1)),
+            timeouts,
         })
     }
+}
+
+/// `JWT_SECRET` signs; `JWT_PREVIOUS_SECRETS` (comma-separated) still verify. Every secret has
+/// at least 32 bytes.
+fn jwt_keys_from(get: &impl Fn(&'static str) -> Option<String>) -> Result<JwtKeys, ConfigError> {
+    let long_enough = |name, secret: &str, which: &str| {
+        if secret.len() < MIN_SECRET_BYTES {
+            return Err(ConfigError::Invalid {
+                name,
+                reason: format!("{which}has {} bytes; use at least {MIN_SECRET_BYTES}", secret.len()),
+            });
+        }
+        Ok(())
+    };
+    let secret = get("JWT_SECRET").ok_or(ConfigError::Missing {
+        name: "JWT_SECRET",
+        hint: "a random secret of at least 32 bytes that signs access tokens",
+    })?;
+    long_enough("JWT_SECRET", &secret, "it ")?;
+    let mut previous = Vec::new();
+    for (i, old) in
+        get("JWT_PREVIOUS_SECRETS").iter().flat_map(|list| list.split(',')).map(str::trim).enumerate()
+    {
+        if !old.is_empty() {
+            long_enough("JWT_PREVIOUS_SECRETS", old, &format!("secret {} ", i + 1))?;
+            previous.push(SecretString::from(old.to_owned()));
+        }
+    }
+    Ok(JwtKeys::new(secret.into(), previous))
 }
 
 fn s3_from(get: &impl Fn(&'static str) -> Option<String>) -> Result<Option<S3Config>, ConfigError> {
@@ -387,8 +509,8 @@ fn limits_from(get: &impl Fn(&'static str) -> Option<String>) -> Result<AbuseLim
 /// `/tmp` that nobody reads and logs no links: configure SES to deliver.
 fn email_from(get: &impl Fn(&'static str) -> Option<String>) -> Result<EmailConfig, ConfigError> {
     let on_lambda = get("AWS_LAMBDA_FUNCTION_NAME").is_some();
-    let default_dir = if on_lambda { "/tmp/primer-outbox" } else { ".local/outbox" };
-    let mut email = EmailConfig::outbox(get("PRIMER_OUTBOX_DIR").unwrap_or_else(|| default_dir.into()));
+    let dir = get("PRIMER_OUTBOX_DIR").map_or_else(|| default_folder("outbox", on_lambda), PathBuf::from);
+    let mut email = EmailConfig::outbox(dir);
     if let EmailDelivery::Outbox { log_links, .. } = &mut email.delivery {
         *log_links = !on_lambda;
     }
@@ -481,10 +603,12 @@ fn usage_from(
         user: DailyQuota {
             messages: parse_or(get, "QUOTA_USER_MESSAGES_PER_DAY", d.user.messages)?,
             tokens: parse_or(get, "QUOTA_USER_TOKENS_PER_DAY", d.user.tokens)?,
+            conversations: parse_or(get, "QUOTA_USER_CONVERSATIONS_PER_DAY", d.user.conversations)?,
         },
         guest: DailyQuota {
             messages: parse_or(get, "QUOTA_GUEST_MESSAGES_PER_DAY", d.guest.messages)?,
             tokens: parse_or(get, "QUOTA_GUEST_TOKENS_PER_DAY", d.guest.tokens)?,
+            conversations: parse_or(get, "QUOTA_GUEST_CONVERSATIONS_PER_DAY", d.guest.conversations)?,
         },
         daily_token_budget: parse_or(get, "MODEL_DAILY_TOKEN_BUDGET", d.daily_token_budget)?,
         guest_daily_token_budget: parse_or(
@@ -546,6 +670,36 @@ mod tests {
     }
 
     #[test]
+    fn previous_secrets_verify_and_the_janitor_needs_none() {
+        let (secret, old) = ("s".repeat(40), "o".repeat(32));
+        let previous = format!(" {old} ,,");
+        let config = Config::from_lookup(lookup(&[
+            ("DATABASE_URL", "postgres://x"),
+            ("JWT_SECRET", &secret),
+            ("JWT_PREVIOUS_SECRETS", &previous),
+        ]))
+        .unwrap();
+        let ids: Vec<&str> = config.jwt.keys.verifying().map(JwtKey::id).collect();
+        assert_eq!(ids, [JwtKey::new(secret.clone().into()).id(), JwtKey::new(old.into()).id()]);
+        assert_eq!(config.jwt.keys.signing().unwrap().id(), ids[0]);
+        assert!(!format!("{config:?}").contains(&secret), "a key's Debug shows its id only");
+
+        let short = format!("{},short", "o".repeat(32));
+        let err = Config::from_lookup(lookup(&[
+            ("DATABASE_URL", "postgres://x"),
+            ("JWT_SECRET", &secret),
+            ("JWT_PREVIOUS_SECRETS", &short),
+        ]))
+        .unwrap_err();
+        assert_eq!(err.to_string(), "JWT_PREVIOUS_SECRETS is invalid: secret 2 has 5 bytes; use at least 32");
+
+        let janitor =
+            Config::from_lookup_for(Tokens::NotHandled, lookup(&[("DATABASE_URL", "postgres://x")])).unwrap();
+        assert!(janitor.jwt.keys.signing().is_none() && janitor.jwt.keys.verifying().next().is_none());
+        assert!(Config::from_lookup(lookup(&[("DATABASE_URL", "postgres://x")])).is_err());
+    }
+
+    #[test]
     fn defaults_apply() {
         let secret = "s".repeat(40);
         let config =
@@ -554,12 +708,17 @@ mod tests {
         assert_eq!(config.db_max_connections, 2);
         assert_eq!(config.jwt.access_ttl, Duration::from_secs(900));
         assert_eq!(config.jwt.audience, "primer-api");
-        assert_eq!(config.blob.dir, PathBuf::from(".local/blobs"));
+        // Fixed to the project, not to the folder the process started in.
+        let project = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        assert_eq!(config.blob.dir, project.join(".local/blobs"));
+        assert!(config.blob.dir.is_absolute());
         assert!(config.blob.s3.is_none(), "no bucket means the local folder");
         assert_eq!(config.personalize_budget, Duration::from_secs(20));
         assert_eq!(config.limits, AbuseLimits::default());
         assert_eq!(config.limits.login.per_account, 5);
         assert_eq!(config.usage, UsageLimits::default());
+        assert_eq!(config.work_deadline, Duration::from_secs(5));
+        assert_eq!(config.timeouts, FunctionTimeouts::default());
     }
 
     #[test]
@@ -576,6 +735,7 @@ mod tests {
             ("GUEST_TOKENS_WINDOW_SECS", "120"),
             ("REFRESH_REUSE_SECS", "0"),
             ("QUOTA_GUEST_MESSAGES_PER_DAY", "4"),
+            ("QUOTA_GUEST_CONVERSATIONS_PER_DAY", "3"),
             ("QUOTA_USER_TOKENS_PER_DAY", "1000"),
             ("MODEL_DAILY_TOKEN_BUDGET", "5000"),
             ("MODEL_MAX_TOKENS", "256"),
@@ -588,6 +748,7 @@ mod tests {
         assert_eq!(limits.guest.window, Duration::from_secs(120));
         assert_eq!(limits.refresh_reuse, Duration::ZERO);
         assert_eq!((config.usage.guest.messages, config.usage.user.tokens), (4, 1000));
+        assert_eq!((config.usage.guest.conversations, config.usage.user.conversations), (3, 50));
         assert_eq!((config.usage.daily_token_budget, config.usage.reply_max_tokens), (5000, 256));
         let zero =
             [("DATABASE_URL", "postgres://x"), ("JWT_SECRET", secret.as_str()), ("MODEL_MAX_TOKENS", "0")];
@@ -650,6 +811,18 @@ mod tests {
         let bad = [base[0], base[1], ("MODEL_API_KEY", "sk-x"), ("MODEL_BASE_URL", "ftp://models")];
         let err = Config::from_lookup(lookup(&bad)).unwrap_err();
         assert!(err.to_string().starts_with("MODEL_BASE_URL is invalid"), "{err}");
+        // The model's limits must leave its function time to store what it said.
+        let slow = [base[0], base[1], ("MODEL_API_KEY", "sk-x"), ("MODEL_TOTAL_TIMEOUT_SECS", "28")];
+        let err = Config::from_lookup(lookup(&slow)).unwrap_err();
+        assert!(err.to_string().starts_with("MODEL_TOTAL_TIMEOUT_SECS is invalid"), "{err}");
+        let longer = [slow[0], slow[1], slow[2], slow[3], ("FUNCTION_TIMEOUT_SECS", "60")];
+        assert_eq!(Config::from_lookup(lookup(&longer)).unwrap().timeouts.json, Duration::from_secs(60));
+        let budget = [base[0], base[1], ("MODEL_API_KEY", "sk-x"), ("PERSONALIZE_BUDGET_SECS", "25")];
+        let err = Config::from_lookup(lookup(&budget)).unwrap_err();
+        assert!(err.to_string().starts_with("PERSONALIZE_BUDGET_SECS is invalid"), "{err}");
+        let streams = [base[0], base[1], ("MODEL_API_KEY", "sk-x"), ("STREAM_FUNCTION_TIMEOUT_SECS", "100")];
+        let err = Config::from_lookup(lookup(&streams)).unwrap_err();
+        assert!(err.to_string().starts_with("MODEL_STREAM_TIMEOUT_SECS is invalid"), "{err}");
     }
 
     #[test]
@@ -661,8 +834,9 @@ mod tests {
             Config::from_lookup(lookup(&vars)).map(|c| c.email)
         };
         let email = config(&[]).unwrap();
+        let project = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
         assert!(
-            matches!(&email.delivery, EmailDelivery::Outbox { dir, log_links: true } if dir == &PathBuf::from(".local/outbox"))
+            matches!(&email.delivery, EmailDelivery::Outbox { dir, log_links: true } if dir == &project.join(".local/outbox"))
         );
         assert_eq!(email.frontend_url, LOCAL_RUNNER_URL);
         assert_eq!(

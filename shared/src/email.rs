@@ -33,6 +33,7 @@ use lettre::message::{Mailbox, MultiPart};
 use crate::config::EmailConfig;
 #[cfg(feature = "ses")]
 use crate::config::SesConfig;
+use crate::deadline;
 use crate::error::Error;
 
 /// What every sender method returns: a boxed future, so the trait stays object-safe.
@@ -247,7 +248,7 @@ impl Outbox {
 
 impl EmailSender for Outbox {
     fn send<'a>(&'a self, mail: &'a Mail) -> EmailFuture<'a, ()> {
-        Box::pin(async move {
+        Box::pin(deadline::exempt(async move {
             let bytes = mail.to_rfc5322()?;
             let fail = |e: std::io::Error| EmailError::new("outbox write", e);
             tokio::fs::create_dir_all(&self.dir).await.map_err(fail)?;
@@ -274,7 +275,7 @@ impl EmailSender for Outbox {
                     "e-mail written to the outbox, not delivered: set EMAIL_DELIVERY=ses to send it");
             }
             Ok(())
-        })
+        }))
     }
 }
 
@@ -324,7 +325,7 @@ impl SesSender {
 #[cfg(feature = "ses")]
 impl EmailSender for SesSender {
     fn send<'a>(&'a self, mail: &'a Mail) -> EmailFuture<'a, ()> {
-        Box::pin(async move {
+        Box::pin(deadline::exempt(async move {
             let raw = RawMessage::builder()
                 .data(Blob::new(mail.to_rfc5322()?))
                 .build()
@@ -347,7 +348,7 @@ impl EmailSender for SesSender {
                 "e-mail handed to SES"
             );
             Ok(())
-        })
+        }))
     }
 }
 

@@ -84,6 +84,15 @@ pub enum Error {
     /// 503: the database or the store cannot be reached.
     #[error("a backing service is unavailable")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// 503: another request is doing this very work (answering this message, making this
+    /// chapter) and holds its claim for a while yet.
+    #[error("{what}; retry in {retry_after_secs} s")]
+    Busy {
+        /// What is being done.
+        what: &'static str,
+        /// Seconds until the other request's claim lapses; sent as `Retry-After`.
+        retry_after_secs: u64,
+    },
     /// 500 from the database.
     #[error("database error")]
     Database(#[source] sqlx::Error),
@@ -191,7 +200,7 @@ pub struct QuotaDetails {
 /// The values of [`QuotaDetails::quota`].
 struct QuotaNames;
 impl crate::openapi::Strings for QuotaNames {
-    const ALL: &[&str] = &["messages", "tokens"];
+    const ALL: &[&str] = &["messages", "tokens", "conversations"];
     const DESCRIPTION: Option<&str> = Some("Which daily allowance is used up.");
 }
 
@@ -285,7 +294,7 @@ impl Error {
             Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::RateLimited { .. } | Self::QuotaExceeded(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::ModelUnavailable(_) => StatusCode::BAD_GATEWAY,
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable(_) | Self::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Database(_) | Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -309,7 +318,7 @@ impl Error {
             Self::RateLimited { .. } => Code::RateLimited,
             Self::QuotaExceeded(_) => Code::QuotaExceeded,
             Self::ModelUnavailable(_) => Code::ModelUnavailable,
-            Self::Unavailable(_) => Code::Unavailable,
+            Self::Unavailable(_) | Self::Busy { .. } => Code::Unavailable,
             Self::Database(_) | Self::Internal(_) => Code::Internal,
         }
     }
@@ -436,7 +445,7 @@ impl IntoResponse for Error {
         let status = self.status();
         let mut response = (status, axum::Json(self.body())).into_response();
         match self {
-            Self::RateLimited { retry_after_secs } => {
+            Self::RateLimited { retry_after_secs } | Self::Busy { retry_after_secs, .. } => {
                 response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
             }
             Self::QuotaExceeded(quota) => {

@@ -238,11 +238,14 @@ impl Spend {
     }
 }
 
-/// A generous estimate of the prompt tokens of `messages`, reserved before a call: a token is
-/// at least about three characters of text in the tokenizers of chat models, plus a few
-/// tokens of framing per message.
+/// The most prompt tokens `messages` can cost, reserved before a call: a token per character
+/// (English averages about four characters a token, but a tokenizer may give each character
+/// of a script it knows little of a token of its own, as some count CJK text), plus a few
+/// tokens of framing per message. A character a tokenizer splits into several tokens (a rare
+/// emoji) can still cost more; then the call books only what it reserved (see
+/// [`crate::usage::settle`]), so no counter passes its limit.
 pub fn estimate_prompt_tokens(messages: &[ChatMessage]) -> u64 {
-    let per_message = |m: &ChatMessage| (m.content.chars().count() as u64).div_ceil(3) + 4;
+    let per_message = |m: &ChatMessage| m.content.chars().count() as u64 + 4;
     messages.iter().map(per_message).sum::<u64>() + 3
 }
 
@@ -298,10 +301,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_prompt_estimate_is_generous() {
-        // 300 characters of English are about 75 tokens; the estimate reserves more.
-        let messages = [ChatMessage::system("s".repeat(300)), ChatMessage::user("hi")];
-        assert_eq!(estimate_prompt_tokens(&messages), 100 + 4 + 1 + 4 + 3);
+    fn the_prompt_estimate_is_the_worst_case() {
+        // 300 characters of English are about 75 tokens; 300 CJK characters may be 300.
+        let messages = [ChatMessage::system("s".repeat(300)), ChatMessage::user("你好")];
+        assert_eq!(estimate_prompt_tokens(&messages), 300 + 4 + 2 + 4 + 3);
         assert_eq!(ModelError::Timeout.spend(), Spend::Unknown);
         assert_eq!(ModelError::Unauthorized.spend(), Spend::Nothing);
     }

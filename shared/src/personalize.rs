@@ -251,8 +251,8 @@ pub struct ModelEngine<'a> {
 }
 
 /// [`personalize`] for `user_id`, with the model only when the user's daily tokens and the
-/// deployment's budget have room for it: the call's estimate is reserved first and what it
-/// cost is settled after. Without room, the rule-based engine answers.
+/// deployment's budget have room for it: the call's estimate is reserved first (for `lease`,
+/// the claim's) and what it cost is settled after. Without room, the rule-based engine answers.
 pub async fn personalize_within_quota(
     pool: &sqlx::PgPool,
     limits: &UsageLimits,
@@ -260,13 +260,14 @@ pub async fn personalize_within_quota(
     source: &str,
     profile: &ReaderProfile,
     model: Option<ModelEngine<'_>>,
+    lease: Duration,
 ) -> Result<Personalized> {
     let Some(engine) = model else { return Ok(personalize(source, profile, None).await) };
     // The source is at least as long as the filtered chapter the model will get.
     let estimate =
         estimate_prompt_tokens(&rewrite::messages(&profile.profile, source)) + u64::from(engine.max_tokens);
     let subject = Owner::User(user_id.to_owned());
-    let reservation = match usage::reserve_tokens(pool, &subject, limits, estimate).await? {
+    let reservation = match usage::reserve_tokens(pool, &subject, limits, estimate, lease).await? {
         Allowance::Granted(reservation) => reservation,
         Allowance::Spent(why) => {
             tracing::info!(?why, "a model allowance is spent; the rule-based engine personalizes");
@@ -296,7 +297,8 @@ pub async fn personalize(
             model.budget,
             rewrite::rewrite(model.client, &profile.profile, &filtered.markdown, model.max_tokens),
         );
-        match rewritten.await {
+        // Bounded by the budget, so exempt from the request's deadline.
+        match crate::deadline::exempt(rewritten).await {
             Ok((cost, Ok(markdown))) => {
                 let note = rewrite::note(&profile.profile, &filtered);
                 return Personalized {

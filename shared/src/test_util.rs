@@ -2,6 +2,7 @@
 //! database, with one method per route, so tests read as specifications. Users and guests are
 //! made through the core crate's flows, so a function's tests need no other function's routes.
 
+pub mod fault_proxy;
 pub mod github_stub;
 pub mod model_stub;
 pub mod oidc;
@@ -28,7 +29,7 @@ use crate::auth::password::Password;
 use crate::auth::sessions::ClientMeta;
 use crate::auth::tokens;
 use crate::blob::{BlobError, BlobFuture, BlobStore, KeyPrefix, ObjectKey};
-use crate::config::{BlobConfig, Config, EmailConfig, EmailDelivery, JwtConfig};
+use crate::config::{BlobConfig, Config, EmailConfig, EmailDelivery, JwtConfig, JwtKeys};
 
 /// The host the kit's requests name where the app builds a URL of its own from it (a
 /// sign-in's callback): the app is reached at `http://primer.test`.
@@ -49,7 +50,7 @@ pub fn test_config() -> Config {
         database_url: "postgres://unused-in-tests".to_owned().into(),
         db_max_connections: 2,
         jwt: JwtConfig {
-            secret: TEST_JWT_SECRET.to_owned().into(),
+            keys: JwtKeys::new(TEST_JWT_SECRET.into(), []),
             issuer: "primer".into(),
             audience: "primer-api".into(),
             access_ttl: Duration::from_secs(900),
@@ -68,6 +69,8 @@ pub fn test_config() -> Config {
         usage: Default::default(),
         email,
         sign_in: Default::default(),
+        work_deadline: Duration::from_secs(5),
+        timeouts: Default::default(),
     }
 }
 
@@ -107,7 +110,27 @@ pub fn through_pooler(pool: &PgPool) -> PgPool {
         return pool.clone();
     }
     let database = direct.get_database().expect("a #[sqlx::test] pool names its database");
-    crate::db::pool_options(POOLED_TEST_CONNECTIONS).connect_lazy_with(pooled.database(database))
+    let port = pooled.get_port();
+    crate::db::pool_options(POOLED_TEST_CONNECTIONS, port).connect_lazy_with(pooled.database(database))
+}
+
+/// A [`FaultProxy`] in front of the test run's PgBouncer (or the database itself, without one),
+/// and a pool on `pool`'s database through it, configured as the functions configure theirs:
+/// for putting a sick network between the app and the pooler.
+pub async fn through_fault_proxy(pool: &PgPool) -> (fault_proxy::FaultProxy, PgPool) {
+    let direct = pool.connect_options();
+    let upstream = pooled_url().unwrap_or_else(|| (*direct).clone());
+    let address: SocketAddr = tokio::net::lookup_host((upstream.get_host(), upstream.get_port()))
+        .await
+        .expect("the pooler's host resolves")
+        .next()
+        .expect("an address of the pooler");
+    let proxy = fault_proxy::FaultProxy::start(address).await;
+    let database = direct.get_database().expect("a #[sqlx::test] pool names its database");
+    let options = upstream.host("127.0.0.1").port(proxy.address().port()).database(database);
+    let pool =
+        crate::db::pool_options(POOLED_TEST_CONNECTIONS, proxy.address().port()).connect_lazy_with(options);
+    (proxy, pool)
 }
 
 /// A URL of the database behind `pool`, for a process the test starts (a Lambda binary, say).
@@ -120,6 +143,19 @@ pub fn database_url(pool: &PgPool) -> String {
         options.get_host(),
         options.get_port(),
         options.get_database().unwrap_or_default()
+    )
+}
+
+/// [`database_url`], through the test run's PgBouncer when there is one: for a process that
+/// should reach the database as a deployed function does.
+pub fn pooled_database_url(pool: &PgPool) -> String {
+    let Some(pooled) = pooled_url() else { return database_url(pool) };
+    format!(
+        "postgres://{}@{}:{}/{}",
+        pooled.get_username(),
+        pooled.get_host(),
+        pooled.get_port(),
+        pool.connect_options().get_database().unwrap_or_default()
     )
 }
 
@@ -539,11 +575,17 @@ impl TestApp {
     /// Builds the service with `router` on a state the test made (another blob store, say).
     /// The state's pool is routed through the test run's PgBouncer, when there is one.
     pub fn with_state(mut state: AppState, router: impl FnOnce(AppState) -> Router) -> Self {
+        state.pool = through_pooler(&state.pool);
+        Self::on_its_own_pool(state, router)
+    }
+
+    /// Builds the service with `router` on a state whose pool the test made and keeps (one
+    /// through a [`fault_proxy::FaultProxy`], say).
+    pub fn on_its_own_pool(state: AppState, router: impl FnOnce(AppState) -> Router) -> Self {
         // PRIMER_TEST_LOG=1 (with RUST_LOG) shows the app's log lines, e.g. the cause of a 503.
         if std::env::var_os("PRIMER_TEST_LOG").is_some() {
             crate::telemetry::init();
         }
-        state.pool = through_pooler(&state.pool);
         let mut dirs = vec![state.config.blob.dir.clone()];
         dirs.extend(outbox_dir(&state.config).map(ToOwned::to_owned));
         Self {

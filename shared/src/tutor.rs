@@ -19,7 +19,15 @@
 //! A streaming answer calls the same two around its stream.
 //! A streamed reply ([`Tutor::post_streaming`], [`Tutor::retry_streaming`]) goes through the
 //! same steps, claims and stores, in a task of its own that hands the answer's text on as the
-//! model writes it (see [`stream`]). Its claim lasts as long as a streamed answer may.
+//! model writes it (see [`stream`]).
+//!
+//! **Claims no longer than the work can live.** A request must be done by its function's
+//! timeout (template.yaml: 29 s for the JSON routes, 150 s for the streamed ones), counted
+//! from its arrival; the claim it takes lasts until then and [`CLAIM_MARGIN`] more, and the
+//! work is cut at that moment on the local runner too, so no claimant is ever taken over while
+//! it may still be working, and one that died is taken over 2 s after it must have ended. The
+//! tokens reserved for its model call lapse with the claim, and are given back then. A request
+//! dropped while it holds a claim (its work's deadline passed, say) gives the claim up.
 
 pub mod offline;
 pub mod prompt;
@@ -33,19 +41,24 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::book;
+use crate::claim::{self, CLAIM_MARGIN};
+use crate::config::{Config, FunctionTimeouts};
 use crate::conversations::{
     self, AiModel, Conversation, ErrorDetails, Message, MessageContent, NewReply, Owner, Posted, Unanswered,
 };
 use crate::error::{Error, ErrorChain, Result};
 use crate::model::{ChatMessage, ModelClient, ModelError, Spend, estimate_prompt_tokens};
-use crate::telemetry;
 use crate::usage::{self, Allowance, Exhausted, TokenReservation, UsageLimits};
+use crate::{deadline, telemetry};
 use offline::OFFLINE_TUTOR;
 use retrieval::Passage;
 use stream::{ReplyEvent, ReplySender, ReplyStream};
 
 /// How many passages of the book go into a prompt and its citations.
 const PASSAGES_PER_ANSWER: i64 = 3;
+
+/// What answering takes besides the model: retrieval, the prompt's history, storing the reply.
+const ANSWER_MARGIN: Duration = Duration::from_secs(2);
 
 /// The models a conversation may choose, as configured: the model endpoint's allowed models,
 /// or the offline tutor alone when there is none.
@@ -111,12 +124,46 @@ pub struct Tutor<'a> {
     pool: &'a PgPool,
     models: ModelCatalog<'a>,
     limits: &'a UsageLimits,
+    timeouts: FunctionTimeouts,
+    work_deadline: Duration,
+}
+
+/// The moment a request must be done by: its arrival and its function's timeout.
+#[derive(Debug, Clone, Copy)]
+struct Until(Instant);
+
+impl Until {
+    /// How long a claim taken now lasts: until the request must be done, and the margin.
+    fn lease(self) -> Duration {
+        self.0.saturating_duration_since(Instant::now()) + CLAIM_MARGIN
+    }
+
+    fn left(self) -> Duration {
+        self.0.saturating_duration_since(Instant::now())
+    }
 }
 
 impl<'a> Tutor<'a> {
-    /// A tutor that answers with `model`, or offline without one, within `limits`.
-    pub fn new(pool: &'a PgPool, model: Option<&'a ModelClient>, limits: &'a UsageLimits) -> Self {
-        Self { pool, models: ModelCatalog::new(model), limits }
+    /// A tutor that answers with `model`, or offline without one, within `config`'s quotas and
+    /// time limits.
+    pub fn new(pool: &'a PgPool, model: Option<&'a ModelClient>, config: &'a Config) -> Self {
+        Self {
+            pool,
+            models: ModelCatalog::new(model),
+            limits: &config.usage,
+            timeouts: config.timeouts,
+            work_deadline: config.work_deadline,
+        }
+    }
+
+    /// When a JSON request arriving now must be done.
+    fn json_until(&self) -> Until {
+        Until(Instant::now() + self.timeouts.json)
+    }
+
+    /// When a streamed request arriving now must be done.
+    fn stream_until(&self) -> Until {
+        Until(Instant::now() + self.timeouts.stream)
     }
 
     /// Stores the caller's message in their conversation and answers it. The same message
@@ -127,16 +174,17 @@ impl<'a> Tutor<'a> {
         conversation_id: Uuid,
         content: MessageContent,
     ) -> Result<Exchange> {
-        let (conversation, posted) =
-            self.store_question(owner, conversation_id, &content, self.lease()).await?;
+        let until = self.json_until();
+        let (conversation, posted) = self.store_question(owner, conversation_id, &content, until).await?;
         Ok(match posted {
             Posted::New(user_message) => {
-                let reply = self.answer(owner, &conversation, &user_message, None).await?;
+                let reply = self.answer(owner, &conversation, &user_message, None, until).await?;
                 Exchange { user_message, reply }
             }
             Posted::Duplicate(user_message) => {
-                let reply =
-                    self.await_reply(owner, &conversation, &user_message, Unanswered::NoReply, None).await?;
+                let reply = self
+                    .await_reply(owner, &conversation, &user_message, Unanswered::NoReply, None, until)
+                    .await?;
                 Exchange { user_message, reply }
             }
         })
@@ -151,24 +199,25 @@ impl<'a> Tutor<'a> {
         conversation_id: Uuid,
         content: MessageContent,
     ) -> Result<ReplyStream> {
-        let (conversation, posted) =
-            self.store_question(owner, conversation_id, &content, self.stream_lease()).await?;
+        let until = self.stream_until();
+        let (conversation, posted) = self.store_question(owner, conversation_id, &content, until).await?;
         Ok(match posted {
-            Posted::New(question) => self.stream_reply(owner, conversation, question, None),
+            Posted::New(question) => self.stream_reply(owner, conversation, question, None, until),
             Posted::Duplicate(question) => {
-                self.stream_reply(owner, conversation, question, Some(Unanswered::NoReply))
+                self.stream_reply(owner, conversation, question, Some(Unanswered::NoReply), until)
             }
         })
     }
 
-    /// The caller's conversation and the message stored in it (claimed for `lease`), or the same
-    /// message that arrived within 30 s before: the first step of a post, streamed or not.
+    /// The caller's conversation and the message stored in it (claimed until `until` and the
+    /// margin), or the same message that arrived within 30 s before: the first step of a post,
+    /// streamed or not.
     async fn store_question(
         &self,
         owner: &Owner,
         conversation_id: Uuid,
         content: &MessageContent,
-        lease: Duration,
+        until: Until,
     ) -> Result<(Conversation, Posted)> {
         let conversation =
             conversations::get(self.pool, owner, conversation_id).await?.ok_or(Error::NotFound)?;
@@ -181,7 +230,7 @@ impl<'a> Tutor<'a> {
             conversation.id,
             content,
             arrived,
-            lease,
+            until.lease(),
         )
         .await?;
         Ok((conversation, posted))
@@ -202,31 +251,45 @@ impl<'a> Tutor<'a> {
         if conversations::latest_reply(self.pool, question.id).await?.is_some_and(|reply| !reply.is_error) {
             return Err(already_answered());
         }
-        Ok(self.stream_reply(owner, conversation, question, Some(Unanswered::NoAnswer)))
+        let until = self.stream_until();
+        Ok(self.stream_reply(owner, conversation, question, Some(Unanswered::NoAnswer), until))
     }
 
     /// Starts the task that answers `question` (claimed by this call when `wait` is `None`,
-    /// else once it wins the claim or finds the reply stored) and sends the events.
+    /// else once it wins the claim or finds the reply stored) and sends the events. The task
+    /// has the deadline a request's own work has.
     fn stream_reply(
         &self,
         owner: &Owner,
         conversation: Conversation,
         question: Message,
         wait: Option<Unanswered>,
+        until: Until,
     ) -> ReplyStream {
         let (sender, events) = ReplySender::channel();
         sender.send(ReplyEvent::UserMessage(question.clone()));
         // The task owns what it uses: it may outlive the request that started it.
         let (pool, owner, limits) = (self.pool.clone(), owner.clone(), *self.limits);
-        let model = self.models.0.cloned();
+        let (model, timeouts, work_deadline) = (self.models.0.cloned(), self.timeouts, self.work_deadline);
         tokio::spawn(telemetry::in_request_context(async move {
-            let tutor = Tutor::new(&pool, model.as_ref(), &limits);
-            let outcome = match wait {
-                None => tutor.answer(&owner, &conversation, &question, Some(&sender)).await,
-                Some(which) => {
-                    tutor.await_reply(&owner, &conversation, &question, which, Some(&sender)).await
+            let tutor = Tutor {
+                pool: &pool,
+                models: ModelCatalog::new(model.as_ref()),
+                limits: &limits,
+                timeouts,
+                work_deadline,
+            };
+            let answering = async {
+                match wait {
+                    None => tutor.answer(&owner, &conversation, &question, Some(&sender), until).await,
+                    Some(which) => {
+                        tutor.await_reply(&owner, &conversation, &question, which, Some(&sender), until).await
+                    }
                 }
             };
+            let outcome = deadline::within(work_deadline, answering)
+                .await
+                .unwrap_or_else(|overrun| Err(Error::Unavailable(Box::new(overrun))));
             sender.finish(outcome);
         }));
         events
@@ -240,29 +303,30 @@ impl<'a> Tutor<'a> {
         let question = conversations::user_message(self.pool, owner, conversation.id, message_id)
             .await?
             .ok_or(Error::NotFound)?;
-        self.await_reply(owner, &conversation, &question, Unanswered::NoAnswer, None).await
+        let until = self.json_until();
+        self.await_reply(owner, &conversation, &question, Unanswered::NoAnswer, None, until).await
     }
 
-    /// How long a claim on a message lasts: the longest the model may take, and then some.
-    fn lease(&self) -> Duration {
-        let thinking = self.models.0.map_or(Duration::from_secs(5), ModelClient::total_timeout);
-        thinking + Duration::from_secs(5)
-    }
-
-    /// The claim of a streamed reply: the longest a streamed answer may take, and then some.
-    fn stream_lease(&self) -> Duration {
-        let writing = self
-            .models
-            .0
-            .map_or(Duration::from_secs(5), |client| client.stream_timeout().max(client.total_timeout()));
-        writing + Duration::from_secs(5)
+    /// The longest an answer of this tutor may take once claimed: the model's own limits
+    /// (the whole call; a streamed one from its request to its last chunk) and the rest of the
+    /// work. A request takes over a claim only while it has that much time left.
+    fn answer_needs(&self, streamed: bool) -> Duration {
+        let model = match self.models.0 {
+            Some(client) if streamed => client.stream_timeout().max(client.total_timeout()),
+            Some(client) => client.total_timeout(),
+            None => Duration::ZERO,
+        };
+        model + ANSWER_MARGIN
     }
 
     /// The reply to `question`: someone else's, once stored, or this call's own once it wins the
-    /// claim (the first claimant died, or `which` allows answering a failed reply again). For
-    /// a retry (`NoAnswer`), an answered question is a 409. Polls with a short backoff, holding
-    /// no connection in between, for at most about one lease (a streamed one: the claimant may
-    /// be streaming). With `stream`, an answer of its own is streamed there.
+    /// claim (the first claimant died, or `which` allows answering a failed reply again) while
+    /// it has time enough to answer. For a retry (`NoAnswer`), an answered question is a 409.
+    /// Polls with a short backoff, holding no connection in between, until the request must be
+    /// done: then a 503 whose `Retry-After` says when the other claim lapses. A claim that
+    /// outlasts this request (a streamed one, seen from a JSON request) is that 503 at once:
+    /// its holder may have died, and waiting could not tell. With `stream`, an answer of its own
+    /// is streamed there.
     async fn await_reply(
         &self,
         owner: &Owner,
@@ -270,10 +334,11 @@ impl<'a> Tutor<'a> {
         question: &Message,
         which: Unanswered,
         stream: Option<&ReplySender>,
+        until: Until,
     ) -> Result<Message> {
-        let deadline = Instant::now() + self.stream_lease() + Duration::from_secs(1);
-        let lease = if stream.is_some() { self.stream_lease() } else { self.lease() };
+        let needs = self.answer_needs(stream.is_some());
         let mut pause = Duration::from_millis(20);
+        let mut looked_at_the_claim = false;
         loop {
             if let Some(reply) = conversations::latest_reply(self.pool, question.id).await? {
                 match which {
@@ -282,36 +347,67 @@ impl<'a> Tutor<'a> {
                     Unanswered::NoAnswer => {}
                 }
             }
-            if conversations::claim_reply(self.pool, question.id, which, lease).await? {
-                return self.answer(owner, conversation, question, stream).await;
+            // A second's grace: a request that just arrived has its whole timeout, less a moment.
+            if until.left() + Duration::from_secs(1) >= needs
+                && conversations::claim_reply(
+                    self.pool,
+                    owner,
+                    self.limits,
+                    question.id,
+                    which,
+                    until.lease(),
+                )
+                .await?
+            {
+                return self.answer(owner, conversation, question, stream, until).await;
             }
-            if Instant::now() >= deadline {
-                return Err(Error::Unavailable("another request is still answering this message".into()));
+            // A claim of a request that arrived with this one (a duplicate post) ends with it,
+            // give or take the margin and the time the two took to get this far.
+            let outlasts_us = |left: Duration| left > until.left() + 2 * CLAIM_MARGIN;
+            if !looked_at_the_claim || until.left() <= pause {
+                looked_at_the_claim = true;
+                let lapses_in = conversations::reply_claim_left(self.pool, question.id).await?;
+                if lapses_in.is_some_and(outlasts_us) || until.left() <= pause {
+                    return Err(Error::Busy {
+                        what: "another request is still answering this message",
+                        retry_after_secs: lapses_in.map_or(1, |left| left.as_secs() + 1),
+                    });
+                }
             }
-            tokio::time::sleep(pause).await;
+            deadline::exempt(tokio::time::sleep(pause)).await;
             pause = (pause * 2).min(Duration::from_millis(250));
         }
     }
 
     /// Answers `question`, which the caller has claimed, and stores the reply (or the model's
-    /// failure), ending the claim. When that fails, the claim is given up so that a retry need
-    /// not wait for it to lapse. With `stream`, the text goes there as it is written.
+    /// failure), ending the claim; all by `until`, when the request must be done. When that
+    /// fails, or the request is dropped first, the claim is given up so that a retry need not
+    /// wait for it to lapse. With `stream`, the text goes there as it is written.
     async fn answer(
         &self,
         owner: &Owner,
         conversation: &Conversation,
         question: &Message,
         stream: Option<&ReplySender>,
+        until: Until,
     ) -> Result<Message> {
-        let answered = async {
-            let reply = self.reply_to(owner, conversation, question, stream).await?;
+        let claim = ReplyClaim {
+            pool: self.pool,
+            message_id: question.id,
+            lapses_at: until.0 + CLAIM_MARGIN,
+            held: true,
+        };
+        let answering = async {
+            let reply = self.reply_to(owner, conversation, question, stream, until).await?;
             conversations::add_reply(&mut *self.pool.acquire().await?, question, reply).await
-        }
-        .await;
-        if answered.is_err()
-            && let Err(e) = conversations::release_reply_claim(self.pool, question.id).await
-        {
-            tracing::warn!(error = %ErrorChain(&e), "giving up a reply claim failed; it lapses by itself");
+        };
+        let answered = tokio::time::timeout_at(until.0.into(), answering).await.unwrap_or_else(|_| {
+            Err(Error::Unavailable("the answer was not stored before its function's time ran out".into()))
+        });
+        match &answered {
+            // Storing the reply ended the claim.
+            Ok(_) => claim.ended(),
+            Err(_) => claim.give_up().await,
         }
         answered
     }
@@ -325,6 +421,7 @@ impl<'a> Tutor<'a> {
         conversation: &Conversation,
         question: &Message,
         stream: Option<&ReplySender>,
+        until: Until,
     ) -> Result<NewReply> {
         let passages = retrieval::best_passages(self.pool, &question.content, PASSAGES_PER_ANSWER).await?;
         let Some((client, model)) = self.models.engine(&conversation.ai_model) else {
@@ -338,18 +435,23 @@ impl<'a> Tutor<'a> {
             Owner::Guest(_) => None,
         };
         let messages = prompt::build(instructions, &passages, &history, &question.content);
-        let reservation = match self.reserve(owner, &messages).await? {
+        // The reservation lapses with the claim.
+        let reservation = match self.reserve(owner, &messages, until.lease()).await? {
             Allowance::Granted(reservation) => reservation,
             Allowance::Spent(why) => return self.offline(&passages, Some(why), stream).await,
         };
         let max_tokens = self.limits.reply_max_tokens;
-        let answered = match stream {
-            None => client.complete(model, &messages, max_tokens).await.map_err(|e| (e, String::new())),
-            Some(stream) => client
-                .complete_streaming(model, &messages, max_tokens, |text| stream.delta(&without_nul(text)))
-                .await
-                .map_err(|failure| (failure.error, failure.partial)),
-        };
+        // The model's calls are bounded by its own time limits.
+        let answered = deadline::exempt(async {
+            match stream {
+                None => client.complete(model, &messages, max_tokens).await.map_err(|e| (e, String::new())),
+                Some(stream) => client
+                    .complete_streaming(model, &messages, max_tokens, |text| stream.delta(&without_nul(text)))
+                    .await
+                    .map_err(|failure| (failure.error, failure.partial)),
+            }
+        })
+        .await;
         let spend = match &answered {
             Ok(answer) => Spend::of(answer),
             Err((e, _)) => e.spend(),
@@ -367,13 +469,19 @@ impl<'a> Tutor<'a> {
         })
     }
 
-    /// Before a model call for `owner`: reserves a generous estimate of its tokens (the prompt
-    /// `messages` and the longest reply allowed) from the owner's day and the deployment's
-    /// budget. [`Allowance::Spent`] means no model call: the offline tutor answers instead.
-    /// Every granted reservation goes to [`Tutor::settle`] once the call is over.
-    pub async fn reserve(&self, owner: &Owner, messages: &[ChatMessage]) -> Result<Allowance> {
+    /// Before a model call for `owner`: reserves the most its tokens can be (the prompt
+    /// `messages` at a token per character, and the longest reply allowed) from the owner's day
+    /// and the deployment's budget, for `lease` (the claim's). [`Allowance::Spent`] means no
+    /// model call: the offline tutor answers instead. Every granted reservation goes to
+    /// [`Tutor::settle`] once the call is over.
+    pub async fn reserve(
+        &self,
+        owner: &Owner,
+        messages: &[ChatMessage],
+        lease: Duration,
+    ) -> Result<Allowance> {
         let estimate = estimate_prompt_tokens(messages) + u64::from(self.limits.reply_max_tokens);
-        usage::reserve_tokens(self.pool, owner, self.limits, estimate).await
+        usage::reserve_tokens(self.pool, owner, self.limits, estimate, lease).await
     }
 
     /// After a model call: books what it cost (`Spend::of` the answer, or the error's
@@ -408,6 +516,43 @@ impl<'a> Tutor<'a> {
             offline::sentences(&reply.content).for_each(|sentence| stream.delta(sentence));
         }
         Ok(reply)
+    }
+}
+
+/// A reply claim this request holds: given up when the request fails or is dropped before the
+/// reply is stored, so that the next post or retry need not wait for it to lapse.
+struct ReplyClaim<'a> {
+    pool: &'a PgPool,
+    message_id: Uuid,
+    /// When the claim lapses by itself.
+    lapses_at: Instant,
+    held: bool,
+}
+
+impl ReplyClaim<'_> {
+    /// The reply is stored, which ended the claim.
+    fn ended(mut self) {
+        self.held = false;
+    }
+
+    /// Gives the claim up now. Should that fail, it lapses by itself.
+    async fn give_up(mut self) {
+        self.held = false;
+        if let Err(e) = conversations::release_reply_claim(self.pool, self.message_id).await {
+            tracing::warn!(error = %ErrorChain(&e), "giving up a reply claim failed; it lapses by itself");
+        }
+    }
+}
+
+impl Drop for ReplyClaim<'_> {
+    fn drop(&mut self) {
+        if self.held {
+            let (pool, message_id) = (self.pool.clone(), self.message_id);
+            claim::give_up_in_background("a reply claim", self.lapses_at.into(), move || {
+                let pool = pool.clone();
+                async move { conversations::release_reply_claim(&pool, message_id).await }
+            });
+        }
     }
 }
 

@@ -17,8 +17,10 @@ use crate::error::{Error, FieldErrors, Result, ResultExt};
 pub struct Email(String);
 
 impl Email {
-    /// Parses an address a person gives for a new account (registration). Deliberately simple
-    /// in shape: one `@`, a dotted domain, no spaces.
+    /// Parses an address a person gives for a new account (registration, or a new address):
+    /// one `@`, a dotted domain, no spaces, no look-alikes, and (in a function that sends
+    /// e-mail, built with the `mail` feature) an address the mail sender accepts, by lettre's
+    /// own parsing, which the outbox and SES both go through: mail can be sent to it.
     pub fn parse(raw: &str) -> Result<Self, String> {
         let email = normalise(raw);
         check_shape(&email)?;
@@ -28,6 +30,9 @@ impl Email {
         let (local, domain) = email.split_once('@').unwrap_or_default();
         if !std::iter::once(local).chain(domain.split('.')).all(|label| label.is_single_script()) {
             return Err("must not mix scripts (such as Latin and Cyrillic) in one part".into());
+        }
+        if !mail_can_be_sent_to(&email) {
+            return Err("is not an address e-mail can be sent to".into());
         }
         Ok(Self(email))
     }
@@ -59,6 +64,21 @@ impl SignInEmail {
     pub fn as_str(&self) -> &str {
         &self.normalised
     }
+}
+
+/// Whether the mail sender accepts `email` as a recipient: lettre's `Address` (RFC 5321's
+/// dot-atom or quoted local part, a domain of valid labels, IDNA for the others, or an address
+/// literal).
+#[cfg(feature = "mail")]
+fn mail_can_be_sent_to(email: &str) -> bool {
+    email.parse::<lettre::Address>().is_ok()
+}
+
+/// A function built without `mail` sends no e-mail, and creates no account (only auth does,
+/// and it is built with `mail`).
+#[cfg(not(feature = "mail"))]
+fn mail_can_be_sent_to(_: &str) -> bool {
+    true
 }
 
 /// NFKC (full-width letters become ASCII ones, ligatures their letters), trimmed, lower-cased.
@@ -535,6 +555,32 @@ mod tests {
             "ada@-x.com",
         ] {
             assert!(Email::parse(raw).is_err(), "{raw:?} was accepted");
+        }
+    }
+
+    #[cfg(feature = "mail")]
+    #[test]
+    fn addresses_mail_cannot_be_sent_to_are_refused() {
+        for raw in [
+            r#"new1@example.com.()'")(.,("#,
+            "ada..lovelace@example.com",
+            ".ada@example.com",
+            "ada.@example.com",
+            "ada(comment)@example.com",
+            "ada@example..com",
+            "a\"b@example.com",
+        ] {
+            assert!(Email::parse(raw).is_err(), "{raw:?} was accepted");
+            assert!(raw.parse::<lettre::Address>().is_err(), "lettre takes {raw:?}");
+        }
+        assert_eq!(
+            Email::parse(r#"new1@example.com.()'")(.,("#).unwrap_err(),
+            "is not an address e-mail can be sent to",
+            "a shape that passed the first checks"
+        );
+        for fine in ["ada+book@example.com", "o'brien@example.ie", "ada@例え.jp", "ada@sub.example.co.uk"] {
+            assert!(Email::parse(fine).is_ok(), "{fine:?} was refused");
+            assert!(fine.parse::<lettre::Address>().is_ok());
         }
     }
 

@@ -143,7 +143,7 @@ struct RegisterRequest {
     tag = "auth",
     operation_id = "register",
     summary = "Create an account and sign in",
-    description = "Email is normalised (NFKC, trimmed, lower-cased); an address with invisible or text-direction characters, or mixing scripts in one part (Latin and Cyrillic, say), is a 422 on `email`. An email that is taken is a 409 `email_taken` (a uniform answer would need a sign-up that signs nobody in until its address is verified), so the route is throttled per client address (429 with `Retry-After`), probes included. With `guest_token`, the guest's conversations become the new user's. A link that verifies the address is e-mailed (see `POST /api/auth/email/verify`); a failed delivery does not fail the sign-up.",
+    description = "Email is normalised (NFKC, trimmed, lower-cased); an address with invisible or text-direction characters, mixing scripts in one part (Latin and Cyrillic, say), or that the mail sender would not send to (its own address parsing), is a 422 on `email`. An email that is taken is a 409 `email_taken` (a uniform answer would need a sign-up that signs nobody in until its address is verified), so the route is throttled per client address (429 with `Retry-After`), probes included. With `guest_token`, the guest's conversations become the new user's. A link that verifies the address is e-mailed (see `POST /api/auth/email/verify`); a failed delivery does not fail the sign-up.",
     request_body = RegisterRequest,
     responses(
         (status = 201, description = "Account created; a new session.", body = SignedIn),
@@ -200,7 +200,7 @@ struct LoginRequest {
     tag = "auth",
     operation_id = "login",
     summary = "Sign in with email and password",
-    description = "An unknown email and a wrong password get the same 401. At most 5 passwords per account are checked in 15 minutes, from any address, and at most 100 failed checks per client address (not counting the typos of accounts that then signed in there; accounts with a live session opened from the address are exempt): beyond that, 429 with `Retry-After`. The email is normalised like at registration; accounts stored before that still sign in with the address as stored. With `guest_token`, the guest's conversations become the user's.",
+    description = "An unknown email and a wrong password get the same 401. Failed password checks are counted per account and source: from each address the account signed in from before (in 90 days) at most 5 in 15 minutes, and from every other address together 5 more, so failures elsewhere never block a reader where they signed in before; and at most 100 failed checks per client address among accounts strangers to it (not counting the typos of accounts that then signed in there). Beyond that, 429 with `Retry-After`. Correct logins at once wait for each other rather than being refused. The email is normalised like at registration; accounts stored before that still sign in with the address as stored. With `guest_token`, the guest's conversations become the user's.",
     request_body = LoginRequest,
     responses(
         (status = 200, description = "Signed in; a new session.", body = SignedIn),
@@ -372,7 +372,7 @@ struct DeleteMeRequest {
     tag = "auth",
     operation_id = "deleteMe",
     summary = "Delete the account",
-    description = "Requires the current password; a wrong one is a 422 on `password`. Each check counts against the account's failed-login limit (429 with `Retry-After`). An account without a password (a social sign-in) leaves `password` out and is deleted only from a session opened in the last 5 minutes; from an older one, a 422 on `password`.",
+    description = "Requires the current password; a wrong one is a 422 on `password`. Each check counts like a login, against this session's own budget of failures (5 in 15 minutes; 429 with `Retry-After`): failures elsewhere do not block it. An account without a password (a social sign-in) leaves `password` out and is deleted only from a session opened in the last 5 minutes; from an older one, a 422 on `password`.",
     request_body = DeleteMeRequest,
     responses(
         (status = 204, description = "The user and everything of theirs (rows and stored objects) are gone."),
@@ -411,7 +411,7 @@ struct ChangePasswordRequest {
     tag = "auth",
     operation_id = "changePassword",
     summary = "Change the password",
-    description = "A wrong `current_password` is a 422 on that field. Each check counts against the account's failed-login limit (429 with `Retry-After`).",
+    description = "A wrong `current_password` is a 422 on that field. Each check counts like a login, against this session's own budget of failures (5 in 15 minutes; 429 with `Retry-After`): failures elsewhere do not block it.",
     request_body = ChangePasswordRequest,
     responses(
         (status = 204, description = "Password changed; every other session is revoked."),

@@ -37,8 +37,11 @@ async fn sixty_parallel_wrong_logins_check_the_password_at_most_five_times(pool:
     let checks: i64 =
         sqlx::query_scalar("SELECT count(*) FROM password_checks").fetch_one(app.pool()).await.unwrap();
     assert_eq!(checks, 5, "one row per checked password");
-    // The owner waits out the window like anyone else: the limit admits no more checks.
-    assert_eq!(app.login(&victim.email, &victim.password).await.status, StatusCode::TOO_MANY_REQUESTS);
+    // Every address the owner never signed in from shares that budget, and waits it out...
+    let stranger = app.from_ip([198, 51, 100, 200]);
+    assert_eq!(stranger.login(&victim.email, &victim.password).await.status, StatusCode::TOO_MANY_REQUESTS);
+    // ...but where the owner signed up, the guesses from elsewhere count for nothing.
+    assert_eq!(app.login(&victim.email, &victim.password).await.status, StatusCode::OK);
 }
 
 #[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
@@ -80,8 +83,10 @@ async fn thirty_students_behind_one_address_with_typos_all_sign_in(pool: PgPool)
 async fn right_logins_of_one_account_at_once_each_open_a_session_and_release_their_checks(pool: PgPool) {
     // Each login releases its check, and forgives the account's typos from its address, in the
     // transaction that writes its session: logins at once must neither deadlock nor leave a
-    // check counted against the account or the address.
-    let app = TestApp::with_changed_config(pool, |c| c.limits.login.per_account = 20, auth::router);
+    // check counted against the account or the address. Twelve logins and three typos are more
+    // checks than the budget's five: the logins in flight hold it, and the others wait for
+    // them rather than being refused.
+    let app = app(pool);
     let library = app.from_ip([192, 0, 2, 7]);
     let reader = app.signed_up("reader@example.com").await;
     for typo in 0..3 {
@@ -140,7 +145,7 @@ async fn one_address_spraying_many_accounts_is_stopped_and_known_readers_still_s
 }
 
 #[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
-async fn password_rechecks_count_against_the_account_limit(pool: PgPool) {
+async fn password_rechecks_count_against_their_sessions_budget(pool: PgPool) {
     let app = app(pool);
     let user = app.signed_up("careful@example.com").await;
     let rechecks = (0..30).map(|n| {
@@ -160,9 +165,15 @@ async fn password_rechecks_count_against_the_account_limit(pool: PgPool) {
     }
     let counts = tally(&responses);
     assert_eq!((counts.get(&422), counts.get(&429)), (Some(&5), Some(&25)), "{counts:?}");
-    // The same limit as logins: signing in is locked out too, and the account still exists.
-    assert_eq!(app.login(&user.email, &user.password).await.status, StatusCode::TOO_MANY_REQUESTS);
-    assert_eq!(app.me(&user.access_token).await.status, StatusCode::OK);
+    // The session (a stolen token, say) guesses no more...
+    let again = app.change_password(&user.access_token, &user.password, "a brand new passphrase").await;
+    assert_eq!(again.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(app.me(&user.access_token).await.status, StatusCode::OK, "the account still exists");
+    // ...and its failures are its own: the owner signs in, and re-checks in the new session.
+    let signed_in = app.signed_in(&user).await;
+    let changed =
+        app.change_password(&signed_in.access_token, &user.password, "a brand new passphrase").await;
+    assert_eq!(changed.status, StatusCode::NO_CONTENT, "{}", changed.text());
 }
 
 #[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
@@ -179,6 +190,89 @@ async fn a_right_recheck_does_not_count(pool: PgPool) {
         password = new;
     }
     assert_eq!(app.login(&user.email, &password).await.status, StatusCode::OK);
+}
+
+/// The lock-out an attacker used to cause: wrong guesses from anywhere, renewed every window,
+/// kept the owner out of password sign-in and of password changes. Now the guesses cost their
+/// own budget only: the owner signs in from where they signed in before, and changes their
+/// password in their session, while the attacker's addresses stay refused; guessing stays at
+/// five checks a window.
+#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+async fn strangers_guessing_cannot_lock_the_owner_out(pool: PgPool) {
+    let app = app(pool);
+    let home = app.from_ip([192, 0, 2, 10]);
+    let owner = home.signed_up("owner@example.com").await;
+    let attackers: Vec<TestApp> = (1..=3).map(|n| app.from_ip([203, 0, 113, n])).collect();
+    let mut password = owner.password.clone();
+    for round in 0..3 {
+        for (n, attacker) in attackers.iter().enumerate() {
+            for guess in 0..4 {
+                attacker.login(&owner.email, &format!("guess {round}.{n}.{guess}")).await;
+            }
+        }
+        // The window "renews": the attacker's failures are older now, yet still within it.
+        sqlx::query("UPDATE password_checks SET checked_at = checked_at - interval '1 minute'")
+            .execute(app.pool())
+            .await
+            .unwrap();
+        let refused = attackers[0].login(&owner.email, &password).await;
+        assert_eq!(
+            refused.status,
+            StatusCode::TOO_MANY_REQUESTS,
+            "an unknown address shares the strangers' budget"
+        );
+        assert!((1..=900).contains(&retry_after(&refused)));
+
+        let signed_in = home.login(&owner.email, &password).await;
+        assert_eq!(signed_in.status, StatusCode::OK, "round {round}: {}", signed_in.text());
+        let token = signed_in.json()["session"]["access_token"].as_str().unwrap().to_owned();
+        let new = format!("new passphrase {round}");
+        let changed = home.change_password(&token, &password, &new).await;
+        assert_eq!(changed.status, StatusCode::NO_CONTENT, "{}", changed.text());
+        password = new;
+    }
+    let checked: i64 = sqlx::query_scalar("SELECT count(*) FROM password_checks WHERE source = 'elsewhere'")
+        .fetch_one(app.pool())
+        .await
+        .unwrap();
+    assert_eq!(checked, 5, "of 36 guesses in the window, five were checked");
+}
+
+/// Case 9 of the attack report: twelve correct logins of one account at once, from an address
+/// it never signed in from, all sign in; none gets a Retry-After of a quarter of an hour.
+#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+async fn twelve_correct_logins_at_once_all_sign_in(pool: PgPool) {
+    let app = app(pool);
+    let reader = app.signed_up("reader@example.com").await;
+    let elsewhere = app.from_ip([198, 51, 100, 77]);
+    let logins = (0..12).map(|_| {
+        let (elsewhere, email, password) = (elsewhere.clone(), reader.email.clone(), reader.password.clone());
+        tokio::spawn(async move { elsewhere.login(&email, &password).await })
+    });
+    for login in logins {
+        let response = login.await.unwrap();
+        assert_eq!(response.status, StatusCode::OK, "{}", response.text());
+    }
+}
+
+/// A check whose process died mid-way (no pass, no failure recorded) counts as a failure once
+/// it is older than a check can take, not as a check in flight for ever.
+#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+async fn checks_whose_process_died_count_as_failures(pool: PgPool) {
+    let app = app(pool);
+    let reader = app.signed_up("reader@example.com").await;
+    let user_id: String = reader.id.clone();
+    sqlx::query(
+        "INSERT INTO password_checks (account, address, source, failed, checked_at)
+         SELECT 'user:' || $1, '203.0.113.5', 'elsewhere', false, now() - interval '1 minute' FROM generate_series(1, 5)",
+    )
+    .bind(&user_id)
+    .execute(app.pool())
+    .await
+    .unwrap();
+    let refused = app.from_ip([203, 0, 113, 6]).login(&reader.email, &reader.password).await;
+    assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(retry_after(&refused) > 60, "refused for the window, not asked to wait a moment");
 }
 
 #[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
@@ -290,6 +384,8 @@ async fn look_alike_emails_are_refused_or_fold_into_the_original(pool: PgPool) {
         ("\u{0430}da@example.com", "mix scripts"),
         ("a\u{200B}da@example.com", "invisible"),
         ("ada\u{202E}moc@example.com", "invisible"),
+        // Case 8 of the attack report: accepted, then no mail could be sent to it.
+        ("new1@example.com.()'\")(.,(", "e-mail can be sent to"),
     ] {
         let response = app.register(raw, "correct horse battery").await;
         assert_eq!(response.status, StatusCode::UNPROCESSABLE_ENTITY, "{raw:?}");
@@ -321,4 +417,46 @@ async fn accounts_stored_before_normalisation_still_sign_in(pool: PgPool) {
         assert_eq!(response.status, StatusCode::OK, "{email}: {}", response.text());
         assert_eq!(response.json()["user"]["id"], user.id.as_str());
     }
+}
+
+/// Rows a client with the password (or a refresh token) could multiply without end are capped:
+/// a user keeps at most 100 sessions (opening one more revokes the oldest), and a session
+/// remembers at most 100 spent refresh tokens.
+#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+async fn sessions_and_spent_refresh_tokens_are_capped(pool: PgPool) {
+    use primer_shared::auth::sessions::{MAX_SESSIONS_PER_USER, MAX_SPENT_TOKENS_PER_SESSION};
+    let app = app(pool);
+    let user = app.signed_up("looper@example.com").await;
+    // 120 sessions opened long ago (as many sign-ins would), then one more sign-in.
+    sqlx::query(
+        r#"INSERT INTO "session" (id, "expiresAt", token, "createdAt", "updatedAt", "userId")
+           SELECT 'old-' || n, now() + interval '1 day', 'sha256:old-' || n, now() - make_interval(mins => n), now(), $1
+           FROM generate_series(1, 120) AS n"#,
+    )
+    .bind(&user.id)
+    .execute(app.pool())
+    .await
+    .unwrap();
+    let newest = app.signed_in(&user).await;
+    let sessions: Vec<String> = sqlx::query_scalar(r#"SELECT id FROM "session" WHERE "userId" = $1"#)
+        .bind(&user.id)
+        .fetch_all(app.pool())
+        .await
+        .unwrap();
+    assert_eq!(sessions.len() as i64, MAX_SESSIONS_PER_USER);
+    assert!(sessions.contains(&newest.session_id) && sessions.contains(&user.session_id), "the newest stay");
+    assert!(!sessions.contains(&"old-120".to_owned()), "the oldest went");
+
+    let mut refresh = newest.refresh_token.clone();
+    for _ in 0..(MAX_SPENT_TOKENS_PER_SESSION + 20) {
+        let rotated = app.refresh(&refresh).await;
+        assert_eq!(rotated.status, StatusCode::OK, "{}", rotated.text());
+        refresh = rotated.json()["session"]["refresh_token"].as_str().unwrap().to_owned();
+    }
+    let spent: i64 = sqlx::query_scalar("SELECT count(*) FROM refresh_token_spent WHERE session_id = $1")
+        .bind(&newest.session_id)
+        .fetch_one(app.pool())
+        .await
+        .unwrap();
+    assert_eq!(spent, MAX_SPENT_TOKENS_PER_SESSION);
 }

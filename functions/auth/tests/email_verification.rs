@@ -7,6 +7,9 @@ use axum::http::{Method, StatusCode};
 use primer_shared::owner::Owner;
 use primer_shared::test_util::{TestApp, tally};
 use primer_shared::usage::{self, Allowance, UsageLimits};
+
+/// How long the reservations of these tests last.
+const LEASE: std::time::Duration = std::time::Duration::from_secs(60);
 use primer_shared::{Config, Error};
 use serde_json::json;
 use sqlx::PgPool;
@@ -138,17 +141,17 @@ async fn with_the_switch_on_the_model_serves_only_verified_readers(pool: PgPool)
     assert!(matches!(usage::take_message(&mut tx, &reader, &limits).await, Err(Error::EmailUnverified)));
     drop(tx);
     assert!(matches!(
-        usage::reserve_tokens(app.pool(), &reader, &limits, 100).await,
+        usage::reserve_tokens(app.pool(), &reader, &limits, 100, LEASE).await,
         Err(Error::EmailUnverified)
     ));
     // Off, nothing changes; guests have their own quota instead.
     assert!(matches!(
-        usage::reserve_tokens(app.pool(), &reader, &UsageLimits::default(), 100).await,
+        usage::reserve_tokens(app.pool(), &reader, &UsageLimits::default(), 100, LEASE).await,
         Ok(Allowance::Granted(_))
     ));
     let guest = Owner::Guest(uuid::Uuid::new_v4());
     assert!(matches!(
-        usage::reserve_tokens(app.pool(), &guest, &limits, 100).await,
+        usage::reserve_tokens(app.pool(), &guest, &limits, 100, LEASE).await,
         Ok(Allowance::Granted(_))
     ));
 
@@ -160,7 +163,7 @@ async fn with_the_switch_on_the_model_serves_only_verified_readers(pool: PgPool)
     usage::take_message(&mut tx, &reader, &limits).await.expect("a verified reader may post");
     tx.commit().await.unwrap();
     assert!(matches!(
-        usage::reserve_tokens(app.pool(), &reader, &limits, 100).await,
+        usage::reserve_tokens(app.pool(), &reader, &limits, 100, LEASE).await,
         Ok(Allowance::Granted(_))
     ));
 }

@@ -31,7 +31,7 @@ async fn start_conversation(app: &TestApp, owner: &Owner) -> Uuid {
         ai_model: ModelCatalog::new(None).default_model(),
         system_prompt: None,
     };
-    let conversation = conversations::create(&mut conn, owner, new).await.unwrap();
+    let conversation = conversations::create(&mut conn, owner, &app.state.config.usage, new).await.unwrap();
     let content = MessageContent::parse("What is a ROS 2 topic?".into()).unwrap();
     conversations::add_user_message(&mut conn, conversation.id, &content).await.unwrap();
     conversation.id

@@ -1,7 +1,8 @@
 //! Personalization where it really runs: through the pooler, with many readers at once and with
-//! the store or the model slow or gone. A miss holds no transaction (and so no pooled server
-//! connection) while it generates; a store that hangs is a 503 within its time-out, leaving no
-//! row and no claim behind.
+//! the store or the model slow, gone or behind a sick network. A miss holds no transaction (and
+//! so no pooled server connection) while it generates; a store that hangs is a 503 within its
+//! time-out, leaving no row and no claim behind; a model that hangs gives way to the rules; a
+//! crashed request's claim holds the next reader up no longer than its work could have taken.
 
 mod common;
 
@@ -10,11 +11,12 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_s3::config::{Credentials, Region, SharedCredentialsProvider};
 use axum::http::StatusCode;
-use common::{copies, import_fixture, python_reader};
+use common::{copies, import_fixture, python_reader, rule_key};
 use primer_shared::AppState;
 use primer_shared::blob::S3Store;
 use primer_shared::config::S3Config;
 use primer_shared::model::{ModelClient, ModelConfig};
+use primer_shared::test_util::fault_proxy::{Fault, FaultProxy};
 use primer_shared::test_util::model_stub::completion;
 use primer_shared::test_util::{TestApp, test_config};
 use sqlx::PgPool;
@@ -162,4 +164,102 @@ async fn a_paused_or_stopped_store_is_a_503_within_its_time_out_and_leaves_nothi
             sqlx::query_scalar("SELECT count(*) FROM personalization_claims").fetch_one(&pool).await.unwrap();
         assert_eq!(claims, 0, "{endpoint}: a failed generation gives its claim up");
     }
+}
+
+/// The store's network between the app and the S3 server (moto's) stalls, swallows, resets or
+/// slows every chunk past the operation's time-out: each miss is a 503 within the store's own
+/// bounds (its connect and operation time-outs), leaving no row and no claim; once the network
+/// is well, the same app stores and serves the chapter.
+#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+async fn the_store_behind_a_sick_network_is_a_503_within_its_time_outs_and_recovers(pool: PgPool) {
+    let endpoint = std::env::var("PRIMER_TEST_S3_ENDPOINT")
+        .expect("PRIMER_TEST_S3_ENDPOINT is not set: run scripts/test, which starts an S3-compatible server");
+    let upstream = endpoint.trim_start_matches("http://").parse().expect("the S3 server's address");
+    let proxy = FaultProxy::start(upstream).await;
+    let store = s3_at(format!("http://{}", proxy.address()));
+    store.client().create_bucket().bucket("primer-faults").send().await.ok();
+    let state = AppState::new(test_config(), pool.clone()).with_blobs(Arc::new(store));
+    let app = TestApp::with_state(state, chapters::router);
+    import_fixture(app.pool()).await;
+
+    for fault in [Fault::Stall, Fault::BlackHole, Fault::Reset, Fault::Latency(Duration::from_secs(2))] {
+        proxy.set(fault);
+        let email = format!("reader-{}@example.com", uuid::Uuid::new_v4().simple());
+        let (reader, _) = python_reader(&app, &email).await;
+        let started = Instant::now();
+        let response = app.get(PERSONALIZED_JSON, Some(&reader.access_token)).await;
+        assert_eq!(response.status, StatusCode::SERVICE_UNAVAILABLE, "{fault:?}: {}", response.text());
+        assert!(response.headers.contains_key("retry-after"));
+        // Bounded, not timed: the write's 0.8 s (and a read's), far from a hang.
+        assert!(started.elapsed() < Duration::from_secs(10), "{fault:?}: {:?}", started.elapsed());
+        let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM personalized_chapters WHERE user_id = $1")
+            .bind(&reader.id)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(rows, 0, "{fault:?}: no row without its object");
+        let claims: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM personalization_claims").fetch_one(&pool).await.unwrap();
+        assert_eq!(claims, 0, "{fault:?}: the claim was given up");
+
+        proxy.set(Fault::None);
+        let served = app.get(PERSONALIZED_JSON, Some(&reader.access_token)).await;
+        assert_eq!(served.status, StatusCode::OK, "{fault:?}, afterwards: {}", served.text());
+    }
+}
+
+/// The model's network stalls or swallows everything: the miss waits no longer than the
+/// personalization budget, then serves the rule-based chapter.
+#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+async fn a_model_behind_a_stalled_network_gives_way_to_the_rules_within_the_budget(pool: PgPool) {
+    let server = slow_model(Duration::ZERO).await;
+    let proxy = FaultProxy::start(server.address().to_owned()).await;
+    let url = format!("http://{}/v1", proxy.address()).parse().unwrap();
+    let mut model = ModelConfig::new("sk-test".to_owned().into(), url, "editor");
+    model.request_timeout = Duration::from_secs(1);
+    model.total_timeout = Duration::from_secs(2);
+    let mut config = test_config();
+    config.personalize_budget = Duration::from_secs(2);
+    let state = AppState::new(config, pool).with_model(Some(Arc::new(ModelClient::new(model).unwrap())));
+    let app = TestApp::with_state(state, chapters::router);
+    import_fixture(app.pool()).await;
+    for fault in [Fault::Stall, Fault::BlackHole] {
+        proxy.set(fault);
+        let email = format!("reader-{}@example.com", uuid::Uuid::new_v4().simple());
+        let (reader, _) = python_reader(&app, &email).await;
+        let started = Instant::now();
+        let response = app.get(PERSONALIZED_JSON, Some(&reader.access_token)).await;
+        assert_eq!(response.status, StatusCode::OK, "{fault:?}: {}", response.text());
+        assert_eq!(response.json()["engine"], "rule");
+        assert!(started.elapsed() < Duration::from_secs(10), "{fault:?}: {:?}", started.elapsed());
+    }
+}
+
+/// A request that died while making a chapter (its claim left behind, as a crash leaves it)
+/// holds the next reader up by at most the claim's lease: the rules' work (8 s) and the margin,
+/// not the model's budget (no model is configured) nor the function's whole timeout.
+#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+async fn a_claim_left_by_a_crash_lapses_with_the_work_it_stood_for(pool: PgPool) {
+    let app = TestApp::with_state(AppState::new(test_config(), pool.clone()), chapters::router);
+    let chapter = import_fixture(app.pool()).await;
+    let (reader, _) = python_reader(&app, "reader@example.com").await;
+    // A request took the claim on the reader's copy, then crashed: its claim is left as taken.
+    let key = rule_key(&pool, &reader.id, chapter).await;
+    let lease = primer_shared::personalize::cache::RULES_WORK + primer_shared::claim::CLAIM_MARGIN;
+    sqlx::query(
+        "INSERT INTO personalization_claims (storage_path, expires_at)
+         VALUES ($1, clock_timestamp() + make_interval(secs => $2))",
+    )
+    .bind(key.as_str())
+    .bind(lease.as_secs_f64())
+    .execute(&pool)
+    .await
+    .unwrap();
+
+    let started = Instant::now();
+    let next = app.get(PERSONALIZED_JSON, Some(&reader.access_token)).await;
+    assert_eq!(next.status, StatusCode::OK, "{}", next.text());
+    assert_eq!(next.json()["cached"], false, "made again, by the next reader, after the claim lapsed");
+    let waited = started.elapsed();
+    assert!(waited <= lease + Duration::from_secs(3), "held up {waited:?} by a claim of {lease:?}");
 }

@@ -77,7 +77,7 @@ fn catalog(state: &AppState) -> ModelCatalog<'_> {
 }
 
 fn tutor(state: &AppState) -> Tutor<'_> {
-    Tutor::new(&state.pool, state.model.as_deref(), &state.config.usage)
+    Tutor::new(&state.pool, state.model.as_deref(), &state.config)
 }
 
 /// A system prompt is a signed-in user's: a guest who gives one gets a 422 naming the field.
@@ -162,13 +162,14 @@ struct CreateRequest {
     tag = "conversations",
     operation_id = "createConversation",
     summary = "Start a conversation",
-    description = "Accepts either a user's access token or a guest token from `POST /api/auth/guest` as the Bearer token; a guest's conversations are handed to the user who registers or logs in with that `guest_token`. Another owner's conversation is a 404.",
+    description = "Accepts either a user's access token or a guest token from `POST /api/auth/guest` as the Bearer token; a guest's conversations are handed to the user who registers or logs in with that `guest_token`. Another owner's conversation is a 404. Each new conversation counts against the caller's daily conversation quota (`QUOTA_USER_CONVERSATIONS_PER_DAY`, 50; a guest's `QUOTA_GUEST_CONVERSATIONS_PER_DAY`, 10): past it, 429 `quota_exceeded` and nothing is created.",
     request_body = CreateRequest,
     responses(
         (status = 201, description = "Created; `title` is `Untitled N` when absent.", body = inline(ConversationBody)),
         api::SignedInErrors,
         api::JsonBodyErrors,
         (status = 422, response = api::ValidationFailed),
+        (status = 429, response = api::QuotaExceeded),
         api::ServerErrors,
     ),
     security(("bearerAuth" = [])),
@@ -188,8 +189,9 @@ async fn create(
     let system_prompt = body.system_prompt.and_then(|p| system_prompt_of(&caller, &p, &mut errors));
     errors.finish()?;
     let new = NewConversation { title, ai_model: ai_model.unwrap(), system_prompt: system_prompt.flatten() };
+    let owner = Owner::from(caller);
     let conversation =
-        conversations::create(&mut *state.pool.acquire().await?, &Owner::from(caller), new).await?;
+        conversations::create(&mut *state.pool.acquire().await?, &owner, &state.config.usage, new).await?;
     Ok((StatusCode::CREATED, Json(ConversationBody { conversation })))
 }
 
@@ -475,7 +477,7 @@ struct ReplyBody {
     tag = "conversations",
     operation_id = "retryMessage",
     summary = "Retry a failed reply",
-    description = "Accepts either a user's access token or a guest token from `POST /api/auth/guest` as the Bearer token; a guest's conversations are handed to the user who registers or logs in with that `guest_token`. Another owner's conversation is a 404. `message_id` is a user message whose reply failed (`is_error`); otherwise 409 `already_answered`. With `Accept: text/event-stream` the answer streams as Server-Sent Events (see `ReplyEvent`); everything that fails before the message is stored (auth, an unknown message, an answered one) is still a JSON error with its status. Once the stream has started the answer is written and stored to its end even if the reader disconnects. Deployed, the HTTP API buffers whole responses: stream through the function URL (stack output `StreamUrl`), same path, same token.",
+    description = "Accepts either a user's access token or a guest token from `POST /api/auth/guest` as the Bearer token; a guest's conversations are handed to the user who registers or logs in with that `guest_token`. Another owner's conversation is a 404. `message_id` is a user message whose reply failed (`is_error`); otherwise 409 `already_answered`. With `Accept: text/event-stream` the answer streams as Server-Sent Events (see `ReplyEvent`); everything that fails before the message is stored (auth, an unknown message, an answered one) is still a JSON error with its status. Once the stream has started the answer is written and stored to its end even if the reader disconnects. Deployed, the HTTP API buffers whole responses: stream through the function URL (stack output `StreamUrl`), same path, same token. Each retry stores a reply, so it counts against the caller's daily message quota (429 `quota_exceeded` once used up). While another request holds the message's claim and would outlast this one (a streamed answer, seen from a JSON retry), a 503 at once whose `Retry-After` says when the claim lapses.",
     params(
         ("id" = Uuid, Path, description = "Conversation id."),
         ("message_id" = Uuid, Path, description = "Id of a user message whose reply failed."),
@@ -486,7 +488,7 @@ struct ReplyBody {
         (status = 403, response = api::AccountDisabledOrEmailUnverified),
         (status = 404, response = api::NotFound),
         (status = 409, response = api::Conflict),
-        (status = 429, response = api::RateLimited),
+        (status = 429, response = api::QuotaExceeded),
         (status = 502, response = api::ModelUnavailable),
         api::ServerErrors,
     ),
@@ -549,6 +551,7 @@ fn event_stream(replies: ReplyStream) -> Response {
     "resets_at": "2026-11-30T00:00:00Z",
     "messages": {"used": 3, "limit": 200, "remaining": 197},
     "tokens": {"used": 5120, "limit": 400000, "remaining": 394880},
+    "conversations": {"used": 1, "limit": 50, "remaining": 49},
     "model_budget_left": true,
 })))]
 struct UsageBody {
@@ -574,7 +577,7 @@ impl api::Strings for CallerKinds {
     tag = "conversations",
     operation_id = "getUsage",
     summary = "What the caller has used of today's quotas and has left",
-    description = "Accepts a user's access token or a guest token. Counts the UTC day: messages posted to the tutor and model tokens (tutor and personalization). Posting past the message quota, or with no tokens left, is a 429 `quota_exceeded`; when a reply would not fit the tokens left, or the deployment's budget is spent, the offline tutor answers and its reply says so.",
+    description = "Accepts a user's access token or a guest token. Counts the UTC day: messages posted to the tutor, model tokens (tutor and personalization) and conversations created. Posting past the message quota, or with no tokens left, is a 429 `quota_exceeded`; when a reply would not fit the tokens left, or the deployment's budget is spent, the offline tutor answers and its reply says so.",
     responses(
         (status = 200, description = "The caller's day so far.", body = UsageBody),
         api::SignedInErrors,

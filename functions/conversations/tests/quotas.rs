@@ -7,12 +7,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::{Method, StatusCode};
-use common::{STUB_MODEL, create, guest_token, id, post_message, router, user_token};
-use primer_shared::model::{ModelClient, ModelConfig, TokenUsage, Url};
+use common::{STUB_MODEL, create, guest_token, id, model_at, post_message, router, user_token};
+use primer_shared::model::{ModelClient, TokenUsage};
 use primer_shared::test_util::model_stub::completion;
-use primer_shared::test_util::{TestApp, TestResponse, test_config};
-use primer_shared::usage::UsageLimits;
-use primer_shared::{AppState, Config};
+use primer_shared::test_util::{CapturedLog, TestApp, TestResponse, test_config};
+use primer_shared::usage::{self, UsageLimits};
+use primer_shared::{AppState, Config, telemetry};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use wiremock::matchers::method;
@@ -33,14 +33,8 @@ fn offline_app(pool: PgPool, change: impl FnOnce(&mut UsageLimits)) -> TestApp {
 }
 
 fn app_with_model(pool: PgPool, server: &MockServer, change: impl FnOnce(&mut UsageLimits)) -> TestApp {
-    let mut model = ModelConfig::new(
-        "sk-test".to_owned().into(),
-        Url::parse(&format!("{}/v1", server.uri())).unwrap(),
-        STUB_MODEL,
-    );
-    model.request_timeout = Duration::from_secs(2);
-    model.total_timeout = Duration::from_secs(3);
-    let client = ModelClient::new(model).unwrap();
+    let client =
+        ModelClient::new(model_at(&server.uri(), Duration::from_secs(2), Duration::from_secs(3))).unwrap();
     let state = AppState::new(config(change), pool).with_model(Some(Arc::new(client)));
     TestApp::with_state(state, router)
 }
@@ -185,9 +179,26 @@ async fn once_the_deployment_budget_is_spent_the_offline_tutor_answers_and_says_
 
     let first = post_message(&app, &ada, &id(&create(&app, &ada, json!({})).await), "What is a node?").await;
     assert_eq!(first.json()["reply"]["ai_model"], STUB_MODEL);
-    // Another reader, the same deployment: its budget is what is spent.
+    // Another reader, the same deployment: its budget is what is spent. The refusal is logged
+    // as the line the model-budget alarm counts.
+    let captured = CapturedLog::default();
+    let writer = captured.clone();
+    let logging = tracing::subscriber::set_default(telemetry::subscriber(
+        telemetry::filter_of(|_| None),
+        true,
+        move || writer.clone(),
+    ));
     let second =
         post_message(&app, &grace, &id(&create(&app, &grace, json!({})).await), "What is a topic?").await;
+    drop(logging);
+    let refusals: Vec<Value> = captured
+        .text()
+        .lines()
+        .map(|line| serde_json::from_str::<Value>(line).unwrap())
+        .filter(|line| line["event"] == usage::BUDGET_SPENT_EVENT)
+        .collect();
+    assert_eq!(refusals.len(), 1, "{}", captured.text());
+    assert_eq!((refusals[0]["level"].as_str(), refusals[0]["pool"].as_str()), (Some("WARN"), Some("all")));
     assert_eq!(second.status, StatusCode::CREATED, "{}", second.text());
     let reply = &second.json()["reply"];
     assert_eq!(
@@ -286,4 +297,145 @@ async fn usage_needs_a_caller(pool: PgPool) {
     let app = offline_app(pool, |_| {});
     let response = app.get("/api/usage", None).await;
     assert_eq!((response.status, response.error_code().as_str()), (StatusCode::UNAUTHORIZED, "unauthorized"));
+}
+
+#[test]
+fn the_budget_alarm_counts_the_line_the_refusal_logs() {
+    let template = include_str!("../../../template.yaml");
+    let pattern = format!(r#"FilterPattern: '{{ $.event = "{}" }}'"#, usage::BUDGET_SPENT_EVENT);
+    assert!(template.contains(&pattern), "template.yaml's metric filter: {pattern}");
+}
+
+/// A model that counts a token per character of the prompt (as some tokenizers count CJK text)
+/// and reports a longer answer than `max_tokens` allows: whatever it reports, no call books more
+/// than it reserved, so a reader near the quota ends at most at it, and the budget too.
+struct CountsEveryCharacter;
+
+impl wiremock::Respond for CountsEveryCharacter {
+    fn respond(&self, request: &wiremock::Request) -> ResponseTemplate {
+        let body: Value = request.body_json().unwrap();
+        let prompt: usize = body["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["content"].as_str().unwrap().chars().count())
+            .sum();
+        let usage = TokenUsage { prompt_tokens: prompt as u32 + 7, completion_tokens: 5_000 };
+        ResponseTemplate::new(200).set_body_json(completion("节点是一个进程。", Some(usage)))
+    }
+}
+
+#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+async fn a_model_counting_more_than_the_estimate_never_takes_a_reader_past_the_quota(pool: PgPool) {
+    let server = MockServer::start().await;
+    Mock::given(method("POST")).respond_with(CountsEveryCharacter).mount(&server).await;
+    let app = app_with_model(pool, &server, |u| u.daily_token_budget = 800_000);
+    let user = app.signed_up("ada@example.com").await;
+    // 370,000 of 400,000 used already.
+    sqlx::query("INSERT INTO usage_daily (day, user_id, tokens) VALUES ((now() AT TIME ZONE 'utc')::date, $1, 370000)")
+        .bind(&user.id)
+        .execute(app.pool())
+        .await
+        .unwrap();
+    let conversation = id(&create(&app, &user.access_token, json!({})).await);
+    let question = "机器人的节点是什么？".repeat(300);
+    let handles = (0..10)
+        .map(|n| {
+            let (app, token, conversation, question) =
+                (app.clone(), user.access_token.clone(), conversation.clone(), format!("{question}{n}"));
+            tokio::spawn(async move { post_message(&app, &token, &conversation, &question).await })
+        })
+        .collect();
+    let responses = all(handles).await;
+    assert_eq!(count(&responses, StatusCode::CREATED), 10, "every question gets an answer");
+    let by_model = responses.iter().filter(|r| r.json()["reply"]["ai_model"] == STUB_MODEL).count();
+    assert!(by_model >= 1, "some calls fit");
+
+    let used = app.usage(&user.access_token).await.json()["tokens"]["used"].as_i64().unwrap();
+    assert!(used <= 400_000, "the reader ended at {used} of 400,000");
+    let budget: i64 = sqlx::query_scalar("SELECT tokens FROM model_budget_daily WHERE pool = 'all'")
+        .fetch_one(app.pool())
+        .await
+        .unwrap();
+    assert_eq!(budget, used - 370_000, "the budget moved with the reader");
+    // What the model reported is kept on each reply, however much more it was.
+    let reported: Vec<i32> =
+        sqlx::query_scalar("SELECT completion_tokens FROM messages WHERE completion_tokens IS NOT NULL")
+            .fetch_all(app.pool())
+            .await
+            .unwrap();
+    assert_eq!(reported, vec![5_000; by_model]);
+}
+
+#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+async fn conversations_a_day_are_limited_per_guest_and_per_user_whatever_the_parallelism(pool: PgPool) {
+    let app = offline_app(pool, |u| {
+        u.guest.conversations = 10;
+        u.user.conversations = 12;
+    });
+    let guest = guest_token(&app).await;
+    let user = user_token(&app, "ada@example.com").await;
+    for (token, quota) in [(guest, 10), (user, 12)] {
+        let handles = (0..40)
+            .map(|_| {
+                let (app, token) = (app.clone(), token.clone());
+                tokio::spawn(async move {
+                    app.call(Method::POST, "/api/conversations", Some(&token), Some(json!({}))).await
+                })
+            })
+            .collect();
+        let responses = all(handles).await;
+        assert_eq!(
+            (count(&responses, StatusCode::CREATED), count(&responses, StatusCode::TOO_MANY_REQUESTS)),
+            (quota, 40 - quota)
+        );
+        let refused = responses.iter().find(|r| r.status == StatusCode::TOO_MANY_REQUESTS).unwrap();
+        assert_eq!(refused.error_code(), "quota_exceeded");
+        let details = &refused.json()["error"]["details"];
+        assert_eq!(
+            (details["quota"].as_str(), details["limit"].as_i64(), details["used"].as_i64()),
+            (Some("conversations"), Some(quota as i64), Some(quota as i64))
+        );
+        assert!(refused.headers.contains_key("retry-after"));
+        let usage = app.usage(&token).await.json();
+        assert_eq!(usage["conversations"], json!({"used": quota, "limit": quota, "remaining": 0}));
+        let listed = app.get("/api/conversations?limit=100", Some(&token)).await.json();
+        assert_eq!(
+            listed["conversations"].as_array().unwrap().len(),
+            quota,
+            "nothing past the quota was stored"
+        );
+    }
+}
+
+/// Each retry stores a reply, so each counts as a message: retrying a failing model in a loop
+/// stops at the day's messages, as posting does.
+#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+async fn retries_count_against_the_message_quota(pool: PgPool) {
+    let server = MockServer::start().await;
+    Mock::given(method("POST")).respond_with(ResponseTemplate::new(400)).mount(&server).await;
+    let app = app_with_model(pool, &server, |u| u.user.messages = 3);
+    let token = user_token(&app, "ada@example.com").await;
+    let conversation = id(&create(&app, &token, json!({})).await);
+    let posted = post_message(&app, &token, &conversation, "What is a node?").await;
+    assert_eq!(posted.json()["reply"]["is_error"], true, "{}", posted.text());
+    let question = id(&posted.json()["user_message"]);
+    let path = format!("/api/conversations/{conversation}/messages/{question}/retry");
+    for _ in 0..2 {
+        let retried = app.call(Method::POST, &path, Some(&token), None).await;
+        assert_eq!(retried.status, StatusCode::CREATED, "{}", retried.text());
+        assert_eq!(retried.json()["reply"]["is_error"], true);
+    }
+    let refused = app.call(Method::POST, &path, Some(&token), None).await;
+    assert_eq!(
+        (refused.status, refused.error_code().as_str()),
+        (StatusCode::TOO_MANY_REQUESTS, "quota_exceeded")
+    );
+    assert_eq!(refused.json()["error"]["details"]["quota"], "messages");
+    let replies: i64 = sqlx::query_scalar("SELECT count(*) FROM messages WHERE sender = 'ai'")
+        .fetch_one(app.pool())
+        .await
+        .unwrap();
+    assert_eq!(replies, 3, "a failure notice per counted message, nothing more");
+    assert!(app.usage(&token).await.json()["messages"]["used"] == 3);
 }

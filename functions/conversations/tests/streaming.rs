@@ -289,3 +289,30 @@ async fn streamed_posts_are_held_to_the_quotas(pool: PgPool) {
     assert!(refused.headers.contains_key(header::RETRY_AFTER));
     assert_eq!(stored_messages(spent.pool(), &conversation).await, 4, "two exchanges, nothing more");
 }
+
+/// An endpoint that writes on past `max_tokens` (each chunk with text is at least a token) is
+/// cut there: the stored answer is what came within it, and the call books what it reserved,
+/// not the usage the endpoint would report after.
+#[sqlx::test(migrator = "primer_shared::db::MIGRATOR", fixtures("book"))]
+async fn a_stream_past_max_tokens_is_cut_there_and_books_its_reservation(pool: PgPool) {
+    let script = StreamScript::chunks(30, Duration::from_millis(2));
+    let stub = StreamingModel::start(vec![script.clone()]).await;
+    let mut config = test_config();
+    config.usage.reply_max_tokens = 5;
+    let app = app_with_streaming_model_and(pool, &stub, config);
+    let token = user_token(&app, "ada@example.com").await;
+    let conversation = id(&create(&app, &token, json!({})).await);
+    let events = events(&post_streamed(&app, &token, &conversation, "What is a node?").await).await;
+    assert_answer_events(&names(&events), 5);
+    assert_eq!(deltas(&events), script.chunks[..5], "the answer within max_tokens");
+    let done = &events.last().unwrap().data;
+    assert_eq!(done["content"], script.chunks[..5].concat());
+
+    let sent = &stub.calls()[0].body;
+    assert_eq!(sent["max_tokens"], 5);
+    let reserved = primer_shared::model::estimate_prompt_tokens(
+        &serde_json::from_value::<Vec<primer_shared::model::ChatMessage>>(sent["messages"].clone()).unwrap(),
+    ) + 5;
+    let usage = app.usage(&token).await.json();
+    assert_eq!(usage["tokens"]["used"].as_u64(), Some(reserved), "{usage}");
+}

@@ -1,6 +1,7 @@
 //! The janitor: a clean-up run hourly by an EventBridge schedule, not over HTTP. It removes
 //! expired sessions and verification rows, failed password checks and address admissions older
-//! than the limits need, usage counters of days long past, guest conversations no guest token
+//! than the limits need, usage counters of days long past, the token reservations of model calls
+//! whose process died (their tokens given back), guest conversations no guest token
 //! can reach any more, and personalized chapters nobody can be served any more (stored under a
 //! fingerprint the user's current profile no longer gives the chapter, or made for an old
 //! chapter version): object first, then row. It
@@ -13,6 +14,7 @@
 use std::time::Duration;
 
 use primer_shared::auth::{rate_limit, recovery, sessions};
+use primer_shared::config::Tokens;
 use primer_shared::conversations::guests;
 use primer_shared::error::ErrorChain;
 use primer_shared::personalize::cache;
@@ -49,8 +51,13 @@ pub struct Sweep {
     pub password_checks: u64,
     /// Admissions through registration and guest tokens older than a day.
     pub address_admissions: u64,
+    /// Places an account signed in from, unused for 90 days (no longer known places).
+    pub known_places: u64,
     /// Daily usage counters (readers' and the deployment's) of days more than 90 days ago.
     pub usage_days: u64,
+    /// Token reservations of model calls whose claim lapsed unsettled: their tokens were given
+    /// back to the reader's day and the deployment's budget.
+    pub lapsed_reservations: u64,
     /// Unclaimed guest conversations untouched for longer than a guest token lives.
     pub guest_conversations: u64,
     /// Stale personalized chapters, object and row.
@@ -83,7 +90,7 @@ pub async fn sweep(state: &AppState) -> Result<Sweep> {
         sessions,
         verifications,
         limit_records,
-        usage_days,
+        (usage_days, lapsed_reservations),
         guest_conversations,
         (personalized_chapters, personalized_chapters_failed),
     ) = tokio::try_join!(
@@ -94,7 +101,10 @@ pub async fn sweep(state: &AppState) -> Result<Sweep> {
             LIMIT_RECORDS_KEPT.max(limits.login.window),
             LIMIT_RECORDS_KEPT.max(limits.register.window).max(limits.guest.window),
         ),
-        usage::prune_days(pool, USAGE_DAYS_KEPT),
+        async {
+            let lapsed = usage::release_lapsed(pool, u32::MAX).await?;
+            Ok((usage::prune_days(pool, USAGE_DAYS_KEPT).await?, lapsed))
+        },
         guests::delete_unreachable(pool, state.config.jwt.guest_ttl),
         stale_chapters,
     )?;
@@ -104,7 +114,9 @@ pub async fn sweep(state: &AppState) -> Result<Sweep> {
         spent_refresh_tokens: sessions.spent,
         password_checks: limit_records.checks,
         address_admissions: limit_records.admissions,
+        known_places: limit_records.places,
         usage_days,
+        lapsed_reservations,
         guest_conversations,
         personalized_chapters,
         personalized_chapters_failed,
@@ -121,7 +133,9 @@ pub async fn handle(state: &AppState, _event: Value) -> Result<Sweep, lambda_run
                 spent_refresh_tokens = sweep.spent_refresh_tokens,
                 password_checks = sweep.password_checks,
                 address_admissions = sweep.address_admissions,
+                known_places = sweep.known_places,
                 usage_days = sweep.usage_days,
+                lapsed_reservations = sweep.lapsed_reservations,
                 guest_conversations = sweep.guest_conversations,
                 personalized_chapters = sweep.personalized_chapters,
                 personalized_chapters_failed = sweep.personalized_chapters_failed,
@@ -140,8 +154,10 @@ pub async fn handle(state: &AppState, _event: Value) -> Result<Sweep, lambda_run
 pub async fn run_on_lambda() -> Result<(), lambda_runtime::Error> {
     primer_shared::app::limit_allocator_arenas();
     telemetry::init();
-    let state =
-        AppState::from_env().await.inspect_err(|e| tracing::error!(error = %e, "bad configuration"))?;
+    // It signs and checks no token, and is given no JWT_SECRET.
+    let state = AppState::from_env_for(Tokens::NotHandled)
+        .await
+        .inspect_err(|e| tracing::error!(error = %e, "bad configuration"))?;
     lambda_runtime::run(lambda_runtime::service_fn(|event: lambda_runtime::LambdaEvent<Value>| {
         let state = state.clone();
         async move { handle(&state, event.payload).await }

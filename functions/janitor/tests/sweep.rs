@@ -94,6 +94,12 @@ async fn only_expired_and_stale_things_go(pool: PgPool) {
     .execute(&pool)
     .await
     .unwrap();
+    // Known places: Ada's sign-up address (now), and one she last signed in from 100 days ago.
+    sqlx::query("INSERT INTO sign_in_places (user_id, address, signed_in_at) VALUES ($1, '198.51.100.4', now() - interval '100 days')")
+        .bind(&ada.id)
+        .execute(&pool)
+        .await
+        .unwrap();
     // Usage: a day of long ago and today, for Ada and for the deployment.
     sqlx::query("INSERT INTO usage_daily (day, user_id, messages) VALUES (current_date - 100, $1, 3), (current_date, $1, 1)")
         .bind(&ada.id)
@@ -103,6 +109,21 @@ async fn only_expired_and_stale_things_go(pool: PgPool) {
     sqlx::query(
         "INSERT INTO model_budget_daily (day, pool, tokens) VALUES (current_date - 100, 'all', 9), (current_date, 'all', 9)",
     )
+    .execute(&pool)
+    .await
+    .unwrap();
+    // A model call of Ada's whose process died: its 5 reserved tokens (of her 9 today) lapsed
+    // with its claim a minute ago; another's claim still runs.
+    sqlx::query("UPDATE usage_daily SET tokens = 9 WHERE user_id = $1 AND day = current_date")
+        .bind(&ada.id)
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO token_reservations (day, user_id, tokens, expires_at) VALUES
+         (current_date, $1, 5, now() - interval '1 minute'), (current_date, $1, 4, now() + interval '1 minute')",
+    )
+    .bind(&ada.id)
     .execute(&pool)
     .await
     .unwrap();
@@ -151,7 +172,9 @@ async fn only_expired_and_stale_things_go(pool: PgPool) {
             spent_refresh_tokens: 0,
             password_checks: 1,
             address_admissions: 1,
+            known_places: 1,
             usage_days: 2,
+            lapsed_reservations: 1,
             guest_conversations: 1,
             personalized_chapters: 3,
             personalized_chapters_failed: 0
@@ -174,8 +197,14 @@ async fn only_expired_and_stale_things_go(pool: PgPool) {
     );
     assert_eq!(count(&pool, "SELECT count(*) FROM password_checks").await, 1);
     assert_eq!(count(&pool, "SELECT count(*) FROM address_admissions WHERE scope = 'guest'").await, 1);
+    let places = "SELECT count(*) FROM sign_in_places WHERE address = '127.0.0.1'";
+    assert_eq!(count(&pool, places).await, 3, "where Ada, Bob and Cy signed up is still known");
     assert_eq!(count(&pool, "SELECT count(*) FROM usage_daily").await, 1);
     assert_eq!(count(&pool, "SELECT count(*) FROM model_budget_daily").await, 1);
+    // The lapsed reservation's tokens went back, to Ada's day and to the deployment's.
+    assert_eq!(count(&pool, "SELECT tokens FROM usage_daily").await, 4);
+    assert_eq!(count(&pool, "SELECT tokens FROM model_budget_daily").await, 4);
+    assert_eq!(count(&pool, "SELECT count(*) FROM token_reservations").await, 1);
     let kept: i64 = count(
         &pool,
         "SELECT count(*) FROM conversations WHERE user_id IS NOT NULL OR last_message_at > now() - interval '1 minute'",
@@ -222,8 +251,8 @@ async fn the_schedule_event_returns_the_counts(pool: PgPool) {
     assert_eq!(
         serde_json::to_value(counts).unwrap(),
         serde_json::json!({
-            "sessions": 0, "verifications": 0, "spent_refresh_tokens": 0, "password_checks": 0, "address_admissions": 0,
-            "usage_days": 0, "guest_conversations": 0,
+            "sessions": 0, "verifications": 0, "spent_refresh_tokens": 0, "password_checks": 0, "address_admissions": 0, "known_places": 0,
+            "usage_days": 0, "lapsed_reservations": 0, "guest_conversations": 0,
             "personalized_chapters": 0, "personalized_chapters_failed": 0
         })
     );

@@ -80,6 +80,8 @@ impl<'a> Accounts<'a> {
         let mut tx = self.pool.begin().await?;
         let user = user::create_with_password(&mut tx, &account.email, &account.name, &hash).await?;
         let session_id = sessions::create(&mut *tx, &user.id, &refresh, self.session_ttl(), client).await?;
+        // Signing up is signing in: the address becomes a known place of the account.
+        rate_limit::record_place(&mut *tx, &user.id, client.ip.as_deref()).await?;
         if let Some(guest_id) = account.guest {
             guests::claim_conversations(&mut *tx, guest_id, &user.id).await?;
         }
@@ -110,7 +112,10 @@ impl<'a> Accounts<'a> {
             None => password::verify_dummy(password).await?,
         };
         // A wrong password keeps the reserved check: it is the failure's record.
-        let Some(found) = found.filter(|_| verdict.matched()) else { return Err(BAD_CREDENTIALS) };
+        let Some(found) = found.filter(|_| verdict.matched()) else {
+            check.failed(self.pool).await?;
+            return Err(BAD_CREDENTIALS);
+        };
         if !found.user.is_active {
             check.passed(self.pool).await?;
             return Err(Error::AccountDisabled);
@@ -135,6 +140,7 @@ impl<'a> Accounts<'a> {
             return Err(BAD_CREDENTIALS);
         };
         let session_id = sessions::create(&mut *tx, &user.id, &refresh, self.session_ttl(), client).await?;
+        rate_limit::record_place(&mut *tx, &user.id, client.ip.as_deref()).await?;
         if let Some(guest_id) = guest {
             guests::claim_conversations(&mut *tx, guest_id, &user.id).await?;
         }
@@ -165,24 +171,36 @@ impl<'a> Accounts<'a> {
         }
     }
 
-    /// A signed-in user re-proves their password before a sensitive change; a wrong one is a
-    /// 422 on `field` (not a 401, which would read as "your token is bad"). Each re-check
-    /// counts against the account's failed-login limit exactly like a login, so a stolen
-    /// access token cannot be used to guess the password.
+    /// A signed-in user re-proves their password in session `session_id` before a sensitive
+    /// change; a wrong one is a 422 on `field` (not a 401, which would read as "your token is
+    /// bad"). Each re-check counts like a login, against the session's own budget of failures:
+    /// a stolen access token cannot be used to guess the password past it, and failures from
+    /// elsewhere cannot block the reader's own session.
     pub async fn confirm_password(
         &self,
         user_id: &str,
+        session_id: &str,
         password: &Password,
         field: &str,
         client: &ClientMeta,
     ) -> Result<()> {
         let found = user::credentials_by_id(self.pool, user_id).await?.ok_or(Error::Unauthorized)?;
-        let check = self.reserve_check(&AccountKey::user(user_id), client).await?;
+        let limits = self.config.limits.login;
+        let account = AccountKey::user(user_id);
+        let check = rate_limit::reserve_check_in_session(
+            self.pool,
+            limits,
+            &account,
+            session_id,
+            client.ip.as_deref(),
+        )
+        .await?;
         let verdict = match found.password_hash.as_deref() {
             Some(stored) => password::verify(password, stored).await?,
             None => Verdict::Mismatch,
         };
         if !verdict.matched() {
+            check.failed(self.pool).await?;
             return Err(Error::invalid(field, "is incorrect"));
         }
         check.passed(self.pool).await
@@ -198,9 +216,10 @@ impl<'a> Accounts<'a> {
         new: &Password,
         client: &ClientMeta,
     ) -> Result<()> {
-        self.confirm_password(user_id, current, "current_password", client).await?;
+        self.confirm_password(user_id, session_id, current, "current_password", client).await?;
         let hash = password::hash(new).await?;
         let mut tx = self.pool.begin().await?;
+        rate_limit::lock_account(&mut tx, user_id).await?;
         user::set_password_hash(&mut *tx, user_id, &hash).await?;
         sessions::revoke_all_but(&mut *tx, user_id, Some(session_id)).await?;
         tx.commit().await?;
@@ -223,7 +242,7 @@ impl<'a> Accounts<'a> {
         if found.password_hash.is_some() || password.is_some() {
             let password = Password::parse_presented(password.unwrap_or_default())
                 .map_err(|m| Error::invalid("password", m))?;
-            self.confirm_password(user_id, &password, "password", client).await?;
+            self.confirm_password(user_id, session_id, &password, "password", client).await?;
         } else if !sessions::is_fresh(self.pool, session_id, FRESH_SESSION).await? {
             // No password to re-prove: a fresh session proves the owner is at the keyboard.
             return Err(Error::invalid(
@@ -255,12 +274,14 @@ impl<'a> Accounts<'a> {
         let hash = password::hash(new).await?;
         let refresh = RefreshToken::generate();
         let mut tx = self.pool.begin().await?;
+        rate_limit::lock_account(&mut tx, &redeemable.user_id).await?;
         if !recovery::complete_password_reset(&mut tx, &redeemable, &hash).await? {
             // Another request with the same token won the race.
             return Err(Error::InvalidToken);
         }
         let user = user::record_login(&mut *tx, &redeemable.user_id).await?;
         let session_id = sessions::create(&mut *tx, &user.id, &refresh, self.session_ttl(), client).await?;
+        rate_limit::record_place(&mut *tx, &user.id, client.ip.as_deref()).await?;
         tx.commit().await?;
         tracing::info!(user_id = %user.id, "password reset; every other session revoked");
         Ok(SignedIn { user, session_id, refresh })

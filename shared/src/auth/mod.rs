@@ -22,7 +22,12 @@ use crate::error::Result;
 /// no such user. The stored chapter objects are the caller's to remove (they are not rows).
 pub async fn delete_account(pool: &PgPool, user_id: &str) -> Result<bool> {
     let mut tx = pool.begin().await?;
+    // The account's lock first, as a login takes it (docs/data-model.md, "How requests lock").
+    rate_limit::lock_account(&mut tx, user_id).await?;
     rate_limit::forget_account(&mut *tx, user_id).await?;
+    // The reader's counters before the user row, whose deletion would take them by cascade
+    // after it: the order every statement on the counters keeps (see `usage`).
+    crate::usage::forget_reader(&mut tx, user_id).await?;
     recovery::discard_everything_of(&mut *tx, user_id).await?;
     let deleted = crate::user::delete(&mut *tx, user_id).await?;
     tx.commit().await?;

@@ -159,7 +159,17 @@ impl Workbench {
     /// The slot and the memory go with the work: a request dropped while its hash runs (its
     /// client left) neither frees the slot early nor loses the memory, so at most one hash per
     /// core runs, and at most one work memory per core exists, whatever the clients do.
+    ///
+    /// Bounded by the queue's time-out and the hash itself, so exempt from the request's
+    /// deadline ([`crate::deadline`]).
     async fn run<T: Send + 'static>(
+        &'static self,
+        work: impl FnOnce(&mut [Block]) -> T + Send + 'static,
+    ) -> Result<T, Error> {
+        crate::deadline::exempt(self.run_bounded(work)).await
+    }
+
+    async fn run_bounded<T: Send + 'static>(
         &'static self,
         work: impl FnOnce(&mut [Block]) -> T + Send + 'static,
     ) -> Result<T, Error> {

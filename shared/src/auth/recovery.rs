@@ -182,10 +182,18 @@ pub async fn check(
         |p| AccountKey::recovery(&p.user_id),
     );
     let check = rate_limit::reserve_check(pool, limits, &account, address).await?;
-    let (Some(found), Some((_, secret))) = (found, halves) else { return Err(Error::InvalidToken) };
-    if !(found.live && same(&secret_hash(purpose, &found.email, secret), &found.value)) {
-        return Err(Error::InvalidToken);
-    }
+    let redeemable = match (found, halves) {
+        (Some(found), Some((_, secret)))
+            if found.live && same(&secret_hash(purpose, &found.email, secret), &found.value) =>
+        {
+            found
+        }
+        _ => {
+            check.failed(pool).await?;
+            return Err(Error::InvalidToken);
+        }
+    };
+    let found = redeemable;
     check.passed(pool).await?;
     Ok(Redeemable {
         purpose,
@@ -308,7 +316,7 @@ impl<'a> Recovery<'a> {
                 "a forgot-password request outlasted PASSWORD_FORGOT_MIN_MS"
             );
         }
-        tokio::time::sleep_until(answer_at.into()).await;
+        crate::deadline::exempt(tokio::time::sleep_until(answer_at.into())).await;
         outcome
     }
 

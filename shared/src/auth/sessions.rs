@@ -24,7 +24,18 @@ pub struct ClientMeta {
     pub user_agent: Option<String>,
 }
 
-/// Opens a session whose refresh token is `refresh`, returning its id.
+/// The most sessions one user keeps: each sign-in opens one, and whoever has the password can
+/// sign in in a loop, so opening one more revokes the oldest past this many.
+pub const MAX_SESSIONS_PER_USER: i64 = 100;
+
+/// The most rotated-away refresh tokens one session remembers (a day's worth at one refresh
+/// every 15 minutes, as long as the janitor keeps them anyway): a client refreshing in a loop
+/// cannot grow the table without end.
+pub const MAX_SPENT_TOKENS_PER_SESSION: i64 = 100;
+
+/// Opens a session whose refresh token is `refresh`, returning its id; the user's oldest
+/// sessions past [`MAX_SESSIONS_PER_USER`] are revoked by the same statement. Those that another
+/// request holds at the moment (being refreshed or revoked) are skipped, never waited for.
 pub async fn create(
     db: impl PgExecutor<'_>,
     user_id: &str,
@@ -33,9 +44,16 @@ pub async fn create(
     client: &ClientMeta,
 ) -> Result<String> {
     let id = Uuid::new_v4().to_string();
+    // The statement does not see its own new row: it keeps the newest MAX - 1 of the others.
     sqlx::query(
-        r#"INSERT INTO "session" (id, "expiresAt", token, "createdAt", "updatedAt", "ipAddress", "userAgent", "userId")
-           VALUES ($1, now() + make_interval(secs => $2), $3, now(), now(), $4, $5, $6)"#,
+        r#"WITH opened AS (
+               INSERT INTO "session" (id, "expiresAt", token, "createdAt", "updatedAt", "ipAddress", "userAgent", "userId")
+               VALUES ($1, now() + make_interval(secs => $2), $3, now(), now(), $4, $5, $6)
+           )
+           DELETE FROM "session" WHERE id IN (
+               SELECT id FROM "session" WHERE "userId" = $6
+               ORDER BY "createdAt" DESC, id DESC OFFSET $7 - 1
+               FOR UPDATE SKIP LOCKED)"#,
     )
     .bind(&id)
     .bind(ttl.as_secs_f64())
@@ -43,6 +61,7 @@ pub async fn create(
     .bind(&client.ip)
     .bind(&client.user_agent)
     .bind(user_id)
+    .bind(MAX_SESSIONS_PER_USER)
     .execute(db)
     .await?;
     Ok(id)
@@ -55,7 +74,7 @@ pub enum Rotation {
     Rotated(Rotated),
     /// The token was rotated moments ago (within the reuse interval) and its successor is
     /// still the session's token: a second tab refreshing at the same time. It gets the very
-    /// tokens the first one got.
+    /// tokens the first one got (the access token signed anew if the key rotated between).
     Reused(Rotated),
     /// The token had already been rotated away, longer ago than the reuse interval or with a
     /// newer token since: it has leaked, and the session is now revoked.
@@ -92,7 +111,7 @@ pub async fn rotate(
     reuse_interval: Duration,
 ) -> Result<Rotation> {
     let old = storage_hash(presented);
-    let next = RefreshToken::successor(jwt, presented);
+    let next = RefreshToken::successor(jwt, presented)?;
     let rotated: Option<(String, String, bool, i64)> = sqlx::query_as(
         r#"UPDATE "session" s SET token = $2, "expiresAt" = now() + make_interval(secs => $3), "updatedAt" = now()
            FROM "user" u
@@ -105,39 +124,50 @@ pub async fn rotate(
     .fetch_optional(&mut *conn)
     .await?;
     if let Some((session_id, user_id, is_active, issued_at)) = rotated {
+        // The session's row is ours until the transaction ends: its spent tokens too.
         sqlx::query(
-            "INSERT INTO refresh_token_spent (token_hash, session_id, spent_at) VALUES ($1, $2, now())",
+            "WITH spent AS (INSERT INTO refresh_token_spent (token_hash, session_id, spent_at) VALUES ($1, $2, now()))
+             DELETE FROM refresh_token_spent WHERE token_hash IN (
+                 SELECT token_hash FROM refresh_token_spent WHERE session_id = $2
+                 ORDER BY spent_at DESC, token_hash OFFSET $3 - 1)",
         )
         .bind(&old)
         .bind(&session_id)
+        .bind(MAX_SPENT_TOKENS_PER_SESSION)
         .execute(&mut *conn)
         .await?;
         return Ok(Rotation::Rotated(Rotated { session_id, user_id, is_active, next, issued_at }));
     }
     // A new statement sees what a concurrent rotation committed while we waited for the row.
-    let spent: Option<(String, String, bool, i64, bool)> = sqlx::query_as(
+    // The twin that rotated first may have done so under the key before a rotation of
+    // JWT_SECRET: its successor is one of the previous keys'.
+    let spent: Option<(String, String, bool, i64, bool, String)> = sqlx::query_as(
         r#"SELECT s.id, s."userId", u.is_active, floor(extract(epoch FROM sp.spent_at))::bigint,
-                  sp.spent_at > now() - make_interval(secs => $3) AND s.token = $2
+                  sp.spent_at > now() - make_interval(secs => $2), s.token
            FROM refresh_token_spent sp JOIN "session" s ON s.id = sp.session_id JOIN "user" u ON u.id = s."userId"
            WHERE sp.token_hash = $1 AND s."expiresAt" > now()"#,
     )
     .bind(&old)
-    .bind(next.storage_hash())
     .bind(reuse_interval.as_secs_f64())
     .fetch_optional(&mut *conn)
     .await?;
-    match spent {
-        Some((session_id, user_id, is_active, issued_at, true)) => {
+    let Some((session_id, user_id, is_active, issued_at, recent, current)) = spent else {
+        return Ok(Rotation::Unknown);
+    };
+    let twin = RefreshToken::possible_successors(jwt, presented)
+        .into_iter()
+        .find(|successor| successor.storage_hash() == current);
+    match twin {
+        Some(next) if recent => {
             Ok(Rotation::Reused(Rotated { session_id, user_id, is_active, next, issued_at }))
         }
-        Some((session_id, ..)) => {
+        _ => {
             sqlx::query(r#"DELETE FROM "session" WHERE id = $1"#)
                 .bind(&session_id)
                 .execute(&mut *conn)
                 .await?;
             Ok(Rotation::Replayed)
         }
-        None => Ok(Rotation::Unknown),
     }
 }
 

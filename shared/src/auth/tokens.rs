@@ -1,5 +1,10 @@
 //! Tokens: HS256 access tokens and guest tokens (JWT, algorithm pinned), and opaque refresh
 //! tokens that are stored only as a hash.
+//!
+//! Keys rotate without signing anybody out: a token names its key in its header (`kid`, derived
+//! from the secret, so no key id is configured), `JWT_SECRET` signs, and the secrets of
+//! `JWT_PREVIOUS_SECRETS` still verify the tokens they signed until those expire. A token
+//! without a `kid` (signed before key ids) is tried with each key.
 
 use axum::http::HeaderMap;
 use axum::http::header::AUTHORIZATION;
@@ -11,7 +16,7 @@ use jsonwebtoken::crypto::{CryptoProvider, JwkUtils, JwtSigner, JwtVerifier};
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::signature::{self, Signer, Verifier};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -60,6 +65,76 @@ pub struct Issued<T> {
     pub expires_in: i64,
     /// Its claims.
     pub claims: T,
+}
+
+/// An HS256 secret and its key id. Its `Debug` shows the id only.
+#[derive(Clone)]
+pub struct JwtKey {
+    id: String,
+    secret: SecretString,
+}
+
+impl JwtKey {
+    /// The key of `secret`. Its id is the first 64 bits of an HMAC of a fixed label under the
+    /// secret, in base64url: the same secret always has the same id, and the id tells nothing
+    /// about the secret that a token's own signature does not.
+    pub fn new(secret: SecretString) -> Self {
+        let mac = Hmac::<Sha256>::new_from_slice(secret.expose_secret().as_bytes())
+            .expect("HMAC takes a key of any length")
+            .chain_update(b"primer/jwt-key-id")
+            .finalize()
+            .into_bytes();
+        Self { id: URL_SAFE_NO_PAD.encode(&mac[..8]), secret }
+    }
+
+    /// The key id tokens signed with this key carry (`kid`).
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn mac(&self) -> Hmac<Sha256> {
+        Hmac::new_from_slice(self.secret.expose_secret().as_bytes()).expect("HMAC takes a key of any length")
+    }
+}
+
+impl std::fmt::Debug for JwtKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "JwtKey({})", self.id)
+    }
+}
+
+/// A deployment's token keys: the one that signs, and those that only verify what they signed
+/// before a rotation.
+#[derive(Debug, Clone, Default)]
+pub struct JwtKeys {
+    signing: Option<JwtKey>,
+    previous: Vec<JwtKey>,
+}
+
+impl JwtKeys {
+    /// `signing` (`JWT_SECRET`) signs and verifies; `previous` (`JWT_PREVIOUS_SECRETS`) verify.
+    pub fn new(signing: SecretString, previous: impl IntoIterator<Item = SecretString>) -> Self {
+        Self {
+            signing: Some(JwtKey::new(signing)),
+            previous: previous.into_iter().map(JwtKey::new).collect(),
+        }
+    }
+
+    /// No key: a function that handles no token (the janitor). It cannot sign one, and none
+    /// verifies.
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    /// The key new tokens are signed with.
+    pub fn signing(&self) -> Option<&JwtKey> {
+        self.signing.as_ref()
+    }
+
+    /// Every key that verifies, the signing key first.
+    pub fn verifying(&self) -> impl Iterator<Item = &JwtKey> {
+        self.signing.iter().chain(&self.previous)
+    }
 }
 
 fn guest_audience(jwt: &JwtConfig) -> String {
@@ -184,10 +259,19 @@ impl JwtVerifier for Hs256 {
 
 fn encode(jwt: &JwtConfig, claims: &impl Serialize) -> Result<String, Error> {
     install_jwt_crypto();
-    let key = EncodingKey::from_secret(jwt.secret.expose_secret().as_bytes());
-    jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &key).map_err(Error::internal)
+    let key = signing_key(jwt)?;
+    let mut header = Header::new(Algorithm::HS256);
+    header.kid = Some(key.id.clone());
+    let encoding = EncodingKey::from_secret(key.secret.expose_secret().as_bytes());
+    jsonwebtoken::encode(&header, claims, &encoding).map_err(Error::internal)
 }
 
+fn signing_key(jwt: &JwtConfig) -> Result<&JwtKey, Error> {
+    jwt.keys.signing().ok_or_else(|| Error::internal("no JWT_SECRET: this function signs no token"))
+}
+
+/// Checks `token` with the key its `kid` names (a `kid` no key has is refused), or, for a token
+/// without one, with each key in turn.
 fn decode<T: serde::de::DeserializeOwned>(jwt: &JwtConfig, token: &str, audience: &str) -> Result<T, Error> {
     // Only HS256: a token claiming `none` or an asymmetric algorithm is refused outright.
     let mut validation = Validation::new(Algorithm::HS256);
@@ -195,11 +279,18 @@ fn decode<T: serde::de::DeserializeOwned>(jwt: &JwtConfig, token: &str, audience
     validation.set_audience(&[audience]);
     validation.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
     validation.leeway = 5;
-    let key = DecodingKey::from_secret(jwt.secret.expose_secret().as_bytes());
     install_jwt_crypto();
-    jsonwebtoken::decode::<T>(token, &key, &validation)
+    let header = jsonwebtoken::decode_header(token).map_err(|_| Error::Unauthorized)?;
+    let named = |key: &&JwtKey| header.kid.as_deref().is_none_or(|kid| kid == key.id);
+    jwt.keys
+        .verifying()
+        .filter(named)
+        .find_map(|key| {
+            let decoding = DecodingKey::from_secret(key.secret.expose_secret().as_bytes());
+            jsonwebtoken::decode::<T>(token, &decoding, &validation).ok()
+        })
         .map(|data| data.claims)
-        .map_err(|_| Error::Unauthorized)
+        .ok_or(Error::Unauthorized)
 }
 
 /// An opaque refresh token: 256 random (or, for a successor, keyed pseudo-random) bits, shown
@@ -227,11 +318,18 @@ impl RefreshToken {
     /// The token that replaces `presented` when it is rotated: an HMAC of it under the signing
     /// key, so a second presentation moments later can be given the same successor without
     /// the database ever holding a usable token.
-    pub fn successor(jwt: &JwtConfig, presented: &str) -> Self {
-        let mut mac = Hmac::<Sha256>::new_from_slice(jwt.secret.expose_secret().as_bytes())
-            .expect("HMAC takes a key of any length");
-        mac.update(b"primer/refresh-successor\n");
-        mac.update(presented.as_bytes());
+    pub fn successor(jwt: &JwtConfig, presented: &str) -> Result<Self, Error> {
+        Ok(Self::successor_under(signing_key(jwt)?, presented))
+    }
+
+    /// The successors `presented` may have been given: under the signing key first, then under
+    /// each previous key, for a presentation whose twin was rotated before the key was.
+    pub fn possible_successors(jwt: &JwtConfig, presented: &str) -> Vec<Self> {
+        jwt.keys.verifying().map(|key| Self::successor_under(key, presented)).collect()
+    }
+
+    fn successor_under(key: &JwtKey, presented: &str) -> Self {
+        let mac = key.mac().chain_update(b"primer/refresh-successor\n").chain_update(presented.as_bytes());
         Self(URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes()))
     }
 
@@ -253,9 +351,11 @@ mod tests {
 
     use super::*;
 
+    const SECRET: &str = "kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk";
+
     fn config() -> JwtConfig {
         JwtConfig {
-            secret: "k".repeat(32).into(),
+            keys: JwtKeys::new(SECRET.into(), []),
             issuer: "primer".into(),
             audience: "primer-api".into(),
             access_ttl: Duration::from_secs(900),
@@ -297,12 +397,13 @@ mod tests {
     fn a_successor_is_the_same_for_the_same_token_and_key_only() {
         let jwt = config();
         let token = RefreshToken::generate();
-        let next = RefreshToken::successor(&jwt, token.expose());
-        assert_eq!(next.expose(), RefreshToken::successor(&jwt, token.expose()).expose());
+        let successor = |jwt: &JwtConfig, presented: &str| RefreshToken::successor(jwt, presented).unwrap();
+        let next = successor(&jwt, token.expose());
+        assert_eq!(next.expose(), successor(&jwt, token.expose()).expose());
         assert_eq!(next.expose().len(), 43);
-        assert_ne!(next.expose(), RefreshToken::successor(&jwt, next.expose()).expose());
-        let other_key = JwtConfig { secret: "o".repeat(32).into(), ..config() };
-        assert_ne!(next.expose(), RefreshToken::successor(&other_key, token.expose()).expose());
+        assert_ne!(next.expose(), successor(&jwt, next.expose()).expose());
+        let other_key = JwtConfig { keys: JwtKeys::new("o".repeat(32).into(), []), ..config() };
+        assert_ne!(next.expose(), successor(&other_key, token.expose()).expose());
         assert_eq!(format!("{token:?}"), "RefreshToken(..)");
     }
 
@@ -311,7 +412,7 @@ mod tests {
         install_jwt_crypto();
         let jwt = config();
         let hs256 = |text: &str| {
-            let mac = Hmac::<Sha256>::new_from_slice(jwt.secret.expose_secret().as_bytes()).unwrap();
+            let mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
             mac.chain_update(text.as_bytes()).finalize().into_bytes().to_vec()
         };
         let token = issue_access(&jwt, "u", "s").unwrap().token;

@@ -229,9 +229,12 @@ pub enum Unanswered {
     NoAnswer,
 }
 
-/// Claims user message `message_id` for answering for `lease`: true when the caller may now
-/// ask the model and store the reply. False while someone else's claim runs, or when the
-/// message already has the reply `which` asks for.
+/// Claims user message `message_id` of `owner` for answering for `lease`: true when the caller
+/// may now ask the model and store the reply. False while someone else's claim runs, or when
+/// the message already has the reply `which` asks for. A retry (`NoAnswer`) that wins counts
+/// as a message against the owner's day, in the same transaction (429 `quota_exceeded`, and
+/// the claim not taken, once the day's messages are used up): each retry stores a reply, so
+/// retrying a failing model in a loop would otherwise add rows without end.
 ///
 /// The lease is taken by an UPDATE of the message's row, so of any number of claimants at once
 /// one wins and the others wait for it; the replies are looked at by the next statement, which
@@ -239,6 +242,8 @@ pub enum Unanswered {
 /// that ends its claim). Four round trips, but only duplicates and retries claim.
 pub async fn claim_reply(
     pool: &PgPool,
+    owner: &Owner,
+    limits: &UsageLimits,
     message_id: Uuid,
     which: Unanswered,
     lease: Duration,
@@ -268,6 +273,9 @@ pub async fn claim_reply(
         Some(failed) => failed && which == Unanswered::NoAnswer,
     };
     if may_answer {
+        if which == Unanswered::NoAnswer {
+            usage::take_message(&mut tx, owner, limits).await?;
+        }
         tx.commit().await?;
     }
     // Otherwise the transaction rolls back as it drops: the lease stays as it was.
@@ -282,6 +290,18 @@ pub async fn release_reply_claim(db: impl PgExecutor<'_>, message_id: Uuid) -> R
         .execute(db)
         .await?;
     Ok(())
+}
+
+/// How long the claim on user message `message_id` has left; `None` when nobody holds one.
+pub async fn reply_claim_left(db: impl PgExecutor<'_>, message_id: Uuid) -> Result<Option<Duration>> {
+    let left: Option<f64> = sqlx::query_scalar(
+        "SELECT extract(epoch FROM reply_lease_until - clock_timestamp())::float8
+         FROM messages WHERE id = $1 AND reply_lease_until > clock_timestamp()",
+    )
+    .bind(message_id)
+    .fetch_optional(db)
+    .await?;
+    Ok(left.map(|secs| Duration::from_secs_f64(secs.max(0.0))))
 }
 
 /// The caller's user message `message_id` in conversation `conversation_id`.

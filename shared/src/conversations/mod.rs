@@ -15,6 +15,7 @@ use sqlx::{Connection, PgConnection, PgExecutor};
 use uuid::Uuid;
 
 use crate::error::{Error, Result, ResultExt};
+use crate::usage::{self, UsageLimits};
 
 pub use crate::owner::Owner;
 
@@ -80,10 +81,19 @@ pub struct NewConversation {
     pub system_prompt: Option<SystemPrompt>,
 }
 
-/// Creates a conversation. An untitled one gets the owner's next `Untitled N`, from a counter
-/// bumped in the same transaction, so simultaneous creates get different numbers.
-pub async fn create(db: &mut PgConnection, owner: &Owner, new: NewConversation) -> Result<Conversation> {
+/// Creates a conversation, counted against the owner's daily quota of conversations in the same
+/// transaction (429 `quota_exceeded`, and nothing created, once it is used up). An untitled one
+/// gets the owner's next `Untitled N`, from a counter bumped in the same transaction, so
+/// simultaneous creates get different numbers.
+pub async fn create(
+    db: &mut PgConnection,
+    owner: &Owner,
+    limits: &UsageLimits,
+    new: NewConversation,
+) -> Result<Conversation> {
     let mut tx = db.begin().await?;
+    // The reader's counter first, as every transaction that counts locks it (see `usage`).
+    usage::take_conversation(&mut tx, owner, limits).await?;
     let title = match new.title {
         Some(title) => title.0,
         None => format!("Untitled {}", next_untitled_number(&mut *tx, owner).await?),

@@ -194,6 +194,10 @@ impl ModelClient {
     /// calls `on_text` with each fragment of the answer as it arrives (never an empty one), and
     /// returns the whole answer with its usage (from the last chunk, where the endpoint offers
     /// one). On failure, the fragments already handed on come back in [`StreamFailure`].
+    ///
+    /// Each chunk with text carries at least one token, so an endpoint still writing after
+    /// `max_tokens` of them ignores the limit the call was reserved for: the answer is cut
+    /// there, without the endpoint's usage (the reservation is booked).
     pub async fn complete_streaming(
         &self,
         model: &str,
@@ -224,6 +228,7 @@ impl ModelClient {
         };
         let mut next = Some(first);
         let mut finished = false;
+        let mut text_chunks = 0u32;
         loop {
             let event = match next.take() {
                 Some(event) => event,
@@ -258,12 +263,17 @@ impl ModelClient {
                 return fail(ModelError::Interrupted("the endpoint reported an error".into()), answer);
             }
             answer.usage = chunk.usage.or(answer.usage);
-            for choice in chunk.choices.into_iter().take(1) {
-                finished |= choice.finish_reason.is_some();
-                if let Some(text) = choice.delta.content.filter(|text| !text.is_empty()) {
-                    on_text(&text);
-                    answer.text.push_str(&text);
+            let Some(choice) = chunk.choices.into_iter().next() else { continue };
+            finished |= choice.finish_reason.is_some();
+            if let Some(text) = choice.delta.content.filter(|text| !text.is_empty()) {
+                text_chunks += 1;
+                if text_chunks > max_tokens {
+                    tracing::warn!(max_tokens, "the model wrote past max_tokens; its answer is cut there");
+                    answer.usage = None;
+                    break;
                 }
+                on_text(&text);
+                answer.text.push_str(&text);
             }
         }
         if answer.text.trim().is_empty() {

@@ -16,6 +16,12 @@
 //! across the work: under Neon's pooler (PgBouncer, transaction mode) an open transaction pins
 //! a server connection. Whoever wins the claim generates; the others poll for the row, holding
 //! no connection in between, and take the claim over if its lease lapses.
+//!
+//! A claim lasts no longer than its work can: the work is cut at [`RULES_WORK`] (the rules, the
+//! store's write, the row), with the model's budget on top when a model is configured, and
+//! never past the chapters function's own timeout; the claim lapses [`CLAIM_MARGIN`] after that.
+//! So a request that died mid-way holds up the next one by seconds, and the tokens reserved for
+//! its model call lapse with its claim. A request dropped while it holds a claim gives it up.
 
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
@@ -29,10 +35,11 @@ use super::{Engine, Fingerprint, ModelEngine, ReaderProfile, personalize_within_
 use crate::blob::{BlobStore, KeyPrefix, ObjectKey};
 use crate::book::markup::Facet;
 use crate::book::{self, Chapter, ChapterId};
+use crate::claim::{self, CLAIM_MARGIN};
 use crate::config::UsageLimits;
 use crate::error::{Error, ErrorChain, Result, ResultExt};
 use crate::model::ModelClient;
-use crate::profile;
+use crate::{deadline, profile};
 
 /// The media type of stored chapters.
 pub const MARKDOWN: &str = "text/markdown; charset=utf-8";
@@ -91,6 +98,8 @@ pub struct Personalizer<'a> {
     /// How long making one chapter may take, the model's call included.
     pub budget: Duration,
     pub usage: &'a UsageLimits,
+    /// How long the function serving the request may run (template.yaml's `Timeout`).
+    pub timeout: Duration,
 }
 
 /// The engine a deployment tries first: the model when one is configured.
@@ -162,13 +171,22 @@ async fn find_or_make(
         }
     }
     let chapter = book::by_id(deps.pool, id).await?.ok_or(Error::NotFound)?;
-    let lease = deps.budget + GENERATION_MARGIN;
-    let deadline = Instant::now() + lease + GENERATION_MARGIN;
+    // The request must be done by its function's timeout; the work within what it needs.
+    let until = Instant::now() + deps.timeout;
+    let needs = RULES_WORK + if deps.model.is_some() { deps.budget } else { Duration::ZERO };
     let mut pause = Duration::from_millis(20);
     loop {
-        if claim(deps.pool, &key, lease).await? {
-            let made = make(deps, user_id, &chapter, &profile, &fingerprint, &key).await;
-            release(deps.pool, &key).await;
+        let work_ends = (Instant::now() + needs).min(until);
+        let lease = work_ends.saturating_duration_since(Instant::now()) + CLAIM_MARGIN;
+        // A second's grace: a request that just arrived has its whole timeout, less a moment.
+        let has_time = until.saturating_duration_since(Instant::now()) + Duration::from_secs(1) >= needs;
+        if has_time && claim(deps.pool, &key, lease).await? {
+            let held = Claim { pool: deps.pool, key: &key, lapses_at: Instant::now() + lease, held: true };
+            let making = make(deps, user_id, &chapter, &profile, &fingerprint, &key, lease);
+            let made = tokio::time::timeout_at(work_ends.into(), making).await.unwrap_or_else(|_| {
+                Err(Error::Unavailable("making the chapter took longer than its claim lasts".into()))
+            });
+            held.give_up().await;
             return Ok(match made? {
                 Made::Stored { engine, cached, markdown } => served(engine, cached, markdown),
                 Made::StandingIn { markdown } => {
@@ -176,15 +194,65 @@ async fn find_or_make(
                 }
             });
         }
-        if Instant::now() >= deadline {
-            return Err(Error::Unavailable("another request is still making this chapter".into()));
+        if until.saturating_duration_since(Instant::now()) <= pause {
+            let lapses_in = claim_left(deps.pool, &key).await?;
+            return Err(Error::Busy {
+                what: "another request is still making this chapter",
+                retry_after_secs: lapses_in.map_or(1, |left| left.as_secs() + 1),
+            });
         }
-        tokio::time::sleep(pause).await;
+        deadline::exempt(tokio::time::sleep(pause)).await;
         pause = (pause * 2).min(Duration::from_millis(250));
         if let Some((engine, markdown)) = cached(deps, &key).await? {
             return Ok(served(engine, true, markdown));
         }
     }
+}
+
+/// The longest making a chapter by rule may take once claimed: the rules themselves take
+/// milliseconds; the store's read and write, and the few statements around them, the rest.
+/// With a model, its budget comes on top.
+pub const RULES_WORK: Duration = Duration::from_secs(8);
+
+/// A claim this request holds on a key: ended when the chapter is made (or making it failed),
+/// and given up from a task of its own when the request is dropped first.
+struct Claim<'a> {
+    pool: &'a PgPool,
+    key: &'a ObjectKey,
+    /// When the claim lapses by itself.
+    lapses_at: Instant,
+    held: bool,
+}
+
+impl Claim<'_> {
+    async fn give_up(mut self) {
+        self.held = false;
+        release(self.pool, self.key).await;
+    }
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        if self.held {
+            let (pool, key) = (self.pool.clone(), self.key.clone());
+            claim::give_up_in_background("a personalization claim", self.lapses_at.into(), move || {
+                let (pool, key) = (pool.clone(), key.clone());
+                async move { end_claim(&pool, &key).await }
+            });
+        }
+    }
+}
+
+/// How long the claim on `key` has left; `None` when nobody holds one.
+async fn claim_left(db: impl PgExecutor<'_>, key: &ObjectKey) -> Result<Option<Duration>> {
+    let left: Option<f64> = sqlx::query_scalar(
+        "SELECT extract(epoch FROM expires_at - clock_timestamp())::float8
+         FROM personalization_claims WHERE storage_path = $1 AND expires_at > clock_timestamp()",
+    )
+    .bind(key.as_str())
+    .fetch_optional(db)
+    .await?;
+    Ok(left.map(|secs| Duration::from_secs_f64(secs.max(0.0))))
 }
 
 fn profile_incomplete() -> Error {
@@ -247,10 +315,6 @@ async fn facets_of(pool: &PgPool, id: ChapterId, source_sha256: &str) -> Result<
     Ok(facets)
 }
 
-/// What a generation may take beyond the personalization budget: the store's write and the
-/// row's insert.
-const GENERATION_MARGIN: Duration = Duration::from_secs(10);
-
 /// The stored copy under `key`, when its row and its object are both there.
 async fn cached(deps: &Personalizer<'_>, key: &ObjectKey) -> Result<Option<(Engine, String)>> {
     let Some(engine) = engine_of(deps.pool, key).await? else { return Ok(None) };
@@ -265,8 +329,8 @@ enum Made {
     StandingIn { markdown: String },
 }
 
-/// Makes and stores the chapter under `key`, which the caller has claimed: object first, then
-/// row.
+/// Makes and stores the chapter under `key`, which the caller has claimed for `lease`: object
+/// first, then row.
 async fn make(
     deps: &Personalizer<'_>,
     user_id: &str,
@@ -274,6 +338,7 @@ async fn make(
     profile: &ReaderProfile,
     fingerprint: &Fingerprint,
     key: &ObjectKey,
+    lease: Duration,
 ) -> Result<Made> {
     // The claim's previous holder may have finished between our look and our claim.
     if let Some(engine) = engine_of(deps.pool, key).await? {
@@ -294,7 +359,8 @@ async fn make(
     });
     let (pool, limits) = (deps.pool, deps.usage);
     let made =
-        personalize_within_quota(pool, limits, user_id, &chapter.source_markdown, profile, model).await?;
+        personalize_within_quota(pool, limits, user_id, &chapter.source_markdown, profile, model, lease)
+            .await?;
     if made.standing_in.is_some() {
         return Ok(Made::StandingIn { markdown: made.markdown });
     }
@@ -350,13 +416,17 @@ async fn claim(db: impl PgExecutor<'_>, key: &ObjectKey, lease: Duration) -> Res
 
 /// Ends a claim. Should that fail, the claim lapses by itself.
 async fn release(db: impl PgExecutor<'_>, key: &ObjectKey) {
-    let released = sqlx::query("DELETE FROM personalization_claims WHERE storage_path = $1")
-        .bind(key.as_str())
-        .execute(db)
-        .await;
-    if let Err(e) = released {
+    if let Err(e) = end_claim(db, key).await {
         tracing::warn!(key = %key, error = %ErrorChain(&e), "ending a personalization claim failed");
     }
+}
+
+async fn end_claim(db: impl PgExecutor<'_>, key: &ObjectKey) -> Result<()> {
+    sqlx::query("DELETE FROM personalization_claims WHERE storage_path = $1")
+        .bind(key.as_str())
+        .execute(db)
+        .await?;
+    Ok(())
 }
 
 async fn engine_of(db: impl PgExecutor<'_>, key: &ObjectKey) -> Result<Option<Engine>> {

@@ -30,17 +30,21 @@ pub fn offline_app(pool: PgPool) -> TestApp {
 /// The model the stub server plays.
 pub const STUB_MODEL: &str = "tutor-small";
 
+/// The stub model at `base` (`http://host:port`), given `request` per attempt and `total` in
+/// all: short, so failing tests fail fast.
+pub fn model_at(base: &str, request: Duration, total: Duration) -> ModelConfig {
+    let url = Url::parse(&format!("{base}/v1")).unwrap();
+    let mut config = ModelConfig::new("sk-test".to_owned().into(), url, STUB_MODEL);
+    config.request_timeout = request;
+    config.total_timeout = total;
+    config.retry_backoff = Duration::from_millis(5);
+    config
+}
+
 /// The app with a model client pointed at `server`; short timeouts keep failing tests fast.
 pub fn app_with_model(pool: PgPool, server: &MockServer) -> TestApp {
-    let mut config = ModelConfig::new(
-        "sk-test".to_owned().into(),
-        Url::parse(&format!("{}/v1", server.uri())).unwrap(),
-        STUB_MODEL,
-    );
+    let mut config = model_at(&server.uri(), Duration::from_millis(500), Duration::from_secs(3));
     config.allowed_models.push("tutor-large".into());
-    config.request_timeout = Duration::from_millis(500);
-    config.total_timeout = Duration::from_secs(3);
-    config.retry_backoff = Duration::from_millis(5);
     let client = ModelClient::new(config).unwrap();
     let state = AppState::new(test_config(), pool).with_model(Some(Arc::new(client)));
     TestApp::with_state(state, router)

@@ -418,6 +418,7 @@ impl<'a> SignIn<'a> {
                 if !user.is_active {
                     return Err(Failure::AccountDisabled.into());
                 }
+                rate_limit::lock_account(&mut tx, &user.id).await?;
                 linked::link(&mut *tx, &user.id, account).await.map_err(Retry::on_conflict)?;
                 user::mark_email_verified(&mut *tx, &user.id).await?;
                 tracing::info!(provider = account.provider, user_id = %user.id, "provider linked by verified address");
@@ -454,6 +455,7 @@ impl<'a> SignIn<'a> {
         account: &ProviderAccount<'_>,
     ) -> std::result::Result<(), Failure> {
         let mut tx = self.pool.begin().await.map_err(Error::from)?;
+        rate_limit::lock_account(&mut tx, user_id).await?;
         if !linked::lock_user(&mut tx, user_id).await? {
             return Err(Failure::InvalidState);
         }
@@ -484,6 +486,8 @@ impl<'a> SignIn<'a> {
         let refresh = RefreshToken::generate();
         let mut tx = self.pool.begin().await?;
         let user_id = pending::redeem_code(&mut *tx, code).await?.ok_or(Error::InvalidCode)?;
+        // A login: the account's lock first, as every change to what signs it in takes it.
+        rate_limit::lock_account(&mut tx, &user_id).await?;
         let user = user::by_id(&mut *tx, &user_id).await?.ok_or(Error::InvalidCode)?;
         if !user.is_active {
             // The code is spent either way.
@@ -493,6 +497,8 @@ impl<'a> SignIn<'a> {
         let user = user::record_login(&mut *tx, &user_id).await?;
         let session_id =
             sessions::create(&mut *tx, &user.id, &refresh, self.config.jwt.session_ttl, client).await?;
+        // Signed in from here: a known place, which a stranger's wrong passwords do not lock.
+        rate_limit::record_place(&mut *tx, &user.id, client.ip.as_deref()).await?;
         if let Some(guest_id) = guest {
             guests::claim_conversations(&mut *tx, guest_id, &user.id).await?;
         }
@@ -530,6 +536,7 @@ impl<'a> SignIn<'a> {
             return Err(Error::NotFound);
         }
         let mut tx = self.pool.begin().await?;
+        rate_limit::lock_account(&mut tx, user_id).await?;
         if !linked::lock_user(&mut tx, user_id).await? {
             return Err(Error::Unauthorized);
         }

@@ -1,0 +1,220 @@
+//! Claims no longer than the work can live: a claim lasts until its request's function must have
+//! ended; a dead claimant's reservation is given back when its claim lapses; a request whose
+//! database stalls gives its claim up once it can; a JSON retry of a question a dead streamed
+//! request claimed says at once when to try again.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use axum::http::StatusCode;
+use common::{STUB_MODEL, create, id, model_at, post_message, retry, router};
+use primer_shared::conversations::{self, MessageContent, Owner, Posted};
+use primer_shared::model::ModelClient;
+use primer_shared::test_util::fault_proxy::Fault;
+use primer_shared::test_util::{TestApp, test_config, through_fault_proxy};
+use primer_shared::usage::{self, Allowance};
+use primer_shared::{AppState, Config};
+use serde_json::json;
+use sqlx::PgPool;
+use wiremock::matchers::method;
+use wiremock::{Mock, MockServer};
+
+/// A model answering after `delay`, reporting 100 tokens.
+async fn model(delay: Duration) -> MockServer {
+    let server = MockServer::start().await;
+    let answer = wiremock::ResponseTemplate::new(200)
+        .set_body_json(primer_shared::test_util::model_stub::completion(
+            "A topic is a named channel.",
+            Some(primer_shared::model::TokenUsage { prompt_tokens: 60, completion_tokens: 40 }),
+        ))
+        .set_delay(delay);
+    Mock::given(method("POST")).respond_with(answer).mount(&server).await;
+    server
+}
+
+fn client(server: &MockServer) -> ModelClient {
+    ModelClient::new(model_at(&server.uri(), Duration::from_secs(5), Duration::from_secs(8))).unwrap()
+}
+
+fn app_on(pool: PgPool, server: &MockServer, config: Config) -> TestApp {
+    let state = AppState::new(config, pool).with_model(Some(std::sync::Arc::new(client(server))));
+    TestApp::with_state(state, router)
+}
+
+/// Stores `content` in `conversation` as a post would and claims it for `lease`, then "dies".
+async fn claimed_by_a_dead_request(
+    app: &TestApp,
+    owner: &Owner,
+    conversation: &str,
+    lease: Duration,
+) -> String {
+    let content = MessageContent::parse("What is a topic?".into()).unwrap();
+    let posted = conversations::add_or_find_user_message(
+        app.pool(),
+        owner,
+        &app.state.config.usage,
+        conversation.parse().unwrap(),
+        &content,
+        chrono::Utc::now(),
+        lease,
+    )
+    .await
+    .unwrap();
+    let Posted::New(question) = posted else { panic!("a new question") };
+    question.id.to_string()
+}
+
+async fn claim_of(direct: &PgPool, message_id: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    sqlx::query_scalar("SELECT reply_lease_until FROM messages WHERE id = $1::uuid")
+        .bind(message_id)
+        .fetch_one(direct)
+        .await
+        .unwrap()
+}
+
+#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+async fn a_json_retry_of_a_question_a_dead_stream_claimed_says_when_to_try_again(pool: PgPool) {
+    let server = model(Duration::ZERO).await;
+    let app = app_on(pool.clone(), &server, test_config());
+    let user = app.signed_up("ada@example.com").await;
+    let conversation = id(&create(&app, &user.access_token, json!({})).await);
+    // A streamed post that claimed its question for the streamed function's 150 s and 2 more,
+    // and died: a JSON retry (29 s) cannot outwait it.
+    let question = claimed_by_a_dead_request(
+        &app,
+        &Owner::User(user.id.clone()),
+        &conversation,
+        Duration::from_secs(152),
+    )
+    .await;
+
+    let started = Instant::now();
+    let refused = retry(&app, &user.access_token, &conversation, &question).await;
+    assert_eq!(refused.status, StatusCode::SERVICE_UNAVAILABLE, "{}", refused.text());
+    assert_eq!(refused.error_code(), "unavailable");
+    let retry_after: u64 = refused.headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((140..=153).contains(&retry_after), "retry after {retry_after} s");
+    // Bounded, not timed: waiting out its own 29 s would show.
+    assert!(started.elapsed() < Duration::from_secs(20), "{:?}", started.elapsed());
+    assert!(server.received_requests().await.unwrap().is_empty());
+
+    // Once the claim has lapsed, the retry answers it.
+    sqlx::query("UPDATE messages SET reply_lease_until = now() - interval '1 second' WHERE id = $1::uuid")
+        .bind(&question)
+        .execute(&pool)
+        .await
+        .unwrap();
+    let answered = retry(&app, &user.access_token, &conversation, &question).await;
+    assert_eq!(answered.status, StatusCode::CREATED, "{}", answered.text());
+    assert_eq!(answered.json()["reply"]["content"], "A topic is a named channel.");
+}
+
+#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+async fn a_dead_calls_reservation_is_given_back_when_its_claim_lapses(pool: PgPool) {
+    let server = model(Duration::ZERO).await;
+    let app = app_on(pool, &server, test_config());
+    let user = app.signed_up("ada@example.com").await;
+    let reader = Owner::User(user.id.clone());
+    // A call that reserved 5,000 tokens for a claim of 300 ms, and whose process died.
+    let limits = app.state.config.usage;
+    let Allowance::Granted(dead) =
+        usage::reserve_tokens(app.pool(), &reader, &limits, 5_000, Duration::from_millis(300)).await.unwrap()
+    else {
+        panic!("room for the call")
+    };
+    assert_eq!(dead.tokens(), 5_000);
+    drop(dead);
+    assert_eq!(
+        app.usage(&user.access_token).await.json()["tokens"]["used"],
+        5_000,
+        "counted while it may run"
+    );
+    tokio::time::sleep(Duration::from_millis(400)).await;
+
+    // The next call gives it back before reserving its own, and books what it cost.
+    let conversation = id(&create(&app, &user.access_token, json!({})).await);
+    let posted = post_message(&app, &user.access_token, &conversation, "What is a topic?").await;
+    assert_eq!(posted.json()["reply"]["ai_model"], STUB_MODEL, "{}", posted.text());
+    assert_eq!(app.usage(&user.access_token).await.json()["tokens"]["used"], 100);
+    let reserved: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM token_reservations").fetch_one(app.pool()).await.unwrap();
+    assert_eq!(reserved, 0);
+}
+
+/// The database stalls after the question is stored, while the model thinks: the post is a 503
+/// within its deadline, and once the database answers again its claim is given up (not left to
+/// lapse), so a retry answers at once.
+#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+async fn a_post_whose_database_stalls_gives_its_claim_up_once_it_answers_again(direct: PgPool) {
+    let server = model(Duration::from_secs(2)).await;
+    let (proxy, proxied) = through_fault_proxy(&direct).await;
+    let state = AppState::new(test_config(), proxied).with_model(Some(std::sync::Arc::new(client(&server))));
+    let app = TestApp::on_its_own_pool(state, router);
+    let user = app.signed_up("ada@example.com").await;
+    let conversation = id(&create(&app, &user.access_token, json!({})).await);
+
+    let post = {
+        let (app, token, conversation) = (app.clone(), user.access_token.clone(), conversation.clone());
+        tokio::spawn(async move { post_message(&app, &token, &conversation, "What is a topic?").await })
+    };
+    // Once the question is stored (and claimed), the network to the pooler stalls.
+    let question = loop {
+        let stored: Option<uuid::Uuid> = sqlx::query_scalar("SELECT id FROM messages WHERE sender = 'user'")
+            .fetch_optional(&direct)
+            .await
+            .unwrap();
+        if let Some(question) = stored {
+            break question.to_string();
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    proxy.set(Fault::Stall);
+    let answered = post.await.unwrap();
+    assert_eq!(answered.status, StatusCode::SERVICE_UNAVAILABLE, "{}", answered.text());
+    assert!(claim_of(&direct, &question).await.is_some(), "the claim could not be given up yet");
+
+    proxy.set(Fault::None);
+    // Well before the claim would lapse by itself (the function's 29 s and 2 more, from the
+    // post), with room for a loaded machine's slow retries of the release.
+    let given_up = Instant::now() + Duration::from_secs(20);
+    while claim_of(&direct, &question).await.is_some() {
+        assert!(Instant::now() < given_up, "the claim was left to lapse");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let retried = retry(&app, &user.access_token, &conversation, &question).await;
+    assert_eq!(retried.status, StatusCode::CREATED, "{}", retried.text());
+}
+
+/// Every chunk to and from the pooler waits 2 s: a tutor post is a 503 within its deadline, not
+/// an answer a minute and a half later, and leaves no claim behind.
+#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+async fn a_post_through_a_slow_pooler_ends_within_its_deadline_and_leaves_no_claim(direct: PgPool) {
+    let (proxy, proxied) = through_fault_proxy(&direct).await;
+    let app = TestApp::on_its_own_pool(AppState::new(test_config(), proxied), router);
+    let user = app.signed_up("ada@example.com").await;
+    let conversation = id(&create(&app, &user.access_token, json!({})).await);
+
+    proxy.set(Fault::Latency(Duration::from_secs(2)));
+    let started = Instant::now();
+    let response = post_message(&app, &user.access_token, &conversation, "What is a topic?").await;
+    assert_eq!(response.status, StatusCode::SERVICE_UNAVAILABLE, "{}", response.text());
+    assert!(started.elapsed() < Duration::from_secs(20), "{:?}", started.elapsed());
+
+    proxy.set(Fault::None);
+    let settled = Instant::now() + Duration::from_secs(15);
+    loop {
+        let claimed: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM messages WHERE reply_lease_until IS NOT NULL")
+                .fetch_one(&direct)
+                .await
+                .unwrap();
+        if claimed == 0 {
+            break;
+        }
+        assert!(Instant::now() < settled, "a claim was left to lapse");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let again = post_message(&app, &user.access_token, &conversation, "What is a node?").await;
+    assert_eq!(again.status, StatusCode::CREATED, "{}", again.text());
+}
