@@ -752,7 +752,7 @@ def report(results: dict) -> str:
     largest = max(mixed, key=int)
     best = max(mixed, key=lambda n: mixed[n]["rps"])
     row(f"fan-out throughput, {largest} instances / the best N", f"{mixed[largest]['rps']:,.0f} answers/s",
-        f"N = {best}: {mixed[best]['rps']:,.0f}", "≥ 0.90 ×", f"{mixed[largest]['rps'] / mixed[best]['rps']:.2f} ×",
+        f"N = {best}: {mixed[best]['rps']:,.0f}", "≥ 0.90 ×", f"{mixed[largest]['rps'] / mixed[best]['rps']:.3f} ×",
         mixed[largest]["rps"] >= 0.9 * mixed[best]["rps"])
     ex = fo["exhausted"]
     c = ex["counts"]
