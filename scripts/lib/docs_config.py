@@ -8,8 +8,8 @@ exist.
 What counts as read: a string literal such as "MODEL_NAME" (upper case, with an underscore) in
 the Rust sources that build a binary (not tests, not the test kit, not `#[cfg(test)] mod`s), a
 one-word name given to `env::var("PORT")`, and names made at run time from a format string
-("{prefix}_CLIENT_ID", "OIDC_{}"): a row such as `GITHUB_CLIENT_ID` or `OIDC_<ID>_ISSUER`
-covers those, its placeholder (`<ID>`) standing for what the code fills in. Literals that look
+("{prefix}_CLIENT_ID", "OIDC_{}"): a row such as `GITHUB_CLIENT_ID` or `OIDC_<NAME>_ISSUER`
+covers those, its placeholder (`<NAME>`) standing for what the code fills in. Literals that look
 like variables but are not read from the environment go in NOT_VARIABLES, with the reason.
 
 Usage: docs_config.py [REPO]   (exit 1 with one line per problem)
@@ -161,7 +161,7 @@ def pattern_regex(pattern):
 
 def made_at_run_time(name, words, literals, patterns):
     """True if the code can make `name`: a pattern whose `*` is a placeholder, a one-word
-    literal of the code ("GITHUB"), or a name the code can make in turn ("OIDC_<ID>")."""
+    literal of the code ("GITHUB"), or a name the code can make in turn ("OIDC_<NAME>")."""
     for pattern in patterns:
         m = pattern_regex(pattern).match(name)
         if not m:
@@ -174,8 +174,9 @@ def made_at_run_time(name, words, literals, patterns):
 
 
 def row_regex(row):
-    """A row's name as a pattern: `OIDC_<ID>_ISSUER` stands for `OIDC_SSO_ISSUER` too."""
-    return re.compile("".join("[A-Z0-9_]+" if PLACEHOLDER.fullmatch(part) else re.escape(part)
+    """A row's name as a pattern: `OIDC_<NAME>_ISSUER` stands for `OIDC_SSO_ISSUER` too (a
+    placeholder is one word, so `OIDC_<NAME>_ID` does not stand for `OIDC_SSO_CLIENT_ID`)."""
+    return re.compile("".join("[A-Z0-9]+" if PLACEHOLDER.fullmatch(part) else re.escape(part)
                               for part in re.split(r"(<[A-Z][A-Z0-9_]*>)", row)) + "$")
 
 
