@@ -150,6 +150,29 @@ export class PrimerClient {
     return user;
   }
 
+  /** GET /api/auth/oauth/providers: the providers a reader may sign in with (none configured: []). */
+  async signInProviders() {
+    const { providers } = await this.request("GET", "/api/auth/oauth/providers");
+    return providers;
+  }
+
+  /**
+   * Where a "Sign in with ..." button leads: the API starts the sign-in with `provider` and, once
+   * the reader is back, sends them to `returnTo` (a page of an origin in the API's SITE_ORIGINS or
+   * FRONTEND_URL) with `#code=...` or `#error=...`.
+   */
+  signInUrl(provider, returnTo) {
+    const start = `${this.apiUrl}/api/auth/oauth/${encodeURIComponent(provider)}/start`;
+    return `${start}?redirect_to=${encodeURIComponent(returnTo)}`;
+  }
+
+  /** POST /api/auth/oauth/exchange: a finished sign-in's one-time code for a session. */
+  async exchangeSignInCode(code) {
+    const { user, session } = await this.request("POST", "/api/auth/oauth/exchange", { body: { code } });
+    this.session = session;
+    return user;
+  }
+
   /** Ends this session on the server, then forgets it here whatever the server said. */
   async logout() {
     try {

@@ -107,11 +107,47 @@ $("#sign-out").addEventListener("click", () =>
   }),
 );
 
+/** This page's address without its fragment: where a provider sign-in returns. */
+function thisPage() {
+  const url = new URL(location.href);
+  url.hash = "";
+  return url.toString();
+}
+
 /**
- * Sign-in options besides the e-mail form. The place for "Sign in with ..." buttons: fetch
- * GET /api/auth/oauth/providers, add one button per provider to #sign-in-with, and show it.
+ * Sign-in options besides the e-mail form: one "Sign in with ..." link per provider the API
+ * offers. A Better-Auth site offers its own (Better-Auth's socialProviders) instead.
  */
-function showSignInOptions() {}
+async function showSignInOptions() {
+  const box = $("#sign-in-with");
+  const providers = authUrl ? [] : ((await client.signInProviders().catch(() => [])) ?? []);
+  box.replaceChildren(
+    ...providers.map(({ id, name }) => {
+      const link = Object.assign(document.createElement("a"), {
+        href: client.signInUrl(id, thisPage()),
+        textContent: `Sign in with ${name}`,
+        className: "provider",
+      });
+      link.dataset.provider = id;
+      return link;
+    }),
+  );
+  box.hidden = providers.length === 0;
+}
+
+/**
+ * Back from a provider: the API put `#code=...` (redeemed here for a session) or `#error=...`
+ * in this page's fragment. The fragment is cleared first, so a reload does not redeem it again.
+ */
+async function finishProviderSignIn() {
+  const fragment = new URLSearchParams(location.hash.slice(1));
+  const code = fragment.get("code");
+  const error = fragment.get("error");
+  if (!code && !error) return;
+  history.replaceState(null, "", thisPage());
+  if (code) await attempt(() => client.exchangeSignInCode(code));
+  else show(new Error(`The sign-in with the provider did not finish (${error.replaceAll("_", " ")}).`));
+}
 
 // Onboarding: the form is the catalog's fields, in its order.
 
@@ -320,4 +356,4 @@ $("#api-url").textContent = client.apiUrl;
 $("#stream-url").textContent = client.streamUrl;
 $("#session-mode").textContent = authUrl ? `Better-Auth cookie (${authUrl})` : "primer's bearer tokens";
 attempt(showChapters);
-refresh();
+finishProviderSignIn().then(refresh);

@@ -53,7 +53,7 @@ fn every_operation_has_an_id_a_tag_and_its_error_responses() {
             }
         }
     }
-    assert_eq!(operations, 34);
+    assert_eq!(operations, 41);
 }
 
 /// A `$ref` to a named response, followed.

@@ -76,7 +76,10 @@ async fn matched_path(request: Request, next: Next) -> Response {
 async fn matched_by(routes: Router<AppState>, pool: &PgPool, method: &str, path: &str) -> Option<String> {
     let state = AppState::new(test_config(), pool.clone());
     let service = app::service(routes.layer(middleware::from_fn(matched_path)), state);
-    let uri = path.replace("{id}", "00000000-0000-0000-0000-000000000000").replace("{message_id}", "1");
+    let uri = path
+        .replace("{id}", "00000000-0000-0000-0000-000000000000")
+        .replace("{message_id}", "1")
+        .replace("{provider}", "github");
     let request = Request::builder().method(method).uri(uri).body(Body::empty()).unwrap();
     let response = service.oneshot(request).await.unwrap();
     response.headers().get("x-matched-path").map(|v| v.to_str().unwrap().to_owned())

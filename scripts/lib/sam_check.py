@@ -109,6 +109,16 @@ STEPS = [
         mailed_as="RESET_TOKEN",
     ),
     Step("AuthFunction", "auth-password-reset.json", 200, take=_session),
+    # Sign-in providers: GitHub is configured with its endpoints on a closed local port, so the
+    # start and the link answer (nothing calls GitHub before a callback), a callback with an
+    # unknown state returns to the site, and an unknown one-time code is refused.
+    Step("AuthFunction", "auth-oauth-providers.json", 200, contains='"github"'),
+    Step("AuthFunction", "auth-oauth-start.json", 302),
+    Step("AuthFunction", "auth-oauth-callback.json", 302),
+    Step("AuthFunction", "auth-oauth-link.json", 200, contains="/login/oauth/authorize?"),
+    Step("AuthFunction", "auth-oauth-exchange.json", 400, contains="invalid_code"),
+    Step("AuthFunction", "auth-accounts-list.json", 200, contains='"credential"'),
+    Step("AuthFunction", "auth-accounts-delete.json", 404),
     Step("ProfileFunction", "profile-options.json", 200),
     Step("ProfileFunction", "profile-put.json", 201),
     Step("ProfileFunction", "profile-get.json", 200),
@@ -279,7 +289,14 @@ def main() -> int:
 
 def _run(args, env: dict[str, str], level: str, build: Path, events: Path, logs: Path) -> tuple[int, int]:
     """Every step once, at `level`, then every log line read: (passed, failed)."""
-    values = {"EMAIL": f"sam-check-{uuid.uuid4().hex[:12]}@example.com"}
+    values = {
+        "EMAIL": f"sam-check-{uuid.uuid4().hex[:12]}@example.com",
+        # No provider is reached here: a callback's code and state, and a one-time code, that
+        # name nothing.
+        "PROVIDER_CODE": "sam-check-code",
+        "STATE": "sam-check-unknown-state",
+        "SIGN_IN_CODE": "sam-check-unknown-code",
+    }
     # Lambda request id -> the event's API request id, per function.
     invoked: dict[str, dict[str, str | None]] = {}
     passwords: list[str] = []

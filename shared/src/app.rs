@@ -35,6 +35,10 @@ pub struct AppState {
     pub model: Option<Arc<ModelClient>>,
     /// Where e-mail goes: SES, or the outbox folder.
     pub mail: Arc<dyn EmailSender>,
+    /// The sign-in providers (GitHub, Google, OpenID Connect), with what this instance has
+    /// learnt of them (discovery documents, keys).
+    #[cfg(feature = "oauth")]
+    pub sign_in: Arc<crate::auth::oauth::providers::Providers>,
 }
 
 impl AppState {
@@ -63,7 +67,17 @@ impl AppState {
             }
         };
         let model = model_client(&config);
-        Self { config: Arc::new(config), pool, blobs, model, mail }
+        #[cfg(feature = "oauth")]
+        let sign_in = Arc::new(crate::auth::oauth::providers::Providers::new(&config.sign_in));
+        Self {
+            config: Arc::new(config),
+            pool,
+            blobs,
+            model,
+            mail,
+            #[cfg(feature = "oauth")]
+            sign_in,
+        }
     }
 
     /// The same state with another blob store.

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 
+pub use crate::auth::oauth::settings::SignInSettings;
 pub use crate::auth::rate_limit::{AccountMailLimit, AddressLimit, LoginLimits};
 pub use crate::auth::tokens::{JwtKey, JwtKeys};
 pub use crate::model::ModelConfig;
@@ -39,6 +40,9 @@ pub struct Config {
     pub usage: UsageLimits,
     /// How e-mail (password resets, address verification) is delivered, and its links.
     pub email: EmailConfig,
+    /// The providers readers may sign in with besides a password (GitHub, Google, OpenID
+    /// Connect issuers), and where a sign-in may return them.
+    pub sign_in: SignInSettings,
     /// How long a request's own work (database round trips and computation, not the waits
     /// bounded elsewhere) may take in all before it is a 503 (`WORK_DEADLINE_MS`, 5 s): see
     /// [`crate::deadline`].
@@ -247,6 +251,15 @@ pub enum ConfigError {
         /// Why it cannot be used.
         reason: String,
     },
+    /// A sign-in provider's variable (whose name depends on the provider) is missing or
+    /// unusable.
+    #[error("{name} {reason}")]
+    SignInProvider {
+        /// The environment variable.
+        name: String,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 const MIN_SECRET_BYTES: usize = 32;
@@ -361,6 +374,7 @@ impl Config {
             limits: limits_from(&get)?,
             usage: usage_from(&get, model_configured)?,
             email: email_from(&get)?,
+            sign_in: SignInSettings::from_lookup(&|name| lookup(name).filter(|v| !v.trim().is_empty()))?,
             work_deadline: Duration::from_millis(parse_or(&get, "WORK_DEADLINE_MS", 5000)?.max(1)),
             timeouts,
         })

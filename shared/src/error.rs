@@ -24,6 +24,10 @@ pub enum Error {
     /// already used or forged; one answer for all, so none can be told apart.
     #[error("this link is invalid, has expired or was already used; ask for a new one")]
     InvalidToken,
+    /// 400 `invalid_code`: a sign-in's one-time code that is unknown, expired or already
+    /// redeemed; one answer for all.
+    #[error("this sign-in code is invalid, has expired or was already used; sign in again")]
+    InvalidCode,
     /// 401: no, invalid or expired token; revoked session; deleted user.
     #[error("authentication required")]
     Unauthorized,
@@ -39,6 +43,9 @@ pub enum Error {
     /// 404: no such route or resource, or one that is not the caller's.
     #[error("not found")]
     NotFound,
+    /// 404 `unknown_provider`: no sign-in provider is configured under this id.
+    #[error("no sign-in provider is configured under this id")]
+    UnknownProvider,
     /// 405.
     #[error("method not allowed")]
     MethodNotAllowed,
@@ -104,6 +111,8 @@ pub enum Code {
     BadRequest,
     /// 400: an unknown, expired, spent or forged reset or verification token.
     InvalidToken,
+    /// 400: an unknown, expired or spent one-time sign-in code.
+    InvalidCode,
     /// 401.
     Unauthorized,
     /// 403: the account is disabled.
@@ -112,6 +121,8 @@ pub enum Code {
     EmailUnverified,
     /// 404.
     NotFound,
+    /// 404: no sign-in provider is configured under this id.
+    UnknownProvider,
     /// 405.
     MethodNotAllowed,
     /// 409.
@@ -122,6 +133,12 @@ pub enum Code {
     EmailTaken,
     /// 409: the address is already verified.
     EmailAlreadyVerified,
+    /// 409: the account at the provider is linked to another user.
+    AccountAlreadyLinked,
+    /// 409: the user has another account at this provider linked already.
+    ProviderAlreadyLinked,
+    /// 409: removing it would leave the user no way to sign in.
+    LastSignInMethod,
     /// 409: an onboarding answer cannot change.
     ImmutableField,
     /// 409: no onboarded profile.
@@ -266,10 +283,10 @@ impl Error {
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::BadRequest(_) | Self::InvalidToken => StatusCode::BAD_REQUEST,
+            Self::BadRequest(_) | Self::InvalidToken | Self::InvalidCode => StatusCode::BAD_REQUEST,
             Self::Unauthorized | Self::UnauthorizedWith(_) => StatusCode::UNAUTHORIZED,
             Self::AccountDisabled | Self::EmailUnverified => StatusCode::FORBIDDEN,
-            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::NotFound | Self::UnknownProvider => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -287,10 +304,12 @@ impl Error {
         match self {
             Self::BadRequest(_) => Code::BadRequest,
             Self::InvalidToken => Code::InvalidToken,
+            Self::InvalidCode => Code::InvalidCode,
             Self::Unauthorized | Self::UnauthorizedWith(_) => Code::Unauthorized,
             Self::AccountDisabled => Code::AccountDisabled,
             Self::EmailUnverified => Code::EmailUnverified,
             Self::NotFound => Code::NotFound,
+            Self::UnknownProvider => Code::UnknownProvider,
             Self::MethodNotAllowed => Code::MethodNotAllowed,
             Self::Conflict { code, .. } => *code,
             Self::PayloadTooLarge { .. } => Code::PayloadTooLarge,

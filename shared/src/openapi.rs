@@ -135,6 +135,20 @@ error_responses! {
         Code::InvalidToken,
         "this link is invalid, has expired or was already used; ask for a new one",
     );
+    /// 400 `invalid_code`.
+    InvalidCode => error_response(
+        "The one-time sign-in code is unknown, expired or already redeemed (one answer for all).",
+        Code::InvalidCode,
+        "this sign-in code is invalid, has expired or was already used; sign in again",
+    );
+    /// 404 `unknown_provider`.
+    UnknownProvider => error_response("No sign-in provider is configured under this id.", Code::UnknownProvider, "no sign-in provider is configured under this id");
+    /// 409 `last_sign_in_method`.
+    LastSignInMethod => error_response(
+        "It is the account's only way to sign in.",
+        Code::LastSignInMethod,
+        "this is the account's only way to sign in: add another first",
+    );
     /// 413 `payload_too_large`.
     PayloadTooLarge => error_response("Body over the limit (64 KiB; message content 32 KiB).", Code::PayloadTooLarge, "body too large");
     /// 415 `unsupported_media_type`.
@@ -185,13 +199,28 @@ error_responses! {
         schemas(Body),
         responses(
             BadRequest, Unauthorized, AccountDisabled, AccountDisabledOrEmailUnverified, NotFound, Conflict,
-            ProfileIncomplete, EmailAlreadyVerified, InvalidToken, PayloadTooLarge, UnsupportedMediaType,
+            ProfileIncomplete, EmailAlreadyVerified, InvalidToken, InvalidCode, UnknownProvider, LastSignInMethod,
+            PayloadTooLarge, UnsupportedMediaType,
             ValidationFailed, RateLimited, QuotaExceeded, ModelUnavailable, Unavailable, Internal,
         ),
     ),
     modifiers(&BearerScheme, &Servers),
 )]
 pub struct Frame;
+
+/// Marks the request body of `POST <path>` optional: the handler takes a bare POST
+/// (`extract::OptionalJsonBody`), but a body it has is the documented schema (not `null`),
+/// which `#[utoipa::path]` cannot say.
+pub struct OptionalPostBody(pub &'static str);
+
+impl Modify for OptionalPostBody {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let operation = openapi.paths.paths.get_mut(self.0).and_then(|item| item.post.as_mut());
+        if let Some(body) = operation.and_then(|operation| operation.request_body.as_mut()) {
+            body.required = Some(utoipa::openapi::Required::False);
+        }
+    }
+}
 
 /// The local runner (`scripts/run`): every route, streamed replies included.
 fn local_runner() -> Server {

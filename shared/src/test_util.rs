@@ -3,7 +3,9 @@
 //! made through the core crate's flows, so a function's tests need no other function's routes.
 
 pub mod fault_proxy;
+pub mod github_stub;
 pub mod model_stub;
+pub mod oidc;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -28,6 +30,10 @@ use crate::auth::sessions::ClientMeta;
 use crate::auth::tokens;
 use crate::blob::{BlobError, BlobFuture, BlobStore, KeyPrefix, ObjectKey};
 use crate::config::{BlobConfig, Config, EmailConfig, EmailDelivery, JwtConfig, JwtKeys};
+
+/// The host the kit's requests name where the app builds a URL of its own from it (a
+/// sign-in's callback): the app is reached at `http://primer.test`.
+pub const TEST_HOST: &str = "primer.test";
 
 /// The signing secret of every test app.
 pub const TEST_JWT_SECRET: &str = "test-secret-test-secret-test-secret!";
@@ -62,6 +68,7 @@ pub fn test_config() -> Config {
         limits: Default::default(),
         usage: Default::default(),
         email,
+        sign_in: Default::default(),
         work_deadline: Duration::from_secs(5),
         timeouts: Default::default(),
     }
@@ -589,6 +596,13 @@ impl TestApp {
         }
     }
 
+    /// Serves the app over HTTP on `listener`, the peer's address as the client's, for a test
+    /// that talks to it as a browser does (cookies, redirects, other servers in between).
+    pub fn serve(&self, listener: tokio::net::TcpListener) {
+        let service = self.router.clone().into_make_service_with_connect_info::<SocketAddr>();
+        tokio::spawn(async move { axum::serve(listener, service).await });
+    }
+
     /// Every e-mail in the app's outbox, oldest first.
     pub fn outbox(&self) -> Vec<SentMail> {
         let dir = outbox_dir(&self.state.config).expect("the app writes e-mail to an outbox");
@@ -659,7 +673,7 @@ impl TestApp {
         response
     }
 
-    /// Sends `body` as JSON (or nothing) with an optional Bearer token.
+    /// Sends `body` as JSON (or nothing) with an optional Bearer token, to `http://primer.test`.
     pub async fn call(
         &self,
         method: Method,
@@ -667,7 +681,8 @@ impl TestApp {
         token: Option<&str>,
         body: Option<Value>,
     ) -> TestResponse {
-        let mut request = Request::builder().method(method).uri(path);
+        // As a browser sends it: the app builds its sign-in callback from the Host.
+        let mut request = Request::builder().method(method).uri(path).header(header::HOST, TEST_HOST);
         if let Some(token) = token {
             request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
         }
@@ -684,6 +699,39 @@ impl TestApp {
     /// `GET path`.
     pub async fn get(&self, path: &str, token: Option<&str>) -> TestResponse {
         self.call(Method::GET, path, token, None).await
+    }
+
+    /// `GET path`; asserts a redirect and returns its `Location`.
+    pub async fn redirected(&self, path: &str) -> String {
+        let response = self.get(path, None).await;
+        assert_eq!(response.status, StatusCode::FOUND, "GET {path}: {}", response.text());
+        response.headers[header::LOCATION].to_str().unwrap().to_owned()
+    }
+
+    /// Signs `account` in with GitHub through `stub` (configured with
+    /// [`github_stub::GitHubStub::configure`]) the way a browser goes: `start`, GitHub's page,
+    /// primer's callback. Returns where the callback sent the reader: `redirect_to` (default
+    /// `FRONTEND_URL`) with `#code=...`, `#linked=...` or `#error=...`.
+    pub async fn sign_in_with_github(
+        &self,
+        stub: &github_stub::GitHubStub,
+        account: &github_stub::GitHubAccount,
+        redirect_to: Option<&str>,
+    ) -> String {
+        stub.sign_in_as(account);
+        let query = redirect_to.map(|r| {
+            format!("?redirect_to={}", url::form_urlencoded::byte_serialize(r.as_bytes()).collect::<String>())
+        });
+        let to_github =
+            self.redirected(&format!("/api/auth/oauth/github/start{}", query.unwrap_or_default())).await;
+        let back = stub.approve(&to_github);
+        let callback = back.strip_prefix(&format!("http://{TEST_HOST}")).expect("back to primer's callback");
+        self.redirected(callback).await
+    }
+
+    /// `POST /api/auth/oauth/exchange`.
+    pub async fn exchange_sign_in_code(&self, code: &str) -> TestResponse {
+        self.call(Method::POST, "/api/auth/oauth/exchange", None, Some(json!({"code": code}))).await
     }
 
     /// `POST /api/auth/register`.

@@ -198,6 +198,11 @@ macro_rules! user_columns {
     };
 }
 
+// Provider accounts (GitHub, Google, OpenID Connect): the `account` rows of signing in without
+// a password. After the macro above, which it uses.
+#[cfg(feature = "oauth")]
+pub mod linked;
+
 /// Creates a user with a password account, in the caller's transaction. A taken email, in
 /// any case, is a 409.
 pub async fn create_with_password(
@@ -232,7 +237,7 @@ pub async fn create_with_password(
     Ok(user)
 }
 
-fn email_taken(_: &sqlx::Error) -> Error {
+pub(crate) fn email_taken(_: &sqlx::Error) -> Error {
     Error::Conflict {
         code: crate::error::Code::EmailTaken,
         message: "an account with this email already exists".into(),

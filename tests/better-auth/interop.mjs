@@ -5,12 +5,15 @@
 // Each command prints one JSON document on stdout; a failure exits non-zero with the reason
 // on stderr. Better-Auth is configured as a frontend sharing the database would configure it:
 // the Kysely/pg adapter on a pg Pool, email and password enabled with the password settings
-// README gives for sharing users with primer (primer's argon2id hashes verify here too) and its
-// own password reset (the "e-mail" is kept in memory, for the command to print the token), the
-// defaults otherwise.
+// docs/better-auth.md gives for sharing users with primer (primer's argon2id hashes verify here
+// too) and its own password reset (the "e-mail" is kept in memory, for the command to print the
+// token),
+// GitHub as a social provider (never called: `oauth-sign-in` starts where its callback has
+// learnt who the reader is), the defaults otherwise.
 import { betterAuth } from "better-auth";
 import { verifyPassword } from "better-auth/crypto";
 import { getMigrations } from "better-auth/db/migration";
+import { handleOAuthUserInfo } from "better-auth/oauth2";
 import { argon2Verify } from "hash-wasm";
 import pg from "pg";
 
@@ -43,6 +46,7 @@ const options = {
       resetToken = token;
     },
   },
+  socialProviders: { github: { clientId: "better-auth-github-client", clientSecret: "unused" } },
   telemetry: { enabled: false },
   logger: { disabled: true },
 };
@@ -106,6 +110,38 @@ const commands = {
     } catch (error) {
       return { ok: false, code: error?.body?.code ?? String(error?.message ?? error) };
     }
+  },
+
+  /**
+   * Better-Auth's own OAuth sign-in, from the point where its callback knows who the reader is
+   * (handleOAuthUserInfo: the account's owner, else a user with the address, linked when its
+   * rules allow, else a new user; then a session): {user_id, session_id, is_register} or
+   * {error}.
+   */
+  async "oauth-sign-in"({ provider_id, account_id, email, email_verified, name, scope }) {
+    const context = await auth.$context;
+    const result = await handleOAuthUserInfo(
+      { context },
+      {
+        userInfo: { id: account_id, email, emailVerified: email_verified, name },
+        account: { providerId: provider_id, accountId: account_id, scope },
+        callbackURL: "/",
+      },
+    );
+    if (result.error) return { error: result.error };
+    return { user_id: result.data.user.id, session_id: result.data.session.id, is_register: result.isRegister };
+  },
+
+  /** The accounts Better-Auth finds for a user: [{provider_id, account_id, scope, access_token}]. */
+  async "list-accounts"({ user_id }) {
+    const context = await auth.$context;
+    const accounts = await context.internalAdapter.findAccounts(user_id);
+    return accounts.map((a) => ({
+      provider_id: a.providerId,
+      account_id: a.accountId,
+      scope: a.scope ?? null,
+      access_token: a.accessToken ?? null,
+    }));
   },
 
   /** Password hashes made by Better-Auth's own hasher: [{password, hash}]. */

@@ -5,7 +5,9 @@ Debian's Chromium, driven by Playwright (never a browser of Playwright's own), l
 page from a second loopback port and goes through a reader's whole journey against the local
 runner: sign-up, the e-mailed verification link (the runner's own page), onboarding, a
 personalized chapter, a refresh after a 401, a tutor reply streamed in pieces, the daily quota's
-429 with its Retry-After, sign-out and a password reset. It checks that the page reads the
+429 with its Retry-After, sign-out, a password reset, and a sign-in with an OpenID Connect
+provider (npm oidc-provider, its login and consent pages filled in by the browser) through the
+page's "Sign in with ..." link. It checks that the page reads the
 headers the API exposes, that a page on an origin the API does not list gets no answer, and that a
 Better-Auth session cookie (set by a real Better-Auth server on a third port) reaches primer with
 `credentials: "include"`. The model is a local stub that streams its answer in timed pieces.
@@ -15,6 +17,7 @@ scripts/browser-test prepares the database and the tools, then runs this with:
     RUNNER_DATABASE_URL      its database (through PgBouncer), migrated, with the book
     BETTER_AUTH_DATABASE_URL the same database, direct, for Better-Auth
     PRIMER_BETTER_AUTH_DIR   tests/better-auth, with node_modules installed
+    PRIMER_OIDC_PROVIDER_DIR tests/oidc-provider, with node_modules installed
     PRIMER_BROWSER_REPORT    a folder for logs and screenshots of failures
     PRIMER_CHROMIUM          the browser (default /usr/bin/chromium)
 Prints one line per step and closes with "browser: N passed, M failed"; exits 1 on any failure.
@@ -168,6 +171,38 @@ class Flow:
             "PRIMER_BLOB_DIR": str(REPORT / "blobs"),
             "PRIMER_LOG_FORMAT": "json",
             "RUST_LOG": "info",
+        })
+        # A real OpenID provider, its client registered with the runner's callback.
+        self.oidc_account = f"school-{os.getpid()}"
+        self.oidc_email = f"{self.oidc_account}@school.example"
+        oidc_config = {
+            "clients": [{
+                "client_id": "example-site",
+                "client_secret": "example-site-secret",
+                "redirect_uris": [f"{self.api}/api/auth/oauth/school/callback"],
+            }],
+            "accounts": {self.oidc_account: {"email": self.oidc_email, "email_verified": True, "name": "Grace"}},
+        }
+        oidc = subprocess.Popen(
+            ["node", "server.mjs", json.dumps(oidc_config)],
+            cwd=os.environ["PRIMER_OIDC_PROVIDER_DIR"],
+            stdin=subprocess.PIPE,  # it exits when this closes
+            stdout=subprocess.PIPE,
+            stderr=open(REPORT / "oidc-provider.log", "w"),
+            text=True,
+        )
+        self.processes.append(oidc)
+        issuer = json.loads(oidc.stdout.readline() or "{}").get("issuer")
+        if not issuer:
+            raise RuntimeError(f"the OpenID provider did not start: {(REPORT / 'oidc-provider.log').read_text()}")
+        env.update({
+            "OIDC_PROVIDERS": "school",
+            "OIDC_SCHOOL_NAME": "School",
+            "OIDC_SCHOOL_ISSUER": issuer,
+            "OIDC_SCHOOL_CLIENT_ID": "example-site",
+            "OIDC_SCHOOL_CLIENT_SECRET": "example-site-secret",
+            # Sign-ins return to the site's pages.
+            "SITE_ORIGINS": self.site,
         })
         log = open(self.runner_log, "w")
         self.processes.append(subprocess.Popen([os.environ["PRIMER_RUNNER"]], env=env, stdout=log, stderr=subprocess.STDOUT))
@@ -397,6 +432,28 @@ def run(flow: Flow, browser) -> list[tuple[str, str | None, float]]:
         page.fill("#sign-in [name=password]", flow.password)
         page.click("#sign-in button")
         page.wait_for_selector("#whoami[data-state=signed-in]")
+
+    @step("sign in with an OpenID Connect provider from the page's link")
+    def _():
+        page.click("#sign-out")
+        page.wait_for_selector("#whoami[data-state=signed-out]")
+        link = page.wait_for_selector("#sign-in-with:not([hidden]) a[data-provider=school]")
+        assert link.text_content() == "Sign in with School", link.text_content()
+        link.click()
+        # The provider's own pages: who signs in, then consent.
+        page.wait_for_selector("input[name=login]").fill(flow.oidc_account)
+        page.click("button")
+        page.click("form[action$='/confirm'] button")
+        page.wait_for_selector("#whoami[data-state=signed-in]")
+        assert flow.oidc_email in page.text_content("#whoami"), page.text_content("#whoami")
+        # Back on the site's own page, the one-time code redeemed once and gone from the address.
+        assert page.url.startswith(flow.site) and "#" not in page.url, page.url
+        assert len(flow.seen("POST", "/api/auth/oauth/exchange", 200)) == 1
+        token = page.evaluate("() => JSON.parse(localStorage.getItem('primer.session')).access_token")
+        status, _, body = http("GET", f"{flow.api}/api/auth/accounts", headers={"authorization": f"Bearer {token}"})
+        assert status == 200 and [m["provider"] for m in body["accounts"]] == ["school"], body
+        page.click("#sign-out")
+        page.wait_for_selector("#whoami[data-state=signed-out]")
 
     @step("a page on an origin the API does not list gets no answer")
     def _():

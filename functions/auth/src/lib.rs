@@ -4,7 +4,8 @@
 //!
 //! The flows (`primer_shared::auth::account`), passwords, tokens, sessions, the rate limits
 //! and the recovery links live in the core crate; this crate maps HTTP onto them: it parses
-//! bodies into domain values, calls one flow, and shapes its answer.
+//! bodies into domain values, calls one flow, and shapes its answer. Signing in with GitHub,
+//! Google and OpenID Connect providers has its routes in [`oauth`].
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -23,6 +24,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::{OpenApi, ToSchema};
 use uuid::Uuid;
 
+mod oauth;
+
 /// The auth routes, for the Lambda and for the local runner.
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -40,6 +43,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/auth/sessions", get(list_sessions))
         .route("/api/auth/sessions/{id}", delete(revoke_session))
         .route("/api/auth/guest", post(guest))
+        .merge(oauth::routes())
 }
 
 /// The function's whole service: its routes with the shared layers, on `state`.
@@ -56,7 +60,7 @@ struct UserBody {
 /// `{user, session}`: what register and login answer.
 #[derive(Serialize, ToSchema)]
 #[schema(as = UserSession)]
-struct SignedIn {
+pub(crate) struct SignedIn {
     user: User,
     session: SessionTokens,
 }
@@ -89,7 +93,7 @@ impl api::Strings for Bearer {
 }
 
 /// The answer of a flow that opened a session: the user and a fresh token pair.
-fn signed_in(state: &AppState, opened: Opened) -> Result<SignedIn> {
+pub(crate) fn signed_in(state: &AppState, opened: Opened) -> Result<SignedIn> {
     let Opened { user, session_id, refresh } = opened;
     let access = tokens::issue_access(&state.config.jwt, &user.id, &session_id)?;
     let session = SessionTokens {
@@ -173,7 +177,7 @@ fn accounts(state: &AppState) -> Accounts<'_> {
 }
 
 /// The guest id of an optional guest token; a bad token is a field error.
-fn guest_of(state: &AppState, token: Option<&str>, errors: &mut FieldErrors) -> Option<Uuid> {
+pub(crate) fn guest_of(state: &AppState, token: Option<&str>, errors: &mut FieldErrors) -> Option<Uuid> {
     let token = token?;
     let claims = tokens::verify_guest(&state.config.jwt, token);
     errors.check("guest_token", claims.map(|c| c.sub).map_err(|_| "is not a valid guest token".into()))
@@ -704,6 +708,16 @@ async fn send_verification(
     verify_email,
     list_sessions,
     revoke_session,
-    guest
-))]
+    guest,
+    oauth::list_providers,
+    oauth::start,
+    oauth::callback,
+    oauth::link,
+    oauth::exchange,
+    oauth::list_accounts,
+    oauth::remove_account
+), modifiers(&OPTIONAL_LINK_BODY))]
 pub struct Api;
+
+/// A link may be started with a bare POST (its `redirect_to` defaults to `FRONTEND_URL`).
+static OPTIONAL_LINK_BODY: api::OptionalPostBody = api::OptionalPostBody("/api/auth/oauth/{provider}/link");

@@ -1,5 +1,5 @@
 //! Sharing the database with Better-Auth: its session tokens as callers, its (and the chatbot model's)
-//! password hashes at login. First against Better-Auth rows written by hand, then against a
+//! password hashes at login, the provider accounts each side links. First against Better-Auth rows written by hand, then against a
 //! real Better-Auth (npm `better-auth`, installed in tests/better-auth/ by `scripts/test`)
 //! running on each test's own database.
 
@@ -12,6 +12,7 @@ use base64::engine::general_purpose::STANDARD;
 use hmac::{Hmac, Mac};
 use primer_shared::AppState;
 use primer_shared::auth::password::{self, Password, Verdict};
+use primer_shared::test_util::github_stub::{GitHubAccount, GitHubStub};
 use primer_shared::test_util::{TestApp, TestResponse, TestUser, event, stored_password_hash, test_config};
 use serde_json::{Value, json};
 use sha2::Sha256;
@@ -556,4 +557,95 @@ async fn primer_and_better_auth_reset_links_share_the_table_and_neither_takes_th
         .await;
     assert_eq!(done, json!({"ok": true}), "Better-Auth's link still works after primer's reset");
     assert_eq!(app.login("ada@example.com", "Better-Auth again").await.status, StatusCode::OK);
+}
+
+/// A provider account row without what differs between any two (ids, user, timestamps).
+async fn provider_account_shape(pool: &PgPool, account_id: &str) -> Value {
+    sqlx::query_scalar(
+        r#"SELECT to_jsonb(a) - 'id' - 'userId' - 'accountId' - 'createdAt' - 'updatedAt'
+           FROM "account" a WHERE "providerId" = 'github' AND "accountId" = $1"#,
+    )
+    .bind(account_id)
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
+#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+async fn a_github_link_made_at_either_front_door_signs_in_at_the_other(pool: PgPool) {
+    let better_auth = BetterAuth::on(&pool);
+    let stub = GitHubStub::start().await;
+    let mut config = test_config();
+    config.better_auth_secret = Some(SECRET.to_owned().into());
+    stub.configure(&mut config);
+    let app = TestApp::with_state(AppState::new(config, pool.clone()), auth::router);
+    let users = || async {
+        sqlx::query_scalar::<_, i64>(r#"SELECT count(*) FROM "user""#).fetch_one(&pool).await.unwrap()
+    };
+
+    // A reader who signed up at the Better-Auth frontend with GitHub (its own OAuth sign-in)...
+    let grace = better_auth
+        .run(
+            "oauth-sign-in",
+            json!({"provider_id": "github", "account_id": "777", "email": "grace@example.com",
+                   "email_verified": true, "name": "Grace", "scope": "read:user,user:email"}),
+        )
+        .await;
+    assert_eq!(grace["is_register"], true, "{grace}");
+    // ...signs in here with the same GitHub account: the same user, nothing new written.
+    let ended = app
+        .sign_in_with_github(&stub, &GitHubAccount::new(777, "grace-h", "grace@example.com", true), None)
+        .await;
+    let code = ended.split_once("#code=").unwrap_or_else(|| panic!("{ended}")).1;
+    let exchanged = app.exchange_sign_in_code(code).await;
+    assert_eq!(exchanged.status, StatusCode::OK, "{}", exchanged.text());
+    assert_eq!(exchanged.json()["user"]["id"], grace["user_id"]);
+    assert_eq!(users().await, 1);
+
+    // The reverse: a reader who signed up here with GitHub...
+    let ended = app
+        .sign_in_with_github(&stub, &GitHubAccount::new(4242, "ada-l", "ada@example.com", true), None)
+        .await;
+    let code = ended.split_once("#code=").unwrap().1;
+    let ada = app.exchange_sign_in_code(code).await.json()["user"]["id"].as_str().unwrap().to_owned();
+    // ...is that user to Better-Auth's OAuth sign-in, which finds primer's link as its own.
+    let there = better_auth
+        .run(
+            "oauth-sign-in",
+            json!({"provider_id": "github", "account_id": "4242", "email": "ada@example.com",
+                   "email_verified": true, "name": "Ada", "scope": "read:user,user:email"}),
+        )
+        .await;
+    assert_eq!(
+        (there["user_id"].as_str(), there["is_register"].as_bool()),
+        (Some(ada.as_str()), Some(false)),
+        "{there}"
+    );
+    let listed = better_auth.run("list-accounts", json!({"user_id": ada})).await;
+    assert_eq!(
+        listed,
+        json!([{"provider_id": "github", "account_id": "4242", "scope": "read:user,user:email", "access_token": null}])
+    );
+    // The two rows are alike in every column the two front doors both write.
+    assert_eq!(provider_account_shape(&pool, "4242").await, provider_account_shape(&pool, "777").await);
+    assert_eq!(users().await, 2);
+
+    // And the same rule on both sides: an address its account never verified is linked by
+    // neither, whatever the provider says.
+    app.signed_up("bob@example.com").await;
+    let refused = better_auth
+        .run(
+            "oauth-sign-in",
+            json!({"provider_id": "github", "account_id": "555", "email": "bob@example.com",
+                   "email_verified": true, "name": "Bob", "scope": ""}),
+        )
+        .await;
+    assert_eq!(refused, json!({"error": "account not linked"}));
+    let ended =
+        app.sign_in_with_github(&stub, &GitHubAccount::new(556, "bob", "bob@example.com", true), None).await;
+    assert!(ended.ends_with("#error=account_not_linked"), "{ended}");
+
+    // primer's unique index on the provider account is nothing Better-Auth's planner misses.
+    let plan = better_auth.run("plan-migrations", json!({})).await;
+    assert_eq!(plan, json!({"to_be_created": [], "to_be_added": []}));
 }

@@ -3,7 +3,9 @@
 use std::time::Duration;
 
 use primer_shared::auth::recovery::{self, Purpose};
-use primer_shared::test_util::{TestApp, TestUser, assert_events_covered};
+use primer_shared::test_util::github_stub::{GitHubAccount, GitHubStub};
+use primer_shared::test_util::{TestApp, TestUser, assert_events_covered, test_config};
+use primer_shared::user::linked::{self, ProviderAccount};
 use sqlx::PgPool;
 
 /// Each auth event and the status it must get; a user is signed up for those that need one.
@@ -24,11 +26,22 @@ const EXPECTED: &[(&str, u16)] = &[
     ("auth-password-reset.json", 200),
     ("auth-email-verify-send.json", 202),
     ("auth-email-verify.json", 204),
+    ("auth-oauth-providers.json", 200),
+    ("auth-oauth-start.json", 302),
+    ("auth-oauth-callback.json", 302),
+    ("auth-oauth-link.json", 200),
+    ("auth-oauth-exchange.json", 200),
+    ("auth-accounts-list.json", 200),
+    ("auth-accounts-delete.json", 204),
 ];
 
 #[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
 async fn every_auth_event_gets_its_status(pool: PgPool) {
-    let app = TestApp::new(pool, auth::router);
+    // GitHub through the test kit's stub, for the sign-in routes.
+    let stub = GitHubStub::start().await;
+    let mut config = test_config();
+    stub.configure(&mut config);
+    let app = TestApp::with_config(pool, config, auth::router);
     assert_events_covered(&["auth-"], EXPECTED);
 
     for (i, (name, expected)) in EXPECTED.iter().enumerate() {
@@ -39,14 +52,37 @@ async fn every_auth_event_gets_its_status(pool: PgPool) {
             |purpose| recovery::issue(app.pool(), purpose, &user.id, &user.email, Duration::from_secs(60));
         let reset = token(Purpose::PasswordReset).await.unwrap().expose();
         let verify = token(Purpose::VerifyEmail).await.unwrap().expose();
+        // A sign-in started and approved at GitHub, for the callback's code and state; another
+        // one finished, for a one-time code; and a GitHub account of the user's, to remove.
+        let github =
+            GitHubAccount::new(1000 + i as u64, &format!("event{i}"), &format!("gh{i}@example.com"), true);
+        stub.sign_in_as(&github);
+        let back =
+            url::Url::parse(&stub.approve(&app.redirected("/api/auth/oauth/github/start").await)).unwrap();
+        let from_github: std::collections::HashMap<_, _> = back.query_pairs().into_owned().collect();
+        let other =
+            GitHubAccount::new(2000 + i as u64, &format!("other{i}"), &format!("other{i}@example.com"), true);
+        let finished = app.sign_in_with_github(&stub, &other, None).await;
+        let sign_in_code = finished.split_once("#code=").unwrap().1.to_owned();
+        let linked = ProviderAccount { provider: "github", account_id: &format!("{}", 3000 + i), scope: "" };
+        linked::link(app.pool(), &user.id, &linked).await.unwrap();
         let substitutions = [
             ("REPLACE_WITH_ACCESS_TOKEN", user.access_token.as_str()),
             ("REPLACE_WITH_REFRESH_TOKEN", &user.refresh_token),
             ("REPLACE_WITH_SESSION_ID", &other_session.session_id),
             ("REPLACE_WITH_RESET_TOKEN", &reset),
             ("REPLACE_WITH_VERIFY_TOKEN", &verify),
+            ("REPLACE_WITH_PROVIDER_CODE", &from_github["code"]),
+            ("REPLACE_WITH_STATE", &from_github["state"]),
+            ("REPLACE_WITH_SIGN_IN_CODE", &sign_in_code),
         ];
-        app.send_sample_event(name, &substitutions, *expected).await;
+        let response = app.send_sample_event(name, &substitutions, *expected).await;
+        if *name == "auth-oauth-callback.json" {
+            // Through the Lambda entry the reader comes back signed in.
+            let location = response.headers["location"].to_str().unwrap();
+            let site = primer_shared::config::LOCAL_RUNNER_URL;
+            assert!(location.starts_with(&format!("{site}/#code=")), "{location}");
+        }
     }
 
     // The session opened by the login event records API Gateway's view of the client.

@@ -597,23 +597,12 @@ async fn usage_today(State(state): State<AppState>, caller: Caller) -> Result<Js
 #[openapi(
     paths(models, create, list, show, update, remove, list_messages, post_message, retry, usage_today),
     components(schemas(StreamDelta, StreamCitations)),
-    modifiers(&OptionalCreateBody)
+    modifiers(&OPTIONAL_CREATE_BODY)
 )]
 pub struct Api;
 
-/// `POST /api/conversations` may come without a body ([`OptionalJsonBody`]), but a body it has
-/// is a `CreateConversationRequest` (not `null`): an optional body of a required schema, which
-/// `#[utoipa::path]` cannot say.
-struct OptionalCreateBody;
-
-impl utoipa::Modify for OptionalCreateBody {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let create = openapi.paths.paths.get_mut("/api/conversations").and_then(|item| item.post.as_mut());
-        if let Some(body) = create.and_then(|operation| operation.request_body.as_mut()) {
-            body.required = Some(utoipa::openapi::Required::False);
-        }
-    }
-}
+/// `POST /api/conversations` may come without a body ([`OptionalJsonBody`]).
+static OPTIONAL_CREATE_BODY: api::OptionalPostBody = api::OptionalPostBody("/api/conversations");
 
 /// What `#[utoipa::path]` cannot say of the streamed replies of [`event_stream`], added to the
 /// assembled document: the `ReplyEvent` schema (one event: its name, its running id, its JSON

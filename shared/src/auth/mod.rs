@@ -1,9 +1,10 @@
 //! Identity: the account flows, passwords, tokens, sessions, the login rate limit, account
-//! recovery by e-mail, and Better-Auth's sessions.
+//! recovery by e-mail, Better-Auth's sessions, and signing in with other providers.
 
 #[cfg(feature = "passwords")]
 pub mod account;
 pub mod better_auth;
+pub mod oauth;
 #[cfg(feature = "passwords")]
 pub mod password;
 pub mod rate_limit;

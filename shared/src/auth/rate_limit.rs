@@ -409,6 +409,10 @@ pub enum EntryPoint {
     Guest,
     /// `POST /api/auth/password/forgot`: each may send an e-mail.
     PasswordForgot,
+    /// `GET /api/auth/oauth/{provider}/start`: each stores a pending sign-in.
+    OAuthStart,
+    /// `GET /api/auth/oauth/{provider}/callback`: each calls the provider.
+    OAuthCallback,
 }
 
 impl EntryPoint {
@@ -417,6 +421,8 @@ impl EntryPoint {
             Self::Register => "register",
             Self::Guest => "guest",
             Self::PasswordForgot => "password-forgot",
+            Self::OAuthStart => "oauth-start",
+            Self::OAuthCallback => "oauth-callback",
         }
     }
 }

@@ -198,20 +198,27 @@ pub fn verify_guest(jwt: &JwtConfig, token: &str) -> Result<GuestClaims, Error> 
     decode(jwt, token, &guest_audience(jwt))
 }
 
-/// jsonwebtoken's cryptography, reduced to the one algorithm primer signs and accepts. Its own
-/// providers bring RSA, ECDSA and EdDSA as well (0.6 MB of every bootstrap, for tokens that are
-/// refused before any signature is checked); this one makes an HMAC-SHA256 signer or verifier
-/// and refuses to make anything else.
-static HS256_ONLY: CryptoProvider = CryptoProvider {
+/// jsonwebtoken's cryptography, reduced to what primer signs and accepts. Its own providers
+/// bring RSA, ECDSA and EdDSA signing and verifying (0.6 MB of every bootstrap, for tokens that
+/// are refused before any signature is checked); this one makes an HMAC-SHA256 signer or
+/// verifier for primer's own tokens, and with the `oauth` feature (the auth function only) an
+/// RS256 or ES256 verifier for a sign-in provider's ID tokens (`auth::oauth::id_token`, on the
+/// ring that TLS links already). It refuses to make anything else.
+static PRIMER_JWT_CRYPTO: CryptoProvider = CryptoProvider {
     signer_factory: |algorithm, key| Ok(Box::new(Hs256::new(*algorithm, key.try_get_hmac_secret()?)?)),
-    verifier_factory: |algorithm, key| Ok(Box::new(Hs256::new(*algorithm, key.try_get_hmac_secret()?)?)),
+    verifier_factory: |algorithm, key| match algorithm {
+        #[cfg(feature = "oauth")]
+        Algorithm::RS256 | Algorithm::ES256 => super::oauth::id_token::verifier(*algorithm, key),
+        _ => Ok(Box::new(Hs256::new(*algorithm, key.try_get_hmac_secret()?)?)),
+    },
     jwk_utils: JwkUtils::new_unimplemented(),
 };
 
-/// Makes [`HS256_ONLY`] jsonwebtoken's provider for this process, before its first token (the
-/// first one installed stays). Tests that sign tokens with jsonwebtoken itself call it first.
+/// Makes [`PRIMER_JWT_CRYPTO`] jsonwebtoken's provider for this process, before its first
+/// token (the first one installed stays). Tests that sign tokens with jsonwebtoken itself call
+/// it first.
 pub fn install_jwt_crypto() {
-    let _ = HS256_ONLY.install_default();
+    let _ = PRIMER_JWT_CRYPTO.install_default();
 }
 
 struct Hs256(Hmac<Sha256>);
