@@ -37,9 +37,10 @@ PLACEHOLDER = re.compile(r"<[A-Z][A-Z0-9_]*>")
 
 
 def tracked(repo, pattern):
-    out = subprocess.run(["git", "-C", str(repo), "ls-files", "--cached", "--others", "--exclude-standard", "--", pattern], check=True,
-                         capture_output=True, text=True).stdout
-    return [repo / line for line in out.splitlines() if line]
+    """Committed files and new ones not yet committed (not what .gitignore leaves out)."""
+    command = ["git", "-C", str(repo), "ls-files", "--cached", "--others", "--exclude-standard", "--", pattern]
+    out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    return [repo / line for line in out.splitlines() if line and (repo / line).is_file()]
 
 
 def without_test_modules(text):
