@@ -608,7 +608,7 @@ WHY_NOT = {
     "login req/s (16 connections)":
         "the ceiling gives both cores to hashing, but two hashes at once run slower than one alone, "
         "and PostgreSQL and the kernel's networking for the login's round trips share the cores "
-        "(see the reference column; README: a profile of this load); tried: one hasher per core, "
+        "(see the reference column; docs/performance.md: a profile of this load); tried: one hasher per core, "
         "each reusing its argon2 memory, a slot held until its hash is done, and fewer round trips "
         "per login (18 -> 14: the check is released in the session's transaction, the login "
         "recorded with the hash's confirmation)",

@@ -204,7 +204,7 @@ fn is_oversized(request: &Request) -> bool {
 /// Keeps glibc's allocator to one arena. By default glibc gives each thread that contends for
 /// `malloc` an arena of its own (up to eight per core) and keeps what is freed in each: under
 /// 64 concurrent logins the local runner grew from 11 to 113 MB and stayed there, with one
-/// arena it stays under 56 MB at the same throughput (README, "Performance"). A Lambda serves
+/// arena it stays under 56 MB at the same throughput (docs/performance.md). A Lambda serves
 /// one request at a time, where it changes nothing. Call it first thing in `main`.
 pub fn limit_allocator_arenas() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]

@@ -5,8 +5,9 @@
 // Each command prints one JSON document on stdout; a failure exits non-zero with the reason
 // on stderr. Better-Auth is configured as a frontend sharing the database would configure it:
 // the Kysely/pg adapter on a pg Pool, email and password enabled with the password settings
-// README gives for sharing users with primer (primer's argon2id hashes verify here too) and its
-// own password reset (the "e-mail" is kept in memory, for the command to print the token),
+// docs/better-auth.md gives for sharing users with primer (primer's argon2id hashes verify here
+// too) and its own password reset (the "e-mail" is kept in memory, for the command to print the
+// token),
 // GitHub as a social provider (never called: `oauth-sign-in` starts where its callback has
 // learnt who the reader is), the defaults otherwise.
 import { betterAuth } from "better-auth";
