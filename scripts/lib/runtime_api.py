@@ -63,6 +63,8 @@ class Invocation:
     queued_at: float = 0.0
     delivered_at: float | None = None
     finished_at: float | None = None
+    # A streamed answer's chunks as they arrived: (time.monotonic(), bytes).
+    chunks: list = field(default_factory=list)
     done: threading.Event = field(default_factory=threading.Event)
 
     @property
@@ -166,7 +168,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.close_connection = True
 
     def _read_body(self) -> tuple[bytes, dict]:
-        """The request body (Content-Length or chunked) and any trailers."""
+        """The request body (Content-Length or chunked) and any trailers; a chunked body's
+        chunks, with when each arrived, are kept in self.arrived."""
+        self.arrived = []
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
             chunks, trailers = [], {}
             while True:
@@ -184,6 +188,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                         trailers[name.strip().lower()] = value.strip()
                     break
                 chunks.append(self.rfile.read(size))
+                self.arrived.append((time.monotonic(), chunks[-1]))
                 self.rfile.readline()  # the CRLF after each chunk
             return b"".join(chunks), trailers
         length = int(self.headers.get("Content-Length") or 0)
@@ -244,6 +249,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self._reply(400, {"errorMessage": f"unknown or finished request id {request_id}"})
             return
         invocation.headers = {k.lower(): v for k, v in self.headers.items()}
+        invocation.chunks = self.arrived
         if kind == "error":
             invocation.outcome = "error"
             invocation.error_type = self.headers.get("Lambda-Runtime-Function-Error-Type")

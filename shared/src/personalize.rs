@@ -183,12 +183,19 @@ impl ReaderProfile {
         Some(Self { reader, profile: stored.profile, profile_hash: stored.profile_hash.as_str().to_owned() })
     }
 
-    /// The fingerprint of this reader's copy of a chapter at `chapter_version`, whose
-    /// directives mention `facets` ([`rules::facets`]), when `engine` is tried first: for the
-    /// rule-based engine, the reader's values of those facets; for the model, the whole profile.
-    pub fn fingerprint(&self, facets: &BTreeSet<Facet>, chapter_version: i32, engine: Engine) -> Fingerprint {
+    /// The fingerprint of this reader's copy of a chapter at `chapter_version` with
+    /// `directives`, when `engine` is tried first: for the rule-based engine, its decisions for
+    /// this reader; for the model, the whole profile.
+    pub fn fingerprint(
+        &self,
+        directives: &rules::Directives,
+        chapter_version: i32,
+        engine: Engine,
+    ) -> Fingerprint {
         match engine {
-            Engine::Rule => Fingerprint::of_rules(chapter_version, facets, &self.reader),
+            Engine::Rule => {
+                Fingerprint::of_rules(chapter_version, &directives.decide(&self.reader), &self.reader)
+            }
             Engine::Model => Fingerprint::of_model(chapter_version, &self.profile_hash),
         }
     }

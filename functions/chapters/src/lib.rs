@@ -166,7 +166,7 @@ struct PersonalizedBody {
     /// The caller's current profile hash.
     #[schema(pattern = "^[0-9a-f]{64}$")]
     profile_hash: String,
-    /// SHA-256 of what this copy was made from: the chapter version and the part of the profile the engine reads. It names the stored object.
+    /// SHA-256 of what this copy was made from: the chapter version and what decides the engine's text (the rules' decisions for the reader, or the whole profile for a model). It names the stored object.
     #[schema(value_type = String, pattern = "^[0-9a-f]{64}$")]
     fingerprint: Fingerprint,
     #[schema(inline)]
@@ -182,7 +182,7 @@ struct PersonalizedBody {
     tag = "chapters",
     operation_id = "getPersonalizedChapter",
     summary = "A chapter rewritten for the caller",
-    description = "Looked up by (user, chapter, chapter_version, fingerprint): the fingerprint hashes what the engine tried first reads of the profile (for the rule-based engine, the reader's values of the facets the chapter's directives mention; with a model, the whole profile), so a profile edit that cannot change the chapter is still a hit. On a miss it is generated (language model if configured, else the rule-based engine) and cached. 409 `profile_incomplete` without an onboarded profile.",
+    description = "Looked up by (user, chapter, chapter_version, fingerprint): the fingerprint hashes what decides the text of the engine tried first (for the rule-based engine, its decisions for the reader: which of the chapter's passages it keeps, and the reader's values of what the kept ones read; with a model, the whole profile), so a profile edit that changes none of those is still a hit. On a miss it is generated (language model if configured, else the rule-based engine) and cached. 409 `profile_incomplete` without an onboarded profile.",
     params(("id" = i32, Path, minimum = 1, description = "Chapter id."), PersonalizedQuery),
     responses(
         (status = 200, description = "The chapter personalized for the caller's profile: `text/markdown` by default, JSON with `?format=json`.", content((String = "text/markdown", example = json!(PERSONALIZED_EXAMPLE)), (PersonalizedBody = "application/json"))),

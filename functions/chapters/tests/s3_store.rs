@@ -1,6 +1,7 @@
 //! The S3 store against a real S3-compatible server (moto's, started by `scripts/test`):
 //! put, get, delete, delete by prefix, and a presigned URL fetched over HTTP, then the
-//! personalized route's redirect.
+//! personalized route's redirect, and the cache keeping its objects across a profile edit that
+//! changes none of the rules' decisions.
 
 mod common;
 
@@ -8,12 +9,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_s3::config::{Credentials, Region, SharedCredentialsProvider};
+use axum::http::Method;
 use axum::http::{StatusCode, header};
-use common::{import_fixture, python_reader};
+use common::{import_fixture, python_reader, sample_book};
 use primer_shared::AppState;
 use primer_shared::blob::{BlobStore, KeyPrefix, ObjectKey, S3Store};
 use primer_shared::config::S3Config;
+use primer_shared::profile::examples::api_example;
 use primer_shared::test_util::{TestApp, skipped, test_config};
+use primer_shared::{app, book};
+use serde_json::{Value, json};
 use sqlx::PgPool;
 
 /// A store on a new, empty bucket of the local server.
@@ -134,4 +139,76 @@ async fn the_personalized_route_redirects_to_a_presigned_url(pool: PgPool) {
     let inline = app.get("/api/chapters/1/personalized?format=json", Some(&reader.access_token)).await.json();
     assert_eq!(inline["cached"], true, "the redirect stored it first");
     assert_eq!(inline["markdown"], fetched.as_str());
+}
+
+/// The objects in `store`'s bucket.
+async fn objects(store: &S3Store) -> Vec<String> {
+    let listed = store.client().list_objects_v2().bucket(store.bucket()).send().await.unwrap();
+    listed.contents().iter().filter_map(|o| o.key().map(str::to_owned)).collect()
+}
+
+/// The sample book has one tool passage for VSCode users and others for tools neither profile
+/// names (Docker, MuJoCo, Jupyter, ...). Vim instead of VSCode changes one decision of chapter 1
+/// and none of the others: chapter 1 is made again, and the other five are served from the
+/// objects made before, through the pooler and from S3, with nothing written. Adding Docker
+/// changes a decision in chapters 1 and 6: those two are made again, with the Docker passages.
+#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+async fn a_profile_edit_that_changes_no_decision_writes_nothing(pool: PgPool) {
+    if skipped("moto") {
+        return;
+    }
+    let store = Arc::new(fresh_bucket().await);
+    let state = AppState::new(test_config(), pool).with_blobs(store.clone());
+    let app =
+        TestApp::with_state(state, |state| app::service(profile::routes().merge(chapters::routes()), state));
+    book::import_dir(app.pool(), &sample_book()).await.unwrap();
+    let user = app.signed_up("reader@example.com").await;
+    let put = app.call(Method::PUT, "/api/profile", Some(&user.access_token), Some(api_example())).await;
+    assert_eq!(put.status, StatusCode::CREATED, "{}", put.text());
+    let read_all = || async {
+        let mut chapters = Vec::new();
+        for chapter in 1..=6 {
+            let path = format!("/api/chapters/{chapter}/personalized?format=json");
+            let response = app.get(&path, Some(&user.access_token)).await;
+            assert_eq!(response.status, StatusCode::OK, "{}", response.text());
+            chapters.push(response.json());
+        }
+        chapters
+    };
+    let cached =
+        |chapters: &[Value]| chapters.iter().map(|c| c["cached"].as_bool().unwrap()).collect::<Vec<_>>();
+    let made = read_all().await;
+    assert_eq!(cached(&made), [false; 6]);
+    assert_eq!(objects(&store).await.len(), 6);
+
+    let patch = |tools: Value| {
+        let body = json!({"software_context": {"preferred_tools": tools}});
+        async { app.call(Method::PATCH, "/api/profile", Some(&user.access_token), Some(body)).await }
+    };
+    let patched = patch(json!(["Vim", "ROS"])).await;
+    assert_eq!(patched.status, StatusCode::OK, "{}", patched.text());
+    let vim = read_all().await;
+    assert_eq!(cached(&vim), [false, true, true, true, true, true], "only chapter 1 reads VSCode");
+    for (before, after) in made.iter().zip(&vim).skip(1) {
+        assert_eq!(
+            (&after["markdown"], &after["fingerprint"]),
+            (&before["markdown"], &before["fingerprint"])
+        );
+        assert_eq!(after["profile_hash"], patched.json()["profile"]["profile_hash"]);
+    }
+    let vscode_passage = "### Working in Visual Studio Code";
+    assert!(made[0]["markdown"].as_str().unwrap().contains(vscode_passage));
+    assert!(!vim[0]["markdown"].as_str().unwrap().contains(vscode_passage));
+    assert_eq!(objects(&store).await.len(), 7, "one new object, for chapter 1");
+
+    let patched = patch(json!(["Vim", "ROS", "Docker"])).await;
+    assert_eq!(patched.status, StatusCode::OK, "{}", patched.text());
+    let docker = read_all().await;
+    assert_eq!(cached(&docker), [false, true, true, true, true, false], "chapters 1 and 6 read Docker");
+    for chapter in [0, 5] {
+        let markdown = docker[chapter]["markdown"].as_str().unwrap();
+        assert!(markdown.to_lowercase().contains("docker run"), "chapter {}: {markdown}", chapter + 1);
+    }
+    assert_eq!(objects(&store).await.len(), 9);
+    assert_eq!(common::copies(app.pool()).await, 9, "one row per object");
 }

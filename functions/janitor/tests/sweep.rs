@@ -331,7 +331,7 @@ async fn staleness_follows_the_fingerprint_not_the_profile_hash(pool: PgPool) {
     let first_hash = store_profile(app.pool(), &ada.id, api_example()).await;
     let rule_copy = read(&app, &ada, chapter("1")).await;
 
-    // A new learning goal: another profile hash, but nothing this chapter reads.
+    // A new learning goal: another profile hash, but no decision of the rules changes.
     let mut document = api_example();
     document["learning_goals"] = json!(["locomotion"]);
     let hash = store_profile(app.pool(), &ada.id, document.clone()).await;
@@ -363,12 +363,21 @@ async fn staleness_follows_the_fingerprint_not_the_profile_hash(pool: PgPool) {
     live_keys.sort();
     assert_eq!(keys_in_rows(app.pool()).await, live_keys);
     let served = personalized_chapter(&app.state.personalizer(), &ada.id, chapter("1")).await.unwrap();
-    assert!(served.cached && served.key == Some(rule_copy), "the rule copy is still the one served");
+    assert!(
+        served.cached && served.key.as_ref() == Some(&rule_copy),
+        "the rule copy is still the one served"
+    );
 
-    // A new level is something the chapter reads: now both copies are stale.
+    // Another level than the directive's, as before: the rules decide alike, so only the
+    // model's copy (of the whole profile) is stale.
     document["python_proficiency"] = json!("Advanced");
+    store_profile(app.pool(), &ada.id, document.clone()).await;
+    assert_eq!(sweep(&app.state).await.unwrap().personalized_chapters, 1);
+    assert_eq!(keys_in_rows(app.pool()).await, [rule_copy.to_string()]);
+    // The directive's level: the rules decide otherwise, and the rule copy is stale too.
+    document["python_proficiency"] = json!("Beginner");
     store_profile(app.pool(), &ada.id, document).await;
-    assert_eq!(sweep(&app.state).await.unwrap().personalized_chapters, 2);
+    assert_eq!(sweep(&app.state).await.unwrap().personalized_chapters, 1);
     assert!(keys_in_rows(app.pool()).await.is_empty());
 }
 

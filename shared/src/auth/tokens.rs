@@ -72,6 +72,8 @@ pub struct Issued<T> {
 pub struct JwtKey {
     id: String,
     secret: SecretString,
+    /// The secret as jsonwebtoken verifies with it, made once.
+    decoding: DecodingKey,
 }
 
 impl JwtKey {
@@ -84,7 +86,8 @@ impl JwtKey {
             .chain_update(b"primer/jwt-key-id")
             .finalize()
             .into_bytes();
-        Self { id: URL_SAFE_NO_PAD.encode(&mac[..8]), secret }
+        let decoding = DecodingKey::from_secret(secret.expose_secret().as_bytes());
+        Self { id: URL_SAFE_NO_PAD.encode(&mac[..8]), secret, decoding }
     }
 
     /// The key id tokens signed with this key carry (`kid`).
@@ -218,7 +221,10 @@ static PRIMER_JWT_CRYPTO: CryptoProvider = CryptoProvider {
 /// token (the first one installed stays). Tests that sign tokens with jsonwebtoken itself call
 /// it first.
 pub fn install_jwt_crypto() {
-    let _ = PRIMER_JWT_CRYPTO.install_default();
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(|| {
+        let _ = PRIMER_JWT_CRYPTO.install_default();
+    });
 }
 
 struct Hs256(Hmac<Sha256>);
@@ -273,24 +279,44 @@ fn signing_key(jwt: &JwtConfig) -> Result<&JwtKey, Error> {
 /// Checks `token` with the key its `kid` names (a `kid` no key has is refused), or, for a token
 /// without one, with each key in turn.
 fn decode<T: serde::de::DeserializeOwned>(jwt: &JwtConfig, token: &str, audience: &str) -> Result<T, Error> {
-    // Only HS256: a token claiming `none` or an asymmetric algorithm is refused outright.
-    let mut validation = Validation::new(Algorithm::HS256);
-    validation.set_issuer(&[&jwt.issuer]);
-    validation.set_audience(&[audience]);
-    validation.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
-    validation.leeway = 5;
     install_jwt_crypto();
     let header = jsonwebtoken::decode_header(token).map_err(|_| Error::Unauthorized)?;
     let named = |key: &&JwtKey| header.kid.as_deref().is_none_or(|kid| kid == key.id);
-    jwt.keys
-        .verifying()
-        .filter(named)
-        .find_map(|key| {
-            let decoding = DecodingKey::from_secret(key.secret.expose_secret().as_bytes());
-            jsonwebtoken::decode::<T>(token, &decoding, &validation).ok()
-        })
-        .map(|data| data.claims)
-        .ok_or(Error::Unauthorized)
+    with_validation(&jwt.issuer, audience, |validation| {
+        jwt.keys
+            .verifying()
+            .filter(named)
+            .find_map(|key| jsonwebtoken::decode::<T>(token, &key.decoding, validation).ok())
+            .map(|data| data.claims)
+            .ok_or(Error::Unauthorized)
+    })
+}
+
+/// Calls `check` with what a token of `issuer` for `audience` is checked against. Built once per
+/// thread, issuer and audience, not per request: jsonwebtoken's `Validation` holds the issuer
+/// and audience as hash sets, allocated anew each time it is built.
+fn with_validation<R>(issuer: &str, audience: &str, check: impl FnOnce(&Validation) -> R) -> R {
+    thread_local! {
+        static BUILT: std::cell::RefCell<Vec<(String, String, Validation)>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    BUILT.with_borrow_mut(|built| {
+        let found = built.iter().position(|(i, a, _)| i == issuer && a == audience);
+        let index = found.unwrap_or_else(|| {
+            // A deployment has one issuer and two audiences (access, guest); tests have more.
+            if built.len() >= 8 {
+                built.clear();
+            }
+            // Only HS256: a token claiming `none` or an asymmetric algorithm is refused outright.
+            let mut validation = Validation::new(Algorithm::HS256);
+            validation.set_issuer(&[issuer]);
+            validation.set_audience(&[audience]);
+            validation.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
+            validation.leeway = 5;
+            built.push((issuer.to_owned(), audience.to_owned(), validation));
+            built.len() - 1
+        });
+        check(&built[index].2)
+    })
 }
 
 /// An opaque refresh token: 256 random (or, for a successor, keyed pseudo-random) bits, shown

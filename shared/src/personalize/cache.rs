@@ -1,11 +1,12 @@
 //! The personalization cache: each reader's chapters as objects in the blob store, indexed by
 //! `personalized_chapters` rows keyed by `(user, chapter, chapter_version, fingerprint)`.
 //!
-//! The [`Fingerprint`] hashes what the copy depends on: the reader's values of the facets the
-//! chapter's directives mention when the rule-based engine is the one tried first, the whole
-//! profile when a model is. So an edit of the profile that cannot change a chapter (a new
-//! learning goal, for a chapter without `goal` directives) finds the copy made before it, and
-//! one that can change it misses. The row also records the `profile_hash` it was made from.
+//! The [`Fingerprint`] hashes what the copy depends on: the rule-based engine's decisions for
+//! the reader (which of the chapter's blocks it keeps, and the reader's values of what the kept
+//! ones read) when it is the engine tried first, the whole profile when a model is. So an edit
+//! of the profile that changes no decision (a new learning goal, for a chapter without `goal`
+//! directives; Vim instead of VSCode, for a chapter whose only tool passage is for Docker)
+//! finds the copy made before it, and one that changes a decision misses. The row also records the `profile_hash` it was made from.
 //!
 //! Invariants: the object is written before its row, so no row points at a missing object;
 //! concurrent misses for one key generate once; a failed store write leaves no row. An object
@@ -31,9 +32,9 @@ use uuid::Uuid;
 
 use std::collections::{BTreeSet, HashMap};
 
-use super::{Engine, Fingerprint, ModelEngine, ReaderProfile, personalize_within_quota, rules};
+use super::rules::Directives;
+use super::{Engine, Fingerprint, ModelEngine, ReaderProfile, personalize_within_quota};
 use crate::blob::{BlobStore, KeyPrefix, ObjectKey};
-use crate::book::markup::Facet;
 use crate::book::{self, Chapter, ChapterId};
 use crate::claim::{self, CLAIM_MARGIN};
 use crate::config::UsageLimits;
@@ -146,8 +147,8 @@ async fn find_or_make(
     };
     let profile = ReaderProfile::of(found.profile.into_profile()?).ok_or_else(profile_incomplete)?;
     let version = found.chapter_version;
-    let facets = facets_of(deps.pool, id, &found.source_sha256).await?;
-    let fingerprint = profile.fingerprint(&facets, version, first_engine(deps));
+    let directives = directives_of(deps.pool, id, &found.source_sha256).await?;
+    let fingerprint = profile.fingerprint(&directives, version, first_engine(deps));
     let key = object_key(user_id, id, version, &fingerprint)?;
     let served = |engine, cached, markdown| PersonalizedChapter {
         chapter_id: id,
@@ -301,18 +302,18 @@ async fn look_up(pool: &PgPool, user_id: &str, id: ChapterId) -> Result<Option<L
     Ok(found)
 }
 
-/// The facets the directives of chapter `id` mention, for its text of SHA-256 `source_sha256`:
-/// computed once per text and instance (keyed by the text's digest, so any database's chapter
-/// with that text shares them), so a cache hit needs no chapter text.
-async fn facets_of(pool: &PgPool, id: ChapterId, source_sha256: &str) -> Result<Arc<BTreeSet<Facet>>> {
-    static KNOWN: LazyLock<Mutex<HashMap<String, Arc<BTreeSet<Facet>>>>> = LazyLock::new(Default::default);
-    if let Some(facets) = KNOWN.lock().unwrap_or_else(|e| e.into_inner()).get(source_sha256) {
-        return Ok(facets.clone());
+/// The directives of chapter `id`, for its text of SHA-256 `source_sha256`: read once per text
+/// and instance (keyed by the text's digest, so any database's chapter with that text shares
+/// them), so a cache hit needs no chapter text.
+async fn directives_of(pool: &PgPool, id: ChapterId, source_sha256: &str) -> Result<Arc<Directives>> {
+    static KNOWN: LazyLock<Mutex<HashMap<String, Arc<Directives>>>> = LazyLock::new(Default::default);
+    if let Some(directives) = KNOWN.lock().unwrap_or_else(|e| e.into_inner()).get(source_sha256) {
+        return Ok(directives.clone());
     }
     let chapter = book::by_id(pool, id).await?.ok_or(Error::NotFound)?;
-    let facets = Arc::new(rules::facets(&chapter.source_markdown));
-    KNOWN.lock().unwrap_or_else(|e| e.into_inner()).insert(chapter.source_sha256, facets.clone());
-    Ok(facets)
+    let directives = Arc::new(Directives::of(&chapter.source_markdown));
+    KNOWN.lock().unwrap_or_else(|e| e.into_inner()).insert(chapter.source_sha256, directives.clone());
+    Ok(directives)
 }
 
 /// The stored copy under `key`, when its row and its object are both there.
@@ -575,24 +576,22 @@ async fn stale_among(pool: &PgPool, copies: Vec<StoredCopy>) -> Result<Vec<Store
         .into_iter()
         .filter_map(|(user, stored)| Some((user, ReaderProfile::of(stored)?)))
         .collect();
-    // Each chapter's current version and the facets its directives mention.
+    // Each chapter's current version and its directives.
     let ids: BTreeSet<ChapterId> = undecided.iter().map(|c| c.chapter_id).collect();
-    let mut chapters: HashMap<ChapterId, (i32, BTreeSet<Facet>)> = HashMap::new();
+    let mut chapters: HashMap<ChapterId, (i32, Directives)> = HashMap::new();
     for id in ids {
         if let Some(chapter) = book::by_id(pool, id).await? {
-            chapters.insert(id, (chapter.version, rules::facets(&chapter.source_markdown)));
+            chapters.insert(id, (chapter.version, Directives::of(&chapter.source_markdown)));
         }
     }
     let is_live = |copy: &StoredCopy| {
-        let (Some(reader), Some((version, facets))) =
+        let (Some(reader), Some((version, directives))) =
             (readers.get(&copy.user_id), chapters.get(&copy.chapter_id))
         else {
             return false;
         };
-        let live = [
-            Fingerprint::of_rules(*version, facets, &reader.reader),
-            Fingerprint::of_model(*version, &reader.profile_hash),
-        ];
+        let live =
+            [Engine::Rule, Engine::Model].map(|engine| reader.fingerprint(directives, *version, engine));
         *version == copy.chapter_version
             && live.iter().any(|f| Some(f.as_str()) == copy.fingerprint.as_deref())
     };

@@ -178,7 +178,7 @@ pub fn note(profile: &Profile, filtered: &Filtered) -> String {
     ];
     let parts = rules::list(given.iter().filter(|(_, set)| *set).map(|(name, _)| *name))
         .unwrap_or_else(|| "profile".into());
-    let left_out = match filtered.dropped {
+    let left_out = match filtered.decisions.dropped() {
         0 => String::new(),
         1 => " One passage meant for another background is left out.".into(),
         n => format!(" {n} passages meant for other backgrounds are left out."),

@@ -1,13 +1,14 @@
 //! The rule-based engine: the book's own directives decide, deterministically, which blocks a
 //! reader sees.
 //!
-//! What it makes of a chapter depends on the reader's values of the facets the chapter's
-//! directives mention and on nothing else (its note included), which is what lets the cache
-//! key its copies by those values alone (see [`super::fingerprint`]).
+//! What it makes of a chapter depends on its [`Decisions`] for the reader and on nothing else:
+//! which blocks it keeps, and the reader's values of the facets of the kept ones (which the
+//! note names). That is what lets the cache key its copies by the decisions alone (see
+//! [`super::fingerprint`]), and [`Directives::decide`] makes them without the chapter's text.
 
 use std::collections::BTreeSet;
 
-use crate::book::markup::{Condition, DirectiveKind, Facet, Line, scan};
+use crate::book::markup::{Condition, Directive, DirectiveKind, Facet, Line, scan};
 
 use super::Reader;
 
@@ -16,15 +17,91 @@ use super::Reader;
 pub struct Filtered {
     /// The markdown, without our directive lines; other containers (`:::note`) intact.
     pub markdown: String,
-    /// Directive blocks kept for this reader.
-    pub kept: usize,
-    /// Directive blocks dropped for this reader.
-    pub dropped: usize,
     /// The facets the chapter's directives mention (see [`facets`]).
     pub facets: BTreeSet<Facet>,
+    /// What the rules decided for this reader.
+    pub decisions: Decisions,
+}
+
+/// What the rule engine decided for one reader of one chapter: all its output depends on.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Decisions {
+    /// For each directive the reader's text reaches (those inside a dropped block do not), in
+    /// the chapter's order: whether its block is kept.
+    pub outcomes: Vec<bool>,
     /// The facets read by the directives whose blocks this reader gets: what shaped their
-    /// text.
+    /// text, and what the note names with the reader's values.
     pub shaped_by: BTreeSet<Facet>,
+}
+
+impl Decisions {
+    /// Directive blocks kept for this reader.
+    pub fn kept(&self) -> usize {
+        self.outcomes.iter().filter(|kept| **kept).count()
+    }
+
+    /// Directive blocks dropped for this reader.
+    pub fn dropped(&self) -> usize {
+        self.outcomes.len() - self.kept()
+    }
+
+    fn record(&mut self, directive: &Directive, keep: bool) {
+        self.outcomes.push(keep);
+        if keep {
+            self.shaped_by.extend(directive.conditions.iter().flat_map(Condition::facets));
+        }
+    }
+}
+
+/// A chapter's directives in its order, each with the directive whose block holds it: what the
+/// rule engine decides from, without the text around them (a few hundred bytes for a chapter
+/// of tens of kilobytes), so that a cache hit can be keyed by decisions without the chapter.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Directives(Vec<(Directive, Option<usize>)>);
+
+impl Directives {
+    /// The directives of `markdown`; malformed ones are text to the rules, so not here.
+    pub fn of(markdown: &str) -> Self {
+        let mut directives = Vec::new();
+        // The open containers: ours by index, somebody else's as None.
+        let mut stack: Vec<Option<usize>> = Vec::new();
+        for line in scan(markdown) {
+            match line.kind {
+                Line::Open(Ok(directive)) => {
+                    let parent = stack.iter().rev().find_map(|frame| *frame);
+                    stack.push(Some(directives.len()));
+                    directives.push((directive, parent));
+                }
+                Line::Open(Err(_)) | Line::OpenOther => stack.push(None),
+                Line::Close => {
+                    stack.pop();
+                }
+                _ => {}
+            }
+        }
+        Self(directives)
+    }
+
+    /// The facets of the reader that the directives mention, wherever they are.
+    pub fn facets(&self) -> BTreeSet<Facet> {
+        self.0.iter().flat_map(|(d, _)| &d.conditions).flat_map(Condition::facets).collect()
+    }
+
+    /// What [`filter`] decides for `reader`, without the text.
+    pub fn decide(&self, reader: &Reader) -> Decisions {
+        let mut decisions = Decisions::default();
+        // Per directive: whether its block is shown (reached, and kept).
+        let mut shown: Vec<bool> = Vec::with_capacity(self.0.len());
+        for (directive, parent) in &self.0 {
+            let reached = parent.is_none_or(|p| shown[p]);
+            let keep = keeps(directive, reader);
+            if reached {
+                decisions.record(directive, keep);
+            }
+            shown.push(reached && keep);
+        }
+        decisions
+    }
 }
 
 /// One open container while filtering.
@@ -40,8 +117,8 @@ enum Frame {
 pub fn filter(markdown: &str, reader: &Reader) -> Filtered {
     let mut out = String::with_capacity(markdown.len());
     let mut stack: Vec<Frame> = Vec::new();
-    let (mut kept, mut dropped) = (0, 0);
-    let (mut facets, mut shaped_by) = (BTreeSet::new(), BTreeSet::new());
+    let mut facets = BTreeSet::new();
+    let mut decisions = Decisions::default();
     // Removing a block leaves the blank lines around it; one of them is enough.
     let mut removed_since_emit = false;
     let mut last_blank = false;
@@ -52,12 +129,9 @@ pub fn filter(markdown: &str, reader: &Reader) -> Filtered {
         let emit = match line.kind {
             Line::Open(Ok(directive)) => {
                 facets.extend(directive.conditions.iter().flat_map(Condition::facets));
-                let keep = applies(&directive.conditions, reader) == (directive.kind == DirectiveKind::Only);
-                if shown && keep {
-                    kept += 1;
-                    shaped_by.extend(directive.conditions.iter().flat_map(Condition::facets));
-                } else if shown {
-                    dropped += 1;
+                let keep = keeps(&directive, reader);
+                if shown {
+                    decisions.record(&directive, keep);
                 }
                 stack.push(Frame::Ours { keep });
                 false
@@ -88,20 +162,18 @@ pub fn filter(markdown: &str, reader: &Reader) -> Filtered {
             removed_since_emit = false;
         }
     }
-    Filtered { markdown: out, kept, dropped, facets, shaped_by }
+    Filtered { markdown: out, facets, decisions }
+}
+
+/// Whether `directive`'s block is for `reader`.
+fn keeps(directive: &Directive, reader: &Reader) -> bool {
+    applies(&directive.conditions, reader) == (directive.kind == DirectiveKind::Only)
 }
 
 /// The facets of the reader that the chapter's directives mention, wherever they are (also in
 /// blocks one reader or another never sees): what its personalized text can depend on.
 pub fn facets(markdown: &str) -> BTreeSet<Facet> {
-    scan(markdown)
-        .filter_map(|line| match line.kind {
-            Line::Open(Ok(directive)) => Some(directive.conditions),
-            _ => None,
-        })
-        .flatten()
-        .flat_map(|condition| condition.facets())
-        .collect()
+    Directives::of(markdown).facets()
 }
 
 /// True when the reader matches every condition: for a set (languages, goals, ...), when they
@@ -142,18 +214,19 @@ pub fn note(reader: &Reader, filtered: &Filtered) -> String {
                 reading all of it."
             .into();
     }
-    let shaped_by: Vec<String> = filtered.shaped_by.iter().map(|f| reader.describe(*f)).collect();
+    let decisions = &filtered.decisions;
+    let shaped_by: Vec<String> = decisions.shaped_by.iter().map(|f| reader.describe(*f)).collect();
     match list(shaped_by.iter().map(String::as_str)) {
         Some(shaped_by) => format!(
             "> **Tailored for you.** Shaped by your {shaped_by}: it includes {} written for readers like \
              you and leaves out {} meant for other backgrounds.",
-            passages(filtered.kept),
-            passages(filtered.dropped)
+            passages(decisions.kept()),
+            passages(decisions.dropped())
         ),
         None => format!(
             "> **Tailored for you.** None of this chapter's passages for particular backgrounds matches \
              yours, so it leaves out {}.",
-            passages(filtered.dropped)
+            passages(decisions.dropped())
         ),
     }
 }
@@ -281,7 +354,7 @@ end
         let filtered = filter(text, &expert());
         assert_eq!(filtered.markdown, "end\n");
         // The nested ones inside the dropped block are not counted.
-        assert_eq!((filtered.kept, filtered.dropped), (0, 1));
+        assert_eq!((filtered.decisions.kept(), filtered.decisions.dropped()), (0, 1));
         let mut python_expert = expert();
         python_expert.languages.insert(Language::Python);
         assert_eq!(body(text, &python_expert), "python\npython, advanced\nend\n");

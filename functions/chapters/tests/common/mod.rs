@@ -42,8 +42,8 @@ pub async fn python_reader(app: &TestApp, email: &str) -> (TestUser, String) {
 pub async fn rule_key(pool: &PgPool, user_id: &str, chapter: ChapterId) -> ObjectKey {
     let profile = reader_profile(pool, user_id).await.unwrap().expect("an onboarded reader");
     let chapter = book::by_id(pool, chapter).await.unwrap().expect("the chapter");
-    let facets = primer_shared::personalize::rules::facets(&chapter.source_markdown);
-    let fingerprint = profile.fingerprint(&facets, chapter.version, Engine::Rule);
+    let directives = primer_shared::personalize::rules::Directives::of(&chapter.source_markdown);
+    let fingerprint = profile.fingerprint(&directives, chapter.version, Engine::Rule);
     object_key(user_id, chapter.id, chapter.version, &fingerprint).unwrap()
 }
 
