@@ -7,7 +7,7 @@ runner: sign-up, the e-mailed verification link (the runner's own page), onboard
 personalized chapter, a refresh after a 401, a tutor reply streamed in pieces, the daily quota's
 429 with its Retry-After, sign-out, a password reset, and a sign-in with an OpenID Connect
 provider (npm oidc-provider, its login and consent pages filled in by the browser) through the
-page's "Sign in with ..." link. It checks that the page reads the
+page's "Sign in with ..." link, and one the reader declines there. It checks that the page reads the
 headers the API exposes, that a page on an origin the API does not list gets no answer, and that a
 Better-Auth session cookie (set by a real Better-Auth server on a third port) reaches primer with
 `credentials: "include"`. The model is a local stub that streams its answer in timed pieces.
@@ -454,6 +454,26 @@ def run(flow: Flow, browser) -> list[tuple[str, str | None, float]]:
         assert status == 200 and [m["provider"] for m in body["accounts"]] == ["school"], body
         page.click("#sign-out")
         page.wait_for_selector("#whoami[data-state=signed-out]")
+
+    @step("a sign-in the reader declines at the provider comes back as a notice, signed out")
+    def _():
+        # A browser of its own: the provider has no session or grant of this reader yet.
+        fresh = browser.new_context()
+        fresh.set_default_timeout(15_000)
+        declining = fresh.new_page()
+        declining.on("pageerror", lambda e: page_errors.append(f"{declining.url}: {e}"))
+        try:
+            declining.goto(site_page)
+            declining.wait_for_selector("#sign-in-with:not([hidden]) a[data-provider=school]").click()
+            declining.wait_for_selector("input[name=login]").fill(flow.oidc_account)
+            declining.click("button")
+            declining.click("form[action$='/abort'] button")
+            notice = declining.wait_for_selector("#notice.error")
+            assert "access denied" in notice.text_content(), notice.text_content()
+            assert declining.text_content("#whoami") == "Not signed in"
+            assert declining.url.startswith(flow.site) and "#" not in declining.url, declining.url
+        finally:
+            fresh.close()
 
     @step("a page on an origin the API does not list gets no answer")
     def _():
