@@ -142,13 +142,22 @@ async fn thirty_posts_at_once_get_exactly_the_message_quota(pool: PgPool) {
 #[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
 async fn concurrent_model_calls_never_pass_the_token_quota(pool: PgPool) {
     let server = model(Duration::from_millis(400)).await;
-    // Two calls' worth (2 × ~1,200), not three.
-    let app = app_with_model(pool, &server, |u| u.user.tokens = 3000);
+    // A reservation is the prompt at a token per character (about 450 here) plus the longest
+    // reply (1,024), and a call settles at the 1,200 the stub reports: two reservations fit
+    // (2 × ~1,470), a third never does (1,200 + 1,200 + ~1,470), whatever the order.
+    let app = app_with_model(pool, &server, |u| u.user.tokens = 3_200);
     let token = user_token(&app, "ada@example.com").await;
-    let conversation = id(&create(&app, &token, json!({})).await);
-    let handles = (0..10)
-        .map(|n| {
-            let (app, token, conversation) = (app.clone(), token.clone(), conversation.clone());
+    // One conversation each, so no prompt carries another post's question (a history whose
+    // length depended on the order the posts were stored in would move the estimates).
+    let mut conversations = Vec::new();
+    for _ in 0..10 {
+        conversations.push(id(&create(&app, &token, json!({})).await));
+    }
+    let handles = conversations
+        .into_iter()
+        .enumerate()
+        .map(|(n, conversation)| {
+            let (app, token) = (app.clone(), token.clone());
             tokio::spawn(async move {
                 post_message(&app, &token, &conversation, &format!("What is node {n}?")).await
             })
