@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-const REGENERATE: &str = "PRIMER_WRITE_OPENAPI=1 cargo test -p local --test openapi \
+const REGENERATE: &str = "PRIMER_WRITE_OPENAPI=1 cargo test -p local --test integration openapi:: \
                           (or: cargo run -p local --bin admin -- openapi > openapi.json)";
 
 #[test]

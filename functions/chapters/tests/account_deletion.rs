@@ -1,7 +1,7 @@
 //! Deleting an account (the flow behind `DELETE /api/auth/me`) takes the user's stored
 //! chapters with it.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

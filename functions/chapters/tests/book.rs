@@ -1,6 +1,6 @@
 //! Importing the book: versions, sections, and what the sample book gives two readers.
 
-mod common;
+use crate::common;
 
 use common::{import_fixture, sample_book};
 use primer_shared::book::{self, ChapterId, ChapterSource, ImportOutcome};

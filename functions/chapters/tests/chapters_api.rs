@@ -1,6 +1,6 @@
 //! `/api/chapters*`: the table of contents, sources, and the personalization cache's rules.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

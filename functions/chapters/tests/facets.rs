@@ -3,7 +3,7 @@
 //! does not use it in the cache. And a `PATCH` of the learning goals keeps every chapter without a
 //! goal directive cached, with many requests at once.
 
-mod common;
+use crate::common;
 
 use axum::Router;
 use axum::http::{Method, StatusCode};

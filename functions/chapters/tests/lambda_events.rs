@@ -1,6 +1,6 @@
 //! Every sample event in `events/` for the chapters function, fed through the Lambda entry.
 
-mod common;
+use crate::common;
 
 use axum::http::StatusCode;
 use common::{import_fixture, python_reader};

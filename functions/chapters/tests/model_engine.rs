@@ -1,7 +1,7 @@
 //! The model-based engine behind the route: used when it answers well and in time, replaced by
 //! the rule-based engine otherwise. The model is a local stub server.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -3,7 +3,7 @@
 //! personalized route's redirect, and the cache keeping its objects across a profile edit that
 //! changes none of the rules' decisions.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

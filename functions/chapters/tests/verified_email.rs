@@ -2,7 +2,7 @@
 //! gets 403 `email_unverified` from model personalization, and the model once they verify it
 //! through the link of their sign-up's e-mail. The model is a local stub server.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

@@ -3,7 +3,7 @@
 //! database stalls gives its claim up once it can; a JSON retry of a question a dead streamed
 //! request claimed says at once when to try again.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

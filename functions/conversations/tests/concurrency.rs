@@ -3,7 +3,7 @@
 //! posts are stored and answered once, nothing session-scoped is left on a server connection,
 //! and no transaction stays open while the model thinks.
 
-mod common;
+use crate::common;
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -134,7 +134,9 @@ async fn no_connection_is_idle_in_transaction_while_the_model_thinks(pool: PgPoo
         samples += 1;
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(samples >= 10, "the post was not in flight long enough to observe ({samples} samples)");
+    // Five samples in a row fail the test: with fewer than six (a loaded machine samples
+    // slower than every 50 ms), a transaction held across the wait could go unseen.
+    assert!(samples >= 6, "the post was not in flight long enough to observe ({samples} samples)");
     let response = posting.await.unwrap();
     assert_eq!(response.status, StatusCode::CREATED, "{}", response.text());
 }

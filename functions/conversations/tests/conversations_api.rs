@@ -1,6 +1,6 @@
 //! Conversations: create, list, get, patch, delete; ownership on every route.
 
-mod common;
+use crate::common;
 
 use axum::http::{Method, StatusCode};
 use common::{create, guest_token, id, offline_app, post_message, retry, stored_messages, user_token};

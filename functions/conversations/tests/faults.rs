@@ -2,7 +2,7 @@
 //! stub): a tutor post is answered within the model's own time limits, with a failure notice
 //! that can be retried, whatever the network does; once it is well, the retry answers.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -2,7 +2,7 @@
 //! entry (`lambda_http`'s request from an API Gateway payload) into the router; the function
 //! URL events of the streaming entry (`conversations-stream-*`) into its own router.
 
-mod common;
+use crate::common;
 
 use axum::http::header;
 use common::{create, id, post_message};

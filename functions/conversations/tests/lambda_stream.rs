@@ -5,7 +5,7 @@
 //! server of the test's own that notes when each event of the body arrived; the model is the
 //! streaming stub, 20 chunks 50 ms apart.
 
-mod common;
+use crate::common;
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};

@@ -1,7 +1,7 @@
 //! Messages: posting, paging, duplicates, retries, and the model client against a local stub
 //! server (wiremock).
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! The offline tutor, the default without a model: it quotes and cites the book, and says so
 //! when the book has nothing on a question.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

@@ -1,7 +1,7 @@
 //! Cost control: daily quotas of users and guests, the deployment's budget, `max_tokens`, the
 //! usage stored per reply and `GET /api/usage`, under many posts at once through the pooler.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! failures mid-answer and retries, duplicates replayed, and posts at once through the pooler.
 //! The model is a local stub that streams its chunks spaced out in time.
 
-mod common;
+use crate::common;
 
 use std::collections::HashSet;
 use std::time::Duration;

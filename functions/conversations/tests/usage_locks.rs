@@ -4,7 +4,7 @@
 //! (PostgreSQL would abort one with a deadlock, a 503), and the counters end exactly at what
 //! was booked.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,6 +1,6 @@
 //! Every sample event in `events/` for the profile function, fed through the Lambda entry.
 
-mod common;
+use crate::common;
 
 use axum::http::StatusCode;
 use common::{ProfileRoutes, app, full_profile};

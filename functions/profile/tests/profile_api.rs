@@ -1,6 +1,6 @@
 //! The profile routes against a real PostgreSQL database (one per test, from `#[sqlx::test]`).
 
-mod common;
+use crate::common;
 
 use axum::http::StatusCode;
 use common::{ProfileRoutes, app, full_profile, invalid_fields, seed_000_profile};
