@@ -41,9 +41,11 @@ pub fn model_at(base: &str, request: Duration, total: Duration) -> ModelConfig {
     config
 }
 
-/// The app with a model client pointed at `server`; short timeouts keep failing tests fast.
+/// The app with a model client pointed at `server`; short timeouts keep failing tests fast,
+/// yet each call gets well over the stubs' delays (a few hundred milliseconds; 5 s in the
+/// time-out test) so that a loaded machine does not turn an answer into a time-out.
 pub fn app_with_model(pool: PgPool, server: &MockServer) -> TestApp {
-    let mut config = model_at(&server.uri(), Duration::from_millis(500), Duration::from_secs(3));
+    let mut config = model_at(&server.uri(), Duration::from_secs(2), Duration::from_secs(4));
     config.allowed_models.push("tutor-large".into());
     let client = ModelClient::new(config).unwrap();
     let state = AppState::new(test_config(), pool).with_model(Some(Arc::new(client)));
