@@ -435,7 +435,8 @@ mod tests {
             Url::parse(&format!("{}/v1", server.uri())).unwrap(),
             "tutor-small",
         );
-        config.request_timeout = Duration::from_millis(300);
+        // Well over a stub's answer on a loaded machine, well under the time-out tests' 2 s.
+        config.request_timeout = Duration::from_secs(1);
         config.total_timeout = Duration::from_secs(5);
         config.retry_backoff = Duration::from_millis(5);
         ModelClient::new(config).unwrap()
