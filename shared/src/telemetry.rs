@@ -217,6 +217,16 @@ fn may_log(target: &str, level: Level) -> bool {
 /// logs one line with the outcome, and echoes the id in `x-request-id`: the id a client sees in
 /// an error body and that header is the one on every log line of its request.
 pub async fn request_context(request: Request, next: Next) -> Response {
+    within_request_context(request, |request| next.run(request)).await
+}
+
+/// [`request_context`] around `serve`, for a layer that does more than this per request (one
+/// `from_fn` layer costs every request a boxed future and a clone of the inner service).
+pub async fn within_request_context<F, Fut>(request: Request, serve: F) -> Response
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: Future<Output = Response>,
+{
     let id = request_id_of(&request);
     let aws_request_id = request.lambda_context_ref().map(|c| c.request_id.clone());
     let span = tracing::info_span!(
@@ -227,7 +237,7 @@ pub async fn request_context(request: Request, next: Next) -> Response {
         path = %request.uri().path()
     );
     let started = std::time::Instant::now();
-    let mut response = REQUEST_ID.scope(id.clone(), next.run(request).instrument(span.clone())).await;
+    let mut response = REQUEST_ID.scope(id.clone(), serve(request).instrument(span.clone())).await;
     span.in_scope(|| {
         tracing::info!(
             status = response.status().as_u16(),
