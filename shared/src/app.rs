@@ -154,11 +154,11 @@ pub fn service(routes: Router<AppState>, state: AppState) -> Router {
 }
 
 /// What every request goes through, outermost first: its id and log line
-/// ([`telemetry::within_request_context`]), the body limit and the error shape
+/// ([`telemetry::request_context`]), the body limit and the error shape
 /// ([`refuse_oversized_and_shape_errors`]), and the deadline of its own work
 /// ([`own_work_within`]).
 async fn every_request(work_deadline: std::time::Duration, request: Request, next: Next) -> Response {
-    telemetry::within_request_context(request, |request| {
+    telemetry::request_context(request, |request| {
         refuse_oversized_and_shape_errors(request, |request| own_work_within(work_deadline, request, next))
     })
     .await
