@@ -485,15 +485,19 @@ def cold_starts(args, seeds: dict, results: dict) -> None:
 
 def tls(args, seeds: dict, results: dict) -> None:
     """The functions on PostgreSQL over TLS (bench/run turned it on with a CA of its own):
-    `auth`'s cold start and warm `me` on sslmode=verify-full and require beside the same on the
-    plain direct URL, one TLS connect (pgbench -C), and the runner's `me` under wrk over TLS."""
+    `auth`'s cold start and warm `me` through a PgBouncer that ends TLS (as Neon's pooled URL
+    does: the path production takes) and directly on PostgreSQL, on sslmode=verify-full and
+    require, beside the plain direct URL (sslmode=disable); one TLS connect of each (pgbench -C);
+    and the runner's `me` under wrk over TLS."""
     verify_full, require = f"{args.tls_url}&sslmode=verify-full", f"{args.tls_url}&sslmode=require"
-    log("TLS: one PostgreSQL connect over TLS (pgbench -C)")
-    out = {"connect_ms": connect_ms(verify_full)}
+    pooled = f"{args.pooled_tls_url}&sslmode=verify-full"
+    log("TLS: one PostgreSQL connect over TLS, direct and through PgBouncer (pgbench -C)")
+    out = {"connect_ms": connect_ms(verify_full), "pooled_connect_ms": connect_ms(pooled)}
     event = (REPO / "events/auth-me-get.json").read_text().replace("REPLACE_WITH_ACCESS_TOKEN", seeds["token"])
     env = {"JWT_SECRET": JWT_SECRET, "PRIMER_BLOB_DIR": str(args.tmp / "blobs"),
            "AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH": "true", "AWS_LAMBDA_LOG_FORMAT": "JSON", "RUST_LOG": "info"}
-    for name, url in (("plain", args.direct_url), ("verify-full", verify_full), ("require", require)):
+    for name, url in (("pooled", pooled), ("plain", args.direct_url), ("verify-full", verify_full),
+                      ("require", require)):
         log(f"TLS: auth's cold starts and warm `me`, {name}")
         try:
             out[name] = runtime_timer.measure(str(args.target / "auth"), event.encode(), dict(env, DATABASE_URL=url),
@@ -718,16 +722,23 @@ def report(results: dict) -> str:
         "—", None, tutor)
 
     t = results["tls"]
+    first = t["pooled"]["first_ms"]
+    row("cold first response over TLS through PgBouncer (verify-full, as Neon's pooled URL), `auth` `me`, ms",
+        f"{first:.1f}", f"hello {hello['first_ms']:.1f} + one TLS connect through PgBouncer {t['pooled_connect_ms']:.1f}",
+        "≤ hello + TLS connect + 5 ms", f"{first - hello['first_ms'] - t['pooled_connect_ms']:+.1f} ms over hello + connect",
+        first <= hello["first_ms"] + t["pooled_connect_ms"] + 5)
     for mode in ("verify-full", "require"):
         first = t[mode]["first_ms"]
-        row(f"cold first response over TLS ({mode}), `auth` `me`, ms", f"{first:.1f} (plain: {t['plain']['first_ms']:.1f})",
+        row(f"cold first response over TLS, direct ({mode}), `auth` `me`, ms",
+            f"{first:.1f} (plain, sslmode=disable: {t['plain']['first_ms']:.1f})",
             f"hello {hello['first_ms']:.1f} + one TLS connect {t['connect_ms']:.1f}", "≤ hello + TLS connect + 5 ms",
             f"{first - hello['first_ms'] - t['connect_ms']:+.1f} ms over hello + connect",
             first <= hello["first_ms"] + t["connect_ms"] + 5)
     row("warm `me` over TLS (verify-full), bootstrap p50 / p99, ms",
         f"{t['verify-full']['warm_p50_ms']:.2f} / {t['verify-full']['warm_p99_ms']:.2f} "
         f"(require {t['require']['warm_p50_ms']:.2f} / {t['require']['warm_p99_ms']:.2f})",
-        f"plain {t['plain']['warm_p50_ms']:.2f} / {t['plain']['warm_p99_ms']:.2f}", "—",
+        f"plain {t['plain']['warm_p50_ms']:.2f} / {t['plain']['warm_p99_ms']:.2f}; through PgBouncer over TLS "
+        f"{t['pooled']['warm_p50_ms']:.2f} / {t['pooled']['warm_p99_ms']:.2f}", "—",
         f"{t['verify-full']['warm_p50_ms'] / t['plain']['warm_p50_ms']:.2f} × (p50)", None)
     tl = t["me_load"]
     row("`GET /api/auth/me` req/s over TLS (verify-full), runner", f"{tl['rps']:,.0f} (p50 {tl['p50_ms']:.1f} ms)",
@@ -840,6 +851,8 @@ def main() -> int:
     parser.add_argument("--pooled-url", required=True)
     parser.add_argument("--better-auth-url", required=True)
     parser.add_argument("--tls-url", required=True, help="PostgreSQL over TLS, with sslrootcert (no sslmode)")
+    parser.add_argument("--pooled-tls-url", required=True,
+                        help="a PgBouncer that takes TLS from its clients, with sslrootcert (no sslmode)")
     parser.add_argument("--fanout-url", required=True, help="a PgBouncer with a server pool of 16, for the fan-out")
     parser.add_argument("--fanout-admin-url", required=True, help="its admin console")
     parser.add_argument("--tmp", type=Path, required=True)

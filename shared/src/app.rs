@@ -144,15 +144,24 @@ pub fn service(routes: Router<AppState>, state: AppState) -> Router {
     routes
         .fallback(|| async { Error::NotFound })
         .method_not_allowed_fallback(|| async { Error::MethodNotAllowed })
+        // One layer, not three: each `from_fn` layer costs every request a boxed future and a
+        // clone of the inner service. The body limit only marks the request for the extractors.
         .layer(middleware::from_fn(move |request: Request, next: Next| {
-            own_work_within(work_deadline, request, next)
+            every_request(work_deadline, request, next)
         }))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        // One layer, not two: each `from_fn` layer costs every request a boxed future and a
-        // clone of the inner service.
-        .layer(middleware::from_fn(refuse_oversized_and_shape_errors))
-        .layer(middleware::from_fn(telemetry::request_context))
         .with_state(state)
+}
+
+/// What every request goes through, outermost first: its id and log line
+/// ([`telemetry::request_context`]), the body limit and the error shape
+/// ([`refuse_oversized_and_shape_errors`]), and the deadline of its own work
+/// ([`own_work_within`]).
+async fn every_request(work_deadline: std::time::Duration, request: Request, next: Next) -> Response {
+    telemetry::request_context(request, |request| {
+        refuse_oversized_and_shape_errors(request, |request| own_work_within(work_deadline, request, next))
+    })
+    .await
 }
 
 /// Runs the request with `budget` for its own work (see [`deadline`]): past it, a 503 with
@@ -170,11 +179,15 @@ async fn own_work_within(budget: std::time::Duration, request: Request, next: Ne
 /// gives the contract's error shape to a failure some layer answered in its own words (axum's
 /// plain-text rejections, such as a path segment that is not UTF-8): every 4xx and 5xx is
 /// `{"error": {code, message, request_id}}`, whatever produced it.
-async fn refuse_oversized_and_shape_errors(request: Request, next: Next) -> Response {
+async fn refuse_oversized_and_shape_errors<F, Fut>(request: Request, serve: F) -> Response
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: Future<Output = Response>,
+{
     if is_oversized(&request) {
         return Error::PayloadTooLarge { limit: BODY_LIMIT }.into_response();
     }
-    let response = next.run(request).await;
+    let response = serve(request).await;
     let status = response.status();
     let is_json = response
         .headers()

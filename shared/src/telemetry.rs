@@ -16,7 +16,6 @@ use std::fmt;
 
 use axum::extract::Request;
 use axum::http::HeaderValue;
-use axum::middleware::Next;
 use axum::response::Response;
 use lambda_http::RequestExt;
 use lambda_http::request::RequestContext;
@@ -212,11 +211,16 @@ fn may_log(target: &str, level: Level) -> bool {
     level <= Level::INFO || !RAW_TRAFFIC.contains(&root)
 }
 
-/// Middleware: gives the request its id (API Gateway's, else Lambda's, else a new one), runs
-/// it inside a span carrying that id (`apiRequestId`) and Lambda's (`requestId`, on Lambda),
-/// logs one line with the outcome, and echoes the id in `x-request-id`: the id a client sees in
-/// an error body and that header is the one on every log line of its request.
-pub async fn request_context(request: Request, next: Next) -> Response {
+/// Serves `request` with `serve` (the rest of the app's one layer, [`crate::app::service`]):
+/// gives the request its id (API Gateway's, else Lambda's, else a new one), runs it inside a
+/// span carrying that id (`apiRequestId`) and Lambda's (`requestId`, on Lambda), logs one line
+/// with the outcome, and echoes the id in `x-request-id`: the id a client sees in an error body
+/// and that header is the one on every log line of its request.
+pub async fn request_context<F, Fut>(request: Request, serve: F) -> Response
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: Future<Output = Response>,
+{
     let id = request_id_of(&request);
     let aws_request_id = request.lambda_context_ref().map(|c| c.request_id.clone());
     let span = tracing::info_span!(
@@ -227,7 +231,7 @@ pub async fn request_context(request: Request, next: Next) -> Response {
         path = %request.uri().path()
     );
     let started = std::time::Instant::now();
-    let mut response = REQUEST_ID.scope(id.clone(), next.run(request).instrument(span.clone())).await;
+    let mut response = REQUEST_ID.scope(id.clone(), serve(request).instrument(span.clone())).await;
     span.in_scope(|| {
         tracing::info!(
             status = response.status().as_u16(),
@@ -280,7 +284,9 @@ mod tests {
 
         let app = Router::new()
             .route("/boom", axum::routing::get(|| async { Error::internal("a bug") }))
-            .layer(axum::middleware::from_fn(request_context));
+            .layer(axum::middleware::from_fn(|request, next: axum::middleware::Next| {
+                request_context(request, |r| next.run(r))
+            }));
         let event = r#"{"version":"2.0","routeKey":"GET /boom","rawPath":"/boom","rawQueryString":"",
             "headers":{},"requestContext":{"http":{"method":"GET","path":"/boom","protocol":"HTTP/1.1",
             "sourceIp":"203.0.113.10","userAgent":"t"},"requestId":"api-req-42","routeKey":"GET /boom",

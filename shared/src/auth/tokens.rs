@@ -280,15 +280,23 @@ fn signing_key(jwt: &JwtConfig) -> Result<&JwtKey, Error> {
 /// without one, with each key in turn.
 fn decode<T: serde::de::DeserializeOwned>(jwt: &JwtConfig, token: &str, audience: &str) -> Result<T, Error> {
     install_jwt_crypto();
-    let header = jsonwebtoken::decode_header(token).map_err(|_| Error::Unauthorized)?;
-    let named = |key: &&JwtKey| header.kid.as_deref().is_none_or(|kid| kid == key.id);
+    let names = |header: &Header, key: &JwtKey| header.kid.as_deref().is_none_or(|kid| kid == key.id);
     with_validation(&jwt.issuer, audience, |validation| {
-        jwt.keys
-            .verifying()
-            .filter(named)
-            .find_map(|key| jsonwebtoken::decode::<T>(token, &key.decoding, validation).ok())
-            .map(|data| data.claims)
-            .ok_or(Error::Unauthorized)
+        let mut verifying = jwt.keys.verifying();
+        let checked = match (verifying.next(), verifying.next()) {
+            // One key, as between rotations: jsonwebtoken reads the header as it checks the
+            // token, so its `kid` is compared afterwards rather than the header parsed twice.
+            (Some(key), None) => jsonwebtoken::decode::<T>(token, &key.decoding, validation)
+                .ok()
+                .filter(|data| names(&data.header, key)),
+            _ => jsonwebtoken::decode_header(token).ok().and_then(|header| {
+                jwt.keys
+                    .verifying()
+                    .filter(|key| names(&header, key))
+                    .find_map(|key| jsonwebtoken::decode::<T>(token, &key.decoding, validation).ok())
+            }),
+        };
+        checked.map(|data| data.claims).ok_or(Error::Unauthorized)
     })
 }
 
