@@ -81,7 +81,8 @@ impl Runner {
         let runner = Self { child, base: format!("http://127.0.0.1:{port}"), log, _scratch: scratch };
         let ready = Instant::now() + Duration::from_secs(60);
         loop {
-            let answered = reqwest::get(format!("{}/api/profile/options", runner.base)).await;
+            let answered =
+                primer_shared::test_util::http_get(format!("{}/api/profile/options", runner.base)).await;
             if answered.is_ok_and(|r| r.status() == StatusCode::OK) {
                 return runner;
             }
@@ -109,7 +110,10 @@ impl Runner {
         token: Option<&str>,
         body: Option<Value>,
     ) -> (StatusCode, Value) {
-        let mut request = reqwest::Client::new().request(method, format!("{}{path}", self.base));
+        let mut request = primer_shared::test_util::http_client()
+            .build()
+            .unwrap()
+            .request(method, format!("{}{path}", self.base));
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }
@@ -156,7 +160,8 @@ async fn out_of_file_descriptors_the_runner_backs_off_and_logs_little(pool: PgPo
 
     let answered = Instant::now() + Duration::from_secs(30);
     loop {
-        let response = reqwest::get(format!("{}/api/profile/options", runner.base)).await;
+        let response =
+            primer_shared::test_util::http_get(format!("{}/api/profile/options", runner.base)).await;
         if response.is_ok_and(|r| r.status() == StatusCode::OK) {
             break;
         }
@@ -196,7 +201,9 @@ async fn a_retry_after_kill_9_mid_stream_answers_once_the_dead_claim_lapses(pool
         runner.call(reqwest::Method::POST, "/api/conversations", Some(&token), Some(json!({}))).await;
     let conversation = created["conversation"]["id"].as_str().unwrap().to_owned();
 
-    let response = reqwest::Client::new()
+    let response = primer_shared::test_util::http_client()
+        .build()
+        .unwrap()
         .post(format!("{}/api/conversations/{conversation}/messages", runner.base))
         .bearer_auth(&token)
         .header("accept", "text/event-stream")

@@ -44,7 +44,9 @@ impl Runner {
 
     /// Posts `content` over HTTP asking for events, and starts reading them.
     async fn post_streamed(&self, content: &str) -> EventReader<reqwest::Body> {
-        let response = reqwest::Client::new()
+        let response = primer_shared::test_util::http_client()
+            .build()
+            .unwrap()
             .post(format!("{}/api/conversations/{}/messages", self.base, self.conversation))
             .bearer_auth(&self.token)
             .header(header::ACCEPT, "text/event-stream")

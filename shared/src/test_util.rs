@@ -74,6 +74,19 @@ pub fn test_config() -> Config {
     }
 }
 
+/// An HTTP client for the tests' own calls (to a runner, moto, a provider), on the crypto
+/// provider the functions install (ring): reqwest is built without one, so the tests do not
+/// compile a second crypto library.
+pub fn http_client() -> reqwest::ClientBuilder {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+}
+
+/// A GET of `url` with [`http_client`]'s defaults.
+pub async fn http_get(url: impl reqwest::IntoUrl) -> reqwest::Result<reqwest::Response> {
+    http_client().build()?.get(url).send().await
+}
+
 /// Where test blob folders and outboxes go.
 fn test_dir_root() -> PathBuf {
     std::env::temp_dir().join("primer-test-blobs")

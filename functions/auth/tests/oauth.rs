@@ -114,7 +114,7 @@ struct Browser {
 
 impl Browser {
     fn new() -> Self {
-        let http = reqwest::Client::builder()
+        let http = primer_shared::test_util::http_client()
             .cookie_store(true)
             .redirect(reqwest::redirect::Policy::none())
             .build()

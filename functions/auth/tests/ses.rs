@@ -62,7 +62,7 @@ async fn app_on_ses(pool: PgPool, verified: bool) -> (TestApp, String) {
 
 /// The messages the server sent to `address`, oldest first: (envelope sender, message).
 async fn sent_to(address: &str) -> Vec<(String, SentMail)> {
-    let data: Value = reqwest::get(format!("{}/moto-api/data.json", endpoint()))
+    let data: Value = primer_shared::test_util::http_get(format!("{}/moto-api/data.json", endpoint()))
         .await
         .expect("the server's record of sent messages")
         .json()

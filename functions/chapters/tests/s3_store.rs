@@ -97,7 +97,7 @@ async fn a_presigned_url_fetches_the_object_without_credentials() {
 
     let url = store.presign_get(&chapter, Duration::from_secs(900)).await.unwrap().expect("S3 presigns");
     assert!(url.contains("X-Amz-Signature=") && url.contains("X-Amz-Expires=900"), "{url}");
-    let response = reqwest::get(&url).await.unwrap();
+    let response = primer_shared::test_util::http_get(&url).await.unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(response.text().await.unwrap(), "# Signed\n");
 }
@@ -134,7 +134,7 @@ async fn the_personalized_route_redirects_to_a_presigned_url(pool: PgPool) {
     assert_eq!(redirect.status, StatusCode::FOUND, "{}", redirect.text());
     let location = redirect.headers[header::LOCATION].to_str().unwrap();
     assert!(location.contains(&format!("personalized/{}/1/v1-", reader.id)), "{location}");
-    let fetched = reqwest::get(location).await.unwrap().text().await.unwrap();
+    let fetched = primer_shared::test_util::http_get(location).await.unwrap().text().await.unwrap();
 
     let inline = app.get("/api/chapters/1/personalized?format=json", Some(&reader.access_token)).await.json();
     assert_eq!(inline["cached"], true, "the redirect stored it first");
