@@ -9,7 +9,8 @@ ends, so binaries never interleave. The longest binaries of the last run start f
 (durations kept in DURATIONS, a JSON file beside the build output).
 
 usage: run_tests.py BUILD_JSON LOG DURATIONS [JOBS]
-Exits 1 if any binary fails (every binary runs: a failure stops nothing).
+Exits 1 if any binary fails (every binary runs: a failure stops nothing); a binary still running
+after PRIMER_TEST_BINARY_TIMEOUT seconds (1200) is killed and fails.
 """
 
 import json
@@ -19,6 +20,10 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+
+
+# The longest one test binary may run (the longest takes about two minutes here).
+BINARY_TIMEOUT = int(os.environ.get("PRIMER_TEST_BINARY_TIMEOUT", "1200"))
 
 
 def binaries(build_json):
@@ -66,16 +71,22 @@ def main():
         name, executable, folder = binary
         env = dict(os.environ, CARGO_MANIFEST_DIR=folder)
         started = time.monotonic()
-        done = subprocess.run(
-            [executable], cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-        )
+        try:
+            done = subprocess.run(
+                [executable], cwd=folder, env=env, stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT, timeout=BINARY_TIMEOUT,
+            )
+            code, raw = done.returncode, done.stdout
+        except subprocess.TimeoutExpired as stopped:
+            # A test that never ends must not hold the run: its binary is killed and fails.
+            code, raw = f"killed after {BINARY_TIMEOUT} s", stopped.output or b""
         seconds = time.monotonic() - started
-        output = done.stdout.decode("utf-8", "replace")
+        output = raw.decode("utf-8", "replace")
         with lock:
             took[name] = round(seconds, 1)
-            if done.returncode != 0:
+            if code != 0:
                 failed.append(name)
-            header = f"\n     Ran {name} ({executable}) in {seconds:.1f} s, exit {done.returncode}\n"
+            header = f"\n     Ran {name} ({executable}) in {seconds:.1f} s, exit {code}\n"
             sys.stdout.write(header + output)
             sys.stdout.flush()
             log.write(header + output)
