@@ -13,7 +13,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::response::Response;
-use primer_shared::{AppState, app};
+use primer_shared::{AppState, http::app};
 use tower::layer::util::{Identity, Stack};
 use tower::util::MapResponseLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};

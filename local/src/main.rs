@@ -5,11 +5,11 @@
 
 use std::process::ExitCode;
 
-use primer_shared::{AppState, db, telemetry};
+use primer_shared::{AppState, infra::db, infra::telemetry};
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    primer_shared::app::limit_allocator_arenas();
+    primer_shared::http::app::limit_allocator_arenas();
     telemetry::init();
     match serve().await {
         Ok(()) => ExitCode::SUCCESS,

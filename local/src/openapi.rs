@@ -1,5 +1,5 @@
 //! The OpenAPI document of the whole API (openapi.json at the repository's root): the shared
-//! frame (`primer_shared::openapi`) and every function's operations, derived from their
+//! frame (`primer_shared::http::openapi`) and every function's operations, derived from their
 //! handlers (`#[utoipa::path]`) and types (`ToSchema`). The committed file is exactly
 //! [`json`]'s output; the `openapi` test fails when they differ, and `admin openapi` (or
 //! `PRIMER_WRITE_OPENAPI=1` on that test) writes it again.
@@ -13,7 +13,7 @@ use utoipa::OpenApi;
 
 /// The document.
 pub fn document() -> Value {
-    let api = primer_shared::openapi::Frame::openapi()
+    let api = primer_shared::http::openapi::Frame::openapi()
         .merge_from(auth::Api::openapi())
         .merge_from(profile::Api::openapi())
         .merge_from(conversations::Api::openapi())
@@ -48,7 +48,7 @@ fn require_retry_after(document: &mut Value) {
     }
 }
 
-/// Every response carries `x-request-id` (`primer_shared::telemetry`): the id in an error's
+/// Every response carries `x-request-id` (`primer_shared::infra::telemetry`): the id in an error's
 /// body and on every log line of its request, which a client quotes in a bug report.
 fn declare_request_id(document: &mut Value) {
     document["components"]["headers"]["RequestId"] = json!({

@@ -53,7 +53,7 @@ fn listed_values(value: &str) -> Vec<String> {
     value.split(',').map(|v| v.trim().to_lowercase()).filter(|v| !v.is_empty()).collect()
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn a_listed_site_passes_the_preflight_with_credentials(pool: PgPool) {
     let app = TestApp::new(pool, listed);
     let response = app.send(preflight(SITE, "/api/auth/login")).await;
@@ -74,7 +74,7 @@ async fn a_listed_site_passes_the_preflight_with_credentials(pool: PgPool) {
     assert_eq!(header(&response, header::ACCESS_CONTROL_ALLOW_ORIGIN), OTHER_SITE);
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn a_listed_site_reads_the_request_id_of_answers_and_errors(pool: PgPool) {
     let app = TestApp::new(pool, listed);
     // A success and an error (no token): the page can quote the request id of either.
@@ -89,7 +89,7 @@ async fn a_listed_site_reads_the_request_id_of_answers_and_errors(pool: PgPool) 
     }
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn an_origin_not_listed_gets_no_cors_header(pool: PgPool) {
     let app = TestApp::new(pool, listed);
     for origin in ["https://evil.example", "http://localhost:3001", "null"] {
@@ -105,7 +105,7 @@ async fn an_origin_not_listed_gets_no_cors_header(pool: PgPool) {
     assert_eq!(cors_headers(&response), Vec::<String>::new());
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn any_origin_by_default_but_never_with_credentials(pool: PgPool) {
     for origins in ["*", "", "http://localhost:3000, *"] {
         let app = TestApp::new(pool.clone(), |state| local::app_with_origins(state, origins));

@@ -38,7 +38,7 @@ fn bad_bodies() -> Vec<String> {
 /// Path ids that name nothing and must not reach SQL unchecked.
 const BAD_IDS: [&str; 5] = ["%00", "a%00b", "%FF%FE", "%E2%80%AE", "..%2F..%2Fetc"];
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn every_operation_answers_malformed_input_in_the_contract(pool: PgPool) {
     let app = TestApp::new(pool, local::app);
     let user = app.signed_up("ada@example.com").await;

@@ -11,7 +11,7 @@ use axum::extract::{MatchedPath, Request};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use primer_shared::test_util::test_config;
-use primer_shared::{AppState, app};
+use primer_shared::{AppState, http::app};
 use serde_json::Value;
 use sqlx::PgPool;
 use tower::ServiceExt as _;
@@ -95,7 +95,7 @@ fn router_of(function: &str) -> Router<AppState> {
     }
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn every_template_route_is_served_by_its_functions_router(pool: PgPool) {
     let template = template_routes();
     assert_eq!(
@@ -122,7 +122,7 @@ fn the_contract_lists_exactly_the_deployed_routes() {
     assert!(deployed.len() >= 30, "{} routes read from template.yaml", deployed.len());
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn a_route_of_another_function_is_not_matched(pool: PgPool) {
     // The probe itself: the fallback reports no route, so the test above can fail.
     assert_eq!(matched_by(profile::routes(), &pool, "GET", "/api/auth/me").await, None);
@@ -136,7 +136,7 @@ async fn a_route_of_another_function_is_not_matched(pool: PgPool) {
 /// behind the HTTP API (the `Globals` one), and the streamed replies' function.
 #[test]
 fn claims_are_sized_by_the_timeouts_template_yaml_gives_the_functions() {
-    use primer_shared::config::FunctionTimeouts;
+    use primer_shared::infra::config::FunctionTimeouts;
     let timeout_after = |marker: &str| -> u64 {
         let from = TEMPLATE.find(marker).unwrap_or_else(|| panic!("{marker} in template.yaml"));
         let line = TEMPLATE[from..].lines().find(|l| l.trim_start().starts_with("Timeout:")).unwrap();

@@ -136,7 +136,7 @@ impl Drop for Runner {
 /// Case 1 of the attack report, the accept loop's half: with more clients than file descriptors,
 /// accepting fails with EMFILE. The loop backs off (no core spinning) and logs a line per ten
 /// seconds, not one per failure; once the clients go, the runner answers again.
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn out_of_file_descriptors_the_runner_backs_off_and_logs_little(pool: PgPool) {
     // A cap above the descriptor limit, so that accepting itself runs out.
     let env = [("PRIMER_MAX_CONNECTIONS", "1000".to_owned())];
@@ -174,7 +174,7 @@ async fn out_of_file_descriptors_the_runner_backs_off_and_logs_little(pool: PgPo
 /// and its model call's tokens reserved. A retry on the next runner is told when the claim
 /// lapses (shortly after the streamed function's timeout, here 8 s), and once it has, the retry
 /// answers and the dead call's tokens are given back.
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn a_retry_after_kill_9_mid_stream_answers_once_the_dead_claim_lapses(pool: PgPool) {
     let slow = StreamScript::chunks(60, Duration::from_millis(100));
     let quick = StreamScript::chunks(3, Duration::from_millis(5));

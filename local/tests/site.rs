@@ -15,7 +15,7 @@ fn content_type(response: &TestResponse) -> String {
     response.headers.get(header::CONTENT_TYPE).map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default()
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn the_example_site_and_the_pages_of_emailed_links_are_served(pool: PgPool) {
     let app = TestApp::new(pool, local::app);
     for (path, file, kind) in [
@@ -41,7 +41,7 @@ async fn the_example_site_and_the_pages_of_emailed_links_are_served(pool: PgPool
     assert!(send(&app, Method::GET, "/reset-password").await.text().contains("/api/auth/password/reset"));
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn nothing_outside_the_site_is_served_and_failures_keep_the_error_shape(pool: PgPool) {
     let app = TestApp::new(pool, local::app);
     for path in [
@@ -63,7 +63,10 @@ async fn nothing_outside_the_site_is_served_and_failures_keep_the_error_shape(po
 
 #[test]
 fn without_frontend_url_links_lead_to_the_runner_on_its_default_port() {
-    assert_eq!(primer_shared::config::LOCAL_RUNNER_URL, format!("http://127.0.0.1:{}", local::DEFAULT_PORT));
+    assert_eq!(
+        primer_shared::infra::config::LOCAL_RUNNER_URL,
+        format!("http://127.0.0.1:{}", local::DEFAULT_PORT)
+    );
     // The ports a textbook site's own dev server takes: Docusaurus and Next.js, Vite.
     assert!(![3000, 5173].contains(&local::DEFAULT_PORT));
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use axum::http::{StatusCode, header};
 use primer_shared::AppState;
-use primer_shared::model::ModelClient;
+use primer_shared::infra::model::ModelClient;
 use primer_shared::test_util::model_stub::{EventReader, StreamScript, StreamingModel};
 use primer_shared::test_util::{TestApp, test_config};
 use serde_json::{Value, json};
@@ -66,7 +66,7 @@ impl Runner {
     }
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn a_streamed_reply_reaches_the_reader_as_the_model_writes_it(pool: PgPool) {
     let script = StreamScript::chunks(20, Duration::from_millis(50));
     let stub = StreamingModel::start(vec![script.clone()]).await;
@@ -77,7 +77,7 @@ async fn a_streamed_reply_reaches_the_reader_as_the_model_writes_it(pool: PgPool
     assert_eq!(runner.messages().await[1], done.data, "stored as streamed");
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn a_reader_who_leaves_after_the_first_delta_still_gets_the_whole_answer_stored(pool: PgPool) {
     let script = StreamScript::chunks(20, Duration::from_millis(50));
     let stub = StreamingModel::start(vec![script.clone()]).await;

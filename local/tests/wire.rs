@@ -67,7 +67,7 @@ fn error_body(answer: &str) -> Value {
     serde_json::from_str(body).unwrap_or_else(|e| panic!("not the error shape ({e}): {answer:?}"))
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn a_request_whose_headers_never_finish_is_dropped_after_the_header_time_out(pool: PgPool) {
     let address = runner(pool).await;
     let (answer, took) = exchange(&address, b"GET /api/chapters HTTP/1.1\r\nHost: x\r\nX-Slow: ").await;
@@ -75,7 +75,7 @@ async fn a_request_whose_headers_never_finish_is_dropped_after_the_header_time_o
     assert!(!answer.starts_with("HTTP/1.1 2"), "{answer:?}");
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn a_body_shorter_than_declared_is_a_400_after_the_body_time_out(pool: PgPool) {
     let address = runner(pool).await;
     let raw = b"POST /api/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"email\":";
@@ -85,7 +85,7 @@ async fn a_body_shorter_than_declared_is_a_400_after_the_body_time_out(pool: PgP
     assert_eq!(error_body(&answer)["error"]["code"], "bad_request");
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn a_path_that_is_not_utf8_gets_the_error_shape(pool: PgPool) {
     let address = runner(pool).await;
     // Each with a method its route has, so the path itself is what gets judged.
@@ -107,7 +107,7 @@ async fn a_path_that_is_not_utf8_gets_the_error_shape(pool: PgPool) {
     }
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn a_nul_in_a_session_id_is_a_404_not_a_database_error(pool: PgPool) {
     let app = TestApp::new(pool, local::app);
     let user = app.signed_up("ada@example.com").await;
@@ -128,7 +128,7 @@ async fn a_nul_in_a_session_id_is_a_404_not_a_database_error(pool: PgPool) {
 /// A header line the parser cannot read strictly is refused (RFC 9112: 400, and the connection
 /// closes), never dropped: a dropped `Transfer-Encoding` would leave its chunked body to be
 /// read as a second request. Each of these requests smuggles one; exactly one answer comes.
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn a_header_line_framed_two_ways_is_a_400_and_nothing_is_smuggled(pool: PgPool) {
     let address = runner(pool).await;
     let smuggled = "GET /api/chapters HTTP/1.1\r\nHost: x\r\n\r\n";
@@ -152,7 +152,7 @@ async fn a_header_line_framed_two_ways_is_a_400_and_nothing_is_smuggled(pool: Pg
 /// `Content-Length: 60000`, then one byte at a time: the body falls behind the minimum rate
 /// (1 KiB/s after its first second) and is cut long before its deadline would pass, answered
 /// 400, and the connection closed.
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn a_body_trickling_in_is_cut_at_the_minimum_rate(pool: PgPool) {
     let address = runner_with(pool, ConnectionLimits { body: Duration::from_secs(60), ..LIMITS }).await;
     let started = Instant::now();
@@ -184,7 +184,7 @@ async fn a_body_trickling_in_is_cut_at_the_minimum_rate(pool: PgPool) {
 /// Case 1 of the attack report, scaled down: more trickling clients than the runner holds
 /// connections. They wait in the listen queue, each is cut at the minimum rate, and a client
 /// that sends a whole request gets its answer once a connection frees up.
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn trickling_clients_past_the_connection_cap_cannot_keep_others_out(pool: PgPool) {
     let limits = ConnectionLimits { max_connections: 8, body: Duration::from_secs(60), ..LIMITS };
     let address = runner_with(pool, limits).await;
@@ -219,7 +219,7 @@ async fn trickling_clients_past_the_connection_cap_cannot_keep_others_out(pool: 
 /// A client that asks and asks and never reads what it is sent cannot hold its connection: once
 /// its socket is full, the runner's writes wait at most the write-stall limit, then the
 /// connection is dropped.
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn a_client_that_never_reads_is_dropped_after_the_write_stall_limit(pool: PgPool) {
     let address = runner(pool).await;
     let mut stream = TcpStream::connect(&address).await.unwrap();

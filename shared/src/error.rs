@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::telemetry::current_request_id;
+use crate::infra::telemetry::current_request_id;
 
 /// What a handler returns.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -184,14 +184,14 @@ pub struct FieldError {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct QuotaDetails {
     /// Which daily allowance is used up.
-    #[schema(schema_with = crate::openapi::one_of_strings::<QuotaNames>)]
+    #[schema(schema_with = crate::http::openapi::one_of_strings::<QuotaNames>)]
     pub quota: &'static str,
     /// The day's quota.
     pub limit: i64,
     /// What was used today.
     pub used: i64,
     /// Always `day`.
-    #[schema(schema_with = crate::openapi::one_of_strings::<Periods>)]
+    #[schema(schema_with = crate::http::openapi::one_of_strings::<Periods>)]
     pub period: &'static str,
     /// The next UTC midnight; `Retry-After` counts down to it.
     pub resets_at: chrono::DateTime<chrono::Utc>,
@@ -199,14 +199,14 @@ pub struct QuotaDetails {
 
 /// The values of [`QuotaDetails::quota`].
 struct QuotaNames;
-impl crate::openapi::Strings for QuotaNames {
+impl crate::http::openapi::Strings for QuotaNames {
     const ALL: &[&str] = &["messages", "tokens", "conversations"];
     const DESCRIPTION: Option<&str> = Some("Which daily allowance is used up.");
 }
 
 /// The values of [`QuotaDetails::period`].
 struct Periods;
-impl crate::openapi::Strings for Periods {
+impl crate::http::openapi::Strings for Periods {
     const ALL: &[&str] = &["day"];
 }
 
@@ -382,7 +382,7 @@ fn constraint_of(e: &sqlx::Error) -> Option<&str> {
 
 /// The body of every error response (the `Error` schema).
 #[derive(Serialize, ToSchema)]
-#[schema(as = Error, examples(crate::openapi::error_example))]
+#[schema(as = Error, examples(crate::http::openapi::error_example))]
 pub(crate) struct Body<'a> {
     #[schema(inline)]
     error: BodyInner<'a>,

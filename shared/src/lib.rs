@@ -1,38 +1,25 @@
-//! The core crate of primer: what two or more functions need, written once.
+//! The core crate of primer: what two or more functions need, written once, in three layers.
 //!
-//! It owns configuration, the database pool and the migrations, the [`Error`] type that
-//! renders the API's error shape, the request extractors (JSON bodies, the authenticated
-//! caller), tracing, passwords and tokens, and the repositories over the schema. It owns no
-//! routes: each function crate builds its router on [`AppState`] and hands it to
-//! [`app::service`].
+//! - [`http`]: the HTTP frame every function shares: the app and its one request layer, the
+//!   extractors (JSON bodies, the authenticated caller), the error responses, the OpenAPI frame.
+//! - [`domain`]: the product by resource: accounts and sessions, users, profiles, the book,
+//!   conversations and the tutor, personalized chapters, usage. It sees no HTTP type; its
+//!   errors carry an [`ErrorKind`] that [`http`] maps to a status.
+//! - [`infra`]: what the domain stands on: configuration, the database pool and migrations, the
+//!   blob store, the model client, mail, deadlines and tracing.
+//!
+//! A layer uses only the layers below it (`http` → `domain` → `infra` → [`error`]). The crate
+//! owns no routes: each function crate builds its router on [`AppState`] and hands it to
+//! [`http::app::service`]. docs/architecture.md draws the layers and a request's path.
 
-pub mod app;
-pub mod auth;
-#[cfg(any(feature = "s3", feature = "ses"))]
-mod aws_https;
-pub mod blob;
-pub mod book;
-pub mod claim;
-pub mod config;
-pub mod conversations;
-pub mod db;
-pub mod deadline;
-pub mod email;
+pub mod domain;
 pub mod error;
-pub mod extract;
-pub mod model;
-pub mod openapi;
-pub mod owner;
-pub mod personalize;
-pub mod profile;
-pub mod telemetry;
-pub mod tutor;
-pub mod usage;
-pub mod user;
+pub mod http;
+pub mod infra;
 
 #[cfg(any(test, feature = "test-util"))]
 pub mod test_util;
 
-pub use app::AppState;
-pub use config::Config;
 pub use error::{Error, FieldErrors, QuotaDetails, Result};
+pub use http::app::AppState;
+pub use infra::config::Config;

@@ -23,13 +23,13 @@ use sqlx::PgPool;
 use sqlx::postgres::PgConnectOptions;
 use tower::ServiceExt;
 
-use crate::app::AppState;
-use crate::auth::account::{Accounts, NewAccount, SignedIn};
-use crate::auth::password::Password;
-use crate::auth::sessions::ClientMeta;
-use crate::auth::tokens;
-use crate::blob::{BlobError, BlobFuture, BlobStore, KeyPrefix, ObjectKey};
-use crate::config::{BlobConfig, Config, EmailConfig, EmailDelivery, JwtConfig, JwtKeys};
+use crate::domain::auth::account::{Accounts, NewAccount, SignedIn};
+use crate::domain::auth::password::Password;
+use crate::domain::auth::sessions::ClientMeta;
+use crate::domain::auth::tokens;
+use crate::http::app::AppState;
+use crate::infra::blob::{BlobError, BlobFuture, BlobStore, KeyPrefix, ObjectKey};
+use crate::infra::config::{BlobConfig, Config, EmailConfig, EmailDelivery, JwtConfig, JwtKeys};
 
 /// The host the kit's requests name where the app builds a URL of its own from it (a
 /// sign-in's callback): the app is reached at `http://primer.test`.
@@ -124,7 +124,7 @@ pub fn through_pooler(pool: &PgPool) -> PgPool {
     }
     let database = direct.get_database().expect("a #[sqlx::test] pool names its database");
     let port = pooled.get_port();
-    crate::db::pool_options(POOLED_TEST_CONNECTIONS, port).connect_lazy_with(pooled.database(database))
+    crate::infra::db::pool_options(POOLED_TEST_CONNECTIONS, port).connect_lazy_with(pooled.database(database))
 }
 
 /// A [`FaultProxy`] in front of the test run's PgBouncer (or the database itself, without one),
@@ -141,8 +141,8 @@ pub async fn through_fault_proxy(pool: &PgPool) -> (fault_proxy::FaultProxy, PgP
     let proxy = fault_proxy::FaultProxy::start(address).await;
     let database = direct.get_database().expect("a #[sqlx::test] pool names its database");
     let options = upstream.host("127.0.0.1").port(proxy.address().port()).database(database);
-    let pool =
-        crate::db::pool_options(POOLED_TEST_CONNECTIONS, proxy.address().port()).connect_lazy_with(options);
+    let pool = crate::infra::db::pool_options(POOLED_TEST_CONNECTIONS, proxy.address().port())
+        .connect_lazy_with(options);
     (proxy, pool)
 }
 
@@ -420,7 +420,7 @@ pub async fn statements_during<T>(pool: &PgPool, run: impl Future<Output = T>) -
 /// Unlike the profile function it lets the two onboarding answers change, so a test can put
 /// two profiles that differ in any one field before the same reader.
 pub async fn store_profile(pool: &PgPool, user_id: &str, document: Value) -> String {
-    use crate::profile::{CatalogValue, ProfileInput};
+    use crate::domain::profile::{CatalogValue, ProfileInput};
     let profile = serde_json::from_value::<ProfileInput>(document)
         .expect("the profile has the input shape")
         .parse()
@@ -560,7 +560,7 @@ impl TestUser {
 impl TestApp {
     /// Builds one function's service (its `routes()` with the shared layers) on the test pool.
     pub fn for_function(pool: PgPool, routes: fn() -> Router<AppState>) -> Self {
-        Self::new(pool, move |state| crate::app::service(routes(), state))
+        Self::new(pool, move |state| crate::http::app::service(routes(), state))
     }
 
     /// Builds the service with `router` on the test pool.
@@ -597,7 +597,7 @@ impl TestApp {
     pub fn on_its_own_pool(state: AppState, router: impl FnOnce(AppState) -> Router) -> Self {
         // PRIMER_TEST_LOG=1 (with RUST_LOG) shows the app's log lines, e.g. the cause of a 503.
         if std::env::var_os("PRIMER_TEST_LOG").is_some() {
-            crate::telemetry::init();
+            crate::infra::telemetry::init();
         }
         let mut dirs = vec![state.config.blob.dir.clone()];
         dirs.extend(outbox_dir(&state.config).map(ToOwned::to_owned));
@@ -827,9 +827,9 @@ impl TestApp {
     pub async fn signed_up(&self, email: &str) -> TestUser {
         let password = "correct horse battery";
         let account = NewAccount {
-            email: crate::user::Email::parse(email).expect("a valid test e-mail"),
+            email: crate::domain::user::Email::parse(email).expect("a valid test e-mail"),
             password: Password::parse_new(password.to_owned()).unwrap(),
-            name: crate::user::UserName::parse("Test Reader").unwrap(),
+            name: crate::domain::user::UserName::parse("Test Reader").unwrap(),
             guest: None,
         };
         let signed_in = self.accounts().register(account, &self.client()).await.expect("sign-up");
@@ -838,7 +838,7 @@ impl TestApp {
 
     /// Signs `user` in again through the account flow, opening a new session.
     pub async fn signed_in(&self, user: &TestUser) -> TestUser {
-        let email = crate::user::SignInEmail::parse(&user.email).unwrap();
+        let email = crate::domain::user::SignInEmail::parse(&user.email).unwrap();
         let password = Password::parse_presented(user.password.clone()).unwrap();
         let signed_in =
             self.accounts().login(&email, &password, None, &self.client()).await.expect("sign-in");

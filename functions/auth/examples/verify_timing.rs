@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use primer_shared::auth::password::{self, Password, Verdict};
+use primer_shared::domain::auth::password::{self, Password, Verdict};
 
 #[tokio::main]
 async fn main() {

@@ -2,7 +2,7 @@
 //! logout, the caller's account, their sessions, guest tokens, and account recovery by e-mail
 //! (a forgotten password, a verified address).
 //!
-//! The flows (`primer_shared::auth::account`), passwords, tokens, sessions, the rate limits
+//! The flows (`primer_shared::domain::auth::account`), passwords, tokens, sessions, the rate limits
 //! and the recovery links live in the core crate; this crate maps HTTP onto them: it parses
 //! bodies into domain values, calls one flow, and shapes its answer. Signing in with GitHub,
 //! Google and OpenID Connect providers has its routes in [`oauth`].
@@ -11,15 +11,15 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
-use primer_shared::auth::account::{Accounts, NewAccount, SignedIn as Opened};
-use primer_shared::auth::password::Password;
-use primer_shared::auth::rate_limit::{self, EntryPoint};
-use primer_shared::auth::sessions::{self, Rotated, SessionInfo};
-use primer_shared::auth::tokens;
-use primer_shared::extract::{AuthUser, ClientMeta, JsonBody};
-use primer_shared::openapi as api;
-use primer_shared::user::{self, Email, SignInEmail, User, UserChanges, UserName};
-use primer_shared::{AppState, Error, FieldErrors, Result, app};
+use primer_shared::domain::auth::account::{Accounts, NewAccount, SignedIn as Opened};
+use primer_shared::domain::auth::password::Password;
+use primer_shared::domain::auth::rate_limit::{self, EntryPoint};
+use primer_shared::domain::auth::sessions::{self, Rotated, SessionInfo};
+use primer_shared::domain::auth::tokens;
+use primer_shared::domain::user::{self, Email, SignInEmail, User, UserChanges, UserName};
+use primer_shared::http::extract::{AuthUser, ClientMeta, JsonBody};
+use primer_shared::http::openapi as api;
+use primer_shared::{AppState, Error, FieldErrors, Result, http::app};
 use serde::{Deserialize, Serialize};
 use utoipa::{OpenApi, ToSchema};
 use uuid::Uuid;
@@ -325,7 +325,7 @@ async fn me(caller: AuthUser) -> Json<UserBody> {
 struct UpdateMeRequest {
     #[schema(pattern = r"\S")]
     name: Option<String>,
-    #[serde(default, deserialize_with = "primer_shared::extract::nullable")]
+    #[serde(default, deserialize_with = "primer_shared::http::extract::nullable")]
     #[schema(value_type = Option<String>, pattern = "^https?://", max_length = 2048)]
     image: Option<Option<String>>,
     #[schema(value_type = Option<Object>)]

@@ -2,5 +2,5 @@
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    primer_shared::app::run_on_lambda(auth::router).await
+    primer_shared::http::app::run_on_lambda(auth::router).await
 }

@@ -1,6 +1,6 @@
 //! Signing in with GitHub, Google and OpenID Connect providers (`/api/auth/oauth/*`), and the
 //! ways a user can sign in (`/api/auth/accounts`). The flows are
-//! `primer_shared::auth::oauth::SignIn`'s; these handlers read the request, call one, and
+//! `primer_shared::domain::auth::oauth::SignIn`'s; these handlers read the request, call one, and
 //! answer with JSON or, where a browser is sent on, a redirect.
 
 use axum::extract::{FromRequestParts, Path, RawQuery, State};
@@ -12,9 +12,9 @@ use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use lambda_http::RequestExt;
 use lambda_http::request::RequestContext;
-use primer_shared::auth::oauth::{Callback, SignIn, Url};
-use primer_shared::extract::{AuthUser, ClientMeta, JsonBody, OptionalJsonBody, QueryParams};
-use primer_shared::openapi as api;
+use primer_shared::domain::auth::oauth::{Callback, SignIn, Url};
+use primer_shared::http::extract::{AuthUser, ClientMeta, JsonBody, OptionalJsonBody, QueryParams};
+use primer_shared::http::openapi as api;
 use primer_shared::{AppState, Error, FieldErrors, Result};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -289,7 +289,7 @@ pub(crate) async fn exchange(
 
 #[derive(Serialize, ToSchema)]
 pub(crate) struct AccountList {
-    accounts: Vec<primer_shared::auth::oauth::WayToSignIn>,
+    accounts: Vec<primer_shared::domain::auth::oauth::WayToSignIn>,
 }
 
 #[utoipa::path(

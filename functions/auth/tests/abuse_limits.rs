@@ -14,7 +14,7 @@ fn retry_after(response: &TestResponse) -> u64 {
     response.headers["retry-after"].to_str().unwrap().parse().unwrap()
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn sixty_parallel_wrong_logins_check_the_password_at_most_five_times(pool: PgPool) {
     let app = app(pool);
     let victim = app.signed_up("victim@example.com").await;
@@ -44,7 +44,7 @@ async fn sixty_parallel_wrong_logins_check_the_password_at_most_five_times(pool:
     assert_eq!(app.login(&victim.email, &victim.password).await.status, StatusCode::OK);
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn thirty_students_behind_one_address_with_typos_all_sign_in(pool: PgPool) {
     let app = app(pool);
     let school = app.from_ip([192, 0, 2, 1]);
@@ -79,7 +79,7 @@ async fn thirty_students_behind_one_address_with_typos_all_sign_in(pool: PgPool)
     assert_eq!(against_address, 0);
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn right_logins_of_one_account_at_once_each_open_a_session_and_release_their_checks(pool: PgPool) {
     // Each login releases its check, and forgives the account's typos from its address, in the
     // transaction that writes its session: logins at once must neither deadlock nor leave a
@@ -113,7 +113,7 @@ async fn right_logins_of_one_account_at_once_each_open_a_session_and_release_the
     assert_eq!(counted_against_address, 0);
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn one_address_spraying_many_accounts_is_stopped_and_known_readers_still_sign_in(pool: PgPool) {
     let app = TestApp::with_changed_config(pool, |c| c.limits.login.per_address = 10, auth::router);
     let cafe = app.from_ip([203, 0, 113, 50]);
@@ -144,7 +144,7 @@ async fn one_address_spraying_many_accounts_is_stopped_and_known_readers_still_s
     assert_eq!(app.login(&newcomer.email, &newcomer.password).await.status, StatusCode::OK);
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn password_rechecks_count_against_their_sessions_budget(pool: PgPool) {
     let app = app(pool);
     let user = app.signed_up("careful@example.com").await;
@@ -176,7 +176,7 @@ async fn password_rechecks_count_against_their_sessions_budget(pool: PgPool) {
     assert_eq!(changed.status, StatusCode::NO_CONTENT, "{}", changed.text());
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn a_right_recheck_does_not_count(pool: PgPool) {
     let app = app(pool);
     let user = app.signed_up("changer@example.com").await;
@@ -197,7 +197,7 @@ async fn a_right_recheck_does_not_count(pool: PgPool) {
 /// own budget only: the owner signs in from where they signed in before, and changes their
 /// password in their session, while the attacker's addresses stay refused; guessing stays at
 /// five checks a window.
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn strangers_guessing_cannot_lock_the_owner_out(pool: PgPool) {
     let app = app(pool);
     let home = app.from_ip([192, 0, 2, 10]);
@@ -240,7 +240,7 @@ async fn strangers_guessing_cannot_lock_the_owner_out(pool: PgPool) {
 
 /// Case 9 of the attack report: twelve correct logins of one account at once, from an address
 /// it never signed in from, all sign in; none gets a Retry-After of a quarter of an hour.
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn twelve_correct_logins_at_once_all_sign_in(pool: PgPool) {
     let app = app(pool);
     let reader = app.signed_up("reader@example.com").await;
@@ -257,7 +257,7 @@ async fn twelve_correct_logins_at_once_all_sign_in(pool: PgPool) {
 
 /// A check whose process died mid-way (no pass, no failure recorded) counts as a failure once
 /// it is older than a check can take, not as a check in flight for ever.
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn checks_whose_process_died_count_as_failures(pool: PgPool) {
     let app = app(pool);
     let reader = app.signed_up("reader@example.com").await;
@@ -275,7 +275,7 @@ async fn checks_whose_process_died_count_as_failures(pool: PgPool) {
     assert!(retry_after(&refused) > 60, "refused for the window, not asked to wait a moment");
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn a_thousand_guest_tokens_from_one_address_get_only_the_configured_number(pool: PgPool) {
     let app = TestApp::with_changed_config(pool, |c| c.limits.guest.per_address = 25, auth::router);
     let burst = (0..1000).map(|_| {
@@ -295,7 +295,7 @@ async fn a_thousand_guest_tokens_from_one_address_get_only_the_configured_number
     assert_eq!(app.from_ip([10, 9, 8, 7]).guest().await.status, StatusCode::CREATED);
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn registrations_are_throttled_per_address_taken_addresses_included(pool: PgPool) {
     let app = TestApp::with_changed_config(pool, |c| c.limits.register.per_address = 5, auth::router);
     app.from_ip([10, 0, 0, 1]).signed_up("taken@example.com").await;
@@ -326,7 +326,7 @@ async fn registrations_are_throttled_per_address_taken_addresses_included(pool: 
     );
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn two_tabs_refreshing_at_once_both_keep_a_working_session(pool: PgPool) {
     let app = app(pool);
     let user = app.signed_up("tabs@example.com").await;
@@ -351,7 +351,7 @@ async fn two_tabs_refreshing_at_once_both_keep_a_working_session(pool: PgPool) {
     }
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn a_replay_after_the_reuse_interval_or_behind_a_newer_token_revokes_the_session(pool: PgPool) {
     let app = app(pool);
     let user = app.signed_up("replay@example.com").await;
@@ -376,7 +376,7 @@ async fn a_replay_after_the_reuse_interval_or_behind_a_newer_token_revokes_the_s
     assert_eq!(app.me(access).await.status, StatusCode::UNAUTHORIZED, "the session is revoked");
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn look_alike_emails_are_refused_or_fold_into_the_original(pool: PgPool) {
     let app = app(pool);
     let ada = app.signed_up("ada@example.com").await;
@@ -401,7 +401,7 @@ async fn look_alike_emails_are_refused_or_fold_into_the_original(pool: PgPool) {
     assert_eq!(signed_in.json()["user"]["id"], ada.id.as_str());
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn accounts_stored_before_normalisation_still_sign_in(pool: PgPool) {
     let app = app(pool);
     // Rows as the old rules (trim and lower-case only) let them in.
@@ -422,9 +422,9 @@ async fn accounts_stored_before_normalisation_still_sign_in(pool: PgPool) {
 /// Rows a client with the password (or a refresh token) could multiply without end are capped:
 /// a user keeps at most 100 sessions (opening one more revokes the oldest), and a session
 /// remembers at most 100 spent refresh tokens.
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn sessions_and_spent_refresh_tokens_are_capped(pool: PgPool) {
-    use primer_shared::auth::sessions::{MAX_SESSIONS_PER_USER, MAX_SPENT_TOKENS_PER_SESSION};
+    use primer_shared::domain::auth::sessions::{MAX_SESSIONS_PER_USER, MAX_SPENT_TOKENS_PER_SESSION};
     let app = app(pool);
     let user = app.signed_up("looper@example.com").await;
     // 120 sessions opened long ago (as many sign-ins would), then one more sign-in.

@@ -1,12 +1,12 @@
-//! The account flows of the core crate (`primer_shared::auth::account`), called directly, as
+//! The account flows of the core crate (`primer_shared::domain::auth::account`), called directly, as
 //! the handlers call them: what each returns and leaves in the database, without HTTP.
 
-use primer_shared::auth::account::NewAccount;
-use primer_shared::auth::password::Password;
-use primer_shared::auth::sessions;
+use primer_shared::domain::auth::account::NewAccount;
+use primer_shared::domain::auth::password::Password;
+use primer_shared::domain::auth::sessions;
+use primer_shared::domain::user::{self, Email, SignInEmail, UserName};
 use primer_shared::error::Code;
 use primer_shared::test_util::{TestApp, stored_password_hash};
-use primer_shared::user::{self, Email, SignInEmail, UserName};
 use sqlx::PgPool;
 
 fn app(pool: PgPool) -> TestApp {
@@ -17,7 +17,7 @@ fn password(text: &str) -> Password {
     Password::parse_presented(text.to_owned()).unwrap()
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn sign_up_then_sign_in_opens_a_session_each_and_a_taken_address_is_refused(pool: PgPool) {
     let app = app(pool);
     let account = || NewAccount {
@@ -43,7 +43,7 @@ async fn sign_up_then_sign_in_opens_a_session_each_and_a_taken_address_is_refuse
     assert_eq!(sessions.len(), 2);
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn a_refresh_rotates_and_a_spent_token_later_ends_the_session(pool: PgPool) {
     let app = app(pool);
     let user = app.signed_up("ada@example.com").await;
@@ -60,7 +60,7 @@ async fn a_refresh_rotates_and_a_spent_token_later_ends_the_session(pool: PgPool
     assert!(live.is_none(), "the session is revoked");
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn a_password_change_keeps_only_the_current_session(pool: PgPool) {
     let app = app(pool);
     let user = app.signed_up("ada@example.com").await;
@@ -80,7 +80,7 @@ async fn a_password_change_keeps_only_the_current_session(pool: PgPool) {
     assert!(app.accounts().login(&email, &new, None, &app.client()).await.is_ok());
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn deleting_needs_the_password_and_then_leaves_no_user(pool: PgPool) {
     let app = app(pool);
     let user = app.signed_up("ada@example.com").await;
@@ -97,7 +97,7 @@ async fn deleting_needs_the_password_and_then_leaves_no_user(pool: PgPool) {
     assert!(user::by_id(app.pool(), id).await.unwrap().is_none());
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn a_login_whose_password_changes_while_it_hashes_fails_and_keeps_its_check(pool: PgPool) {
     let app = app(pool);
     let reader = app.signed_up("reader@example.com").await;

@@ -12,7 +12,7 @@ fn app(pool: PgPool) -> TestApp {
     TestApp::new(pool, auth::router)
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn register_login_me_refresh_logout_round_trip(pool: PgPool) {
     let app = app(pool);
     let registered = app.register("Ada@Example.com", "correct horse battery").await;
@@ -49,7 +49,7 @@ async fn register_login_me_refresh_logout_round_trip(pool: PgPool) {
     assert_eq!(app.me(first_access).await.status, StatusCode::OK);
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn duplicate_email_in_any_case_is_a_conflict(pool: PgPool) {
     let app = app(pool);
     app.signed_up("grace@example.com").await;
@@ -58,7 +58,7 @@ async fn duplicate_email_in_any_case_is_a_conflict(pool: PgPool) {
     assert_eq!(again.error_code(), "email_taken");
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn concurrent_registrations_of_one_email_create_one_user(pool: PgPool) {
     let app = app(pool);
     let mut attempts = tokio::task::JoinSet::new();
@@ -77,7 +77,7 @@ async fn concurrent_registrations_of_one_email_create_one_user(pool: PgPool) {
     assert_eq!(users, 1);
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn wrong_password_and_unknown_email_look_the_same(pool: PgPool) {
     let app = app(pool);
     app.signed_up("alan@example.com").await;
@@ -89,7 +89,7 @@ async fn wrong_password_and_unknown_email_look_the_same(pool: PgPool) {
     assert_eq!(wrong.json()["error"]["message"], "invalid email or password");
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn bad_bodies_get_the_contract_errors(pool: PgPool) {
     let app = app(pool);
     let raw = |content_type: &'static str, body: String| {
@@ -144,7 +144,7 @@ async fn bad_bodies_get_the_contract_errors(pool: PgPool) {
     assert_eq!(users, 0, "nothing is stored from a refused request");
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn unknown_routes_and_methods_use_the_error_shape(pool: PgPool) {
     let app = app(pool);
     let missing = app.get("/api/auth/nothing-here", None).await;
@@ -159,7 +159,7 @@ async fn unknown_routes_and_methods_use_the_error_shape(pool: PgPool) {
 }
 
 fn sign(claims: &Value, secret: &str) -> String {
-    primer_shared::auth::tokens::install_jwt_crypto();
+    primer_shared::domain::auth::tokens::install_jwt_crypto();
     jsonwebtoken::encode(&Header::default(), claims, &EncodingKey::from_secret(secret.as_bytes())).unwrap()
 }
 
@@ -168,7 +168,7 @@ fn claims_for(user: &TestUser, exp_offset: i64, aud: &str) -> Value {
     json!({"sub": user.id, "sid": user.session_id, "iat": now, "exp": now + exp_offset, "iss": "primer", "aud": aud})
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn forged_or_dead_tokens_are_refused(pool: PgPool) {
     let app = app(pool);
     let user = app.signed_up("eve@example.com").await;
@@ -212,7 +212,7 @@ async fn forged_or_dead_tokens_are_refused(pool: PgPool) {
     assert_eq!(app.me(&doomed.access_token).await.status, StatusCode::UNAUTHORIZED, "deleted user");
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn replayed_refresh_token_revokes_the_session(pool: PgPool) {
     let app = app(pool);
     let user = app.signed_up("mallory@example.com").await;
@@ -236,7 +236,7 @@ async fn replayed_refresh_token_revokes_the_session(pool: PgPool) {
     assert_eq!(missing.status, StatusCode::UNPROCESSABLE_ENTITY);
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn repeated_failures_are_rate_limited_per_email(pool: PgPool) {
     let app = app(pool);
     let user = app.signed_up("target@example.com").await;
@@ -261,7 +261,7 @@ async fn repeated_failures_are_rate_limited_per_email(pool: PgPool) {
     assert_eq!(app.login(&bystander.email, &bystander.password).await.status, StatusCode::OK);
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn sessions_are_listed_and_revoked_by_their_owner_only(pool: PgPool) {
     let app = app(pool);
     let alice = app.signed_up("alice@example.com").await;
@@ -288,7 +288,7 @@ async fn sessions_are_listed_and_revoked_by_their_owner_only(pool: PgPool) {
     assert_eq!(app.me(&alice.access_token).await.status, StatusCode::OK);
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn logout_all_ends_every_session(pool: PgPool) {
     let app = app(pool);
     let user = app.signed_up("many@example.com").await;
@@ -300,7 +300,7 @@ async fn logout_all_ends_every_session(pool: PgPool) {
     assert_eq!(app.refresh(&second.refresh_token).await.status, StatusCode::UNAUTHORIZED);
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn password_change_revokes_other_sessions(pool: PgPool) {
     let app = app(pool);
     let user = app.signed_up("pat@example.com").await;
@@ -331,7 +331,7 @@ async fn password_change_revokes_other_sessions(pool: PgPool) {
     assert_eq!(app.login(&user.email, "a brand new passphrase").await.status, StatusCode::OK);
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn disabled_accounts_get_403(pool: PgPool) {
     let app = app(pool);
     let user = app.signed_up("gone@example.com").await;
@@ -348,7 +348,7 @@ async fn disabled_accounts_get_403(pool: PgPool) {
     assert_eq!(app.login(&user.email, "wrong password").await.status, StatusCode::UNAUTHORIZED);
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn account_details_can_be_changed(pool: PgPool) {
     let app = app(pool);
     let user = app.signed_up("ren@example.com").await;
@@ -387,7 +387,7 @@ async fn account_details_can_be_changed(pool: PgPool) {
     assert_eq!(fields, ["image", "preferences"]);
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn preferences_with_extreme_numbers_read_back_unchanged(pool: PgPool) {
     // jsonb keeps a number exactly and prints it without an exponent (f64::MAX as 309
     // digits): reading that back must give the same number, not a 500 on every later
@@ -415,7 +415,7 @@ async fn preferences_with_extreme_numbers_read_back_unchanged(pool: PgPool) {
     assert_eq!(app.login(&user.email, &user.password).await.status, StatusCode::OK);
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn deleting_the_account_needs_the_password_and_removes_everything(pool: PgPool) {
     let app = app(pool);
     let user = app.signed_up("leaving@example.com").await;
@@ -446,7 +446,7 @@ async fn deleting_the_account_needs_the_password_and_removes_everything(pool: Pg
     assert_eq!(app.login(&user.email, &user.password).await.status, StatusCode::UNAUTHORIZED);
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn guest_tokens_are_issued(pool: PgPool) {
     let app = app(pool);
     let guest = app.guest().await;
@@ -460,7 +460,7 @@ async fn guest_tokens_are_issued(pool: PgPool) {
     assert_eq!(bad_claim.json()["error"]["details"][0]["field"], "guest_token");
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn no_response_ever_shows_a_hash(pool: PgPool) {
     let app = app(pool);
     let user = app.signed_up("secret@example.com").await;

@@ -11,7 +11,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use hmac::{Hmac, Mac};
 use primer_shared::AppState;
-use primer_shared::auth::password::{self, Password, Verdict};
+use primer_shared::domain::auth::password::{self, Password, Verdict};
 use primer_shared::test_util::github_stub::{GitHubAccount, GitHubStub};
 use primer_shared::test_util::{TestApp, TestResponse, TestUser, event, stored_password_hash, test_config};
 use serde_json::{Value, json};
@@ -66,7 +66,7 @@ async fn me_with_cookie(app: &TestApp, cookie: &str) -> TestResponse {
     app.send(request).await
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn better_auth_tokens_raw_signed_or_in_a_cookie_are_callers(pool: PgPool) {
     let app = app(pool);
     let user = app.signed_up("ada@example.com").await;
@@ -100,7 +100,7 @@ async fn current_session(app: &TestApp, token: &str) -> String {
     current[0]["id"].as_str().unwrap().to_owned()
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn bad_signatures_dead_sessions_and_unsigned_cookies_are_401(pool: PgPool) {
     let app = app(pool);
     let user = app.signed_up("eve@example.com").await;
@@ -141,7 +141,7 @@ async fn bad_signatures_dead_sessions_and_unsigned_cookies_are_401(pool: PgPool)
     assert_eq!(unsigned.status, StatusCode::UNAUTHORIZED);
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn a_disabled_user_with_a_better_auth_session_is_403(pool: PgPool) {
     let app = app(pool);
     let user = app.signed_up("mallory@example.com").await;
@@ -160,7 +160,7 @@ async fn a_disabled_user_with_a_better_auth_session_is_403(pool: PgPool) {
     }
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn without_a_better_auth_secret_its_tokens_are_401(pool: PgPool) {
     let app = TestApp::new(pool, auth::router);
     let user = app.signed_up("ada@example.com").await;
@@ -173,7 +173,7 @@ async fn without_a_better_auth_secret_its_tokens_are_401(pool: PgPool) {
     assert_eq!(app.me(&user.access_token).await.status, StatusCode::OK, "primer's own tokens still work");
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn primers_own_session_rows_cannot_be_named_as_better_auth_tokens(pool: PgPool) {
     let app = app(pool);
     let user = app.signed_up("ada@example.com").await;
@@ -188,7 +188,7 @@ async fn primers_own_session_rows_cannot_be_named_as_better_auth_tokens(pool: Pg
     }
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn logging_out_through_primer_ends_the_better_auth_session(pool: PgPool) {
     let app = app(pool);
     let user = app.signed_up("ada@example.com").await;
@@ -204,7 +204,7 @@ async fn logging_out_through_primer_ends_the_better_auth_session(pool: PgPool) {
     assert_eq!(app.me(&user.access_token).await.status, StatusCode::OK, "other sessions are untouched");
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn a_better_auth_cookie_works_through_the_lambda_entry(pool: PgPool) {
     let app = app(pool);
     let user = app.signed_up("ada@example.com").await;
@@ -229,12 +229,12 @@ const LEGACY_HASHES: &[(&str, &str)] = &[
     ("bcrypt $2b$", "$2b$04$wBO3sCyIUa6HWD3KagSjp.UmofRS0mInbUxKd7aBCUKw4kSOHa4ne"),
 ];
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn legacy_hashes_are_upgraded_to_argon2id_once_at_login(pool: PgPool) {
     let app = app(pool);
     for (i, (format, legacy)) in LEGACY_HASHES.iter().enumerate() {
         let user = app.signed_up(&format!("legacy{i}@example.com")).await;
-        primer_shared::user::set_password_hash(app.pool(), &user.id, legacy).await.unwrap();
+        primer_shared::domain::user::set_password_hash(app.pool(), &user.id, legacy).await.unwrap();
 
         assert_eq!(
             app.login(&user.email, "not the password").await.status,
@@ -265,13 +265,13 @@ async fn legacy_hashes_are_upgraded_to_argon2id_once_at_login(pool: PgPool) {
     }
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn an_unknown_hash_format_fails_closed_at_login(pool: PgPool) {
     let app = app(pool);
     let user = app.signed_up("ada@example.com").await;
     // What a careless import might leave: the password itself, or a hash of a format we lack.
     for stored in [PASSWORD, "$1$salt$notsupported", "5f4dcc3b5aa765d61d8327deb882cf99"] {
-        primer_shared::user::set_password_hash(app.pool(), &user.id, stored).await.unwrap();
+        primer_shared::domain::user::set_password_hash(app.pool(), &user.id, stored).await.unwrap();
         assert_eq!(app.login(&user.email, PASSWORD).await.status, StatusCode::UNAUTHORIZED, "{stored}");
         assert_eq!(stored_password_hash(app.pool(), &user.id).await, stored);
     }
@@ -348,7 +348,7 @@ fn the_database_is_swapped_in_any_url() {
     assert_eq!(with_database("postgres://h:5", "t1"), "postgres://h:5/t1");
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn a_real_better_auth_and_primer_share_one_database(pool: PgPool) {
     let better_auth = BetterAuth::on(&pool);
     let app = app(pool);
@@ -397,7 +397,7 @@ async fn a_real_better_auth_and_primer_share_one_database(pool: PgPool) {
     assert_eq!(plan, json!({"to_be_created": [], "to_be_added": []}));
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn better_auths_own_password_hashes_verify_in_primer(pool: PgPool) {
     let better_auth = BetterAuth::on(&pool);
     let passwords = [
@@ -433,7 +433,7 @@ async fn primer_migrates_a_database_that_better_auth_created_first(pool: PgPool)
         )
         .await;
 
-    primer_shared::db::MIGRATOR
+    primer_shared::infra::db::MIGRATOR
         .run(&pool)
         .await
         .expect("primer's migrations apply over Better-Auth's tables");
@@ -454,7 +454,7 @@ fn two_front_doors(pool: PgPool) -> TestApp {
     TestApp::with_state(AppState::new(config, pool), auth::router)
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn one_database_two_front_doors_for_passwords(pool: PgPool) {
     let app = two_front_doors(pool.clone());
     let better_auth = BetterAuth::on(&pool);
@@ -500,7 +500,7 @@ async fn rows_named(pool: &PgPool, identifier: &str) -> i64 {
         .unwrap()
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn primer_and_better_auth_reset_links_share_the_table_and_neither_takes_the_others(pool: PgPool) {
     let better_auth = BetterAuth::on(&pool);
     let app = app(pool);
@@ -571,7 +571,7 @@ async fn provider_account_shape(pool: &PgPool, account_id: &str) -> Value {
     .unwrap()
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn a_github_link_made_at_either_front_door_signs_in_at_the_other(pool: PgPool) {
     let better_auth = BetterAuth::on(&pool);
     let stub = GitHubStub::start().await;

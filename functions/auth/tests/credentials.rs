@@ -59,14 +59,14 @@ async fn race_logins_against_a_password_change(app: &TestApp, user: &TestUser, o
     assert_eq!(app.login(&user.email, old).await.status, StatusCode::UNAUTHORIZED);
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn a_password_change_wins_over_logins_in_flight(pool: PgPool) {
     let app = TestApp::new(pool, auth::router);
     let user = app.signed_up("ada@example.com").await;
     race_logins_against_a_password_change(&app, &user, &user.password).await;
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn an_upgrade_in_flight_never_writes_the_old_password_over_a_new_one(pool: PgPool) {
     let app = TestApp::new(pool, auth::router);
     let user = app.signed_up("ada@example.com").await;
@@ -75,7 +75,7 @@ async fn an_upgrade_in_flight_never_writes_the_old_password_over_a_new_one(pool:
     race_logins_against_a_password_change(&app, &user, "correct horse battery").await;
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn a_better_auth_hash_is_upgraded_to_the_nfkc_password_it_matched(pool: PgPool) {
     let app = TestApp::new(pool, auth::router);
     let user = app.signed_up("ada@example.com").await;
@@ -90,7 +90,7 @@ async fn a_better_auth_hash_is_upgraded_to_the_nfkc_password_it_matched(pool: Pg
     assert_eq!(app.login(&user.email, "fiance A").await.status, StatusCode::UNAUTHORIZED);
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn a_bcrypt_password_longer_than_72_bytes_is_verified_but_never_pinned(pool: PgPool) {
     let app = TestApp::new(pool, auth::router);
     let user = app.signed_up("ada@example.com").await;
@@ -109,7 +109,7 @@ async fn a_bcrypt_password_longer_than_72_bytes_is_verified_but_never_pinned(poo
     );
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn with_a_better_auth_frontend_its_hashes_are_kept_unless_configured(pool: PgPool) {
     let mut config = test_config();
     config.better_auth_secret = Some("better-auth-secret-shared-with-primer-0123".to_owned().into());
@@ -125,7 +125,7 @@ async fn with_a_better_auth_frontend_its_hashes_are_kept_unless_configured(pool:
     );
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn deleting_an_account_leaves_nothing_behind(pool: PgPool) {
     let app = TestApp::new(pool.clone(), auth::router);
     let user = app.signed_up("ada@example.com").await;
@@ -153,7 +153,7 @@ async fn deleting_an_account_leaves_nothing_behind(pool: PgPool) {
     assert_eq!(failed_checks().await, 0, "the account's failed checks went with it");
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn an_account_without_a_password_is_deleted_from_a_fresh_session_only(pool: PgPool) {
     let app = TestApp::new(pool.clone(), auth::router);
     let user = app.signed_up("ada@example.com").await;

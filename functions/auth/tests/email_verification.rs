@@ -4,9 +4,9 @@
 use std::collections::HashMap;
 
 use axum::http::{Method, StatusCode};
-use primer_shared::owner::Owner;
+use primer_shared::domain::owner::Owner;
+use primer_shared::domain::usage::{self, Allowance, UsageLimits};
 use primer_shared::test_util::{TestApp, tally};
-use primer_shared::usage::{self, Allowance, UsageLimits};
 
 /// How long the reservations of these tests last.
 const LEASE: std::time::Duration = std::time::Duration::from_secs(60);
@@ -24,7 +24,7 @@ async fn verified(app: &TestApp, access_token: &str) -> bool {
     me.json()["user"]["email_verified"].as_bool().unwrap()
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn a_sign_up_gets_a_link_that_verifies_the_address_once(pool: PgPool) {
     let app = app(pool);
     let user = app.signed_up("Ada@Example.com").await;
@@ -32,7 +32,8 @@ async fn a_sign_up_gets_a_link_that_verifies_the_address_once(pool: PgPool) {
     let mail = app.verification_mail("ada@example.com");
     assert_eq!(mail.subject, "Confirm your e-mail address");
     assert!(
-        mail.link.starts_with(&format!("{}/verify-email?token=", primer_shared::config::LOCAL_RUNNER_URL)),
+        mail.link
+            .starts_with(&format!("{}/verify-email?token=", primer_shared::infra::config::LOCAL_RUNNER_URL)),
         "{}",
         mail.link
     );
@@ -51,7 +52,7 @@ async fn a_sign_up_gets_a_link_that_verifies_the_address_once(pool: PgPool) {
     );
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn another_link_can_be_asked_for_and_the_first_used_retires_the_rest(pool: PgPool) {
     let app = app(pool);
     let user = app.signed_up("ada@example.com").await;
@@ -75,7 +76,7 @@ async fn another_link_can_be_asked_for_and_the_first_used_retires_the_rest(pool:
     assert_eq!(response.status, StatusCode::UNPROCESSABLE_ENTITY);
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn verification_mails_are_limited_per_account_whatever_the_parallelism(pool: PgPool) {
     let app = app(pool);
     let user = app.signed_up("ada@example.com").await;
@@ -94,7 +95,7 @@ async fn verification_mails_are_limited_per_account_whatever_the_parallelism(poo
     assert_eq!(app.forgot_password(&user.email).await.status, StatusCode::ACCEPTED);
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn a_verification_link_works_only_for_the_address_it_went_to(pool: PgPool) {
     let app = app(pool);
     let user = app.signed_up("ada@example.com").await;
@@ -128,7 +129,7 @@ fn the_switch_is_off_by_default_and_on_only_with_a_model() {
     );
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn with_the_switch_on_the_model_serves_only_verified_readers(pool: PgPool) {
     let app = app(pool);
     let user = app.signed_up("ada@example.com").await;

@@ -14,7 +14,7 @@ use primer_shared::test_util::{TestApp, test_config, through_fault_proxy};
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn terminating_every_backend_mid_load_is_never_a_500_and_recovers(pool: PgPool) {
     let app = TestApp::new(pool.clone(), auth::router);
     let user = app.signed_up("ada@example.com").await;
@@ -102,7 +102,7 @@ async fn terminating_every_backend_mid_load_is_never_a_500_and_recovers(pool: Pg
     }
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn every_connection_starts_with_statement_lock_and_idle_transaction_time_outs(pool: PgPool) {
     let app = TestApp::new(pool, auth::router);
     let (statement, lock, idle): (String, String, String) = sqlx::query_as(
@@ -119,7 +119,7 @@ async fn every_connection_starts_with_statement_lock_and_idle_transaction_time_o
 /// shutdowns a Neon restart sends (57P01-57P03), connection exceptions, a full server, time-outs,
 /// deadlocks and serialization failures. Any other database error stays a 500. Each is raised
 /// by the server itself, through the pooler.
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn database_errors_a_retry_resolves_are_503s_and_others_500s(pool: PgPool) {
     let pool = primer_shared::test_util::through_pooler(&pool);
     let raise = |code: &'static str| {
@@ -144,7 +144,7 @@ async fn database_errors_a_retry_resolves_are_503s_and_others_500s(pool: PgPool)
 /// nothing comes back. Every request is a 503 with `Retry-After` within the deadline of its own
 /// work (5 s), not a hang; once the network is well again, requests work on the same pool, on
 /// new connections (the stalled ones were discarded).
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn a_stalled_database_connection_is_a_503_within_seconds_and_is_discarded(pool: PgPool) {
     let (proxy, proxied) = through_fault_proxy(&pool).await;
     let app = TestApp::on_its_own_pool(AppState::new(test_config(), proxied), auth::router);
@@ -180,7 +180,7 @@ async fn a_stalled_database_connection_is_a_503_within_seconds_and_is_discarded(
 }
 
 /// A reset of every connection is a 503 at once, and the next requests work.
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn reset_database_connections_are_503s_and_the_pool_recovers(pool: PgPool) {
     let (proxy, proxied) = through_fault_proxy(&pool).await;
     let app = TestApp::on_its_own_pool(AppState::new(test_config(), proxied), auth::router);

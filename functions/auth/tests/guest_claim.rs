@@ -2,12 +2,12 @@
 //! with the guest's token, and to no one else.
 
 use axum::http::{Method, StatusCode};
-use primer_shared::auth::tokens;
-use primer_shared::conversations::{
+use primer_shared::domain::auth::tokens;
+use primer_shared::domain::conversations::{
     self, ConversationQuery, MessageContent, NewConversation, Owner, PageSize,
 };
+use primer_shared::domain::tutor::ModelCatalog;
 use primer_shared::test_util::TestApp;
-use primer_shared::tutor::ModelCatalog;
 use serde_json::json;
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -46,7 +46,7 @@ async fn conversations_of(app: &TestApp, owner: &Owner) -> Vec<Uuid> {
     ids
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn registering_with_a_guest_token_hands_over_the_guests_conversations(pool: PgPool) {
     let app = app(pool);
     let (token, guest_id) = guest(&app).await;
@@ -85,7 +85,7 @@ async fn registering_with_a_guest_token_hands_over_the_guests_conversations(pool
     assert_eq!(messages.items.len(), 1, "the messages come along");
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn logging_in_with_a_guest_token_hands_over_the_guests_conversations(pool: PgPool) {
     let app = app(pool);
     let user = app.signed_up("grace@example.com").await;
@@ -117,7 +117,7 @@ async fn logging_in_with_a_guest_token_hands_over_the_guests_conversations(pool:
     assert_eq!(counters, 0, "the guest's title counter went with the claim");
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn a_bad_guest_token_is_a_field_error(pool: PgPool) {
     let app = app(pool);
     let body = json!({"email": "ada@example.com", "password": "correct horse battery", "name": "Ada", "guest_token": "nope"});

@@ -6,8 +6,8 @@
 
 use axum::http::StatusCode;
 use jsonwebtoken::{EncodingKey, Header};
-use primer_shared::auth::tokens;
-use primer_shared::config::{Config, JwtKey, JwtKeys};
+use primer_shared::domain::auth::tokens;
+use primer_shared::infra::config::{Config, JwtKey, JwtKeys};
 use primer_shared::test_util::{TEST_JWT_SECRET, TestApp, test_config};
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -38,7 +38,7 @@ fn key_id(secret: &str) -> String {
     JwtKey::new(secret.into()).id().to_owned()
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn tokens_signed_before_a_rotation_still_work_after_it(pool: PgPool) {
     let before = TestApp::new(pool.clone(), auth::router);
     let user = before.signed_up("ada@example.com").await;
@@ -67,7 +67,7 @@ async fn tokens_signed_before_a_rotation_still_work_after_it(pool: PgPool) {
     assert_eq!(later.me(&access).await.status, StatusCode::OK);
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn a_key_id_nobody_has_is_refused_and_a_token_without_one_is_tried_with_each_key(pool: PgPool) {
     let before = TestApp::new(pool.clone(), auth::router);
     let user = before.signed_up("grace@example.com").await;
@@ -99,7 +99,7 @@ async fn a_key_id_nobody_has_is_refused_and_a_token_without_one_is_tried_with_ea
     assert_eq!(me(signed(&claims, NEW_SECRET, Some(""))).await, StatusCode::UNAUTHORIZED);
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn a_refresh_in_flight_across_a_rotation_gets_the_successor_its_twin_got(pool: PgPool) {
     let before = TestApp::new(pool.clone(), auth::router);
     let user = before.signed_up("tabs@example.com").await;
@@ -133,7 +133,7 @@ async fn a_refresh_in_flight_across_a_rotation_gets_the_successor_its_twin_got(p
     assert_eq!(after.me(&access).await.status, StatusCode::OK);
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn without_the_previous_secret_a_twin_refresh_looks_like_a_replay(pool: PgPool) {
     // What the runbook warns about: a rotation that keeps no previous secret (after a leak)
     // cannot tell a second tab from a thief, and revokes the session, as a replay does.

@@ -2,10 +2,10 @@
 
 use std::time::Duration;
 
-use primer_shared::auth::recovery::{self, Purpose};
+use primer_shared::domain::auth::recovery::{self, Purpose};
+use primer_shared::domain::user::linked::{self, ProviderAccount};
 use primer_shared::test_util::github_stub::{GitHubAccount, GitHubStub};
 use primer_shared::test_util::{TestApp, TestUser, assert_events_covered, test_config};
-use primer_shared::user::linked::{self, ProviderAccount};
 use sqlx::PgPool;
 
 /// Each auth event and the status it must get; a user is signed up for those that need one.
@@ -35,7 +35,7 @@ const EXPECTED: &[(&str, u16)] = &[
     ("auth-accounts-delete.json", 204),
 ];
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn every_auth_event_gets_its_status(pool: PgPool) {
     // GitHub through the test kit's stub, for the sign-in routes.
     let stub = GitHubStub::start().await;
@@ -80,7 +80,7 @@ async fn every_auth_event_gets_its_status(pool: PgPool) {
         if *name == "auth-oauth-callback.json" {
             // Through the Lambda entry the reader comes back signed in.
             let location = response.headers["location"].to_str().unwrap();
-            let site = primer_shared::config::LOCAL_RUNNER_URL;
+            let site = primer_shared::infra::config::LOCAL_RUNNER_URL;
             assert!(location.starts_with(&format!("{site}/#code=")), "{location}");
         }
     }

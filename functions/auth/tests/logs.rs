@@ -9,8 +9,8 @@
 
 use std::time::{Duration, Instant};
 
-use primer_shared::config::EmailDelivery;
-use primer_shared::telemetry;
+use primer_shared::infra::config::EmailDelivery;
+use primer_shared::infra::telemetry;
 use primer_shared::test_util::{CapturedLog, TEST_JWT_SECRET, TestApp, event, test_config};
 use serde_json::Value;
 use sqlx::PgPool;
@@ -51,7 +51,7 @@ async fn answers(runtime_api: &MockServer, n: usize) -> Vec<Value> {
     }
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn no_password_token_or_secret_reaches_the_log_at_trace(pool: PgPool) {
     let captured = CapturedLog::default();
     tracing::subscriber::set_global_default(telemetry::subscriber(

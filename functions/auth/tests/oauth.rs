@@ -9,9 +9,9 @@ use std::collections::HashMap;
 
 use axum::http::{Method, StatusCode, header};
 use primer_shared::Config;
-use primer_shared::auth::oauth::Failure;
-use primer_shared::auth::oauth::settings::{Protocol, ProviderSettings};
-use primer_shared::auth::rate_limit::AddressLimit;
+use primer_shared::domain::auth::oauth::Failure;
+use primer_shared::domain::auth::oauth::settings::{Protocol, ProviderSettings};
+use primer_shared::domain::auth::rate_limit::AddressLimit;
 use primer_shared::test_util::github_stub::{GitHubAccount, GitHubStub};
 use primer_shared::test_util::oidc::OidcProvider;
 use primer_shared::test_util::{TestApp, TestUser, tally, test_config};
@@ -216,7 +216,7 @@ async fn users_with_email(pool: &PgPool, email: &str) -> i64 {
     count(pool, r#"SELECT count(*) FROM "user" WHERE email = $1"#, email).await
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn a_reader_signs_up_then_in_with_an_openid_provider_as_a_browser_does(pool: PgPool) {
     let setup = with_openid_provider(pool, |_| {}).await;
     let app = &setup.app;
@@ -290,7 +290,7 @@ async fn a_reader_signs_up_then_in_with_an_openid_provider_as_a_browser_does(poo
     assert_eq!(left, 0, "states and codes are gone once used");
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn forged_and_stale_id_tokens_are_refused(pool: PgPool) {
     let setup = with_openid_provider(pool, |_| {}).await;
     let app = &setup.app;
@@ -330,7 +330,7 @@ async fn forged_and_stale_id_tokens_are_refused(pool: PgPool) {
     assert_eq!(setup.provider.jwks_requests().await, 3, "known keys are not fetched again");
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn a_state_and_a_code_work_once(pool: PgPool) {
     let setup = with_openid_provider(pool, |_| {}).await;
     let app = &setup.app;
@@ -395,7 +395,7 @@ async fn a_state_and_a_code_work_once(pool: PgPool) {
     }
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn declining_at_the_provider_returns_to_the_site_with_an_error(pool: PgPool) {
     let setup = with_openid_provider(pool, |_| {}).await;
     let ended = setup.browser.go(&setup.start_url("corp"), "alice", false, |u| u.starts_with(SITE)).await;
@@ -404,13 +404,13 @@ async fn declining_at_the_provider_returns_to_the_site_with_an_error(pool: PgPoo
     assert_eq!(users_with_email(setup.app.pool(), "alice@example.com").await, 0);
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn an_address_the_provider_did_not_verify_never_links(pool: PgPool) {
     let setup = with_openid_provider(pool, |_| {}).await;
     let app = &setup.app;
     // Bob has a password account whose address he verified.
     let bob = app.signed_up("bob@example.com").await;
-    primer_shared::user::mark_email_verified(app.pool(), &bob.id).await.unwrap();
+    primer_shared::domain::user::mark_email_verified(app.pool(), &bob.id).await.unwrap();
 
     // Someone at the provider claims bob@example.com without the provider having checked it.
     let ended = setup.sign_in("corp", "bob").await;
@@ -436,7 +436,7 @@ async fn with_github(pool: PgPool, change: impl FnOnce(&mut Config)) -> (TestApp
     (TestApp::with_config(pool, config, auth::router), stub)
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn a_reader_signs_up_with_github(pool: PgPool) {
     let (app, stub) = with_github(pool, |_| {}).await;
     let octocat = GitHubAccount::new(4242, "octocat", "Octo@Example.com", true);
@@ -472,11 +472,11 @@ async fn a_reader_signs_up_with_github(pool: PgPool) {
     assert_eq!(fragment(&ended, "error").as_deref(), Some("email_not_found"), "{ended}");
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn github_links_by_address_only_when_both_sides_verified_it(pool: PgPool) {
     let (app, stub) = with_github(pool, |_| {}).await;
     let verified = app.signed_up("verified@example.com").await;
-    primer_shared::user::mark_email_verified(app.pool(), &verified.id).await.unwrap();
+    primer_shared::domain::user::mark_email_verified(app.pool(), &verified.id).await.unwrap();
     let unverified = app.signed_up("unverified@example.com").await;
 
     // GitHub's primary address, unverified there, equal to an account's: never linked.
@@ -499,7 +499,7 @@ async fn github_links_by_address_only_when_both_sides_verified_it(pool: PgPool) 
     );
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn with_local_verification_not_required_a_provider_verified_address_links(pool: PgPool) {
     let (app, stub) = with_github(pool, |c| c.sign_in.require_local_email_verified = false).await;
     let user = app.signed_up("ada@example.com").await;
@@ -518,7 +518,7 @@ async fn with_local_verification_not_required_a_provider_verified_address_links(
     assert_eq!(fragment(&ended, "error").as_deref(), Some("account_not_linked"));
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn declines_and_outages_at_github_return_to_the_site(pool: PgPool) {
     let (app, stub) = with_github(pool, |_| {}).await;
     let octocat = GitHubAccount::new(4242, "octocat", "octo@example.com", true);
@@ -541,7 +541,7 @@ async fn declines_and_outages_at_github_return_to_the_site(pool: PgPool) {
     assert_eq!(users_with_email(app.pool(), "octo@example.com").await, 0);
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn an_unreachable_openid_provider_is_an_error_for_the_site_not_a_500(pool: PgPool) {
     let dead = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let issuer = format!("http://{}", dead.local_addr().unwrap());
@@ -556,7 +556,7 @@ async fn an_unreachable_openid_provider_is_an_error_for_the_site_not_a_500(pool:
     assert_eq!((link.status, link.error_code().as_str()), (StatusCode::SERVICE_UNAVAILABLE, "unavailable"));
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn twenty_parallel_redemptions_of_one_code_open_one_session(pool: PgPool) {
     let (app, stub) = with_github(pool, |_| {}).await;
     let ended = app
@@ -573,7 +573,7 @@ async fn twenty_parallel_redemptions_of_one_code_open_one_session(pool: PgPool) 
     assert_eq!(count(app.pool(), r#"SELECT count(*) FROM "session" WHERE "userId" = $1"#, &user_id).await, 1);
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn a_signed_in_reader_links_and_unlinks_a_provider(pool: PgPool) {
     let (app, stub) = with_github(pool, |_| {}).await;
     let ada = app.signed_up("ada@example.com").await;
@@ -658,15 +658,15 @@ async fn a_signed_in_reader_links_and_unlinks_a_provider(pool: PgPool) {
     assert_eq!((unknown.status, unknown.error_code().as_str()), (StatusCode::NOT_FOUND, "unknown_provider"));
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn two_removals_at_once_leave_one_way_to_sign_in(pool: PgPool) {
     let (app, _stub) = with_github(pool, |_| {}).await;
     for round in 0..5 {
         let user = app.signed_up(&format!("both{round}@example.com")).await;
-        primer_shared::user::linked::link(
+        primer_shared::domain::user::linked::link(
             app.pool(),
             &user.id,
-            &primer_shared::user::linked::ProviderAccount {
+            &primer_shared::domain::user::linked::ProviderAccount {
                 provider: "github",
                 account_id: &format!("{round}"),
                 scope: "",
@@ -689,7 +689,7 @@ async fn two_removals_at_once_leave_one_way_to_sign_in(pool: PgPool) {
     }
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn a_reader_who_signed_up_with_github_sets_a_password_through_the_reset_flow(pool: PgPool) {
     let (app, stub) = with_github(pool, |_| {}).await;
     let octocat = GitHubAccount::new(4242, "octocat", "octo@example.com", true);
@@ -713,7 +713,7 @@ async fn a_reader_who_signed_up_with_github_sets_a_password_through_the_reset_fl
     assert_eq!(app.me(&session.access_token).await.status, StatusCode::UNAUTHORIZED);
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn deleting_the_account_removes_its_links(pool: PgPool) {
     let (app, stub) = with_github(pool, |_| {}).await;
     let octocat = GitHubAccount::new(4242, "octocat", "octo@example.com", true);
@@ -736,7 +736,7 @@ async fn deleting_the_account_removes_its_links(pool: PgPool) {
     assert_ne!(again["id"], user["id"]);
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn starts_and_callbacks_are_throttled_per_address(pool: PgPool) {
     let (app, _stub) = with_github(pool, |c| {
         c.sign_in.limit = AddressLimit { per_address: 3, window: std::time::Duration::from_secs(3600) }
@@ -765,7 +765,7 @@ async fn starts_and_callbacks_are_throttled_per_address(pool: PgPool) {
     assert_eq!(errors, ["invalid_state", "invalid_state", "invalid_state", "rate_limited", "rate_limited"]);
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn redirect_to_must_be_a_page_of_the_site(pool: PgPool) {
     let (app, _stub) =
         with_github(pool, |c| c.sign_in.site_origins = vec!["https://preview.book.example".into()]).await;
@@ -801,7 +801,7 @@ async fn redirect_to_must_be_a_page_of_the_site(pool: PgPool) {
     assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn only_configured_providers_exist(pool: PgPool) {
     let none = TestApp::new(pool.clone(), auth::router);
     assert_eq!(none.get("/api/auth/oauth/providers", None).await.json(), json!({"providers": []}));
@@ -826,7 +826,7 @@ async fn only_configured_providers_exist(pool: PgPool) {
     assert_eq!(app.get("/api/auth/oauth/google/start", None).await.error_code(), "unknown_provider");
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn the_callback_answers_any_query_with_a_redirect_to_the_site(pool: PgPool) {
     let (app, _stub) = with_github(pool, |_| {}).await;
     let long = "s".repeat(10_000);
@@ -862,7 +862,7 @@ fn the_contract_names_every_code_a_sign_in_can_end_with() {
     }
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn a_code_exchanged_without_the_sign_ins_pkce_verifier_is_refused(pool: PgPool) {
     let (app, stub) = with_github(pool, |_| {}).await;
     stub.sign_in_as(&GitHubAccount::new(21, "pkce", "pkce@example.com", true));
@@ -887,7 +887,7 @@ async fn a_code_exchanged_without_the_sign_ins_pkce_verifier_is_refused(pool: Pg
     assert_eq!(fragment(&ended, "error").as_deref(), Some("invalid_email"), "{ended}");
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn a_disabled_account_does_not_sign_in_with_a_provider(pool: PgPool) {
     let (app, stub) = with_github(pool, |_| {}).await;
     let octocat = GitHubAccount::new(4242, "octocat", "octo@example.com", true);
@@ -911,7 +911,7 @@ async fn a_disabled_account_does_not_sign_in_with_a_provider(pool: PgPool) {
     assert_eq!(app.exchange_sign_in_code(&code).await.error_code(), "invalid_code");
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn a_discovery_document_of_another_issuer_is_not_trusted(pool: PgPool) {
     let provider = OidcProvider::start(json!({"clients": [], "accounts": {}})).await;
     // The same server under another name: its document names 127.0.0.1, not localhost.

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use axum::http::{Method, StatusCode};
 use primer_shared::AppState;
-use primer_shared::config::EmailDelivery;
-use primer_shared::email::{EmailFuture, EmailSender, Mail, Outbox};
+use primer_shared::infra::config::EmailDelivery;
+use primer_shared::infra::email::{EmailFuture, EmailSender, Mail, Outbox};
 use primer_shared::test_util::{TestApp, TestResponse, stored_password_hash, tally, test_config};
 use serde_json::json;
 use sqlx::PgPool;
@@ -28,7 +28,7 @@ async fn pending_tokens(pool: &PgPool, prefix: &str) -> i64 {
         .unwrap()
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn forgot_then_reset_ends_every_old_session_and_the_new_password_signs_in(pool: PgPool) {
     let app = app(pool);
     let user = app.signed_up("ada@example.com").await;
@@ -40,7 +40,10 @@ async fn forgot_then_reset_ends_every_old_session_and_the_new_password_signs_in(
     assert_eq!(mail.from, "no-reply@primer.localhost");
     assert_eq!(mail.subject, "Reset your password");
     assert!(
-        mail.link.starts_with(&format!("{}/reset-password?token=", primer_shared::config::LOCAL_RUNNER_URL)),
+        mail.link.starts_with(&format!(
+            "{}/reset-password?token=",
+            primer_shared::infra::config::LOCAL_RUNNER_URL
+        )),
         "{}",
         mail.link
     );
@@ -81,7 +84,7 @@ async fn forgot_then_reset_ends_every_old_session_and_the_new_password_signs_in(
 }
 
 /// The links point at the configured frontend, a path under it included.
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn links_point_at_the_configured_frontend(pool: PgPool) {
     let app = TestApp::with_changed_config(
         pool,
@@ -150,7 +153,7 @@ fn app_with_slow_mail(pool: PgPool, delivery: Duration, floor: Duration) -> Test
     TestApp::with_state(state, auth::router)
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn known_and_unknown_addresses_get_the_same_answer_in_the_same_time(pool: PgPool) {
     let delivery = Duration::from_millis(150);
     let floor = Duration::from_millis(400);
@@ -174,7 +177,7 @@ async fn known_and_unknown_addresses_get_the_same_answer_in_the_same_time(pool: 
     assert!(known > unknown + delivery / 2, "known {known:?} vs unknown {unknown:?}");
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn spent_expired_and_forged_tokens_are_one_400_and_change_nothing(pool: PgPool) {
     let app = app(pool);
     let user = app.signed_up("ada@example.com").await;
@@ -241,7 +244,7 @@ async fn spent_expired_and_forged_tokens_are_one_400_and_change_nothing(pool: Pg
     assert_eq!(stored_password_hash(app.pool(), &user.id).await, hash);
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn a_new_link_retires_none_but_a_reset_retires_them_all(pool: PgPool) {
     let app = app(pool);
     let user = app.signed_up("ada@example.com").await;
@@ -256,7 +259,7 @@ async fn a_new_link_retires_none_but_a_reset_retires_them_all(pool: PgPool) {
     assert_eq!(app.login(&user.email, NEW_PASSWORD).await.status, StatusCode::OK);
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn bad_requests_are_422_and_disabled_accounts_get_no_link(pool: PgPool) {
     let app = app(pool);
     for body in [json!({}), json!({"email": "not-an-email"})] {
@@ -293,7 +296,7 @@ async fn bad_requests_are_422_and_disabled_accounts_get_no_link(pool: PgPool) {
     );
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn one_link_used_by_many_requests_at_once_resets_once(pool: PgPool) {
     let app = app(pool);
     let user = app.signed_up("ada@example.com").await;
@@ -327,7 +330,7 @@ async fn one_link_used_by_many_requests_at_once_resets_once(pool: PgPool) {
     assert_eq!(app.login(&user.email, &password).await.status, StatusCode::OK);
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn reset_mails_are_limited_per_account_alike_for_addresses_without_one(pool: PgPool) {
     let app = app(pool);
     let victim = app.signed_up("victim@example.com").await;
@@ -351,7 +354,7 @@ async fn reset_mails_are_limited_per_account_alike_for_addresses_without_one(poo
     assert_eq!(app.mails_to(&victim.email, "Reset").len(), 3);
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn forgot_password_requests_are_limited_per_address(pool: PgPool) {
     let app = TestApp::with_changed_config(pool, |c| c.limits.password_forgot.per_address = 10, auth::router);
     let burst = (0..25).map(|n| {
@@ -369,7 +372,7 @@ async fn forgot_password_requests_are_limited_per_address(pool: PgPool) {
     );
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn guessing_tokens_is_limited_per_address_and_per_account_like_passwords(pool: PgPool) {
     let app = TestApp::with_changed_config(pool, |c| c.limits.login.per_address = 10, auth::router);
     // From one address, made-up tokens at once: they count with failed logins.
@@ -405,7 +408,7 @@ async fn guessing_tokens_is_limited_per_address_and_per_account_like_passwords(p
     assert_eq!(tally(&responses), HashMap::from([(400, 5), (429, 7)]));
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn a_password_guesser_does_not_lock_the_owner_out_of_recovery(pool: PgPool) {
     let app = app(pool);
     let user = app.signed_up("ada@example.com").await;
@@ -425,7 +428,7 @@ async fn a_password_guesser_does_not_lock_the_owner_out_of_recovery(pool: PgPool
     );
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn deleting_the_account_deletes_its_pending_tokens_and_only_those(pool: PgPool) {
     let app = app(pool);
     let ada = app.signed_up("ada@example.com").await;

@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use primer_shared::test_util::{TestApp, skipped, statements_during};
 use sqlx::PgPool;
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn me_is_one_round_trip(pool: PgPool) {
     if skipped("pg_stat_statements") {
         return;

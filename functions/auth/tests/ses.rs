@@ -7,8 +7,8 @@ use std::sync::Arc;
 use aws_sdk_sesv2::config::{Credentials, Region, SharedCredentialsProvider};
 use axum::http::StatusCode;
 use primer_shared::AppState;
-use primer_shared::config::{EmailDelivery, SesConfig};
-use primer_shared::email::SesSender;
+use primer_shared::infra::config::{EmailDelivery, SesConfig};
+use primer_shared::infra::email::SesSender;
 use primer_shared::test_util::{SentMail, TestApp, skipped, test_config};
 use serde_json::Value;
 use sqlx::PgPool;
@@ -80,7 +80,7 @@ async fn sent_to(address: &str) -> Vec<(String, SentMail)> {
         .collect()
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn a_reset_sent_through_ses_ends_old_sessions_and_sets_the_new_password(pool: PgPool) {
     if skipped("moto") {
         return;
@@ -100,7 +100,10 @@ async fn a_reset_sent_through_ses_ends_old_sessions_and_sets_the_new_password(po
     assert_eq!((reset.subject.as_str(), reset.to.as_str()), ("Reset your password", email.as_str()));
     assert_eq!(reset.from, format!("no-reply@{domain}"));
     assert!(
-        reset.link.starts_with(&format!("{}/reset-password?token=", primer_shared::config::LOCAL_RUNNER_URL))
+        reset.link.starts_with(&format!(
+            "{}/reset-password?token=",
+            primer_shared::infra::config::LOCAL_RUNNER_URL
+        ))
     );
 
     let response = app.reset_password(&reset.token, "a brand new passphrase").await;
@@ -113,7 +116,7 @@ async fn a_reset_sent_through_ses_ends_old_sessions_and_sets_the_new_password(po
     assert_eq!(app.verify_email(&verification.token).await.status, StatusCode::NO_CONTENT);
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn a_refused_message_is_a_503_when_asked_for_and_invisible_to_a_forgot_request(pool: PgPool) {
     if skipped("moto") {
         return;

@@ -6,9 +6,9 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use primer_shared::personalize::{ReaderProfile, personalize};
-use primer_shared::profile::examples::api_example;
-use primer_shared::profile::{ProfileHash, ProfileInput};
+use primer_shared::domain::personalize::{ReaderProfile, personalize};
+use primer_shared::domain::profile::examples::api_example;
+use primer_shared::domain::profile::{ProfileHash, ProfileInput};
 
 const SIZE: usize = 50 * 1024;
 
@@ -18,7 +18,7 @@ fn main() {
     // The example profile with every facet set.
     let profile = serde_json::from_value::<ProfileInput>(api_example()).unwrap().parse().unwrap();
     let reader = ReaderProfile {
-        reader: primer_shared::personalize::Reader::of(&profile).unwrap(),
+        reader: primer_shared::domain::personalize::Reader::of(&profile).unwrap(),
         profile_hash: ProfileHash::of(&profile).as_str().to_owned(),
         profile,
     };

@@ -1,8 +1,8 @@
 //! The chapters function: `/api/chapters*` of docs/api.md — the book's table of contents, each
 //! chapter's source, and the caller's personalized chapter.
 //!
-//! Parsing and importing the book (`primer_shared::book`), the personalization engines and
-//! their cache (`primer_shared::personalize`) and the blob store live in the core crate; this
+//! Parsing and importing the book (`primer_shared::domain::book`), the personalization engines and
+//! their cache (`primer_shared::domain::personalize`) and the blob store live in the core crate; this
 //! crate maps HTTP onto them. Importing is the admin binary's job, clean-up the janitor's.
 
 use std::time::Duration;
@@ -12,12 +12,12 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use primer_shared::book::{self, ChapterId, ChapterSummary};
-use primer_shared::extract::{AuthUser, QueryParams};
-use primer_shared::openapi as api;
-use primer_shared::personalize::cache::{self, MARKDOWN};
-use primer_shared::personalize::{Engine, Fingerprint};
-use primer_shared::{AppState, Error, Result, app};
+use primer_shared::domain::book::{self, ChapterId, ChapterSummary};
+use primer_shared::domain::personalize::cache::{self, MARKDOWN};
+use primer_shared::domain::personalize::{Engine, Fingerprint};
+use primer_shared::http::extract::{AuthUser, QueryParams};
+use primer_shared::http::openapi as api;
+use primer_shared::{AppState, Error, Result, http::app};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, OpenApi, ToSchema};
 

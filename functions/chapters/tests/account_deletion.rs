@@ -22,7 +22,7 @@ async fn delete_account(app: &TestApp, user: &TestUser) -> StatusCode {
     }
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn deleting_an_account_removes_its_objects_and_only_its_own(pool: PgPool) {
     let app = TestApp::new(pool, chapters::router);
     import_fixture(app.pool()).await;
@@ -44,7 +44,7 @@ async fn deleting_an_account_removes_its_objects_and_only_its_own(pool: PgPool) 
     assert_eq!(again.json()["cached"], true);
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn an_unreachable_store_keeps_the_account_for_a_retry(pool: PgPool) {
     let healthy = TestApp::new(pool, chapters::router);
     import_fixture(healthy.pool()).await;
@@ -54,13 +54,13 @@ async fn an_unreachable_store_keeps_the_account_for_a_retry(pool: PgPool) {
     let state = AppState::new(test_config(), healthy.pool().clone()).with_blobs(Arc::new(UnreachableStore));
     let broken = TestApp::with_state(state, chapters::router);
     assert_eq!(delete_account(&broken, &user).await, StatusCode::SERVICE_UNAVAILABLE);
-    let account = primer_shared::user::by_id(healthy.pool(), &user.id).await.unwrap();
+    let account = primer_shared::domain::user::by_id(healthy.pool(), &user.id).await.unwrap();
     assert!(account.is_some(), "the account is still there");
     assert_eq!(delete_account(&healthy, &user).await, StatusCode::NO_CONTENT);
     assert_eq!(copies(healthy.pool()).await, 0);
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn misses_in_flight_while_the_account_goes_are_never_a_500(pool: PgPool) {
     let plain = TestApp::new(pool, chapters::router);
     let slow = Arc::new(CountingStore::new(plain.state.blobs.clone(), Duration::from_millis(400)));

@@ -3,12 +3,12 @@
 use crate::common;
 
 use common::{import_fixture, sample_book};
-use primer_shared::book::{self, ChapterId, ChapterSource, ImportOutcome};
+use primer_shared::domain::book::{self, ChapterId, ChapterSource, ImportOutcome};
 use std::collections::BTreeSet;
 
-use primer_shared::book::markup::Facet;
-use primer_shared::personalize::{ReaderProfile, personalize, reader_profile, rules};
-use primer_shared::profile::examples::{api_example, seed_000};
+use primer_shared::domain::book::markup::Facet;
+use primer_shared::domain::personalize::{ReaderProfile, personalize, reader_profile, rules};
+use primer_shared::domain::profile::examples::{api_example, seed_000};
 use primer_shared::test_util::{TestApp, set_reader_profile, store_profile};
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -21,7 +21,7 @@ async fn sections(pool: &PgPool, chapter: i32) -> Vec<(String, String)> {
         .unwrap()
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn the_version_moves_only_when_the_source_changes(pool: PgPool) {
     import_fixture(&pool).await;
     let fixture = std::fs::read_to_string(common::fixtures().join("01-first-steps.md")).unwrap();
@@ -60,7 +60,7 @@ async fn the_version_moves_only_when_the_source_changes(pool: PgPool) {
     assert_eq!(found, "Acting");
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn the_sample_book_imports_once(pool: PgPool) {
     let first = book::import_dir(&pool, &sample_book()).await.unwrap();
     assert_eq!(first.len(), 6);
@@ -94,7 +94,7 @@ async fn reader(
     reader_profile(app.pool(), &user.id).await.unwrap().unwrap()
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn two_readers_get_visibly_different_chapters(pool: PgPool) {
     let app = TestApp::new(pool, chapters::router);
     book::import_dir(app.pool(), &sample_book()).await.unwrap();
@@ -153,7 +153,7 @@ fn differing_lines(a: &str, b: &str) -> (usize, usize) {
     (a.difference(&b).count(), b.difference(&a).count())
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn every_chapter_has_passages_for_goals_skills_and_constraints(pool: PgPool) {
     let app = TestApp::new(pool, chapters::router);
     let chapters = sample_chapters(app.pool()).await;
@@ -242,7 +242,7 @@ fn example_shaped_newcomer() -> Value {
     })
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn two_profiles_of_the_example_shape_read_visibly_different_chapters(pool: PgPool) {
     let app = TestApp::new(pool, chapters::router);
     let chapters = sample_chapters(app.pool()).await;

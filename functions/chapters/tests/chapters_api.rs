@@ -8,8 +8,8 @@ use std::time::Duration;
 use axum::http::{StatusCode, header};
 use common::{copies, files_under, import_fixture, python_reader, rule_key};
 use primer_shared::AppState;
-use primer_shared::blob::DirStore;
-use primer_shared::book::{self, ChapterSource};
+use primer_shared::domain::book::{self, ChapterSource};
+use primer_shared::infra::blob::DirStore;
 use primer_shared::test_util::{
     CountingStore, TestApp, UnreachableStore, set_reader_profile, skipped, statements_during, test_config,
 };
@@ -18,7 +18,7 @@ use sqlx::PgPool;
 
 const PERSONALIZED_JSON: &str = "/api/chapters/1/personalized?format=json";
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn the_table_of_contents_and_sources_need_no_sign_in(pool: PgPool) {
     let app = TestApp::new(pool, chapters::router);
     import_fixture(app.pool()).await;
@@ -45,7 +45,7 @@ async fn the_table_of_contents_and_sources_need_no_sign_in(pool: PgPool) {
     }
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn personalization_needs_a_signed_in_onboarded_reader(pool: PgPool) {
     let app = TestApp::new(pool, chapters::router);
     import_fixture(app.pool()).await;
@@ -80,7 +80,7 @@ async fn personalization_needs_a_signed_in_onboarded_reader(pool: PgPool) {
     assert_eq!(copies(app.pool()).await, 0);
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn a_miss_is_made_and_stored_then_served_from_the_store(pool: PgPool) {
     let app = TestApp::new(pool, chapters::router);
     let chapter = import_fixture(app.pool()).await;
@@ -124,7 +124,7 @@ async fn a_miss_is_made_and_stored_then_served_from_the_store(pool: PgPool) {
     assert_eq!(copies(app.pool()).await, 1);
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn a_changed_profile_is_a_new_miss(pool: PgPool) {
     let app = TestApp::new(pool, chapters::router);
     import_fixture(app.pool()).await;
@@ -143,7 +143,7 @@ async fn a_changed_profile_is_a_new_miss(pool: PgPool) {
     assert_eq!(copies(app.pool()).await, 2, "the old copy waits for the janitor");
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn a_new_chapter_version_is_a_new_miss(pool: PgPool) {
     let app = TestApp::new(pool, chapters::router);
     import_fixture(app.pool()).await;
@@ -162,7 +162,7 @@ async fn a_new_chapter_version_is_a_new_miss(pool: PgPool) {
     assert!(after["markdown"].as_str().unwrap().contains("## Revised"));
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn concurrent_misses_make_the_chapter_once(pool: PgPool) {
     let config = test_config();
     let dir = config.blob.dir.clone();
@@ -189,7 +189,7 @@ async fn concurrent_misses_make_the_chapter_once(pool: PgPool) {
     assert_eq!(files_under(&dir), 1);
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn a_failed_store_write_is_a_503_and_leaves_no_row(pool: PgPool) {
     let healthy = TestApp::new(pool, chapters::router);
     import_fixture(healthy.pool()).await;
@@ -209,7 +209,7 @@ async fn a_failed_store_write_is_a_503_and_leaves_no_row(pool: PgPool) {
     assert_eq!(copies(healthy.pool()).await, 1);
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn a_lost_object_is_made_again(pool: PgPool) {
     let app = TestApp::new(pool, chapters::router);
     let chapter = import_fixture(app.pool()).await;
@@ -225,7 +225,7 @@ async fn a_lost_object_is_made_again(pool: PgPool) {
     assert_eq!(back["cached"], true);
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn a_cache_hit_is_two_round_trips_and_one_object_read(pool: PgPool) {
     if skipped("pg_stat_statements") {
         return;

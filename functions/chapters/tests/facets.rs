@@ -7,11 +7,11 @@ use crate::common;
 
 use axum::Router;
 use axum::http::{Method, StatusCode};
-use primer_shared::book::markup::KEYS;
-use primer_shared::book::{self, ChapterSource};
-use primer_shared::profile::examples::api_example;
+use primer_shared::domain::book::markup::KEYS;
+use primer_shared::domain::book::{self, ChapterSource};
+use primer_shared::domain::profile::examples::api_example;
 use primer_shared::test_util::{TestApp, TestUser, store_profile};
-use primer_shared::{AppState, app};
+use primer_shared::{AppState, http::app};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
@@ -174,7 +174,7 @@ async fn differs_where_used_and_stays_cached_where_not(pool: PgPool, case: &Case
 
 macro_rules! facet_tests {
     ($($name:ident: $index:expr;)+) => {$(
-        #[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+        #[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
         async fn $name(pool: PgPool) {
             differs_where_used_and_stays_cached_where_not(pool, &CASES[$index]).await;
         }
@@ -197,7 +197,7 @@ facet_tests! {
     learning_goals: 12;
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn a_goal_patch_keeps_every_chapter_without_goal_directives_cached(pool: PgPool) {
     let app = TestApp::new(pool, with_profile);
     common::import_fixture(app.pool()).await;

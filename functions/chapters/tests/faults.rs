@@ -13,9 +13,9 @@ use aws_sdk_s3::config::{Credentials, Region, SharedCredentialsProvider};
 use axum::http::StatusCode;
 use common::{copies, import_fixture, python_reader, rule_key};
 use primer_shared::AppState;
-use primer_shared::blob::S3Store;
-use primer_shared::config::S3Config;
-use primer_shared::model::{ModelClient, ModelConfig};
+use primer_shared::infra::blob::S3Store;
+use primer_shared::infra::config::S3Config;
+use primer_shared::infra::model::{ModelClient, ModelConfig};
 use primer_shared::test_util::fault_proxy::{Fault, FaultProxy};
 use primer_shared::test_util::model_stub::completion;
 use primer_shared::test_util::{TestApp, test_config};
@@ -57,7 +57,7 @@ async fn idle_in_transaction(observer: &PgPool) -> Vec<(i32, String)> {
     .unwrap()
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn concurrent_misses_generate_once_and_hold_no_transaction_while_the_model_works(pool: PgPool) {
     let server = slow_model(Duration::from_millis(1500)).await;
     let app = app_with_model(pool.clone(), &server);
@@ -138,7 +138,7 @@ async fn paused_server() -> (String, tokio::task::JoinHandle<()>) {
     (endpoint, held)
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn a_paused_or_stopped_store_is_a_503_within_its_time_out_and_leaves_nothing(pool: PgPool) {
     let (paused, _held) = paused_server().await;
     // A port nobody listens on: a stopped server.
@@ -172,7 +172,7 @@ async fn a_paused_or_stopped_store_is_a_503_within_its_time_out_and_leaves_nothi
 /// slows every chunk past the operation's time-out: each miss is a 503 within the store's own
 /// bounds (its connect and operation time-outs), leaving no row and no claim; once the network
 /// is well, the same app stores and serves the chapter.
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn the_store_behind_a_sick_network_is_a_503_within_its_time_outs_and_recovers(pool: PgPool) {
     let endpoint = std::env::var("PRIMER_TEST_S3_ENDPOINT")
         .expect("PRIMER_TEST_S3_ENDPOINT is not set: run scripts/test, which starts an S3-compatible server");
@@ -212,7 +212,7 @@ async fn the_store_behind_a_sick_network_is_a_503_within_its_time_outs_and_recov
 
 /// The model's network stalls or swallows everything: the miss waits no longer than the
 /// personalization budget, then serves the rule-based chapter.
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn a_model_behind_a_stalled_network_gives_way_to_the_rules_within_the_budget(pool: PgPool) {
     let server = slow_model(Duration::ZERO).await;
     let proxy = FaultProxy::start(server.address().to_owned()).await;
@@ -240,14 +240,15 @@ async fn a_model_behind_a_stalled_network_gives_way_to_the_rules_within_the_budg
 /// A request that died while making a chapter (its claim left behind, as a crash leaves it)
 /// holds the next reader up by at most the claim's lease: the rules' work (8 s) and the margin,
 /// not the model's budget (no model is configured) nor the function's whole timeout.
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn a_claim_left_by_a_crash_lapses_with_the_work_it_stood_for(pool: PgPool) {
     let app = TestApp::with_state(AppState::new(test_config(), pool.clone()), chapters::router);
     let chapter = import_fixture(app.pool()).await;
     let (reader, _) = python_reader(&app, "reader@example.com").await;
     // A request took the claim on the reader's copy, then crashed: its claim is left as taken.
     let key = rule_key(&pool, &reader.id, chapter).await;
-    let lease = primer_shared::personalize::cache::RULES_WORK + primer_shared::claim::CLAIM_MARGIN;
+    let lease =
+        primer_shared::domain::personalize::cache::RULES_WORK + primer_shared::domain::claim::CLAIM_MARGIN;
     sqlx::query(
         "INSERT INTO personalization_claims (storage_path, expires_at)
          VALUES ($1, clock_timestamp() + make_interval(secs => $2))",

@@ -15,7 +15,7 @@ const EXPECTED: &[(&str, u16)] = &[
     ("chapters-personalized.json", 200),
 ];
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn every_chapters_event_gets_its_status(pool: PgPool) {
     let app = TestApp::new(pool, chapters::router);
     import_fixture(app.pool()).await;
@@ -31,7 +31,7 @@ async fn every_chapters_event_gets_its_status(pool: PgPool) {
 }
 
 /// A path id that is not UTF-8, as API Gateway hands it on, gets the error shape.
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn a_path_that_is_not_utf8_gets_the_error_shape_on_lambda(pool: PgPool) {
     let app = TestApp::new(pool, chapters::router);
     let json = event("chapters-get.json", &[]).replace("/api/chapters/1", "/api/chapters/%FF");

@@ -8,12 +8,12 @@ use std::time::{Duration, Instant};
 
 use common::{import_fixture, python_reader};
 use primer_shared::AppState;
-use primer_shared::model::{ModelClient, ModelConfig, TokenUsage};
-use primer_shared::personalize::{reader_profile, rewrite};
-use primer_shared::profile::examples::api_example;
+use primer_shared::domain::personalize::{reader_profile, rewrite};
+use primer_shared::domain::profile::examples::api_example;
+use primer_shared::domain::usage::UsageLimits;
+use primer_shared::infra::model::{ModelClient, ModelConfig, TokenUsage};
 use primer_shared::test_util::model_stub;
 use primer_shared::test_util::{TestApp, store_profile, test_config};
-use primer_shared::usage::UsageLimits;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use wiremock::matchers::{body_string_contains, method, path};
@@ -65,7 +65,7 @@ async fn stored_engine(pool: &PgPool) -> String {
     sqlx::query_scalar("SELECT engine FROM personalized_chapters").fetch_one(pool).await.unwrap()
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn a_good_answer_in_time_is_served_as_the_models(pool: PgPool) {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
@@ -102,7 +102,7 @@ async fn user_message(server: &MockServer, n: usize) -> String {
 const ADAPTED_FOR_BOTH: &str =
     "# First Steps\n\nAdapted.\n\n## Reading a sensor\n\n### In Python\n\n### In C++\n\n## Acting\n";
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn the_model_reads_the_whole_profile_with_typed_text_escaped(pool: PgPool) {
     let server = MockServer::start().await;
     Mock::given(method("POST")).respond_with(completion(ADAPTED_FOR_BOTH)).mount(&server).await;
@@ -136,7 +136,7 @@ async fn the_model_reads_the_whole_profile_with_typed_text_escaped(pool: PgPool)
     assert!(markdown.contains("to your whole profile: your Python level, role,"), "{markdown}");
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn with_a_model_the_key_follows_the_whole_profile(pool: PgPool) {
     let server = MockServer::start().await;
     Mock::given(method("POST")).respond_with(completion(ADAPTED_FOR_BOTH)).mount(&server).await;
@@ -160,7 +160,7 @@ async fn with_a_model_the_key_follows_the_whole_profile(pool: PgPool) {
     assert!(user_message(&server, 1).await.contains("\"learning_goals\":[\"Locomotion\"]"));
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn a_slow_model_is_replaced_by_the_rules_within_the_budget(pool: PgPool) {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
@@ -176,7 +176,7 @@ async fn a_slow_model_is_replaced_by_the_rules_within_the_budget(pool: PgPool) {
     assert_eq!(stored_engine(app.pool()).await, "rule");
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn an_answer_that_loses_a_heading_is_replaced_by_the_rules(pool: PgPool) {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
@@ -187,7 +187,7 @@ async fn an_answer_that_loses_a_heading_is_replaced_by_the_rules(pool: PgPool) {
     assert_eq!(personalized(&app).await["engine"], "rule");
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn a_failing_model_is_replaced_by_the_rules(pool: PgPool) {
     let server = MockServer::start().await;
     Mock::given(method("POST")).respond_with(ResponseTemplate::new(401)).mount(&server).await;
@@ -195,7 +195,7 @@ async fn a_failing_model_is_replaced_by_the_rules(pool: PgPool) {
     assert_eq!(personalized(&app).await["engine"], "rule");
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn the_call_is_bounded_and_its_usage_counted_and_stored(pool: PgPool) {
     let server = MockServer::start().await;
     Mock::given(method("POST")).respond_with(completion(ADAPTED)).expect(1).mount(&server).await;
@@ -222,7 +222,7 @@ async fn the_call_is_bounded_and_its_usage_counted_and_stored(pool: PgPool) {
 /// With the budget spent, the rules answer and the chapter says why; that copy is not stored,
 /// so once the model has room again (here: another deployment's budget on the same database)
 /// the reader's next request gets the model's chapter, not the stand-in.
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn without_allowance_left_the_rules_personalize_and_say_so_until_the_model_has_room(pool: PgPool) {
     let spent = MockServer::start().await;
     Mock::given(method("POST")).respond_with(completion(ADAPTED)).expect(0).mount(&spent).await;

@@ -13,11 +13,11 @@ use axum::http::Method;
 use axum::http::{StatusCode, header};
 use common::{import_fixture, python_reader, sample_book};
 use primer_shared::AppState;
-use primer_shared::blob::{BlobStore, KeyPrefix, ObjectKey, S3Store};
-use primer_shared::config::S3Config;
-use primer_shared::profile::examples::api_example;
+use primer_shared::domain::profile::examples::api_example;
+use primer_shared::infra::blob::{BlobStore, KeyPrefix, ObjectKey, S3Store};
+use primer_shared::infra::config::S3Config;
 use primer_shared::test_util::{TestApp, skipped, test_config};
-use primer_shared::{app, book};
+use primer_shared::{domain::book, http::app};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
@@ -119,7 +119,7 @@ async fn deleting_a_prefix_spares_its_neighbours() {
     assert_eq!(none, 0);
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn the_personalized_route_redirects_to_a_presigned_url(pool: PgPool) {
     if skipped("moto") {
         return;
@@ -152,7 +152,7 @@ async fn objects(store: &S3Store) -> Vec<String> {
 /// and none of the others: chapter 1 is made again, and the other five are served from the
 /// objects made before, through the pooler and from S3, with nothing written. Adding Docker
 /// changes a decision in chapters 1 and 6: those two are made again, with the Docker passages.
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn a_profile_edit_that_changes_no_decision_writes_nothing(pool: PgPool) {
     if skipped("moto") {
         return;

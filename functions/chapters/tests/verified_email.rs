@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use common::{import_fixture, python_reader};
 use primer_shared::AppState;
-use primer_shared::model::{ModelClient, ModelConfig, TokenUsage};
+use primer_shared::infra::model::{ModelClient, ModelConfig, TokenUsage};
 use primer_shared::test_util::model_stub::completion;
 use primer_shared::test_util::{TestApp, test_config};
 use sqlx::PgPool;
@@ -17,7 +17,7 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 
 const ADAPTED: &str = "# First Steps\n\nA gentler start.\n\n## Reading a sensor\n\n### In Python\n\nRead it at 10 Hz.\n\n## Acting\n\nMove slowly.\n";
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn an_unverified_reader_is_asked_to_verify_before_the_model_personalizes(pool: PgPool) {
     let server = MockServer::start().await;
     Mock::given(method("POST"))

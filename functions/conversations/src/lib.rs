@@ -2,16 +2,16 @@
 //! caller's conversations with the tutor and their messages. The caller is a signed-in user
 //! or a guest (`Bearer <guest_token>`); another owner's conversation is a 404 on every route.
 //!
-//! Conversations and messages are stored by `primer_shared::conversations`; answering a
+//! Conversations and messages are stored by `primer_shared::domain::conversations`; answering a
 //! message (retrieval from the book, the model or the offline tutor, duplicates, retries) is
-//! `primer_shared::tutor`. Handing a guest's conversations to a user happens in the auth
+//! `primer_shared::domain::tutor`. Handing a guest's conversations to a user happens in the auth
 //! function, at register and login.
 //!
 //! Messages are paged from the newest: a page holds the `limit` messages before `before` (or
 //! the newest ones), oldest first, and `next_cursor` leads to older ones.
 //!
 //! `GET /api/usage` tells the caller what they have used of today's quotas and have left
-//! (`primer_shared::usage`); posting counts against them. Guests cannot set a system prompt.
+//! (`primer_shared::domain::usage`); posting counts against them. Guests cannot set a system prompt.
 //!
 //! Posting a message and retrying one answer with Server-Sent Events instead of JSON when the
 //! caller sends `Accept: text/event-stream`. On Lambda those two routes are also served by a
@@ -27,18 +27,18 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures_util::StreamExt as _;
-use primer_shared::conversations::{
+use primer_shared::domain::conversations::{
     self, Citation, Conversation, ConversationChanges, ConversationQuery, Cursor, Message, MessageContent,
     NewConversation, Owner, PageSize, SystemPrompt, Title,
 };
-use primer_shared::extract::{
+use primer_shared::domain::tutor::stream::{ReplyEvent, ReplyStream};
+use primer_shared::domain::tutor::{Exchange, ModelCatalog, Tutor};
+use primer_shared::domain::usage::{self, UsageReport};
+use primer_shared::http::extract::{
     Caller, JsonBody, OptionalJsonBody, QueryParams, WantsEventStream, nullable, present,
 };
-use primer_shared::openapi as api;
-use primer_shared::tutor::stream::{ReplyEvent, ReplyStream};
-use primer_shared::tutor::{Exchange, ModelCatalog, Tutor};
-use primer_shared::usage::{self, UsageReport};
-use primer_shared::{AppState, Error, FieldErrors, Result, app};
+use primer_shared::http::openapi as api;
+use primer_shared::{AppState, Error, FieldErrors, Result, http::app};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::{IntoParams, OpenApi, ToSchema};
@@ -647,10 +647,10 @@ pub fn describe_event_streams(document: &mut serde_json::Value) {
                 "description": format!("Server-Sent Events: {first}, `delta`..., `citations`, `done` (or `error`). Each event is a `ReplyEvent` (`x-itemSchema`, as OpenAPI 3.2's `itemSchema`)."),
             },
             "x-itemSchema": schema("ReplyEvent"),
-            "example": primer_shared::openapi::examples::event_stream(),
+            "example": primer_shared::http::openapi::examples::event_stream(),
         });
         // Deployed, API Gateway's HTTP API cannot stream: the function URL does.
-        operation["servers"] =
-            serde_json::to_value(primer_shared::openapi::streaming_servers()).expect("servers serialize");
+        operation["servers"] = serde_json::to_value(primer_shared::http::openapi::streaming_servers())
+            .expect("servers serialize");
     }
 }

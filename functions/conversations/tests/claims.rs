@@ -9,11 +9,11 @@ use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
 use common::{STUB_MODEL, create, id, model_at, post_message, retry, router};
-use primer_shared::conversations::{self, MessageContent, Owner, Posted};
-use primer_shared::model::ModelClient;
+use primer_shared::domain::conversations::{self, MessageContent, Owner, Posted};
+use primer_shared::domain::usage::{self, Allowance};
+use primer_shared::infra::model::ModelClient;
 use primer_shared::test_util::fault_proxy::Fault;
 use primer_shared::test_util::{TestApp, test_config, through_fault_proxy};
-use primer_shared::usage::{self, Allowance};
 use primer_shared::{AppState, Config};
 use serde_json::json;
 use sqlx::PgPool;
@@ -26,7 +26,7 @@ async fn model(delay: Duration) -> MockServer {
     let answer = wiremock::ResponseTemplate::new(200)
         .set_body_json(primer_shared::test_util::model_stub::completion(
             "A topic is a named channel.",
-            Some(primer_shared::model::TokenUsage { prompt_tokens: 60, completion_tokens: 40 }),
+            Some(primer_shared::infra::model::TokenUsage { prompt_tokens: 60, completion_tokens: 40 }),
         ))
         .set_delay(delay);
     Mock::given(method("POST")).respond_with(answer).mount(&server).await;
@@ -73,7 +73,7 @@ async fn claim_of(direct: &PgPool, message_id: &str) -> Option<chrono::DateTime<
         .unwrap()
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn a_json_retry_of_a_question_a_dead_stream_claimed_says_when_to_try_again(pool: PgPool) {
     let server = model(Duration::ZERO).await;
     let app = app_on(pool.clone(), &server, test_config());
@@ -110,7 +110,7 @@ async fn a_json_retry_of_a_question_a_dead_stream_claimed_says_when_to_try_again
     assert_eq!(answered.json()["reply"]["content"], "A topic is a named channel.");
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn a_dead_calls_reservation_is_given_back_when_its_claim_lapses(pool: PgPool) {
     let server = model(Duration::ZERO).await;
     let app = app_on(pool, &server, test_config());
@@ -145,7 +145,7 @@ async fn a_dead_calls_reservation_is_given_back_when_its_claim_lapses(pool: PgPo
 /// The database stalls after the question is stored, while the model thinks: the post is a 503
 /// within its deadline, and once the database answers again its claim is given up (not left to
 /// lapse), so a retry answers at once.
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn a_post_whose_database_stalls_gives_its_claim_up_once_it_answers_again(direct: PgPool) {
     let server = model(Duration::from_secs(2)).await;
     let (proxy, proxied) = through_fault_proxy(&direct).await;
@@ -188,7 +188,7 @@ async fn a_post_whose_database_stalls_gives_its_claim_up_once_it_answers_again(d
 
 /// Every chunk to and from the pooler waits 2 s: a tutor post is a 503 within its deadline, not
 /// an answer a minute and a half later, and leaves no claim behind.
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn a_post_through_a_slow_pooler_ends_within_its_deadline_and_leaves_no_claim(direct: PgPool) {
     let (proxy, proxied) = through_fault_proxy(&direct).await;
     let app = TestApp::on_its_own_pool(AppState::new(test_config(), proxied), router);

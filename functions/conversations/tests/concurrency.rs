@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 use common::{app_with_model, completion, create, id, post_message, user_token};
-use primer_shared::conversations::{self, MessageContent, Owner, Posted};
+use primer_shared::domain::conversations::{self, MessageContent, Owner, Posted};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use wiremock::matchers::method;
@@ -36,7 +36,7 @@ async fn advisory_locks(observer: &PgPool) -> i64 {
         .unwrap()
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn sixteen_concurrent_posters_with_repeated_contents_are_answered_once_per_message(pool: PgPool) {
     let server = slow_model(Duration::from_millis(300)).await;
     let app = app_with_model(pool.clone(), &server);
@@ -97,7 +97,7 @@ async fn sixteen_concurrent_posters_with_repeated_contents_are_answered_once_per
     assert_eq!(claimed, 0, "every claim ends with its reply");
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn no_connection_is_idle_in_transaction_while_the_model_thinks(pool: PgPool) {
     let server = slow_model(Duration::from_millis(1500)).await;
     let app = app_with_model(pool.clone(), &server);
@@ -141,7 +141,7 @@ async fn no_connection_is_idle_in_transaction_while_the_model_thinks(pool: PgPoo
     assert_eq!(response.status, StatusCode::CREATED, "{}", response.text());
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn a_duplicate_takes_over_a_claim_whose_holder_died(pool: PgPool) {
     let server = slow_model(Duration::ZERO).await;
     let app = app_with_model(pool.clone(), &server);

@@ -23,7 +23,7 @@ fn titles(page: &Value) -> Vec<String> {
         .collect()
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn create_get_patch_delete_round_trip(pool: PgPool) {
     let app = offline_app(pool);
     let token = user_token(&app, "ada@example.com").await;
@@ -61,7 +61,7 @@ async fn create_get_patch_delete_round_trip(pool: PgPool) {
     assert_eq!(app.call(Method::DELETE, &path, Some(&token), None).await.status, StatusCode::NOT_FOUND);
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn a_null_where_the_schema_has_none_is_a_400_and_changes_nothing(pool: PgPool) {
     let app = offline_app(pool);
     let token = user_token(&app, "ada@example.com").await;
@@ -84,7 +84,7 @@ async fn a_null_where_the_schema_has_none_is_a_400_and_changes_nothing(pool: PgP
     assert_eq!(list(&app, &token, "").await["conversations"].as_array().unwrap().len(), 1);
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn invalid_fields_are_named_and_a_stranger_model_is_refused(pool: PgPool) {
     let app = offline_app(pool);
     let token = user_token(&app, "ada@example.com").await;
@@ -108,7 +108,7 @@ async fn invalid_fields_are_named_and_a_stranger_model_is_refused(pool: PgPool) 
     assert_eq!(app.get("/api/conversations/not-a-uuid", Some(&token)).await.status, StatusCode::NOT_FOUND);
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn untitled_numbers_count_up_per_owner(pool: PgPool) {
     let app = offline_app(pool);
     let ada = user_token(&app, "ada@example.com").await;
@@ -125,7 +125,7 @@ async fn untitled_numbers_count_up_per_owner(pool: PgPool) {
     assert_eq!(create(&app, &guest, json!({})).await["title"], "Untitled 1");
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn concurrent_creates_get_distinct_untitled_numbers(pool: PgPool) {
     let app = offline_app(pool);
     let token = user_token(&app, "ada@example.com").await;
@@ -142,7 +142,7 @@ async fn concurrent_creates_get_distinct_untitled_numbers(pool: PgPool) {
     assert_eq!(titles, expected);
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn the_list_shows_pinned_first_then_latest_activity_and_filters_archived(pool: PgPool) {
     let app = offline_app(pool);
     let token = user_token(&app, "ada@example.com").await;
@@ -180,7 +180,7 @@ async fn the_list_shows_pinned_first_then_latest_activity_and_filters_archived(p
     assert_eq!(seen, ["second", "first", "third"]);
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn bad_query_values_are_a_400(pool: PgPool) {
     let app = offline_app(pool);
     let token = user_token(&app, "ada@example.com").await;
@@ -200,7 +200,7 @@ async fn bad_query_values_are_a_400(pool: PgPool) {
     }
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn deleting_a_conversation_deletes_its_messages(pool: PgPool) {
     let app = offline_app(pool);
     let token = user_token(&app, "ada@example.com").await;
@@ -250,7 +250,7 @@ async fn every_route_is_a_404(app: &TestApp, owner: &str, stranger: &str) {
     assert_eq!(stored_messages(app.pool(), &c).await, 2);
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn a_user_cannot_reach_another_users_conversation(pool: PgPool) {
     let app = offline_app(pool);
     let ada = user_token(&app, "ada@example.com").await;
@@ -258,7 +258,7 @@ async fn a_user_cannot_reach_another_users_conversation(pool: PgPool) {
     every_route_is_a_404(&app, &ada, &grace).await;
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn guests_and_users_cannot_reach_each_others_conversations(pool: PgPool) {
     let app = offline_app(pool);
     let ada = user_token(&app, "ada@example.com").await;
@@ -267,7 +267,7 @@ async fn guests_and_users_cannot_reach_each_others_conversations(pool: PgPool) {
     every_route_is_a_404(&app, &guest, &ada).await;
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn a_guest_cannot_reach_another_guests_conversation(pool: PgPool) {
     let app = offline_app(pool);
     let first = guest_token(&app).await;
@@ -275,7 +275,7 @@ async fn a_guest_cannot_reach_another_guests_conversation(pool: PgPool) {
     every_route_is_a_404(&app, &first, &second).await;
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn the_models_route_lists_the_offline_tutor_without_a_key(pool: PgPool) {
     let app = offline_app(pool);
     let guest = guest_token(&app).await;
@@ -288,7 +288,7 @@ async fn the_models_route_lists_the_offline_tutor_without_a_key(pool: PgPool) {
     assert_eq!(app.get("/api/models", None).await.status, StatusCode::UNAUTHORIZED);
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn paging_while_messages_arrive_neither_skips_nor_repeats(pool: PgPool) {
     let app = offline_app(pool);
     let token = user_token(&app, "ada@example.com").await;
@@ -332,7 +332,7 @@ async fn paging_while_messages_arrive_neither_skips_nor_repeats(pool: PgPool) {
 
 /// The create body's fields are all optional, so the body is too: a bare POST makes a
 /// conversation with the defaults; something sent without a content type is still a 415.
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn a_post_without_a_body_creates_with_the_defaults(pool: PgPool) {
     let app = offline_app(pool);
     let token = user_token(&app, "ada@example.com").await;
@@ -353,7 +353,7 @@ async fn a_post_without_a_body_creates_with_the_defaults(pool: PgPool) {
 }
 
 /// An empty `?cursor=` (or `?before=`) is no cursor: the first page, not a 400.
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn an_empty_cursor_is_the_first_page(pool: PgPool) {
     let app = offline_app(pool);
     let token = user_token(&app, "ada@example.com").await;
@@ -370,7 +370,7 @@ async fn an_empty_cursor_is_the_first_page(pool: PgPool) {
 /// An account deleted while its request to create a conversation is in flight: the request
 /// answers 401 (its token names nobody now), never a 500 from the foreign key. The deletion is
 /// held open until both creates wait on the user rows, so the race is certain.
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn creating_while_the_account_goes_is_a_401(pool: PgPool) {
     let app = offline_app(pool.clone());
     let ada = app.signed_up("ada@example.com").await;

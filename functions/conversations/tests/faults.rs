@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use axum::http::StatusCode;
 use common::{create, id, model_at, post_message, retry, router};
 use primer_shared::AppState;
-use primer_shared::model::ModelClient;
+use primer_shared::infra::model::ModelClient;
 use primer_shared::test_util::fault_proxy::{Fault, FaultProxy};
 use primer_shared::test_util::{TestApp, test_config};
 use serde_json::json;
@@ -18,7 +18,7 @@ use sqlx::PgPool;
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer};
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn a_model_behind_a_sick_network_is_a_failure_notice_within_its_limits(pool: PgPool) {
     let server = MockServer::start().await;
     Mock::given(method("POST"))

@@ -26,7 +26,7 @@ const EXPECTED: &[(&str, u16)] = &[
     ("conversations-stream-messages-retry.json", 201),
 ];
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn every_conversations_event_gets_its_status(pool: PgPool) {
     let app = TestApp::new(pool, common::router);
     let streaming = TestApp::with_state(app.state.clone(), conversations::stream_router);

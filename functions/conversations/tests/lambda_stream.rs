@@ -114,7 +114,7 @@ impl Drop for Function {
     }
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR", fixtures("book"))]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR", fixtures("book"))]
 async fn the_streaming_binary_streams_a_reply_through_the_runtime_api(pool: PgPool) {
     let script = StreamScript::chunks(20, Duration::from_millis(50));
     let stub = StreamingModel::start(vec![script.clone()]).await;

@@ -10,8 +10,8 @@ use common::{
     STUB_MODEL, app_with_model, completion, create, id, messages, offline_app, post_message, retry,
     stored_messages, user_token,
 };
-use primer_shared::conversations::{self, MessageContent, NewReply};
-use primer_shared::tutor::prompt::HISTORY_BUDGET_CHARS;
+use primer_shared::domain::conversations::{self, MessageContent, NewReply};
+use primer_shared::domain::tutor::prompt::HISTORY_BUDGET_CHARS;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use wiremock::matchers::{header, method, path};
@@ -22,7 +22,7 @@ async fn model_requests(server: &MockServer) -> Vec<Value> {
     server.received_requests().await.unwrap().iter().map(|r| r.body_json::<Value>().unwrap()).collect()
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR", fixtures("book"))]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR", fixtures("book"))]
 async fn a_message_is_stored_and_answered(pool: PgPool) {
     let app = offline_app(pool);
     let token = user_token(&app, "ada@example.com").await;
@@ -47,7 +47,7 @@ async fn a_message_is_stored_and_answered(pool: PgPool) {
     );
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn content_limits_are_enforced(pool: PgPool) {
     let app = offline_app(pool);
     let token = user_token(&app, "ada@example.com").await;
@@ -80,7 +80,7 @@ async fn content_limits_are_enforced(pool: PgPool) {
     assert_eq!(stored_messages(app.pool(), &conversation).await, 2);
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn the_same_message_within_30_seconds_is_stored_and_answered_once(pool: PgPool) {
     let app = offline_app(pool);
     let token = user_token(&app, "ada@example.com").await;
@@ -103,7 +103,7 @@ async fn the_same_message_within_30_seconds_is_stored_and_answered_once(pool: Pg
     assert_eq!(stored_messages(app.pool(), &conversation).await, 6);
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn concurrent_identical_posts_ask_the_model_once(pool: PgPool) {
     let server = MockServer::start().await;
     // Slow enough that the two posts overlap.
@@ -124,7 +124,7 @@ async fn concurrent_identical_posts_ask_the_model_once(pool: PgPool) {
     assert_eq!(stored_messages(app.pool(), &conversation).await, 2);
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn messages_are_paged_from_the_newest_oldest_first(pool: PgPool) {
     let app = offline_app(pool);
     let token = user_token(&app, "ada@example.com").await;
@@ -149,7 +149,7 @@ async fn messages_are_paged_from_the_newest_oldest_first(pool: PgPool) {
     );
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR", fixtures("book"))]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR", fixtures("book"))]
 async fn the_model_answers_and_its_reply_cites_the_retrieved_sections(pool: PgPool) {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
@@ -175,7 +175,7 @@ async fn the_model_answers_and_its_reply_cites_the_retrieved_sections(pool: PgPo
     assert_eq!(model_requests(&server).await[0]["model"], "tutor-large");
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn a_server_error_is_retried_and_then_answered(pool: PgPool) {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
@@ -194,7 +194,7 @@ async fn a_server_error_is_retried_and_then_answered(pool: PgPool) {
     assert_eq!(response.json()["reply"]["is_error"], false);
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn a_model_timeout_stores_an_error_reply_and_still_answers_201(pool: PgPool) {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
@@ -214,7 +214,7 @@ async fn a_model_timeout_stores_an_error_reply_and_still_answers_201(pool: PgPoo
     assert_eq!(messages(&app, &token, &conversation).await.len(), 2);
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn a_refused_key_is_an_error_reply_with_a_clear_code_and_can_be_retried(pool: PgPool) {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
@@ -261,7 +261,7 @@ async fn a_refused_key_is_an_error_reply_with_a_clear_code_and_can_be_retried(po
     );
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR", fixtures("book"))]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR", fixtures("book"))]
 async fn the_model_gets_the_system_prompt_the_bounded_history_and_the_sections(pool: PgPool) {
     let server = MockServer::start().await;
     Mock::given(method("POST")).respond_with(completion("Arr, a topic be a channel.")).mount(&server).await;

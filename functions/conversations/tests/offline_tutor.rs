@@ -7,7 +7,7 @@ use std::path::Path;
 
 use axum::http::StatusCode;
 use common::{create, id, offline_app, post_message, user_token};
-use primer_shared::book;
+use primer_shared::domain::book;
 use primer_shared::test_util::TestApp;
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -24,7 +24,7 @@ fn rand_suffix() -> String {
     uuid::Uuid::new_v4().simple().to_string()
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR", fixtures("book"))]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR", fixtures("book"))]
 async fn it_quotes_and_cites_the_section_that_holds_the_question_words(pool: PgPool) {
     let app = offline_app(pool);
     let reply = ask(&app, "What is a ROS 2 topic?").await;
@@ -48,14 +48,14 @@ async fn it_quotes_and_cites_the_section_that_holds_the_question_words(pool: PgP
     assert_ne!(text, "What is a ROS 2 topic?", "not an echo");
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR", fixtures("book"))]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR", fixtures("book"))]
 async fn it_answers_a_loosely_worded_question_from_the_right_section(pool: PgPool) {
     let app = offline_app(pool);
     let reply = ask(&app, "Could you explain which simulator needs an NVIDIA GPU?").await;
     assert_eq!(reply["citations"][0]["section"], "Choosing a simulator", "{reply}");
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR", fixtures("book"))]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR", fixtures("book"))]
 async fn it_says_so_when_the_book_has_nothing_on_the_question(pool: PgPool) {
     let app = offline_app(pool);
     for question in ["What is the capital of France?", "How do I bake sourdough bread?", "hello?"] {
@@ -68,7 +68,7 @@ async fn it_says_so_when_the_book_has_nothing_on_the_question(pool: PgPool) {
     }
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn it_answers_from_the_real_book(pool: PgPool) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../content/book");
     book::import_dir(&pool, &dir).await.expect("the book imports");

@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use axum::http::{Method, StatusCode};
 use common::{STUB_MODEL, create, guest_token, id, model_at, post_message, router, user_token};
-use primer_shared::model::{ModelClient, TokenUsage};
+use primer_shared::domain::usage::{self, UsageLimits};
+use primer_shared::infra::model::{ModelClient, TokenUsage};
 use primer_shared::test_util::model_stub::completion;
 use primer_shared::test_util::{CapturedLog, TestApp, TestResponse, test_config};
-use primer_shared::usage::{self, UsageLimits};
-use primer_shared::{AppState, Config, telemetry};
+use primer_shared::{AppState, Config, infra::telemetry};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use wiremock::matchers::method;
@@ -72,7 +72,7 @@ async fn stored_user_messages(pool: &PgPool) -> i64 {
     sqlx::query_scalar("SELECT count(*) FROM messages WHERE sender = 'user'").fetch_one(pool).await.unwrap()
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn a_guest_posting_until_refused_is_refused_at_the_guest_quota(pool: PgPool) {
     let app = offline_app(pool, |u| u.guest.messages = 4);
     let guest = guest_token(&app).await;
@@ -112,7 +112,7 @@ async fn a_guest_posting_until_refused_is_refused_at_the_guest_quota(pool: PgPoo
     assert_eq!(theirs["messages"]["limit"], UsageLimits::default().user.messages);
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn thirty_posts_at_once_get_exactly_the_message_quota(pool: PgPool) {
     let app = offline_app(pool, |u| u.guest.messages = 5);
     let guest = guest_token(&app).await;
@@ -139,7 +139,7 @@ async fn thirty_posts_at_once_get_exactly_the_message_quota(pool: PgPool) {
     assert_eq!(stored_user_messages(app.pool()).await, 5);
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn concurrent_model_calls_never_pass_the_token_quota(pool: PgPool) {
     let server = model(Duration::from_millis(400)).await;
     // A reservation is the prompt at a token per character (about 450 here) plus the longest
@@ -179,7 +179,7 @@ async fn concurrent_model_calls_never_pass_the_token_quota(pool: PgPool) {
     assert_eq!(usage["messages"]["used"], 10);
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn once_the_deployment_budget_is_spent_the_offline_tutor_answers_and_says_so(pool: PgPool) {
     let server = model(Duration::ZERO).await;
     let app = app_with_model(pool, &server, |u| u.daily_token_budget = 2000);
@@ -225,7 +225,7 @@ async fn once_the_deployment_budget_is_spent_the_offline_tutor_answers_and_says_
     assert_eq!(usage["tokens"]["used"], 0, "grace spent nothing");
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn guests_together_stay_within_their_share_of_the_budget(pool: PgPool) {
     let server = model(Duration::ZERO).await;
     let app = app_with_model(pool, &server, |u| u.guest_daily_token_budget = 2000);
@@ -244,7 +244,7 @@ async fn guests_together_stay_within_their_share_of_the_budget(pool: PgPool) {
     assert_eq!(reply.json()["reply"]["ai_model"], STUB_MODEL);
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn every_call_sends_max_tokens_and_each_reply_keeps_its_usage(pool: PgPool) {
     let server = model(Duration::ZERO).await;
     let app = app_with_model(pool, &server, |_| {});
@@ -262,7 +262,7 @@ async fn every_call_sends_max_tokens_and_each_reply_keeps_its_usage(pool: PgPool
     assert_eq!(stored, (Some(200), Some(1000)));
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn guests_cannot_set_a_system_prompt_and_users_are_bounded(pool: PgPool) {
     let app = offline_app(pool, |_| {});
     let guest = guest_token(&app).await;
@@ -301,7 +301,7 @@ async fn guests_cannot_set_a_system_prompt_and_users_are_bounded(pool: PgPool) {
     assert!(forced.is_err(), "a guest conversation cannot store a system prompt");
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn usage_needs_a_caller(pool: PgPool) {
     let app = offline_app(pool, |_| {});
     let response = app.get("/api/usage", None).await;
@@ -334,7 +334,7 @@ impl wiremock::Respond for CountsEveryCharacter {
     }
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn a_model_counting_more_than_the_estimate_never_takes_a_reader_past_the_quota(pool: PgPool) {
     let server = MockServer::start().await;
     Mock::given(method("POST")).respond_with(CountsEveryCharacter).mount(&server).await;
@@ -376,7 +376,7 @@ async fn a_model_counting_more_than_the_estimate_never_takes_a_reader_past_the_q
     assert_eq!(reported, vec![5_000; by_model]);
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn conversations_a_day_are_limited_per_guest_and_per_user_whatever_the_parallelism(pool: PgPool) {
     let app = offline_app(pool, |u| {
         u.guest.conversations = 10;
@@ -419,7 +419,7 @@ async fn conversations_a_day_are_limited_per_guest_and_per_user_whatever_the_par
 
 /// Each retry stores a reply, so each counts as a message: retrying a failing model in a loop
 /// stops at the day's messages, as posting does.
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn retries_count_against_the_message_quota(pool: PgPool) {
     let server = MockServer::start().await;
     Mock::given(method("POST")).respond_with(ResponseTemplate::new(400)).mount(&server).await;

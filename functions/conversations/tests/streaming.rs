@@ -28,7 +28,7 @@ fn assert_answer_events(names: &[&str], min_deltas: usize) {
     assert_eq!(names, expected);
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR", fixtures("book"))]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR", fixtures("book"))]
 async fn the_offline_tutor_streams_its_answer_sentence_by_sentence(pool: PgPool) {
     let app = offline_app(pool);
     let token = user_token(&app, "ada@example.com").await;
@@ -64,7 +64,7 @@ async fn the_offline_tutor_streams_its_answer_sentence_by_sentence(pool: PgPool)
     assert_eq!(plain.json()["reply"]["sender"], "ai");
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR", fixtures("book"))]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR", fixtures("book"))]
 async fn a_model_answer_streams_in_its_chunks_and_is_stored_as_they_join(pool: PgPool) {
     let script = StreamScript::chunks(20, Duration::from_millis(5));
     let stub = StreamingModel::start(vec![script.clone()]).await;
@@ -90,7 +90,7 @@ async fn a_model_answer_streams_in_its_chunks_and_is_stored_as_they_join(pool: P
     );
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn a_model_failing_mid_answer_stores_one_error_with_the_partial_text_and_retry_streams_afresh(
     pool: PgPool,
 ) {
@@ -130,7 +130,7 @@ async fn a_model_failing_mid_answer_stores_one_error_with_the_partial_text_and_r
     assert!(!model_history.contains("Chunk 0"), "the broken answer is not fed back to the model");
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn a_duplicate_within_30_seconds_replays_the_stored_exchange(pool: PgPool) {
     let script = StreamScript::chunks(4, Duration::from_millis(5));
     let stub = StreamingModel::start(vec![script.clone()]).await;
@@ -150,7 +150,7 @@ async fn a_duplicate_within_30_seconds_replays_the_stored_exchange(pool: PgPool)
     assert_eq!(stored_messages(app.pool(), &conversation).await, 2);
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn concurrent_identical_streamed_posts_ask_the_model_once(pool: PgPool) {
     // Long enough that every post arrives while the first is still streaming.
     let script = StreamScript::chunks(10, Duration::from_millis(30));
@@ -186,7 +186,7 @@ async fn concurrent_identical_streamed_posts_ask_the_model_once(pool: PgPool) {
     assert_eq!(claimed, 0, "the claim ended with the reply");
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn limits_owners_and_retry_rules_answer_in_json_before_any_event(pool: PgPool) {
     let stub = StreamingModel::start(vec![StreamScript::chunks(2, Duration::from_millis(1))]).await;
     let app = app_with_streaming_model(pool, &stub);
@@ -214,7 +214,7 @@ async fn limits_owners_and_retry_rules_answer_in_json_before_any_event(pool: PgP
     assert_eq!(stub.calls().len(), 1);
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn nothing_is_held_in_the_database_while_a_reply_streams(pool: PgPool) {
     let stub = StreamingModel::start(vec![StreamScript::chunks(12, Duration::from_millis(50))]).await;
     let app = app_with_streaming_model(pool.clone(), &stub);
@@ -251,7 +251,7 @@ async fn nothing_is_held_in_the_database_while_a_reply_streams(pool: PgPool) {
 /// the reader's day; with too few tokens left for a call the offline tutor streams in the
 /// model's stead and says so; past the message quota the post is a JSON 429 before any event,
 /// and nothing is stored. (Each phase is the same database under other quotas.)
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR", fixtures("book"))]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR", fixtures("book"))]
 async fn streamed_posts_are_held_to_the_quotas(pool: PgPool) {
     let script = StreamScript::chunks(3, Duration::from_millis(5));
     let stub = StreamingModel::start(vec![script.clone()]).await;
@@ -293,7 +293,7 @@ async fn streamed_posts_are_held_to_the_quotas(pool: PgPool) {
 /// An endpoint that writes on past `max_tokens` (each chunk with text is at least a token) is
 /// cut there: the stored answer is what came within it, and the call books what it reserved,
 /// not the usage the endpoint would report after.
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR", fixtures("book"))]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR", fixtures("book"))]
 async fn a_stream_past_max_tokens_is_cut_there_and_books_its_reservation(pool: PgPool) {
     let script = StreamScript::chunks(30, Duration::from_millis(2));
     let stub = StreamingModel::start(vec![script.clone()]).await;
@@ -310,8 +310,9 @@ async fn a_stream_past_max_tokens_is_cut_there_and_books_its_reservation(pool: P
 
     let sent = &stub.calls()[0].body;
     assert_eq!(sent["max_tokens"], 5);
-    let reserved = primer_shared::model::estimate_prompt_tokens(
-        &serde_json::from_value::<Vec<primer_shared::model::ChatMessage>>(sent["messages"].clone()).unwrap(),
+    let reserved = primer_shared::infra::model::estimate_prompt_tokens(
+        &serde_json::from_value::<Vec<primer_shared::infra::model::ChatMessage>>(sent["messages"].clone())
+            .unwrap(),
     ) + 5;
     let usage = app.usage(&token).await.json();
     assert_eq!(usage["tokens"]["used"].as_u64(), Some(reserved), "{usage}");

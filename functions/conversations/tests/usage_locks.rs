@@ -8,10 +8,10 @@ use crate::common;
 
 use std::time::Duration;
 
-use primer_shared::model::{Spend, TokenUsage};
-use primer_shared::owner::Owner;
+use primer_shared::domain::owner::Owner;
+use primer_shared::domain::usage::{self, Allowance, UsageLimits};
+use primer_shared::infra::model::{Spend, TokenUsage};
 use primer_shared::test_util::TestApp;
-use primer_shared::usage::{self, Allowance, UsageLimits};
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -29,7 +29,7 @@ async fn counter(direct: &PgPool, sql: &'static str) -> i64 {
     sqlx::query_scalar(sql).fetch_one(direct).await.unwrap()
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn parallel_reservations_and_settlements_never_deadlock_and_add_up(direct: PgPool) {
     let app = TestApp::with_changed_config(
         direct.clone(),

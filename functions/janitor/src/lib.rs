@@ -13,12 +13,12 @@
 
 use std::time::Duration;
 
-use primer_shared::auth::{rate_limit, recovery, sessions};
-use primer_shared::config::Tokens;
-use primer_shared::conversations::guests;
+use primer_shared::domain::auth::{rate_limit, recovery, sessions};
+use primer_shared::domain::conversations::guests;
+use primer_shared::domain::personalize::cache;
 use primer_shared::error::ErrorChain;
-use primer_shared::personalize::cache;
-use primer_shared::{AppState, Result, telemetry, usage};
+use primer_shared::infra::config::Tokens;
+use primer_shared::{AppState, Result, domain::usage, infra::telemetry};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -152,7 +152,7 @@ pub async fn handle(state: &AppState, _event: Value) -> Result<Sweep, lambda_run
 
 /// The whole `main`: logging, state from the environment, then Lambda's loop.
 pub async fn run_on_lambda() -> Result<(), lambda_runtime::Error> {
-    primer_shared::app::limit_allocator_arenas();
+    primer_shared::http::app::limit_allocator_arenas();
     telemetry::init();
     // It signs and checks no token, and is given no JWT_SECRET.
     let state = AppState::from_env_for(Tokens::NotHandled)

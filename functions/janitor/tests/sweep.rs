@@ -6,12 +6,12 @@ use std::time::Duration;
 use axum::Router;
 use janitor::{Sweep, handle, sweep};
 use primer_shared::AppState;
-use primer_shared::auth::recovery::{self, Purpose};
-use primer_shared::blob::ObjectKey;
-use primer_shared::book::{self, ChapterId, ChapterSource};
-use primer_shared::personalize::Fingerprint;
-use primer_shared::personalize::cache::{MARKDOWN, object_key, personalized_chapter};
-use primer_shared::profile::examples::api_example;
+use primer_shared::domain::auth::recovery::{self, Purpose};
+use primer_shared::domain::book::{self, ChapterId, ChapterSource};
+use primer_shared::domain::personalize::Fingerprint;
+use primer_shared::domain::personalize::cache::{MARKDOWN, object_key, personalized_chapter};
+use primer_shared::domain::profile::examples::api_example;
+use primer_shared::infra::blob::ObjectKey;
 use primer_shared::test_util::{
     CountingStore, TestApp, TestUser, UnreachableStore, event, set_reader_profile, store_profile, test_config,
 };
@@ -56,7 +56,7 @@ async fn count(pool: &PgPool, sql: &'static str) -> i64 {
     sqlx::query_scalar(sql).fetch_one(pool).await.unwrap()
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn only_expired_and_stale_things_go(pool: PgPool) {
     let app = TestApp::for_function(pool, Router::new);
     let pool = app.pool().clone();
@@ -189,7 +189,7 @@ async fn only_expired_and_stale_things_go(pool: PgPool) {
     let mut live_keys = vec![ada_live.to_string(), bob_live.to_string()];
     live_keys.sort();
     assert_eq!(keys_in_rows(&pool).await, live_keys);
-    let live = primer_shared::user::by_live_session(&pool, &ada.session_id, &ada.id).await.unwrap();
+    let live = primer_shared::domain::user::by_live_session(&pool, &ada.session_id, &ada.id).await.unwrap();
     assert!(live.is_some(), "the live session still works");
     assert_eq!(
         count(&pool, r#"SELECT count(*) FROM "verification" WHERE identifier = 'reset:ada'"#).await,
@@ -224,7 +224,7 @@ async fn only_expired_and_stale_things_go(pool: PgPool) {
     assert_eq!(sweep(&app.state).await.unwrap(), Sweep::default(), "a second run finds nothing");
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn a_copy_whose_object_cannot_be_removed_keeps_its_row(pool: PgPool) {
     let app = TestApp::for_function(pool, Router::new);
     import(app.pool(), 1, "").await;
@@ -242,7 +242,7 @@ async fn a_copy_whose_object_cannot_be_removed_keeps_its_row(pool: PgPool) {
     assert!(!exists(&app, &stale).await);
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn the_schedule_event_returns_the_counts(pool: PgPool) {
     let app = TestApp::for_function(pool, Router::new);
     let payload: serde_json::Value = serde_json::from_str(&event("janitor-schedule.json", &[])).unwrap();
@@ -258,7 +258,7 @@ async fn the_schedule_event_returns_the_counts(pool: PgPool) {
     );
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn five_thousand_stale_copies_go_in_one_run_in_batches(pool: PgPool) {
     let app = TestApp::for_function(pool, Router::new);
     import(app.pool(), 1, "").await;
@@ -322,7 +322,7 @@ async fn stored_copy(app: &TestApp, user: &TestUser, key: &str, hash: &str, fing
     .unwrap();
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn staleness_follows_the_fingerprint_not_the_profile_hash(pool: PgPool) {
     let app = TestApp::for_function(pool, Router::new);
     // The chapter's only directive reads `level`.
@@ -381,7 +381,7 @@ async fn staleness_follows_the_fingerprint_not_the_profile_hash(pool: PgPool) {
     assert!(keys_in_rows(app.pool()).await.is_empty());
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn spent_refresh_tokens_are_remembered_for_a_day(pool: PgPool) {
     let app = TestApp::for_function(pool, Router::new);
     let ada = app.signed_up("ada@example.com").await;
@@ -400,7 +400,7 @@ async fn spent_refresh_tokens_are_remembered_for_a_day(pool: PgPool) {
     assert_eq!(left, ["sha256:recent"]);
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn expired_reset_and_verification_links_go_primers_and_better_auths_alike(pool: PgPool) {
     let app = TestApp::for_function(pool, Router::new);
     let pool = app.pool().clone();

@@ -2,7 +2,7 @@
 //! caller's own profile (read, create or replace, merge-patch).
 //!
 //! The catalog, the parsing, the onboarding rule and the hash live in the core crate
-//! (`primer_shared::profile`), where the chapters function reads them too; this crate maps HTTP
+//! (`primer_shared::domain::profile`), where the chapters function reads them too; this crate maps HTTP
 //! onto them. It does not personalize chapters: the chapters function reads the stored profile
 //! and keys each copy by the part of it that the copy depends on.
 
@@ -10,11 +10,11 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
-use primer_shared::extract::{AuthUser, JsonBody};
-use primer_shared::openapi as api;
-use primer_shared::profile::catalog::{self, ProfileOptions};
-use primer_shared::profile::{self, Change, ProfileInput, ProfilePatch, Saved, UserProfile};
-use primer_shared::{AppState, Error, Result, app};
+use primer_shared::domain::profile::catalog::{self, ProfileOptions};
+use primer_shared::domain::profile::{self, Change, ProfileInput, ProfilePatch, Saved, UserProfile};
+use primer_shared::http::extract::{AuthUser, JsonBody};
+use primer_shared::http::openapi as api;
+use primer_shared::{AppState, Error, Result, http::app};
 use serde::Serialize;
 use utoipa::{OpenApi, ToSchema};
 

@@ -15,7 +15,7 @@ const EXPECTED: &[(&str, bool, u16)] = &[
     ("profile-put.json", false, 201),
 ];
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn every_profile_event_gets_its_status(pool: PgPool) {
     let app = app(pool);
     let statuses: Vec<(&str, u16)> = EXPECTED.iter().map(|(name, _, status)| (*name, *status)).collect();

@@ -4,11 +4,11 @@ use crate::common;
 
 use axum::http::StatusCode;
 use common::{ProfileRoutes, app, full_profile, invalid_fields, seed_000_profile};
-use primer_shared::auth::sessions;
+use primer_shared::domain::auth::sessions;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn the_catalog_is_served_without_a_token(pool: PgPool) {
     let app = app(pool);
     let response = app.profile_options().await;
@@ -37,7 +37,7 @@ async fn the_catalog_is_served_without_a_token(pool: PgPool) {
     assert_eq!(field("hardware_context.specifications.gpu")["max_length"], 64);
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn seed_000_is_accepted_unchanged_and_read_back(pool: PgPool) {
     let app = app(pool);
     let ada = app.signed_up("ada@example.com").await;
@@ -63,7 +63,7 @@ async fn seed_000_is_accepted_unchanged_and_read_back(pool: PgPool) {
     assert_eq!(again.json()["profile"], *profile);
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn seed_002_language_objects_are_stored_canonically(pool: PgPool) {
     let app = app(pool);
     let ada = app.signed_up("ada@example.com").await;
@@ -110,7 +110,7 @@ const ENUMERATED: &[(&str, &str)] = &[
     ("/learning_goals", "learning_goals[0]"),
 ];
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn an_unknown_value_in_any_enumerated_field_is_named_by_its_path(pool: PgPool) {
     let app = app(pool);
     let ada = app.signed_up("ada@example.com").await;
@@ -140,7 +140,7 @@ async fn an_unknown_value_in_any_enumerated_field_is_named_by_its_path(pool: PgP
     assert_eq!(app.get_profile(Some(&ada.access_token)).await.status, StatusCode::NOT_FOUND);
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn three_bad_fields_are_all_named(pool: PgPool) {
     let app = app(pool);
     let ada = app.signed_up("ada@example.com").await;
@@ -155,7 +155,7 @@ async fn three_bad_fields_are_all_named(pool: PgPool) {
     );
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn an_empty_software_context_is_refused(pool: PgPool) {
     let app = app(pool);
     let ada = app.signed_up("ada@example.com").await;
@@ -174,7 +174,7 @@ async fn an_empty_software_context_is_refused(pool: PgPool) {
     );
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn oversized_free_text_is_refused(pool: PgPool) {
     let app = app(pool);
     let ada = app.signed_up("ada@example.com").await;
@@ -190,7 +190,7 @@ async fn oversized_free_text_is_refused(pool: PgPool) {
     assert_eq!(app.put_profile(Some(&ada.access_token), body).await.status, StatusCode::CREATED);
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn malformed_or_misshapen_bodies_get_the_contract_errors(pool: PgPool) {
     let app = app(pool);
     let ada = app.signed_up("ada@example.com").await;
@@ -216,7 +216,7 @@ async fn malformed_or_misshapen_bodies_get_the_contract_errors(pool: PgPool) {
     assert_eq!(app.get_profile(Some(token)).await.status, StatusCode::NOT_FOUND);
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn onboarding_answers_are_immutable_once_both_are_given(pool: PgPool) {
     let app = app(pool);
     let ada = app.signed_up("ada@example.com").await;
@@ -263,7 +263,7 @@ async fn onboarding_answers_are_immutable_once_both_are_given(pool: PgPool) {
     assert_eq!(stored["profile"]["developer_role"], "Backend Developer");
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn the_hash_follows_the_background_not_the_request_layout(pool: PgPool) {
     let app = app(pool);
     let ada = app.signed_up("ada@example.com").await;
@@ -309,7 +309,7 @@ async fn the_hash_follows_the_background_not_the_request_layout(pool: PgPool) {
     assert_eq!(json!(stored), new_hash);
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn merge_patch_follows_rfc_7396(pool: PgPool) {
     let app = app(pool);
     let ada = app.signed_up("ada@example.com").await;
@@ -360,7 +360,7 @@ async fn merge_patch_follows_rfc_7396(pool: PgPool) {
     assert_eq!(plain.json()["profile"]["robotics_experience"], "real_hardware");
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn concurrent_first_writes_create_one_profile(pool: PgPool) {
     let app = app(pool);
     let ada = app.signed_up("ada@example.com").await;
@@ -381,7 +381,7 @@ async fn concurrent_first_writes_create_one_profile(pool: PgPool) {
     assert_eq!(statuses.iter().filter(|s| **s == StatusCode::OK).count(), 5, "{statuses:?}");
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn a_user_reaches_only_their_own_profile(pool: PgPool) {
     let app = app(pool);
     let ada = app.signed_up("ada@example.com").await;
@@ -406,7 +406,7 @@ async fn a_user_reaches_only_their_own_profile(pool: PgPool) {
     assert_eq!(rows, 2);
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn the_profile_needs_a_live_session(pool: PgPool) {
     let app = app(pool);
     let ada = app.signed_up("ada@example.com").await;
@@ -425,7 +425,7 @@ async fn the_profile_needs_a_live_session(pool: PgPool) {
     assert_eq!(rows, 0);
 }
 
-#[sqlx::test(migrator = "primer_shared::db::MIGRATOR")]
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn deleting_the_user_removes_the_profile(pool: PgPool) {
     let app = app(pool);
     let ada = app.signed_up("ada@example.com").await;

@@ -10,9 +10,9 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use primer_shared::book::{self, ImportOutcome};
-use primer_shared::db;
+use primer_shared::domain::book::{self, ImportOutcome};
 use primer_shared::error::ErrorChain;
+use primer_shared::infra::db;
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 

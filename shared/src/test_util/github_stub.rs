@@ -19,8 +19,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use crate::auth::oauth::settings::{Protocol, ProviderSettings};
-use crate::config::Config;
+use crate::domain::auth::oauth::settings::{Protocol, ProviderSettings};
+use crate::infra::config::Config;
 
 /// The client id primer is configured with for the stub.
 pub const CLIENT_ID: &str = "primer-test-github-client";

@@ -17,7 +17,7 @@ use axum::routing::post;
 use axum::serve::ListenerExt as _;
 use serde_json::{Value, json};
 
-use crate::model::{ModelConfig, TokenUsage, Url};
+use crate::infra::model::{ModelConfig, TokenUsage, Url};
 
 /// How a scripted stream ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -2,10 +2,10 @@
 
 #![allow(dead_code)] // each test file uses its own part of this
 
-use primer_shared::blob::ObjectKey;
-use primer_shared::book::{self, ChapterId};
-use primer_shared::personalize::cache::object_key;
-use primer_shared::personalize::{Engine, reader_profile};
+use primer_shared::domain::book::{self, ChapterId};
+use primer_shared::domain::personalize::cache::object_key;
+use primer_shared::domain::personalize::{Engine, reader_profile};
+use primer_shared::infra::blob::ObjectKey;
 use primer_shared::test_util::{TestApp, TestUser, set_reader_profile};
 use sqlx::PgPool;
 use std::path::{Path, PathBuf};
@@ -42,7 +42,7 @@ pub async fn python_reader(app: &TestApp, email: &str) -> (TestUser, String) {
 pub async fn rule_key(pool: &PgPool, user_id: &str, chapter: ChapterId) -> ObjectKey {
     let profile = reader_profile(pool, user_id).await.unwrap().expect("an onboarded reader");
     let chapter = book::by_id(pool, chapter).await.unwrap().expect("the chapter");
-    let directives = primer_shared::personalize::rules::Directives::of(&chapter.source_markdown);
+    let directives = primer_shared::domain::personalize::rules::Directives::of(&chapter.source_markdown);
     let fingerprint = profile.fingerprint(&directives, chapter.version, Engine::Rule);
     object_key(user_id, chapter.id, chapter.version, &fingerprint).unwrap()
 }

@@ -4,5 +4,5 @@
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    primer_shared::app::run_streaming_on_lambda(conversations::stream_router).await
+    primer_shared::http::app::run_streaming_on_lambda(conversations::stream_router).await
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
-use primer_shared::model::{ModelClient, ModelConfig, Url};
+use primer_shared::infra::model::{ModelClient, ModelConfig, Url};
 use primer_shared::test_util::model_stub::{self, ReceivedEvent, StreamingModel, events_in};
 use primer_shared::test_util::{TestApp, TestResponse, test_config};
 use primer_shared::{AppState, Config};

@@ -65,7 +65,9 @@ impl ProfileRoutes for TestApp {
     }
 }
 
-pub use primer_shared::profile::examples::{api_example as full_profile, seed_000 as seed_000_profile};
+pub use primer_shared::domain::profile::examples::{
+    api_example as full_profile, seed_000 as seed_000_profile,
+};
 
 /// The fields a 422 names.
 pub fn invalid_fields(response: &TestResponse) -> Vec<String> {

@@ -1,0 +1,12 @@
+//! The infrastructure the domain stands on: configuration, the database, the blob store, the
+//! model client, mail, deadlines and tracing.
+
+#[cfg(any(feature = "s3", feature = "ses"))]
+pub(crate) mod aws_https;
+pub mod blob;
+pub mod config;
+pub mod db;
+pub mod deadline;
+pub mod email;
+pub mod model;
+pub mod telemetry;
