@@ -5,6 +5,7 @@ pub mod auth;
 pub mod book;
 pub mod claim;
 pub mod conversations;
+pub mod ids;
 pub mod owner;
 pub mod personalize;
 pub mod profile;
