@@ -1,20 +1,18 @@
-//! The one error type of every function, rendered in the API's error shape:
+//! The one error type of every function. Each error has a [`kind`](Error::kind) (what went
+//! wrong, in no protocol's words) and a [`Code`] (the machine-readable name the API sends); the
+//! HTTP layer (`http::error`) maps the kind to a status and renders the API's error shape,
 //! `{"error": {"code", "message", "request_id", "details"?}}`.
 //!
 //! Internal causes keep their source chain for the log; the caller sees only a clean
 //! message.
 
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
-
-use crate::infra::telemetry::current_request_id;
 
 /// What a handler returns.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Everything that can go wrong in a request, by the status it deserves.
+/// Everything that can go wrong in a request.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// 400: malformed JSON, wrong types, unknown query values.
@@ -101,6 +99,38 @@ pub enum Error {
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
+/// What kind of failure an [`Error`] is: what the caller did wrong, or what failed under them.
+/// The HTTP layer answers each kind with one status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The request is malformed, or carries a link or code that is no good (400).
+    BadRequest,
+    /// The caller is not signed in, or not as who they claim (401).
+    Unauthenticated,
+    /// The caller is known and may not do this (403).
+    Forbidden,
+    /// No such thing, or not the caller's (404).
+    NotFound,
+    /// The resource does not do this (405).
+    MethodNotAllowed,
+    /// The request contradicts the state of the resource (409).
+    Conflict,
+    /// The request is larger than allowed (413).
+    TooLarge,
+    /// The request's body is not JSON (415).
+    UnsupportedMediaType,
+    /// Fields with invalid values (422).
+    Invalid,
+    /// Too many attempts, or a quota used up (429).
+    TooMany,
+    /// The language model failed and nothing could stand in (502).
+    UpstreamFailed,
+    /// A backing service cannot serve now, or another request does this work (503).
+    Unavailable,
+    /// A bug or a database failure the caller cannot mend (500).
+    Internal,
+}
+
 /// The machine-readable code of an error: every value the API sends.
 // The document's `Error.code` enum is derived from this type, so a code cannot be sent
 // without being listed.
@@ -184,14 +214,14 @@ pub struct FieldError {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct QuotaDetails {
     /// Which daily allowance is used up.
-    #[schema(schema_with = crate::http::openapi::one_of_strings::<QuotaNames>)]
+    #[schema(schema_with = crate::schema::one_of_strings::<QuotaNames>)]
     pub quota: &'static str,
     /// The day's quota.
     pub limit: i64,
     /// What was used today.
     pub used: i64,
     /// Always `day`.
-    #[schema(schema_with = crate::http::openapi::one_of_strings::<Periods>)]
+    #[schema(schema_with = crate::schema::one_of_strings::<Periods>)]
     pub period: &'static str,
     /// The next UTC midnight; `Retry-After` counts down to it.
     pub resets_at: chrono::DateTime<chrono::Utc>,
@@ -199,14 +229,14 @@ pub struct QuotaDetails {
 
 /// The values of [`QuotaDetails::quota`].
 struct QuotaNames;
-impl crate::http::openapi::Strings for QuotaNames {
+impl crate::schema::Strings for QuotaNames {
     const ALL: &[&str] = &["messages", "tokens", "conversations"];
     const DESCRIPTION: Option<&str> = Some("Which daily allowance is used up.");
 }
 
 /// The values of [`QuotaDetails::period`].
 struct Periods;
-impl crate::http::openapi::Strings for Periods {
+impl crate::schema::Strings for Periods {
     const ALL: &[&str] = &["day"];
 }
 
@@ -252,24 +282,6 @@ impl Error {
         Self::Validation(vec![FieldError { field: field.into(), message: message.into() }])
     }
 
-    /// The error for a bare `status` that another layer produced, with what it `said` (kept
-    /// for a client error, where it can only describe the request; dropped for a server error).
-    /// A 413 names `body_limit`, the limit that layer enforces.
-    pub fn from_status(status: StatusCode, said: String, body_limit: usize) -> Self {
-        let said =
-            if said.is_empty() { status.canonical_reason().unwrap_or("error").to_owned() } else { said };
-        match status {
-            StatusCode::UNAUTHORIZED => Self::Unauthorized,
-            StatusCode::NOT_FOUND => Self::NotFound,
-            StatusCode::METHOD_NOT_ALLOWED => Self::MethodNotAllowed,
-            StatusCode::PAYLOAD_TOO_LARGE => Self::PayloadTooLarge { limit: body_limit },
-            StatusCode::UNSUPPORTED_MEDIA_TYPE => Self::UnsupportedMediaType,
-            StatusCode::SERVICE_UNAVAILABLE | StatusCode::GATEWAY_TIMEOUT => Self::Unavailable(said.into()),
-            s if s.is_client_error() => Self::BadRequest(said),
-            _ => Self::Internal(said.into()),
-        }
-    }
-
     /// The 400 of a JSON body whose shape is not the one expected (`reason` says how).
     pub fn wrong_shape(reason: impl std::fmt::Display) -> Self {
         Self::BadRequest(format!("the JSON body has the wrong shape: {reason}"))
@@ -280,22 +292,38 @@ impl Error {
         Self::Internal(e.into())
     }
 
-    /// The HTTP status.
-    pub fn status(&self) -> StatusCode {
+    /// The kind of failure, which decides the status.
+    pub fn kind(&self) -> ErrorKind {
         match self {
-            Self::BadRequest(_) | Self::InvalidToken | Self::InvalidCode => StatusCode::BAD_REQUEST,
-            Self::Unauthorized | Self::UnauthorizedWith(_) => StatusCode::UNAUTHORIZED,
-            Self::AccountDisabled | Self::EmailUnverified => StatusCode::FORBIDDEN,
-            Self::NotFound | Self::UnknownProvider => StatusCode::NOT_FOUND,
-            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::Conflict { .. } => StatusCode::CONFLICT,
-            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::RateLimited { .. } | Self::QuotaExceeded(_) => StatusCode::TOO_MANY_REQUESTS,
-            Self::ModelUnavailable(_) => StatusCode::BAD_GATEWAY,
-            Self::Unavailable(_) | Self::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Database(_) | Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::BadRequest(_) | Self::InvalidToken | Self::InvalidCode => ErrorKind::BadRequest,
+            Self::Unauthorized | Self::UnauthorizedWith(_) => ErrorKind::Unauthenticated,
+            Self::AccountDisabled | Self::EmailUnverified => ErrorKind::Forbidden,
+            Self::NotFound | Self::UnknownProvider => ErrorKind::NotFound,
+            Self::MethodNotAllowed => ErrorKind::MethodNotAllowed,
+            Self::Conflict { .. } => ErrorKind::Conflict,
+            Self::PayloadTooLarge { .. } => ErrorKind::TooLarge,
+            Self::UnsupportedMediaType => ErrorKind::UnsupportedMediaType,
+            Self::Validation(_) => ErrorKind::Invalid,
+            Self::RateLimited { .. } | Self::QuotaExceeded(_) => ErrorKind::TooMany,
+            Self::ModelUnavailable(_) => ErrorKind::UpstreamFailed,
+            Self::Unavailable(_) | Self::Busy { .. } => ErrorKind::Unavailable,
+            Self::Database(_) | Self::Internal(_) => ErrorKind::Internal,
+        }
+    }
+
+    /// Seconds the caller should wait before trying again, when that is known: a rate limit,
+    /// a claim another request holds, a used-up quota (until it renews), or an unavailable
+    /// backing service (a restarting compute or a full pool is back within seconds).
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            Self::RateLimited { retry_after_secs } | Self::Busy { retry_after_secs, .. } => {
+                Some(*retry_after_secs)
+            }
+            Self::QuotaExceeded(quota) => {
+                Some((quota.resets_at - chrono::Utc::now()).num_seconds().max(1).unsigned_abs())
+            }
+            Self::Unavailable(_) => Some(UNAVAILABLE_RETRY_AFTER_SECS),
+            _ => None,
         }
     }
 
@@ -356,7 +384,7 @@ fn is_transient(e: &sqlx::Error) -> bool {
 }
 
 /// The `Retry-After` of a 503: a restarting compute or a full pool is back within seconds.
-const UNAVAILABLE_RETRY_AFTER_SECS: u32 = 2;
+const UNAVAILABLE_RETRY_AFTER_SECS: u64 = 2;
 
 /// Turns a constraint violation into the error the caller deserves, instead of a 500.
 pub trait ResultExt<T> {
@@ -380,89 +408,6 @@ fn constraint_of(e: &sqlx::Error) -> Option<&str> {
     }
 }
 
-/// The body of every error response (the `Error` schema).
-#[derive(Serialize, ToSchema)]
-#[schema(as = Error, examples(crate::http::openapi::error_example))]
-pub(crate) struct Body<'a> {
-    #[schema(inline)]
-    error: BodyInner<'a>,
-}
-
-#[derive(Serialize, ToSchema)]
-struct BodyInner<'a> {
-    #[schema(inline)]
-    code: Code,
-    /// Human readable.
-    message: String,
-    /// The request's id, as in the `x-request-id` header and the log.
-    request_id: String,
-    /// Every bad field (422), or the quota that is used up (429 `quota_exceeded`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(inline, nullable = false)]
-    details: Option<Details<'a>>,
-}
-
-/// `details`: the invalid fields of a 422, or the quota of a `quota_exceeded`.
-#[derive(Serialize, ToSchema)]
-#[serde(untagged)]
-enum Details<'a> {
-    /// Every bad field (422).
-    Fields(&'a [FieldError]),
-    Quota(&'a QuotaDetails),
-}
-
-impl Error {
-    fn body(&self) -> Body<'_> {
-        let status = self.status();
-        if status.is_server_error() {
-            // The chain goes to the log only; the body says nothing internal.
-            tracing::error!(error = %ErrorChain(self), code = %self.code(), "request failed");
-        }
-        let details = match self {
-            Self::Validation(fields) => Some(Details::Fields(fields.as_slice())),
-            Self::QuotaExceeded(quota) => Some(Details::Quota(quota)),
-            _ => None,
-        };
-        Body {
-            error: BodyInner {
-                code: self.code(),
-                message: self.to_string(),
-                request_id: current_request_id().unwrap_or_default(),
-                details,
-            },
-        }
-    }
-
-    /// The error shape as JSON, for a failure that cannot be a response of its own (one in
-    /// the middle of a stream of events). Logged as a response would be.
-    pub fn to_json(&self) -> serde_json::Value {
-        serde_json::to_value(self.body()).unwrap_or_default()
-    }
-}
-
-impl IntoResponse for Error {
-    fn into_response(self) -> Response {
-        let status = self.status();
-        let mut response = (status, axum::Json(self.body())).into_response();
-        match self {
-            Self::RateLimited { retry_after_secs } | Self::Busy { retry_after_secs, .. } => {
-                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
-            }
-            Self::QuotaExceeded(quota) => {
-                let secs = (quota.resets_at - chrono::Utc::now()).num_seconds().max(1);
-                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
-            }
-            Self::Unavailable(_) => {
-                response
-                    .headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from(UNAVAILABLE_RETRY_AFTER_SECS));
-            }
-            _ => {}
-        }
-        response
-    }
-}
-
 /// Displays an error with all its sources, `a: b: c`.
 pub struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'static));
 
@@ -475,86 +420,5 @@ impl std::fmt::Display for ErrorChain<'_> {
             source = e.source();
         }
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use http_body_util::BodyExt;
-
-    async fn render(e: Error) -> (StatusCode, serde_json::Value, Option<String>) {
-        let response = e.into_response();
-        let status = response.status();
-        let retry = response.headers().get(header::RETRY_AFTER).map(|v| v.to_str().unwrap().to_owned());
-        let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        (status, serde_json::from_slice(&bytes).unwrap(), retry)
-    }
-
-    #[tokio::test]
-    async fn validation_lists_every_field() {
-        let mut errors = FieldErrors::new();
-        errors.add("email", "not an email address");
-        errors.add("password", "must be at least 8 characters");
-        let (status, body, _) = render(errors.finish().unwrap_err()).await;
-        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-        assert_eq!(body["error"]["code"], "validation_failed");
-        assert_eq!(body["error"]["details"][1]["field"], "password");
-    }
-
-    #[tokio::test]
-    async fn internal_errors_say_nothing_internal() {
-        let (status, body, _) = render(Error::internal("secret table xyz is on fire")).await;
-        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
-        assert_eq!(body["error"]["message"], "internal error");
-        assert!(!body.to_string().contains("xyz"));
-    }
-
-    #[tokio::test]
-    async fn an_unavailable_backend_is_a_503_with_retry_after() {
-        for e in [sqlx::Error::PoolTimedOut, sqlx::Error::Protocol("unexpected end of stream".into())] {
-            let (status, body, retry) = render(e.into()).await;
-            assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
-            assert_eq!(body["error"]["code"], "unavailable");
-            assert_eq!(retry.as_deref(), Some("2"));
-        }
-    }
-
-    #[tokio::test]
-    async fn a_bare_status_from_another_layer_gets_the_error_shape() {
-        let (status, body, _) = render(Error::from_status(
-            StatusCode::BAD_REQUEST,
-            "Invalid URL: Invalid UTF-8 in `id`".into(),
-            1024,
-        ))
-        .await;
-        assert_eq!(status, StatusCode::BAD_REQUEST);
-        assert_eq!(body["error"]["code"], "bad_request");
-        assert_eq!(body["error"]["message"], "Invalid URL: Invalid UTF-8 in `id`");
-        let (status, body, _) =
-            render(Error::from_status(StatusCode::BAD_GATEWAY, "upstream x".into(), 1024)).await;
-        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
-        assert_eq!(body["error"]["message"], "internal error");
-    }
-
-    #[tokio::test]
-    async fn an_exceeded_quota_names_it_and_says_when_it_renews() {
-        let resets_at = chrono::Utc::now() + chrono::Duration::seconds(3600);
-        let quota = QuotaDetails { quota: "messages", limit: 10, used: 10, period: "day", resets_at };
-        let (status, body, retry) = render(Error::QuotaExceeded(quota)).await;
-        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
-        assert_eq!(body["error"]["code"], "quota_exceeded");
-        assert_eq!(body["error"]["details"]["quota"], "messages");
-        assert_eq!(body["error"]["details"]["limit"], 10);
-        let retry: i64 = retry.unwrap().parse().unwrap();
-        assert!((3590..=3600).contains(&retry), "{retry}");
-    }
-
-    #[tokio::test]
-    async fn rate_limit_sends_retry_after() {
-        let (status, body, retry) = render(Error::RateLimited { retry_after_secs: 42 }).await;
-        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
-        assert_eq!(body["error"]["code"], "rate_limited");
-        assert_eq!(retry.as_deref(), Some("42"));
     }
 }

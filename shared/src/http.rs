@@ -2,5 +2,6 @@
 //! answer, the same way in every function.
 
 pub mod app;
+pub mod error;
 pub mod extract;
 pub mod openapi;

@@ -9,4 +9,7 @@ pub mod db;
 pub mod deadline;
 pub mod email;
 pub mod model;
+#[cfg(feature = "oauth")]
+pub mod provider_http;
+pub(crate) mod sockets;
 pub mod telemetry;

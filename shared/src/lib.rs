@@ -16,6 +16,9 @@ pub mod domain;
 pub mod error;
 pub mod http;
 pub mod infra;
+#[cfg(test)]
+mod layers;
+pub mod schema;
 
 #[cfg(any(test, feature = "test-util"))]
 pub mod test_util;

@@ -30,6 +30,7 @@ use crate::domain::auth::tokens;
 use crate::http::app::AppState;
 use crate::infra::blob::{BlobError, BlobFuture, BlobStore, KeyPrefix, ObjectKey};
 use crate::infra::config::{BlobConfig, Config, EmailConfig, EmailDelivery, JwtConfig, JwtKeys};
+pub use crate::infra::telemetry::CapturedLog;
 
 /// The host the kit's requests name where the app builds a URL of its own from it (a
 /// sign-in's callback): the app is reached at `http://primer.test`.
@@ -848,33 +849,5 @@ impl TestApp {
     /// A fresh guest token, as `POST /api/auth/guest` issues it.
     pub fn guest_token(&self) -> String {
         tokens::issue_guest(&self.state.config.jwt).expect("a guest token").token
-    }
-}
-
-/// Log output kept in memory: a `MakeWriter` for a test's tracing subscriber.
-#[derive(Clone, Default)]
-pub struct CapturedLog(Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl CapturedLog {
-    /// Everything written so far.
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
-
-impl std::io::Write for CapturedLog {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'w> tracing_subscriber::fmt::MakeWriter<'w> for CapturedLog {
-    type Writer = Self;
-    fn make_writer(&'w self) -> Self {
-        self.clone()
     }
 }

@@ -534,7 +534,7 @@ fn event_stream(replies: ReplyStream) -> Response {
             ReplyEvent::Citations(citations) => ("citations", json!(StreamCitations { citations })),
             ReplyEvent::Done(message) => ("done", json!(message)),
             ReplyEvent::Error(message) => ("error", json!(message)),
-            ReplyEvent::Failed(body) => ("error", body),
+            ReplyEvent::Failed(error, request_id) => ("error", error.to_json(request_id)),
         };
         Ok::<_, Infallible>(Event::default().event(name).id((n + 1).to_string()).data(data.to_string()))
     });

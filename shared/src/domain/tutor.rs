@@ -110,7 +110,7 @@ impl<'a> ModelCatalog<'a> {
 
 /// A user message and the reply to it.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-#[schema(as = MessageExchange, examples(crate::http::openapi::examples::exchange))]
+#[schema(as = MessageExchange, examples(crate::schema::examples::exchange))]
 pub struct Exchange {
     /// The stored user message.
     pub user_message: Message,

@@ -31,7 +31,7 @@ impl Email {
         if !std::iter::once(local).chain(domain.split('.')).all(|label| label.is_single_script()) {
             return Err("must not mix scripts (such as Latin and Cyrillic) in one part".into());
         }
-        if !mail_can_be_sent_to(&email) {
+        if !crate::infra::email::can_send_to(&email) {
             return Err("is not an address e-mail can be sent to".into());
         }
         Ok(Self(email))
@@ -64,21 +64,6 @@ impl SignInEmail {
     pub fn as_str(&self) -> &str {
         &self.normalised
     }
-}
-
-/// Whether the mail sender accepts `email` as a recipient: lettre's `Address` (RFC 5321's
-/// dot-atom or quoted local part, a domain of valid labels, IDNA for the others, or an address
-/// literal).
-#[cfg(feature = "mail")]
-fn mail_can_be_sent_to(email: &str) -> bool {
-    email.parse::<lettre::Address>().is_ok()
-}
-
-/// A function built without `mail` sends no e-mail, and creates no account (only auth does,
-/// and it is built with `mail`).
-#[cfg(not(feature = "mail"))]
-fn mail_can_be_sent_to(_: &str) -> bool {
-    true
 }
 
 /// NFKC (full-width letters become ASCII ones, ligatures their letters), trimmed, lower-cased.
@@ -142,7 +127,7 @@ impl UserName {
 
 /// A user as the API shows it: never a hash.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
-#[schema(examples(crate::http::openapi::examples::user))]
+#[schema(examples(crate::schema::examples::user))]
 pub struct User {
     /// Id (a UUID for users created here; Better-Auth's own ids are 32 characters).
     pub id: String,

@@ -5,8 +5,9 @@ use std::net::SocketAddr;
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
+use axum::http::HeaderMap;
 use axum::http::StatusCode;
-use axum::http::header::{ACCEPT, CONTENT_TYPE, USER_AGENT};
+use axum::http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, COOKIE, USER_AGENT};
 use axum::http::request::Parts;
 use lambda_http::RequestExt;
 use lambda_http::request::RequestContext;
@@ -112,14 +113,14 @@ impl FromRequestParts<AppState> for AuthUser {
     type Rejection = Error;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
-        let verified = tokens::bearer(&parts.headers)
+        let verified = bearer(&parts.headers)
             .ok_or(Error::Unauthorized)
             .and_then(|token| tokens::verify_access(&state.config.jwt, token));
         let claims = match (verified, &state.config.better_auth_secret) {
             (Ok(claims), _) => claims,
             // Not one of our access tokens: perhaps a session of a Better-Auth frontend.
             (Err(_), Some(secret)) => {
-                let live = better_auth::authenticate(&state.pool, &parts.headers, secret).await?;
+                let live = better_auth::authenticate(&state.pool, presented(&parts.headers), secret).await?;
                 return Ok(Self {
                     user_id: live.user.id.clone(),
                     session_id: live.session_id,
@@ -155,8 +156,7 @@ impl FromRequestParts<AppState> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
         // A guest token is told apart by its audience alone, without a database round trip.
-        let guest =
-            tokens::bearer(&parts.headers).map(|token| tokens::verify_guest(&state.config.jwt, token));
+        let guest = bearer(&parts.headers).map(|token| tokens::verify_guest(&state.config.jwt, token));
         if let Some(Ok(guest)) = guest {
             return Ok(Self::Guest { guest_id: guest.sub });
         }
@@ -243,6 +243,37 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientMeta {
     }
 }
 
+/// The token of an `Authorization: Bearer ...` header, if there is one.
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+/// What the headers present that may be a Better-Auth session: the Bearer token, and the
+/// session cookie (the `__Secure-` one first).
+fn presented(headers: &HeaderMap) -> better_auth::Presented<'_> {
+    better_auth::Presented {
+        bearer: bearer(headers),
+        cookie: [better_auth::SECURE_SESSION_COOKIE, better_auth::SESSION_COOKIE]
+            .into_iter()
+            .find_map(|name| cookie(headers, name)),
+    }
+}
+
+/// The first value of the cookie `name` in the `Cookie` headers.
+fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(key, _)| key.trim() == name)
+        .map(|(_, value)| value.trim().trim_matches('"'))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -259,5 +290,26 @@ mod tests {
         for accept in ["*/*", "application/json", "text/*", "text/event-stream;q=0", ""] {
             assert!(!names_event_stream(accept), "{accept}");
         }
+    }
+
+    #[test]
+    fn a_better_auth_session_is_read_from_the_bearer_header_or_its_cookie() {
+        use better_auth::{SECURE_SESSION_COOKIE, SESSION_COOKIE};
+        let headers = |pairs: &[(axum::http::HeaderName, &str)]| -> HeaderMap {
+            pairs.iter().map(|(name, value)| (name.clone(), value.parse().unwrap())).collect()
+        };
+        let only_bearer = headers(&[(AUTHORIZATION, "Bearer abc")]);
+        assert_eq!((presented(&only_bearer).bearer, presented(&only_bearer).cookie), (Some("abc"), None));
+        for name in [SESSION_COOKIE, SECURE_SESSION_COOKIE] {
+            let jar = headers(&[(COOKIE, &format!("theme=dark; {name}=\"v.s\"; other=1"))]);
+            assert_eq!((presented(&jar).bearer, presented(&jar).cookie), (None, Some("v.s")), "{name}");
+        }
+        let both = headers(&[
+            (COOKIE, &format!("{SESSION_COOKIE}=plain")),
+            (COOKIE, &format!("{SECURE_SESSION_COOKIE}=secure")),
+        ]);
+        assert_eq!(presented(&both).cookie, Some("secure"), "the __Secure- cookie first");
+        assert_eq!(bearer(&headers(&[(AUTHORIZATION, "Basic abc")])), None);
+        assert_eq!(bearer(&headers(&[(AUTHORIZATION, "bearer  ")])), None);
     }
 }

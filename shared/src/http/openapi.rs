@@ -5,48 +5,19 @@
 
 use serde_json::{Value, json};
 use utoipa::openapi::response::{Response, ResponseBuilder};
-use utoipa::openapi::schema::{Object, ObjectBuilder, Type};
+use utoipa::openapi::schema::{ObjectBuilder, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::server::{Server, ServerBuilder, ServerVariableBuilder};
 use utoipa::openapi::{ContentBuilder, HeaderBuilder, RefOr};
 use utoipa::{Modify, OpenApi, ToResponse};
 
-use crate::error::{Body, Code};
+use crate::error::Code;
+use crate::http::error::{Body, REQUEST_ID};
 
-pub mod examples;
+pub use crate::schema::{Strings, examples, one_of_strings};
 
 /// The name of the bearer scheme in `components.securitySchemes`, as operations cite it.
 pub const BEARER: &str = "bearerAuth";
-
-/// A fixed set of string values, listed as a schema's `enum`.
-pub trait Strings {
-    /// Every value.
-    const ALL: &[&str];
-    /// What the field says, for the schema (a `schema_with` field loses its doc comment).
-    const DESCRIPTION: Option<&str> = None;
-}
-
-/// `{"type": "string", "enum": T::ALL}`, for a field whose values are `&'static str`s.
-pub fn one_of_strings<T: Strings>() -> Object {
-    ObjectBuilder::new()
-        .schema_type(Type::String)
-        .enum_values(Some(T::ALL.iter().copied()))
-        .description(T::DESCRIPTION)
-        .build()
-}
-
-/// A request id as the examples show it.
-const REQUEST_ID: &str = "3f1c2a7e-5b7d-4e0a-9a55-0c8e4c1d2b6f";
-
-/// The `Error` schema's example: a 422 naming a field.
-pub fn error_example() -> Value {
-    json!({"error": {
-        "code": Code::ValidationFailed,
-        "message": "invalid profile",
-        "request_id": REQUEST_ID,
-        "details": [{"field": "software_context.languages[1]", "message": "unknown value 'Cobol'"}],
-    }})
-}
 
 /// An error response: `description`, the `Error` body, an example with `code` and `message`.
 fn error_response(description: &str, code: Code, message: &str) -> ResponseBuilder {

@@ -99,7 +99,7 @@ fn keep_alive(server_port: u16) {
         .with_time(KEEPALIVE_IDLE)
         .with_interval(Duration::from_secs(5))
         .with_retries(3);
-    crate::http::app::for_each_connection_to(
+    crate::infra::sockets::for_each_connection_to(
         |peer| peer.port() == server_port,
         |socket| {
             if socket.keepalive().unwrap_or(true) {

@@ -352,6 +352,21 @@ impl EmailSender for SesSender {
     }
 }
 
+/// Whether the mail sender accepts `email` as a recipient: lettre's `Address` (RFC 5321's
+/// dot-atom or quoted local part, a domain of valid labels, IDNA for the others, or an address
+/// literal).
+#[cfg(feature = "mail")]
+pub fn can_send_to(email: &str) -> bool {
+    email.parse::<lettre::Address>().is_ok()
+}
+
+/// A function built without `mail` sends no e-mail, and creates no account (only auth does,
+/// and it is built with `mail`).
+#[cfg(not(feature = "mail"))]
+pub fn can_send_to(_: &str) -> bool {
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -402,7 +417,7 @@ mod tests {
     /// what was logged.
     async fn through_outbox(log_links: bool, mail: &Mail) -> (Vec<PathBuf>, String) {
         let dir = std::env::temp_dir().join(format!("primer-outbox-test-{}", uuid::Uuid::new_v4()));
-        let captured = crate::test_util::CapturedLog::default();
+        let captured = crate::infra::telemetry::CapturedLog::default();
         let writer = captured.clone();
         let subscriber = tracing_subscriber::fmt().with_writer(writer).with_ansi(false).finish();
         let _default = tracing::subscriber::set_default(subscriber);

@@ -265,6 +265,38 @@ fn request_id_of(request: &Request) -> String {
         .unwrap_or_else(|| uuid::Builder::from_random_bytes(rand::random()).into_uuid().to_string())
 }
 
+/// Log output kept in memory: a `MakeWriter` for a test's tracing subscriber.
+#[cfg(any(test, feature = "test-util"))]
+#[derive(Clone, Default)]
+pub struct CapturedLog(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+#[cfg(any(test, feature = "test-util"))]
+impl CapturedLog {
+    /// Everything written so far.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+#[cfg(any(test, feature = "test-util"))]
+impl std::io::Write for CapturedLog {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(any(test, feature = "test-util"))]
+impl<'w> tracing_subscriber::fmt::MakeWriter<'w> for CapturedLog {
+    type Writer = Self;
+    fn make_writer(&'w self) -> Self {
+        self.clone()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use axum::Router;
@@ -277,7 +309,7 @@ mod tests {
 
     #[tokio::test]
     async fn one_request_id_in_the_error_body_the_header_and_every_log_line() {
-        let captured = crate::test_util::CapturedLog::default();
+        let captured = super::CapturedLog::default();
         let writer = captured.clone();
         let subscriber = subscriber(filter_of(|_| None), true, move || writer.clone());
         let _guard = tracing::subscriber::set_default(subscriber);
@@ -325,7 +357,7 @@ mod tests {
 
     #[test]
     fn a_line_keeps_its_own_keys_first_and_every_field_once() {
-        let captured = crate::test_util::CapturedLog::default();
+        let captured = super::CapturedLog::default();
         let writer = captured.clone();
         let subscriber = subscriber(filter_of(|_| None), true, move || writer.clone());
         tracing::subscriber::with_default(subscriber, || {
@@ -356,7 +388,7 @@ mod tests {
 
     #[test]
     fn at_warn_a_line_keeps_the_ids_of_its_request_and_a_line_without_message_gets_one() {
-        let captured = crate::test_util::CapturedLog::default();
+        let captured = super::CapturedLog::default();
         let writer = captured.clone();
         let warn = filter_of(|k| (k == "AWS_LAMBDA_LOG_LEVEL").then(|| "WARN".to_owned()));
         tracing::subscriber::with_default(subscriber(warn, true, move || writer.clone()), || {

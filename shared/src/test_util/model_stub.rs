@@ -304,3 +304,50 @@ pub fn completion(text: &str, usage: Option<TokenUsage>) -> Value {
     }
     body
 }
+
+/// The model client against the streaming stub: what the client does with a stream that stops
+/// or breaks part-way (the stub scripts both; the client's other cases are in its own tests).
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::{StreamEnd, StreamScript, StreamingModel};
+    use crate::infra::model::{ChatMessage, Completion, ModelClient, StreamFailure};
+
+    async fn stream(client: &ModelClient) -> (Vec<String>, Result<Completion, StreamFailure>) {
+        let mut fragments = Vec::new();
+        let result = client
+            .complete_streaming("tutor-small", &[ChatMessage::user("hi")], 64, |text| {
+                fragments.push(text.to_owned())
+            })
+            .await;
+        (fragments, result)
+    }
+
+    #[tokio::test]
+    async fn a_silence_between_chunks_is_a_timeout_that_keeps_the_text() {
+        let script = StreamScript::chunks(3, Duration::from_millis(10)).ending(StreamEnd::Silent);
+        let stub = StreamingModel::start(vec![script.clone()]).await;
+        let mut config = stub.config("tutor-small");
+        config.stream_idle_timeout = Duration::from_millis(200);
+        let started = std::time::Instant::now();
+        let (fragments, result) = stream(&ModelClient::new(config).unwrap()).await;
+        let failure = result.unwrap_err();
+        assert_eq!(failure.error.code(), "model_timeout");
+        assert_eq!(failure.partial, script.text());
+        assert_eq!(fragments.concat(), script.text());
+        assert!(started.elapsed() < Duration::from_secs(5), "the idle limit, not the stream's, ended it");
+    }
+
+    #[tokio::test]
+    async fn a_broken_stream_fails_with_what_was_received() {
+        let script = StreamScript::chunks(5, Duration::from_millis(5)).ending(StreamEnd::Broken);
+        let stub = StreamingModel::start(vec![script.clone()]).await;
+        let (fragments, result) = stream(&ModelClient::new(stub.config("tutor-small")).unwrap()).await;
+        let failure = result.unwrap_err();
+        assert_eq!(failure.error.code(), "model_interrupted");
+        assert_eq!(failure.partial, script.text());
+        assert_eq!(fragments.len(), 5);
+        assert_eq!(stub.calls().len(), 1, "nothing is retried once text was handed on");
+    }
+}

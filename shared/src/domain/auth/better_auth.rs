@@ -7,8 +7,6 @@
 //! sessions store `sha256:<hex>` in that column, which no Better-Auth token can look like,
 //! so neither kind of token ever finds the other's rows.
 
-use axum::http::HeaderMap;
-use axum::http::header::COOKIE;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD_NO_PAD;
 use hmac::{Hmac, Mac};
@@ -16,7 +14,6 @@ use secrecy::{ExposeSecret, SecretString};
 use sha2::Sha256;
 use sqlx::PgExecutor;
 
-use super::tokens;
 use crate::domain::user::{self, SessionUser};
 use crate::error::{Error, Result};
 
@@ -69,30 +66,26 @@ impl SessionToken {
         mac.verify_slice(&signature).ok().map(|()| token)
     }
 
-    /// The session token a request's headers carry, in Better-Auth's terms: a Bearer token,
-    /// raw or signed (as its bearer plugin accepts), else a signed session cookie. A Bearer
-    /// header that is present decides alone: a bad one is not rescued by a cookie.
-    pub fn from_headers(headers: &HeaderMap, secret: &SecretString) -> Option<Self> {
-        if let Some(bearer) = tokens::bearer(headers) {
+    /// The session token a request presents, in Better-Auth's terms: a Bearer token, raw or
+    /// signed (as its bearer plugin accepts), else a signed session cookie. A Bearer token that
+    /// is present decides alone: a bad one is not rescued by a cookie.
+    pub fn presented(presented: &Presented<'_>, secret: &SecretString) -> Option<Self> {
+        if let Some(bearer) = presented.bearer {
             return Self::parse_raw(bearer).or_else(|| Self::parse_signed(bearer, secret));
         }
-        [SECURE_SESSION_COOKIE, SESSION_COOKIE]
-            .into_iter()
-            .find_map(|name| cookie(headers, name))
-            .and_then(|value| Self::parse_signed(value, secret))
+        presented.cookie.and_then(|value| Self::parse_signed(value, secret))
     }
 }
 
-/// The first value of the cookie `name` in the `Cookie` headers.
-fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
-    headers
-        .get_all(COOKIE)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(key, _)| key.trim() == name)
-        .map(|(_, value)| value.trim().trim_matches('"'))
+/// What a request presents that may be a Better-Auth session: its Bearer token, and the value
+/// of its session cookie ([`SECURE_SESSION_COOKIE`], else [`SESSION_COOKIE`]). The HTTP layer
+/// reads them from the headers.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Presented<'a> {
+    /// The token of an `Authorization: Bearer` header.
+    pub bearer: Option<&'a str>,
+    /// The session cookie's value, as sent.
+    pub cookie: Option<&'a str>,
 }
 
 /// `%XX` escapes decoded (what browsers and `encodeURIComponent` make of `+`, `/`, `=`);
@@ -117,15 +110,14 @@ fn percent_decode(value: &str) -> Option<String> {
     String::from_utf8(bytes).ok()
 }
 
-/// The live session, and its user, behind the Better-Auth session token of a request's
-/// headers: 401 without a valid, live session; 403 when the account is disabled. The session
+/// The live session, and its user, behind the Better-Auth session token a request presents: 401 without a valid, live session; 403 when the account is disabled. The session
 /// row's id is the caller's session, so logging out through primer deletes it.
 pub async fn authenticate(
     db: impl PgExecutor<'_>,
-    headers: &HeaderMap,
+    presented: Presented<'_>,
     secret: &SecretString,
 ) -> Result<SessionUser> {
-    let token = SessionToken::from_headers(headers, secret).ok_or(Error::Unauthorized)?;
+    let token = SessionToken::presented(&presented, secret).ok_or(Error::Unauthorized)?;
     let live = user::by_session_token(db, &token.0).await?.ok_or(Error::Unauthorized)?;
     if !live.user.is_active {
         return Err(Error::AccountDisabled);
@@ -135,8 +127,6 @@ pub async fn authenticate(
 
 #[cfg(test)]
 mod tests {
-    use axum::http::header::AUTHORIZATION;
-
     use super::*;
 
     /// A cookie made by better-auth 1.7.25 with the secret `"s" * 40`
@@ -149,12 +139,8 @@ mod tests {
         "s".repeat(40).into()
     }
 
-    fn request(headers: &[(axum::http::HeaderName, &str)]) -> HeaderMap {
-        headers.iter().map(|(name, value)| (name.clone(), value.parse().unwrap())).collect()
-    }
-
-    fn found(headers: &HeaderMap) -> Option<String> {
-        SessionToken::from_headers(headers, &secret()).map(|t| t.0)
+    fn found(bearer: Option<&str>, cookie: Option<&str>) -> Option<String> {
+        SessionToken::presented(&Presented { bearer, cookie }, &secret()).map(|t| t.0)
     }
 
     #[test]
@@ -194,17 +180,11 @@ mod tests {
 
     #[test]
     fn bearer_takes_raw_or_signed_and_cookies_only_signed() {
-        let bearer = |t: &str| format!("Bearer {t}");
-        assert_eq!(found(&request(&[(AUTHORIZATION, &bearer(TOKEN))])).as_deref(), Some(TOKEN));
-        assert_eq!(found(&request(&[(AUTHORIZATION, &bearer(COOKIE_VALUE))])).as_deref(), Some(TOKEN));
-        for name in [SESSION_COOKIE, SECURE_SESSION_COOKIE] {
-            let cookie = format!("theme=dark; {name}={COOKIE_VALUE}; other=1");
-            assert_eq!(found(&request(&[(COOKIE, &cookie)])).as_deref(), Some(TOKEN), "{name}");
-        }
-        assert_eq!(found(&request(&[(COOKIE, &format!("{SESSION_COOKIE}={TOKEN}"))])), None, "unsigned");
+        assert_eq!(found(Some(TOKEN), None).as_deref(), Some(TOKEN));
+        assert_eq!(found(Some(COOKIE_VALUE), None).as_deref(), Some(TOKEN));
+        assert_eq!(found(None, Some(COOKIE_VALUE)).as_deref(), Some(TOKEN));
+        assert_eq!(found(None, Some(TOKEN)), None, "unsigned");
         // A bad Bearer token is not rescued by a good cookie.
-        let both =
-            [(AUTHORIZATION, "Bearer not-a-token"), (COOKIE, &format!("{SESSION_COOKIE}={COOKIE_VALUE}"))];
-        assert_eq!(found(&request(&both)), None);
+        assert_eq!(found(Some("not-a-token"), Some(COOKIE_VALUE)), None);
     }
 }

@@ -46,36 +46,8 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgExecutor, PgPool};
 
 use crate::error::{Error, Result};
+pub use crate::infra::config::{AccountMailLimit, AddressLimit, LoginLimits};
 use crate::infra::email::MailKind;
-
-/// How many failed password checks within how long lock further checks out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LoginLimits {
-    /// Failed (or in-flight) checks per account and source within the window: from the
-    /// account's known places, one budget each; in one of its sessions, one each; from
-    /// everywhere else, one together.
-    pub per_account: i64,
-    /// Failed checks per client address within the window, not counting those of accounts
-    /// that then signed in from it.
-    pub per_address: i64,
-    /// The sliding window.
-    pub window: Duration,
-}
-
-impl Default for LoginLimits {
-    fn default() -> Self {
-        Self { per_account: 5, per_address: 100, window: Duration::from_secs(15 * 60) }
-    }
-}
-
-/// How many requests one client address may make through an anonymous entry point.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AddressLimit {
-    /// Admitted requests per address within the window.
-    pub per_address: i64,
-    /// The sliding window.
-    pub window: Duration,
-}
 
 /// What a password check is counted against: the account when there is one, else the
 /// normalised email (so an unknown address is limited exactly like a known one).
@@ -433,15 +405,6 @@ impl EntryPoint {
 pub async fn admit(db: &PgPool, entry: EntryPoint, limit: AddressLimit, address: Option<&str>) -> Result<()> {
     let Some(address) = address else { return Ok(()) };
     admit_one(db, entry.as_str(), limit.per_address, limit.window, address).await
-}
-
-/// How many e-mails of one kind one account may be sent within how long.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AccountMailLimit {
-    /// E-mails per account (or per address without an account) within the window.
-    pub per_account: i64,
-    /// The sliding window.
-    pub window: Duration,
 }
 
 /// Admits one e-mail of `kind` to `account` (an address without an account is counted the

@@ -241,7 +241,7 @@ pub async fn revoke_all_but(db: impl PgExecutor<'_>, user_id: &str, keep: Option
 
 /// A live session as its owner sees it in the list.
 #[derive(Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
-#[schema(examples(crate::http::openapi::examples::session_info))]
+#[schema(examples(crate::schema::examples::session_info))]
 pub struct SessionInfo {
     /// Session id.
     pub id: String,

@@ -71,7 +71,7 @@ pub struct ErrorDetails {
 
 /// A message as the API shows it.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
-#[schema(examples(crate::http::openapi::examples::reply))]
+#[schema(examples(crate::schema::examples::reply))]
 pub struct Message {
     /// Id.
     pub id: Uuid,

@@ -46,7 +46,7 @@ pub use values::*;
 
 /// A conversation as the API shows it.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
-#[schema(examples(crate::http::openapi::examples::conversation))]
+#[schema(examples(crate::schema::examples::conversation))]
 pub struct Conversation {
     /// Id.
     pub id: Uuid,

@@ -38,6 +38,7 @@ use crate::domain::book::{self, Chapter, ChapterId};
 use crate::domain::claim::{self, CLAIM_MARGIN};
 use crate::error::{Error, ErrorChain, Result, ResultExt};
 use crate::infra::blob::{BlobStore, KeyPrefix, ObjectKey};
+pub use crate::infra::config::RULES_WORK;
 use crate::infra::config::UsageLimits;
 use crate::infra::model::ModelClient;
 use crate::{domain::profile, infra::deadline};
@@ -209,11 +210,6 @@ async fn find_or_make(
         }
     }
 }
-
-/// The longest making a chapter by rule may take once claimed: the rules themselves take
-/// milliseconds; the store's read and write, and the few statements around them, the rest.
-/// With a model, its budget comes on top.
-pub const RULES_WORK: Duration = Duration::from_secs(8);
 
 /// A claim this request holds on a key: ended when the chapter is made (or making it failed),
 /// and given up from a task of its own when the request is dropped first.

@@ -17,7 +17,7 @@ use crate::domain::conversations::{Citation, Message};
 use crate::error::Error;
 
 /// One event of a streamed reply.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub enum ReplyEvent {
     /// The stored user message, first, before the model is asked.
     UserMessage(Message),
@@ -31,8 +31,8 @@ pub enum ReplyEvent {
     /// event.
     Error(Message),
     /// A failure that left nothing stored (the database went away, another request still
-    /// answers this message), as the API's error body; the last event.
-    Failed(serde_json::Value),
+    /// answers this message), with the id of the request it happened in; the last event.
+    Failed(Error, Option<String>),
 }
 
 /// The events of one streamed reply; it ends after `Done`, `Error` or `Failed`.
@@ -87,7 +87,7 @@ impl ReplySender {
                 self.send(ReplyEvent::Citations(reply.citations.0.clone()));
                 self.send(ReplyEvent::Done(reply));
             }
-            Err(e) => self.send(ReplyEvent::Failed(e.to_json())),
+            Err(e) => self.send(ReplyEvent::Failed(e, crate::infra::telemetry::current_request_id())),
         }
     }
 }

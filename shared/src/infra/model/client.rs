@@ -655,35 +655,6 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_silence_between_chunks_is_a_timeout_that_keeps_the_text() {
-        use crate::test_util::model_stub::{StreamEnd, StreamScript, StreamingModel};
-        let script = StreamScript::chunks(3, Duration::from_millis(10)).ending(StreamEnd::Silent);
-        let stub = StreamingModel::start(vec![script.clone()]).await;
-        let mut config = stub.config("tutor-small");
-        config.stream_idle_timeout = Duration::from_millis(200);
-        let started = std::time::Instant::now();
-        let (fragments, result) = stream(&ModelClient::new(config).unwrap()).await;
-        let failure = result.unwrap_err();
-        assert_eq!(failure.error.code(), "model_timeout");
-        assert_eq!(failure.partial, script.text());
-        assert_eq!(fragments.concat(), script.text());
-        assert!(started.elapsed() < Duration::from_secs(5), "the idle limit, not the stream's, ended it");
-    }
-
-    #[tokio::test]
-    async fn a_broken_stream_fails_with_what_was_received() {
-        use crate::test_util::model_stub::{StreamEnd, StreamScript, StreamingModel};
-        let script = StreamScript::chunks(5, Duration::from_millis(5)).ending(StreamEnd::Broken);
-        let stub = StreamingModel::start(vec![script.clone()]).await;
-        let (fragments, result) = stream(&ModelClient::new(stub.config("tutor-small")).unwrap()).await;
-        let failure = result.unwrap_err();
-        assert_eq!(failure.error.code(), "model_interrupted");
-        assert_eq!(failure.partial, script.text());
-        assert_eq!(fragments.len(), 5);
-        assert_eq!(stub.calls().len(), 1, "nothing is retried once text was handed on");
-    }
-
-    #[tokio::test]
     async fn an_error_inside_the_stream_or_a_missing_end_is_an_interruption() {
         let server = MockServer::start().await;
         let error = r#"{"error": {"message": "overloaded", "type": "server_error"}}"#;

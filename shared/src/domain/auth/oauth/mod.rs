@@ -22,14 +22,12 @@
 //! not read a token encrypted by primer anyway. The `account` rows carry the provider, the
 //! account id and the scopes, as Better-Auth writes them.
 //!
-//! Configuration is always read ([`settings`]); the flows, the HTTP client (`http`) and the RSA
+//! Configuration is always read ([`settings`]); the flows, the HTTP client (`infra::provider_http`) and the RSA
 //! and EC signature checks are built with the `oauth` feature only, which the auth function and
 //! the local runner turn on.
 
-pub mod settings;
+pub use crate::infra::config::sign_in as settings;
 
-#[cfg(feature = "oauth")]
-mod http;
 #[cfg(feature = "oauth")]
 pub mod id_token;
 #[cfg(feature = "oauth")]

@@ -11,8 +11,6 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::http::StatusCode;
-use axum::http::header::{ACCEPT, AUTHORIZATION};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use secrecy::ExposeSecret;
@@ -20,10 +18,10 @@ use serde::Deserialize;
 use url::Url;
 
 use super::Failure;
-use super::http::{Call, ProviderHttp};
 use super::id_token::{Expected, KeySet, Rejection};
 use super::pending::PendingSignIn;
 use super::settings::{Protocol, ProviderSettings, SignInSettings, is_loopback};
+use crate::infra::provider_http::{Call, CallFailure, ProviderHttp, Status};
 
 /// How long a discovery document is trusted.
 const DISCOVERY_TTL: Duration = Duration::from_secs(24 * 3600);
@@ -203,8 +201,8 @@ impl Providers {
         let github = |path: &[&str]| {
             Call::get(&below(api, path))
                 .bearer(&tokens.access_token)
-                .header(ACCEPT, "application/vnd.github+json")
-                .header(axum::http::HeaderName::from_static("x-github-api-version"), "2022-11-28")
+                .header("accept", "application/vnd.github+json")
+                .header("x-github-api-version", "2022-11-28")
         };
         let (status, user) = self.http.json::<GitHubUser>(github(&["user"])).await?;
         let user = user.filter(|_| status.is_success()).ok_or(Failure::ProviderError)?;
@@ -219,7 +217,7 @@ impl Providers {
         let (status, emails) = self.http.json::<Vec<GitHubEmail>>(github(&["user", "emails"])).await?;
         let emails = match status {
             s if s.is_success() => emails.ok_or(Failure::ProviderError)?,
-            StatusCode::FORBIDDEN | StatusCode::NOT_FOUND => Vec::new(),
+            Status(403 | 404) => Vec::new(),
             _ => return Err(Failure::ProviderError),
         };
         let (email, email_verified) = match emails.into_iter().find(|e| e.primary) {
@@ -320,7 +318,7 @@ impl Providers {
         let form = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish();
         let mut call = Call::post_form(endpoint, form);
         if let Some(basic) = basic {
-            call = call.header(AUTHORIZATION, format!("Basic {basic}"));
+            call = call.header("authorization", format!("Basic {basic}"));
         }
         let (status, tokens) = self.http.json::<Tokens>(call).await?;
         match tokens {
@@ -441,6 +439,16 @@ fn below(base: &Url, segments: &[&str]) -> Url {
         path.pop_if_empty().extend(segments);
     }
     url
+}
+
+/// A provider that does not answer is unavailable; one that answers what cannot be read errs.
+impl From<CallFailure> for Failure {
+    fn from(failure: CallFailure) -> Self {
+        match failure {
+            CallFailure::Unavailable => Failure::ProviderUnavailable,
+            CallFailure::Misbehaved => Failure::ProviderError,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -16,8 +16,7 @@ use std::time::Duration;
 use secrecy::SecretString;
 use url::Url;
 
-use crate::domain::auth::rate_limit::AddressLimit;
-use crate::infra::config::ConfigError;
+use super::{AddressLimit, ConfigError};
 
 /// Everything about signing in through other providers.
 #[derive(Debug, Clone)]

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, USER_AGENT};
-use axum::http::{Method, Request, StatusCode};
+use axum::http::{HeaderName, Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
@@ -21,7 +21,36 @@ use hyper_util::rt::TokioExecutor;
 use serde::de::DeserializeOwned;
 use url::Url;
 
-use super::Failure;
+/// Why a call to a provider has no answer to act on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallFailure {
+    /// No answer in time, none at all, a server error or a 429: the provider is unavailable.
+    Unavailable,
+    /// An answer over the size limit, or a call that cannot be sent: the provider misbehaves.
+    Misbehaved,
+}
+
+/// The status of a provider's answer, as its number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Status(pub u16);
+
+impl Status {
+    /// 2xx.
+    pub fn is_success(self) -> bool {
+        (200..300).contains(&self.0)
+    }
+
+    /// 5xx.
+    pub fn is_server_error(self) -> bool {
+        (500..600).contains(&self.0)
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
 
 /// The most of an answer that is read.
 const MAX_ANSWER_BYTES: usize = 1 << 20;
@@ -42,7 +71,7 @@ pub struct ProviderHttp {
 pub struct Call {
     method: Method,
     url: Url,
-    headers: Vec<(axum::http::HeaderName, String)>,
+    headers: Vec<(HeaderName, String)>,
     body: Bytes,
 }
 
@@ -68,11 +97,16 @@ impl Call {
 
     /// With `Authorization: Bearer <token>`.
     pub fn bearer(self, token: &str) -> Self {
-        self.header(AUTHORIZATION, format!("Bearer {token}"))
+        self.with(AUTHORIZATION, format!("Bearer {token}"))
     }
 
-    /// With a header (replacing the `Accept` set at the start, when it is that).
-    pub fn header(mut self, name: axum::http::HeaderName, value: impl Into<String>) -> Self {
+    /// With a header (replacing the `Accept` set at the start, when it is that); `name` in
+    /// lower case.
+    pub fn header(self, name: &'static str, value: impl Into<String>) -> Self {
+        self.with(HeaderName::from_static(name), value)
+    }
+
+    fn with(mut self, name: HeaderName, value: impl Into<String>) -> Self {
         self.headers.retain(|(n, _)| *n != name);
         self.headers.push((name, value.into()));
         self
@@ -104,46 +138,46 @@ impl ProviderHttp {
 
     /// Sends `call`: the answer's status and body. No answer in time, or none at all, is the
     /// provider being unavailable; an answer over the size limit is it misbehaving.
-    pub async fn send(&self, call: Call) -> Result<(StatusCode, Bytes), Failure> {
-        let client = self.client().ok_or(Failure::ProviderUnavailable)?;
+    pub async fn send(&self, call: Call) -> Result<(Status, Bytes), CallFailure> {
+        let client = self.client().ok_or(CallFailure::Unavailable)?;
         let mut request =
             Request::builder().method(call.method).uri(call.url.as_str()).header(USER_AGENT, "primer");
         for (name, value) in call.headers {
             request = request.header(name, value);
         }
         // A value that is no header value (a token with a line break) names no provider call.
-        let request = request.body(Full::new(call.body)).map_err(|_| Failure::ProviderError)?;
+        let request = request.body(Full::new(call.body)).map_err(|_| CallFailure::Misbehaved)?;
         let exchange = async {
             let response = client.request(request).await.map_err(|e| {
                 tracing::warn!(error = %crate::error::ErrorChain(&e), "a sign-in provider did not answer");
-                Failure::ProviderUnavailable
+                CallFailure::Unavailable
             })?;
             let status = response.status();
             let body = Limited::new(response.into_body(), MAX_ANSWER_BYTES).collect().await.map_err(|e| {
                 if e.is::<http_body_util::LengthLimitError>() {
-                    Failure::ProviderError
+                    CallFailure::Misbehaved
                 } else {
-                    Failure::ProviderUnavailable
+                    CallFailure::Unavailable
                 }
             })?;
-            Ok((status, body.to_bytes()))
+            Ok((Status(status.as_u16()), body.to_bytes()))
         };
         // Bounded here, so it does not count against the request's work deadline.
         crate::infra::deadline::exempt(tokio::time::timeout(CALL_TIMEOUT, exchange)).await.unwrap_or_else(
             |_| {
                 tracing::warn!("a sign-in provider did not answer in time");
-                Err(Failure::ProviderUnavailable)
+                Err(CallFailure::Unavailable)
             },
         )
     }
 
     /// Sends `call` and reads its JSON answer: the status, and the body when it parses as `T`.
     /// A 5xx or a 429 is the provider being unavailable.
-    pub async fn json<T: DeserializeOwned>(&self, call: Call) -> Result<(StatusCode, Option<T>), Failure> {
+    pub async fn json<T: DeserializeOwned>(&self, call: Call) -> Result<(Status, Option<T>), CallFailure> {
         let (status, body) = self.send(call).await?;
-        if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+        if status.is_server_error() || status.0 == StatusCode::TOO_MANY_REQUESTS.as_u16() {
             tracing::warn!(%status, "a sign-in provider failed");
-            return Err(Failure::ProviderUnavailable);
+            return Err(CallFailure::Unavailable);
         }
         Ok((status, serde_json::from_slice(&body).ok()))
     }
