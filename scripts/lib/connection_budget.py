@@ -28,7 +28,7 @@ from pathlib import Path
 
 import yaml
 
-# The code's default when DB_MAX_CONNECTIONS is not set (shared/src/config.rs).
+# The code's default when DB_MAX_CONNECTIONS is not set (shared/src/infra/config.rs).
 DEFAULT_DB_MAX_CONNECTIONS = 2
 
 
