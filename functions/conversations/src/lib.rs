@@ -1,6 +1,7 @@
-//! The conversations function: `/api/models` and `/api/conversations*` of docs/api.md — a
-//! caller's conversations with the tutor and their messages. The caller is a signed-in user
-//! or a guest (`Bearer <guest_token>`); another owner's conversation is a 404 on every route.
+//! The conversations function: `/api/models`, `/api/conversations*` and `/api/usage` of
+//! docs/api.md — a caller's conversations with the tutor, their messages, and the caller's
+//! quotas. The caller is a signed-in user or a guest (`Bearer <guest_token>`); another owner's
+//! conversation is a 404 on every route.
 //!
 //! Conversations and messages are stored by `primer_shared::domain::conversations`; answering a
 //! message (retrieval from the book, the model or the offline tutor, duplicates, retries) is
