@@ -19,7 +19,7 @@ use primer_shared::{AppState, Error, FieldErrors, Result};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::{SignedIn, guest_of, signed_in};
+use crate::body::{SignedIn, guest_of, signed_in};
 
 /// The sign-in routes, merged into the auth function's router.
 pub(crate) fn routes() -> Router<AppState> {
@@ -244,6 +244,10 @@ pub(crate) async fn link(
         .await?;
     Ok(Json(LinkUrl { url: url.into() }))
 }
+
+/// A link may be started with a bare POST (its `redirect_to` defaults to `FRONTEND_URL`).
+pub(crate) static OPTIONAL_LINK_BODY: api::OptionalPostBody =
+    api::OptionalPostBody("/api/auth/oauth/{provider}/link");
 
 #[derive(Deserialize, ToSchema)]
 #[schema(examples(json!({"code": "Yq3r8N1sWfK0vX5cT7bH2dJ9mL4pA6eG1iO8uZ3kR0s"})))]
