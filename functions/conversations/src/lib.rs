@@ -31,6 +31,7 @@ use primer_shared::domain::conversations::{
     self, Citation, Conversation, ConversationChanges, ConversationQuery, Cursor, Message, MessageContent,
     NewConversation, Owner, PageSize, SystemPrompt, Title,
 };
+use primer_shared::domain::ids::{ConversationId, MessageId};
 use primer_shared::domain::tutor::stream::{ReplyEvent, ReplyStream};
 use primer_shared::domain::tutor::{Exchange, ModelCatalog, Tutor};
 use primer_shared::domain::usage::{self, UsageReport};
@@ -92,9 +93,10 @@ fn system_prompt_of(caller: &Caller, raw: &str, errors: &mut FieldErrors) -> Opt
     errors.check("system_prompt", SystemPrompt::parse(raw))
 }
 
-/// An id in the path; one that is not a UUID names nothing, so it is a 404 like a missing one.
-fn resource_id(raw: &str) -> Result<Uuid> {
-    raw.parse().map_err(|_| Error::NotFound)
+/// An id in the path ([`ConversationId`], [`MessageId`]); one that is not a UUID names nothing,
+/// so it is a 404 like a missing one.
+fn resource_id<Id: From<Uuid>>(raw: &str) -> Result<Id> {
+    raw.parse().map(Id::from).map_err(|_| Error::NotFound)
 }
 
 #[derive(Serialize, ToSchema)]
@@ -269,7 +271,7 @@ async fn show(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<ConversationBody>> {
-    let conversation = conversations::get(&state.pool, &Owner::from(caller), resource_id(&id)?)
+    let conversation = conversations::get(&state.pool, &Owner::from(caller), resource_id::<ConversationId>(&id)?)
         .await?
         .ok_or(Error::NotFound)?;
     Ok(Json(ConversationBody { conversation }))
@@ -319,7 +321,7 @@ async fn update(
     Path(id): Path<String>,
     JsonBody(body): JsonBody<UpdateRequest>,
 ) -> Result<Json<ConversationBody>> {
-    let id = resource_id(&id)?;
+    let id: ConversationId = resource_id(&id)?;
     let catalog = catalog(&state);
     let mut errors = FieldErrors::new();
     let changes = ConversationChanges {
@@ -356,7 +358,7 @@ async fn update(
     security(("bearerAuth" = [])),
 )]
 async fn remove(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<StatusCode> {
-    if conversations::delete(&state.pool, &Owner::from(caller), resource_id(&id)?).await? {
+    if conversations::delete(&state.pool, &Owner::from(caller), resource_id::<ConversationId>(&id)?).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(Error::NotFound)
@@ -407,7 +409,7 @@ async fn list_messages(
     Path(id): Path<String>,
     QueryParams(query): QueryParams<MessagesQuery>,
 ) -> Result<Json<MessageList>> {
-    let id = resource_id(&id)?;
+    let id: ConversationId = resource_id(&id)?;
     let limit = PageSize::parse(query.limit, 50)?;
     // An empty `?before=` is no cursor, as a client that builds its query from a null gets.
     let before = query.before.as_deref().filter(|c| !c.is_empty()).map(Cursor::parse).transpose()?;
@@ -454,7 +456,7 @@ async fn post_message(
     Path(id): Path<String>,
     JsonBody(body): JsonBody<PostMessageRequest>,
 ) -> Result<Response> {
-    let id = resource_id(&id)?;
+    let id: ConversationId = resource_id(&id)?;
     let content = body.content.ok_or_else(|| Error::invalid("content", "is required"))?;
     let content = MessageContent::parse(content)?;
     let tutor = tutor(&state);
@@ -500,7 +502,7 @@ async fn retry(
     WantsEventStream(streamed): WantsEventStream,
     Path((id, message_id)): Path<(String, String)>,
 ) -> Result<Response> {
-    let (id, message_id) = (resource_id(&id)?, resource_id(&message_id)?);
+    let (id, message_id): (ConversationId, MessageId) = (resource_id(&id)?, resource_id(&message_id)?);
     let tutor = tutor(&state);
     let owner = Owner::from(caller);
     if streamed {
