@@ -33,7 +33,7 @@ pub use paging::{ConversationQuery, Cursor, Page, PageSize, list};
 pub use values::*;
 
 /// A conversation as the API shows it.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[schema(examples(crate::http::openapi::examples::conversation))]
 pub struct Conversation {
     /// Id.
