@@ -2,11 +2,11 @@
 //! with the guest's token, and to no one else.
 
 use axum::http::{Method, StatusCode};
-use primer_shared::domain::ids::ConversationId;
 use primer_shared::domain::auth::tokens;
 use primer_shared::domain::conversations::{
     self, ConversationQuery, MessageContent, NewConversation, Owner, PageSize,
 };
+use primer_shared::domain::ids::ConversationId;
 use primer_shared::domain::tutor::ModelCatalog;
 use primer_shared::test_util::TestApp;
 use serde_json::json;

@@ -3,8 +3,8 @@
 use crate::common;
 
 use common::{import_fixture, sample_book};
-use primer_shared::domain::ids::UserId;
 use primer_shared::domain::book::{self, ChapterId, ChapterSource, ImportOutcome};
+use primer_shared::domain::ids::UserId;
 use std::collections::BTreeSet;
 
 use primer_shared::domain::book::markup::Facet;

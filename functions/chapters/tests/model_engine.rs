@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{import_fixture, python_reader};
-use primer_shared::domain::ids::UserId;
 use primer_shared::AppState;
+use primer_shared::domain::ids::UserId;
 use primer_shared::domain::personalize::{reader_profile, rewrite};
 use primer_shared::domain::profile::examples::api_example;
 use primer_shared::domain::usage::UsageLimits;

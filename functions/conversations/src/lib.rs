@@ -271,9 +271,10 @@ async fn show(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<ConversationBody>> {
-    let conversation = conversations::get(&state.pool, &Owner::from(caller), resource_id::<ConversationId>(&id)?)
-        .await?
-        .ok_or(Error::NotFound)?;
+    let conversation =
+        conversations::get(&state.pool, &Owner::from(caller), resource_id::<ConversationId>(&id)?)
+            .await?
+            .ok_or(Error::NotFound)?;
     Ok(Json(ConversationBody { conversation }))
 }
 

@@ -40,7 +40,11 @@ async fn reader(app: &TestApp, email: &str, level: &str) -> TestUser {
 
 /// Makes (and stores) `user`'s copy of `chapter`; returns its key.
 async fn read(app: &TestApp, user: &TestUser, chapter: ChapterId) -> ObjectKey {
-    personalized_chapter(&app.state.personalizer(), &UserId::from(user.id.clone()), chapter).await.unwrap().key.expect("stored")
+    personalized_chapter(&app.state.personalizer(), &UserId::from(user.id.clone()), chapter)
+        .await
+        .unwrap()
+        .key
+        .expect("stored")
 }
 
 async fn keys_in_rows(pool: &PgPool) -> Vec<String> {
@@ -351,14 +355,7 @@ async fn staleness_follows_the_fingerprint_not_the_profile_hash(pool: PgPool) {
     // ...but not one made for the profile before the goal, nor one from before fingerprints.
     let first_model = Fingerprint::of_model(1, &profile_hash(api_example()));
     let old_model = object_key(&ada_id, chapter("1"), 1, &first_model).unwrap();
-    stored_copy(
-        &app,
-        &ada,
-        old_model.as_str(),
-        &first_hash,
-        Some(first_model.as_str()),
-    )
-    .await;
+    stored_copy(&app, &ada, old_model.as_str(), &first_hash, Some(first_model.as_str())).await;
     let legacy = format!("personalized/{}/1/v1-{hash}.md", ada.id);
     stored_copy(&app, &ada, &legacy, &hash, None).await;
 

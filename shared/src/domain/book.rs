@@ -361,9 +361,12 @@ pub struct ChapterSummary {
 
 /// Every chapter, in order.
 pub async fn list(db: impl PgExecutor<'_>) -> Result<Vec<ChapterSummary>> {
-    Ok(sqlx::query_as!(ChapterSummary, r#"SELECT id AS "id: ChapterId", slug, title, version FROM chapters ORDER BY id"#)
-        .fetch_all(db)
-        .await?)
+    Ok(sqlx::query_as!(
+        ChapterSummary,
+        r#"SELECT id AS "id: ChapterId", slug, title, version FROM chapters ORDER BY id"#
+    )
+    .fetch_all(db)
+    .await?)
 }
 
 /// A chapter with its source.

@@ -36,9 +36,9 @@ pub mod stream;
 
 use std::time::{Duration, Instant};
 
+use crate::domain::ids::{ConversationId, MessageId};
 use serde::Serialize;
 use sqlx::PgPool;
-use crate::domain::ids::{ConversationId, MessageId};
 
 use crate::domain::book;
 use crate::domain::claim::{self, CLAIM_MARGIN};
@@ -297,7 +297,12 @@ impl<'a> Tutor<'a> {
 
     /// Answers again a user message of the caller whose reply failed; 409 when its latest
     /// reply is an answer.
-    pub async fn retry(&self, owner: &Owner, conversation_id: ConversationId, message_id: MessageId) -> Result<Message> {
+    pub async fn retry(
+        &self,
+        owner: &Owner,
+        conversation_id: ConversationId,
+        message_id: MessageId,
+    ) -> Result<Message> {
         let conversation =
             conversations::get(self.pool, owner, conversation_id).await?.ok_or(Error::NotFound)?;
         let question = conversations::user_message(self.pool, owner, conversation.id, message_id)

@@ -120,7 +120,9 @@ pub async fn take_message(conn: &mut PgConnection, subject: &Owner, limits: &Usa
 /// one that creates it). 429 `quota_exceeded` when the day's conversations are used up.
 pub async fn take_conversation(conn: &mut PgConnection, subject: &Owner, limits: &UsageLimits) -> Result<()> {
     let quota = limits.quota(subject);
-    if quota.conversations > 0 && take(conn, subject, Counted::Conversations, quota.conversations, i64::MAX).await? {
+    if quota.conversations > 0
+        && take(conn, subject, Counted::Conversations, quota.conversations, i64::MAX).await?
+    {
         return Ok(());
     }
     let used = used_today(&mut *conn, subject).await?;
@@ -146,58 +148,66 @@ async fn take(
 ) -> Result<bool> {
     let (user_id, guest_id) = (subject.user_id(), subject.guest_id());
     let taken = match (counted, subject) {
-        (Counted::Messages, Owner::User(_)) => sqlx::query_scalar!(
-            "INSERT INTO usage_daily AS u (day, user_id, guest_id, messages)
+        (Counted::Messages, Owner::User(_)) => {
+            sqlx::query_scalar!(
+                "INSERT INTO usage_daily AS u (day, user_id, guest_id, messages)
              VALUES ((now() AT TIME ZONE 'utc')::date, $1, $2, 1)
              ON CONFLICT (user_id, day) DO UPDATE SET messages = u.messages + 1, updated_at = now()
              WHERE u.messages < $3::bigint AND u.tokens < $4
              RETURNING 1",
-            user_id as Option<&UserId>,
-            guest_id,
-            limit,
-            tokens_limit,
-        )
-        .fetch_optional(&mut *conn)
-        .await,
-        (Counted::Messages, Owner::Guest(_)) => sqlx::query_scalar!(
-            "INSERT INTO usage_daily AS u (day, user_id, guest_id, messages)
+                user_id as Option<&UserId>,
+                guest_id,
+                limit,
+                tokens_limit,
+            )
+            .fetch_optional(&mut *conn)
+            .await
+        }
+        (Counted::Messages, Owner::Guest(_)) => {
+            sqlx::query_scalar!(
+                "INSERT INTO usage_daily AS u (day, user_id, guest_id, messages)
              VALUES ((now() AT TIME ZONE 'utc')::date, $1, $2, 1)
              ON CONFLICT (guest_id, day) DO UPDATE SET messages = u.messages + 1, updated_at = now()
              WHERE u.messages < $3::bigint AND u.tokens < $4
              RETURNING 1",
-            user_id as Option<&UserId>,
-            guest_id,
-            limit,
-            tokens_limit,
-        )
-        .fetch_optional(&mut *conn)
-        .await,
-        (Counted::Conversations, Owner::User(_)) => sqlx::query_scalar!(
-            "INSERT INTO usage_daily AS u (day, user_id, guest_id, conversations)
+                user_id as Option<&UserId>,
+                guest_id,
+                limit,
+                tokens_limit,
+            )
+            .fetch_optional(&mut *conn)
+            .await
+        }
+        (Counted::Conversations, Owner::User(_)) => {
+            sqlx::query_scalar!(
+                "INSERT INTO usage_daily AS u (day, user_id, guest_id, conversations)
              VALUES ((now() AT TIME ZONE 'utc')::date, $1, $2, 1)
              ON CONFLICT (user_id, day) DO UPDATE SET conversations = u.conversations + 1, updated_at = now()
              WHERE u.conversations < $3::bigint AND u.tokens < $4
              RETURNING 1",
-            user_id as Option<&UserId>,
-            guest_id,
-            limit,
-            tokens_limit,
-        )
-        .fetch_optional(&mut *conn)
-        .await,
-        (Counted::Conversations, Owner::Guest(_)) => sqlx::query_scalar!(
-            "INSERT INTO usage_daily AS u (day, user_id, guest_id, conversations)
+                user_id as Option<&UserId>,
+                guest_id,
+                limit,
+                tokens_limit,
+            )
+            .fetch_optional(&mut *conn)
+            .await
+        }
+        (Counted::Conversations, Owner::Guest(_)) => {
+            sqlx::query_scalar!(
+                "INSERT INTO usage_daily AS u (day, user_id, guest_id, conversations)
              VALUES ((now() AT TIME ZONE 'utc')::date, $1, $2, 1)
              ON CONFLICT (guest_id, day) DO UPDATE SET conversations = u.conversations + 1, updated_at = now()
              WHERE u.conversations < $3::bigint AND u.tokens < $4
              RETURNING 1",
-            user_id as Option<&UserId>,
-            guest_id,
-            limit,
-            tokens_limit,
-        )
-        .fetch_optional(&mut *conn)
-        .await,
+                user_id as Option<&UserId>,
+                guest_id,
+                limit,
+                tokens_limit,
+            )
+            .fetch_optional(&mut *conn)
+            .await
+        }
     }
     // The account was deleted while its request was in flight.
     .on_constraint("usage_daily_user_id_fkey", |_| Error::Unauthorized)?;
@@ -334,32 +344,36 @@ pub async fn reserve_tokens(
     let mut tx = pool.begin().await?;
     // One statement per kind of reader, as the upsert names its key in its text.
     let day = match subject {
-        Owner::User(_) => sqlx::query_scalar!(
-            "INSERT INTO usage_daily AS u (day, user_id, guest_id, tokens)
+        Owner::User(_) => {
+            sqlx::query_scalar!(
+                "INSERT INTO usage_daily AS u (day, user_id, guest_id, tokens)
              VALUES ((now() AT TIME ZONE 'utc')::date, $1, $2, $3)
              ON CONFLICT (user_id, day) DO UPDATE SET tokens = u.tokens + $3, updated_at = now()
              WHERE u.tokens + $3 <= $4
              RETURNING u.day",
-            subject.user_id() as Option<&UserId>,
-            subject.guest_id(),
-            tokens,
-            caps.reader,
-        )
-        .fetch_optional(&mut *tx)
-        .await,
-        Owner::Guest(_) => sqlx::query_scalar!(
-            "INSERT INTO usage_daily AS u (day, user_id, guest_id, tokens)
+                subject.user_id() as Option<&UserId>,
+                subject.guest_id(),
+                tokens,
+                caps.reader,
+            )
+            .fetch_optional(&mut *tx)
+            .await
+        }
+        Owner::Guest(_) => {
+            sqlx::query_scalar!(
+                "INSERT INTO usage_daily AS u (day, user_id, guest_id, tokens)
              VALUES ((now() AT TIME ZONE 'utc')::date, $1, $2, $3)
              ON CONFLICT (guest_id, day) DO UPDATE SET tokens = u.tokens + $3, updated_at = now()
              WHERE u.tokens + $3 <= $4
              RETURNING u.day",
-            subject.user_id() as Option<&UserId>,
-            subject.guest_id(),
-            tokens,
-            caps.reader,
-        )
-        .fetch_optional(&mut *tx)
-        .await,
+                subject.user_id() as Option<&UserId>,
+                subject.guest_id(),
+                tokens,
+                caps.reader,
+            )
+            .fetch_optional(&mut *tx)
+            .await
+        }
     }
     .on_constraint("usage_daily_user_id_fkey", |_| Error::Unauthorized)?;
     let Some(day) = day else { return Ok(Allowance::Spent(Exhausted::Reader)) };

@@ -2,8 +2,8 @@
 
 #![allow(dead_code)] // each test file uses its own part of this
 
-use primer_shared::domain::ids::UserId;
 use primer_shared::domain::book::{self, ChapterId};
+use primer_shared::domain::ids::UserId;
 use primer_shared::domain::personalize::cache::object_key;
 use primer_shared::domain::personalize::{Engine, reader_profile};
 use primer_shared::infra::blob::ObjectKey;

@@ -252,12 +252,15 @@ impl<'a> Accounts<'a> {
             ));
         }
         // Objects first: if the store fails, the account stays and the request can be retried.
-        let objects = personalize::cache::delete_user_objects(blobs, &UserId::from(user_id.to_owned())).await?;
+        let objects =
+            personalize::cache::delete_user_objects(blobs, &UserId::from(user_id.to_owned())).await?;
         super::delete_account(self.pool, user_id).await?;
         // A chapter request racing the delete may have stored one more object; the row is gone
         // with the user, so sweep again (best effort: the bucket's lifecycle rule is the
         // backstop).
-        if let Err(e) = personalize::cache::delete_user_objects(blobs, &UserId::from(user_id.to_owned())).await {
+        if let Err(e) =
+            personalize::cache::delete_user_objects(blobs, &UserId::from(user_id.to_owned())).await
+        {
             tracing::warn!(user_id, error = %ErrorChain(&e), "objects left after account deletion");
         }
         tracing::info!(user_id, objects, "account deleted");

@@ -6,9 +6,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use serde::{Deserialize, Serialize};
+use sqlx::postgres::{PgTypeInfo, PgValueRef};
 use sqlx::types::Json;
 use sqlx::{Connection, PgConnection, PgExecutor, PgPool};
-use sqlx::postgres::{PgTypeInfo, PgValueRef};
 use sqlx::{Decode, Postgres};
 
 use super::paging::{Cursor, Page, PageSize, paginate};
@@ -436,35 +436,46 @@ async fn insert(
     message: NewMessage<'_>,
 ) -> Result<Message> {
     let tokens = |n: u32| i32::try_from(n).unwrap_or(i32::MAX);
-    let (sender, content, hash, ai_model, reply_to, is_error, error_details, citations, lease, prompt, completion) =
-        match message {
-            NewMessage::User { content, hash, lease } => (
-                "user",
-                content.to_owned(),
-                hash,
-                None,
-                None,
-                false,
-                None,
-                Vec::new(),
-                lease.map(|lease| lease.as_secs_f64()),
-                None,
-                None,
-            ),
-            NewMessage::Reply { to, reply } => (
-                "ai",
-                reply.content.clone(),
-                content_hash(&reply.content),
-                Some(reply.ai_model),
-                Some(to),
-                reply.error.is_some(),
-                reply.error.map(Json),
-                reply.citations,
-                None,
-                reply.usage.map(|u| tokens(u.prompt_tokens)),
-                reply.usage.map(|u| tokens(u.completion_tokens)),
-            ),
-        };
+    let (
+        sender,
+        content,
+        hash,
+        ai_model,
+        reply_to,
+        is_error,
+        error_details,
+        citations,
+        lease,
+        prompt,
+        completion,
+    ) = match message {
+        NewMessage::User { content, hash, lease } => (
+            "user",
+            content.to_owned(),
+            hash,
+            None,
+            None,
+            false,
+            None,
+            Vec::new(),
+            lease.map(|lease| lease.as_secs_f64()),
+            None,
+            None,
+        ),
+        NewMessage::Reply { to, reply } => (
+            "ai",
+            reply.content.clone(),
+            content_hash(&reply.content),
+            Some(reply.ai_model),
+            Some(to),
+            reply.error.is_some(),
+            reply.error.map(Json),
+            reply.citations,
+            None,
+            reply.usage.map(|u| tokens(u.prompt_tokens)),
+            reply.usage.map(|u| tokens(u.completion_tokens)),
+        ),
+    };
     // The conversation may be deleted while the tutor thinks: then there is nothing to answer.
     let stored = sqlx::query_as!(
         Message,

@@ -108,22 +108,26 @@ pub async fn create(
 
 async fn next_untitled_number(db: impl PgExecutor<'_>, owner: &Owner) -> Result<i32> {
     let number = match owner {
-        Owner::User(user_id) => sqlx::query_scalar!(
-            "INSERT INTO conversation_title_counters AS t (user_id, last_number) VALUES ($1, 1)
+        Owner::User(user_id) => {
+            sqlx::query_scalar!(
+                "INSERT INTO conversation_title_counters AS t (user_id, last_number) VALUES ($1, 1)
              ON CONFLICT (user_id) DO UPDATE SET last_number = t.last_number + 1, updated_at = now()
              RETURNING last_number",
-            user_id as &UserId,
-        )
-        .fetch_one(db)
-        .await,
-        Owner::Guest(guest_id) => sqlx::query_scalar!(
-            "INSERT INTO conversation_title_counters AS t (guest_id, last_number) VALUES ($1, 1)
+                user_id as &UserId,
+            )
+            .fetch_one(db)
+            .await
+        }
+        Owner::Guest(guest_id) => {
+            sqlx::query_scalar!(
+                "INSERT INTO conversation_title_counters AS t (guest_id, last_number) VALUES ($1, 1)
              ON CONFLICT (guest_id) DO UPDATE SET last_number = t.last_number + 1, updated_at = now()
              RETURNING last_number",
-            guest_id,
-        )
-        .fetch_one(db)
-        .await,
+                guest_id,
+            )
+            .fetch_one(db)
+            .await
+        }
     };
     number.on_constraint("conversation_title_counters_user_id_fkey", account_gone)
 }

@@ -449,14 +449,17 @@ async fn release(db: impl PgExecutor<'_>, key: &ObjectKey) {
 }
 
 async fn end_claim(db: impl PgExecutor<'_>, key: &ObjectKey) -> Result<()> {
-    sqlx::query!("DELETE FROM personalization_claims WHERE storage_path = $1", key.as_str()).execute(db).await?;
+    sqlx::query!("DELETE FROM personalization_claims WHERE storage_path = $1", key.as_str())
+        .execute(db)
+        .await?;
     Ok(())
 }
 
 async fn engine_of(db: impl PgExecutor<'_>, key: &ObjectKey) -> Result<Option<Engine>> {
-    let engine = sqlx::query_scalar!("SELECT engine FROM personalized_chapters WHERE storage_path = $1", key.as_str())
-        .fetch_optional(db)
-        .await?;
+    let engine =
+        sqlx::query_scalar!("SELECT engine FROM personalized_chapters WHERE storage_path = $1", key.as_str())
+            .fetch_optional(db)
+            .await?;
     engine
         .map(|e| Engine::parse(&e).ok_or_else(|| Error::internal(format!("unknown engine {e:?}"))))
         .transpose()
@@ -529,9 +532,10 @@ pub async fn remove_stale_batch(
     after: Option<Uuid>,
     limit: i64,
 ) -> Result<StaleBatch> {
-    let copies = select_copies!("WHERE pc.id > $1 ORDER BY pc.id LIMIT $2", after.unwrap_or(Uuid::nil()), limit)
-        .fetch_all(pool)
-        .await?;
+    let copies =
+        select_copies!("WHERE pc.id > $1 ORDER BY pc.id LIMIT $2", after.unwrap_or(Uuid::nil()), limit)
+            .fetch_all(pool)
+            .await?;
     let next = copies.last().map(|c| c.id).filter(|_| copies.len() as i64 == limit);
     let stale = stale_among(pool, copies).await?;
     if stale.is_empty() {
@@ -616,8 +620,7 @@ async fn stale_among(pool: &PgPool, copies: Vec<StoredCopy>) -> Result<Vec<Store
         };
         let live =
             [Engine::Rule, Engine::Model].map(|engine| reader.fingerprint(directives, *version, engine));
-        *version == copy.chapter_version
-            && live.iter().any(|f| copy.fingerprint.as_ref() == Some(f))
+        *version == copy.chapter_version && live.iter().any(|f| copy.fingerprint.as_ref() == Some(f))
     };
     undecided.retain(|copy| !is_live(copy));
     stale.append(&mut undecided);
@@ -641,6 +644,8 @@ mod tests {
         let key = object_key(&user, ChapterId::parse("3").unwrap(), 2, &fingerprint).unwrap();
         assert_eq!(key.as_str(), format!("personalized/user-1/3/v2-{hash}.md"));
         assert!(key.as_str().starts_with(user_prefix(&user).unwrap().as_str()));
-        assert!(object_key(&UserId::from("../etc"), ChapterId::parse("3").unwrap(), 2, &fingerprint).is_err());
+        assert!(
+            object_key(&UserId::from("../etc"), ChapterId::parse("3").unwrap(), 2, &fingerprint).is_err()
+        );
     }
 }

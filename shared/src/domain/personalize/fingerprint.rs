@@ -140,7 +140,11 @@ mod tests {
     fn profile_hash(goals: &[&str]) -> ProfileHash {
         let mut document = crate::domain::profile::examples::api_example();
         document["learning_goals"] = json!(goals);
-        serde_json::from_value::<crate::domain::profile::ProfileInput>(document).unwrap().parse().unwrap().hash()
+        serde_json::from_value::<crate::domain::profile::ProfileInput>(document)
+            .unwrap()
+            .parse()
+            .unwrap()
+            .hash()
     }
 
     #[test]

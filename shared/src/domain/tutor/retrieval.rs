@@ -12,8 +12,8 @@
 
 use sqlx::PgExecutor;
 
-pub use crate::domain::book::Passage;
 use crate::domain::book;
+pub use crate::domain::book::Passage;
 use crate::domain::conversations::Citation;
 use crate::error::Result;
 
