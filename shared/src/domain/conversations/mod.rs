@@ -19,10 +19,11 @@ use crate::error::{Error, Result, ResultExt};
 
 pub use crate::domain::owner::Owner;
 
-/// Every statement here names its owner with `$1` the user id and `$2` the guest id (one of
-/// them NULL), as `(c.user_id = $1 OR (c.user_id IS NULL AND c.guest_id = $2))`: a claimed
-/// conversation has a user, so the guest who started it no longer sees it. The statements are
-/// spelled out whole, so the compiler checks each against the schema.
+// Every statement names its owner with `$1` the user id and `$2` the guest id (one of them
+// NULL), as `(c.user_id = $1 OR (c.user_id IS NULL AND c.guest_id = $2))`: a claimed
+// conversation has a user, so the guest who started it no longer sees it. The statements are
+// spelled out whole, so the compiler checks each against the schema.
+
 pub mod guests;
 mod messages;
 mod paging;
