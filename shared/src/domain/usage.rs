@@ -146,68 +146,49 @@ async fn take(
     limit: i64,
     tokens_limit: i64,
 ) -> Result<bool> {
-    let (user_id, guest_id) = (subject.user_id(), subject.guest_id());
-    let taken = match (counted, subject) {
-        (Counted::Messages, Owner::User(_)) => {
+    // Each case's statement differs only in the counter and the reader's key it names.
+    macro_rules! count_one {
+        ($sql:literal) => {
             sqlx::query_scalar!(
-                "INSERT INTO usage_daily AS u (day, user_id, guest_id, messages)
+                $sql,
+                subject.user_id() as Option<&UserId>,
+                subject.guest_id(),
+                limit,
+                tokens_limit
+            )
+            .fetch_optional(&mut *conn)
+            .await
+        };
+    }
+    let taken = match (counted, subject) {
+        (Counted::Messages, Owner::User(_)) => count_one!(
+            "INSERT INTO usage_daily AS u (day, user_id, guest_id, messages)
              VALUES ((now() AT TIME ZONE 'utc')::date, $1, $2, 1)
              ON CONFLICT (user_id, day) DO UPDATE SET messages = u.messages + 1, updated_at = now()
              WHERE u.messages < $3::bigint AND u.tokens < $4
-             RETURNING 1",
-                user_id as Option<&UserId>,
-                guest_id,
-                limit,
-                tokens_limit,
-            )
-            .fetch_optional(&mut *conn)
-            .await
-        }
-        (Counted::Messages, Owner::Guest(_)) => {
-            sqlx::query_scalar!(
-                "INSERT INTO usage_daily AS u (day, user_id, guest_id, messages)
+             RETURNING 1"
+        ),
+        (Counted::Messages, Owner::Guest(_)) => count_one!(
+            "INSERT INTO usage_daily AS u (day, user_id, guest_id, messages)
              VALUES ((now() AT TIME ZONE 'utc')::date, $1, $2, 1)
              ON CONFLICT (guest_id, day) DO UPDATE SET messages = u.messages + 1, updated_at = now()
              WHERE u.messages < $3::bigint AND u.tokens < $4
-             RETURNING 1",
-                user_id as Option<&UserId>,
-                guest_id,
-                limit,
-                tokens_limit,
-            )
-            .fetch_optional(&mut *conn)
-            .await
-        }
-        (Counted::Conversations, Owner::User(_)) => {
-            sqlx::query_scalar!(
-                "INSERT INTO usage_daily AS u (day, user_id, guest_id, conversations)
+             RETURNING 1"
+        ),
+        (Counted::Conversations, Owner::User(_)) => count_one!(
+            "INSERT INTO usage_daily AS u (day, user_id, guest_id, conversations)
              VALUES ((now() AT TIME ZONE 'utc')::date, $1, $2, 1)
              ON CONFLICT (user_id, day) DO UPDATE SET conversations = u.conversations + 1, updated_at = now()
              WHERE u.conversations < $3::bigint AND u.tokens < $4
-             RETURNING 1",
-                user_id as Option<&UserId>,
-                guest_id,
-                limit,
-                tokens_limit,
-            )
-            .fetch_optional(&mut *conn)
-            .await
-        }
-        (Counted::Conversations, Owner::Guest(_)) => {
-            sqlx::query_scalar!(
-                "INSERT INTO usage_daily AS u (day, user_id, guest_id, conversations)
+             RETURNING 1"
+        ),
+        (Counted::Conversations, Owner::Guest(_)) => count_one!(
+            "INSERT INTO usage_daily AS u (day, user_id, guest_id, conversations)
              VALUES ((now() AT TIME ZONE 'utc')::date, $1, $2, 1)
              ON CONFLICT (guest_id, day) DO UPDATE SET conversations = u.conversations + 1, updated_at = now()
              WHERE u.conversations < $3::bigint AND u.tokens < $4
-             RETURNING 1",
-                user_id as Option<&UserId>,
-                guest_id,
-                limit,
-                tokens_limit,
-            )
-            .fetch_optional(&mut *conn)
-            .await
-        }
+             RETURNING 1"
+        ),
     }
     // The account was deleted while its request was in flight.
     .on_constraint("usage_daily_user_id_fkey", |_| Error::Unauthorized)?;
