@@ -6,6 +6,7 @@ use primer_shared::domain::auth::tokens;
 use primer_shared::domain::conversations::{
     self, ConversationQuery, MessageContent, NewConversation, Owner, PageSize,
 };
+use primer_shared::domain::ids::ConversationId;
 use primer_shared::domain::tutor::ModelCatalog;
 use primer_shared::test_util::TestApp;
 use serde_json::json;
@@ -24,7 +25,7 @@ async fn guest(app: &TestApp) -> (String, Uuid) {
 }
 
 /// Starts an untitled conversation for `owner`, with one message in it.
-async fn start_conversation(app: &TestApp, owner: &Owner) -> Uuid {
+async fn start_conversation(app: &TestApp, owner: &Owner) -> ConversationId {
     let mut conn = app.pool().acquire().await.unwrap();
     let new = NewConversation {
         title: None,
@@ -38,10 +39,10 @@ async fn start_conversation(app: &TestApp, owner: &Owner) -> Uuid {
 }
 
 /// The ids of `owner`'s conversations, as their list shows them.
-async fn conversations_of(app: &TestApp, owner: &Owner) -> Vec<Uuid> {
+async fn conversations_of(app: &TestApp, owner: &Owner) -> Vec<ConversationId> {
     let query = ConversationQuery { archived: false, limit: PageSize::parse(None, 20).unwrap(), after: None };
     let page = conversations::list(app.pool(), owner, query).await.unwrap();
-    let mut ids: Vec<Uuid> = page.items.iter().map(|c| c.id).collect();
+    let mut ids: Vec<ConversationId> = page.items.iter().map(|c| c.id).collect();
     ids.sort();
     ids
 }
@@ -63,7 +64,7 @@ async fn registering_with_a_guest_token_hands_over_the_guests_conversations(pool
     assert_eq!(registered.status, StatusCode::CREATED, "{}", registered.text());
     let user_id = registered.json()["user"]["id"].as_str().unwrap().to_owned();
 
-    assert_eq!(conversations_of(&app, &Owner::User(user_id.clone())).await, theirs);
+    assert_eq!(conversations_of(&app, &Owner::User(user_id.clone().into())).await, theirs);
     assert!(
         conversations_of(&app, &Owner::Guest(guest_id)).await.is_empty(),
         "the guest no longer sees them"
@@ -75,7 +76,7 @@ async fn registering_with_a_guest_token_hands_over_the_guests_conversations(pool
     );
     let messages = conversations::list_messages(
         app.pool(),
-        &Owner::User(user_id),
+        &Owner::User(user_id.into()),
         theirs[0],
         PageSize::parse(None, 50).unwrap(),
         None,
@@ -89,7 +90,7 @@ async fn registering_with_a_guest_token_hands_over_the_guests_conversations(pool
 async fn logging_in_with_a_guest_token_hands_over_the_guests_conversations(pool: PgPool) {
     let app = app(pool);
     let user = app.signed_up("grace@example.com").await;
-    let own = start_conversation(&app, &Owner::User(user.id.clone())).await;
+    let own = start_conversation(&app, &Owner::User(user.id.clone().into())).await;
     let (token, guest_id) = guest(&app).await;
     let claimed = start_conversation(&app, &Owner::Guest(guest_id)).await;
 
@@ -106,7 +107,7 @@ async fn logging_in_with_a_guest_token_hands_over_the_guests_conversations(pool:
     assert_eq!(login.status, StatusCode::OK, "{}", login.text());
     let mut expected = vec![own, claimed];
     expected.sort();
-    assert_eq!(conversations_of(&app, &Owner::User(user.id)).await, expected);
+    assert_eq!(conversations_of(&app, &Owner::User(user.id.into())).await, expected);
     assert!(conversations_of(&app, &Owner::Guest(guest_id)).await.is_empty());
     let counters: i64 =
         sqlx::query_scalar("SELECT count(*) FROM conversation_title_counters WHERE guest_id = $1")

@@ -19,7 +19,7 @@ fn main() {
     let profile = serde_json::from_value::<ProfileInput>(api_example()).unwrap().parse().unwrap();
     let reader = ReaderProfile {
         reader: primer_shared::domain::personalize::Reader::of(&profile).unwrap(),
-        profile_hash: ProfileHash::of(&profile).as_str().to_owned(),
+        profile_hash: ProfileHash::of(&profile),
         profile,
     };
     let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();

@@ -9,6 +9,7 @@ use primer_shared::domain::conversations::{
     self, Conversation, ConversationChanges, ConversationQuery, Cursor, NewConversation, Owner, PageSize,
     SystemPrompt, Title,
 };
+use primer_shared::domain::ids::ConversationId;
 use primer_shared::http::extract::{Caller, JsonBody, OptionalJsonBody, QueryParams, nullable, present};
 use primer_shared::http::openapi as api;
 use primer_shared::{AppState, Error, FieldErrors, Result};
@@ -37,9 +38,10 @@ fn system_prompt_of(caller: &Caller, raw: &str, errors: &mut FieldErrors) -> Opt
     errors.check("system_prompt", SystemPrompt::parse(raw))
 }
 
-/// An id in the path; one that is not a UUID names nothing, so it is a 404 like a missing one.
-pub(crate) fn resource_id(raw: &str) -> Result<Uuid> {
-    raw.parse().map_err(|_| Error::NotFound)
+/// An id in the path (a conversation's or a message's); one that is not a UUID names nothing,
+/// so it is a 404 like a missing one.
+pub(crate) fn resource_id<Id: From<Uuid>>(raw: &str) -> Result<Id> {
+    raw.parse().map(Id::from).map_err(|_| Error::NotFound)
 }
 
 /// `{conversation}`.
@@ -174,9 +176,10 @@ pub(crate) async fn show(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<ConversationBody>> {
-    let conversation = conversations::get(&state.pool, &Owner::from(caller), resource_id(&id)?)
-        .await?
-        .ok_or(Error::NotFound)?;
+    let conversation =
+        conversations::get(&state.pool, &Owner::from(caller), resource_id::<ConversationId>(&id)?)
+            .await?
+            .ok_or(Error::NotFound)?;
     Ok(Json(ConversationBody { conversation }))
 }
 
@@ -224,7 +227,7 @@ pub(crate) async fn update(
     Path(id): Path<String>,
     JsonBody(body): JsonBody<UpdateRequest>,
 ) -> Result<Json<ConversationBody>> {
-    let id = resource_id(&id)?;
+    let id: ConversationId = resource_id(&id)?;
     let catalog = catalog(&state);
     let mut errors = FieldErrors::new();
     let changes = ConversationChanges {
@@ -265,7 +268,7 @@ pub(crate) async fn remove(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<StatusCode> {
-    if conversations::delete(&state.pool, &Owner::from(caller), resource_id(&id)?).await? {
+    if conversations::delete(&state.pool, &Owner::from(caller), resource_id::<ConversationId>(&id)?).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(Error::NotFound)

@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use primer_shared::domain::conversations::{self, Cursor, Message, MessageContent, Owner, PageSize};
+use primer_shared::domain::ids::{ConversationId, MessageId};
 use primer_shared::domain::tutor::{Exchange, Tutor};
 use primer_shared::http::extract::{Caller, JsonBody, QueryParams, WantsEventStream};
 use primer_shared::http::openapi as api;
@@ -82,7 +83,7 @@ pub(crate) async fn list_messages(
     Path(id): Path<String>,
     QueryParams(query): QueryParams<MessagesQuery>,
 ) -> Result<Json<MessageList>> {
-    let id = resource_id(&id)?;
+    let id: ConversationId = resource_id(&id)?;
     let limit = PageSize::parse(query.limit, 50)?;
     // An empty `?before=` is no cursor, as a client that builds its query from a null gets.
     let before = query.before.as_deref().filter(|c| !c.is_empty()).map(Cursor::parse).transpose()?;
@@ -129,7 +130,7 @@ pub(crate) async fn post_message(
     Path(id): Path<String>,
     JsonBody(body): JsonBody<PostMessageRequest>,
 ) -> Result<Response> {
-    let id = resource_id(&id)?;
+    let id: ConversationId = resource_id(&id)?;
     let content = body.content.ok_or_else(|| Error::invalid("content", "is required"))?;
     let content = MessageContent::parse(content)?;
     let tutor = tutor(&state);
@@ -175,7 +176,7 @@ pub(crate) async fn retry(
     WantsEventStream(streamed): WantsEventStream,
     Path((id, message_id)): Path<(String, String)>,
 ) -> Result<Response> {
-    let (id, message_id) = (resource_id(&id)?, resource_id(&message_id)?);
+    let (id, message_id): (ConversationId, MessageId) = (resource_id(&id)?, resource_id(&message_id)?);
     let tutor = tutor(&state);
     let owner = Owner::from(caller);
     if streamed {

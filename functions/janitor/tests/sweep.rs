@@ -8,9 +8,11 @@ use janitor::{Sweep, handle, sweep};
 use primer_shared::AppState;
 use primer_shared::domain::auth::recovery::{self, Purpose};
 use primer_shared::domain::book::{self, ChapterId, ChapterSource};
+use primer_shared::domain::ids::UserId;
 use primer_shared::domain::personalize::Fingerprint;
 use primer_shared::domain::personalize::cache::{MARKDOWN, object_key, personalized_chapter};
 use primer_shared::domain::profile::examples::api_example;
+use primer_shared::domain::profile::{ProfileHash, ProfileInput};
 use primer_shared::infra::blob::ObjectKey;
 use primer_shared::test_util::{
     CountingStore, TestApp, TestUser, UnreachableStore, event, set_reader_profile, store_profile, test_config,
@@ -38,7 +40,11 @@ async fn reader(app: &TestApp, email: &str, level: &str) -> TestUser {
 
 /// Makes (and stores) `user`'s copy of `chapter`; returns its key.
 async fn read(app: &TestApp, user: &TestUser, chapter: ChapterId) -> ObjectKey {
-    personalized_chapter(&app.state.personalizer(), &user.id, chapter).await.unwrap().key.expect("stored")
+    personalized_chapter(&app.state.personalizer(), &UserId::from(user.id.clone()), chapter)
+        .await
+        .unwrap()
+        .key
+        .expect("stored")
 }
 
 async fn keys_in_rows(pool: &PgPool) -> Vec<String> {
@@ -322,6 +328,11 @@ async fn stored_copy(app: &TestApp, user: &TestUser, key: &str, hash: &str, fing
     .unwrap();
 }
 
+/// The hash of profile `document` (the shape of `PUT /api/profile`).
+fn profile_hash(document: serde_json::Value) -> ProfileHash {
+    serde_json::from_value::<ProfileInput>(document).unwrap().parse().unwrap().hash()
+}
+
 #[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn staleness_follows_the_fingerprint_not_the_profile_hash(pool: PgPool) {
     let app = TestApp::for_function(pool, Router::new);
@@ -337,19 +348,14 @@ async fn staleness_follows_the_fingerprint_not_the_profile_hash(pool: PgPool) {
     let hash = store_profile(app.pool(), &ada.id, document.clone()).await;
     assert_ne!(hash, first_hash);
     // What a deployment with a model stored for this profile is live as well...
-    let model = Fingerprint::of_model(1, &hash);
-    let model_key = object_key(&ada.id, chapter("1"), 1, &model).unwrap();
+    let model = Fingerprint::of_model(1, &profile_hash(document.clone()));
+    let ada_id = UserId::from(ada.id.clone());
+    let model_key = object_key(&ada_id, chapter("1"), 1, &model).unwrap();
     stored_copy(&app, &ada, model_key.as_str(), &hash, Some(model.as_str())).await;
     // ...but not one made for the profile before the goal, nor one from before fingerprints.
-    let old_model = object_key(&ada.id, chapter("1"), 1, &Fingerprint::of_model(1, &first_hash)).unwrap();
-    stored_copy(
-        &app,
-        &ada,
-        old_model.as_str(),
-        &first_hash,
-        Some(Fingerprint::of_model(1, &first_hash).as_str()),
-    )
-    .await;
+    let first_model = Fingerprint::of_model(1, &profile_hash(api_example()));
+    let old_model = object_key(&ada_id, chapter("1"), 1, &first_model).unwrap();
+    stored_copy(&app, &ada, old_model.as_str(), &first_hash, Some(first_model.as_str())).await;
     let legacy = format!("personalized/{}/1/v1-{hash}.md", ada.id);
     stored_copy(&app, &ada, &legacy, &hash, None).await;
 
@@ -362,7 +368,7 @@ async fn staleness_follows_the_fingerprint_not_the_profile_hash(pool: PgPool) {
     let mut live_keys = vec![rule_copy.to_string(), model_key.to_string()];
     live_keys.sort();
     assert_eq!(keys_in_rows(app.pool()).await, live_keys);
-    let served = personalized_chapter(&app.state.personalizer(), &ada.id, chapter("1")).await.unwrap();
+    let served = personalized_chapter(&app.state.personalizer(), &ada_id, chapter("1")).await.unwrap();
     assert!(
         served.cached && served.key.as_ref() == Some(&rule_copy),
         "the rule copy is still the one served"

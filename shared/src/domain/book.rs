@@ -225,48 +225,51 @@ pub enum ImportOutcome {
 /// Upserts one chapter: the version goes up only when the source's SHA-256 changes, and the
 /// sections are rebuilt then.
 pub async fn import_chapter(conn: &mut PgConnection, source: &ChapterSource) -> Result<ImportOutcome> {
-    let stored: Option<(i32, String, String)> =
-        sqlx::query_as("SELECT version, source_sha256, slug FROM chapters WHERE id = $1 FOR UPDATE")
-            .bind(source.id)
-            .fetch_optional(&mut *conn)
-            .await?;
+    let stored = sqlx::query!(
+        "SELECT version, source_sha256, slug FROM chapters WHERE id = $1 FOR UPDATE",
+        source.id as ChapterId,
+    )
+    .fetch_optional(&mut *conn)
+    .await?;
     let outcome = match stored {
         None => {
-            sqlx::query(
+            sqlx::query!(
                 "INSERT INTO chapters (id, slug, title, source_markdown, source_sha256)
                  VALUES ($1, $2, $3, $4, $5)",
+                source.id as ChapterId,
+                &source.slug,
+                &source.title,
+                &source.markdown,
+                &source.sha256,
             )
-            .bind(source.id)
-            .bind(&source.slug)
-            .bind(&source.title)
-            .bind(&source.markdown)
-            .bind(&source.sha256)
             .execute(&mut *conn)
             .await?;
             ImportOutcome::Created
         }
-        Some((version, sha256, slug)) if sha256 == source.sha256 => {
-            if slug != source.slug {
+        Some(stored) if stored.source_sha256 == source.sha256 => {
+            if stored.slug != source.slug {
                 // A renamed file is the same chapter: readers' copies stay valid.
-                sqlx::query("UPDATE chapters SET slug = $2, updated_at = now() WHERE id = $1")
-                    .bind(source.id)
-                    .bind(&source.slug)
-                    .execute(&mut *conn)
-                    .await?;
+                sqlx::query!(
+                    "UPDATE chapters SET slug = $2, updated_at = now() WHERE id = $1",
+                    source.id as ChapterId,
+                    &source.slug,
+                )
+                .execute(&mut *conn)
+                .await?;
             }
-            return Ok(ImportOutcome::Unchanged { version });
+            return Ok(ImportOutcome::Unchanged { version: stored.version });
         }
         Some(_) => {
-            let version = sqlx::query_scalar(
+            let version = sqlx::query_scalar!(
                 "UPDATE chapters SET slug = $2, title = $3, source_markdown = $4, source_sha256 = $5,
                         version = version + 1, updated_at = now()
                  WHERE id = $1 RETURNING version",
+                source.id as ChapterId,
+                &source.slug,
+                &source.title,
+                &source.markdown,
+                &source.sha256,
             )
-            .bind(source.id)
-            .bind(&source.slug)
-            .bind(&source.title)
-            .bind(&source.markdown)
-            .bind(&source.sha256)
             .fetch_one(&mut *conn)
             .await?;
             ImportOutcome::Updated { version }
@@ -277,20 +280,19 @@ pub async fn import_chapter(conn: &mut PgConnection, source: &ChapterSource) -> 
 }
 
 async fn replace_sections(conn: &mut PgConnection, chapter: ChapterId, sections: &[Section]) -> Result<()> {
-    sqlx::query("DELETE FROM chapter_sections WHERE chapter_id = $1")
-        .bind(chapter)
+    sqlx::query!("DELETE FROM chapter_sections WHERE chapter_id = $1", chapter as ChapterId)
         .execute(&mut *conn)
         .await?;
     let column = |f: fn(&Section) -> String| sections.iter().map(f).collect::<Vec<_>>();
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO chapter_sections (chapter_id, position, heading, anchor, content)
          SELECT $1, * FROM UNNEST($2::int[], $3::text[], $4::text[], $5::text[])",
+        chapter as ChapterId,
+        &sections.iter().map(|s| s.position).collect::<Vec<_>>(),
+        &column(|s| s.heading.clone()),
+        &column(|s| s.anchor.clone()),
+        &column(|s| s.content.clone()),
     )
-    .bind(chapter)
-    .bind(sections.iter().map(|s| s.position).collect::<Vec<_>>())
-    .bind(column(|s| s.heading.clone()))
-    .bind(column(|s| s.anchor.clone()))
-    .bind(column(|s| s.content.clone()))
     .execute(&mut *conn)
     .await?;
     Ok(())
@@ -343,7 +345,7 @@ pub async fn import_dir(pool: &PgPool, dir: &Path) -> Result<Vec<Imported>, Book
 }
 
 /// A chapter in the book's table of contents.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[schema(examples(json!({"id": 1, "slug": "ros2-nodes-and-topics", "title": "ROS 2 Nodes and Topics", "version": 1})))]
 pub struct ChapterSummary {
     /// Its number.
@@ -359,11 +361,16 @@ pub struct ChapterSummary {
 
 /// Every chapter, in order.
 pub async fn list(db: impl PgExecutor<'_>) -> Result<Vec<ChapterSummary>> {
-    Ok(sqlx::query_as("SELECT id, slug, title, version FROM chapters ORDER BY id").fetch_all(db).await?)
+    Ok(sqlx::query_as!(
+        ChapterSummary,
+        r#"SELECT id AS "id: ChapterId", slug, title, version FROM chapters ORDER BY id"#
+    )
+    .fetch_all(db)
+    .await?)
 }
 
 /// A chapter with its source.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct Chapter {
     /// Its number.
     pub id: ChapterId,
@@ -378,12 +385,91 @@ pub struct Chapter {
 
 /// The chapter, if there is one with this number.
 pub async fn by_id(db: impl PgExecutor<'_>, id: ChapterId) -> Result<Option<Chapter>> {
-    Ok(sqlx::query_as(
-        "SELECT id, title, version, source_markdown, source_sha256 FROM chapters WHERE id = $1",
+    Ok(sqlx::query_as!(
+        Chapter,
+        r#"SELECT id AS "id: ChapterId", title, version, source_markdown, source_sha256 FROM chapters WHERE id = $1"#,
+        id as ChapterId,
     )
-    .bind(id)
     .fetch_optional(db)
     .await?)
+}
+
+/// A section of the book that matches a question.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Passage {
+    /// The chapter's id.
+    pub chapter_id: i32,
+    /// The chapter's title.
+    pub chapter_title: String,
+    /// The section's heading.
+    pub heading: String,
+    /// The section's anchor in the chapter.
+    pub anchor: String,
+    /// The section's markdown.
+    pub content: String,
+    /// The section's best fragments for the question, matched words in `**bold**`.
+    pub excerpt: String,
+    /// True when the section holds the whole question, as a web search would read it.
+    pub exact: bool,
+    /// The share of the question's key terms the section holds, weighted by rarity (0 to 1).
+    pub coverage: f64,
+}
+
+/// The `limit` sections that best answer a question of key terms `terms` (the tutor's
+/// [`crate::domain::tutor::retrieval`] says how it reads a question), best first: those that hold
+/// the whole question as a web search reads it, or at least 0.6 of its terms weighted by
+/// rarity (inverse section frequency; a term the book lacks weighs as much as its rarest), by
+/// that match, then `ts_rank`. None when the book holds nothing on it.
+pub async fn search_sections(db: impl PgExecutor<'_>, terms: &str, limit: i64) -> Result<Vec<Passage>> {
+    // Every output column comes out of a CTE, which hides its NOT NULL: `!` restates it (the
+    // coverage too, as every section found holds at least one term of positive weight).
+    let passages = sqlx::query_as!(
+        Passage,
+        r#"WITH question AS (
+               SELECT websearch_to_tsquery('english', $1) AS whole,
+                      array(SELECT DISTINCT unnest(tsvector_to_array(to_tsvector('english', $1)))) AS terms
+           ), weights AS (
+               -- Inverse section frequency; a term the book lacks counts as found once.
+               SELECT t AS term,
+                      ln((book.sections + 1)::float8 / (greatest(
+                          (SELECT count(*) FROM chapter_sections s
+                           WHERE s.search_vector @@ plainto_tsquery('simple', t)), 1) + 0.5)) AS weight
+               FROM question, unnest(question.terms) AS t,
+                    (SELECT count(*) AS sections FROM chapter_sections) AS book
+           ), query AS (
+               -- The terms are stemmed already, so 'simple' only joins them with OR.
+               SELECT whole, websearch_to_tsquery('simple', array_to_string(terms, ' or ')) AS any_term,
+                      (SELECT sum(weight) FROM weights) AS total_weight
+               FROM question
+           ), scored AS (
+               SELECT s.chapter_id, c.title AS chapter_title, s.heading, s.anchor, s.content, s.position,
+                      q.any_term,
+                      s.search_vector @@ q.whole AS exact,
+                      (SELECT sum(w.weight) FROM weights w
+                       WHERE s.search_vector @@ plainto_tsquery('simple', w.term)) / q.total_weight AS coverage,
+                      ts_rank(s.search_vector, q.any_term, 1) AS rank
+               FROM query q
+               JOIN chapter_sections s ON s.search_vector @@ q.any_term
+               JOIN chapters c ON c.id = s.chapter_id
+           ), best AS (
+               SELECT * FROM scored
+               WHERE exact OR coverage >= 0.6
+               ORDER BY exact DESC, coverage DESC, rank DESC, chapter_id, position
+               LIMIT $2
+           )
+           SELECT chapter_id AS "chapter_id!", chapter_title AS "chapter_title!", heading AS "heading!",
+                  anchor AS "anchor!", content AS "content!", exact AS "exact!", coverage AS "coverage!",
+                  ts_headline('english', content, any_term,
+                      'MaxFragments=2, MaxWords=32, MinWords=12, StartSel=**, StopSel=**, FragmentDelimiter=" … "')
+                      AS "excerpt!"
+           FROM best
+           ORDER BY exact DESC, coverage DESC, rank DESC, chapter_id, position"#,
+        terms,
+        limit,
+    )
+    .fetch_all(db)
+    .await?;
+    Ok(passages)
 }
 
 #[cfg(test)]

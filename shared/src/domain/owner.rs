@@ -2,26 +2,20 @@
 
 use uuid::Uuid;
 
+use crate::domain::ids::UserId;
+
 /// A reader, signed in or a guest.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Owner {
     /// A signed-in user, by id.
-    User(String),
+    User(UserId),
     /// A guest, by the guest id of their token.
     Guest(Uuid),
 }
 
 impl Owner {
-    /// The column that holds this kind of owner's id.
-    pub(crate) fn column(&self) -> &'static str {
-        match self {
-            Self::User(_) => "user_id",
-            Self::Guest(_) => "guest_id",
-        }
-    }
-
     /// The user id, for a `user_id` parameter (NULL for a guest).
-    pub(crate) fn user_id(&self) -> Option<&str> {
+    pub(crate) fn user_id(&self) -> Option<&UserId> {
         match self {
             Self::User(id) => Some(id),
             Self::Guest(_) => None,

@@ -21,7 +21,9 @@ use sqlx::PgExecutor;
 
 pub use self::fingerprint::Fingerprint;
 use crate::domain::book::markup::{Facet, Line, scan};
+use crate::domain::ids::UserId;
 use crate::domain::owner::Owner;
+use crate::domain::profile::ProfileHash;
 use crate::domain::profile::catalog::{
     Architecture, CatalogValue, Constraint, DeveloperRole, Device, ExperienceYears, Framework, Language,
     LearningGoal, Level, RoboticsExperience, Skill, Tool,
@@ -170,7 +172,7 @@ pub struct ReaderProfile {
     pub profile: Profile,
     /// SHA-256 of the canonical profile (64 hex characters), as the profile function stored
     /// it: the model engine's chapters are keyed by it.
-    pub profile_hash: String,
+    pub profile_hash: ProfileHash,
 }
 
 impl ReaderProfile {
@@ -180,7 +182,7 @@ impl ReaderProfile {
             return None;
         }
         let reader = Reader::of(&stored.profile)?;
-        Some(Self { reader, profile: stored.profile, profile_hash: stored.profile_hash.as_str().to_owned() })
+        Some(Self { reader, profile: stored.profile, profile_hash: stored.profile_hash })
     }
 
     /// The fingerprint of this reader's copy of a chapter at `chapter_version` with
@@ -202,8 +204,8 @@ impl ReaderProfile {
 }
 
 /// The user's reader profile; `None` without a profile or before onboarding.
-pub async fn reader_profile(db: impl PgExecutor<'_>, user_id: &str) -> Result<Option<ReaderProfile>> {
-    Ok(profile::find(db, user_id).await?.and_then(ReaderProfile::of))
+pub async fn reader_profile(db: impl PgExecutor<'_>, user_id: &UserId) -> Result<Option<ReaderProfile>> {
+    Ok(profile::find(db, user_id.as_str()).await?.and_then(ReaderProfile::of))
 }
 
 /// Which engine made a personalized chapter (the `engine` column).
@@ -263,7 +265,7 @@ pub struct ModelEngine<'a> {
 pub async fn personalize_within_quota(
     pool: &sqlx::PgPool,
     limits: &UsageLimits,
-    user_id: &str,
+    user_id: &UserId,
     source: &str,
     profile: &ReaderProfile,
     model: Option<ModelEngine<'_>>,
@@ -273,7 +275,7 @@ pub async fn personalize_within_quota(
     // The source is at least as long as the filtered chapter the model will get.
     let estimate =
         estimate_prompt_tokens(&rewrite::messages(&profile.profile, source)) + u64::from(engine.max_tokens);
-    let subject = Owner::User(user_id.to_owned());
+    let subject = Owner::User(user_id.clone());
     let reservation = match usage::reserve_tokens(pool, &subject, limits, estimate, lease).await? {
         Allowance::Granted(reservation) => reservation,
         Allowance::Spent(why) => {

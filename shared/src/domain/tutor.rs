@@ -36,9 +36,9 @@ pub mod stream;
 
 use std::time::{Duration, Instant};
 
+use crate::domain::ids::{ConversationId, MessageId};
 use serde::Serialize;
 use sqlx::PgPool;
-use uuid::Uuid;
 
 use crate::domain::book;
 use crate::domain::claim::{self, CLAIM_MARGIN};
@@ -171,7 +171,7 @@ impl<'a> Tutor<'a> {
     pub async fn post(
         &self,
         owner: &Owner,
-        conversation_id: Uuid,
+        conversation_id: ConversationId,
         content: MessageContent,
     ) -> Result<Exchange> {
         let until = self.json_until();
@@ -196,7 +196,7 @@ impl<'a> Tutor<'a> {
     pub async fn post_streaming(
         &self,
         owner: &Owner,
-        conversation_id: Uuid,
+        conversation_id: ConversationId,
         content: MessageContent,
     ) -> Result<ReplyStream> {
         let until = self.stream_until();
@@ -215,7 +215,7 @@ impl<'a> Tutor<'a> {
     async fn store_question(
         &self,
         owner: &Owner,
-        conversation_id: Uuid,
+        conversation_id: ConversationId,
         content: &MessageContent,
         until: Until,
     ) -> Result<(Conversation, Posted)> {
@@ -240,8 +240,8 @@ impl<'a> Tutor<'a> {
     pub async fn retry_streaming(
         &self,
         owner: &Owner,
-        conversation_id: Uuid,
-        message_id: Uuid,
+        conversation_id: ConversationId,
+        message_id: MessageId,
     ) -> Result<ReplyStream> {
         let conversation =
             conversations::get(self.pool, owner, conversation_id).await?.ok_or(Error::NotFound)?;
@@ -297,7 +297,12 @@ impl<'a> Tutor<'a> {
 
     /// Answers again a user message of the caller whose reply failed; 409 when its latest
     /// reply is an answer.
-    pub async fn retry(&self, owner: &Owner, conversation_id: Uuid, message_id: Uuid) -> Result<Message> {
+    pub async fn retry(
+        &self,
+        owner: &Owner,
+        conversation_id: ConversationId,
+        message_id: MessageId,
+    ) -> Result<Message> {
         let conversation =
             conversations::get(self.pool, owner, conversation_id).await?.ok_or(Error::NotFound)?;
         let question = conversations::user_message(self.pool, owner, conversation.id, message_id)
@@ -523,7 +528,7 @@ impl<'a> Tutor<'a> {
 /// reply is stored, so that the next post or retry need not wait for it to lapse.
 struct ReplyClaim<'a> {
     pool: &'a PgPool,
-    message_id: Uuid,
+    message_id: MessageId,
     /// When the claim lapses by itself.
     lapses_at: Instant,
     held: bool,

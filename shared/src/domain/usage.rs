@@ -25,7 +25,8 @@
 //! budget's rows day by day ([`forget_reader`]), before its user row: a request locks one of
 //! those rows at a time, so the deletion's several cannot close a cycle with it.
 //!
-//! Days are UTC days of the database's clock.
+//! Days are UTC days of the database's clock: `(now() AT TIME ZONE 'utc')::date` in the
+//! statements.
 
 use std::time::Duration;
 
@@ -33,7 +34,9 @@ use chrono::{DateTime, Days, NaiveDate, Utc};
 use serde::Serialize;
 use sqlx::{PgConnection, PgPool};
 
+use crate::domain::ids::UserId;
 use crate::domain::owner::Owner;
+use crate::domain::user;
 use crate::error::{Error, QuotaDetails, Result, ResultExt};
 pub use crate::infra::config::{DailyQuota, UsageLimits};
 use crate::infra::model::Spend;
@@ -45,9 +48,6 @@ impl UsageLimits {
     }
 }
 
-/// Today's UTC date on the database's clock.
-const TODAY: &str = "(now() AT TIME ZONE 'utc')::date";
-
 /// Counts one posted message against `subject`'s day, in the caller's transaction (the one
 /// that stores the message, so a refused post stores nothing and a stored one is counted).
 /// 429 `quota_exceeded` when the day's messages are used up, or its tokens are; 403
@@ -57,7 +57,7 @@ pub async fn take_message(conn: &mut PgConnection, subject: &Owner, limits: &Usa
     let quota = limits.quota(subject);
     if quota.messages > 0
         && quota.tokens > 0
-        && take(conn, subject, "messages", quota.messages, quota.tokens).await?
+        && take(conn, subject, Counted::Messages, quota.messages, quota.tokens).await?
     {
         return Ok(());
     }
@@ -73,39 +73,78 @@ pub async fn take_message(conn: &mut PgConnection, subject: &Owner, limits: &Usa
 /// one that creates it). 429 `quota_exceeded` when the day's conversations are used up.
 pub async fn take_conversation(conn: &mut PgConnection, subject: &Owner, limits: &UsageLimits) -> Result<()> {
     let quota = limits.quota(subject);
-    if quota.conversations > 0 && take(conn, subject, "conversations", quota.conversations, i64::MAX).await? {
+    if quota.conversations > 0
+        && take(conn, subject, Counted::Conversations, quota.conversations, i64::MAX).await?
+    {
         return Ok(());
     }
     let used = used_today(&mut *conn, subject).await?;
     Err(exceeded("conversations", quota.conversations, used.conversations))
 }
 
-/// Adds one to `subject`'s `column` of today unless it is at `limit` or the day's tokens are at
+/// What [`take`] counts.
+#[derive(Debug, Clone, Copy)]
+enum Counted {
+    Messages,
+    Conversations,
+}
+
+/// Adds one to `subject`'s `counted` of today unless it is at `limit` or the day's tokens are at
 /// `tokens_limit`: one statement, so requests at once cannot pass either. True when counted.
+/// One statement per counter and kind of reader, as the upsert names both in its text.
 async fn take(
     conn: &mut PgConnection,
     subject: &Owner,
-    column: &'static str,
+    counted: Counted,
     limit: i64,
     tokens_limit: i64,
 ) -> Result<bool> {
-    // The column names are constants, never input.
-    let sql = format!(
-        "INSERT INTO usage_daily AS u (day, user_id, guest_id, {column}) VALUES ({TODAY}, $1, $2, 1)
-         ON CONFLICT ({owner}, day) DO UPDATE SET {column} = u.{column} + 1, updated_at = now()
-         WHERE u.{column} < $3 AND u.tokens < $4
-         RETURNING 1",
-        owner = subject.column()
-    );
-    let taken: Option<i32> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-        .bind(subject.user_id())
-        .bind(subject.guest_id())
-        .bind(limit)
-        .bind(tokens_limit)
-        .fetch_optional(&mut *conn)
-        .await
-        // The account was deleted while its request was in flight.
-        .on_constraint("usage_daily_user_id_fkey", |_| Error::Unauthorized)?;
+    // Each case's statement differs only in the counter and the reader's key it names.
+    macro_rules! count_one {
+        ($sql:literal) => {
+            sqlx::query_scalar!(
+                $sql,
+                subject.user_id() as Option<&UserId>,
+                subject.guest_id(),
+                limit,
+                tokens_limit
+            )
+            .fetch_optional(&mut *conn)
+            .await
+        };
+    }
+    let taken = match (counted, subject) {
+        (Counted::Messages, Owner::User(_)) => count_one!(
+            "INSERT INTO usage_daily AS u (day, user_id, guest_id, messages)
+             VALUES ((now() AT TIME ZONE 'utc')::date, $1, $2, 1)
+             ON CONFLICT (user_id, day) DO UPDATE SET messages = u.messages + 1, updated_at = now()
+             WHERE u.messages < $3::bigint AND u.tokens < $4
+             RETURNING 1"
+        ),
+        (Counted::Messages, Owner::Guest(_)) => count_one!(
+            "INSERT INTO usage_daily AS u (day, user_id, guest_id, messages)
+             VALUES ((now() AT TIME ZONE 'utc')::date, $1, $2, 1)
+             ON CONFLICT (guest_id, day) DO UPDATE SET messages = u.messages + 1, updated_at = now()
+             WHERE u.messages < $3::bigint AND u.tokens < $4
+             RETURNING 1"
+        ),
+        (Counted::Conversations, Owner::User(_)) => count_one!(
+            "INSERT INTO usage_daily AS u (day, user_id, guest_id, conversations)
+             VALUES ((now() AT TIME ZONE 'utc')::date, $1, $2, 1)
+             ON CONFLICT (user_id, day) DO UPDATE SET conversations = u.conversations + 1, updated_at = now()
+             WHERE u.conversations < $3::bigint AND u.tokens < $4
+             RETURNING 1"
+        ),
+        (Counted::Conversations, Owner::Guest(_)) => count_one!(
+            "INSERT INTO usage_daily AS u (day, user_id, guest_id, conversations)
+             VALUES ((now() AT TIME ZONE 'utc')::date, $1, $2, 1)
+             ON CONFLICT (guest_id, day) DO UPDATE SET conversations = u.conversations + 1, updated_at = now()
+             WHERE u.conversations < $3::bigint AND u.tokens < $4
+             RETURNING 1"
+        ),
+    }
+    // The account was deleted while its request was in flight.
+    .on_constraint("usage_daily_user_id_fkey", |_| Error::Unauthorized)?;
     Ok(taken.is_some())
 }
 
@@ -120,7 +159,7 @@ fn next_midnight(now: DateTime<Utc>) -> DateTime<Utc> {
 }
 
 /// What a reader counted today.
-#[derive(Debug, Clone, Copy, Default, sqlx::FromRow)]
+#[derive(Debug, Clone, Copy, Default)]
 struct UsedToday {
     messages: i64,
     tokens: i64,
@@ -128,15 +167,16 @@ struct UsedToday {
 }
 
 async fn used_today(conn: &mut PgConnection, subject: &Owner) -> Result<UsedToday> {
-    let sql = format!(
-        "SELECT messages::bigint, tokens, conversations::bigint FROM usage_daily
-         WHERE (user_id = $1 OR guest_id = $2) AND day = {TODAY}"
-    );
-    let row: Option<UsedToday> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-        .bind(subject.user_id())
-        .bind(subject.guest_id())
-        .fetch_optional(conn)
-        .await?;
+    let row = sqlx::query_as!(
+        UsedToday,
+        r#"SELECT messages::bigint AS "messages!", tokens, conversations::bigint AS "conversations!"
+           FROM usage_daily
+           WHERE (user_id = $1 OR guest_id = $2) AND day = (now() AT TIME ZONE 'utc')::date"#,
+        subject.user_id() as Option<&UserId>,
+        subject.guest_id(),
+    )
+    .fetch_optional(conn)
+    .await?;
     Ok(row.unwrap_or_default())
 }
 
@@ -236,33 +276,52 @@ pub async fn reserve_tokens(
         return Ok(budget_refused("guests"));
     }
     let mut tx = pool.begin().await?;
-    let sql = format!(
-        "INSERT INTO usage_daily AS u (day, user_id, guest_id, tokens) VALUES ({TODAY}, $1, $2, $3)
-         ON CONFLICT ({column}, day) DO UPDATE SET tokens = u.tokens + $3, updated_at = now()
-         WHERE u.tokens + $3 <= $4
-         RETURNING u.day",
-        column = subject.column()
-    );
-    let day: Option<NaiveDate> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-        .bind(subject.user_id())
-        .bind(subject.guest_id())
-        .bind(tokens)
-        .bind(caps.reader)
-        .fetch_optional(&mut *tx)
-        .await
-        .on_constraint("usage_daily_user_id_fkey", |_| Error::Unauthorized)?;
+    // One statement per kind of reader, as the upsert names its key in its text.
+    let day = match subject {
+        Owner::User(_) => {
+            sqlx::query_scalar!(
+                "INSERT INTO usage_daily AS u (day, user_id, guest_id, tokens)
+             VALUES ((now() AT TIME ZONE 'utc')::date, $1, $2, $3)
+             ON CONFLICT (user_id, day) DO UPDATE SET tokens = u.tokens + $3, updated_at = now()
+             WHERE u.tokens + $3 <= $4
+             RETURNING u.day",
+                subject.user_id() as Option<&UserId>,
+                subject.guest_id(),
+                tokens,
+                caps.reader,
+            )
+            .fetch_optional(&mut *tx)
+            .await
+        }
+        Owner::Guest(_) => {
+            sqlx::query_scalar!(
+                "INSERT INTO usage_daily AS u (day, user_id, guest_id, tokens)
+             VALUES ((now() AT TIME ZONE 'utc')::date, $1, $2, $3)
+             ON CONFLICT (guest_id, day) DO UPDATE SET tokens = u.tokens + $3, updated_at = now()
+             WHERE u.tokens + $3 <= $4
+             RETURNING u.day",
+                subject.user_id() as Option<&UserId>,
+                subject.guest_id(),
+                tokens,
+                caps.reader,
+            )
+            .fetch_optional(&mut *tx)
+            .await
+        }
+    }
+    .on_constraint("usage_daily_user_id_fkey", |_| Error::Unauthorized)?;
     let Some(day) = day else { return Ok(Allowance::Spent(Exhausted::Reader)) };
     for (budget_pool, budget) in budget_pools(subject, caps) {
-        let reserved: Option<NaiveDate> = sqlx::query_scalar(
+        let reserved = sqlx::query_scalar!(
             "INSERT INTO model_budget_daily AS b (day, pool, tokens) VALUES ($1, $2, $3)
              ON CONFLICT (day, pool) DO UPDATE SET tokens = b.tokens + $3
              WHERE b.tokens + $3 <= $4
              RETURNING b.day",
+            day,
+            budget_pool,
+            tokens,
+            budget,
         )
-        .bind(day)
-        .bind(budget_pool)
-        .bind(tokens)
-        .bind(budget)
         .fetch_optional(&mut *tx)
         .await?;
         if reserved.is_none() {
@@ -270,16 +329,16 @@ pub async fn reserve_tokens(
             return Ok(budget_refused(budget_pool));
         }
     }
-    let id: i64 = sqlx::query_scalar(
+    let id = sqlx::query_scalar!(
         "INSERT INTO token_reservations (day, user_id, guest_id, tokens, expires_at)
          VALUES ($1, $2, $3, $4, clock_timestamp() + make_interval(secs => $5))
          RETURNING id",
+        day,
+        subject.user_id() as Option<&UserId>,
+        subject.guest_id(),
+        tokens,
+        lease.as_secs_f64(),
     )
-    .bind(day)
-    .bind(subject.user_id())
-    .bind(subject.guest_id())
-    .bind(tokens)
-    .bind(lease.as_secs_f64())
     .fetch_one(&mut *tx)
     .await?;
     tx.commit().await?;
@@ -304,10 +363,7 @@ async fn require_verified_email(
     limits: &UsageLimits,
 ) -> Result<()> {
     let Some(user_id) = subject.user_id().filter(|_| limits.require_verified_email) else { return Ok(()) };
-    let verified: Option<bool> = sqlx::query_scalar(r#"SELECT "emailVerified" FROM "user" WHERE id = $1"#)
-        .bind(user_id)
-        .fetch_optional(db)
-        .await?;
+    let verified = user::email_verified(db, user_id).await?;
     if verified == Some(false) { Err(Error::EmailUnverified) } else { Ok(()) }
 }
 
@@ -326,9 +382,8 @@ pub async fn settle(pool: &PgPool, reservation: TokenReservation, spend: Spend) 
         Spend::Nothing => 0,
     };
     let mut tx = pool.begin().await?;
-    let still_reserved: Option<i64> =
-        sqlx::query_scalar("DELETE FROM token_reservations WHERE id = $1 RETURNING id")
-            .bind(reservation.id)
+    let still_reserved =
+        sqlx::query_scalar!("DELETE FROM token_reservations WHERE id = $1 RETURNING id", reservation.id)
             .fetch_optional(&mut *tx)
             .await?;
     let caps = reservation.caps;
@@ -369,31 +424,31 @@ async fn move_counters(
         Change::AddUpTo(amount) => (amount, true),
     };
     // `$4` caps the new value when `$5`; without it, the amount only has to keep it positive.
-    sqlx::query(
+    sqlx::query!(
         "UPDATE usage_daily SET tokens = CASE WHEN $5 THEN greatest(tokens, least(tokens + $3, $4))
                                               ELSE greatest(tokens + $3, 0) END,
                                 updated_at = now()
          WHERE (user_id = $1 OR guest_id = $2) AND day = $6",
+        subject.user_id() as Option<&UserId>,
+        subject.guest_id(),
+        amount,
+        caps.reader,
+        capped,
+        day,
     )
-    .bind(subject.user_id())
-    .bind(subject.guest_id())
-    .bind(amount)
-    .bind(caps.reader)
-    .bind(capped)
-    .bind(day)
     .execute(&mut *tx)
     .await?;
     for (budget_pool, cap) in budget_pools(subject, caps) {
-        sqlx::query(
+        sqlx::query!(
             "UPDATE model_budget_daily SET tokens = CASE WHEN $4 THEN greatest(tokens, least(tokens + $2, $3))
                                                          ELSE greatest(tokens + $2, 0) END
              WHERE day = $5 AND pool = $1",
+            budget_pool,
+            amount,
+            cap,
+            capped,
+            day,
         )
-        .bind(budget_pool)
-        .bind(amount)
-        .bind(cap)
-        .bind(capped)
-        .bind(day)
         .execute(&mut *tx)
         .await?;
     }
@@ -405,8 +460,8 @@ async fn move_counters(
 /// A reservation being settled or given back by another request at the moment is skipped,
 /// never waited for.
 pub async fn release_lapsed(pool: &PgPool, most: u32) -> Result<u64> {
-    let any: bool = sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM token_reservations WHERE expires_at < clock_timestamp())",
+    let any = sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM token_reservations WHERE expires_at < clock_timestamp()) AS "any!""#,
     )
     .fetch_one(pool)
     .await?;
@@ -416,16 +471,17 @@ pub async fn release_lapsed(pool: &PgPool, most: u32) -> Result<u64> {
     let mut released = 0;
     while released < u64::from(most) {
         let mut tx = pool.begin().await?;
-        let lapsed: Option<(NaiveDate, Option<String>, Option<uuid::Uuid>, i64)> = sqlx::query_as(
-            "DELETE FROM token_reservations
-             WHERE id = (SELECT id FROM token_reservations WHERE expires_at < clock_timestamp()
-                         ORDER BY expires_at LIMIT 1 FOR UPDATE SKIP LOCKED)
-             RETURNING day, user_id, guest_id, tokens",
+        let lapsed = sqlx::query!(
+            r#"DELETE FROM token_reservations
+               WHERE id = (SELECT id FROM token_reservations WHERE expires_at < clock_timestamp()
+                           ORDER BY expires_at LIMIT 1 FOR UPDATE SKIP LOCKED)
+               RETURNING day, user_id AS "user_id: UserId", guest_id, tokens"#,
         )
         .fetch_optional(&mut *tx)
         .await?;
-        let Some((day, user_id, guest_id, tokens)) = lapsed else { break };
-        let subject = match (user_id, guest_id) {
+        let Some(lapsed) = lapsed else { break };
+        let (day, tokens) = (lapsed.day, lapsed.tokens);
+        let subject = match (lapsed.user_id, lapsed.guest_id) {
             (Some(user_id), _) => Owner::User(user_id),
             (None, Some(guest_id)) => Owner::Guest(guest_id),
             (None, None) => return Err(Error::internal("a reservation without a subject")),
@@ -482,14 +538,16 @@ pub struct UsageReport {
 pub async fn report(pool: &PgPool, subject: &Owner, limits: &UsageLimits) -> Result<UsageReport> {
     let mut conn = pool.acquire().await?;
     let used = used_today(&mut conn, subject).await?;
-    let (day, all, guests): (NaiveDate, Option<i64>, Option<i64>) =
-        sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {TODAY},
-                (SELECT tokens FROM model_budget_daily WHERE day = {TODAY} AND pool = 'all'),
-                (SELECT tokens FROM model_budget_daily WHERE day = {TODAY} AND pool = 'guests')"
-        )))
-        .fetch_one(&mut *conn)
-        .await?;
+    let budget = sqlx::query!(
+        r#"SELECT (now() AT TIME ZONE 'utc')::date AS "day!",
+              (SELECT tokens FROM model_budget_daily
+               WHERE day = (now() AT TIME ZONE 'utc')::date AND pool = 'all') AS all_tokens,
+              (SELECT tokens FROM model_budget_daily
+               WHERE day = (now() AT TIME ZONE 'utc')::date AND pool = 'guests') AS guest_tokens"#,
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    let (day, all, guests) = (budget.day, budget.all_tokens, budget.guest_tokens);
     let quota = limits.quota(subject);
     // "Left" means room for at least one more reply of the longest allowed length.
     let room = i64::from(limits.reply_max_tokens);
@@ -512,21 +570,21 @@ pub async fn report(pool: &PgPool, subject: &Owner, limits: &UsageLimits) -> Res
 /// in the order every other statement here keeps (reservations, then counters, then the
 /// budget's rows by day), before the user row whose deletion would otherwise take them by
 /// cascade, after it.
-pub async fn forget_reader(tx: &mut PgConnection, user_id: &str) -> Result<()> {
-    let reserved: Vec<(NaiveDate, i64)> = sqlx::query_as(
-        "WITH gone AS (DELETE FROM token_reservations WHERE user_id = $1 RETURNING day, tokens)
-         SELECT day, sum(tokens)::bigint FROM gone GROUP BY day ORDER BY day",
+pub async fn forget_reader(tx: &mut PgConnection, user_id: &UserId) -> Result<()> {
+    let reserved = sqlx::query!(
+        r#"WITH gone AS (DELETE FROM token_reservations WHERE user_id = $1 RETURNING day, tokens)
+           SELECT day AS "day!", sum(tokens)::bigint AS "tokens!" FROM gone GROUP BY day ORDER BY day"#,
+        user_id as &UserId,
     )
-    .bind(user_id)
     .fetch_all(&mut *tx)
     .await?;
-    sqlx::query("DELETE FROM usage_daily WHERE user_id = $1").bind(user_id).execute(&mut *tx).await?;
-    for (day, tokens) in reserved {
-        sqlx::query(
+    sqlx::query!("DELETE FROM usage_daily WHERE user_id = $1", user_id as &UserId).execute(&mut *tx).await?;
+    for gone in reserved {
+        sqlx::query!(
             "UPDATE model_budget_daily SET tokens = greatest(tokens - $2, 0) WHERE day = $1 AND pool = 'all'",
+            gone.day,
+            gone.tokens,
         )
-        .bind(day)
-        .bind(tokens)
         .execute(&mut *tx)
         .await?;
     }
@@ -536,14 +594,14 @@ pub async fn forget_reader(tx: &mut PgConnection, user_id: &str) -> Result<()> {
 /// Deletes the daily counters, readers' and the deployment's, of days more than `kept_days`
 /// before today (UTC); only today's are needed to enforce anything.
 pub async fn prune_days(db: &PgPool, kept_days: i32) -> Result<u64> {
-    let removed: i64 = sqlx::query_scalar(
-        "WITH readers AS (DELETE FROM usage_daily
-                          WHERE day < (now() AT TIME ZONE 'utc')::date - $1 RETURNING 1),
+    let removed = sqlx::query_scalar!(
+        r#"WITH readers AS (DELETE FROM usage_daily
+                          WHERE day < (now() AT TIME ZONE 'utc')::date - $1::int RETURNING 1),
               deployment AS (DELETE FROM model_budget_daily
-                             WHERE day < (now() AT TIME ZONE 'utc')::date - $1 RETURNING 1)
-         SELECT (SELECT count(*) FROM readers) + (SELECT count(*) FROM deployment)",
+                             WHERE day < (now() AT TIME ZONE 'utc')::date - $1::int RETURNING 1)
+         SELECT (SELECT count(*) FROM readers) + (SELECT count(*) FROM deployment) AS "removed!""#,
+        kept_days,
     )
-    .bind(kept_days)
     .fetch_one(db)
     .await?;
     Ok(removed as u64)
@@ -565,7 +623,7 @@ mod tests {
     fn guests_get_far_less_than_users() {
         let limits = UsageLimits::default();
         let (user, guest) =
-            (limits.quota(&Owner::User("u".into())), limits.quota(&Owner::Guest(Uuid::nil())));
+            (limits.quota(&Owner::User(UserId::from("u"))), limits.quota(&Owner::Guest(Uuid::nil())));
         assert!(guest.messages * 10 <= user.messages && guest.tokens * 10 <= user.tokens);
         assert!(guest.conversations < user.conversations);
         assert!(limits.guest_daily_token_budget < limits.daily_token_budget);

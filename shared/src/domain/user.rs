@@ -487,6 +487,19 @@ pub async fn record_password_login(
     .await?)
 }
 
+/// Whether user `id`'s e-mail address is verified; `None` when there is no such user.
+pub async fn email_verified(
+    db: impl PgExecutor<'_>,
+    id: &crate::domain::ids::UserId,
+) -> Result<Option<bool>> {
+    Ok(sqlx::query_scalar!(
+        r#"SELECT "emailVerified" FROM "user" WHERE id = $1"#,
+        id as &crate::domain::ids::UserId
+    )
+    .fetch_optional(db)
+    .await?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

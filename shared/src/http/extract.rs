@@ -167,7 +167,7 @@ impl FromRequestParts<AppState> for Caller {
 impl From<Caller> for Owner {
     fn from(caller: Caller) -> Self {
         match caller {
-            Caller::User(user) => Self::User(user.user_id),
+            Caller::User(user) => Self::User(user.user_id.into()),
             Caller::Guest { guest_id } => Self::Guest(guest_id),
         }
     }

@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test file uses its own part of this
 
 use primer_shared::domain::book::{self, ChapterId};
+use primer_shared::domain::ids::UserId;
 use primer_shared::domain::personalize::cache::object_key;
 use primer_shared::domain::personalize::{Engine, reader_profile};
 use primer_shared::infra::blob::ObjectKey;
@@ -40,6 +41,7 @@ pub async fn python_reader(app: &TestApp, email: &str) -> (TestUser, String) {
 /// and the chapter's current version: the documented key, computed independently of the
 /// request that made it.
 pub async fn rule_key(pool: &PgPool, user_id: &str, chapter: ChapterId) -> ObjectKey {
+    let user_id = &UserId::from(user_id);
     let profile = reader_profile(pool, user_id).await.unwrap().expect("an onboarded reader");
     let chapter = book::by_id(pool, chapter).await.unwrap().expect("the chapter");
     let directives = primer_shared::domain::personalize::rules::Directives::of(&chapter.source_markdown);

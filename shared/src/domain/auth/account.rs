@@ -18,6 +18,7 @@ use super::recovery::{self, Purpose, Recovery};
 use super::sessions::{self, ClientMeta, Rotated, Rotation};
 use super::tokens::RefreshToken;
 use crate::domain::conversations::guests;
+use crate::domain::ids::UserId;
 use crate::domain::personalize;
 use crate::domain::user::{self, Email, SignInEmail, User, UserName};
 use crate::error::{Error, ErrorChain, Result};
@@ -83,7 +84,7 @@ impl<'a> Accounts<'a> {
         // Signing up is signing in: the address becomes a known place of the account.
         rate_limit::record_place(&mut *tx, &user.id, client.ip.as_deref()).await?;
         if let Some(guest_id) = account.guest {
-            guests::claim_conversations(&mut *tx, guest_id, &user.id).await?;
+            guests::claim_conversations(&mut *tx, guest_id, &UserId::from(user.id.clone())).await?;
         }
         tx.commit().await?;
         tracing::info!(user_id = %user.id, "registered");
@@ -142,7 +143,7 @@ impl<'a> Accounts<'a> {
         let session_id = sessions::create(&mut *tx, &user.id, &refresh, self.session_ttl(), client).await?;
         rate_limit::record_place(&mut *tx, &user.id, client.ip.as_deref()).await?;
         if let Some(guest_id) = guest {
-            guests::claim_conversations(&mut *tx, guest_id, &user.id).await?;
+            guests::claim_conversations(&mut *tx, guest_id, &UserId::from(user.id.clone())).await?;
         }
         tx.commit().await?;
         Ok(SignedIn { user, session_id, refresh })
@@ -251,12 +252,15 @@ impl<'a> Accounts<'a> {
             ));
         }
         // Objects first: if the store fails, the account stays and the request can be retried.
-        let objects = personalize::cache::delete_user_objects(blobs, user_id).await?;
+        let objects =
+            personalize::cache::delete_user_objects(blobs, &UserId::from(user_id.to_owned())).await?;
         super::delete_account(self.pool, user_id).await?;
         // A chapter request racing the delete may have stored one more object; the row is gone
         // with the user, so sweep again (best effort: the bucket's lifecycle rule is the
         // backstop).
-        if let Err(e) = personalize::cache::delete_user_objects(blobs, user_id).await {
+        if let Err(e) =
+            personalize::cache::delete_user_objects(blobs, &UserId::from(user_id.to_owned())).await
+        {
             tracing::warn!(user_id, error = %ErrorChain(&e), "objects left after account deletion");
         }
         tracing::info!(user_id, objects, "account deleted");

@@ -27,7 +27,7 @@ pub async fn delete_account(pool: &PgPool, user_id: &str) -> Result<bool> {
     rate_limit::forget_account(&mut *tx, user_id).await?;
     // The reader's counters before the user row, whose deletion would take them by cascade
     // after it: the order every statement on the counters keeps (see `usage`).
-    crate::domain::usage::forget_reader(&mut tx, user_id).await?;
+    crate::domain::usage::forget_reader(&mut tx, &crate::domain::ids::UserId::from(user_id)).await?;
     recovery::discard_everything_of(&mut *tx, user_id).await?;
     let deleted = crate::domain::user::delete(&mut *tx, user_id).await?;
     tx.commit().await?;

@@ -6,12 +6,14 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use serde::{Deserialize, Serialize};
+use sqlx::postgres::{PgTypeInfo, PgValueRef};
 use sqlx::types::Json;
 use sqlx::{Connection, PgConnection, PgExecutor, PgPool};
-use uuid::Uuid;
+use sqlx::{Decode, Postgres};
 
 use super::paging::{Cursor, Page, PageSize, paginate};
 use super::{MessageContent, Owner, content_hash};
+use crate::domain::ids::{ConversationId, MessageId, UserId};
 use crate::domain::usage::{self, UsageLimits};
 use crate::error::{Error, Result, ResultExt};
 use crate::infra::model::TokenUsage;
@@ -38,6 +40,23 @@ impl TryFrom<String> for Sender {
             "system" => Ok(Self::System),
             other => Err(format!("unknown sender {other:?}")),
         }
+    }
+}
+
+/// `messages.sender` is text (checked to these three values), read by [`Sender`]'s parser.
+impl sqlx::Type<Postgres> for Sender {
+    fn type_info() -> PgTypeInfo {
+        <&str as sqlx::Type<Postgres>>::type_info()
+    }
+
+    fn compatible(ty: &PgTypeInfo) -> bool {
+        <&str as sqlx::Type<Postgres>>::compatible(ty)
+    }
+}
+
+impl<'r> Decode<'r, Postgres> for Sender {
+    fn decode(value: PgValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
+        Ok(Self::try_from(<String as Decode<Postgres>>::decode(value)?)?)
     }
 }
 
@@ -70,16 +89,16 @@ pub struct ErrorDetails {
 }
 
 /// A message as the API shows it.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[schema(examples(crate::schema::examples::reply))]
 pub struct Message {
     /// Id.
-    pub id: Uuid,
+    #[schema(value_type = Uuid)]
+    pub id: MessageId,
     /// The conversation it belongs to (not shown: the client asked by it).
     #[serde(skip)]
-    pub conversation_id: Uuid,
+    pub conversation_id: ConversationId,
     /// Who wrote it.
-    #[sqlx(try_from = "String")]
     #[schema(inline)]
     pub sender: Sender,
     /// What was said.
@@ -88,7 +107,8 @@ pub struct Message {
     #[schema(required)]
     pub ai_model: Option<String>,
     /// For an ai reply: the user message it answers.
-    pub reply_to: Option<Uuid>,
+    #[schema(value_type = Option<Uuid>)]
+    pub reply_to: Option<MessageId>,
     /// True when the reply is a failure notice rather than an answer.
     pub is_error: bool,
     /// Why the reply failed.
@@ -110,11 +130,20 @@ pub struct Message {
     pub completion_tokens: Option<i32>,
 }
 
-/// The `messages` columns as [`Message`] reads them (table alias `m`).
-macro_rules! message_columns {
-    () => {
-        "m.id, m.conversation_id, m.sender, m.content, m.ai_model, m.reply_to, m.is_error, m.error_details, \
-         m.citations, m.created_at, m.content_hash, m.prompt_tokens, m.completion_tokens"
+/// A statement checked by the compiler that reads [`Message`]s: `SELECT` the `messages`
+/// columns (table alias `m`) then `$rest` (a string literal: `FROM`, `WHERE` and what follows),
+/// with `$args` for its parameters.
+macro_rules! select_messages {
+    ($rest:literal, $($args:tt)*) => {
+        sqlx::query_as!(
+            Message,
+            r#"SELECT m.id AS "id: MessageId", m.conversation_id AS "conversation_id: ConversationId",
+                      m.sender AS "sender: Sender", m.content, m.ai_model, m.reply_to AS "reply_to: MessageId",
+                      m.is_error, m.error_details AS "error_details: Json<ErrorDetails>",
+                      m.citations AS "citations: Json<Vec<Citation>>", m.created_at, m.content_hash,
+                      m.prompt_tokens, m.completion_tokens "# + $rest,
+            $($args)*
+        )
     };
 }
 
@@ -123,32 +152,27 @@ macro_rules! message_columns {
 pub async fn list_messages(
     db: impl PgExecutor<'_>,
     owner: &Owner,
-    conversation_id: Uuid,
+    conversation_id: ConversationId,
     limit: PageSize,
     before: Option<Cursor>,
 ) -> Result<Page<Message>> {
-    let rows: Vec<Message> = sqlx::query_as(concat!(
-        "SELECT ",
-        message_columns!(),
-        "
-         FROM messages m JOIN conversations c ON c.id = m.conversation_id
-         WHERE c.id = $3 AND ",
-        owned!(),
-        "
+    let rows = select_messages!(
+        "FROM messages m JOIN conversations c ON c.id = m.conversation_id
+         WHERE c.id = $3 AND (c.user_id = $1 OR (c.user_id IS NULL AND c.guest_id = $2))
            AND ($4::timestamptz IS NULL OR (m.created_at, m.id) < ($4, $5))
          ORDER BY m.created_at DESC, m.id DESC
-         LIMIT $6"
-    ))
-    .bind(owner.user_id())
-    .bind(owner.guest_id())
-    .bind(conversation_id)
-    .bind(before.map(|c| c.at))
-    .bind(before.map(|c| c.id))
-    .bind(limit.fetch())
+         LIMIT $6",
+        owner.user_id() as Option<&UserId>,
+        owner.guest_id(),
+        conversation_id as ConversationId,
+        before.map(|c| c.at),
+        before.map(|c| c.id),
+        limit.fetch(),
+    )
     .fetch_all(db)
     .await?;
     let mut page =
-        paginate(rows, limit, |m| Cursor { pinned: false, at: m.created_at, id: m.id, as_of: None });
+        paginate(rows, limit, |m| Cursor { pinned: false, at: m.created_at, id: m.id.get(), as_of: None });
     page.items.reverse();
     Ok(page)
 }
@@ -156,21 +180,19 @@ pub async fn list_messages(
 /// A user message of `conversation_id` with this content hash, stored in the last 30 seconds.
 async fn recent_duplicate(
     db: impl PgExecutor<'_>,
-    conversation_id: Uuid,
+    conversation_id: ConversationId,
     hash: &str,
     arrived: DateTime<Utc>,
 ) -> Result<Option<Message>> {
-    let message = sqlx::query_as(concat!(
-        "SELECT ",
-        message_columns!(),
-        " FROM messages m
+    let message = select_messages!(
+        "FROM messages m
          WHERE m.conversation_id = $1 AND m.content_hash = $2 AND m.sender = 'user'
-           AND m.created_at > $3 - interval '30 seconds'
-         ORDER BY m.created_at DESC LIMIT 1"
-    ))
-    .bind(conversation_id)
-    .bind(hash)
-    .bind(arrived)
+           AND m.created_at > $3::timestamptz - interval '30 seconds'
+         ORDER BY m.created_at DESC LIMIT 1",
+        conversation_id as ConversationId,
+        hash,
+        arrived,
+    )
     .fetch_optional(db)
     .await?;
     Ok(message)
@@ -197,17 +219,19 @@ pub async fn add_or_find_user_message(
     pool: &PgPool,
     owner: &Owner,
     limits: &UsageLimits,
-    conversation_id: Uuid,
+    conversation_id: ConversationId,
     content: &MessageContent,
     arrived: DateTime<Utc>,
     lease: Duration,
 ) -> Result<Posted> {
     let hash = content.hash();
     let mut tx = pool.begin().await?;
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
-        .bind(format!("primer.exchange:{conversation_id}:{hash}"))
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query!(
+        "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+        format!("primer.exchange:{conversation_id}:{hash}"),
+    )
+    .execute(&mut *tx)
+    .await?;
     let posted = match recent_duplicate(&mut *tx, conversation_id, &hash, arrived).await? {
         Some(message) => Posted::Duplicate(message),
         None => {
@@ -244,28 +268,28 @@ pub async fn claim_reply(
     pool: &PgPool,
     owner: &Owner,
     limits: &UsageLimits,
-    message_id: Uuid,
+    message_id: MessageId,
     which: Unanswered,
     lease: Duration,
 ) -> Result<bool> {
     let mut tx = pool.begin().await?;
-    let taken: Option<Uuid> = sqlx::query_scalar(
+    let taken = sqlx::query_scalar!(
         "UPDATE messages SET reply_lease_until = clock_timestamp() + make_interval(secs => $2)
          WHERE id = $1 AND sender = 'user'
            AND (reply_lease_until IS NULL OR reply_lease_until < clock_timestamp())
          RETURNING id",
+        message_id as MessageId,
+        lease.as_secs_f64(),
     )
-    .bind(message_id)
-    .bind(lease.as_secs_f64())
     .fetch_optional(&mut *tx)
     .await?;
     if taken.is_none() {
         return Ok(false);
     }
-    let latest_failed: Option<bool> = sqlx::query_scalar(
+    let latest_failed = sqlx::query_scalar!(
         "SELECT is_error FROM messages WHERE reply_to = $1 ORDER BY created_at DESC, id DESC LIMIT 1",
+        message_id as MessageId,
     )
-    .bind(message_id)
     .fetch_optional(&mut *tx)
     .await?;
     let may_answer = match latest_failed {
@@ -284,21 +308,24 @@ pub async fn claim_reply(
 
 /// Gives up a claim without a reply (the caller failed before it could store one), so the next
 /// post or retry need not wait for the lease to lapse.
-pub async fn release_reply_claim(db: impl PgExecutor<'_>, message_id: Uuid) -> Result<()> {
-    sqlx::query("UPDATE messages SET reply_lease_until = NULL WHERE id = $1 AND sender = 'user'")
-        .bind(message_id)
-        .execute(db)
-        .await?;
+pub async fn release_reply_claim(db: impl PgExecutor<'_>, message_id: MessageId) -> Result<()> {
+    sqlx::query!(
+        "UPDATE messages SET reply_lease_until = NULL WHERE id = $1 AND sender = 'user'",
+        message_id as MessageId,
+    )
+    .execute(db)
+    .await?;
     Ok(())
 }
 
 /// How long the claim on user message `message_id` has left; `None` when nobody holds one.
-pub async fn reply_claim_left(db: impl PgExecutor<'_>, message_id: Uuid) -> Result<Option<Duration>> {
-    let left: Option<f64> = sqlx::query_scalar(
-        "SELECT extract(epoch FROM reply_lease_until - clock_timestamp())::float8
-         FROM messages WHERE id = $1 AND reply_lease_until > clock_timestamp()",
+pub async fn reply_claim_left(db: impl PgExecutor<'_>, message_id: MessageId) -> Result<Option<Duration>> {
+    // Not NULL: the row has a lease, or is not found.
+    let left = sqlx::query_scalar!(
+        r#"SELECT extract(epoch FROM reply_lease_until - clock_timestamp())::float8 AS "left!"
+           FROM messages WHERE id = $1 AND reply_lease_until > clock_timestamp()"#,
+        message_id as MessageId,
     )
-    .bind(message_id)
     .fetch_optional(db)
     .await?;
     Ok(left.map(|secs| Duration::from_secs_f64(secs.max(0.0))))
@@ -308,35 +335,30 @@ pub async fn reply_claim_left(db: impl PgExecutor<'_>, message_id: Uuid) -> Resu
 pub async fn user_message(
     db: impl PgExecutor<'_>,
     owner: &Owner,
-    conversation_id: Uuid,
-    message_id: Uuid,
+    conversation_id: ConversationId,
+    message_id: MessageId,
 ) -> Result<Option<Message>> {
-    let message = sqlx::query_as(concat!(
-        "SELECT ",
-        message_columns!(),
-        "
-         FROM messages m JOIN conversations c ON c.id = m.conversation_id
-         WHERE m.id = $4 AND c.id = $3 AND m.sender = 'user' AND ",
-        owned!()
-    ))
-    .bind(owner.user_id())
-    .bind(owner.guest_id())
-    .bind(conversation_id)
-    .bind(message_id)
+    let message = select_messages!(
+        "FROM messages m JOIN conversations c ON c.id = m.conversation_id
+         WHERE m.id = $4 AND c.id = $3 AND m.sender = 'user'
+           AND (c.user_id = $1 OR (c.user_id IS NULL AND c.guest_id = $2))",
+        owner.user_id() as Option<&UserId>,
+        owner.guest_id(),
+        conversation_id as ConversationId,
+        message_id as MessageId,
+    )
     .fetch_optional(db)
     .await?;
     Ok(message)
 }
 
 /// The newest reply to a user message, failed or not.
-pub async fn latest_reply(db: impl PgExecutor<'_>, user_message_id: Uuid) -> Result<Option<Message>> {
-    let message = sqlx::query_as(concat!(
-        "SELECT ",
-        message_columns!(),
-        " FROM messages m WHERE m.reply_to = $1
-         ORDER BY m.created_at DESC, m.id DESC LIMIT 1"
-    ))
-    .bind(user_message_id)
+pub async fn latest_reply(db: impl PgExecutor<'_>, user_message_id: MessageId) -> Result<Option<Message>> {
+    let message = select_messages!(
+        "FROM messages m WHERE m.reply_to = $1
+         ORDER BY m.created_at DESC, m.id DESC LIMIT 1",
+        user_message_id as MessageId,
+    )
     .fetch_optional(db)
     .await?;
     Ok(message)
@@ -345,16 +367,14 @@ pub async fn latest_reply(db: impl PgExecutor<'_>, user_message_id: Uuid) -> Res
 /// The conversation before `message`, newest first, at most `limit` messages: what the model
 /// is reminded of. Failure notices are left out; they are not part of the dialogue.
 pub async fn history_before(db: impl PgExecutor<'_>, message: &Message, limit: i64) -> Result<Vec<Message>> {
-    let messages = sqlx::query_as(concat!(
-        "SELECT ",
-        message_columns!(),
-        " FROM messages m JOIN messages this ON this.id = $1
+    let messages = select_messages!(
+        "FROM messages m JOIN messages this ON this.id = $1
          WHERE m.conversation_id = this.conversation_id AND NOT m.is_error AND m.sender <> 'system'
            AND (m.created_at, m.id) < (this.created_at, this.id)
-         ORDER BY m.created_at DESC, m.id DESC LIMIT $2"
-    ))
-    .bind(message.id)
-    .bind(limit)
+         ORDER BY m.created_at DESC, m.id DESC LIMIT $2",
+        message.id as MessageId,
+        limit,
+    )
     .fetch_all(db)
     .await?;
     Ok(messages)
@@ -364,7 +384,7 @@ pub async fn history_before(db: impl PgExecutor<'_>, message: &Message, limit: i
 /// it (history written straight into the store, e.g. by an import or a test).
 pub async fn add_user_message(
     db: &mut PgConnection,
-    conversation_id: Uuid,
+    conversation_id: ConversationId,
     content: &MessageContent,
 ) -> Result<Message> {
     let mut tx = db.begin().await?;
@@ -396,8 +416,7 @@ pub async fn add_reply(db: &mut PgConnection, user_message: &Message, reply: New
     let stored =
         insert(&mut tx, user_message.conversation_id, NewMessage::Reply { to: user_message.id, reply })
             .await?;
-    sqlx::query("UPDATE messages SET reply_lease_until = NULL WHERE id = $1")
-        .bind(user_message.id)
+    sqlx::query!("UPDATE messages SET reply_lease_until = NULL WHERE id = $1", user_message.id as MessageId)
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
@@ -406,57 +425,92 @@ pub async fn add_reply(db: &mut PgConnection, user_message: &Message, reply: New
 
 enum NewMessage<'a> {
     User { content: &'a str, hash: String, lease: Option<Duration> },
-    Reply { to: Uuid, reply: NewReply },
+    Reply { to: MessageId, reply: NewReply },
 }
 
 /// Inserts a message and moves its conversation's `last_message_at`, inside the caller's
 /// transaction.
-async fn insert(tx: &mut PgConnection, conversation_id: Uuid, message: NewMessage<'_>) -> Result<Message> {
-    let query = sqlx::query_as::<_, Message>(concat!(
-        "INSERT INTO messages AS m
-            (conversation_id, sender, content, content_hash, ai_model, reply_to, is_error, error_details,
-             citations, reply_lease_until, prompt_tokens, completion_tokens)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, clock_timestamp() + make_interval(secs => $10), $11, $12)
-         RETURNING ",
-        message_columns!()
-    ))
-    .bind(conversation_id);
-    let query = match message {
-        NewMessage::User { content, hash, lease } => query
-            .bind("user")
-            .bind(content.to_owned())
-            .bind(hash)
-            .bind(None::<String>)
-            .bind(None::<Uuid>)
-            .bind(false)
-            .bind(None::<Json<ErrorDetails>>)
-            .bind(Json(Vec::<Citation>::new()))
-            .bind(lease.map(|lease| lease.as_secs_f64()))
-            .bind(None::<i32>)
-            .bind(None::<i32>),
-        NewMessage::Reply { to, reply } => query
-            .bind("ai")
-            .bind(reply.content.clone())
-            .bind(content_hash(&reply.content))
-            .bind(Some(reply.ai_model))
-            .bind(Some(to))
-            .bind(reply.error.is_some())
-            .bind(reply.error.map(Json))
-            .bind(Json(reply.citations))
-            .bind(None::<f64>)
-            .bind(reply.usage.map(|u| i32::try_from(u.prompt_tokens).unwrap_or(i32::MAX)))
-            .bind(reply.usage.map(|u| i32::try_from(u.completion_tokens).unwrap_or(i32::MAX))),
+async fn insert(
+    tx: &mut PgConnection,
+    conversation_id: ConversationId,
+    message: NewMessage<'_>,
+) -> Result<Message> {
+    let tokens = |n: u32| i32::try_from(n).unwrap_or(i32::MAX);
+    let (
+        sender,
+        content,
+        hash,
+        ai_model,
+        reply_to,
+        is_error,
+        error_details,
+        citations,
+        lease,
+        prompt,
+        completion,
+    ) = match message {
+        NewMessage::User { content, hash, lease } => (
+            "user",
+            content.to_owned(),
+            hash,
+            None,
+            None,
+            false,
+            None,
+            Vec::new(),
+            lease.map(|lease| lease.as_secs_f64()),
+            None,
+            None,
+        ),
+        NewMessage::Reply { to, reply } => (
+            "ai",
+            reply.content.clone(),
+            content_hash(&reply.content),
+            Some(reply.ai_model),
+            Some(to),
+            reply.error.is_some(),
+            reply.error.map(Json),
+            reply.citations,
+            None,
+            reply.usage.map(|u| tokens(u.prompt_tokens)),
+            reply.usage.map(|u| tokens(u.completion_tokens)),
+        ),
     };
     // The conversation may be deleted while the tutor thinks: then there is nothing to answer.
-    let stored = query
-        .fetch_one(&mut *tx)
-        .await
-        .on_constraint("messages_conversation_id_fkey", |_| Error::NotFound)?;
+    let stored = sqlx::query_as!(
+        Message,
+        r#"INSERT INTO messages AS m
+              (conversation_id, sender, content, content_hash, ai_model, reply_to, is_error, error_details,
+               citations, reply_lease_until, prompt_tokens, completion_tokens)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, clock_timestamp() + make_interval(secs => $10), $11, $12)
+           RETURNING m.id AS "id: MessageId", m.conversation_id AS "conversation_id: ConversationId",
+                     m.sender AS "sender: Sender", m.content, m.ai_model, m.reply_to AS "reply_to: MessageId",
+                     m.is_error, m.error_details AS "error_details: Json<ErrorDetails>",
+                     m.citations AS "citations: Json<Vec<Citation>>", m.created_at, m.content_hash,
+                     m.prompt_tokens, m.completion_tokens"#,
+        conversation_id as ConversationId,
+        sender,
+        content,
+        hash,
+        ai_model,
+        reply_to as Option<MessageId>,
+        is_error,
+        error_details as Option<Json<ErrorDetails>>,
+        Json(citations) as Json<Vec<Citation>>,
+        lease,
+        prompt,
+        completion,
+    )
+    .fetch_one(&mut *tx)
+    .await
+    .on_constraint("messages_conversation_id_fkey", |_| Error::NotFound)?;
     // GREATEST, so a slow writer never moves the time back past a newer message.
-    sqlx::query("UPDATE conversations SET last_message_at = GREATEST(last_message_at, $2) WHERE id = $1")
-        .bind(conversation_id)
-        .bind(stored.created_at)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query!(
+        "UPDATE conversations SET last_message_at = GREATEST(last_message_at, $2) WHERE id = $1",
+        conversation_id as ConversationId,
+        stored.created_at,
+    )
+    .execute(&mut *tx)
+    .await?;
     Ok(stored)
 }

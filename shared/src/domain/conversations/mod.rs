@@ -12,28 +12,17 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::{Connection, PgConnection, PgExecutor};
-use uuid::Uuid;
 
+use crate::domain::ids::{ConversationId, UserId};
 use crate::domain::usage::{self, UsageLimits};
 use crate::error::{Error, Result, ResultExt};
 
 pub use crate::domain::owner::Owner;
 
-/// The owner check of every query: `$1` is the user id, `$2` the guest id (one of them NULL).
-/// A claimed conversation has a user, so the guest who started it no longer sees it.
-macro_rules! owned {
-    () => {
-        "(c.user_id = $1 OR (c.user_id IS NULL AND c.guest_id = $2))"
-    };
-}
-
-/// The `conversations` columns as [`Conversation`] reads them (table alias `c`).
-macro_rules! conversation_columns {
-    () => {
-        "c.id, c.title, c.ai_model, c.system_prompt, c.is_archived, c.is_pinned, c.created_at, c.updated_at, \
-         c.last_message_at"
-    };
-}
+// Every statement names its owner with `$1` the user id and `$2` the guest id (one of them
+// NULL), as `(c.user_id = $1 OR (c.user_id IS NULL AND c.guest_id = $2))`: a claimed
+// conversation has a user, so the guest who started it no longer sees it. The statements are
+// spelled out whole, so the compiler checks each against the schema.
 
 pub mod guests;
 mod messages;
@@ -45,11 +34,12 @@ pub use paging::{ConversationQuery, Cursor, Page, PageSize, list};
 pub use values::*;
 
 /// A conversation as the API shows it.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[schema(examples(crate::schema::examples::conversation))]
 pub struct Conversation {
     /// Id.
-    pub id: Uuid,
+    #[schema(value_type = Uuid)]
+    pub id: ConversationId,
     /// Title (`Untitled N` unless one was given).
     pub title: String,
     /// The model that answers in it.
@@ -98,16 +88,18 @@ pub async fn create(
         Some(title) => title.0,
         None => format!("Untitled {}", next_untitled_number(&mut *tx, owner).await?),
     };
-    let conversation = sqlx::query_as(concat!(
-        "INSERT INTO conversations AS c (user_id, guest_id, title, ai_model, system_prompt)
-         VALUES ($1, $2, $3, $4, $5) RETURNING ",
-        conversation_columns!()
-    ))
-    .bind(owner.user_id())
-    .bind(owner.guest_id())
-    .bind(title)
-    .bind(new.ai_model.0)
-    .bind(new.system_prompt.map(|p| p.0))
+    let conversation = sqlx::query_as!(
+        Conversation,
+        r#"INSERT INTO conversations AS c (user_id, guest_id, title, ai_model, system_prompt)
+           VALUES ($1, $2, $3, $4, $5)
+           RETURNING c.id AS "id: ConversationId", c.title, c.ai_model, c.system_prompt, c.is_archived,
+                     c.is_pinned, c.created_at, c.updated_at, c.last_message_at"#,
+        owner.user_id() as Option<&UserId>,
+        owner.guest_id(),
+        title,
+        new.ai_model.0,
+        new.system_prompt.map(|p| p.0),
+    )
     .fetch_one(&mut *tx)
     .await
     .on_constraint("conversations_user_id_fkey", account_gone)?;
@@ -116,21 +108,29 @@ pub async fn create(
 }
 
 async fn next_untitled_number(db: impl PgExecutor<'_>, owner: &Owner) -> Result<i32> {
-    let query = match owner {
-        Owner::User(user_id) => sqlx::query_scalar(
-            "INSERT INTO conversation_title_counters AS t (user_id, last_number) VALUES ($1, 1)
+    let number = match owner {
+        Owner::User(user_id) => {
+            sqlx::query_scalar!(
+                "INSERT INTO conversation_title_counters AS t (user_id, last_number) VALUES ($1, 1)
              ON CONFLICT (user_id) DO UPDATE SET last_number = t.last_number + 1, updated_at = now()
              RETURNING last_number",
-        )
-        .bind(user_id.as_str()),
-        Owner::Guest(guest_id) => sqlx::query_scalar(
-            "INSERT INTO conversation_title_counters AS t (guest_id, last_number) VALUES ($1, 1)
+                user_id as &UserId,
+            )
+            .fetch_one(db)
+            .await
+        }
+        Owner::Guest(guest_id) => {
+            sqlx::query_scalar!(
+                "INSERT INTO conversation_title_counters AS t (guest_id, last_number) VALUES ($1, 1)
              ON CONFLICT (guest_id) DO UPDATE SET last_number = t.last_number + 1, updated_at = now()
              RETURNING last_number",
-        )
-        .bind(*guest_id),
+                guest_id,
+            )
+            .fetch_one(db)
+            .await
+        }
     };
-    query.fetch_one(db).await.on_constraint("conversation_title_counters_user_id_fkey", account_gone)
+    number.on_constraint("conversation_title_counters_user_id_fkey", account_gone)
 }
 
 /// A user's row went while their request was in flight (the account was deleted): their token
@@ -140,16 +140,16 @@ fn account_gone(_: &sqlx::Error) -> Error {
 }
 
 /// The caller's conversation `id`, if it is theirs.
-pub async fn get(db: impl PgExecutor<'_>, owner: &Owner, id: Uuid) -> Result<Option<Conversation>> {
-    let conversation = sqlx::query_as(concat!(
-        "SELECT ",
-        conversation_columns!(),
-        " FROM conversations c WHERE c.id = $3 AND ",
-        owned!()
-    ))
-    .bind(owner.user_id())
-    .bind(owner.guest_id())
-    .bind(id)
+pub async fn get(db: impl PgExecutor<'_>, owner: &Owner, id: ConversationId) -> Result<Option<Conversation>> {
+    let conversation = sqlx::query_as!(
+        Conversation,
+        r#"SELECT c.id AS "id: ConversationId", c.title, c.ai_model, c.system_prompt, c.is_archived, c.is_pinned,
+                  c.created_at, c.updated_at, c.last_message_at
+           FROM conversations c WHERE c.id = $3 AND (c.user_id = $1 OR (c.user_id IS NULL AND c.guest_id = $2))"#,
+        owner.user_id() as Option<&UserId>,
+        owner.guest_id(),
+        id as ConversationId,
+    )
     .fetch_optional(db)
     .await?;
     Ok(conversation)
@@ -174,36 +174,35 @@ pub struct ConversationChanges {
 pub async fn update(
     db: impl PgExecutor<'_>,
     owner: &Owner,
-    id: Uuid,
+    id: ConversationId,
     changes: ConversationChanges,
 ) -> Result<Option<Conversation>> {
     let (set_prompt, prompt) = match changes.system_prompt {
         Some(prompt) => (true, prompt.map(|p| p.0)),
         None => (false, None),
     };
-    let conversation = sqlx::query_as(concat!(
-        "UPDATE conversations AS c SET
-            title = coalesce($4, c.title),
-            ai_model = coalesce($5, c.ai_model),
-            system_prompt = CASE WHEN $6 THEN $7 ELSE c.system_prompt END,
-            is_archived = coalesce($8, c.is_archived),
-            is_pinned = coalesce($9, c.is_pinned),
-            updated_at = now()
-         WHERE c.id = $3 AND ",
-        owned!(),
-        "
-         RETURNING ",
-        conversation_columns!()
-    ))
-    .bind(owner.user_id())
-    .bind(owner.guest_id())
-    .bind(id)
-    .bind(changes.title.map(|t| t.0))
-    .bind(changes.ai_model.map(|m| m.0))
-    .bind(set_prompt)
-    .bind(prompt)
-    .bind(changes.is_archived)
-    .bind(changes.is_pinned)
+    let conversation = sqlx::query_as!(
+        Conversation,
+        r#"UPDATE conversations AS c SET
+              title = coalesce($4, c.title),
+              ai_model = coalesce($5, c.ai_model),
+              system_prompt = CASE WHEN $6 THEN $7 ELSE c.system_prompt END,
+              is_archived = coalesce($8, c.is_archived),
+              is_pinned = coalesce($9, c.is_pinned),
+              updated_at = now()
+           WHERE c.id = $3 AND (c.user_id = $1 OR (c.user_id IS NULL AND c.guest_id = $2))
+           RETURNING c.id AS "id: ConversationId", c.title, c.ai_model, c.system_prompt, c.is_archived,
+                     c.is_pinned, c.created_at, c.updated_at, c.last_message_at"#,
+        owner.user_id() as Option<&UserId>,
+        owner.guest_id(),
+        id as ConversationId,
+        changes.title.map(|t| t.0),
+        changes.ai_model.map(|m| m.0),
+        set_prompt,
+        prompt,
+        changes.is_archived,
+        changes.is_pinned,
+    )
     .fetch_optional(db)
     .await?;
     Ok(conversation)
@@ -211,12 +210,15 @@ pub async fn update(
 
 /// Deletes the caller's conversation `id` and, by cascade, its messages; false if it is not
 /// theirs.
-pub async fn delete(db: impl PgExecutor<'_>, owner: &Owner, id: Uuid) -> Result<bool> {
-    let done = sqlx::query(concat!("DELETE FROM conversations AS c WHERE c.id = $3 AND ", owned!()))
-        .bind(owner.user_id())
-        .bind(owner.guest_id())
-        .bind(id)
-        .execute(db)
-        .await?;
+pub async fn delete(db: impl PgExecutor<'_>, owner: &Owner, id: ConversationId) -> Result<bool> {
+    let done = sqlx::query!(
+        "DELETE FROM conversations AS c
+         WHERE c.id = $3 AND (c.user_id = $1 OR (c.user_id IS NULL AND c.guest_id = $2))",
+        owner.user_id() as Option<&UserId>,
+        owner.guest_id(),
+        id as ConversationId,
+    )
+    .execute(db)
+    .await?;
     Ok(done.rows_affected() == 1)
 }

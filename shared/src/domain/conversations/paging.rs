@@ -8,6 +8,7 @@ use sqlx::PgExecutor;
 use uuid::Uuid;
 
 use super::{Conversation, Owner};
+use crate::domain::ids::{ConversationId, UserId};
 use crate::error::{Error, Result};
 
 /// One page of a list and the cursor of the next, if there is one.
@@ -106,10 +107,17 @@ pub struct ConversationQuery {
     pub after: Option<Cursor>,
 }
 
-#[derive(sqlx::FromRow)]
+/// A listed conversation, with its place in the list.
 struct ListedConversation {
-    #[sqlx(flatten)]
-    conversation: Conversation,
+    id: ConversationId,
+    title: String,
+    ai_model: String,
+    system_prompt: Option<String>,
+    is_archived: bool,
+    is_pinned: bool,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    last_message_at: Option<DateTime<Utc>>,
     activity: DateTime<Utc>,
     as_of: DateTime<Utc>,
 }
@@ -124,46 +132,58 @@ pub async fn list(
     owner: &Owner,
     query: ConversationQuery,
 ) -> Result<Page<Conversation>> {
-    let rows: Vec<ListedConversation> = sqlx::query_as(concat!(
-        "WITH snapshot AS (SELECT coalesce($8::timestamptz, statement_timestamp()) AS as_of),
-         listed AS (
-           SELECT c.*, s.as_of,
-                  CASE WHEN c.last_message_at IS NULL THEN c.created_at
-                       WHEN c.last_message_at <= s.as_of THEN c.last_message_at
-                       ELSE coalesce((SELECT max(m.created_at) FROM messages m
-                                      WHERE m.conversation_id = c.id AND m.created_at <= s.as_of),
-                                     c.created_at)
-                  END AS activity
-           FROM conversations c CROSS JOIN snapshot s
-           WHERE ",
-        owned!(),
-        " AND c.is_archived = $3 AND c.created_at <= s.as_of
-         )
-         SELECT ",
-        conversation_columns!(),
-        ", c.activity, c.as_of
-         FROM listed c
-         WHERE ($4::boolean IS NULL OR (c.is_pinned, c.activity, c.id) < ($4, $5, $6))
-         ORDER BY c.is_pinned DESC, c.activity DESC, c.id DESC
-         LIMIT $7"
-    ))
-    .bind(owner.user_id())
-    .bind(owner.guest_id())
-    .bind(query.archived)
-    .bind(query.after.map(|c| c.pinned))
-    .bind(query.after.map(|c| c.at))
-    .bind(query.after.map(|c| c.id))
-    .bind(query.limit.fetch())
-    .bind(query.after.and_then(|c| c.as_of))
+    // The CTE hides the columns' NOT NULL from PostgreSQL's description: `!` restates it.
+    let rows = sqlx::query_as!(
+        ListedConversation,
+        r#"WITH snapshot AS (SELECT coalesce($8::timestamptz, statement_timestamp()) AS as_of),
+           listed AS (
+             SELECT c.*, s.as_of,
+                    CASE WHEN c.last_message_at IS NULL THEN c.created_at
+                         WHEN c.last_message_at <= s.as_of THEN c.last_message_at
+                         ELSE coalesce((SELECT max(m.created_at) FROM messages m
+                                        WHERE m.conversation_id = c.id AND m.created_at <= s.as_of),
+                                       c.created_at)
+                    END AS activity
+             FROM conversations c CROSS JOIN snapshot s
+             WHERE (c.user_id = $1 OR (c.user_id IS NULL AND c.guest_id = $2))
+               AND c.is_archived = $3 AND c.created_at <= s.as_of
+           )
+           SELECT c.id AS "id!: ConversationId", c.title AS "title!", c.ai_model AS "ai_model!",
+                  c.system_prompt, c.is_archived AS "is_archived!", c.is_pinned AS "is_pinned!",
+                  c.created_at AS "created_at!", c.updated_at AS "updated_at!", c.last_message_at,
+                  c.activity AS "activity!", c.as_of AS "as_of!"
+           FROM listed c
+           WHERE ($4::boolean IS NULL OR (c.is_pinned, c.activity, c.id) < ($4, $5, $6))
+           ORDER BY c.is_pinned DESC, c.activity DESC, c.id DESC
+           LIMIT $7"#,
+        owner.user_id() as Option<&UserId>,
+        owner.guest_id(),
+        query.archived,
+        query.after.map(|c| c.pinned),
+        query.after.map(|c| c.at),
+        query.after.map(|c| c.id),
+        query.limit.fetch(),
+        query.after.and_then(|c| c.as_of),
+    )
     .fetch_all(db)
     .await?;
     Ok(paginate(rows, query.limit, |row| Cursor {
-        pinned: row.conversation.is_pinned,
+        pinned: row.is_pinned,
         at: row.activity,
-        id: row.conversation.id,
+        id: row.id.get(),
         as_of: Some(row.as_of),
     })
-    .map(|row| row.conversation))
+    .map(|row| Conversation {
+        id: row.id,
+        title: row.title,
+        ai_model: row.ai_model,
+        system_prompt: row.system_prompt,
+        is_archived: row.is_archived,
+        is_pinned: row.is_pinned,
+        created_at: row.created_at,
+        updated_at: row.updated_at,
+        last_message_at: row.last_message_at,
+    }))
 }
 
 pub(super) fn paginate<R>(mut rows: Vec<R>, limit: PageSize, cursor_of: impl Fn(&R) -> Cursor) -> Page<R> {

@@ -27,6 +27,7 @@
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
+use sqlx::types::Json;
 use sqlx::{PgExecutor, PgPool};
 use uuid::Uuid;
 
@@ -36,6 +37,8 @@ use super::rules::Directives;
 use super::{Engine, Fingerprint, ModelEngine, ReaderProfile, personalize_within_quota};
 use crate::domain::book::{self, Chapter, ChapterId};
 use crate::domain::claim::{self, CLAIM_MARGIN};
+use crate::domain::ids::UserId;
+use crate::domain::profile::{HardwareContextInput, ProfileHash, SoftwareContextInput};
 use crate::error::{Error, ErrorChain, Result, ResultExt};
 use crate::infra::blob::{BlobStore, KeyPrefix, ObjectKey};
 pub use crate::infra::config::RULES_WORK;
@@ -54,7 +57,7 @@ pub struct PersonalizedChapter {
     /// The chapter version it was made from.
     pub chapter_version: i32,
     /// The reader's current profile hash.
-    pub profile_hash: String,
+    pub profile_hash: ProfileHash,
     /// What it was made from: the key it is stored under.
     pub fingerprint: Fingerprint,
     /// Who made it.
@@ -69,19 +72,19 @@ pub struct PersonalizedChapter {
 }
 
 /// Where a user's objects live: everything under it goes with their account.
-pub fn user_prefix(user_id: &str) -> Result<KeyPrefix> {
+pub fn user_prefix(user_id: &UserId) -> Result<KeyPrefix> {
     KeyPrefix::parse(&format!("personalized/{user_id}/")).map_err(Error::internal)
 }
 
 /// Removes every stored chapter of a user, before their account goes (the rows go with the
 /// user row, by cascade). Returns how many objects there were.
-pub async fn delete_user_objects(blobs: &dyn BlobStore, user_id: &str) -> Result<u64> {
+pub async fn delete_user_objects(blobs: &dyn BlobStore, user_id: &UserId) -> Result<u64> {
     Ok(blobs.delete_prefix(&user_prefix(user_id)?).await?)
 }
 
 /// `personalized/{user_id}/{chapter_id}/v{version}-{fingerprint}.md`
 pub fn object_key(
-    user_id: &str,
+    user_id: &UserId,
     chapter: ChapterId,
     version: i32,
     fingerprint: &Fingerprint,
@@ -115,7 +118,7 @@ fn first_engine(deps: &Personalizer<'_>) -> Engine {
 /// fails.
 pub async fn personalized_chapter(
     deps: &Personalizer<'_>,
-    user_id: &str,
+    user_id: &UserId,
     id: ChapterId,
 ) -> Result<PersonalizedChapter> {
     find_or_make(deps, user_id, id, true).await
@@ -126,7 +129,7 @@ pub async fn personalized_chapter(
 /// rules standing in for a spent model allowance): the caller serves it another way.
 pub async fn personalized_key(
     deps: &Personalizer<'_>,
-    user_id: &str,
+    user_id: &UserId,
     id: ChapterId,
 ) -> Result<Option<ObjectKey>> {
     Ok(find_or_make(deps, user_id, id, false).await?.key)
@@ -137,7 +140,7 @@ pub async fn personalized_key(
 /// object's read.
 async fn find_or_make(
     deps: &Personalizer<'_>,
-    user_id: &str,
+    user_id: &UserId,
     id: ChapterId,
     read_body: bool,
 ) -> Result<PersonalizedChapter> {
@@ -242,11 +245,12 @@ impl Drop for Claim<'_> {
 
 /// How long the claim on `key` has left; `None` when nobody holds one.
 async fn claim_left(db: impl PgExecutor<'_>, key: &ObjectKey) -> Result<Option<Duration>> {
-    let left: Option<f64> = sqlx::query_scalar(
-        "SELECT extract(epoch FROM expires_at - clock_timestamp())::float8
-         FROM personalization_claims WHERE storage_path = $1 AND expires_at > clock_timestamp()",
+    // Not NULL: the row has an expiry, or is not found.
+    let left = sqlx::query_scalar!(
+        r#"SELECT extract(epoch FROM expires_at - clock_timestamp())::float8 AS "left!"
+           FROM personalization_claims WHERE storage_path = $1 AND expires_at > clock_timestamp()"#,
+        key.as_str(),
     )
-    .bind(key.as_str())
     .fetch_optional(db)
     .await?;
     Ok(left.map(|secs| Duration::from_secs_f64(secs.max(0.0))))
@@ -261,9 +265,7 @@ fn profile_incomplete() -> Error {
 
 /// What a cache lookup needs, in one round trip: the reader's profile, the chapter's current
 /// version, and the reader's stored copies of that version.
-#[derive(sqlx::FromRow)]
 struct Lookup {
-    #[sqlx(flatten)]
     profile: profile::StoredProfile,
     chapter_version: i32,
     source_sha256: String,
@@ -271,31 +273,56 @@ struct Lookup {
 }
 
 /// A stored copy, as a lookup lists it.
-#[derive(serde::Deserialize)]
+#[derive(Debug, serde::Deserialize)]
 struct StoredRef {
     storage_path: String,
     engine: String,
 }
 
 /// The reader's profile, chapter `id`'s current version and the reader's copies of it; `None`
-/// without either the profile or the chapter.
-async fn look_up(pool: &PgPool, user_id: &str, id: ChapterId) -> Result<Option<Lookup>> {
-    let found: Option<Lookup> = sqlx::query_as(concat!(
-        "SELECT p.*, c.version AS chapter_version, c.source_sha256,
-                coalesce((SELECT jsonb_agg(jsonb_build_object('storage_path', pc.storage_path, 'engine', pc.engine))
-                          FROM personalized_chapters pc
-                          WHERE pc.user_id = $1 AND pc.chapter_id = c.id AND pc.chapter_version = c.version),
-                         '[]'::jsonb) AS copies
-         FROM (SELECT ",
-        profile::stored_columns!(),
-        " FROM user_profiles WHERE user_id = $1) p
-         CROSS JOIN chapters c WHERE c.id = $2"
-    ))
-    .bind(user_id)
-    .bind(id)
+/// without either the profile or the chapter. One statement across three owners' tables (the
+/// profile's, the book's and this cache's): a cache hit is this one round trip
+/// (docs/data-model.md, "Joins across owners").
+async fn look_up(pool: &PgPool, user_id: &UserId, id: ChapterId) -> Result<Option<Lookup>> {
+    // The subquery hides the profile columns' NOT NULL from PostgreSQL's description: `!`
+    // restates it.
+    let found = sqlx::query!(
+        r#"SELECT p.software_context AS "software_context!: Json<SoftwareContextInput>",
+                  p.hardware_context AS "hardware_context!: Json<HardwareContextInput>",
+                  p.python_proficiency, p.developer_role, p.robotics_experience,
+                  p.learning_goals AS "learning_goals!: Json<Vec<String>>", p.is_onboarded AS "is_onboarded!",
+                  p.profile_hash AS "profile_hash!", p.created_at AS "created_at!", p.updated_at AS "updated_at!",
+                  c.version AS chapter_version, c.source_sha256,
+                  coalesce((SELECT jsonb_agg(jsonb_build_object('storage_path', pc.storage_path, 'engine', pc.engine))
+                            FROM personalized_chapters pc
+                            WHERE pc.user_id = $1 AND pc.chapter_id = c.id AND pc.chapter_version = c.version),
+                           '[]'::jsonb) AS "copies!: Json<Vec<StoredRef>>"
+           FROM (SELECT software_context, hardware_context, python_proficiency, developer_role, robotics_experience,
+                        learning_goals, is_onboarded, profile_hash, created_at, updated_at
+                 FROM user_profiles WHERE user_id = $1) p
+           CROSS JOIN chapters c WHERE c.id = $2"#,
+        user_id as &UserId,
+        id as ChapterId,
+    )
     .fetch_optional(pool)
     .await?;
-    Ok(found)
+    Ok(found.map(|row| Lookup {
+        profile: profile::StoredProfile {
+            software_context: row.software_context,
+            hardware_context: row.hardware_context,
+            python_proficiency: row.python_proficiency,
+            developer_role: row.developer_role,
+            robotics_experience: row.robotics_experience,
+            learning_goals: row.learning_goals,
+            is_onboarded: row.is_onboarded,
+            profile_hash: row.profile_hash,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        },
+        chapter_version: row.chapter_version,
+        source_sha256: row.source_sha256,
+        copies: row.copies,
+    }))
 }
 
 /// The directives of chapter `id`, for its text of SHA-256 `source_sha256`: read once per text
@@ -330,7 +357,7 @@ enum Made {
 /// first, then row.
 async fn make(
     deps: &Personalizer<'_>,
-    user_id: &str,
+    user_id: &UserId,
     chapter: &Chapter,
     profile: &ReaderProfile,
     fingerprint: &Fingerprint,
@@ -343,8 +370,7 @@ async fn make(
             return Ok(Made::Stored { engine, cached: true, markdown });
         }
         tracing::warn!(key = %key, "a personalized chapter's object is gone; making it again");
-        sqlx::query("DELETE FROM personalized_chapters WHERE storage_path = $1")
-            .bind(key.as_str())
+        sqlx::query!("DELETE FROM personalized_chapters WHERE storage_path = $1", key.as_str())
             .execute(deps.pool)
             .await?;
     }
@@ -364,22 +390,22 @@ async fn make(
     let usage = made.spend.usage();
     // Object first: if the write fails, no row is written.
     deps.blobs.put(key, made.markdown.clone().into_bytes(), MARKDOWN).await?;
-    let inserted = sqlx::query(
+    let inserted = sqlx::query!(
         "INSERT INTO personalized_chapters
              (user_id, chapter_id, profile_hash, chapter_version, fingerprint, storage_path, engine,
               prompt_tokens, completion_tokens)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
          ON CONFLICT (storage_path) DO NOTHING",
+        user_id as &UserId,
+        chapter.id as ChapterId,
+        &profile.profile_hash as &ProfileHash,
+        chapter.version,
+        fingerprint as &Fingerprint,
+        key.as_str(),
+        made.engine.as_str(),
+        usage.map(|u| i32::try_from(u.prompt_tokens).unwrap_or(i32::MAX)),
+        usage.map(|u| i32::try_from(u.completion_tokens).unwrap_or(i32::MAX)),
     )
-    .bind(user_id)
-    .bind(chapter.id)
-    .bind(&profile.profile_hash)
-    .bind(chapter.version)
-    .bind(fingerprint.as_str())
-    .bind(key.as_str())
-    .bind(made.engine.as_str())
-    .bind(usage.map(|u| i32::try_from(u.prompt_tokens).unwrap_or(i32::MAX)))
-    .bind(usage.map(|u| i32::try_from(u.completion_tokens).unwrap_or(i32::MAX)))
     .execute(deps.pool)
     .await
     // The account was deleted while its chapter was being made: there is nobody to serve.
@@ -398,14 +424,14 @@ async fn make(
 /// statement, so of any number of claimants at once exactly one wins; a lapsed claim is taken
 /// over.
 async fn claim(db: impl PgExecutor<'_>, key: &ObjectKey, lease: Duration) -> Result<bool> {
-    let claimed = sqlx::query(
+    let claimed = sqlx::query!(
         "INSERT INTO personalization_claims AS c (storage_path, expires_at)
          VALUES ($1, clock_timestamp() + make_interval(secs => $2))
          ON CONFLICT (storage_path) DO UPDATE SET expires_at = EXCLUDED.expires_at
          WHERE c.expires_at < clock_timestamp()",
+        key.as_str(),
+        lease.as_secs_f64(),
     )
-    .bind(key.as_str())
-    .bind(lease.as_secs_f64())
     .execute(db)
     .await?;
     Ok(claimed.rows_affected() == 1)
@@ -419,17 +445,15 @@ async fn release(db: impl PgExecutor<'_>, key: &ObjectKey) {
 }
 
 async fn end_claim(db: impl PgExecutor<'_>, key: &ObjectKey) -> Result<()> {
-    sqlx::query("DELETE FROM personalization_claims WHERE storage_path = $1")
-        .bind(key.as_str())
+    sqlx::query!("DELETE FROM personalization_claims WHERE storage_path = $1", key.as_str())
         .execute(db)
         .await?;
     Ok(())
 }
 
 async fn engine_of(db: impl PgExecutor<'_>, key: &ObjectKey) -> Result<Option<Engine>> {
-    let engine: Option<String> =
-        sqlx::query_scalar("SELECT engine FROM personalized_chapters WHERE storage_path = $1")
-            .bind(key.as_str())
+    let engine =
+        sqlx::query_scalar!("SELECT engine FROM personalized_chapters WHERE storage_path = $1", key.as_str())
             .fetch_optional(db)
             .await?;
     engine
@@ -456,21 +480,33 @@ pub struct StaleBatch {
 }
 
 /// A stored copy, with what deciding whether it is stale needs.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 struct StoredCopy {
     id: Uuid,
     storage_path: String,
-    user_id: String,
+    user_id: UserId,
     chapter_id: ChapterId,
     chapter_version: i32,
-    fingerprint: Option<String>,
+    fingerprint: Option<Fingerprint>,
     current_version: i32,
 }
 
-/// The copies, with their chapter's current version; a `WHERE` follows.
-const COPIES: &str = "SELECT pc.id, pc.storage_path, pc.user_id, pc.chapter_id, pc.chapter_version,
-        pc.fingerprint, c.version AS current_version
-    FROM personalized_chapters pc JOIN chapters c ON c.id = pc.chapter_id";
+/// A statement checked by the compiler that reads [`StoredCopy`]s: the copies, each with its
+/// chapter's current version (a join with the book's table, listed in docs/data-model.md,
+/// "Joins across owners"), then `$rest` (a string literal: the `WHERE` and what follows), with
+/// `$args` for its parameters.
+macro_rules! select_copies {
+    ($rest:literal, $($args:tt)*) => {
+        sqlx::query_as!(
+            StoredCopy,
+            r#"SELECT pc.id, pc.storage_path, pc.user_id AS "user_id: UserId",
+                      pc.chapter_id AS "chapter_id: ChapterId", pc.chapter_version,
+                      pc.fingerprint AS "fingerprint: Fingerprint", c.version AS current_version
+               FROM personalized_chapters pc JOIN chapters c ON c.id = pc.chapter_id "# + $rest,
+            $($args)*
+        )
+    };
+}
 
 /// Removes the stale ones of the `limit` copies with ids after `after` (a cursor, in id order).
 ///
@@ -492,11 +528,8 @@ pub async fn remove_stale_batch(
     after: Option<Uuid>,
     limit: i64,
 ) -> Result<StaleBatch> {
-    // COPIES is a constant: nothing of the caller's reaches the SQL text.
-    let copies: Vec<StoredCopy> =
-        sqlx::query_as(sqlx::AssertSqlSafe(format!("{COPIES} WHERE pc.id > $1 ORDER BY pc.id LIMIT $2")))
-            .bind(after.unwrap_or(Uuid::nil()))
-            .bind(limit)
+    let copies =
+        select_copies!("WHERE pc.id > $1 ORDER BY pc.id LIMIT $2", after.unwrap_or(Uuid::nil()), limit)
             .fetch_all(pool)
             .await?;
     let next = copies.last().map(|c| c.id).filter(|_| copies.len() as i64 == limit);
@@ -505,15 +538,15 @@ pub async fn remove_stale_batch(
         return Ok(StaleBatch { next, ..StaleBatch::default() });
     }
     let paths: Vec<&str> = stale.iter().map(|c| c.storage_path.as_str()).collect();
-    let claimed: Vec<String> = sqlx::query_scalar(
+    let claimed = sqlx::query_scalar!(
         "INSERT INTO personalization_claims AS cl (storage_path, expires_at)
          SELECT path, clock_timestamp() + make_interval(secs => $2) FROM unnest($1::text[]) AS path
          ON CONFLICT (storage_path) DO UPDATE SET expires_at = EXCLUDED.expires_at
          WHERE cl.expires_at < clock_timestamp()
          RETURNING storage_path",
+        &paths as &[&str],
+        REMOVAL_LEASE.as_secs_f64(),
     )
-    .bind(&paths)
-    .bind(REMOVAL_LEASE.as_secs_f64())
     .fetch_all(pool)
     .await?;
     if claimed.is_empty() {
@@ -524,11 +557,7 @@ pub async fn remove_stale_batch(
         // from.
         let ids: Vec<Uuid> =
             stale.iter().filter(|c| claimed.contains(&c.storage_path)).map(|c| c.id).collect();
-        let current: Vec<StoredCopy> =
-            sqlx::query_as(sqlx::AssertSqlSafe(format!("{COPIES} WHERE pc.id = ANY($1)")))
-                .bind(&ids)
-                .fetch_all(pool)
-                .await?;
+        let current = select_copies!("WHERE pc.id = ANY($1)", &ids).fetch_all(pool).await?;
         let still_stale = stale_among(pool, current).await?;
         let keys = still_stale
             .iter()
@@ -541,12 +570,11 @@ pub async fn remove_stale_batch(
             .filter(|(_, key)| !refused.contains(key))
             .map(|(copy, _)| copy.id)
             .collect();
-        sqlx::query("DELETE FROM personalized_chapters WHERE id = ANY($1)").bind(&gone).execute(pool).await?;
+        sqlx::query!("DELETE FROM personalized_chapters WHERE id = ANY($1)", &gone).execute(pool).await?;
         Ok(StaleBatch { removed: gone.len() as u64, failed: refused.len() as u64, next })
     }
     .await;
-    if let Err(e) = sqlx::query("DELETE FROM personalization_claims WHERE storage_path = ANY($1)")
-        .bind(&claimed)
+    if let Err(e) = sqlx::query!("DELETE FROM personalization_claims WHERE storage_path = ANY($1)", &claimed)
         .execute(pool)
         .await
     {
@@ -564,7 +592,7 @@ async fn stale_among(pool: &PgPool, copies: Vec<StoredCopy>) -> Result<Vec<Store
     if undecided.is_empty() {
         return Ok(stale);
     }
-    let mut users: Vec<String> = undecided.iter().map(|c| c.user_id.clone()).collect();
+    let mut users: Vec<String> = undecided.iter().map(|c| c.user_id.to_string()).collect();
     users.sort();
     users.dedup();
     let readers: HashMap<String, ReaderProfile> = profile::find_all(pool, &users)
@@ -582,14 +610,13 @@ async fn stale_among(pool: &PgPool, copies: Vec<StoredCopy>) -> Result<Vec<Store
     }
     let is_live = |copy: &StoredCopy| {
         let (Some(reader), Some((version, directives))) =
-            (readers.get(&copy.user_id), chapters.get(&copy.chapter_id))
+            (readers.get(copy.user_id.as_str()), chapters.get(&copy.chapter_id))
         else {
             return false;
         };
         let live =
             [Engine::Rule, Engine::Model].map(|engine| reader.fingerprint(directives, *version, engine));
-        *version == copy.chapter_version
-            && live.iter().any(|f| Some(f.as_str()) == copy.fingerprint.as_deref())
+        *version == copy.chapter_version && live.iter().any(|f| copy.fingerprint.as_ref() == Some(f))
     };
     undecided.retain(|copy| !is_live(copy));
     stale.append(&mut undecided);
@@ -605,11 +632,16 @@ mod tests {
 
     #[test]
     fn keys_follow_the_documented_layout() {
-        let fingerprint = Fingerprint::of_model(2, &"0f".repeat(32));
+        let example = crate::domain::profile::examples::api_example();
+        let profile: crate::domain::profile::ProfileInput = serde_json::from_value(example).unwrap();
+        let fingerprint = Fingerprint::of_model(2, &profile.parse().unwrap().hash());
         let hash = fingerprint.as_str();
-        let key = object_key("user-1", ChapterId::parse("3").unwrap(), 2, &fingerprint).unwrap();
+        let user = UserId::from("user-1");
+        let key = object_key(&user, ChapterId::parse("3").unwrap(), 2, &fingerprint).unwrap();
         assert_eq!(key.as_str(), format!("personalized/user-1/3/v2-{hash}.md"));
-        assert!(key.as_str().starts_with(user_prefix("user-1").unwrap().as_str()));
-        assert!(object_key("../etc", ChapterId::parse("3").unwrap(), 2, &fingerprint).is_err());
+        assert!(key.as_str().starts_with(user_prefix(&user).unwrap().as_str()));
+        assert!(
+            object_key(&UserId::from("../etc"), ChapterId::parse("3").unwrap(), 2, &fingerprint).is_err()
+        );
     }
 }

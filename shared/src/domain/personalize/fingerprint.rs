@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 
 use super::Reader;
 use super::rules::Decisions;
+use crate::domain::profile::ProfileHash;
 
 /// SHA-256, as 64 lowercase hex characters, of what a personalized chapter was made from: the
 /// engine tried first, the chapter version, and the part of the profile that engine reads.
@@ -26,8 +27,9 @@ use super::rules::Decisions;
 /// the chapter's order, and the reader's value of each facet of the kept ones (`null` for a
 /// value not given); `{"chapter_version": N, "engine": "model", "profile_hash": "..."}` for the
 /// model, whose input is the whole profile.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, sqlx::Type)]
 #[serde(transparent)]
+#[sqlx(transparent)]
 pub struct Fingerprint(String);
 
 impl Fingerprint {
@@ -47,7 +49,7 @@ impl Fingerprint {
     }
 
     /// The model's key: the whole profile (its `profile_hash`), at `chapter_version`.
-    pub fn of_model(chapter_version: i32, profile_hash: &str) -> Self {
+    pub fn of_model(chapter_version: i32, profile_hash: &ProfileHash) -> Self {
         Self::digest(
             &json!({"chapter_version": chapter_version, "engine": "model", "profile_hash": profile_hash}),
         )
@@ -134,9 +136,20 @@ mod tests {
         );
     }
 
+    /// The hash of the API's example profile with these learning goals.
+    fn profile_hash(goals: &[&str]) -> ProfileHash {
+        let mut document = crate::domain::profile::examples::api_example();
+        document["learning_goals"] = json!(goals);
+        serde_json::from_value::<crate::domain::profile::ProfileInput>(document)
+            .unwrap()
+            .parse()
+            .unwrap()
+            .hash()
+    }
+
     #[test]
     fn the_model_key_follows_the_whole_profile_and_differs_from_the_rules() {
-        let (a, b) = ("a".repeat(64), "b".repeat(64));
+        let (a, b) = (profile_hash(&[]), profile_hash(&["locomotion"]));
         assert_eq!(Fingerprint::of_model(1, &a), Fingerprint::of_model(1, &a));
         assert_ne!(Fingerprint::of_model(1, &a), Fingerprint::of_model(1, &b));
         assert_ne!(Fingerprint::of_model(1, &a), Fingerprint::of_model(2, &a));

@@ -59,23 +59,20 @@ macro_rules! profile_columns {
          learning_goals, is_onboarded, profile_hash, created_at, updated_at"
     };
 }
-/// The columns a [`StoredProfile`] reads, for a query of another module that reads a profile
-/// along with other things (unqualified: select them from `user_profiles` in a subquery).
-pub(crate) use profile_columns as stored_columns;
 
 /// A row as stored; it becomes a [`UserProfile`] through the same parser as a request.
 #[derive(sqlx::FromRow)]
 pub struct StoredProfile {
-    software_context: Json<SoftwareContextInput>,
-    hardware_context: Json<HardwareContextInput>,
-    python_proficiency: Option<String>,
-    developer_role: Option<String>,
-    robotics_experience: Option<String>,
-    learning_goals: Json<Vec<String>>,
-    is_onboarded: bool,
-    profile_hash: String,
-    created_at: DateTime<Utc>,
-    updated_at: DateTime<Utc>,
+    pub(crate) software_context: Json<SoftwareContextInput>,
+    pub(crate) hardware_context: Json<HardwareContextInput>,
+    pub(crate) python_proficiency: Option<String>,
+    pub(crate) developer_role: Option<String>,
+    pub(crate) robotics_experience: Option<String>,
+    pub(crate) learning_goals: Json<Vec<String>>,
+    pub(crate) is_onboarded: bool,
+    pub(crate) profile_hash: String,
+    pub(crate) created_at: DateTime<Utc>,
+    pub(crate) updated_at: DateTime<Utc>,
 }
 
 impl StoredProfile {

@@ -86,10 +86,12 @@ mod tests {
     use sqlx::types::Json;
     use uuid::Uuid;
 
+    use crate::domain::ids::{ConversationId, MessageId};
+
     fn message(sender: Sender, content: &str) -> Message {
         Message {
-            id: Uuid::new_v4(),
-            conversation_id: Uuid::nil(),
+            id: MessageId::new(),
+            conversation_id: ConversationId::from(Uuid::nil()),
             sender,
             content: content.into(),
             ai_model: None,

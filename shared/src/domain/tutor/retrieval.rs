@@ -12,29 +12,10 @@
 
 use sqlx::PgExecutor;
 
+use crate::domain::book;
+pub use crate::domain::book::Passage;
 use crate::domain::conversations::Citation;
 use crate::error::Result;
-
-/// A section of the book that matches a question.
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
-pub struct Passage {
-    /// The chapter's id.
-    pub chapter_id: i32,
-    /// The chapter's title.
-    pub chapter_title: String,
-    /// The section's heading.
-    pub heading: String,
-    /// The section's anchor in the chapter.
-    pub anchor: String,
-    /// The section's markdown.
-    pub content: String,
-    /// The section's best fragments for the question, matched words in `**bold**`.
-    pub excerpt: String,
-    /// True when the section holds the whole question, as a web search would read it.
-    pub exact: bool,
-    /// The share of the question's key terms the section holds, weighted by rarity (0 to 1).
-    pub coverage: f64,
-}
 
 impl Passage {
     /// The citation that points at this passage.
@@ -126,51 +107,8 @@ const MAX_QUESTION_CHARS: usize = 2_000;
 /// The `limit` sections that best answer `question`, best first; none when the book holds
 /// nothing on it.
 pub async fn best_passages(db: impl PgExecutor<'_>, question: &str, limit: i64) -> Result<Vec<Passage>> {
-    let passages = sqlx::query_as(
-        r#"WITH question AS (
-               SELECT websearch_to_tsquery('english', $1) AS whole,
-                      array(SELECT DISTINCT unnest(tsvector_to_array(to_tsvector('english', $1)))) AS terms
-           ), weights AS (
-               -- Inverse section frequency; a term the book lacks counts as found once.
-               SELECT t AS term,
-                      ln((book.sections + 1)::float8 / (greatest(
-                          (SELECT count(*) FROM chapter_sections s
-                           WHERE s.search_vector @@ plainto_tsquery('simple', t)), 1) + 0.5)) AS weight
-               FROM question, unnest(question.terms) AS t,
-                    (SELECT count(*) AS sections FROM chapter_sections) AS book
-           ), query AS (
-               -- The terms are stemmed already, so 'simple' only joins them with OR.
-               SELECT whole, websearch_to_tsquery('simple', array_to_string(terms, ' or ')) AS any_term,
-                      (SELECT sum(weight) FROM weights) AS total_weight
-               FROM question
-           ), scored AS (
-               SELECT s.chapter_id, c.title AS chapter_title, s.heading, s.anchor, s.content, s.position,
-                      q.any_term,
-                      s.search_vector @@ q.whole AS exact,
-                      (SELECT sum(w.weight) FROM weights w
-                       WHERE s.search_vector @@ plainto_tsquery('simple', w.term)) / q.total_weight AS coverage,
-                      ts_rank(s.search_vector, q.any_term, 1) AS rank
-               FROM query q
-               JOIN chapter_sections s ON s.search_vector @@ q.any_term
-               JOIN chapters c ON c.id = s.chapter_id
-           ), best AS (
-               SELECT * FROM scored
-               WHERE exact OR coverage >= 0.6
-               ORDER BY exact DESC, coverage DESC, rank DESC, chapter_id, position
-               LIMIT $2
-           )
-           SELECT chapter_id, chapter_title, heading, anchor, content, exact, coverage,
-                  ts_headline('english', content, any_term,
-                      'MaxFragments=2, MaxWords=32, MinWords=12, StartSel=**, StopSel=**, FragmentDelimiter=" … "')
-                      AS excerpt
-           FROM best
-           ORDER BY exact DESC, coverage DESC, rank DESC, chapter_id, position"#,
-    )
-    .bind(key_terms(&question.chars().take(MAX_QUESTION_CHARS).collect::<String>()))
-    .bind(limit)
-    .fetch_all(db)
-    .await?;
-    Ok(passages)
+    let terms = key_terms(&question.chars().take(MAX_QUESTION_CHARS).collect::<String>());
+    book::search_sections(db, &terms, limit).await
 }
 
 #[cfg(test)]

@@ -500,7 +500,12 @@ impl<'a> SignIn<'a> {
         // Signed in from here: a known place, which a stranger's wrong passwords do not lock.
         rate_limit::record_place(&mut *tx, &user.id, client.ip.as_deref()).await?;
         if let Some(guest_id) = guest {
-            guests::claim_conversations(&mut *tx, guest_id, &user.id).await?;
+            guests::claim_conversations(
+                &mut *tx,
+                guest_id,
+                &crate::domain::ids::UserId::from(user.id.clone()),
+            )
+            .await?;
         }
         tx.commit().await?;
         Ok(SignedIn { user, session_id, refresh })
