@@ -106,14 +106,14 @@ pub async fn issue(
     ttl: Duration,
 ) -> Result<RecoveryToken> {
     let token = RecoveryToken::generate();
-    sqlx::query(
+    sqlx::query!(
         r#"INSERT INTO "verification" (id, identifier, value, "expiresAt", "createdAt", "updatedAt")
            VALUES ($1, $2, $3, now() + make_interval(secs => $4), now(), now())"#,
+        token.selector,
+        purpose.identifier(user_id),
+        secret_hash(purpose, email, &token.secret),
+        ttl.as_secs_f64(),
     )
-    .bind(&token.selector)
-    .bind(purpose.identifier(user_id))
-    .bind(secret_hash(purpose, email, &token.secret))
-    .bind(ttl.as_secs_f64())
     .execute(db)
     .await?;
     Ok(token)
@@ -133,7 +133,6 @@ pub struct Redeemable {
 }
 
 /// A pending token's row joined with its account.
-#[derive(sqlx::FromRow)]
 struct Pending {
     id: String,
     value: String,
@@ -144,13 +143,14 @@ struct Pending {
 }
 
 async fn pending(db: impl PgExecutor<'_>, purpose: Purpose, selector: &str) -> Result<Option<Pending>> {
-    Ok(sqlx::query_as(
-        r#"SELECT v.id, v.value, v."expiresAt" > now() AS live, u.id AS user_id, u.email, u.is_active
+    Ok(sqlx::query_as!(
+        Pending,
+        r#"SELECT v.id, v.value, v."expiresAt" > now() AS "live!", u.id AS user_id, u.email, u.is_active
            FROM "verification" v JOIN "user" u ON u.id = substr(v.identifier, length($2) + 1)
            WHERE v.id = $1 AND starts_with(v.identifier, $2)"#,
+        selector,
+        purpose.prefix(),
     )
-    .bind(selector)
-    .bind(purpose.prefix())
     .fetch_optional(db)
     .await?)
 }
@@ -207,12 +207,12 @@ pub async fn check(
 /// Deletes the token's row if it is still there and live; false when another request consumed
 /// it first, or it expired in between.
 async fn consume(conn: &mut PgConnection, token: &Redeemable) -> Result<bool> {
-    let done = sqlx::query(
+    let done = sqlx::query!(
         r#"DELETE FROM "verification" WHERE id = $1 AND identifier = $2 AND value = $3 AND "expiresAt" > now()"#,
+        token.id,
+        token.purpose.identifier(&token.user_id),
+        token.value,
     )
-    .bind(&token.id)
-    .bind(token.purpose.identifier(&token.user_id))
-    .bind(&token.value)
     .execute(&mut *conn)
     .await?;
     Ok(done.rows_affected() == 1)
@@ -221,7 +221,7 @@ async fn consume(conn: &mut PgConnection, token: &Redeemable) -> Result<bool> {
 /// Deletes the verification rows past their expiry (a link that no longer works), Better-Auth's
 /// included.
 pub async fn delete_expired(db: impl PgExecutor<'_>) -> Result<u64> {
-    let deleted = sqlx::query(r#"DELETE FROM "verification" WHERE "expiresAt" < now()"#).execute(db).await?;
+    let deleted = sqlx::query!(r#"DELETE FROM "verification" WHERE "expiresAt" < now()"#).execute(db).await?;
     Ok(deleted.rows_affected())
 }
 
@@ -229,14 +229,14 @@ pub async fn delete_expired(db: impl PgExecutor<'_>) -> Result<u64> {
 /// foreign key: primer's (both purposes) and a Better-Auth frontend's reset links
 /// (`reset-password:<token>`, the user id as value).
 pub async fn discard_everything_of(db: impl PgExecutor<'_>, user_id: &str) -> Result<u64> {
-    let done = sqlx::query(
+    let done = sqlx::query!(
         r#"DELETE FROM "verification"
            WHERE identifier IN ($2 || $1, $3 || $1)
               OR (starts_with(identifier, 'reset-password:') AND value = $1)"#,
+        user_id,
+        Purpose::PasswordReset.prefix(),
+        Purpose::VerifyEmail.prefix(),
     )
-    .bind(user_id)
-    .bind(Purpose::PasswordReset.prefix())
-    .bind(Purpose::VerifyEmail.prefix())
     .execute(db)
     .await?;
     Ok(done.rows_affected())
@@ -244,10 +244,10 @@ pub async fn discard_everything_of(db: impl PgExecutor<'_>, user_id: &str) -> Re
 
 /// Drops every pending token of `purpose` of the user: once one worked, older links stop.
 async fn discard_all(db: impl PgExecutor<'_>, purpose: Purpose, user_id: &str) -> Result<u64> {
-    let done = sqlx::query(r#"DELETE FROM "verification" WHERE identifier = $1"#)
-        .bind(purpose.identifier(user_id))
-        .execute(db)
-        .await?;
+    let done =
+        sqlx::query!(r#"DELETE FROM "verification" WHERE identifier = $1"#, purpose.identifier(user_id))
+            .execute(db)
+            .await?;
     Ok(done.rows_affected())
 }
 

@@ -99,24 +99,24 @@ pub async fn redeem_code(db: impl PgExecutor<'_>, code: &str) -> Result<Option<S
 }
 
 async fn insert(db: impl PgExecutor<'_>, identifier: &str, value: &str, ttl: Duration) -> Result<()> {
-    sqlx::query(
+    sqlx::query!(
         r#"INSERT INTO "verification" (id, identifier, value, "expiresAt", "createdAt", "updatedAt")
            VALUES ($1, $2, $3, now() + make_interval(secs => $4), now(), now())"#,
+        Uuid::new_v4().to_string(),
+        identifier,
+        value,
+        ttl.as_secs_f64(),
     )
-    .bind(Uuid::new_v4().to_string())
-    .bind(identifier)
-    .bind(value)
-    .bind(ttl.as_secs_f64())
     .execute(db)
     .await?;
     Ok(())
 }
 
 async fn take_value(db: impl PgExecutor<'_>, identifier: &str) -> Result<Option<String>> {
-    Ok(sqlx::query_scalar(
+    Ok(sqlx::query_scalar!(
         r#"DELETE FROM "verification" WHERE identifier = $1 AND "expiresAt" > now() RETURNING value"#,
+        identifier,
     )
-    .bind(identifier)
     .fetch_optional(db)
     .await?)
 }
