@@ -25,6 +25,8 @@ pub use self::input::{
     HardwareContextInput, LanguageInput, LeveledLanguage, ProfileInput, ProfilePatch, SoftwareContextInput,
     SpecificationsInput,
 };
+#[cfg(any(test, feature = "test-util"))]
+pub use self::store::overwrite;
 pub(crate) use self::store::stored_columns;
 pub use self::store::{Change, Saved, StoredProfile, UserProfile, find, find_all, save};
 use crate::error::{Error, Result};
@@ -203,8 +205,9 @@ impl Profile {
 ///
 /// What stays out: `is_onboarded` (it follows from the two answers, which are in), the
 /// timestamps, the user id (the cache is keyed by user as well) and the catalog's labels.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::Type)]
 #[serde(transparent)]
+#[sqlx(transparent)]
 pub struct ProfileHash(String);
 
 impl ProfileHash {
