@@ -27,6 +27,7 @@ use crate::domain::auth::account::{Accounts, NewAccount, SignedIn};
 use crate::domain::auth::password::Password;
 use crate::domain::auth::sessions::ClientMeta;
 use crate::domain::auth::tokens;
+use crate::domain::ids::UserId;
 use crate::http::app::AppState;
 use crate::infra::blob::{BlobError, BlobFuture, BlobStore, KeyPrefix, ObjectKey};
 use crate::infra::config::{BlobConfig, Config, EmailConfig, EmailDelivery, JwtConfig, JwtKeys};
@@ -278,7 +279,7 @@ pub fn tally<'a>(
 }
 
 /// The password hash of `user_id`'s credential account, as stored.
-pub async fn stored_password_hash(pool: &PgPool, user_id: &str) -> String {
+pub async fn stored_password_hash(pool: &PgPool, user_id: &UserId) -> String {
     let credentials = crate::domain::user::credentials_by_id(pool, user_id).await.unwrap();
     credentials.and_then(|c| c.password_hash).expect("the user has a password")
 }
@@ -355,7 +356,7 @@ impl TestResponse {
 /// backend developer's.
 pub async fn set_reader_profile(
     pool: &PgPool,
-    user_id: &str,
+    user_id: &UserId,
     python_proficiency: &str,
     robotics_experience: &str,
     languages: &[&str],
@@ -404,7 +405,7 @@ pub async fn statements_during<T>(pool: &PgPool, run: impl Future<Output = T>) -
 /// replacing any they had, and returns its real `profile_hash`. Unlike the profile function it
 /// lets the two onboarding answers change ([`crate::domain::profile::overwrite`]), so a test can
 /// put two profiles that differ in any one field before the same reader.
-pub async fn store_profile(pool: &PgPool, user_id: &str, document: Value) -> String {
+pub async fn store_profile(pool: &PgPool, user_id: &UserId, document: Value) -> String {
     use crate::domain::profile::{self, ProfileInput};
     let profile = serde_json::from_value::<ProfileInput>(document)
         .expect("the profile has the input shape")
@@ -499,7 +500,7 @@ impl BlobStore for CountingStore {
 /// A signed-in test user: the account, its password, and the tokens of one session.
 #[derive(Debug, Clone)]
 pub struct TestUser {
-    pub id: String,
+    pub id: UserId,
     pub email: String,
     pub password: String,
     pub access_token: String,

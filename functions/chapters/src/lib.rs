@@ -208,14 +208,14 @@ async fn personalized(
     // A URL to the stored object, made (if need be) but not downloaded first; a chapter that
     // is not stored (the rules standing in for a spent model allowance) is served inline.
     if query.delivery == Delivery::Redirect && state.blobs.presigns() {
-        let key = cache::personalized_key(&state.personalizer(), &caller.user_id, id).await?;
+        let key = cache::personalized_key(&state.personalizer(), caller.user_id.as_str(), id).await?;
         if let Some(key) = key
             && let Some(url) = state.blobs.presign_get(&key, PRESIGNED_TTL).await?
         {
             return Ok((StatusCode::FOUND, [(header::LOCATION, url)]).into_response());
         }
     }
-    let chapter = cache::personalized_chapter(&state.personalizer(), &caller.user_id, id).await?;
+    let chapter = cache::personalized_chapter(&state.personalizer(), caller.user_id.as_str(), id).await?;
     Ok(match query.format {
         Format::Markdown => markdown(chapter.markdown),
         Format::Json => Json(PersonalizedBody {

@@ -117,7 +117,7 @@ async fn the_model_reads_the_whole_profile_with_typed_text_escaped(pool: PgPool)
     let body = app.get(PERSONALIZED_JSON, Some(&user.access_token)).await.json();
     assert_eq!(body["engine"], "model", "{body}");
     let message = user_message(&server, 0).await;
-    let profile = reader_profile(app.pool(), &user.id).await.unwrap().unwrap();
+    let profile = reader_profile(app.pool(), user.id.as_str()).await.unwrap().unwrap();
     let block = rewrite::profile_block(&profile.profile);
     assert!(message.starts_with(&format!("<reader_profile>\n{block}\n</reader_profile>\n")), "{message}");
     assert_eq!(message.matches("</reader_profile>").count(), 1, "the reader's text cannot close the block");

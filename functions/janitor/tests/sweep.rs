@@ -38,7 +38,11 @@ async fn reader(app: &TestApp, email: &str, level: &str) -> TestUser {
 
 /// Makes (and stores) `user`'s copy of `chapter`; returns its key.
 async fn read(app: &TestApp, user: &TestUser, chapter: ChapterId) -> ObjectKey {
-    personalized_chapter(&app.state.personalizer(), &user.id, chapter).await.unwrap().key.expect("stored")
+    personalized_chapter(&app.state.personalizer(), user.id.as_str(), chapter)
+        .await
+        .unwrap()
+        .key
+        .expect("stored")
 }
 
 async fn keys_in_rows(pool: &PgPool) -> Vec<String> {
@@ -338,10 +342,11 @@ async fn staleness_follows_the_fingerprint_not_the_profile_hash(pool: PgPool) {
     assert_ne!(hash, first_hash);
     // What a deployment with a model stored for this profile is live as well...
     let model = Fingerprint::of_model(1, &hash);
-    let model_key = object_key(&ada.id, chapter("1"), 1, &model).unwrap();
+    let model_key = object_key(ada.id.as_str(), chapter("1"), 1, &model).unwrap();
     stored_copy(&app, &ada, model_key.as_str(), &hash, Some(model.as_str())).await;
     // ...but not one made for the profile before the goal, nor one from before fingerprints.
-    let old_model = object_key(&ada.id, chapter("1"), 1, &Fingerprint::of_model(1, &first_hash)).unwrap();
+    let old_model =
+        object_key(ada.id.as_str(), chapter("1"), 1, &Fingerprint::of_model(1, &first_hash)).unwrap();
     stored_copy(
         &app,
         &ada,
@@ -362,7 +367,8 @@ async fn staleness_follows_the_fingerprint_not_the_profile_hash(pool: PgPool) {
     let mut live_keys = vec![rule_copy.to_string(), model_key.to_string()];
     live_keys.sort();
     assert_eq!(keys_in_rows(app.pool()).await, live_keys);
-    let served = personalized_chapter(&app.state.personalizer(), &ada.id, chapter("1")).await.unwrap();
+    let served =
+        personalized_chapter(&app.state.personalizer(), ada.id.as_str(), chapter("1")).await.unwrap();
     assert!(
         served.cached && served.key.as_ref() == Some(&rule_copy),
         "the rule copy is still the one served"

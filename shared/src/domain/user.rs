@@ -7,6 +7,7 @@ use unicode_normalization::UnicodeNormalization;
 use unicode_security::MixedScript;
 use uuid::Uuid;
 
+use crate::domain::ids::UserId;
 use crate::error::{Error, FieldErrors, Result, ResultExt};
 
 /// An email address for a new account: NFKC-normalised, trimmed and lower-cased, without
@@ -145,7 +146,8 @@ impl UserName {
 #[schema(examples(crate::http::openapi::examples::user))]
 pub struct User {
     /// Id (a UUID for users created here; Better-Auth's own ids are 32 characters).
-    pub id: String,
+    #[schema(value_type = String)]
+    pub id: UserId,
     /// Normalised email.
     #[schema(format = Email)]
     pub email: String,
@@ -174,7 +176,7 @@ pub struct User {
 /// [`User`] reads them, then `$tail` (string literals, so the macro sees one statement).
 macro_rules! query_user {
     ($head:tt, $tail:tt $(, $arg:expr)* $(,)?) => {
-        sqlx::query_as!(User, $head + r#"u.id, u.email, u.name, u.image, u."emailVerified" AS email_verified, u.is_active, u.preferences, u.last_login, u."createdAt" AS created_at, u."updatedAt" AS updated_at"# + $tail $(, $arg)*)
+        sqlx::query_as!(User, $head + r#"u.id AS "id: UserId", u.email, u.name, u.image, u."emailVerified" AS email_verified, u.is_active, u.preferences, u.last_login, u."createdAt" AS created_at, u."updatedAt" AS updated_at"# + $tail $(, $arg)*)
     };
 }
 
@@ -182,7 +184,7 @@ macro_rules! query_user {
 /// (`$head` names those before, `$tail` those after); [`user_of!`] makes the [`User`].
 macro_rules! query_with_user {
     ($head:tt, $tail:tt $(, $arg:expr)* $(,)?) => {
-        sqlx::query!($head + r#"u.id, u.email, u.name, u.image, u."emailVerified" AS email_verified, u.is_active, u.preferences, u.last_login, u."createdAt" AS created_at, u."updatedAt" AS updated_at"# + $tail $(, $arg)*)
+        sqlx::query!($head + r#"u.id AS "id: UserId", u.email, u.name, u.image, u."emailVerified" AS email_verified, u.is_active, u.preferences, u.last_login, u."createdAt" AS created_at, u."updatedAt" AS updated_at"# + $tail $(, $arg)*)
     };
 }
 
@@ -281,13 +283,13 @@ pub async fn credentials_by_email(
 }
 
 /// The user with this id and their password hash.
-pub async fn credentials_by_id(db: impl PgExecutor<'_>, user_id: &str) -> Result<Option<Credentials>> {
+pub async fn credentials_by_id(db: impl PgExecutor<'_>, user_id: &UserId) -> Result<Option<Credentials>> {
     let row = query_with_user!(
         "SELECT ",
         r#", a.password AS "password_hash?" FROM "user" u
            LEFT JOIN "account" a ON a."userId" = u.id AND a."providerId" = 'credential'
            WHERE u.id = $1"#,
-        user_id,
+        user_id.as_str(),
     )
     .fetch_optional(db)
     .await?;
@@ -295,8 +297,10 @@ pub async fn credentials_by_id(db: impl PgExecutor<'_>, user_id: &str) -> Result
 }
 
 /// The user with this id.
-pub async fn by_id(db: impl PgExecutor<'_>, user_id: &str) -> Result<Option<User>> {
-    Ok(query_user!("SELECT ", r#" FROM "user" u WHERE u.id = $1"#, user_id).fetch_optional(db).await?)
+pub async fn by_id(db: impl PgExecutor<'_>, user_id: &UserId) -> Result<Option<User>> {
+    Ok(query_user!("SELECT ", r#" FROM "user" u WHERE u.id = $1"#, user_id.as_str())
+        .fetch_optional(db)
+        .await?)
 }
 
 /// The user of session `session_id` when that session is live and belongs to `user_id`: the
@@ -304,14 +308,14 @@ pub async fn by_id(db: impl PgExecutor<'_>, user_id: &str) -> Result<Option<User
 pub async fn by_live_session(
     db: impl PgExecutor<'_>,
     session_id: &str,
-    user_id: &str,
+    user_id: &UserId,
 ) -> Result<Option<User>> {
     Ok(query_user!(
         "SELECT ",
         r#" FROM "session" s JOIN "user" u ON u.id = s."userId"
            WHERE s.id = $1 AND s."userId" = $2 AND s."expiresAt" > now()"#,
         session_id,
-        user_id,
+        user_id.as_str(),
     )
     .fetch_optional(db)
     .await?)
@@ -340,11 +344,11 @@ pub async fn by_session_token(db: impl PgExecutor<'_>, token: &str) -> Result<Op
 }
 
 /// Replaces the password hash of the user's credential account.
-pub async fn set_password_hash(db: impl PgExecutor<'_>, user_id: &str, hash: &str) -> Result<()> {
+pub async fn set_password_hash(db: impl PgExecutor<'_>, user_id: &UserId, hash: &str) -> Result<()> {
     sqlx::query!(
         r#"UPDATE "account" SET password = $2, "updatedAt" = now()
            WHERE "userId" = $1 AND "providerId" = 'credential'"#,
-        user_id,
+        user_id.as_str(),
         hash,
     )
     .execute(db)
@@ -355,13 +359,13 @@ pub async fn set_password_hash(db: impl PgExecutor<'_>, user_id: &str, hash: &st
 /// Sets the user's password: replaces the credential account's hash, or creates the credential
 /// account of a user who had none (one who signed in through another provider), as
 /// Better-Auth's own reset does.
-pub async fn set_or_create_password(db: impl PgExecutor<'_>, user_id: &str, hash: &str) -> Result<()> {
+pub async fn set_or_create_password(db: impl PgExecutor<'_>, user_id: &UserId, hash: &str) -> Result<()> {
     sqlx::query!(
         r#"INSERT INTO "account" (id, "accountId", "providerId", "userId", password, "createdAt", "updatedAt")
            VALUES ($3, $1, 'credential', $1, $2, now(), now())
            ON CONFLICT ("userId") WHERE "providerId" = 'credential'
            DO UPDATE SET password = EXCLUDED.password, "updatedAt" = now()"#,
-        user_id,
+        user_id.as_str(),
         hash,
         Uuid::new_v4().to_string(),
     )
@@ -371,10 +375,10 @@ pub async fn set_or_create_password(db: impl PgExecutor<'_>, user_id: &str, hash
 }
 
 /// Records that the user's address reached its owner.
-pub async fn mark_email_verified(db: impl PgExecutor<'_>, user_id: &str) -> Result<()> {
+pub async fn mark_email_verified(db: impl PgExecutor<'_>, user_id: &UserId) -> Result<()> {
     sqlx::query!(
         r#"UPDATE "user" SET "emailVerified" = true, "updatedAt" = now() WHERE id = $1 AND NOT "emailVerified""#,
-        user_id,
+        user_id.as_str(),
     )
     .execute(db)
         .await?;
@@ -382,10 +386,14 @@ pub async fn mark_email_verified(db: impl PgExecutor<'_>, user_id: &str) -> Resu
 }
 
 /// Stamps a successful login and returns the user as it now is.
-pub async fn record_login(db: impl PgExecutor<'_>, user_id: &str) -> Result<User> {
-    Ok(query_user!(r#"UPDATE "user" u SET last_login = now() WHERE u.id = $1 RETURNING "#, "", user_id)
-        .fetch_one(db)
-        .await?)
+pub async fn record_login(db: impl PgExecutor<'_>, user_id: &UserId) -> Result<User> {
+    Ok(query_user!(
+        r#"UPDATE "user" u SET last_login = now() WHERE u.id = $1 RETURNING "#,
+        "",
+        user_id.as_str()
+    )
+    .fetch_one(db)
+    .await?)
 }
 
 /// A change to the user's own details; `None` leaves a field as it is.
@@ -446,7 +454,7 @@ impl UserChanges {
 }
 
 /// Applies `changes` and returns the user as it now is.
-pub async fn update(db: impl PgExecutor<'_>, user_id: &str, changes: UserChanges) -> Result<User> {
+pub async fn update(db: impl PgExecutor<'_>, user_id: &UserId, changes: UserChanges) -> Result<User> {
     Ok(query_user!(
         r#"UPDATE "user" u SET
              name = coalesce($2, u.name),
@@ -455,7 +463,7 @@ pub async fn update(db: impl PgExecutor<'_>, user_id: &str, changes: UserChanges
              "updatedAt" = now()
            WHERE u.id = $1 RETURNING "#,
         "",
-        user_id,
+        user_id.as_str(),
         changes.name.as_ref().map(UserName::as_str),
         changes.image.is_some(),
         changes.image.flatten(),
@@ -467,8 +475,8 @@ pub async fn update(db: impl PgExecutor<'_>, user_id: &str, changes: UserChanges
 
 /// Deletes the user; every row of theirs that has a foreign key to them goes with it
 /// (cascades). Rows that name the user by text go with [`crate::domain::auth::delete_account`].
-pub async fn delete(db: impl PgExecutor<'_>, user_id: &str) -> Result<bool> {
-    let done = sqlx::query!(r#"DELETE FROM "user" WHERE id = $1"#, user_id).execute(db).await?;
+pub async fn delete(db: impl PgExecutor<'_>, user_id: &UserId) -> Result<bool> {
+    let done = sqlx::query!(r#"DELETE FROM "user" WHERE id = $1"#, user_id.as_str()).execute(db).await?;
     Ok(done.rows_affected() > 0)
 }
 
@@ -479,7 +487,7 @@ pub async fn delete(db: impl PgExecutor<'_>, user_id: &str) -> Result<bool> {
 /// revokes the session this transaction opens.
 pub async fn record_password_login(
     conn: &mut PgConnection,
-    user_id: &str,
+    user_id: &UserId,
     verified: &str,
     upgrade: Option<&str>,
 ) -> Result<Option<User>> {
@@ -492,7 +500,7 @@ pub async fn record_password_login(
            UPDATE "user" u SET last_login = now() WHERE u.id = $1 AND EXISTS (SELECT 1 FROM still)
            RETURNING "#,
         "",
-        user_id,
+        user_id.as_str(),
         verified,
         upgrade,
     )

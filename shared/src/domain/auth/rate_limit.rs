@@ -45,6 +45,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgExecutor, PgPool};
 
+use crate::domain::ids::UserId;
 use crate::error::{Error, Result};
 use crate::infra::email::MailKind;
 
@@ -84,7 +85,7 @@ pub struct AccountKey(String);
 
 impl AccountKey {
     /// The key of an existing account.
-    pub fn user(user_id: &str) -> Self {
+    pub fn user(user_id: &UserId) -> Self {
         Self(format!("user:{user_id}"))
     }
 
@@ -95,7 +96,7 @@ impl AccountKey {
 
     /// The key of an account's recovery tokens (password reset, address verification): kept
     /// apart from its password checks, so that failed logins do not block recovery.
-    pub fn recovery(user_id: &str) -> Self {
+    pub fn recovery(user_id: &UserId) -> Self {
         Self(format!("recovery:user:{user_id}"))
     }
 
@@ -402,12 +403,12 @@ async fn is_known_place(db: impl PgExecutor<'_>, account: &AccountKey, address: 
 /// Records that `user_id` signed in from `address` (with their password, a reset link, or at
 /// sign-up), in the caller's transaction: from now on a known place of the account. Call it
 /// after the transaction has locked the user's row, as every sign-in does.
-pub async fn record_place(db: impl PgExecutor<'_>, user_id: &str, address: Option<&str>) -> Result<()> {
+pub async fn record_place(db: impl PgExecutor<'_>, user_id: &UserId, address: Option<&str>) -> Result<()> {
     let Some(address) = address else { return Ok(()) };
     sqlx::query!(
         "INSERT INTO sign_in_places (user_id, address) VALUES ($1, $2)
          ON CONFLICT (user_id, address) DO UPDATE SET signed_in_at = now()",
-        user_id,
+        user_id.as_str(),
         address,
     )
     .execute(db)
@@ -507,7 +508,7 @@ async fn admit_one(db: &PgPool, scope: &str, per: i64, window: Duration, key: &s
 /// changes what signs an account in (a login, a password change or reset, the account's
 /// deletion) takes first, before any row, so that no two of them lock the account's rows (its
 /// user, credentials, sessions, checks) in different orders.
-pub async fn lock_account(tx: &mut PgConnection, user_id: &str) -> Result<()> {
+pub async fn lock_account(tx: &mut PgConnection, user_id: &UserId) -> Result<()> {
     lock(tx, "password-checks:account", AccountKey::user(user_id).as_str()).await
 }
 
@@ -526,7 +527,7 @@ fn rate_limited(until: DateTime<Utc>) -> Error {
 
 /// Forgets the failed password and recovery-token checks of a deleted account (keyed by
 /// text, not a foreign key; its known places go with the user row).
-pub async fn forget_account(db: impl PgExecutor<'_>, user_id: &str) -> Result<u64> {
+pub async fn forget_account(db: impl PgExecutor<'_>, user_id: &UserId) -> Result<u64> {
     let (checks, recovery) = (AccountKey::user(user_id), AccountKey::recovery(user_id));
     let forgotten = sqlx::query!(
         "DELETE FROM password_checks WHERE account IN ($1, $2)",

@@ -29,6 +29,7 @@ use sqlx::{PgConnection, PgExecutor, PgPool};
 
 use super::rate_limit::{self, AccountKey, EntryPoint, LoginLimits};
 use super::sessions;
+use crate::domain::ids::UserId;
 use crate::domain::user::{self, SignInEmail, User};
 use crate::error::{Error, ErrorChain, Result};
 use crate::infra::config::{AbuseLimits, Config, EmailConfig};
@@ -52,7 +53,7 @@ impl Purpose {
         }
     }
 
-    fn identifier(self, user_id: &str) -> String {
+    fn identifier(self, user_id: &UserId) -> String {
         format!("{}{user_id}", self.prefix())
     }
 }
@@ -101,7 +102,7 @@ fn same(a: &str, b: &str) -> bool {
 pub async fn issue(
     db: impl PgExecutor<'_>,
     purpose: Purpose,
-    user_id: &str,
+    user_id: &UserId,
     email: &str,
     ttl: Duration,
 ) -> Result<RecoveryToken> {
@@ -125,7 +126,7 @@ pub struct Redeemable {
     /// What it is for.
     pub purpose: Purpose,
     /// Whose it is.
-    pub user_id: String,
+    pub user_id: UserId,
     /// False when the account is disabled.
     pub is_active: bool,
     id: String,
@@ -137,7 +138,7 @@ struct Pending {
     id: String,
     value: String,
     live: bool,
-    user_id: String,
+    user_id: UserId,
     email: String,
     is_active: bool,
 }
@@ -146,7 +147,7 @@ struct Pending {
 /// link is no hot path, so two short reads rather than a join across owners.
 async fn pending(db: &PgPool, purpose: Purpose, selector: &str) -> Result<Option<Pending>> {
     let Some(token) = sqlx::query!(
-        r#"SELECT id, value, "expiresAt" > now() AS "live!", substr(identifier, length($2) + 1) AS "user_id!"
+        r#"SELECT id, value, "expiresAt" > now() AS "live!", substr(identifier, length($2) + 1) AS "user_id!: UserId"
            FROM "verification" WHERE id = $1 AND starts_with(identifier, $2)"#,
         selector,
         purpose.prefix(),
@@ -240,12 +241,12 @@ pub async fn delete_expired(db: impl PgExecutor<'_>) -> Result<u64> {
 /// Drops every pending token of a deleted user, which name the user by text rather than a
 /// foreign key: primer's (both purposes) and a Better-Auth frontend's reset links
 /// (`reset-password:<token>`, the user id as value).
-pub async fn discard_everything_of(db: impl PgExecutor<'_>, user_id: &str) -> Result<u64> {
+pub async fn discard_everything_of(db: impl PgExecutor<'_>, user_id: &UserId) -> Result<u64> {
     let done = sqlx::query!(
         r#"DELETE FROM "verification"
            WHERE identifier IN ($2 || $1, $3 || $1)
               OR (starts_with(identifier, 'reset-password:') AND value = $1)"#,
-        user_id,
+        user_id.as_str(),
         Purpose::PasswordReset.prefix(),
         Purpose::VerifyEmail.prefix(),
     )
@@ -255,7 +256,7 @@ pub async fn discard_everything_of(db: impl PgExecutor<'_>, user_id: &str) -> Re
 }
 
 /// Drops every pending token of `purpose` of the user: once one worked, older links stop.
-async fn discard_all(db: impl PgExecutor<'_>, purpose: Purpose, user_id: &str) -> Result<u64> {
+async fn discard_all(db: impl PgExecutor<'_>, purpose: Purpose, user_id: &UserId) -> Result<u64> {
     let done =
         sqlx::query!(r#"DELETE FROM "verification" WHERE identifier = $1"#, purpose.identifier(user_id))
             .execute(db)
@@ -427,8 +428,9 @@ mod tests {
     #[test]
     fn primers_identifiers_never_look_like_better_auths() {
         for purpose in [Purpose::PasswordReset, Purpose::VerifyEmail] {
-            assert!(purpose.identifier("u1").starts_with("primer:"));
-            assert!(!purpose.identifier("u1").starts_with("reset-password:"));
+            let user = UserId::from("u1");
+            assert!(purpose.identifier(&user).starts_with("primer:"));
+            assert!(!purpose.identifier(&user).starts_with("reset-password:"));
         }
     }
 }

@@ -12,6 +12,7 @@ use sqlx::{PgConnection, PgExecutor};
 use uuid::Uuid;
 
 use super::tokens::{RefreshToken, storage_hash};
+use crate::domain::ids::UserId;
 use crate::error::Result;
 use crate::infra::config::JwtConfig;
 
@@ -38,7 +39,7 @@ pub const MAX_SPENT_TOKENS_PER_SESSION: i64 = 100;
 /// request holds at the moment (being refreshed or revoked) are skipped, never waited for.
 pub async fn create(
     db: impl PgExecutor<'_>,
-    user_id: &str,
+    user_id: &UserId,
     refresh: &RefreshToken,
     ttl: Duration,
     client: &ClientMeta,
@@ -59,7 +60,7 @@ pub async fn create(
         refresh.storage_hash(),
         client.ip.as_deref(),
         client.user_agent.as_deref(),
-        user_id,
+        user_id.as_str(),
         // The statement takes the count as PostgreSQL infers `$7 - 1`: an int4.
         MAX_SESSIONS_PER_USER as i32,
     )
@@ -90,7 +91,7 @@ pub struct Rotated {
     /// The session.
     pub session_id: String,
     /// Its user.
-    pub user_id: String,
+    pub user_id: UserId,
     /// False when the account is disabled.
     pub is_active: bool,
     /// The session's refresh token from now on.
@@ -117,7 +118,7 @@ pub async fn rotate(
         r#"UPDATE "session" s SET token = $2, "expiresAt" = now() + make_interval(secs => $3), "updatedAt" = now()
            FROM "user" u
            WHERE s.token = $1 AND s."expiresAt" > now() AND u.id = s."userId"
-           RETURNING s.id, s."userId" AS user_id, u.is_active, floor(extract(epoch FROM now()))::bigint AS "issued_at!""#,
+           RETURNING s.id, s."userId" AS "user_id: UserId", u.is_active, floor(extract(epoch FROM now()))::bigint AS "issued_at!""#,
         old,
         next.storage_hash(),
         ttl.as_secs_f64(),
@@ -144,7 +145,7 @@ pub async fn rotate(
     // The twin that rotated first may have done so under the key before a rotation of
     // JWT_SECRET: its successor is one of the previous keys'.
     let spent = sqlx::query!(
-        r#"SELECT s.id, s."userId" AS user_id, u.is_active, floor(extract(epoch FROM sp.spent_at))::bigint AS "issued_at!",
+        r#"SELECT s.id, s."userId" AS "user_id: UserId", u.is_active, floor(extract(epoch FROM sp.spent_at))::bigint AS "issued_at!",
                   sp.spent_at > now() - make_interval(secs => $2) AS "recent!", s.token
            FROM refresh_token_spent sp JOIN "session" s ON s.id = sp.session_id JOIN "user" u ON u.id = s."userId"
            WHERE sp.token_hash = $1 AND s."expiresAt" > now()"#,
@@ -215,7 +216,7 @@ pub async fn prune(db: impl PgExecutor<'_>, spent_kept: Duration) -> Result<Prun
 }
 
 /// Revokes one of the user's sessions; false when the user has no such session.
-pub async fn revoke(db: impl PgExecutor<'_>, user_id: &str, session_id: &str) -> Result<bool> {
+pub async fn revoke(db: impl PgExecutor<'_>, user_id: &UserId, session_id: &str) -> Result<bool> {
     // Session ids (ours and Better-Auth's) are short runs of letters, digits, `-` and `_`:
     // anything else names no session, and must not reach the database (a NUL cannot).
     let plausible = (1..=64).contains(&session_id.len())
@@ -223,17 +224,21 @@ pub async fn revoke(db: impl PgExecutor<'_>, user_id: &str, session_id: &str) ->
     if !plausible {
         return Ok(false);
     }
-    let done = sqlx::query!(r#"DELETE FROM "session" WHERE id = $1 AND "userId" = $2"#, session_id, user_id)
-        .execute(db)
-        .await?;
+    let done = sqlx::query!(
+        r#"DELETE FROM "session" WHERE id = $1 AND "userId" = $2"#,
+        session_id,
+        user_id.as_str()
+    )
+    .execute(db)
+    .await?;
     Ok(done.rows_affected() > 0)
 }
 
 /// Revokes every session of the user but `keep` (all of them when `keep` is `None`).
-pub async fn revoke_all_but(db: impl PgExecutor<'_>, user_id: &str, keep: Option<&str>) -> Result<u64> {
+pub async fn revoke_all_but(db: impl PgExecutor<'_>, user_id: &UserId, keep: Option<&str>) -> Result<u64> {
     let done = sqlx::query!(
         r#"DELETE FROM "session" WHERE "userId" = $1 AND id IS DISTINCT FROM $2"#,
-        user_id,
+        user_id.as_str(),
         keep
     )
     .execute(db)
@@ -262,14 +267,14 @@ pub struct SessionInfo {
 }
 
 /// The user's live sessions, newest first.
-pub async fn list(db: impl PgExecutor<'_>, user_id: &str, current: &str) -> Result<Vec<SessionInfo>> {
+pub async fn list(db: impl PgExecutor<'_>, user_id: &UserId, current: &str) -> Result<Vec<SessionInfo>> {
     Ok(sqlx::query_as!(
         SessionInfo,
         r#"SELECT id, "createdAt" AS created_at, "expiresAt" AS expires_at, "ipAddress" AS ip_address,
                   "userAgent" AS user_agent, id = $2 AS "current!"
            FROM "session" WHERE "userId" = $1 AND "expiresAt" > now()
            ORDER BY "createdAt" DESC, id"#,
-        user_id,
+        user_id.as_str(),
         current,
     )
     .fetch_all(db)

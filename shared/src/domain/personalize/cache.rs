@@ -36,6 +36,7 @@ use super::rules::Directives;
 use super::{Engine, Fingerprint, ModelEngine, ReaderProfile, personalize_within_quota};
 use crate::domain::book::{self, Chapter, ChapterId};
 use crate::domain::claim::{self, CLAIM_MARGIN};
+use crate::domain::ids::UserId;
 use crate::error::{Error, ErrorChain, Result, ResultExt};
 use crate::infra::blob::{BlobStore, KeyPrefix, ObjectKey};
 use crate::infra::config::UsageLimits;
@@ -568,13 +569,13 @@ async fn stale_among(pool: &PgPool, copies: Vec<StoredCopy>) -> Result<Vec<Store
     if undecided.is_empty() {
         return Ok(stale);
     }
-    let mut users: Vec<String> = undecided.iter().map(|c| c.user_id.clone()).collect();
+    let mut users: Vec<UserId> = undecided.iter().map(|c| UserId::from(c.user_id.as_str())).collect();
     users.sort();
     users.dedup();
     let readers: HashMap<String, ReaderProfile> = profile::find_all(pool, &users)
         .await?
         .into_iter()
-        .filter_map(|(user, stored)| Some((user, ReaderProfile::of(stored)?)))
+        .filter_map(|(user, stored)| Some((user.into_string(), ReaderProfile::of(stored)?)))
         .collect();
     // Each chapter's current version and its directives.
     let ids: BTreeSet<ChapterId> = undecided.iter().map(|c| c.chapter_id).collect();

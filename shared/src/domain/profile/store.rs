@@ -11,6 +11,7 @@ use sqlx::{PgConnection, PgExecutor, PgPool};
 
 use super::input::{HardwareContextInput, ProfileInput, SoftwareContextInput};
 use super::{CatalogValue, Profile, ProfileHash};
+use crate::domain::ids::UserId;
 use crate::error::{Error, ErrorChain, Result, ResultExt};
 
 /// A user's stored profile, as `GET /api/profile` shows it.
@@ -125,23 +126,24 @@ impl StoredProfile {
 }
 
 /// The profile of `user_id`, if they have one.
-pub async fn find(db: impl PgExecutor<'_>, user_id: &str) -> Result<Option<UserProfile>> {
-    let row = query_stored!("SELECT ", " FROM user_profiles WHERE user_id = $1", user_id)
+pub async fn find(db: impl PgExecutor<'_>, user_id: &UserId) -> Result<Option<UserProfile>> {
+    let row = query_stored!("SELECT ", " FROM user_profiles WHERE user_id = $1", user_id.as_str())
         .fetch_optional(db)
         .await?;
     row.map(StoredProfile::into_profile).transpose()
 }
 
 /// The profiles of those of `user_ids` who have one, by user id.
-pub async fn find_all(db: impl PgExecutor<'_>, user_ids: &[String]) -> Result<HashMap<String, UserProfile>> {
+pub async fn find_all(db: impl PgExecutor<'_>, user_ids: &[UserId]) -> Result<HashMap<UserId, UserProfile>> {
+    let user_ids: Vec<String> = user_ids.iter().map(UserId::to_string).collect();
     let rows = sqlx::query!(
-        r#"SELECT user_id, software_context AS "software_context: Json<SoftwareContextInput>",
+        r#"SELECT user_id AS "user_id: UserId", software_context AS "software_context: Json<SoftwareContextInput>",
                   hardware_context AS "hardware_context: Json<HardwareContextInput>",
                   python_proficiency, developer_role, robotics_experience,
                   learning_goals AS "learning_goals: Json<Vec<String>>",
                   is_onboarded, profile_hash AS "profile_hash: ProfileHash", created_at, updated_at
            FROM user_profiles WHERE user_id = ANY($1)"#,
-        user_ids,
+        &user_ids,
     )
     .fetch_all(db)
     .await?;
@@ -167,7 +169,7 @@ pub async fn find_all(db: impl PgExecutor<'_>, user_ids: &[String]) -> Result<Ha
 /// Creates or changes the profile of `user_id`. Once onboarded, a change to either
 /// onboarding answer is a 409 `immutable_field`; a merge patch that leaves an invalid profile
 /// is a 422 like a `PUT`.
-pub async fn save(pool: &PgPool, user_id: &str, change: Change) -> Result<Saved> {
+pub async fn save(pool: &PgPool, user_id: &UserId, change: Change) -> Result<Saved> {
     let mut tx = pool.begin().await?;
     // A second pass only when another request created the profile between our look and our
     // insert; the row lock then orders us after it.
@@ -205,8 +207,8 @@ pub async fn save(pool: &PgPool, user_id: &str, change: Change) -> Result<Saved>
     Err(Error::conflict("the profile was changed by another request; try again"))
 }
 
-async fn find_for_update(conn: &mut PgConnection, user_id: &str) -> Result<Option<UserProfile>> {
-    let row = query_stored!("SELECT ", " FROM user_profiles WHERE user_id = $1 FOR UPDATE", user_id)
+async fn find_for_update(conn: &mut PgConnection, user_id: &UserId) -> Result<Option<UserProfile>> {
+    let row = query_stored!("SELECT ", " FROM user_profiles WHERE user_id = $1 FOR UPDATE", user_id.as_str())
         .fetch_optional(conn)
         .await?;
     row.map(StoredProfile::into_profile).transpose()
@@ -215,7 +217,7 @@ async fn find_for_update(conn: &mut PgConnection, user_id: &str) -> Result<Optio
 /// Inserts the profile; `None` when one appeared concurrently.
 async fn insert(
     conn: &mut PgConnection,
-    user_id: &str,
+    user_id: &UserId,
     profile: &Profile,
     hash: &ProfileHash,
 ) -> Result<Option<UserProfile>> {
@@ -226,7 +228,7 @@ async fn insert(
          ON CONFLICT (user_id) DO NOTHING
          RETURNING ",
         "",
-        user_id,
+        user_id.as_str(),
         Json(&profile.software_context) as _,
         Json(&profile.hardware_context) as _,
         profile.python_proficiency.map(CatalogValue::as_str),
@@ -245,7 +247,7 @@ async fn insert(
 
 async fn update(
     conn: &mut PgConnection,
-    user_id: &str,
+    user_id: &UserId,
     profile: &Profile,
     hash: &ProfileHash,
 ) -> Result<UserProfile> {
@@ -256,7 +258,7 @@ async fn update(
          WHERE user_id = $1
          RETURNING ",
         "",
-        user_id,
+        user_id.as_str(),
         Json(&profile.software_context) as _,
         Json(&profile.hardware_context) as _,
         profile.python_proficiency.map(CatalogValue::as_str),
@@ -275,7 +277,7 @@ async fn update(
 /// [`save`] it lets the two onboarding answers change: for the test kit, which puts profiles
 /// that differ in any one field before the same reader.
 #[cfg(any(test, feature = "test-util"))]
-pub async fn overwrite(db: impl PgExecutor<'_>, user_id: &str, profile: &Profile) -> Result<ProfileHash> {
+pub async fn overwrite(db: impl PgExecutor<'_>, user_id: &UserId, profile: &Profile) -> Result<ProfileHash> {
     let hash = profile.hash();
     sqlx::query!(
         "INSERT INTO user_profiles (user_id, software_context, hardware_context, python_proficiency,
@@ -284,7 +286,7 @@ pub async fn overwrite(db: impl PgExecutor<'_>, user_id: &str, profile: &Profile
          ON CONFLICT (user_id) DO UPDATE SET software_context = $2, hardware_context = $3,
              python_proficiency = $4, developer_role = $5, robotics_experience = $6,
              learning_goals = $7, is_onboarded = $8, profile_hash = $9, updated_at = now()",
-        user_id,
+        user_id.as_str(),
         Json(&profile.software_context) as _,
         Json(&profile.hardware_context) as _,
         profile.python_proficiency.map(CatalogValue::as_str),

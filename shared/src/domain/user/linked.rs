@@ -10,6 +10,7 @@ use sqlx::{PgConnection, PgExecutor};
 use uuid::Uuid;
 
 use super::{Email, User, UserName, email_taken};
+use crate::domain::ids::UserId;
 use crate::error::{Code, Error, Result, ResultExt};
 
 /// An account at a provider, as the provider names it.
@@ -37,10 +38,10 @@ pub async fn owner_of(db: impl PgExecutor<'_>, account: &ProviderAccount<'_>) ->
 }
 
 /// The id of the user's account at `provider`, if they have one.
-pub async fn account_at(db: impl PgExecutor<'_>, user_id: &str, provider: &str) -> Result<Option<String>> {
+pub async fn account_at(db: impl PgExecutor<'_>, user_id: &UserId, provider: &str) -> Result<Option<String>> {
     Ok(sqlx::query_scalar!(
         r#"SELECT "accountId" FROM "account" WHERE "userId" = $1 AND "providerId" = $2 ORDER BY "createdAt" LIMIT 1"#,
-        user_id,
+        user_id.as_str(),
         provider,
     )
     .fetch_optional(db)
@@ -57,14 +58,14 @@ pub fn already_linked() -> Error {
 
 /// Links `account` to the user, in the caller's transaction; 409 `account_already_linked`
 /// when it is linked already (to anyone: the caller checks whose first).
-pub async fn link(db: impl PgExecutor<'_>, user_id: &str, account: &ProviderAccount<'_>) -> Result<()> {
+pub async fn link(db: impl PgExecutor<'_>, user_id: &UserId, account: &ProviderAccount<'_>) -> Result<()> {
     sqlx::query!(
         r#"INSERT INTO "account" (id, "accountId", "providerId", "userId", scope, "createdAt", "updatedAt")
            VALUES ($1, $2, $3, $4, $5, now(), now())"#,
         Uuid::new_v4().to_string(),
         account.account_id,
         account.provider,
-        user_id,
+        user_id.as_str(),
         account.scope,
     )
     .execute(db)
@@ -114,13 +115,13 @@ pub struct SignInMethod {
 
 /// The user's ways to sign in, oldest first: a password account with a password, and every
 /// provider account (those a Better-Auth frontend linked included).
-pub async fn sign_in_methods(db: impl PgExecutor<'_>, user_id: &str) -> Result<Vec<SignInMethod>> {
+pub async fn sign_in_methods(db: impl PgExecutor<'_>, user_id: &UserId) -> Result<Vec<SignInMethod>> {
     Ok(sqlx::query_as!(
         SignInMethod,
         r#"SELECT "providerId" AS provider, min("createdAt") AS "linked_at!" FROM "account"
            WHERE "userId" = $1 AND ("providerId" <> 'credential' OR password IS NOT NULL)
            GROUP BY "providerId" ORDER BY "linked_at!", provider"#,
-        user_id,
+        user_id.as_str(),
     )
     .fetch_all(db)
     .await?)
@@ -128,8 +129,8 @@ pub async fn sign_in_methods(db: impl PgExecutor<'_>, user_id: &str) -> Result<V
 
 /// Locks the user's row until the caller's transaction ends, so that changes to one user's
 /// ways of signing in happen one after another; false when there is no such user.
-pub async fn lock_user(conn: &mut PgConnection, user_id: &str) -> Result<bool> {
-    let found = sqlx::query_scalar!(r#"SELECT 1 FROM "user" WHERE id = $1 FOR UPDATE"#, user_id)
+pub async fn lock_user(conn: &mut PgConnection, user_id: &UserId) -> Result<bool> {
+    let found = sqlx::query_scalar!(r#"SELECT 1 FROM "user" WHERE id = $1 FOR UPDATE"#, user_id.as_str())
         .fetch_optional(&mut *conn)
         .await?;
     Ok(found.is_some())
@@ -137,10 +138,13 @@ pub async fn lock_user(conn: &mut PgConnection, user_id: &str) -> Result<bool> {
 
 /// Removes the user's accounts at `provider` (`credential`: the password), in the caller's
 /// transaction; returns how many went.
-pub async fn unlink(db: impl PgExecutor<'_>, user_id: &str, provider: &str) -> Result<u64> {
-    let done =
-        sqlx::query!(r#"DELETE FROM "account" WHERE "userId" = $1 AND "providerId" = $2"#, user_id, provider)
-            .execute(db)
-            .await?;
+pub async fn unlink(db: impl PgExecutor<'_>, user_id: &UserId, provider: &str) -> Result<u64> {
+    let done = sqlx::query!(
+        r#"DELETE FROM "account" WHERE "userId" = $1 AND "providerId" = $2"#,
+        user_id.as_str(),
+        provider
+    )
+    .execute(db)
+    .await?;
     Ok(done.rows_affected())
 }
