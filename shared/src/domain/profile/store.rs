@@ -214,6 +214,26 @@ async fn find_for_update(conn: &mut PgConnection, user_id: &UserId) -> Result<Op
     row.map(StoredProfile::into_profile).transpose()
 }
 
+/// [`query_stored!`] of a statement that writes a profile and returns it: `$1` the user,
+/// `$2..$9` the profile's columns in table order, then its hash.
+macro_rules! write_stored {
+    ($sql:tt, $user_id:expr, $profile:expr, $hash:expr) => {
+        query_stored!(
+            $sql,
+            "",
+            $user_id.as_str(),
+            Json(&$profile.software_context) as _,
+            Json(&$profile.hardware_context) as _,
+            $profile.python_proficiency.map(CatalogValue::as_str),
+            $profile.developer_role.map(CatalogValue::as_str),
+            $profile.robotics_experience.map(CatalogValue::as_str),
+            Json(&$profile.learning_goals) as _,
+            $profile.is_onboarded(),
+            $hash.as_str(),
+        )
+    };
+}
+
 /// Inserts the profile; `None` when one appeared concurrently.
 async fn insert(
     conn: &mut PgConnection,
@@ -221,22 +241,15 @@ async fn insert(
     profile: &Profile,
     hash: &ProfileHash,
 ) -> Result<Option<UserProfile>> {
-    let row = query_stored!(
+    let row = write_stored!(
         "INSERT INTO user_profiles (user_id, software_context, hardware_context, python_proficiency,
              developer_role, robotics_experience, learning_goals, is_onboarded, profile_hash)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
          ON CONFLICT (user_id) DO NOTHING
          RETURNING ",
-        "",
-        user_id.as_str(),
-        Json(&profile.software_context) as _,
-        Json(&profile.hardware_context) as _,
-        profile.python_proficiency.map(CatalogValue::as_str),
-        profile.developer_role.map(CatalogValue::as_str),
-        profile.robotics_experience.map(CatalogValue::as_str),
-        Json(&profile.learning_goals) as _,
-        profile.is_onboarded(),
-        hash as _,
+        user_id,
+        profile,
+        hash
     )
     .fetch_optional(conn)
     .await
@@ -251,22 +264,15 @@ async fn update(
     profile: &Profile,
     hash: &ProfileHash,
 ) -> Result<UserProfile> {
-    let row = query_stored!(
+    let row = write_stored!(
         "UPDATE user_profiles SET software_context = $2, hardware_context = $3, python_proficiency = $4,
              developer_role = $5, robotics_experience = $6, learning_goals = $7, is_onboarded = $8,
              profile_hash = $9, updated_at = now()
          WHERE user_id = $1
          RETURNING ",
-        "",
-        user_id.as_str(),
-        Json(&profile.software_context) as _,
-        Json(&profile.hardware_context) as _,
-        profile.python_proficiency.map(CatalogValue::as_str),
-        profile.developer_role.map(CatalogValue::as_str),
-        profile.robotics_experience.map(CatalogValue::as_str),
-        Json(&profile.learning_goals) as _,
-        profile.is_onboarded(),
-        hash as _,
+        user_id,
+        profile,
+        hash
     )
     .fetch_one(conn)
     .await?;
@@ -279,24 +285,19 @@ async fn update(
 #[cfg(any(test, feature = "test-util"))]
 pub async fn overwrite(db: impl PgExecutor<'_>, user_id: &UserId, profile: &Profile) -> Result<ProfileHash> {
     let hash = profile.hash();
-    sqlx::query!(
+    let stored = write_stored!(
         "INSERT INTO user_profiles (user_id, software_context, hardware_context, python_proficiency,
              developer_role, robotics_experience, learning_goals, is_onboarded, profile_hash)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
          ON CONFLICT (user_id) DO UPDATE SET software_context = $2, hardware_context = $3,
              python_proficiency = $4, developer_role = $5, robotics_experience = $6,
-             learning_goals = $7, is_onboarded = $8, profile_hash = $9, updated_at = now()",
-        user_id.as_str(),
-        Json(&profile.software_context) as _,
-        Json(&profile.hardware_context) as _,
-        profile.python_proficiency.map(CatalogValue::as_str),
-        profile.developer_role.map(CatalogValue::as_str),
-        profile.robotics_experience.map(CatalogValue::as_str),
-        Json(&profile.learning_goals) as _,
-        profile.is_onboarded(),
-        &hash as _,
+             learning_goals = $7, is_onboarded = $8, profile_hash = $9, updated_at = now()
+         RETURNING ",
+        user_id,
+        profile,
+        hash
     )
-    .execute(db)
+    .fetch_one(db)
     .await?;
-    Ok(hash)
+    Ok(stored.profile_hash)
 }
