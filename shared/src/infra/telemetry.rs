@@ -378,7 +378,7 @@ mod tests {
         }
         assert_eq!(lines[0]["message"], "SELECT 1");
         assert!(
-            lines[1]["message"].as_str().unwrap().starts_with("event shared/src/telemetry.rs:"),
+            lines[1]["message"].as_str().unwrap().starts_with("event shared/src/infra/telemetry.rs:"),
             "{}",
             lines[1]
         );
