@@ -44,11 +44,7 @@ async fn serve() -> Result<(), Box<dyn std::error::Error>> {
 /// Fails unless every migration of this build has been applied.
 async fn require_current_schema(pool: &sqlx::PgPool) -> Result<(), Box<dyn std::error::Error>> {
     let latest = db::MIGRATOR.iter().map(|m| m.version).max().unwrap_or_default();
-    let applied: Option<i64> = sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations WHERE success")
-        .fetch_one(pool)
-        .await
-        .ok()
-        .flatten();
+    let applied = db::applied_migration(pool).await;
     if applied.is_some_and(|v| v >= latest) {
         return Ok(());
     }

@@ -5,7 +5,8 @@
 # relative to the repository root (the scripts cd there); PRIMER_SAM_VENV,
 # PRIMER_CARGO_LAMBDA_VENV, PRIMER_SCHEMATHESIS_VENV, PRIMER_PLAYWRIGHT_VENV,
 # PRIMER_OPENAPI_CLIENTS_VENV and PRIMER_CHECKOV_VENV move the venvs (CI keeps them under
-# /var/tmp).
+# /var/tmp). Cargo-installed tools go under their own root: PRIMER_SQLX_CLI_DIR moves
+# sqlx-cli's.
 #
 #   ensure_sam             the AWS SAM CLI in $sam_venv
 #   ensure_cargo_lambda    cargo-lambda (and the Zig it cross-compiles with) in
@@ -19,6 +20,8 @@
 #   ensure_npm DIR         `npm ci` in DIR when its node_modules is missing or from another lock
 #   ensure_checkov         checkov (and the PyYAML scripts/lib/connection_budget.py reads
 #                          template.yaml with) in $checkov_venv
+#   ensure_sqlx_cli        sqlx-cli (`sqlx`, `cargo sqlx`; PostgreSQL and rustls only) in
+#                          $sqlx_cli_dir/bin, by `cargo install --locked` (a few minutes, once)
 #   sam_run ARGS...        runs `sam ARGS...` offline: no telemetry, region us-east-1, fake
 #                          credentials
 #
@@ -33,12 +36,16 @@ PLAYWRIGHT_VERSION=1.65.2
 OPENAPI_PYTHON_CLIENT_VERSION=0.29.1
 JSONSCHEMA_VERSION=4.26.0
 CHECKOV_VERSION=3.3.30
+# The newest sqlx-cli on crates.io; it reads and writes the offline metadata (.sqlx/) of the
+# workspace's sqlx 0.9.1 (the format is the 0.9 series').
+SQLX_CLI_VERSION=0.9.0
 sam_venv=${PRIMER_SAM_VENV:-.local/venv-sam}
 cargo_lambda_venv=${PRIMER_CARGO_LAMBDA_VENV:-.local/venv-cargo-lambda}
 schemathesis_venv=${PRIMER_SCHEMATHESIS_VENV:-.local/venv-schemathesis}
 playwright_venv=${PRIMER_PLAYWRIGHT_VENV:-.local/venv-playwright}
 openapi_clients_venv=${PRIMER_OPENAPI_CLIENTS_VENV:-.local/venv-openapi-clients}
 checkov_venv=${PRIMER_CHECKOV_VENV:-.local/venv-checkov}
+sqlx_cli_dir=${PRIMER_SQLX_CLI_DIR:-.local/sqlx-cli}
 chromium=${PRIMER_CHROMIUM:-}
 
 # _tools_make_venv DIR PIP_REQUIREMENT...: a new venv at DIR with those packages.
@@ -156,6 +163,18 @@ ensure_checkov() {
   echo "installing checkov $CHECKOV_VERSION into $checkov_venv (takes a minute or two)"
   _tools_make_venv "$checkov_venv" "checkov==$CHECKOV_VERSION" || return 1
   "$checkov_venv/bin/checkov" --version >/dev/null
+}
+
+ensure_sqlx_cli() {
+  local have
+  have=$("$sqlx_cli_dir/bin/sqlx" --version 2>/dev/null) || have=""
+  [[ $have == "sqlx-cli $SQLX_CLI_VERSION" && -x $sqlx_cli_dir/bin/cargo-sqlx ]] && return 0
+  echo "installing sqlx-cli $SQLX_CLI_VERSION into $sqlx_cli_dir (cargo install: a few minutes)"
+  # Its own scratch build directory, not the workspace's CARGO_TARGET_DIR: its release build
+  # shares nothing with the workspace's.
+  env -u CARGO_TARGET_DIR cargo install sqlx-cli --version "$SQLX_CLI_VERSION" --locked \
+    --no-default-features --features rustls,postgres --root "$sqlx_cli_dir" --force || return 1
+  "$sqlx_cli_dir/bin/sqlx" --version >/dev/null
 }
 
 sam_run() {

@@ -27,6 +27,7 @@ use crate::domain::auth::account::{Accounts, NewAccount, SignedIn};
 use crate::domain::auth::password::Password;
 use crate::domain::auth::sessions::ClientMeta;
 use crate::domain::auth::tokens;
+use crate::domain::ids::UserId;
 use crate::http::app::AppState;
 use crate::infra::blob::{BlobError, BlobFuture, BlobStore, KeyPrefix, ObjectKey};
 use crate::infra::config::{BlobConfig, Config, EmailConfig, EmailDelivery, JwtConfig, JwtKeys};
@@ -279,14 +280,9 @@ pub fn tally<'a>(
 }
 
 /// The password hash of `user_id`'s credential account, as stored.
-pub async fn stored_password_hash(pool: &PgPool, user_id: &str) -> String {
-    sqlx::query_scalar(
-        r#"SELECT password FROM "account" WHERE "userId" = $1 AND "providerId" = 'credential'"#,
-    )
-    .bind(user_id)
-    .fetch_one(pool)
-    .await
-    .unwrap()
+pub async fn stored_password_hash(pool: &PgPool, user_id: &UserId) -> String {
+    let credentials = crate::domain::user::credentials_by_id(pool, user_id).await.unwrap();
+    credentials.and_then(|c| c.password_hash).expect("the user has a password")
 }
 
 /// Asserts that the sample events whose names start with one of `prefixes` are exactly those
@@ -354,40 +350,27 @@ impl TestResponse {
     }
 }
 
-/// Gives `user_id` an onboarded profile straight in the database (not through the profile
-/// function), replacing any they had, and returns its `profile_hash`: a digest of the values,
-/// so changing any of them changes it. `python_proficiency` is `Beginner`, `Intermediate` or
-/// `Advanced`; `robotics_experience` is `none`, `simulation_only` or `real_hardware`.
+/// Gives `user_id` an onboarded profile (through [`store_profile`]), replacing any they had,
+/// and returns its `profile_hash`: a digest of the values, so changing any of them changes it.
+/// `python_proficiency` (also the overall level) is `Beginner`, `Intermediate` or `Advanced`;
+/// `robotics_experience` is `none`, `simulation_only` or `real_hardware`; the role is a
+/// backend developer's.
 pub async fn set_reader_profile(
     pool: &PgPool,
-    user_id: &str,
+    user_id: &UserId,
     python_proficiency: &str,
     robotics_experience: &str,
     languages: &[&str],
     devices: &[&str],
 ) -> String {
-    use sha2::Digest as _;
-    let software = json!({"languages": languages, "experience_level": python_proficiency});
-    let hardware = json!({"devices": devices});
-    let canonical = json!([software, hardware, python_proficiency, robotics_experience]).to_string();
-    let hash = hex::encode(sha2::Sha256::digest(canonical.as_bytes()));
-    sqlx::query(
-        "INSERT INTO user_profiles (user_id, software_context, hardware_context, python_proficiency,
-                                    developer_role, robotics_experience, is_onboarded, profile_hash)
-         VALUES ($1, $2, $3, $4, 'Backend Developer', $5, true, $6)
-         ON CONFLICT (user_id) DO UPDATE SET software_context = $2, hardware_context = $3,
-             python_proficiency = $4, robotics_experience = $5, profile_hash = $6, updated_at = now()",
-    )
-    .bind(user_id)
-    .bind(software)
-    .bind(hardware)
-    .bind(python_proficiency)
-    .bind(robotics_experience)
-    .bind(&hash)
-    .execute(pool)
-    .await
-    .expect("the test profile is valid");
-    hash
+    let document = json!({
+        "software_context": {"languages": languages, "experience_level": python_proficiency},
+        "hardware_context": {"devices": devices},
+        "python_proficiency": python_proficiency,
+        "developer_role": "Backend Developer",
+        "robotics_experience": robotics_experience,
+    });
+    store_profile(pool, user_id, document).await
 }
 
 /// How many statements the app's requests in `run` made on `pool`'s database, as
@@ -397,6 +380,9 @@ pub async fn set_reader_profile(
 /// server connection to a client whose tracked parameters (sqlx's `TimeZone`) differ: the app
 /// sends none (no session state survives the pooler), and they cost the app no round trip.
 pub async fn statements_during<T>(pool: &PgPool, run: impl Future<Output = T>) -> (T, i64) {
+    // Checked when they run, not at compile time: pg_stat_statements is the test cluster's
+    // extension, not the schema's, so the database the build describes statements against has
+    // no such view.
     sqlx::query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
         .execute(pool)
         .await
@@ -416,37 +402,17 @@ pub async fn statements_during<T>(pool: &PgPool, run: impl Future<Output = T>) -
     (output, count().await - before)
 }
 
-/// Gives `user_id` the profile `document` (the shape of `PUT /api/profile`, which it must pass)
-/// straight in the database, replacing any they had, and returns its real `profile_hash`.
-/// Unlike the profile function it lets the two onboarding answers change, so a test can put
-/// two profiles that differ in any one field before the same reader.
-pub async fn store_profile(pool: &PgPool, user_id: &str, document: Value) -> String {
-    use crate::domain::profile::{CatalogValue, ProfileInput};
+/// Gives `user_id` the profile `document` (the shape of `PUT /api/profile`, which it must pass),
+/// replacing any they had, and returns its real `profile_hash`. Unlike the profile function it
+/// lets the two onboarding answers change ([`crate::domain::profile::overwrite`]), so a test can
+/// put two profiles that differ in any one field before the same reader.
+pub async fn store_profile(pool: &PgPool, user_id: &UserId, document: Value) -> String {
+    use crate::domain::profile::{self, ProfileInput};
     let profile = serde_json::from_value::<ProfileInput>(document)
         .expect("the profile has the input shape")
         .parse()
         .expect("the profile is valid");
-    let hash = profile.hash();
-    sqlx::query(
-        "INSERT INTO user_profiles (user_id, software_context, hardware_context, python_proficiency,
-             developer_role, robotics_experience, learning_goals, is_onboarded, profile_hash)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-         ON CONFLICT (user_id) DO UPDATE SET software_context = $2, hardware_context = $3,
-             python_proficiency = $4, developer_role = $5, robotics_experience = $6,
-             learning_goals = $7, is_onboarded = $8, profile_hash = $9, updated_at = now()",
-    )
-    .bind(user_id)
-    .bind(sqlx::types::Json(&profile.software_context))
-    .bind(sqlx::types::Json(&profile.hardware_context))
-    .bind(profile.python_proficiency.map(CatalogValue::as_str))
-    .bind(profile.developer_role.map(CatalogValue::as_str))
-    .bind(profile.robotics_experience.map(CatalogValue::as_str))
-    .bind(sqlx::types::Json(&profile.learning_goals))
-    .bind(profile.is_onboarded())
-    .bind(hash.as_str())
-    .execute(pool)
-    .await
-    .expect("the profile is stored");
+    let hash = profile::overwrite(pool, user_id, &profile).await.expect("the profile is stored");
     hash.as_str().to_owned()
 }
 
@@ -535,7 +501,7 @@ impl BlobStore for CountingStore {
 /// A signed-in test user: the account, its password, and the tokens of one session.
 #[derive(Debug, Clone)]
 pub struct TestUser {
-    pub id: String,
+    pub id: UserId,
     pub email: String,
     pub password: String,
     pub access_token: String,

@@ -261,7 +261,7 @@ async fn twelve_correct_logins_at_once_all_sign_in(pool: PgPool) {
 async fn checks_whose_process_died_count_as_failures(pool: PgPool) {
     let app = app(pool);
     let reader = app.signed_up("reader@example.com").await;
-    let user_id: String = reader.id.clone();
+    let user_id: String = reader.id.to_string();
     sqlx::query(
         "INSERT INTO password_checks (account, address, source, failed, checked_at)
          SELECT 'user:' || $1, '203.0.113.5', 'elsewhere', false, now() - interval '1 minute' FROM generate_series(1, 5)",

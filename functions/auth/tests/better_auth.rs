@@ -70,7 +70,7 @@ async fn me_with_cookie(app: &TestApp, cookie: &str) -> TestResponse {
 async fn better_auth_tokens_raw_signed_or_in_a_cookie_are_callers(pool: PgPool) {
     let app = app(pool);
     let user = app.signed_up("ada@example.com").await;
-    let (session_id, token) = better_auth_session(app.pool(), &user.id, 3600).await;
+    let (session_id, token) = better_auth_session(app.pool(), user.id.as_str(), 3600).await;
     let signed = signed(&token, SECRET);
 
     for (form, presented) in
@@ -104,9 +104,9 @@ async fn current_session(app: &TestApp, token: &str) -> String {
 async fn bad_signatures_dead_sessions_and_unsigned_cookies_are_401(pool: PgPool) {
     let app = app(pool);
     let user = app.signed_up("eve@example.com").await;
-    let (_, live) = better_auth_session(app.pool(), &user.id, 3600).await;
-    let (_, expired) = better_auth_session(app.pool(), &user.id, -60).await;
-    let (revoked_id, revoked) = better_auth_session(app.pool(), &user.id, 3600).await;
+    let (_, live) = better_auth_session(app.pool(), user.id.as_str(), 3600).await;
+    let (_, expired) = better_auth_session(app.pool(), user.id.as_str(), -60).await;
+    let (revoked_id, revoked) = better_auth_session(app.pool(), user.id.as_str(), 3600).await;
     sqlx::query(r#"DELETE FROM "session" WHERE id = $1"#)
         .bind(&revoked_id)
         .execute(app.pool())
@@ -145,7 +145,7 @@ async fn bad_signatures_dead_sessions_and_unsigned_cookies_are_401(pool: PgPool)
 async fn a_disabled_user_with_a_better_auth_session_is_403(pool: PgPool) {
     let app = app(pool);
     let user = app.signed_up("mallory@example.com").await;
-    let (_, token) = better_auth_session(app.pool(), &user.id, 3600).await;
+    let (_, token) = better_auth_session(app.pool(), user.id.as_str(), 3600).await;
     sqlx::query(r#"UPDATE "user" SET is_active = false WHERE id = $1"#)
         .bind(&user.id)
         .execute(app.pool())
@@ -164,7 +164,7 @@ async fn a_disabled_user_with_a_better_auth_session_is_403(pool: PgPool) {
 async fn without_a_better_auth_secret_its_tokens_are_401(pool: PgPool) {
     let app = TestApp::new(pool, auth::router);
     let user = app.signed_up("ada@example.com").await;
-    let (_, token) = better_auth_session(app.pool(), &user.id, 3600).await;
+    let (_, token) = better_auth_session(app.pool(), user.id.as_str(), 3600).await;
     let signed = signed(&token, SECRET);
     assert_eq!(app.me(&token).await.status, StatusCode::UNAUTHORIZED);
     assert_eq!(app.me(&signed).await.status, StatusCode::UNAUTHORIZED);
@@ -192,7 +192,7 @@ async fn primers_own_session_rows_cannot_be_named_as_better_auth_tokens(pool: Pg
 async fn logging_out_through_primer_ends_the_better_auth_session(pool: PgPool) {
     let app = app(pool);
     let user = app.signed_up("ada@example.com").await;
-    let (session_id, token) = better_auth_session(app.pool(), &user.id, 3600).await;
+    let (session_id, token) = better_auth_session(app.pool(), user.id.as_str(), 3600).await;
     assert_eq!(app.logout(&signed(&token, SECRET)).await.status, StatusCode::NO_CONTENT);
     let left: i64 = sqlx::query_scalar(r#"SELECT count(*) FROM "session" WHERE id = $1"#)
         .bind(&session_id)
@@ -208,7 +208,7 @@ async fn logging_out_through_primer_ends_the_better_auth_session(pool: PgPool) {
 async fn a_better_auth_cookie_works_through_the_lambda_entry(pool: PgPool) {
     let app = app(pool);
     let user = app.signed_up("ada@example.com").await;
-    let (_, token) = better_auth_session(app.pool(), &user.id, 3600).await;
+    let (_, token) = better_auth_session(app.pool(), user.id.as_str(), 3600).await;
     // API Gateway's payload 2.0 carries cookies in their own array, not in the headers.
     let mut request: Value = serde_json::from_str(&event("auth-me-get.json", &[])).unwrap();
     request["headers"].as_object_mut().unwrap().remove("authorization");
@@ -363,7 +363,7 @@ async fn a_real_better_auth_and_primer_share_one_database(pool: PgPool) {
         |key: &str| signed_in[key].as_str().unwrap_or_else(|| panic!("no {key} in {signed_in}")).to_owned();
     let (user_id, session_id, token, cookie) =
         (text("user_id"), text("session_id"), text("token"), text("cookie"));
-    let (salt, key) = stored_password_hash(app.pool(), &user_id)
+    let (salt, key) = stored_password_hash(app.pool(), &user_id.as_str().into())
         .await
         .split_once(':')
         .map(|(s, k)| (s.len(), k.len()))
@@ -385,7 +385,7 @@ async fn a_real_better_auth_and_primer_share_one_database(pool: PgPool) {
     let login = app.login("ada@example.com", PASSWORD).await;
     assert_eq!(login.status, StatusCode::OK, "{}", login.text());
     assert_eq!(login.json()["user"]["id"], user_id.as_str());
-    let upgraded = stored_password_hash(app.pool(), &user_id).await;
+    let upgraded = stored_password_hash(app.pool(), &user_id.as_str().into()).await;
     assert!(upgraded.starts_with("$argon2id$"), "{upgraded}");
 
     // primer has written to user, account and session: Better-Auth still reads its own session.
@@ -475,9 +475,9 @@ async fn one_database_two_front_doors_for_passwords(pool: PgPool) {
         .run("sign-up-and-in", json!({"email": "grace@example.com", "password": PASSWORD, "name": "Grace"}))
         .await;
     let grace_id = grace["user_id"].as_str().unwrap().to_owned();
-    let scrypt = stored_password_hash(&pool, &grace_id).await;
+    let scrypt = stored_password_hash(&pool, &grace_id.as_str().into()).await;
     assert_eq!(app.login("grace@example.com", PASSWORD).await.status, StatusCode::OK);
-    assert_eq!(stored_password_hash(&pool, &grace_id).await, scrypt);
+    assert_eq!(stored_password_hash(&pool, &grace_id.as_str().into()).await, scrypt);
     let again = better_auth.run("sign-in", json!({"email": "grace@example.com", "password": PASSWORD})).await;
     assert_eq!(again["user_id"], grace_id.as_str(), "{again}");
 

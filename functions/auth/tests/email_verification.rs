@@ -134,7 +134,7 @@ async fn with_the_switch_on_the_model_serves_only_verified_readers(pool: PgPool)
     let app = app(pool);
     let user = app.signed_up("ada@example.com").await;
     let limits = UsageLimits { require_verified_email: true, ..UsageLimits::default() };
-    let reader = Owner::User(user.id.clone().into());
+    let reader = Owner::User(user.id.clone());
 
     // Posting to the tutor (counted in the transaction that stores the message) and any model
     // call (reserved before it is made): refused.

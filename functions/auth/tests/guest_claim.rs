@@ -90,7 +90,7 @@ async fn registering_with_a_guest_token_hands_over_the_guests_conversations(pool
 async fn logging_in_with_a_guest_token_hands_over_the_guests_conversations(pool: PgPool) {
     let app = app(pool);
     let user = app.signed_up("grace@example.com").await;
-    let own = start_conversation(&app, &Owner::User(user.id.clone().into())).await;
+    let own = start_conversation(&app, &Owner::User(user.id.clone())).await;
     let (token, guest_id) = guest(&app).await;
     let claimed = start_conversation(&app, &Owner::Guest(guest_id)).await;
 
@@ -107,7 +107,7 @@ async fn logging_in_with_a_guest_token_hands_over_the_guests_conversations(pool:
     assert_eq!(login.status, StatusCode::OK, "{}", login.text());
     let mut expected = vec![own, claimed];
     expected.sort();
-    assert_eq!(conversations_of(&app, &Owner::User(user.id.into())).await, expected);
+    assert_eq!(conversations_of(&app, &Owner::User(user.id)).await, expected);
     assert!(conversations_of(&app, &Owner::Guest(guest_id)).await.is_empty());
     let counters: i64 =
         sqlx::query_scalar("SELECT count(*) FROM conversation_title_counters WHERE guest_id = $1")

@@ -184,7 +184,7 @@ async fn redeem(app: &TestApp, url: &str) -> (Value, TestUser) {
     assert_eq!(exchanged.status, StatusCode::OK, "{}", exchanged.text());
     let body = exchanged.json();
     let user = TestUser {
-        id: body["user"]["id"].as_str().unwrap().to_owned(),
+        id: body["user"]["id"].as_str().unwrap().into(),
         email: body["user"]["email"].as_str().unwrap().to_owned(),
         password: String::new(),
         access_token: body["session"]["access_token"].as_str().unwrap().to_owned(),
@@ -416,7 +416,10 @@ async fn an_address_the_provider_did_not_verify_never_links(pool: PgPool) {
     let ended = setup.sign_in("corp", "bob").await;
     assert_eq!(fragment(ended.as_str(), "error").as_deref(), Some("account_not_linked"), "{ended}");
     assert!(account_row(app.pool(), "corp", "bob").await.is_none());
-    assert_eq!(count(app.pool(), r#"SELECT count(*) FROM "account" WHERE "userId" = $1"#, &bob.id).await, 1);
+    assert_eq!(
+        count(app.pool(), r#"SELECT count(*) FROM "account" WHERE "userId" = $1"#, bob.id.as_str()).await,
+        1
+    );
     assert_eq!(users_with_email(app.pool(), "bob@example.com").await, 1);
 
     // An unverified address no account has: a new account, unverified.
@@ -494,7 +497,8 @@ async fn github_links_by_address_only_when_both_sides_verified_it(pool: PgPool) 
     assert_eq!(fragment(&ended, "error").as_deref(), Some("account_not_linked"), "{ended}");
     assert!(account_row(app.pool(), "github", "3").await.is_none());
     assert_eq!(
-        count(app.pool(), r#"SELECT count(*) FROM "account" WHERE "userId" = $1"#, &unverified.id).await,
+        count(app.pool(), r#"SELECT count(*) FROM "account" WHERE "userId" = $1"#, unverified.id.as_str())
+            .await,
         1
     );
 }
@@ -684,7 +688,9 @@ async fn two_removals_at_once_leave_one_way_to_sign_in(pool: PgPool) {
         let mut statuses = [a.status.as_u16(), b.status.as_u16()];
         statuses.sort();
         assert_eq!(statuses, [204, 409], "round {round}");
-        let left = count(app.pool(), r#"SELECT count(*) FROM "account" WHERE "userId" = $1"#, &user.id).await;
+        let left =
+            count(app.pool(), r#"SELECT count(*) FROM "account" WHERE "userId" = $1"#, user.id.as_str())
+                .await;
         assert_eq!(left, 1, "round {round}");
     }
 }

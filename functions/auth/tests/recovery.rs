@@ -459,7 +459,7 @@ async fn deleting_the_account_deletes_its_pending_tokens_and_only_those(pool: Pg
         }
     };
     // Each: the verification mail of the sign-up, a reset link, a Better-Auth reset link.
-    assert_eq!((rows_of(ada.id.clone()).await, rows_of(eve.id.clone()).await), (3, 3));
+    assert_eq!((rows_of(ada.id.to_string()).await, rows_of(eve.id.to_string()).await), (3, 3));
     let deleted = app
         .call(
             Method::DELETE,
@@ -469,5 +469,5 @@ async fn deleting_the_account_deletes_its_pending_tokens_and_only_those(pool: Pg
         )
         .await;
     assert_eq!(deleted.status, StatusCode::NO_CONTENT, "{}", deleted.text());
-    assert_eq!((rows_of(ada.id.clone()).await, rows_of(eve.id.clone()).await), (0, 3));
+    assert_eq!((rows_of(ada.id.to_string()).await, rows_of(eve.id.to_string()).await), (0, 3));
 }

@@ -9,7 +9,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use primer_shared::domain::book::ChapterId;
-use primer_shared::domain::ids::UserId;
 use primer_shared::domain::personalize::{Engine, Fingerprint, cache};
 use primer_shared::domain::profile::ProfileHash;
 use primer_shared::http::extract::{AuthUser, QueryParams};
@@ -122,16 +121,14 @@ pub(crate) async fn personalized(
     // A URL to the stored object, made (if need be) but not downloaded first; a chapter that
     // is not stored (the rules standing in for a spent model allowance) is served inline.
     if query.delivery == Delivery::Redirect && state.blobs.presigns() {
-        let key =
-            cache::personalized_key(&state.personalizer(), &UserId::from(caller.user_id.clone()), id).await?;
+        let key = cache::personalized_key(&state.personalizer(), &caller.user_id, id).await?;
         if let Some(key) = key
             && let Some(url) = state.blobs.presign_get(&key, PRESIGNED_TTL).await?
         {
             return Ok((StatusCode::FOUND, [(header::LOCATION, url)]).into_response());
         }
     }
-    let chapter =
-        cache::personalized_chapter(&state.personalizer(), &UserId::from(caller.user_id), id).await?;
+    let chapter = cache::personalized_chapter(&state.personalizer(), &caller.user_id, id).await?;
     Ok(match query.format {
         Format::Markdown => markdown(chapter.markdown),
         Format::Json => Json(PersonalizedBody {

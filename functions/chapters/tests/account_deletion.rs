@@ -33,7 +33,7 @@ async fn deleting_an_account_removes_its_objects_and_only_its_own(pool: PgPool) 
         assert_eq!(response.status, StatusCode::OK);
     }
     let blobs = &app.state.config.blob.dir;
-    let folder = |user: &TestUser| blobs.join("personalized").join(&user.id);
+    let folder = |user: &TestUser| blobs.join("personalized").join(user.id.as_str());
     assert_eq!((files_under(&folder(&leaving)), files_under(&folder(&staying))), (1, 1));
 
     assert_eq!(delete_account(&app, &leaving).await, StatusCode::NO_CONTENT);

@@ -4,7 +4,6 @@ use crate::common;
 
 use common::{import_fixture, sample_book};
 use primer_shared::domain::book::{self, ChapterId, ChapterSource, ImportOutcome};
-use primer_shared::domain::ids::UserId;
 use std::collections::BTreeSet;
 
 use primer_shared::domain::book::markup::Facet;
@@ -92,7 +91,7 @@ async fn reader(
 ) -> ReaderProfile {
     let user = app.signed_up(email).await;
     set_reader_profile(app.pool(), &user.id, level, robotics, languages, devices).await;
-    reader_profile(app.pool(), &UserId::from(user.id.clone())).await.unwrap().unwrap()
+    reader_profile(app.pool(), &user.id.clone()).await.unwrap().unwrap()
 }
 
 #[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
@@ -143,7 +142,7 @@ async fn sample_chapters(pool: &PgPool) -> Vec<book::Chapter> {
 async fn reader_of(app: &TestApp, document: Value) -> ReaderProfile {
     let user = app.signed_up(&format!("{}@example.com", uuid::Uuid::new_v4().simple())).await;
     store_profile(app.pool(), &user.id, document).await;
-    reader_profile(app.pool(), &UserId::from(user.id.clone())).await.unwrap().expect("an onboarded reader")
+    reader_profile(app.pool(), &user.id.clone()).await.unwrap().expect("an onboarded reader")
 }
 
 /// Non-blank lines of `a` that `b` lacks, and the other way round.

@@ -98,7 +98,7 @@ async fn a_miss_is_made_and_stored_then_served_from_the_store(pool: PgPool) {
     assert!(markdown.contains("### In Python") && !markdown.contains("### In C++"), "{markdown}");
 
     // The object holds exactly what was served, under the documented key.
-    let key = rule_key(app.pool(), &user.id, chapter).await;
+    let key = rule_key(app.pool(), user.id.as_str(), chapter).await;
     assert!(key.as_str().ends_with(&format!("/v1-{}.md", first["fingerprint"].as_str().unwrap())));
     let stored = app.state.blobs.get(&key).await.unwrap().expect("the object was written");
     assert_eq!(String::from_utf8(stored).unwrap(), markdown);
@@ -217,7 +217,7 @@ async fn a_lost_object_is_made_again(pool: PgPool) {
     app.get(PERSONALIZED_JSON, Some(&user.access_token)).await;
 
     // As if the bucket's lifecycle rule had expired it.
-    app.state.blobs.delete(&rule_key(app.pool(), &user.id, chapter).await).await.unwrap();
+    app.state.blobs.delete(&rule_key(app.pool(), user.id.as_str(), chapter).await).await.unwrap();
     let again = app.get(PERSONALIZED_JSON, Some(&user.access_token)).await.json();
     assert_eq!(again["cached"], false);
     assert_eq!(copies(app.pool()).await, 1);

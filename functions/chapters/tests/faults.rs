@@ -246,7 +246,7 @@ async fn a_claim_left_by_a_crash_lapses_with_the_work_it_stood_for(pool: PgPool)
     let chapter = import_fixture(app.pool()).await;
     let (reader, _) = python_reader(&app, "reader@example.com").await;
     // A request took the claim on the reader's copy, then crashed: its claim is left as taken.
-    let key = rule_key(&pool, &reader.id, chapter).await;
+    let key = rule_key(&pool, reader.id.as_str(), chapter).await;
     let lease =
         primer_shared::domain::personalize::cache::RULES_WORK + primer_shared::domain::claim::CLAIM_MARGIN;
     sqlx::query(

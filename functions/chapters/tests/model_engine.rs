@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 use common::{import_fixture, python_reader};
 use primer_shared::AppState;
-use primer_shared::domain::ids::UserId;
 use primer_shared::domain::personalize::{reader_profile, rewrite};
 use primer_shared::domain::profile::examples::api_example;
 use primer_shared::domain::usage::UsageLimits;
@@ -118,7 +117,7 @@ async fn the_model_reads_the_whole_profile_with_typed_text_escaped(pool: PgPool)
     let body = app.get(PERSONALIZED_JSON, Some(&user.access_token)).await.json();
     assert_eq!(body["engine"], "model", "{body}");
     let message = user_message(&server, 0).await;
-    let profile = reader_profile(app.pool(), &UserId::from(user.id.clone())).await.unwrap().unwrap();
+    let profile = reader_profile(app.pool(), &user.id.clone()).await.unwrap().unwrap();
     let block = rewrite::profile_block(&profile.profile);
     assert!(message.starts_with(&format!("<reader_profile>\n{block}\n</reader_profile>\n")), "{message}");
     assert_eq!(message.matches("</reader_profile>").count(), 1, "the reader's text cannot close the block");

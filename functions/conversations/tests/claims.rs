@@ -83,7 +83,7 @@ async fn a_json_retry_of_a_question_a_dead_stream_claimed_says_when_to_try_again
     // and died: a JSON retry (29 s) cannot outwait it.
     let question = claimed_by_a_dead_request(
         &app,
-        &Owner::User(user.id.clone().into()),
+        &Owner::User(user.id.clone()),
         &conversation,
         Duration::from_secs(152),
     )
@@ -115,7 +115,7 @@ async fn a_dead_calls_reservation_is_given_back_when_its_claim_lapses(pool: PgPo
     let server = model(Duration::ZERO).await;
     let app = app_on(pool, &server, test_config());
     let user = app.signed_up("ada@example.com").await;
-    let reader = Owner::User(user.id.clone().into());
+    let reader = Owner::User(user.id.clone());
     // A call that reserved 5,000 tokens for a claim of 300 ms, and whose process died.
     let limits = app.state.config.usage;
     let Allowance::Granted(dead) =

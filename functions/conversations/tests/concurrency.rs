@@ -154,7 +154,7 @@ async fn a_duplicate_takes_over_a_claim_whose_holder_died(pool: PgPool) {
     let content = MessageContent::parse("What is a topic?".into()).unwrap();
     let arrived = chrono::Utc::now();
     let lease = Duration::from_millis(300);
-    let owner = Owner::User(user.id.clone().into());
+    let owner = Owner::User(user.id.clone());
     let Posted::New(question) = conversations::add_or_find_user_message(
         &pool,
         &owner,

@@ -41,7 +41,7 @@ async fn parallel_reservations_and_settlements_never_deadlock_and_add_up(direct:
         },
         common::router,
     );
-    let reader = Owner::User(app.signed_up("ada@example.com").await.id.into());
+    let reader = Owner::User(app.signed_up("ada@example.com").await.id);
     let guests: Vec<Owner> = (0..6).map(|_| Owner::Guest(Uuid::new_v4())).collect();
     // Twelve callers for the reader, three for each guest: each reader row and both budget
     // rows are wanted by many transactions at once.

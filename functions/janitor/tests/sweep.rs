@@ -8,7 +8,6 @@ use janitor::{Sweep, handle, sweep};
 use primer_shared::AppState;
 use primer_shared::domain::auth::recovery::{self, Purpose};
 use primer_shared::domain::book::{self, ChapterId, ChapterSource};
-use primer_shared::domain::ids::UserId;
 use primer_shared::domain::personalize::Fingerprint;
 use primer_shared::domain::personalize::cache::{MARKDOWN, object_key, personalized_chapter};
 use primer_shared::domain::profile::examples::api_example;
@@ -40,7 +39,7 @@ async fn reader(app: &TestApp, email: &str, level: &str) -> TestUser {
 
 /// Makes (and stores) `user`'s copy of `chapter`; returns its key.
 async fn read(app: &TestApp, user: &TestUser, chapter: ChapterId) -> ObjectKey {
-    personalized_chapter(&app.state.personalizer(), &UserId::from(user.id.clone()), chapter)
+    personalized_chapter(&app.state.personalizer(), &user.id.clone(), chapter)
         .await
         .unwrap()
         .key
@@ -349,7 +348,7 @@ async fn staleness_follows_the_fingerprint_not_the_profile_hash(pool: PgPool) {
     assert_ne!(hash, first_hash);
     // What a deployment with a model stored for this profile is live as well...
     let model = Fingerprint::of_model(1, &profile_hash(document.clone()));
-    let ada_id = UserId::from(ada.id.clone());
+    let ada_id = ada.id.clone();
     let model_key = object_key(&ada_id, chapter("1"), 1, &model).unwrap();
     stored_copy(&app, &ada, model_key.as_str(), &hash, Some(model.as_str())).await;
     // ...but not one made for the profile before the goal, nor one from before fingerprints.

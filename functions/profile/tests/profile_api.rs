@@ -440,5 +440,5 @@ async fn deleting_the_user_removes_the_profile(pool: PgPool) {
     app.accounts().delete(blobs, &ada.id, &ada.session_id, password, &app.client()).await.unwrap();
     let owners: Vec<String> =
         sqlx::query_scalar("SELECT user_id FROM user_profiles").fetch_all(app.pool()).await.unwrap();
-    assert_eq!(owners, [bob.id]);
+    assert_eq!(owners, [bob.id.into_string()]);
 }

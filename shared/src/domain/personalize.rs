@@ -205,7 +205,7 @@ impl ReaderProfile {
 
 /// The user's reader profile; `None` without a profile or before onboarding.
 pub async fn reader_profile(db: impl PgExecutor<'_>, user_id: &UserId) -> Result<Option<ReaderProfile>> {
-    Ok(profile::find(db, user_id.as_str()).await?.and_then(ReaderProfile::of))
+    Ok(profile::find(db, user_id).await?.and_then(ReaderProfile::of))
 }
 
 /// Which engine made a personalized chapter (the `engine` column).

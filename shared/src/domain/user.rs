@@ -7,6 +7,7 @@ use unicode_normalization::UnicodeNormalization;
 use unicode_security::MixedScript;
 use uuid::Uuid;
 
+use crate::domain::ids::UserId;
 use crate::error::{Error, FieldErrors, Result, ResultExt};
 
 /// An email address for a new account: NFKC-normalised, trimmed and lower-cased, without
@@ -130,7 +131,8 @@ impl UserName {
 #[schema(examples(crate::schema::examples::user))]
 pub struct User {
     /// Id (a UUID for users created here; Better-Auth's own ids are 32 characters).
-    pub id: String,
+    #[schema(value_type = String)]
+    pub id: UserId,
     /// Normalised email.
     #[schema(format = Email)]
     pub email: String,
@@ -155,36 +157,42 @@ pub struct User {
     pub updated_at: DateTime<Utc>,
 }
 
-/// The `user` columns as [`User`] reads them.
-macro_rules! user_columns {
-    ($t:literal) => {
-        concat!(
-            $t,
-            ".id, ",
-            $t,
-            ".email, ",
-            $t,
-            ".name, ",
-            $t,
-            ".image, ",
-            $t,
-            r#"."emailVerified" AS email_verified, "#,
-            $t,
-            ".is_active, ",
-            $t,
-            ".preferences, ",
-            $t,
-            ".last_login, ",
-            $t,
-            r#"."createdAt" AS created_at, "#,
-            $t,
-            r#"."updatedAt" AS updated_at"#
-        )
+/// [`sqlx::query_as!`] of a [`User`]: the statement is `$head`, the `user` columns of `u` as
+/// [`User`] reads them, then `$tail` (string literals, so the macro sees one statement).
+macro_rules! query_user {
+    ($head:tt, $tail:tt $(, $arg:expr)* $(,)?) => {
+        sqlx::query_as!(User, $head + r#"u.id AS "id: UserId", u.email, u.name, u.image, u."emailVerified" AS email_verified, u.is_active, u.preferences, u.last_login, u."createdAt" AS created_at, u."updatedAt" AS updated_at"# + $tail $(, $arg)*)
+    };
+}
+
+/// [`sqlx::query!`] of a row with the user's columns as [`query_user!`] reads them and others
+/// (`$head` names those before, `$tail` those after); [`user_of!`] makes the [`User`].
+macro_rules! query_with_user {
+    ($head:tt, $tail:tt $(, $arg:expr)* $(,)?) => {
+        sqlx::query!($head + r#"u.id AS "id: UserId", u.email, u.name, u.image, u."emailVerified" AS email_verified, u.is_active, u.preferences, u.last_login, u."createdAt" AS created_at, u."updatedAt" AS updated_at"# + $tail $(, $arg)*)
+    };
+}
+
+/// The [`User`] of a row [`query_with_user!`] read.
+macro_rules! user_of {
+    ($row:ident) => {
+        User {
+            id: $row.id,
+            email: $row.email,
+            name: $row.name,
+            image: $row.image,
+            email_verified: $row.email_verified,
+            is_active: $row.is_active,
+            preferences: $row.preferences,
+            last_login: $row.last_login,
+            created_at: $row.created_at,
+            updated_at: $row.updated_at,
+        }
     };
 }
 
 // Provider accounts (GitHub, Google, OpenID Connect): the `account` rows of signing in without
-// a password. After the macro above, which it uses.
+// a password. After the macros above, which it uses.
 #[cfg(feature = "oauth")]
 pub mod linked;
 
@@ -197,26 +205,26 @@ pub async fn create_with_password(
     password_hash: &str,
 ) -> Result<User> {
     let id = Uuid::new_v4().to_string();
-    let user: User = sqlx::query_as(concat!(
+    let user: User = query_user!(
         r#"INSERT INTO "user" AS u (id, name, email, "emailVerified", "createdAt", "updatedAt")
            VALUES ($1, $2, $3, false, now(), now()) RETURNING "#,
-        user_columns!("u")
-    ))
-    .bind(&id)
-    .bind(name.as_str())
-    .bind(email.as_str())
+        "",
+        id,
+        name.as_str(),
+        email.as_str(),
+    )
     .fetch_one(&mut *conn)
     .await
     .on_constraint("user_email_key", email_taken)
     .on_constraint("user_email_lower_key", email_taken)?;
     // Better-Auth's credential account: accountId is the user id.
-    sqlx::query(
+    sqlx::query!(
         r#"INSERT INTO "account" (id, "accountId", "providerId", "userId", password, "createdAt", "updatedAt")
            VALUES ($1, $2, 'credential', $2, $3, now(), now())"#,
+        Uuid::new_v4().to_string(),
+        id,
+        password_hash,
     )
-    .bind(Uuid::new_v4().to_string())
-    .bind(&id)
-    .bind(password_hash)
     .execute(&mut *conn)
     .await?;
     Ok(user)
@@ -230,10 +238,9 @@ pub(crate) fn email_taken(_: &sqlx::Error) -> Error {
 }
 
 /// A user and their stored password hash, for a login.
-#[derive(Debug, sqlx::FromRow)]
+#[derive(Debug)]
 pub struct Credentials {
     /// The user.
-    #[sqlx(flatten)]
     pub user: User,
     /// The credential account's hash; `None` for a user who only signs in through SSO.
     pub password_hash: Option<String>,
@@ -246,38 +253,37 @@ pub async fn credentials_by_email(
     db: impl PgExecutor<'_>,
     email: &SignInEmail,
 ) -> Result<Option<Credentials>> {
-    Ok(sqlx::query_as(concat!(
+    let row = query_with_user!(
         "SELECT ",
-        user_columns!("u"),
-        r#", a.password AS password_hash FROM "user" u
+        r#", a.password AS "password_hash?" FROM "user" u
            LEFT JOIN "account" a ON a."userId" = u.id AND a."providerId" = 'credential'
            WHERE lower(u.email) IN ($1, $2)
-           ORDER BY lower(u.email) = $2 DESC LIMIT 1"#
-    ))
-    .bind(&email.normalised)
-    .bind(&email.as_typed)
+           ORDER BY lower(u.email) = $2 DESC LIMIT 1"#,
+        email.normalised,
+        email.as_typed,
+    )
     .fetch_optional(db)
-    .await?)
+    .await?;
+    Ok(row.map(|row| Credentials { password_hash: row.password_hash, user: user_of!(row) }))
 }
 
 /// The user with this id and their password hash.
-pub async fn credentials_by_id(db: impl PgExecutor<'_>, user_id: &str) -> Result<Option<Credentials>> {
-    Ok(sqlx::query_as(concat!(
+pub async fn credentials_by_id(db: impl PgExecutor<'_>, user_id: &UserId) -> Result<Option<Credentials>> {
+    let row = query_with_user!(
         "SELECT ",
-        user_columns!("u"),
-        r#", a.password AS password_hash FROM "user" u
+        r#", a.password AS "password_hash?" FROM "user" u
            LEFT JOIN "account" a ON a."userId" = u.id AND a."providerId" = 'credential'
-           WHERE u.id = $1"#
-    ))
-    .bind(user_id)
+           WHERE u.id = $1"#,
+        user_id.as_str(),
+    )
     .fetch_optional(db)
-    .await?)
+    .await?;
+    Ok(row.map(|row| Credentials { password_hash: row.password_hash, user: user_of!(row) }))
 }
 
 /// The user with this id.
-pub async fn by_id(db: impl PgExecutor<'_>, user_id: &str) -> Result<Option<User>> {
-    Ok(sqlx::query_as(concat!("SELECT ", user_columns!("u"), r#" FROM "user" u WHERE u.id = $1"#))
-        .bind(user_id)
+pub async fn by_id(db: impl PgExecutor<'_>, user_id: &UserId) -> Result<Option<User>> {
+    Ok(query_user!("SELECT ", r#" FROM "user" u WHERE u.id = $1"#, user_id.as_str())
         .fetch_optional(db)
         .await?)
 }
@@ -287,51 +293,49 @@ pub async fn by_id(db: impl PgExecutor<'_>, user_id: &str) -> Result<Option<User
 pub async fn by_live_session(
     db: impl PgExecutor<'_>,
     session_id: &str,
-    user_id: &str,
+    user_id: &UserId,
 ) -> Result<Option<User>> {
-    Ok(sqlx::query_as(concat!(
+    Ok(query_user!(
         "SELECT ",
-        user_columns!("u"),
         r#" FROM "session" s JOIN "user" u ON u.id = s."userId"
-           WHERE s.id = $1 AND s."userId" = $2 AND s."expiresAt" > now()"#
-    ))
-    .bind(session_id)
-    .bind(user_id)
+           WHERE s.id = $1 AND s."userId" = $2 AND s."expiresAt" > now()"#,
+        session_id,
+        user_id.as_str(),
+    )
     .fetch_optional(db)
     .await?)
 }
 
 /// A live session's id and its user.
-#[derive(Debug, sqlx::FromRow)]
+#[derive(Debug)]
 pub struct SessionUser {
     /// The session row's id.
     pub session_id: String,
     /// Its user.
-    #[sqlx(flatten)]
     pub user: User,
 }
 
 /// The live session whose stored token is `token` (a Better-Auth session) and its user.
 pub async fn by_session_token(db: impl PgExecutor<'_>, token: &str) -> Result<Option<SessionUser>> {
-    Ok(sqlx::query_as(concat!(
+    let row = query_with_user!(
         "SELECT s.id AS session_id, ",
-        user_columns!("u"),
         r#" FROM "session" s JOIN "user" u ON u.id = s."userId"
-           WHERE s.token = $1 AND s."expiresAt" > now()"#
-    ))
-    .bind(token)
+           WHERE s.token = $1 AND s."expiresAt" > now()"#,
+        token,
+    )
     .fetch_optional(db)
-    .await?)
+    .await?;
+    Ok(row.map(|row| SessionUser { session_id: row.session_id, user: user_of!(row) }))
 }
 
 /// Replaces the password hash of the user's credential account.
-pub async fn set_password_hash(db: impl PgExecutor<'_>, user_id: &str, hash: &str) -> Result<()> {
-    sqlx::query(
+pub async fn set_password_hash(db: impl PgExecutor<'_>, user_id: &UserId, hash: &str) -> Result<()> {
+    sqlx::query!(
         r#"UPDATE "account" SET password = $2, "updatedAt" = now()
            WHERE "userId" = $1 AND "providerId" = 'credential'"#,
+        user_id.as_str(),
+        hash,
     )
-    .bind(user_id)
-    .bind(hash)
     .execute(db)
     .await?;
     Ok(())
@@ -340,37 +344,39 @@ pub async fn set_password_hash(db: impl PgExecutor<'_>, user_id: &str, hash: &st
 /// Sets the user's password: replaces the credential account's hash, or creates the credential
 /// account of a user who had none (one who signed in through another provider), as
 /// Better-Auth's own reset does.
-pub async fn set_or_create_password(db: impl PgExecutor<'_>, user_id: &str, hash: &str) -> Result<()> {
-    sqlx::query(
+pub async fn set_or_create_password(db: impl PgExecutor<'_>, user_id: &UserId, hash: &str) -> Result<()> {
+    sqlx::query!(
         r#"INSERT INTO "account" (id, "accountId", "providerId", "userId", password, "createdAt", "updatedAt")
            VALUES ($3, $1, 'credential', $1, $2, now(), now())
            ON CONFLICT ("userId") WHERE "providerId" = 'credential'
            DO UPDATE SET password = EXCLUDED.password, "updatedAt" = now()"#,
+        user_id.as_str(),
+        hash,
+        Uuid::new_v4().to_string(),
     )
-    .bind(user_id)
-    .bind(hash)
-    .bind(Uuid::new_v4().to_string())
     .execute(db)
     .await?;
     Ok(())
 }
 
 /// Records that the user's address reached its owner.
-pub async fn mark_email_verified(db: impl PgExecutor<'_>, user_id: &str) -> Result<()> {
-    sqlx::query(r#"UPDATE "user" SET "emailVerified" = true, "updatedAt" = now() WHERE id = $1 AND NOT "emailVerified""#)
-        .bind(user_id)
-        .execute(db)
+pub async fn mark_email_verified(db: impl PgExecutor<'_>, user_id: &UserId) -> Result<()> {
+    sqlx::query!(
+        r#"UPDATE "user" SET "emailVerified" = true, "updatedAt" = now() WHERE id = $1 AND NOT "emailVerified""#,
+        user_id.as_str(),
+    )
+    .execute(db)
         .await?;
     Ok(())
 }
 
 /// Stamps a successful login and returns the user as it now is.
-pub async fn record_login(db: impl PgExecutor<'_>, user_id: &str) -> Result<User> {
-    Ok(sqlx::query_as(concat!(
+pub async fn record_login(db: impl PgExecutor<'_>, user_id: &UserId) -> Result<User> {
+    Ok(query_user!(
         r#"UPDATE "user" u SET last_login = now() WHERE u.id = $1 RETURNING "#,
-        user_columns!("u")
-    ))
-    .bind(user_id)
+        "",
+        user_id.as_str()
+    )
     .fetch_one(db)
     .await?)
 }
@@ -433,29 +439,29 @@ impl UserChanges {
 }
 
 /// Applies `changes` and returns the user as it now is.
-pub async fn update(db: impl PgExecutor<'_>, user_id: &str, changes: UserChanges) -> Result<User> {
-    Ok(sqlx::query_as(concat!(
+pub async fn update(db: impl PgExecutor<'_>, user_id: &UserId, changes: UserChanges) -> Result<User> {
+    Ok(query_user!(
         r#"UPDATE "user" u SET
              name = coalesce($2, u.name),
              image = CASE WHEN $3 THEN $4 ELSE u.image END,
              preferences = u.preferences || coalesce($5, '{}'::jsonb),
              "updatedAt" = now()
            WHERE u.id = $1 RETURNING "#,
-        user_columns!("u")
-    ))
-    .bind(user_id)
-    .bind(changes.name.as_ref().map(UserName::as_str))
-    .bind(changes.image.is_some())
-    .bind(changes.image.flatten())
-    .bind(changes.preferences.map(serde_json::Value::Object))
+        "",
+        user_id.as_str(),
+        changes.name.as_ref().map(UserName::as_str),
+        changes.image.is_some(),
+        changes.image.flatten(),
+        changes.preferences.map(serde_json::Value::Object),
+    )
     .fetch_one(db)
     .await?)
 }
 
 /// Deletes the user; every row of theirs that has a foreign key to them goes with it
 /// (cascades). Rows that name the user by text go with [`crate::domain::auth::delete_account`].
-pub async fn delete(db: impl PgExecutor<'_>, user_id: &str) -> Result<bool> {
-    let done = sqlx::query(r#"DELETE FROM "user" WHERE id = $1"#).bind(user_id).execute(db).await?;
+pub async fn delete(db: impl PgExecutor<'_>, user_id: &UserId) -> Result<bool> {
+    let done = sqlx::query!(r#"DELETE FROM "user" WHERE id = $1"#, user_id.as_str()).execute(db).await?;
     Ok(done.rows_affected() > 0)
 }
 
@@ -466,11 +472,11 @@ pub async fn delete(db: impl PgExecutor<'_>, user_id: &str) -> Result<bool> {
 /// revokes the session this transaction opens.
 pub async fn record_password_login(
     conn: &mut PgConnection,
-    user_id: &str,
+    user_id: &UserId,
     verified: &str,
     upgrade: Option<&str>,
 ) -> Result<Option<User>> {
-    Ok(sqlx::query_as(concat!(
+    Ok(query_user!(
         r#"WITH still AS (
              UPDATE "account" SET password = coalesce($3, password),
                     "updatedAt" = CASE WHEN $3 IS NULL THEN "updatedAt" ELSE now() END
@@ -478,11 +484,11 @@ pub async fn record_password_login(
              RETURNING 1)
            UPDATE "user" u SET last_login = now() WHERE u.id = $1 AND EXISTS (SELECT 1 FROM still)
            RETURNING "#,
-        user_columns!("u")
-    ))
-    .bind(user_id)
-    .bind(verified)
-    .bind(upgrade)
+        "",
+        user_id.as_str(),
+        verified,
+        upgrade,
+    )
     .fetch_optional(&mut *conn)
     .await?)
 }

@@ -17,6 +17,7 @@ use uuid::Uuid;
 pub use crate::domain::auth::sessions::ClientMeta;
 use crate::domain::auth::{better_auth, tokens};
 use crate::domain::conversations::Owner;
+use crate::domain::ids::UserId;
 use crate::domain::user::{self, User};
 use crate::error::Error;
 use crate::http::app::{AppState, BODY_LIMIT};
@@ -102,7 +103,7 @@ fn json_rejection(rejection: JsonRejection) -> Error {
 #[derive(Debug, Clone)]
 pub struct AuthUser {
     /// The user's id.
-    pub user_id: String,
+    pub user_id: UserId,
     /// The session the token belongs to.
     pub session_id: String,
     /// The user, as of this request.
@@ -129,12 +130,13 @@ impl FromRequestParts<AppState> for AuthUser {
             }
             (Err(e), None) => return Err(e),
         };
+        let user_id = UserId::from(claims.sub);
         let user =
-            user::by_live_session(&state.pool, &claims.sid, &claims.sub).await?.ok_or(Error::Unauthorized)?;
+            user::by_live_session(&state.pool, &claims.sid, &user_id).await?.ok_or(Error::Unauthorized)?;
         if !user.is_active {
             return Err(Error::AccountDisabled);
         }
-        Ok(Self { user_id: claims.sub, session_id: claims.sid, user })
+        Ok(Self { user_id, session_id: claims.sid, user })
     }
 }
 
@@ -167,7 +169,7 @@ impl FromRequestParts<AppState> for Caller {
 impl From<Caller> for Owner {
     fn from(caller: Caller) -> Self {
         match caller {
-            Caller::User(user) => Self::User(user.user_id.into()),
+            Caller::User(user) => Self::User(user.user_id),
             Caller::Guest { guest_id } => Self::Guest(guest_id),
         }
     }

@@ -21,6 +21,16 @@ use crate::infra::deadline;
 /// Every migration in `migrations/`, embedded at build time.
 pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
 
+/// The newest migration the database has applied (`None` before the first, or when the
+/// migrations' table cannot be read).
+pub async fn applied_migration(pool: &PgPool) -> Option<i64> {
+    sqlx::query_scalar!("SELECT max(version) FROM _sqlx_migrations WHERE success")
+        .fetch_one(pool)
+        .await
+        .ok()
+        .flatten()
+}
+
 /// A pool that connects on first use, so a cold start costs no round trip to the database
 /// and a function that never queries never connects.
 pub fn lazy_pool(config: &Config) -> Result<PgPool, ConfigError> {

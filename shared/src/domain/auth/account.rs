@@ -84,7 +84,7 @@ impl<'a> Accounts<'a> {
         // Signing up is signing in: the address becomes a known place of the account.
         rate_limit::record_place(&mut *tx, &user.id, client.ip.as_deref()).await?;
         if let Some(guest_id) = account.guest {
-            guests::claim_conversations(&mut *tx, guest_id, &UserId::from(user.id.clone())).await?;
+            guests::claim_conversations(&mut *tx, guest_id, &user.id).await?;
         }
         tx.commit().await?;
         tracing::info!(user_id = %user.id, "registered");
@@ -143,7 +143,7 @@ impl<'a> Accounts<'a> {
         let session_id = sessions::create(&mut *tx, &user.id, &refresh, self.session_ttl(), client).await?;
         rate_limit::record_place(&mut *tx, &user.id, client.ip.as_deref()).await?;
         if let Some(guest_id) = guest {
-            guests::claim_conversations(&mut *tx, guest_id, &UserId::from(user.id.clone())).await?;
+            guests::claim_conversations(&mut *tx, guest_id, &user.id).await?;
         }
         tx.commit().await?;
         Ok(SignedIn { user, session_id, refresh })
@@ -179,7 +179,7 @@ impl<'a> Accounts<'a> {
     /// elsewhere cannot block the reader's own session.
     pub async fn confirm_password(
         &self,
-        user_id: &str,
+        user_id: &UserId,
         session_id: &str,
         password: &Password,
         field: &str,
@@ -211,7 +211,7 @@ impl<'a> Accounts<'a> {
     /// revokes every other session of the user.
     pub async fn change_password(
         &self,
-        user_id: &str,
+        user_id: &UserId,
         session_id: &str,
         current: &Password,
         new: &Password,
@@ -234,7 +234,7 @@ impl<'a> Accounts<'a> {
     pub async fn delete(
         &self,
         blobs: &dyn BlobStore,
-        user_id: &str,
+        user_id: &UserId,
         session_id: &str,
         password: Option<String>,
         client: &ClientMeta,
@@ -252,18 +252,15 @@ impl<'a> Accounts<'a> {
             ));
         }
         // Objects first: if the store fails, the account stays and the request can be retried.
-        let objects =
-            personalize::cache::delete_user_objects(blobs, &UserId::from(user_id.to_owned())).await?;
+        let objects = personalize::cache::delete_user_objects(blobs, user_id).await?;
         super::delete_account(self.pool, user_id).await?;
         // A chapter request racing the delete may have stored one more object; the row is gone
         // with the user, so sweep again (best effort: the bucket's lifecycle rule is the
         // backstop).
-        if let Err(e) =
-            personalize::cache::delete_user_objects(blobs, &UserId::from(user_id.to_owned())).await
-        {
-            tracing::warn!(user_id, error = %ErrorChain(&e), "objects left after account deletion");
+        if let Err(e) = personalize::cache::delete_user_objects(blobs, user_id).await {
+            tracing::warn!(user_id = %user_id, error = %ErrorChain(&e), "objects left after account deletion");
         }
-        tracing::info!(user_id, objects, "account deleted");
+        tracing::info!(user_id = %user_id, objects, "account deleted");
         Ok(objects)
     }
 
@@ -293,7 +290,7 @@ impl<'a> Accounts<'a> {
 
     /// Marks the account's address verified with a verification link's token; returns the
     /// user's id. An unknown, expired, spent or forged token is one 400.
-    pub async fn verify_email(&self, token: &str, client: &ClientMeta) -> Result<String> {
+    pub async fn verify_email(&self, token: &str, client: &ClientMeta) -> Result<UserId> {
         let redeemable = self.recovery().check(Purpose::VerifyEmail, token, client.ip.as_deref()).await?;
         let mut tx = self.pool.begin().await?;
         if !recovery::complete_verification(&mut tx, &redeemable).await? {

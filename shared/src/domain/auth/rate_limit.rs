@@ -45,6 +45,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgExecutor, PgPool};
 
+use crate::domain::ids::UserId;
 use crate::error::{Error, Result};
 pub use crate::infra::config::{AccountMailLimit, AddressLimit, LoginLimits};
 use crate::infra::email::MailKind;
@@ -56,7 +57,7 @@ pub struct AccountKey(String);
 
 impl AccountKey {
     /// The key of an existing account.
-    pub fn user(user_id: &str) -> Self {
+    pub fn user(user_id: &UserId) -> Self {
         Self(format!("user:{user_id}"))
     }
 
@@ -67,7 +68,7 @@ impl AccountKey {
 
     /// The key of an account's recovery tokens (password reset, address verification): kept
     /// apart from its password checks, so that failed logins do not block recovery.
-    pub fn recovery(user_id: &str) -> Self {
+    pub fn recovery(user_id: &UserId) -> Self {
         Self(format!("recovery:user:{user_id}"))
     }
 
@@ -116,14 +117,14 @@ impl PasswordCheck {
     pub async fn passed_in(self, tx: &mut PgConnection) -> Result<()> {
         lock(tx, "password-checks:account", self.account.as_str()).await?;
         // Without an address (`$3` NULL) no other row matches.
-        sqlx::query(
+        sqlx::query!(
             "WITH mine AS (DELETE FROM password_checks WHERE id = $1)
              UPDATE password_checks SET forgiven_for_address = true
              WHERE account = $2 AND address = $3 AND NOT forgiven_for_address AND id <> $1",
+            self.id,
+            self.account.as_str(),
+            self.address.as_deref(),
         )
-        .bind(self.id)
-        .bind(self.account.as_str())
-        .bind(self.address.as_deref())
         .execute(&mut *tx)
         .await?;
         Ok(())
@@ -131,10 +132,7 @@ impl PasswordCheck {
 
     /// The password (or token) was wrong: the check stays, as the failure's record.
     pub async fn failed(self, db: &PgPool) -> Result<()> {
-        sqlx::query("UPDATE password_checks SET failed = true WHERE id = $1")
-            .bind(self.id)
-            .execute(db)
-            .await?;
+        sqlx::query!("UPDATE password_checks SET failed = true WHERE id = $1", self.id).execute(db).await?;
         Ok(())
     }
 }
@@ -197,7 +195,7 @@ pub async fn reserve_check_in_session(
 }
 
 /// What a budget holds within its window.
-#[derive(Debug, sqlx::FromRow)]
+#[derive(Debug)]
 struct Budget {
     /// Checks that failed (or whose process died).
     failures: i64,
@@ -274,7 +272,8 @@ async fn try_reserve(
     };
     let source_key = source.key();
     let (per_account, window) = (limits.per_account, limits.window);
-    match budget(&mut tx, ACCOUNT_BUDGET, account.as_str(), Some(&source_key), per_account, window).await? {
+    let of_account = BudgetOf::Account { account: account.as_str(), source: &source_key };
+    match budget(&mut tx, of_account, per_account, window).await? {
         Verdict::FullUntil(until) => return Err(rate_limited(until)),
         Verdict::Busy => return Ok(None),
         Verdict::Room => {}
@@ -282,76 +281,93 @@ async fn try_reserve(
     // Strangers to the address share its budget; readers known there (a place, a session) do not.
     if let Some(address) = address.filter(|_| source == Source::Elsewhere) {
         lock(&mut tx, "password-checks:address", address).await?;
-        match budget(&mut tx, ADDRESS_BUDGET, address, None, limits.per_address, limits.window).await? {
+        match budget(&mut tx, BudgetOf::Address(address), limits.per_address, limits.window).await? {
             Verdict::FullUntil(until) => return Err(rate_limited(until)),
             Verdict::Busy => return Ok(None),
             Verdict::Room => {}
         }
     }
-    let id = sqlx::query_scalar(
+    let id = sqlx::query_scalar!(
         "INSERT INTO password_checks (account, address, source) VALUES ($1, $2, $3) RETURNING id",
+        account.as_str(),
+        address,
+        source_key,
     )
-    .bind(account.as_str())
-    .bind(address)
-    .bind(&source_key)
     .fetch_one(&mut *tx)
     .await?;
     tx.commit().await?;
     Ok(Some(PasswordCheck { id, account: account.clone(), address: address.map(str::to_owned) }))
 }
 
-/// The failures and the checks in flight within the window (`$2` seconds) of the checks a
-/// budget counts, and the `$4`-th newest failure's time; a check in flight for more than `$3`
-/// seconds counts as a failure. A `WHERE` condition on `$1` (and `$5`) follows.
-macro_rules! budget_of {
-    () => {
-        "SELECT count(*) FILTER (WHERE failed OR checked_at <= clock_timestamp() - make_interval(secs => $3)) AS failures,
-                count(*) FILTER (WHERE NOT failed AND checked_at > clock_timestamp() - make_interval(secs => $3)) AS in_flight,
+/// The budget a check counts against.
+#[derive(Clone, Copy)]
+enum BudgetOf<'a> {
+    /// An account's, for one source of checks (a place, a session, elsewhere).
+    Account { account: &'a str, source: &'a str },
+    /// An address's: the typos of accounts that then signed in there are forgiven.
+    Address(&'a str),
+}
+
+/// [`sqlx::query_as!`] of a [`Budget`]: the failures and the checks in flight within the window
+/// (`$2` seconds) of the checks the budget counts, and the `$4`-th newest failure's time; a check
+/// in flight for more than `$3` seconds counts as a failure. The `WHERE` condition on `$1` (and
+/// `$5`) that picks the budget's checks follows.
+macro_rules! budget_query {
+    ($condition:tt, $($arg:expr),+ $(,)?) => {
+        sqlx::query_as!(
+            Budget,
+            r#"SELECT count(*) FILTER (WHERE failed OR checked_at <= clock_timestamp() - make_interval(secs => $3)) AS "failures!",
+                count(*) FILTER (WHERE NOT failed AND checked_at > clock_timestamp() - make_interval(secs => $3)) AS "in_flight!",
                 (array_agg(checked_at ORDER BY checked_at DESC)
                     FILTER (WHERE failed OR checked_at <= clock_timestamp() - make_interval(secs => $3)))[$4] AS nth_failure_at
          FROM password_checks
-         WHERE checked_at > now() - make_interval(secs => $2) AND "
+         WHERE checked_at > now() - make_interval(secs => $2) AND "# + $condition,
+            $($arg),+
+        )
     };
 }
 
-/// An account's budget for one source: `$1` the account, `$5` the source.
-const ACCOUNT_BUDGET: &str = concat!(budget_of!(), "account = $1 AND source = $5");
-
-/// An address's budget: `$1` the address; the typos of accounts that then signed in there are
-/// forgiven.
-const ADDRESS_BUDGET: &str = concat!(budget_of!(), "address = $1 AND NOT forgiven_for_address");
-
-/// Whether the budget `sql` counts for `key` (and `source`) admits another check.
+/// Whether `budget` admits another check.
 async fn budget(
     tx: &mut PgConnection,
-    sql: &'static str,
-    key: &str,
-    source: Option<&str>,
+    budget: BudgetOf<'_>,
     limit: i64,
     window: Duration,
 ) -> Result<Verdict> {
-    let mut query = sqlx::query_as::<_, Budget>(sql)
-        .bind(key)
-        .bind(window.as_secs_f64())
-        .bind(CHECK_LIFETIME.as_secs_f64())
-        .bind(limit.max(1) as i32);
-    if let Some(source) = source {
-        query = query.bind(source);
-    }
-    Ok(query.fetch_one(tx).await?.verdict(limit, window))
+    let (window_secs, lifetime_secs, nth) =
+        (window.as_secs_f64(), CHECK_LIFETIME.as_secs_f64(), limit.max(1) as i32);
+    let held = match budget {
+        BudgetOf::Account { account, source } => {
+            budget_query!("account = $1 AND source = $5", account, window_secs, lifetime_secs, nth, source)
+                .fetch_one(tx)
+                .await?
+        }
+        BudgetOf::Address(address) => {
+            budget_query!(
+                "address = $1 AND NOT forgiven_for_address",
+                address,
+                window_secs,
+                lifetime_secs,
+                nth
+            )
+            .fetch_one(tx)
+            .await?
+        }
+    };
+    Ok(held.verdict(limit, window))
 }
 
 /// True when `account` signed in with its password from `address` within
 /// [`KNOWN_PLACE_KEPT`].
 async fn is_known_place(db: impl PgExecutor<'_>, account: &AccountKey, address: &str) -> Result<bool> {
     let Some(user_id) = account.signed_in_user() else { return Ok(false) };
-    Ok(sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM sign_in_places
-                        WHERE user_id = $1 AND address = $2 AND signed_in_at > now() - make_interval(secs => $3))",
+    Ok(sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM sign_in_places
+                        WHERE user_id = $1 AND address = $2 AND signed_in_at > now() - make_interval(secs => $3)) AS "known!""#,
+        user_id,
+        address,
+        KNOWN_PLACE_KEPT.as_secs_f64(),
     )
-    .bind(user_id)
-    .bind(address)
-    .bind(KNOWN_PLACE_KEPT.as_secs_f64())
     .fetch_one(db)
     .await?)
 }
@@ -359,14 +375,14 @@ async fn is_known_place(db: impl PgExecutor<'_>, account: &AccountKey, address: 
 /// Records that `user_id` signed in from `address` (with their password, a reset link, or at
 /// sign-up), in the caller's transaction: from now on a known place of the account. Call it
 /// after the transaction has locked the user's row, as every sign-in does.
-pub async fn record_place(db: impl PgExecutor<'_>, user_id: &str, address: Option<&str>) -> Result<()> {
+pub async fn record_place(db: impl PgExecutor<'_>, user_id: &UserId, address: Option<&str>) -> Result<()> {
     let Some(address) = address else { return Ok(()) };
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO sign_in_places (user_id, address) VALUES ($1, $2)
          ON CONFLICT (user_id, address) DO UPDATE SET signed_in_at = now()",
+        user_id.as_str(),
+        address,
     )
-    .bind(user_id)
-    .bind(address)
     .execute(db)
     .await?;
     Ok(())
@@ -428,24 +444,23 @@ pub async fn admit_mail(
 async fn admit_one(db: &PgPool, scope: &str, per: i64, window: Duration, key: &str) -> Result<()> {
     let mut tx = db.begin().await?;
     lock(&mut tx, scope, key).await?;
-    let nth: Option<DateTime<Utc>> = sqlx::query_scalar(
+    let nth: Option<DateTime<Utc>> = sqlx::query_scalar!(
         "SELECT admitted_at FROM address_admissions
          WHERE scope = $4 AND address = $1 AND admitted_at > now() - make_interval(secs => $3)
          ORDER BY admitted_at DESC OFFSET $2 - 1 LIMIT 1",
+        key,
+        // `$2 - 1` is an int4 to PostgreSQL; no limit is anywhere near its end.
+        i32::try_from(per.max(1)).unwrap_or(i32::MAX),
+        window.as_secs_f64(),
+        scope,
     )
-    .bind(key)
-    .bind(per.max(1))
-    .bind(window.as_secs_f64())
-    .bind(scope)
     .fetch_optional(&mut *tx)
     .await?;
     let full = if per <= 0 { Some(Utc::now()) } else { nth };
     if let Some(until) = full.map(|at| at + window) {
         return Err(rate_limited(until));
     }
-    sqlx::query("INSERT INTO address_admissions (scope, address) VALUES ($1, $2)")
-        .bind(scope)
-        .bind(key)
+    sqlx::query!("INSERT INTO address_admissions (scope, address) VALUES ($1, $2)", scope, key)
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
@@ -456,14 +471,13 @@ async fn admit_one(db: &PgPool, scope: &str, per: i64, window: Duration, key: &s
 /// changes what signs an account in (a login, a password change or reset, the account's
 /// deletion) takes first, before any row, so that no two of them lock the account's rows (its
 /// user, credentials, sessions, checks) in different orders.
-pub async fn lock_account(tx: &mut PgConnection, user_id: &str) -> Result<()> {
+pub async fn lock_account(tx: &mut PgConnection, user_id: &UserId) -> Result<()> {
     lock(tx, "password-checks:account", AccountKey::user(user_id).as_str()).await
 }
 
 /// Serialises, until the transaction ends, every reservation counting the same thing.
 async fn lock(tx: &mut PgConnection, what: &str, key: &str) -> Result<()> {
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
-        .bind(format!("primer.{what}:{key}"))
+    sqlx::query!("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", format!("primer.{what}:{key}"))
         .execute(tx)
         .await?;
     Ok(())
@@ -476,12 +490,15 @@ fn rate_limited(until: DateTime<Utc>) -> Error {
 
 /// Forgets the failed password and recovery-token checks of a deleted account (keyed by
 /// text, not a foreign key; its known places go with the user row).
-pub async fn forget_account(db: impl PgExecutor<'_>, user_id: &str) -> Result<u64> {
-    let forgotten = sqlx::query("DELETE FROM password_checks WHERE account IN ($1, $2)")
-        .bind(AccountKey::user(user_id).as_str())
-        .bind(AccountKey::recovery(user_id).as_str())
-        .execute(db)
-        .await?;
+pub async fn forget_account(db: impl PgExecutor<'_>, user_id: &UserId) -> Result<u64> {
+    let (checks, recovery) = (AccountKey::user(user_id), AccountKey::recovery(user_id));
+    let forgotten = sqlx::query!(
+        "DELETE FROM password_checks WHERE account IN ($1, $2)",
+        checks.as_str(),
+        recovery.as_str(),
+    )
+    .execute(db)
+    .await?;
     Ok(forgotten.rows_affected())
 }
 
@@ -505,19 +522,21 @@ pub async fn prune(
     checks_kept: Duration,
     admissions_kept: Duration,
 ) -> Result<Pruned> {
-    let (checks, admissions, places): (i64, i64, i64) = sqlx::query_as(
-        "WITH checks AS (DELETE FROM password_checks
+    let counts = sqlx::query!(
+        r#"WITH checks AS (DELETE FROM password_checks
                          WHERE checked_at < now() - make_interval(secs => $1) RETURNING 1),
               admissions AS (DELETE FROM address_admissions
                              WHERE admitted_at < now() - make_interval(secs => $2) RETURNING 1),
               places AS (DELETE FROM sign_in_places
                          WHERE signed_in_at < now() - make_interval(secs => $3) RETURNING 1)
-         SELECT (SELECT count(*) FROM checks), (SELECT count(*) FROM admissions), (SELECT count(*) FROM places)",
+         SELECT (SELECT count(*) FROM checks) AS "checks!", (SELECT count(*) FROM admissions) AS "admissions!",
+                (SELECT count(*) FROM places) AS "places!""#,
+        checks_kept.as_secs_f64(),
+        admissions_kept.as_secs_f64(),
+        KNOWN_PLACE_KEPT.as_secs_f64(),
     )
-    .bind(checks_kept.as_secs_f64())
-    .bind(admissions_kept.as_secs_f64())
-    .bind(KNOWN_PLACE_KEPT.as_secs_f64())
     .fetch_one(db)
     .await?;
+    let (checks, admissions, places) = (counts.checks, counts.admissions, counts.places);
     Ok(Pruned { checks: checks as u64, admissions: admissions as u64, places: places as u64 })
 }

@@ -29,6 +29,7 @@ use sqlx::{PgConnection, PgExecutor, PgPool};
 
 use super::rate_limit::{self, AccountKey, EntryPoint, LoginLimits};
 use super::sessions;
+use crate::domain::ids::UserId;
 use crate::domain::user::{self, SignInEmail, User};
 use crate::error::{Error, ErrorChain, Result};
 use crate::infra::config::{AbuseLimits, Config, EmailConfig};
@@ -52,7 +53,7 @@ impl Purpose {
         }
     }
 
-    fn identifier(self, user_id: &str) -> String {
+    fn identifier(self, user_id: &UserId) -> String {
         format!("{}{user_id}", self.prefix())
     }
 }
@@ -101,19 +102,19 @@ fn same(a: &str, b: &str) -> bool {
 pub async fn issue(
     db: impl PgExecutor<'_>,
     purpose: Purpose,
-    user_id: &str,
+    user_id: &UserId,
     email: &str,
     ttl: Duration,
 ) -> Result<RecoveryToken> {
     let token = RecoveryToken::generate();
-    sqlx::query(
+    sqlx::query!(
         r#"INSERT INTO "verification" (id, identifier, value, "expiresAt", "createdAt", "updatedAt")
            VALUES ($1, $2, $3, now() + make_interval(secs => $4), now(), now())"#,
+        token.selector,
+        purpose.identifier(user_id),
+        secret_hash(purpose, email, &token.secret),
+        ttl.as_secs_f64(),
     )
-    .bind(&token.selector)
-    .bind(purpose.identifier(user_id))
-    .bind(secret_hash(purpose, email, &token.secret))
-    .bind(ttl.as_secs_f64())
     .execute(db)
     .await?;
     Ok(token)
@@ -125,7 +126,7 @@ pub struct Redeemable {
     /// What it is for.
     pub purpose: Purpose,
     /// Whose it is.
-    pub user_id: String,
+    pub user_id: UserId,
     /// False when the account is disabled.
     pub is_active: bool,
     id: String,
@@ -133,26 +134,38 @@ pub struct Redeemable {
 }
 
 /// A pending token's row joined with its account.
-#[derive(sqlx::FromRow)]
 struct Pending {
     id: String,
     value: String,
     live: bool,
-    user_id: String,
+    user_id: UserId,
     email: String,
     is_active: bool,
 }
 
-async fn pending(db: impl PgExecutor<'_>, purpose: Purpose, selector: &str) -> Result<Option<Pending>> {
-    Ok(sqlx::query_as(
-        r#"SELECT v.id, v.value, v."expiresAt" > now() AS live, u.id AS user_id, u.email, u.is_active
-           FROM "verification" v JOIN "user" u ON u.id = substr(v.identifier, length($2) + 1)
-           WHERE v.id = $1 AND starts_with(v.identifier, $2)"#,
+/// The pending token with this selector and its account, read from each one's owner: a recovery
+/// link is no hot path, so two short reads rather than a join across owners.
+async fn pending(db: &PgPool, purpose: Purpose, selector: &str) -> Result<Option<Pending>> {
+    let Some(token) = sqlx::query!(
+        r#"SELECT id, value, "expiresAt" > now() AS "live!", substr(identifier, length($2) + 1) AS "user_id!: UserId"
+           FROM "verification" WHERE id = $1 AND starts_with(identifier, $2)"#,
+        selector,
+        purpose.prefix(),
     )
-    .bind(selector)
-    .bind(purpose.prefix())
     .fetch_optional(db)
-    .await?)
+    .await?
+    else {
+        return Ok(None);
+    };
+    let Some(account) = user::by_id(db, &token.user_id).await? else { return Ok(None) };
+    Ok(Some(Pending {
+        id: token.id,
+        value: token.value,
+        live: token.live,
+        user_id: account.id,
+        email: account.email,
+        is_active: account.is_active,
+    }))
 }
 
 /// Checks a presented token of `purpose`: a password check is reserved for its account (or
@@ -207,12 +220,12 @@ pub async fn check(
 /// Deletes the token's row if it is still there and live; false when another request consumed
 /// it first, or it expired in between.
 async fn consume(conn: &mut PgConnection, token: &Redeemable) -> Result<bool> {
-    let done = sqlx::query(
+    let done = sqlx::query!(
         r#"DELETE FROM "verification" WHERE id = $1 AND identifier = $2 AND value = $3 AND "expiresAt" > now()"#,
+        token.id,
+        token.purpose.identifier(&token.user_id),
+        token.value,
     )
-    .bind(&token.id)
-    .bind(token.purpose.identifier(&token.user_id))
-    .bind(&token.value)
     .execute(&mut *conn)
     .await?;
     Ok(done.rows_affected() == 1)
@@ -221,33 +234,33 @@ async fn consume(conn: &mut PgConnection, token: &Redeemable) -> Result<bool> {
 /// Deletes the verification rows past their expiry (a link that no longer works), Better-Auth's
 /// included.
 pub async fn delete_expired(db: impl PgExecutor<'_>) -> Result<u64> {
-    let deleted = sqlx::query(r#"DELETE FROM "verification" WHERE "expiresAt" < now()"#).execute(db).await?;
+    let deleted = sqlx::query!(r#"DELETE FROM "verification" WHERE "expiresAt" < now()"#).execute(db).await?;
     Ok(deleted.rows_affected())
 }
 
 /// Drops every pending token of a deleted user, which name the user by text rather than a
 /// foreign key: primer's (both purposes) and a Better-Auth frontend's reset links
 /// (`reset-password:<token>`, the user id as value).
-pub async fn discard_everything_of(db: impl PgExecutor<'_>, user_id: &str) -> Result<u64> {
-    let done = sqlx::query(
+pub async fn discard_everything_of(db: impl PgExecutor<'_>, user_id: &UserId) -> Result<u64> {
+    let done = sqlx::query!(
         r#"DELETE FROM "verification"
            WHERE identifier IN ($2 || $1, $3 || $1)
               OR (starts_with(identifier, 'reset-password:') AND value = $1)"#,
+        user_id.as_str(),
+        Purpose::PasswordReset.prefix(),
+        Purpose::VerifyEmail.prefix(),
     )
-    .bind(user_id)
-    .bind(Purpose::PasswordReset.prefix())
-    .bind(Purpose::VerifyEmail.prefix())
     .execute(db)
     .await?;
     Ok(done.rows_affected())
 }
 
 /// Drops every pending token of `purpose` of the user: once one worked, older links stop.
-async fn discard_all(db: impl PgExecutor<'_>, purpose: Purpose, user_id: &str) -> Result<u64> {
-    let done = sqlx::query(r#"DELETE FROM "verification" WHERE identifier = $1"#)
-        .bind(purpose.identifier(user_id))
-        .execute(db)
-        .await?;
+async fn discard_all(db: impl PgExecutor<'_>, purpose: Purpose, user_id: &UserId) -> Result<u64> {
+    let done =
+        sqlx::query!(r#"DELETE FROM "verification" WHERE identifier = $1"#, purpose.identifier(user_id))
+            .execute(db)
+            .await?;
     Ok(done.rows_affected())
 }
 
@@ -415,8 +428,9 @@ mod tests {
     #[test]
     fn primers_identifiers_never_look_like_better_auths() {
         for purpose in [Purpose::PasswordReset, Purpose::VerifyEmail] {
-            assert!(purpose.identifier("u1").starts_with("primer:"));
-            assert!(!purpose.identifier("u1").starts_with("reset-password:"));
+            let user = UserId::from("u1");
+            assert!(purpose.identifier(&user).starts_with("primer:"));
+            assert!(!purpose.identifier(&user).starts_with("reset-password:"));
         }
     }
 }

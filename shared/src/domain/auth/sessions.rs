@@ -12,6 +12,7 @@ use sqlx::{PgConnection, PgExecutor};
 use uuid::Uuid;
 
 use super::tokens::{RefreshToken, storage_hash};
+use crate::domain::ids::UserId;
 use crate::error::Result;
 use crate::infra::config::JwtConfig;
 
@@ -38,14 +39,14 @@ pub const MAX_SPENT_TOKENS_PER_SESSION: i64 = 100;
 /// request holds at the moment (being refreshed or revoked) are skipped, never waited for.
 pub async fn create(
     db: impl PgExecutor<'_>,
-    user_id: &str,
+    user_id: &UserId,
     refresh: &RefreshToken,
     ttl: Duration,
     client: &ClientMeta,
 ) -> Result<String> {
     let id = Uuid::new_v4().to_string();
     // The statement does not see its own new row: it keeps the newest MAX - 1 of the others.
-    sqlx::query(
+    sqlx::query!(
         r#"WITH opened AS (
                INSERT INTO "session" (id, "expiresAt", token, "createdAt", "updatedAt", "ipAddress", "userAgent", "userId")
                VALUES ($1, now() + make_interval(secs => $2), $3, now(), now(), $4, $5, $6)
@@ -54,14 +55,15 @@ pub async fn create(
                SELECT id FROM "session" WHERE "userId" = $6
                ORDER BY "createdAt" DESC, id DESC OFFSET $7 - 1
                FOR UPDATE SKIP LOCKED)"#,
+        id,
+        ttl.as_secs_f64(),
+        refresh.storage_hash(),
+        client.ip.as_deref(),
+        client.user_agent.as_deref(),
+        user_id.as_str(),
+        // The statement takes the count as PostgreSQL infers `$7 - 1`: an int4.
+        MAX_SESSIONS_PER_USER as i32,
     )
-    .bind(&id)
-    .bind(ttl.as_secs_f64())
-    .bind(refresh.storage_hash())
-    .bind(&client.ip)
-    .bind(&client.user_agent)
-    .bind(user_id)
-    .bind(MAX_SESSIONS_PER_USER)
     .execute(db)
     .await?;
     Ok(id)
@@ -89,7 +91,7 @@ pub struct Rotated {
     /// The session.
     pub session_id: String,
     /// Its user.
-    pub user_id: String,
+    pub user_id: UserId,
     /// False when the account is disabled.
     pub is_active: bool,
     /// The session's refresh token from now on.
@@ -112,28 +114,29 @@ pub async fn rotate(
 ) -> Result<Rotation> {
     let old = storage_hash(presented);
     let next = RefreshToken::successor(jwt, presented)?;
-    let rotated: Option<(String, String, bool, i64)> = sqlx::query_as(
+    let rotated = sqlx::query!(
         r#"UPDATE "session" s SET token = $2, "expiresAt" = now() + make_interval(secs => $3), "updatedAt" = now()
            FROM "user" u
            WHERE s.token = $1 AND s."expiresAt" > now() AND u.id = s."userId"
-           RETURNING s.id, s."userId", u.is_active, floor(extract(epoch FROM now()))::bigint"#,
+           RETURNING s.id, s."userId" AS "user_id: UserId", u.is_active, floor(extract(epoch FROM now()))::bigint AS "issued_at!""#,
+        old,
+        next.storage_hash(),
+        ttl.as_secs_f64(),
     )
-    .bind(&old)
-    .bind(next.storage_hash())
-    .bind(ttl.as_secs_f64())
     .fetch_optional(&mut *conn)
     .await?;
-    if let Some((session_id, user_id, is_active, issued_at)) = rotated {
+    if let Some(row) = rotated {
+        let (session_id, user_id, is_active, issued_at) = (row.id, row.user_id, row.is_active, row.issued_at);
         // The session's row is ours until the transaction ends: its spent tokens too.
-        sqlx::query(
+        sqlx::query!(
             "WITH spent AS (INSERT INTO refresh_token_spent (token_hash, session_id, spent_at) VALUES ($1, $2, now()))
              DELETE FROM refresh_token_spent WHERE token_hash IN (
                  SELECT token_hash FROM refresh_token_spent WHERE session_id = $2
                  ORDER BY spent_at DESC, token_hash OFFSET $3 - 1)",
+            old,
+            session_id,
+            MAX_SPENT_TOKENS_PER_SESSION as i32,
         )
-        .bind(&old)
-        .bind(&session_id)
-        .bind(MAX_SPENT_TOKENS_PER_SESSION)
         .execute(&mut *conn)
         .await?;
         return Ok(Rotation::Rotated(Rotated { session_id, user_id, is_active, next, issued_at }));
@@ -141,19 +144,21 @@ pub async fn rotate(
     // A new statement sees what a concurrent rotation committed while we waited for the row.
     // The twin that rotated first may have done so under the key before a rotation of
     // JWT_SECRET: its successor is one of the previous keys'.
-    let spent: Option<(String, String, bool, i64, bool, String)> = sqlx::query_as(
-        r#"SELECT s.id, s."userId", u.is_active, floor(extract(epoch FROM sp.spent_at))::bigint,
-                  sp.spent_at > now() - make_interval(secs => $2), s.token
+    let spent = sqlx::query!(
+        r#"SELECT s.id, s."userId" AS "user_id: UserId", u.is_active, floor(extract(epoch FROM sp.spent_at))::bigint AS "issued_at!",
+                  sp.spent_at > now() - make_interval(secs => $2) AS "recent!", s.token
            FROM refresh_token_spent sp JOIN "session" s ON s.id = sp.session_id JOIN "user" u ON u.id = s."userId"
            WHERE sp.token_hash = $1 AND s."expiresAt" > now()"#,
+        old,
+        reuse_interval.as_secs_f64(),
     )
-    .bind(&old)
-    .bind(reuse_interval.as_secs_f64())
     .fetch_optional(&mut *conn)
     .await?;
-    let Some((session_id, user_id, is_active, issued_at, recent, current)) = spent else {
+    let Some(spent) = spent else {
         return Ok(Rotation::Unknown);
     };
+    let (session_id, user_id, is_active, issued_at, recent, current) =
+        (spent.id, spent.user_id, spent.is_active, spent.issued_at, spent.recent, spent.token);
     let twin = RefreshToken::possible_successors(jwt, presented)
         .into_iter()
         .find(|successor| successor.storage_hash() == current);
@@ -162,10 +167,7 @@ pub async fn rotate(
             Ok(Rotation::Reused(Rotated { session_id, user_id, is_active, next, issued_at }))
         }
         _ => {
-            sqlx::query(r#"DELETE FROM "session" WHERE id = $1"#)
-                .bind(&session_id)
-                .execute(&mut *conn)
-                .await?;
+            sqlx::query!(r#"DELETE FROM "session" WHERE id = $1"#, session_id).execute(&mut *conn).await?;
             Ok(Rotation::Replayed)
         }
     }
@@ -173,14 +175,14 @@ pub async fn rotate(
 
 /// True when session `session_id` was opened less than `within` ago.
 pub async fn is_fresh(db: impl PgExecutor<'_>, session_id: &str, within: Duration) -> Result<bool> {
-    let fresh: Option<bool> = sqlx::query_scalar(
+    let fresh: Option<Option<bool>> = sqlx::query_scalar!(
         r#"SELECT "createdAt" > now() - make_interval(secs => $2) FROM "session" WHERE id = $1"#,
+        session_id,
+        within.as_secs_f64(),
     )
-    .bind(session_id)
-    .bind(within.as_secs_f64())
     .fetch_optional(db)
     .await?;
-    Ok(fresh == Some(true))
+    Ok(fresh == Some(Some(true)))
 }
 
 /// What [`prune`] removed.
@@ -200,20 +202,21 @@ pub struct Pruned {
 /// once could each hold a row the other waits for. The spent tokens of the expired sessions go
 /// with them; only those older than `spent_kept` are counted.
 pub async fn prune(db: impl PgExecutor<'_>, spent_kept: Duration) -> Result<Pruned> {
-    let (expired, spent): (i64, i64) = sqlx::query_as(
+    let counts = sqlx::query!(
         r#"WITH expired AS (DELETE FROM "session" WHERE "expiresAt" < now() RETURNING 1),
                 spent AS (DELETE FROM refresh_token_spent
                           WHERE spent_at < now() - make_interval(secs => $1) RETURNING 1)
-           SELECT (SELECT count(*) FROM expired), (SELECT count(*) FROM spent)"#,
+           SELECT (SELECT count(*) FROM expired) AS "expired!", (SELECT count(*) FROM spent) AS "spent!""#,
+        spent_kept.as_secs_f64(),
     )
-    .bind(spent_kept.as_secs_f64())
     .fetch_one(db)
     .await?;
+    let (expired, spent) = (counts.expired, counts.spent);
     Ok(Pruned { expired: expired as u64, spent: spent as u64 })
 }
 
 /// Revokes one of the user's sessions; false when the user has no such session.
-pub async fn revoke(db: impl PgExecutor<'_>, user_id: &str, session_id: &str) -> Result<bool> {
+pub async fn revoke(db: impl PgExecutor<'_>, user_id: &UserId, session_id: &str) -> Result<bool> {
     // Session ids (ours and Better-Auth's) are short runs of letters, digits, `-` and `_`:
     // anything else names no session, and must not reach the database (a NUL cannot).
     let plausible = (1..=64).contains(&session_id.len())
@@ -221,21 +224,25 @@ pub async fn revoke(db: impl PgExecutor<'_>, user_id: &str, session_id: &str) ->
     if !plausible {
         return Ok(false);
     }
-    let done = sqlx::query(r#"DELETE FROM "session" WHERE id = $1 AND "userId" = $2"#)
-        .bind(session_id)
-        .bind(user_id)
-        .execute(db)
-        .await?;
+    let done = sqlx::query!(
+        r#"DELETE FROM "session" WHERE id = $1 AND "userId" = $2"#,
+        session_id,
+        user_id.as_str()
+    )
+    .execute(db)
+    .await?;
     Ok(done.rows_affected() > 0)
 }
 
 /// Revokes every session of the user but `keep` (all of them when `keep` is `None`).
-pub async fn revoke_all_but(db: impl PgExecutor<'_>, user_id: &str, keep: Option<&str>) -> Result<u64> {
-    let done = sqlx::query(r#"DELETE FROM "session" WHERE "userId" = $1 AND id IS DISTINCT FROM $2"#)
-        .bind(user_id)
-        .bind(keep)
-        .execute(db)
-        .await?;
+pub async fn revoke_all_but(db: impl PgExecutor<'_>, user_id: &UserId, keep: Option<&str>) -> Result<u64> {
+    let done = sqlx::query!(
+        r#"DELETE FROM "session" WHERE "userId" = $1 AND id IS DISTINCT FROM $2"#,
+        user_id.as_str(),
+        keep
+    )
+    .execute(db)
+    .await?;
     Ok(done.rows_affected())
 }
 
@@ -260,15 +267,16 @@ pub struct SessionInfo {
 }
 
 /// The user's live sessions, newest first.
-pub async fn list(db: impl PgExecutor<'_>, user_id: &str, current: &str) -> Result<Vec<SessionInfo>> {
-    Ok(sqlx::query_as(
+pub async fn list(db: impl PgExecutor<'_>, user_id: &UserId, current: &str) -> Result<Vec<SessionInfo>> {
+    Ok(sqlx::query_as!(
+        SessionInfo,
         r#"SELECT id, "createdAt" AS created_at, "expiresAt" AS expires_at, "ipAddress" AS ip_address,
-                  "userAgent" AS user_agent, id = $2 AS current
+                  "userAgent" AS user_agent, id = $2 AS "current!"
            FROM "session" WHERE "userId" = $1 AND "expiresAt" > now()
            ORDER BY "createdAt" DESC, id"#,
+        user_id.as_str(),
+        current,
     )
-    .bind(user_id)
-    .bind(current)
     .fetch_all(db)
     .await?)
 }

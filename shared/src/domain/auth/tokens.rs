@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+use crate::domain::ids::UserId;
 use crate::error::Error;
 use crate::infra::config::JwtConfig;
 pub use crate::infra::config::{JwtKey, JwtKeys};
@@ -71,7 +72,11 @@ fn guest_audience(jwt: &JwtConfig) -> String {
 }
 
 /// Issues an access token for a session.
-pub fn issue_access(jwt: &JwtConfig, user_id: &str, session_id: &str) -> Result<Issued<AccessClaims>, Error> {
+pub fn issue_access(
+    jwt: &JwtConfig,
+    user_id: &UserId,
+    session_id: &str,
+) -> Result<Issued<AccessClaims>, Error> {
     issue_access_at(jwt, user_id, session_id, Utc::now().timestamp())
 }
 
@@ -79,13 +84,13 @@ pub fn issue_access(jwt: &JwtConfig, user_id: &str, session_id: &str) -> Result<
 /// the same token, which is how a refresh within the reuse interval repeats its answer.
 pub fn issue_access_at(
     jwt: &JwtConfig,
-    user_id: &str,
+    user_id: &UserId,
     session_id: &str,
     iat: i64,
 ) -> Result<Issued<AccessClaims>, Error> {
     let expires_in = jwt.access_ttl.as_secs() as i64;
     let claims = AccessClaims {
-        sub: user_id.to_owned(),
+        sub: user_id.to_string(),
         sid: session_id.to_owned(),
         iat,
         exp: iat + expires_in,
@@ -319,7 +324,7 @@ mod tests {
     #[test]
     fn access_token_round_trips() {
         let jwt = config();
-        let issued = issue_access(&jwt, "user-1", "session-1").unwrap();
+        let issued = issue_access(&jwt, &UserId::from("user-1"), "session-1").unwrap();
         let claims = verify_access(&jwt, &issued.token).unwrap();
         assert_eq!((claims.sub.as_str(), claims.sid.as_str()), ("user-1", "session-1"));
         assert_eq!(claims.exp - claims.iat, 900);
@@ -330,7 +335,7 @@ mod tests {
         let jwt = config();
         let guest = issue_guest(&jwt).unwrap();
         assert!(verify_access(&jwt, &guest.token).is_err());
-        let access = issue_access(&jwt, "u", "s").unwrap();
+        let access = issue_access(&jwt, &UserId::from("u"), "s").unwrap();
         assert!(verify_guest(&jwt, &access.token).is_err());
         assert_eq!(verify_guest(&jwt, &guest.token).unwrap().sub, guest.claims.sub);
     }
@@ -367,7 +372,7 @@ mod tests {
             let mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
             mac.chain_update(text.as_bytes()).finalize().into_bytes().to_vec()
         };
-        let token = issue_access(&jwt, "u", "s").unwrap().token;
+        let token = issue_access(&jwt, &UserId::from("u"), "s").unwrap().token;
         // The signature is HMAC-SHA256 of the first two parts, under the secret.
         let (signed, signature) = token.rsplit_once('.').unwrap();
         assert_eq!(URL_SAFE_NO_PAD.decode(signature).unwrap(), hs256(signed));
@@ -396,8 +401,9 @@ mod tests {
     #[test]
     fn an_access_token_as_of_a_time_is_reproducible() {
         let jwt = config();
-        let a = issue_access_at(&jwt, "u", "s", 1_795_514_400).unwrap();
-        let b = issue_access_at(&jwt, "u", "s", 1_795_514_400).unwrap();
+        let user = UserId::from("u");
+        let a = issue_access_at(&jwt, &user, "s", 1_795_514_400).unwrap();
+        let b = issue_access_at(&jwt, &user, "s", 1_795_514_400).unwrap();
         assert_eq!(a.token, b.token);
         assert_eq!(a.claims.exp, 1_795_514_400 + 900);
     }

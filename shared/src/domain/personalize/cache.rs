@@ -291,7 +291,7 @@ async fn look_up(pool: &PgPool, user_id: &UserId, id: ChapterId) -> Result<Optio
                   p.hardware_context AS "hardware_context!: Json<HardwareContextInput>",
                   p.python_proficiency, p.developer_role, p.robotics_experience,
                   p.learning_goals AS "learning_goals!: Json<Vec<String>>", p.is_onboarded AS "is_onboarded!",
-                  p.profile_hash AS "profile_hash!", p.created_at AS "created_at!", p.updated_at AS "updated_at!",
+                  p.profile_hash AS "profile_hash!: ProfileHash", p.created_at AS "created_at!", p.updated_at AS "updated_at!",
                   c.version AS chapter_version, c.source_sha256,
                   coalesce((SELECT jsonb_agg(jsonb_build_object('storage_path', pc.storage_path, 'engine', pc.engine))
                             FROM personalized_chapters pc
@@ -592,10 +592,10 @@ async fn stale_among(pool: &PgPool, copies: Vec<StoredCopy>) -> Result<Vec<Store
     if undecided.is_empty() {
         return Ok(stale);
     }
-    let mut users: Vec<String> = undecided.iter().map(|c| c.user_id.to_string()).collect();
+    let mut users: Vec<UserId> = undecided.iter().map(|c| c.user_id.clone()).collect();
     users.sort();
     users.dedup();
-    let readers: HashMap<String, ReaderProfile> = profile::find_all(pool, &users)
+    let readers: HashMap<UserId, ReaderProfile> = profile::find_all(pool, &users)
         .await?
         .into_iter()
         .filter_map(|(user, stored)| Some((user, ReaderProfile::of(stored)?)))
@@ -610,7 +610,7 @@ async fn stale_among(pool: &PgPool, copies: Vec<StoredCopy>) -> Result<Vec<Store
     }
     let is_live = |copy: &StoredCopy| {
         let (Some(reader), Some((version, directives))) =
-            (readers.get(copy.user_id.as_str()), chapters.get(&copy.chapter_id))
+            (readers.get(&copy.user_id), chapters.get(&copy.chapter_id))
         else {
             return false;
         };

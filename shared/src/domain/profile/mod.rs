@@ -25,6 +25,8 @@ pub use self::input::{
     HardwareContextInput, LanguageInput, LeveledLanguage, ProfileInput, ProfilePatch, SoftwareContextInput,
     SpecificationsInput,
 };
+#[cfg(any(test, feature = "test-util"))]
+pub use self::store::overwrite;
 pub use self::store::{Change, Saved, StoredProfile, UserProfile, find, find_all, save};
 use crate::error::{Error, Result};
 

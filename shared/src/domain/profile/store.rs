@@ -6,13 +6,12 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sqlx::postgres::PgArguments;
-use sqlx::query::QueryAs;
 use sqlx::types::Json;
-use sqlx::{PgConnection, PgExecutor, PgPool, Postgres};
+use sqlx::{PgConnection, PgExecutor, PgPool};
 
 use super::input::{HardwareContextInput, ProfileInput, SoftwareContextInput};
 use super::{CatalogValue, Profile, ProfileHash};
+use crate::domain::ids::UserId;
 use crate::error::{Error, ErrorChain, Result, ResultExt};
 
 /// A user's stored profile, as `GET /api/profile` shows it.
@@ -52,11 +51,21 @@ pub enum Saved {
     Replaced(UserProfile),
 }
 
-/// The columns [`StoredProfile`] reads.
-macro_rules! profile_columns {
-    () => {
-        "software_context, hardware_context, python_proficiency, developer_role, robotics_experience, \
-         learning_goals, is_onboarded, profile_hash, created_at, updated_at"
+/// [`sqlx::query_as!`] of a [`StoredProfile`]: the statement is `$head`, the columns it reads
+/// (with their types), then `$tail`.
+macro_rules! query_stored {
+    ($head:tt, $tail:tt $(, $arg:expr)* $(,)?) => {
+        sqlx::query_as!(
+            StoredProfile,
+            $head
+                + r#"software_context AS "software_context: Json<SoftwareContextInput>",
+                     hardware_context AS "hardware_context: Json<HardwareContextInput>",
+                     python_proficiency, developer_role, robotics_experience,
+                     learning_goals AS "learning_goals: Json<Vec<String>>",
+                     is_onboarded, profile_hash AS "profile_hash: ProfileHash", created_at, updated_at"#
+                + $tail
+            $(, $arg)*
+        )
     };
 }
 
@@ -70,7 +79,7 @@ pub struct StoredProfile {
     pub(crate) robotics_experience: Option<String>,
     pub(crate) learning_goals: Json<Vec<String>>,
     pub(crate) is_onboarded: bool,
-    pub(crate) profile_hash: String,
+    pub(crate) profile_hash: ProfileHash,
     pub(crate) created_at: DateTime<Utc>,
     pub(crate) updated_at: DateTime<Utc>,
 }
@@ -98,7 +107,7 @@ impl StoredProfile {
         Ok(UserProfile {
             profile,
             is_onboarded: self.is_onboarded,
-            profile_hash: ProfileHash(self.profile_hash),
+            profile_hash: self.profile_hash,
             created_at: self.created_at,
             updated_at: self.updated_at,
         })
@@ -106,38 +115,50 @@ impl StoredProfile {
 }
 
 /// The profile of `user_id`, if they have one.
-pub async fn find(db: impl PgExecutor<'_>, user_id: &str) -> Result<Option<UserProfile>> {
-    let row: Option<StoredProfile> =
-        sqlx::query_as(concat!("SELECT ", profile_columns!(), " FROM user_profiles WHERE user_id = $1"))
-            .bind(user_id)
-            .fetch_optional(db)
-            .await?;
+pub async fn find(db: impl PgExecutor<'_>, user_id: &UserId) -> Result<Option<UserProfile>> {
+    let row = query_stored!("SELECT ", " FROM user_profiles WHERE user_id = $1", user_id.as_str())
+        .fetch_optional(db)
+        .await?;
     row.map(StoredProfile::into_profile).transpose()
 }
 
 /// The profiles of those of `user_ids` who have one, by user id.
-pub async fn find_all(db: impl PgExecutor<'_>, user_ids: &[String]) -> Result<HashMap<String, UserProfile>> {
-    #[derive(sqlx::FromRow)]
-    struct Owned {
-        user_id: String,
-        #[sqlx(flatten)]
-        row: StoredProfile,
-    }
-    let rows: Vec<Owned> = sqlx::query_as(concat!(
-        "SELECT user_id, ",
-        profile_columns!(),
-        " FROM user_profiles WHERE user_id = ANY($1)"
-    ))
-    .bind(user_ids)
+pub async fn find_all(db: impl PgExecutor<'_>, user_ids: &[UserId]) -> Result<HashMap<UserId, UserProfile>> {
+    let user_ids: Vec<String> = user_ids.iter().map(UserId::to_string).collect();
+    let rows = sqlx::query!(
+        r#"SELECT user_id AS "user_id: UserId", software_context AS "software_context: Json<SoftwareContextInput>",
+                  hardware_context AS "hardware_context: Json<HardwareContextInput>",
+                  python_proficiency, developer_role, robotics_experience,
+                  learning_goals AS "learning_goals: Json<Vec<String>>",
+                  is_onboarded, profile_hash AS "profile_hash: ProfileHash", created_at, updated_at
+           FROM user_profiles WHERE user_id = ANY($1)"#,
+        &user_ids,
+    )
     .fetch_all(db)
     .await?;
-    rows.into_iter().map(|owned| Ok((owned.user_id, owned.row.into_profile()?))).collect()
+    rows.into_iter()
+        .map(|r| {
+            let stored = StoredProfile {
+                software_context: r.software_context,
+                hardware_context: r.hardware_context,
+                python_proficiency: r.python_proficiency,
+                developer_role: r.developer_role,
+                robotics_experience: r.robotics_experience,
+                learning_goals: r.learning_goals,
+                is_onboarded: r.is_onboarded,
+                profile_hash: r.profile_hash,
+                created_at: r.created_at,
+                updated_at: r.updated_at,
+            };
+            Ok((r.user_id, stored.into_profile()?))
+        })
+        .collect()
 }
 
 /// Creates or changes the profile of `user_id`. Once onboarded, a change to either
 /// onboarding answer is a 409 `immutable_field`; a merge patch that leaves an invalid profile
 /// is a 422 like a `PUT`.
-pub async fn save(pool: &PgPool, user_id: &str, change: Change) -> Result<Saved> {
+pub async fn save(pool: &PgPool, user_id: &UserId, change: Change) -> Result<Saved> {
     let mut tx = pool.begin().await?;
     // A second pass only when another request created the profile between our look and our
     // insert; the row lock then orders us after it.
@@ -175,75 +196,97 @@ pub async fn save(pool: &PgPool, user_id: &str, change: Change) -> Result<Saved>
     Err(Error::conflict("the profile was changed by another request; try again"))
 }
 
-async fn find_for_update(conn: &mut PgConnection, user_id: &str) -> Result<Option<UserProfile>> {
-    let row: Option<StoredProfile> = sqlx::query_as(concat!(
-        "SELECT ",
-        profile_columns!(),
-        " FROM user_profiles WHERE user_id = $1 FOR UPDATE"
-    ))
-    .bind(user_id)
-    .fetch_optional(conn)
-    .await?;
+async fn find_for_update(conn: &mut PgConnection, user_id: &UserId) -> Result<Option<UserProfile>> {
+    let row = query_stored!("SELECT ", " FROM user_profiles WHERE user_id = $1 FOR UPDATE", user_id.as_str())
+        .fetch_optional(conn)
+        .await?;
     row.map(StoredProfile::into_profile).transpose()
 }
 
-/// Binds `$1..$9` of the insert and the update: the user, then the profile's columns in
-/// table order.
-fn bind_profile<'q>(
-    query: QueryAs<'q, Postgres, StoredProfile, PgArguments>,
-    user_id: &'q str,
-    profile: &'q Profile,
-    hash: &'q ProfileHash,
-) -> QueryAs<'q, Postgres, StoredProfile, PgArguments> {
-    query
-        .bind(user_id)
-        .bind(Json(&profile.software_context))
-        .bind(Json(&profile.hardware_context))
-        .bind(profile.python_proficiency.map(CatalogValue::as_str))
-        .bind(profile.developer_role.map(CatalogValue::as_str))
-        .bind(profile.robotics_experience.map(CatalogValue::as_str))
-        .bind(Json(&profile.learning_goals))
-        .bind(profile.is_onboarded())
-        .bind(hash.as_str())
+/// [`query_stored!`] of a statement that writes a profile and returns it: `$1` the user,
+/// `$2..$9` the profile's columns in table order, then its hash.
+macro_rules! write_stored {
+    ($sql:tt, $user_id:expr, $profile:expr, $hash:expr) => {
+        query_stored!(
+            $sql,
+            "",
+            $user_id.as_str(),
+            Json(&$profile.software_context) as _,
+            Json(&$profile.hardware_context) as _,
+            $profile.python_proficiency.map(CatalogValue::as_str),
+            $profile.developer_role.map(CatalogValue::as_str),
+            $profile.robotics_experience.map(CatalogValue::as_str),
+            Json(&$profile.learning_goals) as _,
+            $profile.is_onboarded(),
+            $hash.as_str(),
+        )
+    };
 }
 
 /// Inserts the profile; `None` when one appeared concurrently.
 async fn insert(
     conn: &mut PgConnection,
-    user_id: &str,
+    user_id: &UserId,
     profile: &Profile,
     hash: &ProfileHash,
 ) -> Result<Option<UserProfile>> {
-    let insert = sqlx::query_as(concat!(
+    let row = write_stored!(
         "INSERT INTO user_profiles (user_id, software_context, hardware_context, python_proficiency,
              developer_role, robotics_experience, learning_goals, is_onboarded, profile_hash)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
          ON CONFLICT (user_id) DO NOTHING
          RETURNING ",
-        profile_columns!()
-    ));
-    let row: Option<StoredProfile> = bind_profile(insert, user_id, profile, hash)
-        .fetch_optional(conn)
-        .await
-        // The user was deleted while their token was still in flight.
-        .on_constraint("user_profiles_user_id_fkey", |_| Error::Unauthorized)?;
+        user_id,
+        profile,
+        hash
+    )
+    .fetch_optional(conn)
+    .await
+    // The user was deleted while their token was still in flight.
+    .on_constraint("user_profiles_user_id_fkey", |_| Error::Unauthorized)?;
     row.map(StoredProfile::into_profile).transpose()
 }
 
 async fn update(
     conn: &mut PgConnection,
-    user_id: &str,
+    user_id: &UserId,
     profile: &Profile,
     hash: &ProfileHash,
 ) -> Result<UserProfile> {
-    let update = sqlx::query_as(concat!(
+    let row = write_stored!(
         "UPDATE user_profiles SET software_context = $2, hardware_context = $3, python_proficiency = $4,
              developer_role = $5, robotics_experience = $6, learning_goals = $7, is_onboarded = $8,
              profile_hash = $9, updated_at = now()
          WHERE user_id = $1
          RETURNING ",
-        profile_columns!()
-    ));
-    let row = bind_profile(update, user_id, profile, hash).fetch_one(conn).await?;
+        user_id,
+        profile,
+        hash
+    )
+    .fetch_one(conn)
+    .await?;
     row.into_profile()
+}
+
+/// Stores `profile` as the user's, replacing any they had, and returns its hash. Unlike
+/// [`save`] it lets the two onboarding answers change: for the test kit, which puts profiles
+/// that differ in any one field before the same reader.
+#[cfg(any(test, feature = "test-util"))]
+pub async fn overwrite(db: impl PgExecutor<'_>, user_id: &UserId, profile: &Profile) -> Result<ProfileHash> {
+    let hash = profile.hash();
+    let stored = write_stored!(
+        "INSERT INTO user_profiles (user_id, software_context, hardware_context, python_proficiency,
+             developer_role, robotics_experience, learning_goals, is_onboarded, profile_hash)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+         ON CONFLICT (user_id) DO UPDATE SET software_context = $2, hardware_context = $3,
+             python_proficiency = $4, developer_role = $5, robotics_experience = $6,
+             learning_goals = $7, is_onboarded = $8, profile_hash = $9, updated_at = now()
+         RETURNING ",
+        user_id,
+        profile,
+        hash
+    )
+    .fetch_one(db)
+    .await?;
+    Ok(stored.profile_hash)
 }

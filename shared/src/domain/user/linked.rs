@@ -10,6 +10,7 @@ use sqlx::{PgConnection, PgExecutor};
 use uuid::Uuid;
 
 use super::{Email, User, UserName, email_taken};
+use crate::domain::ids::UserId;
 use crate::error::{Code, Error, Result, ResultExt};
 
 /// An account at a provider, as the provider names it.
@@ -25,25 +26,24 @@ pub struct ProviderAccount<'a> {
 
 /// The user who owns the account `account` names, if any.
 pub async fn owner_of(db: impl PgExecutor<'_>, account: &ProviderAccount<'_>) -> Result<Option<User>> {
-    Ok(sqlx::query_as(concat!(
+    Ok(query_user!(
         "SELECT ",
-        user_columns!("u"),
         r#" FROM "account" a JOIN "user" u ON u.id = a."userId"
-           WHERE a."providerId" = $1 AND a."accountId" = $2"#
-    ))
-    .bind(account.provider)
-    .bind(account.account_id)
+           WHERE a."providerId" = $1 AND a."accountId" = $2"#,
+        account.provider,
+        account.account_id,
+    )
     .fetch_optional(db)
     .await?)
 }
 
 /// The id of the user's account at `provider`, if they have one.
-pub async fn account_at(db: impl PgExecutor<'_>, user_id: &str, provider: &str) -> Result<Option<String>> {
-    Ok(sqlx::query_scalar(
+pub async fn account_at(db: impl PgExecutor<'_>, user_id: &UserId, provider: &str) -> Result<Option<String>> {
+    Ok(sqlx::query_scalar!(
         r#"SELECT "accountId" FROM "account" WHERE "userId" = $1 AND "providerId" = $2 ORDER BY "createdAt" LIMIT 1"#,
+        user_id.as_str(),
+        provider,
     )
-    .bind(user_id)
-    .bind(provider)
     .fetch_optional(db)
     .await?)
 }
@@ -58,16 +58,16 @@ pub fn already_linked() -> Error {
 
 /// Links `account` to the user, in the caller's transaction; 409 `account_already_linked`
 /// when it is linked already (to anyone: the caller checks whose first).
-pub async fn link(db: impl PgExecutor<'_>, user_id: &str, account: &ProviderAccount<'_>) -> Result<()> {
-    sqlx::query(
+pub async fn link(db: impl PgExecutor<'_>, user_id: &UserId, account: &ProviderAccount<'_>) -> Result<()> {
+    sqlx::query!(
         r#"INSERT INTO "account" (id, "accountId", "providerId", "userId", scope, "createdAt", "updatedAt")
            VALUES ($1, $2, $3, $4, $5, now(), now())"#,
+        Uuid::new_v4().to_string(),
+        account.account_id,
+        account.provider,
+        user_id.as_str(),
+        account.scope,
     )
-    .bind(Uuid::new_v4().to_string())
-    .bind(account.account_id)
-    .bind(account.provider)
-    .bind(user_id)
-    .bind(account.scope)
     .execute(db)
     .await
     .on_constraint("account_provider_account_key", |_| already_linked())?;
@@ -86,16 +86,16 @@ pub async fn create_with_provider(
     account: &ProviderAccount<'_>,
 ) -> Result<User> {
     let id = Uuid::new_v4().to_string();
-    let user: User = sqlx::query_as(concat!(
+    let user: User = query_user!(
         r#"INSERT INTO "user" AS u (id, name, email, "emailVerified", image, "createdAt", "updatedAt")
            VALUES ($1, $2, $3, $4, $5, now(), now()) RETURNING "#,
-        user_columns!("u")
-    ))
-    .bind(&id)
-    .bind(name.as_str())
-    .bind(email.as_str())
-    .bind(email_verified)
-    .bind(image)
+        "",
+        id,
+        name.as_str(),
+        email.as_str(),
+        email_verified,
+        image,
+    )
     .fetch_one(&mut *conn)
     .await
     .on_constraint("user_email_key", email_taken)
@@ -105,7 +105,7 @@ pub async fn create_with_provider(
 }
 
 /// One way a user signs in: their password (`credential`), or an account at a provider.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SignInMethod {
     /// `credential` for the password, else the provider's id (`github`, `google`, ...).
     pub provider: String,
@@ -115,22 +115,22 @@ pub struct SignInMethod {
 
 /// The user's ways to sign in, oldest first: a password account with a password, and every
 /// provider account (those a Better-Auth frontend linked included).
-pub async fn sign_in_methods(db: impl PgExecutor<'_>, user_id: &str) -> Result<Vec<SignInMethod>> {
-    Ok(sqlx::query_as(
-        r#"SELECT "providerId" AS provider, min("createdAt") AS linked_at FROM "account"
+pub async fn sign_in_methods(db: impl PgExecutor<'_>, user_id: &UserId) -> Result<Vec<SignInMethod>> {
+    Ok(sqlx::query_as!(
+        SignInMethod,
+        r#"SELECT "providerId" AS provider, min("createdAt") AS "linked_at!" FROM "account"
            WHERE "userId" = $1 AND ("providerId" <> 'credential' OR password IS NOT NULL)
-           GROUP BY "providerId" ORDER BY linked_at, provider"#,
+           GROUP BY "providerId" ORDER BY "linked_at!", provider"#,
+        user_id.as_str(),
     )
-    .bind(user_id)
     .fetch_all(db)
     .await?)
 }
 
 /// Locks the user's row until the caller's transaction ends, so that changes to one user's
 /// ways of signing in happen one after another; false when there is no such user.
-pub async fn lock_user(conn: &mut PgConnection, user_id: &str) -> Result<bool> {
-    let found: Option<i32> = sqlx::query_scalar(r#"SELECT 1 FROM "user" WHERE id = $1 FOR UPDATE"#)
-        .bind(user_id)
+pub async fn lock_user(conn: &mut PgConnection, user_id: &UserId) -> Result<bool> {
+    let found = sqlx::query_scalar!(r#"SELECT 1 FROM "user" WHERE id = $1 FOR UPDATE"#, user_id.as_str())
         .fetch_optional(&mut *conn)
         .await?;
     Ok(found.is_some())
@@ -138,11 +138,13 @@ pub async fn lock_user(conn: &mut PgConnection, user_id: &str) -> Result<bool> {
 
 /// Removes the user's accounts at `provider` (`credential`: the password), in the caller's
 /// transaction; returns how many went.
-pub async fn unlink(db: impl PgExecutor<'_>, user_id: &str, provider: &str) -> Result<u64> {
-    let done = sqlx::query(r#"DELETE FROM "account" WHERE "userId" = $1 AND "providerId" = $2"#)
-        .bind(user_id)
-        .bind(provider)
-        .execute(db)
-        .await?;
+pub async fn unlink(db: impl PgExecutor<'_>, user_id: &UserId, provider: &str) -> Result<u64> {
+    let done = sqlx::query!(
+        r#"DELETE FROM "account" WHERE "userId" = $1 AND "providerId" = $2"#,
+        user_id.as_str(),
+        provider
+    )
+    .execute(db)
+    .await?;
     Ok(done.rows_affected())
 }

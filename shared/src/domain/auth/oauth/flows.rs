@@ -18,6 +18,7 @@ use crate::domain::auth::rate_limit::{self, EntryPoint};
 use crate::domain::auth::sessions::{self, ClientMeta};
 use crate::domain::auth::tokens::RefreshToken;
 use crate::domain::conversations::guests;
+use crate::domain::ids::UserId;
 use crate::domain::user::linked::{self, ProviderAccount, SignInMethod};
 use crate::domain::user::{self, Email, SignInEmail, UserName};
 use crate::error::{Code, Error, ErrorChain, Result};
@@ -232,7 +233,7 @@ impl<'a> SignIn<'a> {
         provider: &str,
         redirect_to: Option<&str>,
         api_url: Option<&str>,
-        user_id: &str,
+        user_id: &UserId,
         session_id: &str,
     ) -> Result<Url> {
         self.providers.settings(provider).ok_or(Error::UnknownProvider)?;
@@ -254,7 +255,7 @@ impl<'a> SignIn<'a> {
         provider: &str,
         return_to: &Url,
         api_url: &str,
-        link: Option<(&str, &str)>,
+        link: Option<(&UserId, &str)>,
     ) -> std::result::Result<Url, Failure> {
         let (state, verifier, nonce) = (random_secret(), random_secret(), random_secret());
         let callback = format!("{api_url}/api/auth/oauth/{provider}/callback");
@@ -367,7 +368,7 @@ impl<'a> SignIn<'a> {
         match (&pending.link_user, &pending.link_session) {
             (Some(user_id), Some(session_id)) => {
                 self.link(user_id, session_id, &account).await?;
-                tracing::info!(provider, user_id, "provider linked");
+                tracing::info!(provider, user_id = %user_id, "provider linked");
                 Ok(Finished::Linked)
             }
             _ => {
@@ -450,7 +451,7 @@ impl<'a> SignIn<'a> {
     /// Links `account` to `user_id`, if the session that asked is still live.
     async fn link(
         &self,
-        user_id: &str,
+        user_id: &UserId,
         session_id: &str,
         account: &ProviderAccount<'_>,
     ) -> std::result::Result<(), Failure> {
@@ -466,7 +467,7 @@ impl<'a> SignIn<'a> {
             return Err(Failure::AccountDisabled);
         }
         match linked::owner_of(&mut *tx, account).await? {
-            Some(owner) if owner.id == user_id => return Ok(()),
+            Some(owner) if owner.id == *user_id => return Ok(()),
             Some(_) => return Err(Failure::AccountAlreadyLinked),
             None => {}
         }
@@ -500,19 +501,14 @@ impl<'a> SignIn<'a> {
         // Signed in from here: a known place, which a stranger's wrong passwords do not lock.
         rate_limit::record_place(&mut *tx, &user.id, client.ip.as_deref()).await?;
         if let Some(guest_id) = guest {
-            guests::claim_conversations(
-                &mut *tx,
-                guest_id,
-                &crate::domain::ids::UserId::from(user.id.clone()),
-            )
-            .await?;
+            guests::claim_conversations(&mut *tx, guest_id, &user.id).await?;
         }
         tx.commit().await?;
         Ok(SignedIn { user, session_id, refresh })
     }
 
     /// The user's ways to sign in: their password and their provider accounts.
-    pub async fn methods(&self, user_id: &str) -> Result<Vec<WayToSignIn>> {
+    pub async fn methods(&self, user_id: &UserId) -> Result<Vec<WayToSignIn>> {
         let methods = linked::sign_in_methods(self.pool, user_id).await?;
         Ok(methods
             .into_iter()
@@ -532,7 +528,7 @@ impl<'a> SignIn<'a> {
     /// 404 when they have none there, 409 `last_sign_in_method` when it is their only one.
     /// Changes to one user's ways to sign in are serialised on the user's row, so two
     /// removals at once cannot leave the user with none.
-    pub async fn remove(&self, user_id: &str, provider: &str) -> Result<()> {
+    pub async fn remove(&self, user_id: &UserId, provider: &str) -> Result<()> {
         // Provider ids are short runs of letters, digits and `-`: anything else names no
         // account, and must not reach the database.
         let plausible = (1..=64).contains(&provider.len())
@@ -557,7 +553,7 @@ impl<'a> SignIn<'a> {
         }
         linked::unlink(&mut *tx, user_id, provider).await?;
         tx.commit().await?;
-        tracing::info!(user_id, provider, "way to sign in removed");
+        tracing::info!(user_id = %user_id, provider, "way to sign in removed");
         Ok(())
     }
 }

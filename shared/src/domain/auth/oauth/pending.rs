@@ -16,6 +16,7 @@ use sha2::{Digest, Sha256};
 use sqlx::PgExecutor;
 use uuid::Uuid;
 
+use crate::domain::ids::UserId;
 use crate::error::Result;
 
 const STATE: &str = "primer:oauth-state:";
@@ -44,7 +45,7 @@ pub struct PendingSignIn {
     /// The callback URL sent to the provider; the code exchange must name it again.
     pub callback: String,
     /// The signed-in user who asked to link this provider, if it is a link.
-    pub link_user: Option<String>,
+    pub link_user: Option<UserId>,
     /// The session they asked from: the link is made only while it is live.
     pub link_session: Option<String>,
 }
@@ -76,11 +77,11 @@ pub async fn take(db: impl PgExecutor<'_>, state: &str) -> Result<Option<Pending
 /// A finished sign-in waiting for the site to redeem it.
 #[derive(Serialize, Deserialize)]
 struct Finished {
-    user_id: String,
+    user_id: UserId,
 }
 
 /// Stores a new one-time code that signs `user_id` in, valid for `ttl`; returns the code.
-pub async fn issue_code(db: impl PgExecutor<'_>, user_id: &str, ttl: Duration) -> Result<String> {
+pub async fn issue_code(db: impl PgExecutor<'_>, user_id: &UserId, ttl: Duration) -> Result<String> {
     let code = random_secret();
     let value =
         serde_json::to_string(&Finished { user_id: user_id.to_owned() }).map_err(crate::Error::internal)?;
@@ -90,7 +91,7 @@ pub async fn issue_code(db: impl PgExecutor<'_>, user_id: &str, ttl: Duration) -
 
 /// Redeems a one-time code: the user it signs in, if it is there and live; it is gone
 /// afterwards. A presented value that cannot be a code never reaches the database.
-pub async fn redeem_code(db: impl PgExecutor<'_>, code: &str) -> Result<Option<String>> {
+pub async fn redeem_code(db: impl PgExecutor<'_>, code: &str) -> Result<Option<UserId>> {
     if code.len() != 43 || !code.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
         return Ok(None);
     }
@@ -99,24 +100,24 @@ pub async fn redeem_code(db: impl PgExecutor<'_>, code: &str) -> Result<Option<S
 }
 
 async fn insert(db: impl PgExecutor<'_>, identifier: &str, value: &str, ttl: Duration) -> Result<()> {
-    sqlx::query(
+    sqlx::query!(
         r#"INSERT INTO "verification" (id, identifier, value, "expiresAt", "createdAt", "updatedAt")
            VALUES ($1, $2, $3, now() + make_interval(secs => $4), now(), now())"#,
+        Uuid::new_v4().to_string(),
+        identifier,
+        value,
+        ttl.as_secs_f64(),
     )
-    .bind(Uuid::new_v4().to_string())
-    .bind(identifier)
-    .bind(value)
-    .bind(ttl.as_secs_f64())
     .execute(db)
     .await?;
     Ok(())
 }
 
 async fn take_value(db: impl PgExecutor<'_>, identifier: &str) -> Result<Option<String>> {
-    Ok(sqlx::query_scalar(
+    Ok(sqlx::query_scalar!(
         r#"DELETE FROM "verification" WHERE identifier = $1 AND "expiresAt" > now() RETURNING value"#,
+        identifier,
     )
-    .bind(identifier)
     .fetch_optional(db)
     .await?)
 }
