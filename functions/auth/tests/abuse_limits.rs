@@ -34,8 +34,10 @@ async fn sixty_parallel_wrong_logins_check_the_password_at_most_five_times(pool:
         assert_eq!(limited.error_code(), "rate_limited");
         assert!((1..=900).contains(&retry_after(limited)));
     }
-    let checks: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM password_checks").fetch_one(app.pool()).await.unwrap();
+    let checks: i64 = sqlx::query_scalar!(r#"SELECT count(*) AS "count!" FROM password_checks"#)
+        .fetch_one(app.pool())
+        .await
+        .unwrap();
     assert_eq!(checks, 5, "one row per checked password");
     // Every address the owner never signed in from shares that budget, and waits it out...
     let stranger = app.from_ip([198, 51, 100, 200]);
@@ -70,8 +72,8 @@ async fn thirty_students_behind_one_address_with_typos_all_sign_in(pool: PgPool)
         assert_eq!(signed_in.status, StatusCode::OK, "{}", signed_in.text());
     }
     // Their typos no longer count against the school's address, only against each account.
-    let against_address: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM password_checks WHERE address = '192.0.2.1' AND NOT forgiven_for_address",
+    let against_address: i64 = sqlx::query_scalar!(
+        r#"SELECT count(*) AS "count!" FROM password_checks WHERE address = '192.0.2.1' AND NOT forgiven_for_address"#,
     )
     .fetch_one(app.pool())
     .await
@@ -101,16 +103,17 @@ async fn right_logins_of_one_account_at_once_each_open_a_session_and_release_the
         let response = login.await.unwrap();
         assert_eq!(response.status, StatusCode::OK, "{}", response.text());
     }
-    let (sessions, checks, counted_against_address): (i64, i64, i64) = sqlx::query_as(
-        r#"SELECT (SELECT count(*) FROM "session"), (SELECT count(*) FROM password_checks),
-                  (SELECT count(*) FROM password_checks WHERE NOT forgiven_for_address)"#,
+    let counted = sqlx::query!(
+        r#"SELECT (SELECT count(*) FROM "session") AS "sessions!",
+                  (SELECT count(*) FROM password_checks) AS "checks!",
+                  (SELECT count(*) FROM password_checks WHERE NOT forgiven_for_address) AS "counted_against_address!""#,
     )
     .fetch_one(app.pool())
     .await
     .unwrap();
-    assert_eq!(sessions, 13, "the sign-up's and one per login");
-    assert_eq!(checks, 3, "only the typos are kept");
-    assert_eq!(counted_against_address, 0);
+    assert_eq!(counted.sessions, 13, "the sign-up's and one per login");
+    assert_eq!(counted.checks, 3, "only the typos are kept");
+    assert_eq!(counted.counted_against_address, 0);
 }
 
 #[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
@@ -211,7 +214,7 @@ async fn strangers_guessing_cannot_lock_the_owner_out(pool: PgPool) {
             }
         }
         // The window "renews": the attacker's failures are older now, yet still within it.
-        sqlx::query("UPDATE password_checks SET checked_at = checked_at - interval '1 minute'")
+        sqlx::query!("UPDATE password_checks SET checked_at = checked_at - interval '1 minute'")
             .execute(app.pool())
             .await
             .unwrap();
@@ -231,10 +234,11 @@ async fn strangers_guessing_cannot_lock_the_owner_out(pool: PgPool) {
         assert_eq!(changed.status, StatusCode::NO_CONTENT, "{}", changed.text());
         password = new;
     }
-    let checked: i64 = sqlx::query_scalar("SELECT count(*) FROM password_checks WHERE source = 'elsewhere'")
-        .fetch_one(app.pool())
-        .await
-        .unwrap();
+    let checked: i64 =
+        sqlx::query_scalar!(r#"SELECT count(*) AS "count!" FROM password_checks WHERE source = 'elsewhere'"#)
+            .fetch_one(app.pool())
+            .await
+            .unwrap();
     assert_eq!(checked, 5, "of 36 guesses in the window, five were checked");
 }
 
@@ -262,11 +266,11 @@ async fn checks_whose_process_died_count_as_failures(pool: PgPool) {
     let app = app(pool);
     let reader = app.signed_up("reader@example.com").await;
     let user_id: String = reader.id.to_string();
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO password_checks (account, address, source, failed, checked_at)
          SELECT 'user:' || $1, '203.0.113.5', 'elsewhere', false, now() - interval '1 minute' FROM generate_series(1, 5)",
+        &user_id,
     )
-    .bind(&user_id)
     .execute(app.pool())
     .await
     .unwrap();
@@ -367,7 +371,7 @@ async fn a_replay_after_the_reuse_interval_or_behind_a_newer_token_revokes_the_s
     // After the interval: the same.
     let other = app.signed_in(&user).await;
     let rotated = app.refresh(&other.refresh_token).await.json()["session"].clone();
-    sqlx::query("UPDATE refresh_token_spent SET spent_at = spent_at - interval '11 seconds'")
+    sqlx::query!("UPDATE refresh_token_spent SET spent_at = spent_at - interval '11 seconds'")
         .execute(app.pool())
         .await
         .unwrap();
@@ -407,9 +411,7 @@ async fn accounts_stored_before_normalisation_still_sign_in(pool: PgPool) {
     // Rows as the old rules (trim and lower-case only) let them in.
     for (n, email) in ["ｍｉｘ@example.com", "\u{0430}lex@example.com"].into_iter().enumerate() {
         let user = app.signed_up(&format!("placeholder{n}@example.com")).await;
-        sqlx::query(r#"UPDATE "user" SET email = $2 WHERE id = $1"#)
-            .bind(&user.id)
-            .bind(email)
+        sqlx::query!(r#"UPDATE "user" SET email = $2 WHERE id = $1"#, user.id.as_str(), email)
             .execute(app.pool())
             .await
             .unwrap();
@@ -428,21 +430,21 @@ async fn sessions_and_spent_refresh_tokens_are_capped(pool: PgPool) {
     let app = app(pool);
     let user = app.signed_up("looper@example.com").await;
     // 120 sessions opened long ago (as many sign-ins would), then one more sign-in.
-    sqlx::query(
+    sqlx::query!(
         r#"INSERT INTO "session" (id, "expiresAt", token, "createdAt", "updatedAt", "userId")
            SELECT 'old-' || n, now() + interval '1 day', 'sha256:old-' || n, now() - make_interval(mins => n), now(), $1
            FROM generate_series(1, 120) AS n"#,
+        user.id.as_str(),
     )
-    .bind(&user.id)
     .execute(app.pool())
     .await
     .unwrap();
     let newest = app.signed_in(&user).await;
-    let sessions: Vec<String> = sqlx::query_scalar(r#"SELECT id FROM "session" WHERE "userId" = $1"#)
-        .bind(&user.id)
-        .fetch_all(app.pool())
-        .await
-        .unwrap();
+    let sessions: Vec<String> =
+        sqlx::query_scalar!(r#"SELECT id FROM "session" WHERE "userId" = $1"#, user.id.as_str())
+            .fetch_all(app.pool())
+            .await
+            .unwrap();
     assert_eq!(sessions.len() as i64, MAX_SESSIONS_PER_USER);
     assert!(sessions.contains(&newest.session_id) && sessions.contains(&user.session_id), "the newest stay");
     assert!(!sessions.contains(&"old-120".to_owned()), "the oldest went");
@@ -453,10 +455,12 @@ async fn sessions_and_spent_refresh_tokens_are_capped(pool: PgPool) {
         assert_eq!(rotated.status, StatusCode::OK, "{}", rotated.text());
         refresh = rotated.json()["session"]["refresh_token"].as_str().unwrap().to_owned();
     }
-    let spent: i64 = sqlx::query_scalar("SELECT count(*) FROM refresh_token_spent WHERE session_id = $1")
-        .bind(&newest.session_id)
-        .fetch_one(app.pool())
-        .await
-        .unwrap();
+    let spent: i64 = sqlx::query_scalar!(
+        r#"SELECT count(*) AS "count!" FROM refresh_token_spent WHERE session_id = $1"#,
+        &newest.session_id
+    )
+    .fetch_one(app.pool())
+    .await
+    .unwrap();
     assert_eq!(spent, MAX_SPENT_TOKENS_PER_SESSION);
 }

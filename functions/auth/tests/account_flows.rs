@@ -105,8 +105,7 @@ async fn a_login_whose_password_changes_while_it_hashes_fails_and_keeps_its_chec
     // verifies the old hash, then waits on the account row in the transaction that would write
     // its session.
     let mut change = app.pool().begin().await.unwrap();
-    sqlx::query(r#"UPDATE "account" SET password = 'a newer hash' WHERE "userId" = $1"#)
-        .bind(&reader.id)
+    sqlx::query!(r#"UPDATE "account" SET password = 'a newer hash' WHERE "userId" = $1"#, reader.id.as_str())
         .execute(&mut *change)
         .await
         .unwrap();
@@ -117,21 +116,28 @@ async fn a_login_whose_password_changes_while_it_hashes_fails_and_keeps_its_chec
             app.accounts().login(&email, &password(&password_text), None, &app.client()).await
         }
     });
-    let waiting = r#"SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%UPDATE "account"%'"#;
-    while sqlx::query_scalar::<_, i64>(waiting).fetch_one(app.pool()).await.unwrap() == 0 {
+    let waiting = || {
+        sqlx::query_scalar!(
+            r#"SELECT count(*) AS "count!" FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%UPDATE "account"%'"#
+        )
+        .fetch_one(app.pool())
+    };
+    while waiting().await.unwrap() == 0 {
         assert!(!login.is_finished(), "the login ended without waiting on the account row");
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
     change.commit().await.unwrap();
 
     assert_eq!(login.await.unwrap().unwrap_err().code(), Code::Unauthorized);
-    let (sessions, checks): (i64, i64) = sqlx::query_as(
-        r#"SELECT (SELECT count(*) FROM "session" WHERE "userId" = $1), (SELECT count(*) FROM password_checks)"#,
+    let counted = sqlx::query!(
+        r#"SELECT (SELECT count(*) FROM "session" WHERE "userId" = $1) AS "sessions!",
+                  (SELECT count(*) FROM password_checks) AS "checks!""#,
+        reader.id.as_str(),
     )
-    .bind(&reader.id)
     .fetch_one(app.pool())
     .await
     .unwrap();
+    let (sessions, checks) = (counted.sessions, counted.checks);
     assert_eq!(sessions, 1, "only the sign-up's session");
     assert_eq!(checks, 1, "the check stays, as a wrong password's does");
 }

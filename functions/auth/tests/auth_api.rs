@@ -72,8 +72,10 @@ async fn concurrent_registrations_of_one_email_create_one_user(pool: PgPool) {
     let created = statuses.iter().filter(|s| **s == StatusCode::CREATED).count();
     let conflicts = statuses.iter().filter(|s| **s == StatusCode::CONFLICT).count();
     assert_eq!((created, conflicts), (1, 7), "{statuses:?}");
-    let users: i64 =
-        sqlx::query_scalar(r#"SELECT count(*) FROM "user""#).fetch_one(app.pool()).await.unwrap();
+    let users: i64 = sqlx::query_scalar!(r#"SELECT count(*) AS "count!" FROM "user""#)
+        .fetch_one(app.pool())
+        .await
+        .unwrap();
     assert_eq!(users, 1);
 }
 
@@ -139,8 +141,10 @@ async fn bad_bodies_get_the_contract_errors(pool: PgPool) {
         .map(|d| d["field"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(fields, ["email", "password", "name"]);
-    let users: i64 =
-        sqlx::query_scalar(r#"SELECT count(*) FROM "user""#).fetch_one(app.pool()).await.unwrap();
+    let users: i64 = sqlx::query_scalar!(r#"SELECT count(*) AS "count!" FROM "user""#)
+        .fetch_one(app.pool())
+        .await
+        .unwrap();
     assert_eq!(users, 0, "nothing is stored from a refused request");
 }
 
@@ -208,7 +212,10 @@ async fn forged_or_dead_tokens_are_refused(pool: PgPool) {
 
     // A deleted user: their still-unexpired token is worthless.
     let doomed = app.signed_up("doomed@example.com").await;
-    sqlx::query(r#"DELETE FROM "user" WHERE id = $1"#).bind(&doomed.id).execute(app.pool()).await.unwrap();
+    sqlx::query!(r#"DELETE FROM "user" WHERE id = $1"#, doomed.id.as_str())
+        .execute(app.pool())
+        .await
+        .unwrap();
     assert_eq!(app.me(&doomed.access_token).await.status, StatusCode::UNAUTHORIZED, "deleted user");
 }
 
@@ -221,7 +228,7 @@ async fn replayed_refresh_token_revokes_the_session(pool: PgPool) {
     let newer_refresh = first.json()["session"]["refresh_token"].as_str().unwrap().to_owned();
     let newer_access = first.json()["session"]["access_token"].as_str().unwrap().to_owned();
     // Past the reuse interval (two tabs refreshing at once are in abuse_limits.rs).
-    sqlx::query("UPDATE refresh_token_spent SET spent_at = spent_at - interval '1 minute'")
+    sqlx::query!("UPDATE refresh_token_spent SET spent_at = spent_at - interval '1 minute'")
         .execute(app.pool())
         .await
         .unwrap();
@@ -335,8 +342,7 @@ async fn password_change_revokes_other_sessions(pool: PgPool) {
 async fn disabled_accounts_get_403(pool: PgPool) {
     let app = app(pool);
     let user = app.signed_up("gone@example.com").await;
-    sqlx::query(r#"UPDATE "user" SET is_active = false WHERE id = $1"#)
-        .bind(&user.id)
+    sqlx::query!(r#"UPDATE "user" SET is_active = false WHERE id = $1"#, user.id.as_str())
         .execute(app.pool())
         .await
         .unwrap();
@@ -438,11 +444,21 @@ async fn deleting_the_account_needs_the_password_and_removes_everything(pool: Pg
         )
         .await;
     assert_eq!(deleted.status, StatusCode::NO_CONTENT);
-    for table in [r#""user""#, r#""session""#, r#""account""#] {
-        let sql = format!("SELECT count(*) FROM {table}");
-        let rows: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).fetch_one(app.pool()).await.unwrap();
-        assert_eq!(rows, 0, "{table} still has rows");
-    }
+    let left = [
+        sqlx::query_scalar!(r#"SELECT count(*) AS "count!" FROM "user""#)
+            .fetch_one(app.pool())
+            .await
+            .unwrap(),
+        sqlx::query_scalar!(r#"SELECT count(*) AS "count!" FROM "session""#)
+            .fetch_one(app.pool())
+            .await
+            .unwrap(),
+        sqlx::query_scalar!(r#"SELECT count(*) AS "count!" FROM "account""#)
+            .fetch_one(app.pool())
+            .await
+            .unwrap(),
+    ];
+    assert_eq!(left, [0, 0, 0], "rows left in user, session, account");
     assert_eq!(app.login(&user.email, &user.password).await.status, StatusCode::UNAUTHORIZED);
 }
 
@@ -474,7 +490,9 @@ async fn no_response_ever_shows_a_hash(pool: PgPool) {
         app.get("/api/auth/sessions", Some(&user.access_token)).await,
         app.call(Method::PATCH, "/api/auth/me", Some(&user.access_token), Some(json!({"name": "S"}))).await,
     ];
-    let stored: Vec<String> = sqlx::query_scalar(r#"SELECT password FROM "account" UNION ALL SELECT token FROM "session" UNION ALL SELECT token_hash FROM refresh_token_spent"#)
+    let stored: Vec<String> = sqlx::query_scalar!(
+        r#"SELECT password AS "secret!" FROM "account" UNION ALL SELECT token FROM "session" UNION ALL SELECT token_hash FROM refresh_token_spent"#,
+    )
         .fetch_all(app.pool())
         .await
         .unwrap();

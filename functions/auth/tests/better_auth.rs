@@ -46,14 +46,14 @@ fn url_encoded(value: &str) -> String {
 async fn better_auth_session(pool: &PgPool, user_id: &str, expires_in_secs: i64) -> (String, String) {
     // Better-Auth's tokens are 32 letters and digits; a simple UUID is one such.
     let (id, token) = (uuid::Uuid::new_v4().simple().to_string(), uuid::Uuid::new_v4().simple().to_string());
-    sqlx::query(
+    sqlx::query!(
         r#"INSERT INTO "session" (id, "expiresAt", token, "createdAt", "updatedAt", "userAgent", "userId")
            VALUES ($1, now() + make_interval(secs => $2), $3, now(), now(), 'Mozilla/5.0', $4)"#,
+        &id,
+        expires_in_secs as f64,
+        &token,
+        user_id
     )
-    .bind(&id)
-    .bind(expires_in_secs as f64)
-    .bind(&token)
-    .bind(user_id)
     .execute(pool)
     .await
     .unwrap();
@@ -107,11 +107,7 @@ async fn bad_signatures_dead_sessions_and_unsigned_cookies_are_401(pool: PgPool)
     let (_, live) = better_auth_session(app.pool(), user.id.as_str(), 3600).await;
     let (_, expired) = better_auth_session(app.pool(), user.id.as_str(), -60).await;
     let (revoked_id, revoked) = better_auth_session(app.pool(), user.id.as_str(), 3600).await;
-    sqlx::query(r#"DELETE FROM "session" WHERE id = $1"#)
-        .bind(&revoked_id)
-        .execute(app.pool())
-        .await
-        .unwrap();
+    sqlx::query!(r#"DELETE FROM "session" WHERE id = $1"#, &revoked_id).execute(app.pool()).await.unwrap();
     // The genuine article works, so the refusals below are about what was changed.
     assert_eq!(app.me(&signed(&live, SECRET)).await.status, StatusCode::OK);
 
@@ -146,8 +142,7 @@ async fn a_disabled_user_with_a_better_auth_session_is_403(pool: PgPool) {
     let app = app(pool);
     let user = app.signed_up("mallory@example.com").await;
     let (_, token) = better_auth_session(app.pool(), user.id.as_str(), 3600).await;
-    sqlx::query(r#"UPDATE "user" SET is_active = false WHERE id = $1"#)
-        .bind(&user.id)
+    sqlx::query!(r#"UPDATE "user" SET is_active = false WHERE id = $1"#, user.id.as_str())
         .execute(app.pool())
         .await
         .unwrap();
@@ -177,11 +172,11 @@ async fn without_a_better_auth_secret_its_tokens_are_401(pool: PgPool) {
 async fn primers_own_session_rows_cannot_be_named_as_better_auth_tokens(pool: PgPool) {
     let app = app(pool);
     let user = app.signed_up("ada@example.com").await;
-    let stored: String = sqlx::query_scalar(r#"SELECT token FROM "session" WHERE id = $1"#)
-        .bind(&user.session_id)
-        .fetch_one(app.pool())
-        .await
-        .unwrap();
+    let stored: String =
+        sqlx::query_scalar!(r#"SELECT token FROM "session" WHERE id = $1"#, &user.session_id)
+            .fetch_one(app.pool())
+            .await
+            .unwrap();
     assert!(stored.starts_with("sha256:"), "{stored}");
     for presented in [stored.clone(), signed(&stored, SECRET), user.refresh_token.clone()] {
         assert_eq!(app.me(&presented).await.status, StatusCode::UNAUTHORIZED, "{presented}");
@@ -194,11 +189,11 @@ async fn logging_out_through_primer_ends_the_better_auth_session(pool: PgPool) {
     let user = app.signed_up("ada@example.com").await;
     let (session_id, token) = better_auth_session(app.pool(), user.id.as_str(), 3600).await;
     assert_eq!(app.logout(&signed(&token, SECRET)).await.status, StatusCode::NO_CONTENT);
-    let left: i64 = sqlx::query_scalar(r#"SELECT count(*) FROM "session" WHERE id = $1"#)
-        .bind(&session_id)
-        .fetch_one(app.pool())
-        .await
-        .unwrap();
+    let left: i64 =
+        sqlx::query_scalar!(r#"SELECT count(*) AS "count!" FROM "session" WHERE id = $1"#, &session_id)
+            .fetch_one(app.pool())
+            .await
+            .unwrap();
     assert_eq!(left, 0);
     assert_eq!(app.me(&token).await.status, StatusCode::UNAUTHORIZED);
     assert_eq!(app.me(&user.access_token).await.status, StatusCode::OK, "other sessions are untouched");
@@ -250,11 +245,11 @@ async fn legacy_hashes_are_upgraded_to_argon2id_once_at_login(pool: PgPool) {
         assert_eq!(app.login(&user.email, PASSWORD).await.status, StatusCode::OK, "{format}");
         let upgraded = stored_password_hash(app.pool(), &user.id).await;
         assert!(upgraded.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{format}: {upgraded}");
-        let left: i64 = sqlx::query_scalar(r#"SELECT count(*) FROM "account" WHERE password = $1"#)
-            .bind(legacy)
-            .fetch_one(app.pool())
-            .await
-            .unwrap();
+        let left: i64 =
+            sqlx::query_scalar!(r#"SELECT count(*) AS "count!" FROM "account" WHERE password = $1"#, legacy)
+                .fetch_one(app.pool())
+                .await
+                .unwrap();
         assert_eq!(left, 0, "{format}: the legacy hash is gone");
         let password = Password::parse_presented(PASSWORD.into()).unwrap();
         assert_eq!(password::verify(&password, &upgraded).await.unwrap(), Verdict::Match, "{format}");
@@ -493,11 +488,13 @@ async fn one_database_two_front_doors_for_passwords(pool: PgPool) {
 
 /// How many `verification` rows have exactly this identifier.
 async fn rows_named(pool: &PgPool, identifier: &str) -> i64 {
-    sqlx::query_scalar(r#"SELECT count(*) FROM "verification" WHERE identifier = $1"#)
-        .bind(identifier)
-        .fetch_one(pool)
-        .await
-        .unwrap()
+    sqlx::query_scalar!(
+        r#"SELECT count(*) AS "count!" FROM "verification" WHERE identifier = $1"#,
+        identifier
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap()
 }
 
 #[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
@@ -517,11 +514,11 @@ async fn primer_and_better_auth_reset_links_share_the_table_and_neither_takes_th
     let ours = app.reset_mail("ada@example.com").token;
     let (ba_row, our_row) =
         (format!("reset-password:{ba_first}"), format!("primer:reset-password:{user_id}"));
-    let stored: String = sqlx::query_scalar(r#"SELECT value FROM "verification" WHERE identifier = $1"#)
-        .bind(&ba_row)
-        .fetch_one(app.pool())
-        .await
-        .unwrap();
+    let stored: String =
+        sqlx::query_scalar!(r#"SELECT value FROM "verification" WHERE identifier = $1"#, &ba_row)
+            .fetch_one(app.pool())
+            .await
+            .unwrap();
     assert_eq!(stored, user_id, "Better-Auth's row as it writes it");
 
     // Each side's token is nothing to the other, and trying it consumes nothing.
@@ -561,11 +558,11 @@ async fn primer_and_better_auth_reset_links_share_the_table_and_neither_takes_th
 
 /// A provider account row without what differs between any two (ids, user, timestamps).
 async fn provider_account_shape(pool: &PgPool, account_id: &str) -> Value {
-    sqlx::query_scalar(
-        r#"SELECT to_jsonb(a) - 'id' - 'userId' - 'accountId' - 'createdAt' - 'updatedAt'
+    sqlx::query_scalar!(
+        r#"SELECT to_jsonb(a) - 'id' - 'userId' - 'accountId' - 'createdAt' - 'updatedAt' AS "shape!"
            FROM "account" a WHERE "providerId" = 'github' AND "accountId" = $1"#,
+        account_id
     )
-    .bind(account_id)
     .fetch_one(pool)
     .await
     .unwrap()
@@ -580,7 +577,7 @@ async fn a_github_link_made_at_either_front_door_signs_in_at_the_other(pool: PgP
     stub.configure(&mut config);
     let app = TestApp::with_state(AppState::new(config, pool.clone()), auth::router);
     let users = || async {
-        sqlx::query_scalar::<_, i64>(r#"SELECT count(*) FROM "user""#).fetch_one(&pool).await.unwrap()
+        sqlx::query_scalar!(r#"SELECT count(*) AS "count!" FROM "user""#).fetch_one(&pool).await.unwrap()
     };
 
     // A reader who signed up at the Better-Auth frontend with GitHub (its own OAuth sign-in)...

@@ -16,17 +16,18 @@ const SCRYPT_FIANCE: &str = "2350a7ce5931d500d822ac2d5a72bc76:5a46fffaf6deec5287
 const BCRYPT_BATTERY: &str = "$2b$04$wBO3sCyIUa6HWD3KagSjp.UmofRS0mInbUxKd7aBCUKw4kSOHa4ne";
 
 async fn set_hash(pool: &PgPool, user: &TestUser, hash: &str) {
-    sqlx::query(r#"UPDATE "account" SET password = $2 WHERE "userId" = $1 AND "providerId" = 'credential'"#)
-        .bind(&user.id)
-        .bind(hash)
-        .execute(pool)
-        .await
-        .unwrap();
+    sqlx::query!(
+        r#"UPDATE "account" SET password = $2 WHERE "userId" = $1 AND "providerId" = 'credential'"#,
+        user.id.as_str(),
+        hash
+    )
+    .execute(pool)
+    .await
+    .unwrap();
 }
 
 async fn sessions_of(pool: &PgPool, user: &TestUser) -> i64 {
-    sqlx::query_scalar(r#"SELECT count(*) FROM "session" WHERE "userId" = $1"#)
-        .bind(&user.id)
+    sqlx::query_scalar!(r#"SELECT count(*) AS "count!" FROM "session" WHERE "userId" = $1"#, user.id.as_str())
         .fetch_one(pool)
         .await
         .unwrap()
@@ -130,10 +131,10 @@ async fn deleting_an_account_leaves_nothing_behind(pool: PgPool) {
     let app = TestApp::new(pool.clone(), auth::router);
     let user = app.signed_up("ada@example.com").await;
     let failed_checks = || async {
-        let checks: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM password_checks WHERE account IN ('user:' || $1, 'recovery:user:' || $1)",
+        let checks: i64 = sqlx::query_scalar!(
+            r#"SELECT count(*) AS "count!" FROM password_checks WHERE account IN ('user:' || $1, 'recovery:user:' || $1)"#,
+            user.id.as_str(),
         )
-        .bind(&user.id)
         .fetch_one(&pool)
         .await
         .unwrap();
@@ -158,18 +159,22 @@ async fn an_account_without_a_password_is_deleted_from_a_fresh_session_only(pool
     let app = TestApp::new(pool.clone(), auth::router);
     let user = app.signed_up("ada@example.com").await;
     // As a Better-Auth social sign-in leaves it: no credential account.
-    sqlx::query(r#"DELETE FROM "account" WHERE "userId" = $1"#).bind(&user.id).execute(&pool).await.unwrap();
-    sqlx::query(r#"UPDATE "session" SET "createdAt" = now() - interval '10 minutes' WHERE "userId" = $1"#)
-        .bind(&user.id)
+    sqlx::query!(r#"DELETE FROM "account" WHERE "userId" = $1"#, user.id.as_str())
         .execute(&pool)
         .await
         .unwrap();
+    sqlx::query!(
+        r#"UPDATE "session" SET "createdAt" = now() - interval '10 minutes' WHERE "userId" = $1"#,
+        user.id.as_str()
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
     let stale = app.call(Method::DELETE, "/api/auth/me", Some(&user.access_token), Some(json!({}))).await;
     assert_eq!(stale.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", stale.text());
     assert_eq!(stale.json()["error"]["details"][0]["field"], "password");
 
-    sqlx::query(r#"UPDATE "session" SET "createdAt" = now() WHERE "userId" = $1"#)
-        .bind(&user.id)
+    sqlx::query!(r#"UPDATE "session" SET "createdAt" = now() WHERE "userId" = $1"#, user.id.as_str())
         .execute(&pool)
         .await
         .unwrap();

@@ -101,8 +101,7 @@ async fn a_verification_link_works_only_for_the_address_it_went_to(pool: PgPool)
     let user = app.signed_up("ada@example.com").await;
     let token = app.verification_mail("ada@example.com").token;
     // A Better-Auth frontend changed the address since.
-    sqlx::query(r#"UPDATE "user" SET email = 'ada@elsewhere.example' WHERE id = $1"#)
-        .bind(&user.id)
+    sqlx::query!(r#"UPDATE "user" SET email = 'ada@elsewhere.example' WHERE id = $1"#, user.id.as_str())
         .execute(app.pool())
         .await
         .unwrap();

@@ -31,10 +31,10 @@ async fn terminating_every_backend_mid_load_is_never_a_500_and_recovers(pool: Pg
         tokio::spawn(async move {
             let mut killed = 0i64;
             while !stop.load(Ordering::SeqCst) {
-                let n: i64 = sqlx::query_scalar(
-                    "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity
+                let n: i64 = sqlx::query_scalar!(
+                    r#"SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) AS "killed!" FROM pg_stat_activity
                      WHERE datname = current_database() AND pid <> pg_backend_pid()
-                       AND backend_type = 'client backend'",
+                       AND backend_type = 'client backend'"#,
                 )
                 .fetch_one(&killer_pool)
                 .await
@@ -105,13 +105,15 @@ async fn terminating_every_backend_mid_load_is_never_a_500_and_recovers(pool: Pg
 #[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn every_connection_starts_with_statement_lock_and_idle_transaction_time_outs(pool: PgPool) {
     let app = TestApp::new(pool, auth::router);
-    let (statement, lock, idle): (String, String, String) = sqlx::query_as(
-        "SELECT current_setting('statement_timeout'), current_setting('lock_timeout'),
-                current_setting('idle_in_transaction_session_timeout')",
+    let settings = sqlx::query!(
+        r#"SELECT current_setting('statement_timeout') AS "statement!",
+                current_setting('lock_timeout') AS "lock!",
+                current_setting('idle_in_transaction_session_timeout') AS "idle!""#,
     )
     .fetch_one(app.pool())
     .await
     .unwrap();
+    let (statement, lock, idle) = (settings.statement, settings.lock, settings.idle);
     assert_eq!((statement.as_str(), lock.as_str(), idle.as_str()), ("5s", "3s", "10s"));
 }
 
@@ -125,6 +127,7 @@ async fn database_errors_a_retry_resolves_are_503s_and_others_500s(pool: PgPool)
     let raise = |code: &'static str| {
         let pool = pool.clone();
         async move {
+            // A DO block takes no parameters, so the code is spliced in: runtime-checked.
             let sql = format!("DO $$ BEGIN RAISE EXCEPTION 'injected' USING ERRCODE = '{code}'; END $$");
             let failed = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&pool).await.unwrap_err();
             axum::response::IntoResponse::into_response(primer_shared::Error::from(failed))

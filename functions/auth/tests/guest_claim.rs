@@ -109,12 +109,13 @@ async fn logging_in_with_a_guest_token_hands_over_the_guests_conversations(pool:
     expected.sort();
     assert_eq!(conversations_of(&app, &Owner::User(user.id)).await, expected);
     assert!(conversations_of(&app, &Owner::Guest(guest_id)).await.is_empty());
-    let counters: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM conversation_title_counters WHERE guest_id = $1")
-            .bind(guest_id)
-            .fetch_one(app.pool())
-            .await
-            .unwrap();
+    let counters: i64 = sqlx::query_scalar!(
+        r#"SELECT count(*) AS "count!" FROM conversation_title_counters WHERE guest_id = $1"#,
+        guest_id
+    )
+    .fetch_one(app.pool())
+    .await
+    .unwrap();
     assert_eq!(counters, 0, "the guest's title counter went with the claim");
 }
 

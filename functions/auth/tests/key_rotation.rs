@@ -143,10 +143,10 @@ async fn without_the_previous_secret_a_twin_refresh_looks_like_a_replay(pool: Pg
 
     let after = TestApp::with_config(pool, rotated(NEW_SECRET, &[]), auth::router);
     assert_eq!(after.refresh(&user.refresh_token).await.status, StatusCode::UNAUTHORIZED);
-    let sessions: i64 = sqlx::query_scalar(r#"SELECT count(*) FROM "session" WHERE id = $1"#)
-        .bind(&user.session_id)
-        .fetch_one(after.pool())
-        .await
-        .unwrap();
+    let sessions: i64 =
+        sqlx::query_scalar!(r#"SELECT count(*) AS "count!" FROM "session" WHERE id = $1"#, &user.session_id)
+            .fetch_one(after.pool())
+            .await
+            .unwrap();
     assert_eq!(sessions, 0, "the session is revoked");
 }

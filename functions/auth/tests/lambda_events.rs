@@ -86,13 +86,14 @@ async fn every_auth_event_gets_its_status(pool: PgPool) {
     }
 
     // The session opened by the login event records API Gateway's view of the client.
-    let (ip, agent): (Option<String>, Option<String>) = sqlx::query_as(
+    let session = sqlx::query!(
         r#"SELECT s."ipAddress", s."userAgent" FROM "session" s JOIN "user" u ON u.id = s."userId"
            WHERE u.email = 'ada@example.com' ORDER BY s."createdAt" DESC LIMIT 1"#,
     )
     .fetch_one(app.pool())
     .await
     .unwrap();
+    let (ip, agent): (Option<String>, Option<String>) = (session.ipAddress, session.userAgent);
     assert!(ip.is_some_and(|ip| ip.starts_with("203.0.113.")));
     assert!(agent.is_some());
 }

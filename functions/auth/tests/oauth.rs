@@ -196,24 +196,30 @@ async fn redeem(app: &TestApp, url: &str) -> (Value, TestUser) {
 
 /// A provider account as stored: every column Better-Auth writes.
 async fn account_row(pool: &PgPool, provider: &str, account_id: &str) -> Option<Value> {
-    sqlx::query_scalar(
+    sqlx::query_scalar!(
         r#"SELECT to_jsonb(a) - 'id' - 'createdAt' - 'updatedAt'
-                  || jsonb_build_object('stamped', a."createdAt" = a."updatedAt" AND a."createdAt" > now() - interval '1 minute')
+                  || jsonb_build_object('stamped', a."createdAt" = a."updatedAt" AND a."createdAt" > now() - interval '1 minute') AS "row!"
            FROM "account" a WHERE "providerId" = $1 AND "accountId" = $2"#,
+        provider,
+        account_id,
     )
-    .bind(provider)
-    .bind(account_id)
     .fetch_optional(pool)
     .await
     .unwrap()
 }
 
-async fn count(pool: &PgPool, sql: &'static str, bind: &str) -> i64 {
-    sqlx::query_scalar(sql).bind(bind).fetch_one(pool).await.unwrap()
+async fn users_with_email(pool: &PgPool, email: &str) -> i64 {
+    sqlx::query_scalar!(r#"SELECT count(*) AS "count!" FROM "user" WHERE email = $1"#, email)
+        .fetch_one(pool)
+        .await
+        .unwrap()
 }
 
-async fn users_with_email(pool: &PgPool, email: &str) -> i64 {
-    count(pool, r#"SELECT count(*) FROM "user" WHERE email = $1"#, email).await
+async fn accounts_of(pool: &PgPool, user_id: &str) -> i64 {
+    sqlx::query_scalar!(r#"SELECT count(*) AS "count!" FROM "account" WHERE "userId" = $1"#, user_id)
+        .fetch_one(pool)
+        .await
+        .unwrap()
 }
 
 #[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
@@ -233,14 +239,14 @@ async fn a_reader_signs_up_then_in_with_an_openid_provider_as_a_browser_does(poo
     assert_eq!(query["code_challenge_method"], "S256");
     assert_eq!(query["code_challenge"].len(), 43);
     assert_eq!((query["state"].len(), query["nonce"].len()), (43, 43));
-    let stored: Vec<(String, String)> = sqlx::query_as(
+    let stored = sqlx::query!(
         r#"SELECT identifier, value FROM "verification" WHERE identifier LIKE 'primer:oauth-state:%'"#,
     )
     .fetch_all(app.pool())
     .await
     .unwrap();
     assert_eq!(stored.len(), 1);
-    assert!(!stored[0].0.contains(&query["state"]), "the state is kept only as a digest");
+    assert!(!stored[0].identifier.contains(&query["state"]), "the state is kept only as a digest");
 
     // On, as a browser goes: login and consent at the provider, back to the site.
     let ended = setup.browser.go(to_provider.as_str(), "alice", true, |u| u.starts_with(SITE)).await;
@@ -281,12 +287,13 @@ async fn a_reader_signs_up_then_in_with_an_openid_provider_as_a_browser_does(poo
     assert_eq!(accounts["accounts"][1]["name"], "corp-es sign-in");
 
     // Nothing of the sign-ins is left behind but the accounts.
-    let left = count(
-        app.pool(),
-        r#"SELECT count(*) FROM "verification" WHERE identifier LIKE $1"#,
+    let left = sqlx::query_scalar!(
+        r#"SELECT count(*) AS "count!" FROM "verification" WHERE identifier LIKE $1"#,
         "primer:oauth-%",
     )
-    .await;
+    .fetch_one(app.pool())
+    .await
+    .unwrap();
     assert_eq!(left, 0, "states and codes are gone once used");
 }
 
@@ -353,7 +360,9 @@ async fn a_state_and_a_code_work_once(pool: PgPool) {
 
     // A code past its minute.
     let late = code_of(setup.sign_in("corp", "alice").await.as_str());
-    sqlx::query(r#"UPDATE "verification" SET "expiresAt" = now() - interval '1 second' WHERE identifier LIKE 'primer:oauth-code:%'"#)
+    sqlx::query!(
+        r#"UPDATE "verification" SET "expiresAt" = now() - interval '1 second' WHERE identifier LIKE 'primer:oauth-code:%'"#,
+    )
         .execute(app.pool())
         .await
         .unwrap();
@@ -362,7 +371,9 @@ async fn a_state_and_a_code_work_once(pool: PgPool) {
     // A state past its ten minutes, and a state started for another provider.
     let callback =
         setup.browser.go(&setup.start_url("corp"), "alice", true, |u| u.starts_with(&callback_prefix)).await;
-    sqlx::query(r#"UPDATE "verification" SET "expiresAt" = now() - interval '1 second' WHERE identifier LIKE 'primer:oauth-state:%'"#)
+    sqlx::query!(
+        r#"UPDATE "verification" SET "expiresAt" = now() - interval '1 second' WHERE identifier LIKE 'primer:oauth-state:%'"#,
+    )
         .execute(app.pool())
         .await
         .unwrap();
@@ -416,10 +427,7 @@ async fn an_address_the_provider_did_not_verify_never_links(pool: PgPool) {
     let ended = setup.sign_in("corp", "bob").await;
     assert_eq!(fragment(ended.as_str(), "error").as_deref(), Some("account_not_linked"), "{ended}");
     assert!(account_row(app.pool(), "corp", "bob").await.is_none());
-    assert_eq!(
-        count(app.pool(), r#"SELECT count(*) FROM "account" WHERE "userId" = $1"#, bob.id.as_str()).await,
-        1
-    );
+    assert_eq!(accounts_of(app.pool(), bob.id.as_str()).await, 1);
     assert_eq!(users_with_email(app.pool(), "bob@example.com").await, 1);
 
     // An unverified address no account has: a new account, unverified.
@@ -496,11 +504,7 @@ async fn github_links_by_address_only_when_both_sides_verified_it(pool: PgPool) 
     let ended = app.sign_in_with_github(&stub, &late, None).await;
     assert_eq!(fragment(&ended, "error").as_deref(), Some("account_not_linked"), "{ended}");
     assert!(account_row(app.pool(), "github", "3").await.is_none());
-    assert_eq!(
-        count(app.pool(), r#"SELECT count(*) FROM "account" WHERE "userId" = $1"#, unverified.id.as_str())
-            .await,
-        1
-    );
+    assert_eq!(accounts_of(app.pool(), unverified.id.as_str()).await, 1);
 }
 
 #[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
@@ -574,7 +578,12 @@ async fn twenty_parallel_redemptions_of_one_code_open_one_session(pool: PgPool) 
         .as_str()
         .unwrap()
         .to_owned();
-    assert_eq!(count(app.pool(), r#"SELECT count(*) FROM "session" WHERE "userId" = $1"#, &user_id).await, 1);
+    let sessions =
+        sqlx::query_scalar!(r#"SELECT count(*) AS "count!" FROM "session" WHERE "userId" = $1"#, user_id)
+            .fetch_one(app.pool())
+            .await
+            .unwrap();
+    assert_eq!(sessions, 1);
 }
 
 #[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
@@ -688,9 +697,7 @@ async fn two_removals_at_once_leave_one_way_to_sign_in(pool: PgPool) {
         let mut statuses = [a.status.as_u16(), b.status.as_u16()];
         statuses.sort();
         assert_eq!(statuses, [204, 409], "round {round}");
-        let left =
-            count(app.pool(), r#"SELECT count(*) FROM "account" WHERE "userId" = $1"#, user.id.as_str())
-                .await;
+        let left = accounts_of(app.pool(), user.id.as_str()).await;
         assert_eq!(left, 1, "round {round}");
     }
 }
@@ -728,15 +735,7 @@ async fn deleting_the_account_removes_its_links(pool: PgPool) {
     let deleted =
         app.call(Method::DELETE, "/api/auth/me", Some(&session.access_token), Some(json!({}))).await;
     assert_eq!(deleted.status, StatusCode::NO_CONTENT, "{}", deleted.text());
-    assert_eq!(
-        count(
-            app.pool(),
-            r#"SELECT count(*) FROM "account" WHERE "userId" = $1"#,
-            user["id"].as_str().unwrap()
-        )
-        .await,
-        0
-    );
+    assert_eq!(accounts_of(app.pool(), user["id"].as_str().unwrap()).await, 0);
     // The same GitHub account signs up anew.
     let (again, _) = redeem(&app, &app.sign_in_with_github(&stub, &octocat, None).await).await;
     assert_ne!(again["id"], user["id"]);
@@ -875,7 +874,7 @@ async fn a_code_exchanged_without_the_sign_ins_pkce_verifier_is_refused(pool: Pg
     let back = stub.approve(&app.redirected("/api/auth/oauth/github/start").await);
     // Someone who got hold of the code and the state but not the verifier the sign-in kept:
     // a verifier of their own is not the one the challenge was made from.
-    sqlx::query(
+    sqlx::query!(
         r#"UPDATE "verification" SET value = jsonb_set(value::jsonb, '{verifier}', to_jsonb('x'::text))::text
            WHERE identifier LIKE 'primer:oauth-state:%'"#,
     )
@@ -899,10 +898,12 @@ async fn a_disabled_account_does_not_sign_in_with_a_provider(pool: PgPool) {
     let octocat = GitHubAccount::new(4242, "octocat", "octo@example.com", true);
     let (user, _) = redeem(&app, &app.sign_in_with_github(&stub, &octocat, None).await).await;
     let disable = |active: bool| {
-        sqlx::query(r#"UPDATE "user" SET is_active = $2 WHERE id = $1"#)
-            .bind(user["id"].as_str().unwrap().to_owned())
-            .bind(active)
-            .execute(app.pool())
+        sqlx::query!(
+            r#"UPDATE "user" SET is_active = $2 WHERE id = $1"#,
+            user["id"].as_str().unwrap(),
+            active
+        )
+        .execute(app.pool())
     };
     disable(false).await.unwrap();
     let ended = app.sign_in_with_github(&stub, &octocat, None).await;

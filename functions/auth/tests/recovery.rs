@@ -21,11 +21,13 @@ fn app(pool: PgPool) -> TestApp {
 }
 
 async fn pending_tokens(pool: &PgPool, prefix: &str) -> i64 {
-    sqlx::query_scalar(r#"SELECT count(*) FROM "verification" WHERE starts_with(identifier, $1)"#)
-        .bind(prefix)
-        .fetch_one(pool)
-        .await
-        .unwrap()
+    sqlx::query_scalar!(
+        r#"SELECT count(*) AS "count!" FROM "verification" WHERE starts_with(identifier, $1)"#,
+        prefix
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap()
 }
 
 #[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
@@ -50,14 +52,12 @@ async fn forgot_then_reset_ends_every_old_session_and_the_new_password_signs_in(
     assert!(mail.html.contains(&mail.link), "the HTML part carries the same link");
     // Only a hash of the token's secret is stored.
     let (selector, secret) = mail.token.split_once('.').unwrap();
-    let stored: (String, String) =
-        sqlx::query_as(r#"SELECT identifier, value FROM "verification" WHERE id = $1"#)
-            .bind(selector)
-            .fetch_one(app.pool())
-            .await
-            .unwrap();
-    assert_eq!(stored.0, format!("primer:reset-password:{}", user.id));
-    assert!(stored.1.starts_with("sha256:") && !stored.1.contains(secret), "{}", stored.1);
+    let stored = sqlx::query!(r#"SELECT identifier, value FROM "verification" WHERE id = $1"#, selector)
+        .fetch_one(app.pool())
+        .await
+        .unwrap();
+    assert_eq!(stored.identifier, format!("primer:reset-password:{}", user.id));
+    assert!(stored.value.starts_with("sha256:") && !stored.value.contains(secret), "{}", stored.value);
 
     let reset = app.reset_password(&mail.token, NEW_PASSWORD).await;
     assert_eq!(reset.status, StatusCode::OK, "{}", reset.text());
@@ -190,11 +190,13 @@ async fn spent_expired_and_forged_tokens_are_one_400_and_change_nothing(pool: Pg
 
     app.forgot_password(&user.email).await;
     let expired = app.reset_mail(&user.email).token;
-    sqlx::query(r#"UPDATE "verification" SET "expiresAt" = now() - interval '1 second' WHERE id = $1"#)
-        .bind(expired.split_once('.').unwrap().0)
-        .execute(app.pool())
-        .await
-        .unwrap();
+    sqlx::query!(
+        r#"UPDATE "verification" SET "expiresAt" = now() - interval '1 second' WHERE id = $1"#,
+        expired.split_once('.').unwrap().0
+    )
+    .execute(app.pool())
+    .await
+    .unwrap();
 
     app.forgot_password(&user.email).await;
     let live = app.reset_mail(&user.email).token;
@@ -202,8 +204,7 @@ async fn spent_expired_and_forged_tokens_are_one_400_and_change_nothing(pool: Pg
     let mut flipped = secret.as_bytes().to_vec();
     flipped[5] = if flipped[5] == b'A' { b'B' } else { b'A' };
     // The reset verified the address; an unverified one has a verification link to misuse.
-    sqlx::query(r#"UPDATE "user" SET "emailVerified" = false WHERE id = $1"#)
-        .bind(&user.id)
+    sqlx::query!(r#"UPDATE "user" SET "emailVerified" = false WHERE id = $1"#, user.id.as_str())
         .execute(app.pool())
         .await
         .unwrap();
@@ -235,8 +236,7 @@ async fn spent_expired_and_forged_tokens_are_one_400_and_change_nothing(pool: Pg
     assert_eq!(app.login(&user.email, NEW_PASSWORD).await.status, StatusCode::OK);
 
     // A token works only for the address it was sent to.
-    sqlx::query(r#"UPDATE "user" SET email = 'ada.new@example.com' WHERE id = $1"#)
-        .bind(&user.id)
+    sqlx::query!(r#"UPDATE "user" SET email = 'ada.new@example.com' WHERE id = $1"#, user.id.as_str())
         .execute(app.pool())
         .await
         .unwrap();
@@ -279,8 +279,7 @@ async fn bad_requests_are_422_and_disabled_accounts_get_no_link(pool: PgPool) {
     let user = app.signed_up("mallory@example.com").await;
     app.forgot_password(&user.email).await;
     let token = app.reset_mail(&user.email).token;
-    sqlx::query(r#"UPDATE "user" SET is_active = false WHERE id = $1"#)
-        .bind(&user.id)
+    sqlx::query!(r#"UPDATE "user" SET is_active = false WHERE id = $1"#, user.id.as_str())
         .execute(app.pool())
         .await
         .unwrap();
@@ -320,11 +319,13 @@ async fn one_link_used_by_many_requests_at_once_resets_once(pool: PgPool) {
             response.text()
         );
     }
-    let sessions: i64 = sqlx::query_scalar(r#"SELECT count(*) FROM "session" WHERE "userId" = $1"#)
-        .bind(&user.id)
-        .fetch_one(app.pool())
-        .await
-        .unwrap();
+    let sessions: i64 = sqlx::query_scalar!(
+        r#"SELECT count(*) AS "count!" FROM "session" WHERE "userId" = $1"#,
+        user.id.as_str()
+    )
+    .fetch_one(app.pool())
+    .await
+    .unwrap();
     assert_eq!(sessions, 1, "only the winner's session");
     let password = format!("new passphrase {}", winners[0]);
     assert_eq!(app.login(&user.email, &password).await.status, StatusCode::OK);
@@ -436,12 +437,12 @@ async fn deleting_the_account_deletes_its_pending_tokens_and_only_those(pool: Pg
     for user in [&ada, &eve] {
         app.forgot_password(&user.email).await;
         // A Better-Auth frontend's reset link for the same user.
-        sqlx::query(
+        sqlx::query!(
             r#"INSERT INTO "verification" (id, identifier, value, "expiresAt") VALUES ($1, $2, $3, now() + interval '1 hour')"#,
+            uuid::Uuid::new_v4().simple().to_string(),
+            format!("reset-password:{}", uuid::Uuid::new_v4().simple()),
+            user.id.as_str(),
         )
-        .bind(uuid::Uuid::new_v4().simple().to_string())
-        .bind(format!("reset-password:{}", uuid::Uuid::new_v4().simple()))
-        .bind(&user.id)
         .execute(app.pool())
         .await
         .unwrap();
@@ -449,10 +450,10 @@ async fn deleting_the_account_deletes_its_pending_tokens_and_only_those(pool: Pg
     let rows_of = |user_id: String| {
         let pool = app.pool().clone();
         async move {
-            sqlx::query_scalar::<_, i64>(
-                r#"SELECT count(*) FROM "verification" WHERE identifier LIKE '%' || $1 OR value = $1"#,
+            sqlx::query_scalar!(
+                r#"SELECT count(*) AS "count!" FROM "verification" WHERE identifier LIKE '%' || $1 OR value = $1"#,
+                user_id,
             )
-            .bind(user_id)
             .fetch_one(&pool)
             .await
             .unwrap()
