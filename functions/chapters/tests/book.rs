@@ -14,11 +14,14 @@ use serde_json::{Value, json};
 use sqlx::PgPool;
 
 async fn sections(pool: &PgPool, chapter: i32) -> Vec<(String, String)> {
-    sqlx::query_as("SELECT heading, anchor FROM chapter_sections WHERE chapter_id = $1 ORDER BY position")
-        .bind(chapter)
-        .fetch_all(pool)
-        .await
-        .unwrap()
+    let sections = sqlx::query!(
+        "SELECT heading, anchor FROM chapter_sections WHERE chapter_id = $1 ORDER BY position",
+        chapter
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    sections.into_iter().map(|section| (section.heading, section.anchor)).collect()
 }
 
 #[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
@@ -51,7 +54,7 @@ async fn the_version_moves_only_when_the_source_changes(pool: PgPool) {
     assert_eq!((stored.version, stored.source_sha256), (2, revised.sha256));
 
     // Sections are searchable by the tutor.
-    let found: String = sqlx::query_scalar(
+    let found: String = sqlx::query_scalar!(
         "SELECT heading FROM chapter_sections WHERE search_vector @@ plainto_tsquery('english', 'embedded board')",
     )
     .fetch_one(&mut *conn)
@@ -70,14 +73,16 @@ async fn the_sample_book_imports_once(pool: PgPool) {
         [1, 2, 3, 4, 5, 6],
         "chapters are numbered by their files"
     );
-    let count: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM chapter_sections").fetch_one(&pool).await.unwrap();
+    let count: i64 = sqlx::query_scalar!(r#"SELECT count(*) AS "count!" FROM chapter_sections"#)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
     assert!(count > 30, "only {count} sections");
 
     let again = book::import_dir(&pool, &sample_book()).await.unwrap();
     assert!(again.iter().all(|i| i.outcome == ImportOutcome::Unchanged { version: 1 }), "{again:?}");
     let versions: Vec<i32> =
-        sqlx::query_scalar("SELECT version FROM chapters ORDER BY id").fetch_all(&pool).await.unwrap();
+        sqlx::query_scalar!("SELECT version FROM chapters ORDER BY id").fetch_all(&pool).await.unwrap();
     assert_eq!(versions, [1; 6]);
 }
 

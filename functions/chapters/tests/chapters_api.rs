@@ -57,12 +57,12 @@ async fn personalization_needs_a_signed_in_onboarded_reader(pool: PgPool) {
     assert_eq!(response.error_code(), "profile_incomplete");
 
     // A profile that has not been through onboarding is not enough either.
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO user_profiles (user_id, software_context, hardware_context, profile_hash)
          VALUES ($1, '{\"languages\": [\"Python\"]}', '{}', $2)",
+        user.id.as_str(),
+        "a".repeat(64)
     )
-    .bind(&user.id)
-    .bind("a".repeat(64))
     .execute(app.pool())
     .await
     .unwrap();
@@ -103,8 +103,7 @@ async fn a_miss_is_made_and_stored_then_served_from_the_store(pool: PgPool) {
     let stored = app.state.blobs.get(&key).await.unwrap().expect("the object was written");
     assert_eq!(String::from_utf8(stored).unwrap(), markdown);
     let engine: String =
-        sqlx::query_scalar("SELECT engine FROM personalized_chapters WHERE storage_path = $1")
-            .bind(key.as_str())
+        sqlx::query_scalar!("SELECT engine FROM personalized_chapters WHERE storage_path = $1", key.as_str())
             .fetch_one(app.pool())
             .await
             .unwrap();

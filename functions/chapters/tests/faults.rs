@@ -48,13 +48,14 @@ fn app_with_model(pool: PgPool, server: &MockServer) -> TestApp {
 
 /// The transactions (backend, start) of this test's database sitting open doing nothing.
 async fn idle_in_transaction(observer: &PgPool) -> Vec<(i32, String)> {
-    sqlx::query_as(
-        "SELECT pid, xact_start::text FROM pg_stat_activity
-         WHERE datname = current_database() AND state LIKE 'idle in transaction%'",
+    let idle = sqlx::query!(
+        r#"SELECT pid AS "pid!", xact_start::text AS "xact_start!" FROM pg_stat_activity
+         WHERE datname = current_database() AND state LIKE 'idle in transaction%'"#,
     )
     .fetch_all(observer)
     .await
-    .unwrap()
+    .unwrap();
+    idle.into_iter().map(|backend| (backend.pid, backend.xact_start)).collect()
 }
 
 #[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
@@ -105,8 +106,10 @@ async fn concurrent_misses_generate_once_and_hold_no_transaction_while_the_model
     );
     assert_eq!(server.received_requests().await.unwrap().len(), 1, "the model was asked once");
     assert_eq!(copies(&pool).await, 1);
-    let claims: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM personalization_claims").fetch_one(&pool).await.unwrap();
+    let claims: i64 = sqlx::query_scalar!(r#"SELECT count(*) AS "count!" FROM personalization_claims"#)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
     assert_eq!(claims, 0, "the claim ends with the generation");
 }
 
@@ -162,8 +165,10 @@ async fn a_paused_or_stopped_store_is_a_503_within_its_time_out_and_leaves_nothi
         // The cache-hit read and the write, each within its 0.8 s operation time-out.
         assert!(took < Duration::from_secs(4), "{endpoint}: the 503 took {took:?}");
         assert_eq!(copies(&pool).await, 0, "{endpoint}: no row points at a missing object");
-        let claims: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM personalization_claims").fetch_one(&pool).await.unwrap();
+        let claims: i64 = sqlx::query_scalar!(r#"SELECT count(*) AS "count!" FROM personalization_claims"#)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
         assert_eq!(claims, 0, "{endpoint}: a failed generation gives its claim up");
     }
 }
@@ -194,14 +199,18 @@ async fn the_store_behind_a_sick_network_is_a_503_within_its_time_outs_and_recov
         assert!(response.headers.contains_key("retry-after"));
         // Bounded, not timed: the write's 0.8 s (and a read's), far from a hang.
         assert!(started.elapsed() < Duration::from_secs(10), "{fault:?}: {:?}", started.elapsed());
-        let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM personalized_chapters WHERE user_id = $1")
-            .bind(&reader.id)
+        let rows: i64 = sqlx::query_scalar!(
+            r#"SELECT count(*) AS "count!" FROM personalized_chapters WHERE user_id = $1"#,
+            reader.id.as_str()
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        assert_eq!(rows, 0, "{fault:?}: no row without its object");
+        let claims: i64 = sqlx::query_scalar!(r#"SELECT count(*) AS "count!" FROM personalization_claims"#)
             .fetch_one(&pool)
             .await
             .unwrap();
-        assert_eq!(rows, 0, "{fault:?}: no row without its object");
-        let claims: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM personalization_claims").fetch_one(&pool).await.unwrap();
         assert_eq!(claims, 0, "{fault:?}: the claim was given up");
 
         proxy.set(Fault::None);
@@ -249,12 +258,12 @@ async fn a_claim_left_by_a_crash_lapses_with_the_work_it_stood_for(pool: PgPool)
     let key = rule_key(&pool, reader.id.as_str(), chapter).await;
     let lease =
         primer_shared::domain::personalize::cache::RULES_WORK + primer_shared::domain::claim::CLAIM_MARGIN;
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO personalization_claims (storage_path, expires_at)
          VALUES ($1, clock_timestamp() + make_interval(secs => $2))",
+        key.as_str(),
+        lease.as_secs_f64()
     )
-    .bind(key.as_str())
-    .bind(lease.as_secs_f64())
     .execute(&pool)
     .await
     .unwrap();

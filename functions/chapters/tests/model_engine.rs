@@ -62,7 +62,7 @@ async fn personalized(app: &TestApp) -> Value {
 }
 
 async fn stored_engine(pool: &PgPool) -> String {
-    sqlx::query_scalar("SELECT engine FROM personalized_chapters").fetch_one(pool).await.unwrap()
+    sqlx::query_scalar!("SELECT engine FROM personalized_chapters").fetch_one(pool).await.unwrap()
 }
 
 #[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
@@ -204,19 +204,19 @@ async fn the_call_is_bounded_and_its_usage_counted_and_stored(pool: PgPool) {
     assert_eq!(personalized(&app).await["engine"], "model");
     let sent: Value = server.received_requests().await.unwrap()[0].body_json().unwrap();
     assert_eq!(sent["max_tokens"], 4000);
-    let stored: (Option<i32>, Option<i32>) =
-        sqlx::query_as("SELECT prompt_tokens, completion_tokens FROM personalized_chapters")
-            .fetch_one(app.pool())
-            .await
-            .unwrap();
-    assert_eq!(stored, (Some(700), Some(300)));
-    let (user, budget): (i64, i64) = sqlx::query_as(
-        "SELECT (SELECT tokens FROM usage_daily), (SELECT tokens FROM model_budget_daily WHERE pool = 'all')",
+    let stored = sqlx::query!("SELECT prompt_tokens, completion_tokens FROM personalized_chapters")
+        .fetch_one(app.pool())
+        .await
+        .unwrap();
+    assert_eq!((stored.prompt_tokens, stored.completion_tokens), (Some(700), Some(300)));
+    let spent = sqlx::query!(
+        r#"SELECT (SELECT tokens FROM usage_daily) AS "user!",
+                  (SELECT tokens FROM model_budget_daily WHERE pool = 'all') AS "budget!""#,
     )
     .fetch_one(app.pool())
     .await
     .unwrap();
-    assert_eq!((user, budget), (1000, 1000), "the reported tokens replace the estimate");
+    assert_eq!((spent.user, spent.budget), (1000, 1000), "the reported tokens replace the estimate");
 }
 
 /// With the budget spent, the rules answer and the chapter says why; that copy is not stored,
@@ -235,12 +235,14 @@ async fn without_allowance_left_the_rules_personalize_and_say_so_until_the_model
     let markdown = stand_in["markdown"].as_str().unwrap();
     assert!(markdown.contains("has reached today's budget"), "{markdown}");
     assert!(markdown.starts_with("# First Steps\n\n*The language model"), "the note is under the title");
-    let reserved: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM model_budget_daily").fetch_one(app.pool()).await.unwrap();
+    let reserved: i64 = sqlx::query_scalar!(r#"SELECT count(*) AS "count!" FROM model_budget_daily"#)
+        .fetch_one(app.pool())
+        .await
+        .unwrap();
     assert_eq!(reserved, 0, "nothing stays reserved");
     let again = app.get(PERSONALIZED_JSON, Some(&reader.access_token)).await.json();
     assert_eq!(again["cached"], false, "a stand-in is never stored");
-    assert_eq!(count(app.pool(), "SELECT count(*) FROM personalized_chapters").await, 0);
+    assert_eq!(common::copies(app.pool()).await, 0);
 
     let room = MockServer::start().await;
     Mock::given(method("POST")).respond_with(completion(ADAPTED)).expect(1).mount(&room).await;
@@ -249,8 +251,4 @@ async fn without_allowance_left_the_rules_personalize_and_say_so_until_the_model
     assert_eq!((&served["engine"], &served["cached"]), (&json!("model"), &json!(false)));
     assert!(!served["markdown"].as_str().unwrap().contains("today's budget"));
     assert_eq!(stored_engine(renewed.pool()).await, "model");
-}
-
-async fn count(pool: &PgPool, sql: &'static str) -> i64 {
-    sqlx::query_scalar(sql).fetch_one(pool).await.unwrap()
 }

@@ -51,7 +51,10 @@ pub async fn rule_key(pool: &PgPool, user_id: &str, chapter: ChapterId) -> Objec
 
 /// How many personalized-chapter rows there are.
 pub async fn copies(pool: &PgPool) -> i64 {
-    sqlx::query_scalar("SELECT count(*) FROM personalized_chapters").fetch_one(pool).await.unwrap()
+    sqlx::query_scalar!(r#"SELECT count(*) AS "count!" FROM personalized_chapters"#)
+        .fetch_one(pool)
+        .await
+        .unwrap()
 }
 
 /// Files under `dir`, recursively (0 when it does not exist).
