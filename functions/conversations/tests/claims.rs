@@ -8,7 +8,7 @@ use crate::common;
 use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
-use common::{STUB_MODEL, create, id, model_at, post_message, retry, router};
+use common::{STUB_MODEL, create, id, model_at, post_message, retry, router, uuid};
 use primer_shared::domain::conversations::{self, MessageContent, Owner, Posted};
 use primer_shared::domain::usage::{self, Allowance};
 use primer_shared::infra::model::ModelClient;
@@ -66,8 +66,7 @@ async fn claimed_by_a_dead_request(
 }
 
 async fn claim_of(direct: &PgPool, message_id: &str) -> Option<chrono::DateTime<chrono::Utc>> {
-    sqlx::query_scalar("SELECT reply_lease_until FROM messages WHERE id = $1::uuid")
-        .bind(message_id)
+    sqlx::query_scalar!("SELECT reply_lease_until FROM messages WHERE id = $1::uuid", uuid(message_id))
         .fetch_one(direct)
         .await
         .unwrap()
@@ -100,11 +99,13 @@ async fn a_json_retry_of_a_question_a_dead_stream_claimed_says_when_to_try_again
     assert!(server.received_requests().await.unwrap().is_empty());
 
     // Once the claim has lapsed, the retry answers it.
-    sqlx::query("UPDATE messages SET reply_lease_until = now() - interval '1 second' WHERE id = $1::uuid")
-        .bind(&question)
-        .execute(&pool)
-        .await
-        .unwrap();
+    sqlx::query!(
+        "UPDATE messages SET reply_lease_until = now() - interval '1 second' WHERE id = $1::uuid",
+        uuid(&question)
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
     let answered = retry(&app, &user.access_token, &conversation, &question).await;
     assert_eq!(answered.status, StatusCode::CREATED, "{}", answered.text());
     assert_eq!(answered.json()["reply"]["content"], "A topic is a named channel.");
@@ -137,8 +138,10 @@ async fn a_dead_calls_reservation_is_given_back_when_its_claim_lapses(pool: PgPo
     let posted = post_message(&app, &user.access_token, &conversation, "What is a topic?").await;
     assert_eq!(posted.json()["reply"]["ai_model"], STUB_MODEL, "{}", posted.text());
     assert_eq!(app.usage(&user.access_token).await.json()["tokens"]["used"], 100);
-    let reserved: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM token_reservations").fetch_one(app.pool()).await.unwrap();
+    let reserved: i64 = sqlx::query_scalar!(r#"SELECT count(*) AS "count!" FROM token_reservations"#)
+        .fetch_one(app.pool())
+        .await
+        .unwrap();
     assert_eq!(reserved, 0);
 }
 
@@ -160,7 +163,7 @@ async fn a_post_whose_database_stalls_gives_its_claim_up_once_it_answers_again(d
     };
     // Once the question is stored (and claimed), the network to the pooler stalls.
     let question = loop {
-        let stored: Option<uuid::Uuid> = sqlx::query_scalar("SELECT id FROM messages WHERE sender = 'user'")
+        let stored: Option<uuid::Uuid> = sqlx::query_scalar!("SELECT id FROM messages WHERE sender = 'user'")
             .fetch_optional(&direct)
             .await
             .unwrap();
@@ -204,11 +207,12 @@ async fn a_post_through_a_slow_pooler_ends_within_its_deadline_and_leaves_no_cla
     proxy.set(Fault::None);
     let settled = Instant::now() + Duration::from_secs(15);
     loop {
-        let claimed: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM messages WHERE reply_lease_until IS NOT NULL")
-                .fetch_one(&direct)
-                .await
-                .unwrap();
+        let claimed: i64 = sqlx::query_scalar!(
+            r#"SELECT count(*) AS "count!" FROM messages WHERE reply_lease_until IS NOT NULL"#
+        )
+        .fetch_one(&direct)
+        .await
+        .unwrap();
         if claimed == 0 {
             break;
         }

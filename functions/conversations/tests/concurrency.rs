@@ -9,7 +9,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use axum::http::StatusCode;
-use common::{app_with_model, completion, create, id, post_message, user_token};
+use common::{app_with_model, completion, create, id, post_message, user_token, uuid};
 use primer_shared::domain::conversations::{self, MessageContent, Owner, Posted};
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -27,9 +27,9 @@ async fn slow_model(delay: Duration) -> MockServer {
 }
 
 async fn advisory_locks(observer: &PgPool) -> i64 {
-    sqlx::query_scalar(
-        "SELECT count(*) FROM pg_locks
-         WHERE locktype = 'advisory' AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+    sqlx::query_scalar!(
+        r#"SELECT count(*) AS "count!" FROM pg_locks
+         WHERE locktype = 'advisory' AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"#,
     )
         .fetch_one(observer)
         .await
@@ -76,12 +76,12 @@ async fn sixteen_concurrent_posters_with_repeated_contents_are_answered_once_per
         let reply_ids: HashSet<_> = exchanges.iter().map(|e| id(&e["reply"])).collect();
         assert_eq!((user_ids.len(), reply_ids.len()), (1, 1), "{question}: {exchanges:?}");
         assert!(exchanges.iter().all(|e| e["reply"]["is_error"] == false), "{exchanges:?}");
-        let stored: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM messages WHERE conversation_id = $1::uuid AND (content = $2 OR reply_to = $3::uuid)",
+        let stored: i64 = sqlx::query_scalar!(
+            r#"SELECT count(*) AS "count!" FROM messages WHERE conversation_id = $1::uuid AND (content = $2 OR reply_to = $3::uuid)"#,
+            uuid(conversation),
+            question,
+            uuid(user_ids.iter().next().unwrap()),
         )
-        .bind(conversation)
-        .bind(question)
-        .bind(user_ids.iter().next().unwrap())
         .fetch_one(&pool)
         .await
         .unwrap();
@@ -89,11 +89,12 @@ async fn sixteen_concurrent_posters_with_repeated_contents_are_answered_once_per
     }
     assert_eq!(server.received_requests().await.unwrap().len(), 8, "the model is asked once per message");
     assert_eq!(advisory_locks(&pool).await, 0, "no advisory lock outlives its transaction");
-    let claimed: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM messages WHERE reply_lease_until IS NOT NULL")
-            .fetch_one(&pool)
-            .await
-            .unwrap();
+    let claimed: i64 = sqlx::query_scalar!(
+        r#"SELECT count(*) AS "count!" FROM messages WHERE reply_lease_until IS NOT NULL"#
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
     assert_eq!(claimed, 0, "every claim ends with its reply");
 }
 
@@ -116,13 +117,16 @@ async fn no_connection_is_idle_in_transaction_while_the_model_thinks(pool: PgPoo
     let mut open_since: HashMap<(i32, String), usize> = HashMap::new();
     let mut locked_streak = 0;
     while !posting.is_finished() {
-        let idle: Vec<(i32, String)> = sqlx::query_as(
-            "SELECT pid, xact_start::text FROM pg_stat_activity
-             WHERE datname = current_database() AND state LIKE 'idle in transaction%'",
+        let idle: Vec<(i32, String)> = sqlx::query!(
+            r#"SELECT pid AS "pid!", xact_start::text AS "xact_start!" FROM pg_stat_activity
+             WHERE datname = current_database() AND state LIKE 'idle in transaction%'"#,
         )
         .fetch_all(&pool)
         .await
-        .unwrap();
+        .unwrap()
+        .into_iter()
+        .map(|backend| (backend.pid, backend.xact_start))
+        .collect();
         open_since.retain(|key, _| idle.contains(key));
         for key in idle {
             let seen = open_since.entry(key).or_insert(0);

@@ -3,7 +3,7 @@
 use crate::common;
 
 use axum::http::{Method, StatusCode};
-use common::{create, guest_token, id, offline_app, post_message, retry, stored_messages, user_token};
+use common::{create, guest_token, id, offline_app, post_message, retry, stored_messages, user_token, uuid};
 use primer_shared::test_util::TestApp;
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -220,11 +220,11 @@ async fn every_route_is_a_404(app: &TestApp, owner: &str, stranger: &str) {
     let exchange = post_message(app, owner, &id(&conversation), "What is a topic?").await.json();
     let (c, m) = (id(&conversation), id(&exchange["user_message"]));
     // A failed reply, so that retry would be allowed for the owner.
-    sqlx::query(
+    sqlx::query!(
         r#"UPDATE messages SET is_error = true, error_details = '{"code":"model_timeout","message":"slow"}'
            WHERE reply_to = $1::uuid"#,
+        uuid(&m)
     )
-    .bind(&m)
     .execute(app.pool())
     .await
     .unwrap();
@@ -377,8 +377,7 @@ async fn creating_while_the_account_goes_is_a_401(pool: PgPool) {
     let bob = app.signed_up("bob@example.com").await;
 
     let mut deletion = pool.begin().await.unwrap();
-    sqlx::query(r#"DELETE FROM "user" WHERE id = ANY($1)"#)
-        .bind([&ada.id, &bob.id])
+    sqlx::query!(r#"DELETE FROM "user" WHERE id = ANY($1)"#, &[ada.id.to_string(), bob.id.to_string()])
         .execute(&mut *deletion)
         .await
         .unwrap();
@@ -390,8 +389,8 @@ async fn creating_while_the_account_goes_is_a_401(pool: PgPool) {
         })
     });
     let waiting_on_locks = || async {
-        let waiting: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()",
+        let waiting: i64 = sqlx::query_scalar!(
+            r#"SELECT count(*) AS "count!" FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"#,
         )
         .fetch_one(&pool)
         .await
@@ -411,6 +410,9 @@ async fn creating_while_the_account_goes_is_a_401(pool: PgPool) {
         assert_eq!(response.status, StatusCode::UNAUTHORIZED, "{}", response.text());
         assert_eq!(response.error_code(), "unauthorized");
     }
-    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM conversations").fetch_one(&pool).await.unwrap();
+    let left: i64 = sqlx::query_scalar!(r#"SELECT count(*) AS "count!" FROM conversations"#)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
     assert_eq!(left, 0);
 }

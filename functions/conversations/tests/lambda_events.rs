@@ -5,7 +5,7 @@
 use crate::common;
 
 use axum::http::header;
-use common::{create, id, post_message};
+use common::{create, id, post_message, uuid};
 use primer_shared::test_util::{TestApp, assert_events_covered};
 use serde_json::json;
 use sqlx::PgPool;
@@ -39,12 +39,12 @@ async fn every_conversations_event_gets_its_status(pool: PgPool) {
         let conversation = id(&create(&app, &user.access_token, json!({})).await);
         let exchange = post_message(&app, &user.access_token, &conversation, "What is a node?").await.json();
         let question = id(&exchange["user_message"]);
-        sqlx::query(
+        sqlx::query!(
             r#"UPDATE messages SET is_error = true,
                       error_details = '{"code": "model_timeout", "message": "too slow"}'
                WHERE reply_to = $1::uuid"#,
+            uuid(&question)
         )
-        .bind(&question)
         .execute(app.pool())
         .await
         .unwrap();

@@ -94,7 +94,7 @@ async fn the_same_message_within_30_seconds_is_stored_and_answered_once(pool: Pg
     // Another text is another message; the same text later is a new question.
     post_message(&app, &token, &conversation, "What is a topic?").await;
     assert_eq!(stored_messages(app.pool(), &conversation).await, 4);
-    sqlx::query("UPDATE messages SET created_at = created_at - interval '31 seconds'")
+    sqlx::query!("UPDATE messages SET created_at = created_at - interval '31 seconds'")
         .execute(app.pool())
         .await
         .unwrap();

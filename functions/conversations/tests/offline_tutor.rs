@@ -34,12 +34,13 @@ async fn it_quotes_and_cites_the_section_that_holds_the_question_words(pool: PgP
     assert_eq!(citation["section"], "Topics and messages");
     assert_eq!(citation["title"], "ROS 2 Nodes and Topics");
 
-    let cited: String =
-        sqlx::query_scalar("SELECT content FROM chapter_sections WHERE chapter_id = 1 AND heading = $1")
-            .bind(citation["section"].as_str().unwrap())
-            .fetch_one(app.pool())
-            .await
-            .unwrap();
+    let cited: String = sqlx::query_scalar!(
+        "SELECT content FROM chapter_sections WHERE chapter_id = 1 AND heading = $1",
+        citation["section"].as_str().unwrap()
+    )
+    .fetch_one(app.pool())
+    .await
+    .unwrap();
     assert!(cited.contains("topic"), "the cited section holds the question's words");
 
     let text = reply["content"].as_str().unwrap();

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::{Method, StatusCode};
-use common::{STUB_MODEL, create, guest_token, id, model_at, post_message, router, user_token};
+use common::{STUB_MODEL, create, guest_token, id, model_at, post_message, router, user_token, uuid};
 use primer_shared::domain::usage::{self, UsageLimits};
 use primer_shared::infra::model::{ModelClient, TokenUsage};
 use primer_shared::test_util::model_stub::completion;
@@ -69,7 +69,10 @@ fn count(responses: &[TestResponse], status: StatusCode) -> usize {
 }
 
 async fn stored_user_messages(pool: &PgPool) -> i64 {
-    sqlx::query_scalar("SELECT count(*) FROM messages WHERE sender = 'user'").fetch_one(pool).await.unwrap()
+    sqlx::query_scalar!(r#"SELECT count(*) AS "count!" FROM messages WHERE sender = 'user'"#)
+        .fetch_one(pool)
+        .await
+        .unwrap()
 }
 
 #[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
@@ -253,13 +256,14 @@ async fn every_call_sends_max_tokens_and_each_reply_keeps_its_usage(pool: PgPool
     let reply = post_message(&app, &token, &conversation, "What is a node?").await.json()["reply"].clone();
     let sent: Value = server.received_requests().await.unwrap()[0].body_json().unwrap();
     assert_eq!(sent["max_tokens"], MAX_TOKENS);
-    let stored: (Option<i32>, Option<i32>) =
-        sqlx::query_as("SELECT prompt_tokens, completion_tokens FROM messages WHERE id = $1::uuid")
-            .bind(id(&reply))
-            .fetch_one(app.pool())
-            .await
-            .unwrap();
-    assert_eq!(stored, (Some(200), Some(1000)));
+    let stored = sqlx::query!(
+        "SELECT prompt_tokens, completion_tokens FROM messages WHERE id = $1::uuid",
+        uuid(&id(&reply)),
+    )
+    .fetch_one(app.pool())
+    .await
+    .unwrap();
+    assert_eq!((stored.prompt_tokens, stored.completion_tokens), (Some(200), Some(1000)));
 }
 
 #[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
@@ -294,10 +298,10 @@ async fn guests_cannot_set_a_system_prompt_and_users_are_bounded(pool: PgPool) {
         .await;
     assert_eq!(too_long.status, StatusCode::UNPROCESSABLE_ENTITY);
     // And the database holds the rule too.
-    let forced = sqlx::query("UPDATE conversations SET system_prompt = 'x' WHERE id = $1::uuid")
-        .bind(&conversation)
-        .execute(app.pool())
-        .await;
+    let forced =
+        sqlx::query!("UPDATE conversations SET system_prompt = 'x' WHERE id = $1::uuid", uuid(&conversation))
+            .execute(app.pool())
+            .await;
     assert!(forced.is_err(), "a guest conversation cannot store a system prompt");
 }
 
@@ -341,8 +345,10 @@ async fn a_model_counting_more_than_the_estimate_never_takes_a_reader_past_the_q
     let app = app_with_model(pool, &server, |u| u.daily_token_budget = 800_000);
     let user = app.signed_up("ada@example.com").await;
     // 370,000 of 400,000 used already.
-    sqlx::query("INSERT INTO usage_daily (day, user_id, tokens) VALUES ((now() AT TIME ZONE 'utc')::date, $1, 370000)")
-        .bind(&user.id)
+    sqlx::query!(
+        "INSERT INTO usage_daily (day, user_id, tokens) VALUES ((now() AT TIME ZONE 'utc')::date, $1, 370000)",
+        user.id.as_str(),
+    )
         .execute(app.pool())
         .await
         .unwrap();
@@ -362,14 +368,16 @@ async fn a_model_counting_more_than_the_estimate_never_takes_a_reader_past_the_q
 
     let used = app.usage(&user.access_token).await.json()["tokens"]["used"].as_i64().unwrap();
     assert!(used <= 400_000, "the reader ended at {used} of 400,000");
-    let budget: i64 = sqlx::query_scalar("SELECT tokens FROM model_budget_daily WHERE pool = 'all'")
+    let budget: i64 = sqlx::query_scalar!("SELECT tokens FROM model_budget_daily WHERE pool = 'all'")
         .fetch_one(app.pool())
         .await
         .unwrap();
     assert_eq!(budget, used - 370_000, "the budget moved with the reader");
     // What the model reported is kept on each reply, however much more it was.
     let reported: Vec<i32> =
-        sqlx::query_scalar("SELECT completion_tokens FROM messages WHERE completion_tokens IS NOT NULL")
+        sqlx::query_scalar!(
+            r#"SELECT completion_tokens AS "completion_tokens!" FROM messages WHERE completion_tokens IS NOT NULL"#
+        )
             .fetch_all(app.pool())
             .await
             .unwrap();
@@ -441,10 +449,11 @@ async fn retries_count_against_the_message_quota(pool: PgPool) {
         (StatusCode::TOO_MANY_REQUESTS, "quota_exceeded")
     );
     assert_eq!(refused.json()["error"]["details"]["quota"], "messages");
-    let replies: i64 = sqlx::query_scalar("SELECT count(*) FROM messages WHERE sender = 'ai'")
-        .fetch_one(app.pool())
-        .await
-        .unwrap();
+    let replies: i64 =
+        sqlx::query_scalar!(r#"SELECT count(*) AS "count!" FROM messages WHERE sender = 'ai'"#)
+            .fetch_one(app.pool())
+            .await
+            .unwrap();
     assert_eq!(replies, 3, "a failure notice per counted message, nothing more");
     assert!(app.usage(&token).await.json()["messages"]["used"] == 3);
 }

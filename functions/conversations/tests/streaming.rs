@@ -178,11 +178,12 @@ async fn concurrent_identical_streamed_posts_ask_the_model_once(pool: PgPool) {
     assert_eq!((questions.len(), replies.len()), (1, 1), "one question, one answer");
     assert_eq!(stub.calls().len(), 1, "the model was asked once");
     assert_eq!(stored_messages(&pool, &conversation).await, 2);
-    let claimed: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM messages WHERE reply_lease_until IS NOT NULL")
-            .fetch_one(&pool)
-            .await
-            .unwrap();
+    let claimed: i64 = sqlx::query_scalar!(
+        r#"SELECT count(*) AS "count!" FROM messages WHERE reply_lease_until IS NOT NULL"#
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
     assert_eq!(claimed, 0, "the claim ended with the reply");
 }
 
@@ -230,16 +231,20 @@ async fn nothing_is_held_in_the_database_while_a_reply_streams(pool: PgPool) {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     for _ in 0..10 {
-        let (idle, locks): (i64, i64) = sqlx::query_as(
-            "SELECT (SELECT count(*) FROM pg_stat_activity
-                     WHERE datname = current_database() AND state LIKE 'idle in transaction%'),
+        let held = sqlx::query!(
+            r#"SELECT (SELECT count(*) FROM pg_stat_activity
+                     WHERE datname = current_database() AND state LIKE 'idle in transaction%') AS "idle!",
                     (SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'
-                     AND database = (SELECT oid FROM pg_database WHERE datname = current_database()))",
+                     AND database = (SELECT oid FROM pg_database WHERE datname = current_database())) AS "locks!""#,
         )
         .fetch_one(&pool)
         .await
         .unwrap();
-        assert_eq!((idle, locks), (0, 0), "a transaction or a lock is held while the model streams");
+        assert_eq!(
+            (held.idle, held.locks),
+            (0, 0),
+            "a transaction or a lock is held while the model streams"
+        );
         tokio::time::sleep(Duration::from_millis(30)).await;
     }
     assert!(!posting.is_finished(), "the stream ended before the sampling did");

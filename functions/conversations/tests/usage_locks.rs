@@ -19,14 +19,19 @@ use uuid::Uuid;
 const ROUNDS: i64 = 12;
 
 async fn deadlocks(direct: &PgPool) -> i64 {
-    sqlx::query_scalar("SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()")
-        .fetch_one(direct)
-        .await
-        .unwrap()
+    sqlx::query_scalar!(
+        r#"SELECT deadlocks AS "deadlocks!" FROM pg_stat_database WHERE datname = current_database()"#
+    )
+    .fetch_one(direct)
+    .await
+    .unwrap()
 }
 
-async fn counter(direct: &PgPool, sql: &'static str) -> i64 {
-    sqlx::query_scalar(sql).fetch_one(direct).await.unwrap()
+/// The tokens a static statement sums.
+macro_rules! tokens {
+    ($direct:expr, $sql:tt) => {
+        sqlx::query_scalar!($sql).fetch_one($direct).await.unwrap()
+    };
 }
 
 #[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
@@ -97,29 +102,25 @@ async fn parallel_reservations_and_settlements_never_deadlock_and_add_up(direct:
 
     // PostgreSQL publishes a backend's statistics when it goes idle, within a second.
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    sqlx::query("SELECT pg_stat_clear_snapshot()").execute(&direct).await.unwrap();
+    sqlx::query!("SELECT pg_stat_clear_snapshot()").execute(&direct).await.unwrap();
     assert_eq!(deadlocks(&direct).await, before, "PostgreSQL detected a deadlock");
 
-    let reader_tokens = counter(
+    let reader_tokens = tokens!(
         &direct,
-        "SELECT coalesce(sum(tokens), 0)::bigint FROM usage_daily WHERE user_id IS NOT NULL",
-    )
-    .await;
-    let guest_tokens = counter(
+        r#"SELECT coalesce(sum(tokens), 0)::bigint AS "tokens!" FROM usage_daily WHERE user_id IS NOT NULL"#
+    );
+    let guest_tokens = tokens!(
         &direct,
-        "SELECT coalesce(sum(tokens), 0)::bigint FROM usage_daily WHERE guest_id IS NOT NULL",
-    )
-    .await;
-    let all = counter(
+        r#"SELECT coalesce(sum(tokens), 0)::bigint AS "tokens!" FROM usage_daily WHERE guest_id IS NOT NULL"#
+    );
+    let all = tokens!(
         &direct,
-        "SELECT coalesce(sum(tokens), 0)::bigint FROM model_budget_daily WHERE pool = 'all'",
-    )
-    .await;
-    let guests_pool = counter(
+        r#"SELECT coalesce(sum(tokens), 0)::bigint AS "tokens!" FROM model_budget_daily WHERE pool = 'all'"#
+    );
+    let guests_pool = tokens!(
         &direct,
-        "SELECT coalesce(sum(tokens), 0)::bigint FROM model_budget_daily WHERE pool = 'guests'",
-    )
-    .await;
+        r#"SELECT coalesce(sum(tokens), 0)::bigint AS "tokens!" FROM model_budget_daily WHERE pool = 'guests'"#
+    );
     assert_eq!((reader_tokens, guest_tokens), (booked_by_reader, booked_by_guests));
     assert_eq!((all, guests_pool), (booked_by_reader + booked_by_guests, booked_by_guests));
 }

@@ -91,6 +91,11 @@ pub fn id(value: &Value) -> String {
     value["id"].as_str().unwrap_or_else(|| panic!("no id in {value}")).to_owned()
 }
 
+/// An id as the API writes it, as the uuid the database keeps.
+pub fn uuid(id: &str) -> uuid::Uuid {
+    id.parse().unwrap_or_else(|_| panic!("not a uuid: {id}"))
+}
+
 /// `POST /api/conversations/{id}/messages`.
 pub async fn post_message(app: &TestApp, token: &str, conversation_id: &str, content: &str) -> TestResponse {
     let path = format!("/api/conversations/{conversation_id}/messages");
@@ -113,11 +118,13 @@ pub async fn messages(app: &TestApp, token: &str, conversation_id: &str) -> Vec<
 
 /// How many message rows a conversation has in the database.
 pub async fn stored_messages(pool: &PgPool, conversation_id: &str) -> i64 {
-    sqlx::query_scalar("SELECT count(*) FROM messages WHERE conversation_id = $1::uuid")
-        .bind(conversation_id)
-        .fetch_one(pool)
-        .await
-        .unwrap()
+    sqlx::query_scalar!(
+        r#"SELECT count(*) AS "count!" FROM messages WHERE conversation_id = $1::uuid"#,
+        uuid(conversation_id)
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap()
 }
 
 /// `POST path` asking for Server-Sent Events, with `body` as JSON when there is one.
