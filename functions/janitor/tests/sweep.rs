@@ -18,6 +18,7 @@ use primer_shared::test_util::{
 };
 use serde_json::json;
 use sqlx::PgPool;
+use sqlx::postgres::types::PgInterval;
 
 const CHAPTER: &str = "# Walking\n\n:::only{level=\"beginner\"}\nTake it slowly.\n:::\n\n## Balance\n\nKeep the centre of mass over the feet.\n";
 
@@ -47,7 +48,7 @@ async fn read(app: &TestApp, user: &TestUser, chapter: ChapterId) -> ObjectKey {
 }
 
 async fn keys_in_rows(pool: &PgPool) -> Vec<String> {
-    sqlx::query_scalar("SELECT storage_path FROM personalized_chapters ORDER BY storage_path")
+    sqlx::query_scalar!("SELECT storage_path FROM personalized_chapters ORDER BY storage_path")
         .fetch_all(pool)
         .await
         .unwrap()
@@ -57,8 +58,11 @@ async fn exists(app: &TestApp, key: &ObjectKey) -> bool {
     app.state.blobs.get(key).await.unwrap().is_some()
 }
 
-async fn count(pool: &PgPool, sql: &'static str) -> i64 {
-    sqlx::query_scalar(sql).fetch_one(pool).await.unwrap()
+/// The one number a static statement selects.
+macro_rules! count {
+    ($pool:expr, $sql:tt) => {
+        sqlx::query_scalar!($sql).fetch_one($pool).await.unwrap()
+    };
 }
 
 #[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
@@ -71,47 +75,53 @@ async fn only_expired_and_stale_things_go(pool: PgPool) {
     // Sessions: one expired, one live.
     let ada = reader(&app, "ada@example.com", "Beginner").await;
     let old_session = app.signed_in(&ada).await;
-    sqlx::query(r#"UPDATE "session" SET "expiresAt" = now() - interval '1 minute' WHERE id = $1"#)
-        .bind(&old_session.session_id)
-        .execute(&pool)
-        .await
-        .unwrap();
+    sqlx::query!(
+        r#"UPDATE "session" SET "expiresAt" = now() - interval '1 minute' WHERE id = $1"#,
+        &old_session.session_id
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
     // Verifications and failed logins: one old, one current each.
-    sqlx::query(
+    sqlx::query!(
         r#"INSERT INTO "verification" (id, identifier, value, "expiresAt") VALUES
            ('v-old', 'reset:ada', 'x', now() - interval '1 hour'), ('v-new', 'reset:ada', 'y', now() + interval '1 hour')"#,
     )
     .execute(&pool)
     .await
     .unwrap();
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO password_checks (account, address, checked_at) VALUES
          ('email:ada@example.com', '203.0.113.9', now() - interval '2 days'),
-         ('email:ada@example.com', '203.0.113.9', now())",
+         ('email:ada@example.com', '203.0.113.9', now())"
     )
     .execute(&pool)
     .await
     .unwrap();
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO address_admissions (scope, address, admitted_at) VALUES
-         ('guest', '203.0.113.9', now() - interval '2 days'), ('guest', '203.0.113.9', now())",
+         ('guest', '203.0.113.9', now() - interval '2 days'), ('guest', '203.0.113.9', now())"
     )
     .execute(&pool)
     .await
     .unwrap();
     // Known places: Ada's sign-up address (now), and one she last signed in from 100 days ago.
-    sqlx::query("INSERT INTO sign_in_places (user_id, address, signed_in_at) VALUES ($1, '198.51.100.4', now() - interval '100 days')")
-        .bind(&ada.id)
+    sqlx::query!(
+        "INSERT INTO sign_in_places (user_id, address, signed_in_at) VALUES ($1, '198.51.100.4', now() - interval '100 days')",
+        ada.id.as_str(),
+    )
         .execute(&pool)
         .await
         .unwrap();
     // Usage: a day of long ago and today, for Ada and for the deployment.
-    sqlx::query("INSERT INTO usage_daily (day, user_id, messages) VALUES (current_date - 100, $1, 3), (current_date, $1, 1)")
-        .bind(&ada.id)
+    sqlx::query!(
+        "INSERT INTO usage_daily (day, user_id, messages) VALUES (current_date - 100, $1, 3), (current_date, $1, 1)",
+        ada.id.as_str(),
+    )
         .execute(&pool)
         .await
         .unwrap();
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO model_budget_daily (day, pool, tokens) VALUES (current_date - 100, 'all', 9), (current_date, 'all', 9)",
     )
     .execute(&pool)
@@ -119,36 +129,38 @@ async fn only_expired_and_stale_things_go(pool: PgPool) {
     .unwrap();
     // A model call of Ada's whose process died: its 5 reserved tokens (of her 9 today) lapsed
     // with its claim a minute ago; another's claim still runs.
-    sqlx::query("UPDATE usage_daily SET tokens = 9 WHERE user_id = $1 AND day = current_date")
-        .bind(&ada.id)
-        .execute(&pool)
-        .await
-        .unwrap();
-    sqlx::query(
+    sqlx::query!(
+        "UPDATE usage_daily SET tokens = 9 WHERE user_id = $1 AND day = current_date",
+        ada.id.as_str()
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    sqlx::query!(
         "INSERT INTO token_reservations (day, user_id, tokens, expires_at) VALUES
          (current_date, $1, 5, now() - interval '1 minute'), (current_date, $1, 4, now() + interval '1 minute')",
+        ada.id.as_str(),
     )
-    .bind(&ada.id)
     .execute(&pool)
     .await
     .unwrap();
 
     // Guest conversations (guest tokens live an hour in tests): one a guest touched two hours
     // ago, out of every token's reach; one touched now; an old one already claimed by Ada.
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO conversations (user_id, guest_id, title, ai_model, updated_at, last_message_at) VALUES
          (NULL, gen_random_uuid(), 'Untitled 1', 'offline-tutor', now() - interval '3 hours', now() - interval '2 hours'),
          (NULL, gen_random_uuid(), 'Untitled 1', 'offline-tutor', now() - interval '3 hours', now()),
          ($1, NULL, 'Untitled 1', 'offline-tutor', now() - interval '3 hours', NULL)",
+        ada.id.as_str(),
     )
-    .bind(&ada.id)
     .execute(&pool)
     .await
     .unwrap();
     // Guest title counters: one last used by an expired token, one in use.
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO conversation_title_counters (guest_id, last_number, updated_at) VALUES
-         (gen_random_uuid(), 3, now() - interval '2 hours'), (gen_random_uuid(), 1, now())",
+         (gen_random_uuid(), 3, now() - interval '2 hours'), (gen_random_uuid(), 1, now())"
     )
     .execute(&pool)
     .await
@@ -166,7 +178,10 @@ async fn only_expired_and_stale_things_go(pool: PgPool) {
     // Cy's profile is gone altogether: nothing of hers can be served.
     let cy = reader(&app, "cy@example.com", "Beginner").await;
     let cy_old = read(&app, &cy, chapter("1")).await;
-    sqlx::query("DELETE FROM user_profiles WHERE user_id = $1").bind(&cy.id).execute(&pool).await.unwrap();
+    sqlx::query!("DELETE FROM user_profiles WHERE user_id = $1", cy.id.as_str())
+        .execute(&pool)
+        .await
+        .unwrap();
 
     let swept = sweep(&app.state).await.unwrap();
     assert_eq!(
@@ -197,31 +212,37 @@ async fn only_expired_and_stale_things_go(pool: PgPool) {
     let live = primer_shared::domain::user::by_live_session(&pool, &ada.session_id, &ada.id).await.unwrap();
     assert!(live.is_some(), "the live session still works");
     assert_eq!(
-        count(&pool, r#"SELECT count(*) FROM "verification" WHERE identifier = 'reset:ada'"#).await,
+        count!(&pool, r#"SELECT count(*) AS "count!" FROM "verification" WHERE identifier = 'reset:ada'"#),
         1
     );
-    assert_eq!(count(&pool, "SELECT count(*) FROM password_checks").await, 1);
-    assert_eq!(count(&pool, "SELECT count(*) FROM address_admissions WHERE scope = 'guest'").await, 1);
-    let places = "SELECT count(*) FROM sign_in_places WHERE address = '127.0.0.1'";
-    assert_eq!(count(&pool, places).await, 3, "where Ada, Bob and Cy signed up is still known");
-    assert_eq!(count(&pool, "SELECT count(*) FROM usage_daily").await, 1);
-    assert_eq!(count(&pool, "SELECT count(*) FROM model_budget_daily").await, 1);
+    assert_eq!(count!(&pool, r#"SELECT count(*) AS "count!" FROM password_checks"#), 1);
+    assert_eq!(
+        count!(&pool, r#"SELECT count(*) AS "count!" FROM address_admissions WHERE scope = 'guest'"#),
+        1
+    );
+    assert_eq!(
+        count!(&pool, r#"SELECT count(*) AS "count!" FROM sign_in_places WHERE address = '127.0.0.1'"#),
+        3,
+        "where Ada, Bob and Cy signed up is still known"
+    );
+    assert_eq!(count!(&pool, r#"SELECT count(*) AS "count!" FROM usage_daily"#), 1);
+    assert_eq!(count!(&pool, r#"SELECT count(*) AS "count!" FROM model_budget_daily"#), 1);
     // The lapsed reservation's tokens went back, to Ada's day and to the deployment's.
-    assert_eq!(count(&pool, "SELECT tokens FROM usage_daily").await, 4);
-    assert_eq!(count(&pool, "SELECT tokens FROM model_budget_daily").await, 4);
-    assert_eq!(count(&pool, "SELECT count(*) FROM token_reservations").await, 1);
-    let kept: i64 = count(
+    assert_eq!(count!(&pool, "SELECT tokens FROM usage_daily"), 4);
+    assert_eq!(count!(&pool, "SELECT tokens FROM model_budget_daily"), 4);
+    assert_eq!(count!(&pool, r#"SELECT count(*) AS "count!" FROM token_reservations"#), 1);
+    let kept: i64 = count!(
         &pool,
-        "SELECT count(*) FROM conversations WHERE user_id IS NOT NULL OR last_message_at > now() - interval '1 minute'",
-    )
-    .await;
-    assert_eq!((count(&pool, "SELECT count(*) FROM conversations").await, kept), (2, 2));
-    let counters =
-        "SELECT count(*) FROM conversation_title_counters WHERE updated_at > now() - interval '1 minute'";
+        r#"SELECT count(*) AS "count!" FROM conversations WHERE user_id IS NOT NULL OR last_message_at > now() - interval '1 minute'"#
+    );
+    assert_eq!((count!(&pool, r#"SELECT count(*) AS "count!" FROM conversations"#), kept), (2, 2));
     assert_eq!(
         (
-            count(&pool, "SELECT count(*) FROM conversation_title_counters").await,
-            count(&pool, counters).await
+            count!(&pool, r#"SELECT count(*) AS "count!" FROM conversation_title_counters"#),
+            count!(
+                &pool,
+                r#"SELECT count(*) AS "count!" FROM conversation_title_counters WHERE updated_at > now() - interval '1 minute'"#
+            )
         ),
         (1, 1)
     );
@@ -269,13 +290,13 @@ async fn five_thousand_stale_copies_go_in_one_run_in_batches(pool: PgPool) {
     import(app.pool(), 1, "").await;
     let ada = reader(&app, "ada@example.com", "Beginner").await;
     // 5,000 copies made for profiles Ada no longer has, each with its object.
-    let keys: Vec<String> = sqlx::query_scalar(
+    let keys: Vec<String> = sqlx::query_scalar!(
         "INSERT INTO personalized_chapters (user_id, chapter_id, profile_hash, chapter_version, storage_path, engine)
          SELECT $1, 1, h, 1, 'personalized/' || $1 || '/1/v1-' || h || '.md', 'rule'
          FROM (SELECT encode(sha256(i::text::bytea), 'hex') AS h FROM generate_series(1, 5000) i) hashes
          RETURNING storage_path",
+        ada.id.as_str(),
     )
-    .bind(&ada.id)
     .fetch_all(app.pool())
     .await
     .unwrap();
@@ -287,8 +308,7 @@ async fn five_thousand_stale_copies_go_in_one_run_in_batches(pool: PgPool) {
             .unwrap();
     }
     // A reader is making one of them again right now: its claim is respected.
-    sqlx::query("INSERT INTO personalization_claims VALUES ($1, now() + interval '1 minute')")
-        .bind(&keys[17])
+    sqlx::query!("INSERT INTO personalization_claims VALUES ($1, now() + interval '1 minute')", &keys[17])
         .execute(app.pool())
         .await
         .unwrap();
@@ -303,7 +323,7 @@ async fn five_thousand_stale_copies_go_in_one_run_in_batches(pool: PgPool) {
     assert!(exists(&app, &ObjectKey::parse(&keys[17]).unwrap()).await);
     assert!(!exists(&app, &ObjectKey::parse(&keys[4999]).unwrap()).await);
     assert_eq!(
-        count(app.pool(), "SELECT count(*) FROM personalization_claims").await,
+        count!(app.pool(), r#"SELECT count(*) AS "count!" FROM personalization_claims"#),
         1,
         "only the reader's claim"
     );
@@ -313,15 +333,15 @@ async fn five_thousand_stale_copies_go_in_one_run_in_batches(pool: PgPool) {
 async fn stored_copy(app: &TestApp, user: &TestUser, key: &str, hash: &str, fingerprint: Option<&str>) {
     let key = ObjectKey::parse(key).unwrap();
     app.state.blobs.put(&key, b"# Walking\n".to_vec(), MARKDOWN).await.unwrap();
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO personalized_chapters
              (user_id, chapter_id, profile_hash, chapter_version, fingerprint, storage_path, engine)
          VALUES ($1, 1, $2, 1, $3, $4, 'model')",
+        user.id.as_str(),
+        hash,
+        fingerprint,
+        key.as_str()
     )
-    .bind(&user.id)
-    .bind(hash)
-    .bind(fingerprint)
-    .bind(key.as_str())
     .execute(app.pool())
     .await
     .unwrap();
@@ -390,18 +410,23 @@ async fn staleness_follows_the_fingerprint_not_the_profile_hash(pool: PgPool) {
 async fn spent_refresh_tokens_are_remembered_for_a_day(pool: PgPool) {
     let app = TestApp::for_function(pool, Router::new);
     let ada = app.signed_up("ada@example.com").await;
-    for (hash, age) in [("sha256:old", "2 days"), ("sha256:recent", "1 hour")] {
-        sqlx::query("INSERT INTO refresh_token_spent (token_hash, session_id, spent_at) VALUES ($1, $2, now() - $3::interval)")
-            .bind(hash)
-            .bind(&ada.session_id)
-            .bind(age)
+    for (hash, hours) in [("sha256:old", 48), ("sha256:recent", 1)] {
+        let age = PgInterval::try_from(Duration::from_secs(hours * 3600)).unwrap();
+        sqlx::query!(
+            "INSERT INTO refresh_token_spent (token_hash, session_id, spent_at) VALUES ($1, $2, now() - $3::interval)",
+            hash,
+            &ada.session_id,
+            age,
+        )
             .execute(app.pool())
             .await
             .unwrap();
     }
     assert_eq!(sweep(&app.state).await.unwrap().spent_refresh_tokens, 1);
-    let left: Vec<String> =
-        sqlx::query_scalar("SELECT token_hash FROM refresh_token_spent").fetch_all(app.pool()).await.unwrap();
+    let left: Vec<String> = sqlx::query_scalar!("SELECT token_hash FROM refresh_token_spent")
+        .fetch_all(app.pool())
+        .await
+        .unwrap();
     assert_eq!(left, ["sha256:recent"]);
 }
 
@@ -415,15 +440,15 @@ async fn expired_reset_and_verification_links_go_primers_and_better_auths_alike(
             recovery::issue(&pool, purpose, &ada.id, &ada.email, Duration::from_secs(ttl)).await.unwrap();
         }
         // A Better-Auth frontend's reset links, one expired and one live.
-        sqlx::query(
+        sqlx::query!(
             r#"INSERT INTO "verification" (id, identifier, value, "expiresAt") VALUES
                ($1, $2, $3, now() - interval '1 minute'), ($4, $5, $3, now() + interval '1 hour')"#,
+            format!("ba-old-{n}"),
+            format!("reset-password:old{n}"),
+            ada.id.as_str(),
+            format!("ba-new-{n}"),
+            format!("reset-password:new{n}")
         )
-        .bind(format!("ba-old-{n}"))
-        .bind(format!("reset-password:old{n}"))
-        .bind(&ada.id)
-        .bind(format!("ba-new-{n}"))
-        .bind(format!("reset-password:new{n}"))
         .execute(&pool)
         .await
         .unwrap();
@@ -433,7 +458,7 @@ async fn expired_reset_and_verification_links_go_primers_and_better_auths_alike(
     let swept = sweep(&app.state).await.unwrap();
     assert_eq!(swept.verifications, 4, "{swept:?}");
     let left: Vec<String> =
-        sqlx::query_scalar(r#"SELECT identifier FROM "verification" ORDER BY identifier"#)
+        sqlx::query_scalar!(r#"SELECT identifier FROM "verification" ORDER BY identifier"#)
             .fetch_all(&pool)
             .await
             .unwrap();
