@@ -79,15 +79,17 @@ async fn seed_002_language_objects_are_stored_canonically(pool: PgPool) {
     assert_eq!(created.status, StatusCode::CREATED, "{}", created.text());
 
     // What the chapters function reads by SQL: these paths and spellings.
-    let (languages, python, devices, years): (Value, String, Value, String) = sqlx::query_as(
-        "SELECT software_context->'languages', software_context->'skill_levels'->>'Python',
-                hardware_context->'devices', software_context->>'experience_years'
-         FROM user_profiles WHERE user_id = $1",
+    let read = sqlx::query!(
+        r#"SELECT software_context->'languages' AS "languages!",
+                software_context->'skill_levels'->>'Python' AS "python!",
+                hardware_context->'devices' AS "devices!", software_context->>'experience_years' AS "years!"
+         FROM user_profiles WHERE user_id = $1"#,
+        ada.id.as_str(),
     )
-    .bind(&ada.id)
     .fetch_one(app.pool())
     .await
     .unwrap();
+    let (languages, python, devices, years) = (read.languages, read.python, read.devices, read.years);
     assert_eq!(languages, json!(["Cpp", "Python"]));
     assert_eq!(python, "Intermediate");
     assert_eq!(devices, json!(["GPU", "Jetson"]));
@@ -301,11 +303,11 @@ async fn the_hash_follows_the_background_not_the_request_layout(pool: PgPool) {
     assert_eq!(changed.status, StatusCode::OK);
     let new_hash = changed.json()["profile"]["profile_hash"].clone();
     assert_ne!(new_hash, first["profile_hash"]);
-    let stored: String = sqlx::query_scalar("SELECT profile_hash FROM user_profiles WHERE user_id = $1")
-        .bind(&ada.id)
-        .fetch_one(app.pool())
-        .await
-        .unwrap();
+    let stored: String =
+        sqlx::query_scalar!("SELECT profile_hash FROM user_profiles WHERE user_id = $1", ada.id.as_str())
+            .fetch_one(app.pool())
+            .await
+            .unwrap();
     assert_eq!(json!(stored), new_hash);
 }
 
@@ -374,8 +376,10 @@ async fn concurrent_first_writes_create_one_profile(pool: PgPool) {
         });
     }
     let statuses = writes.join_all().await;
-    let rows: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM user_profiles").fetch_one(app.pool()).await.unwrap();
+    let rows: i64 = sqlx::query_scalar!(r#"SELECT count(*) AS "count!" FROM user_profiles"#)
+        .fetch_one(app.pool())
+        .await
+        .unwrap();
     assert_eq!(rows, 1);
     assert_eq!(statuses.iter().filter(|s| **s == StatusCode::CREATED).count(), 1, "{statuses:?}");
     assert_eq!(statuses.iter().filter(|s| **s == StatusCode::OK).count(), 5, "{statuses:?}");
@@ -401,8 +405,10 @@ async fn a_user_reaches_only_their_own_profile(pool: PgPool) {
         app.get_profile(Some(&bob.access_token)).await.json()["profile"]["developer_role"],
         "Frontend Developer"
     );
-    let rows: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM user_profiles").fetch_one(app.pool()).await.unwrap();
+    let rows: i64 = sqlx::query_scalar!(r#"SELECT count(*) AS "count!" FROM user_profiles"#)
+        .fetch_one(app.pool())
+        .await
+        .unwrap();
     assert_eq!(rows, 2);
 }
 
@@ -420,8 +426,10 @@ async fn the_profile_needs_a_live_session(pool: PgPool) {
     // A signed-out session's token no longer works either.
     assert!(sessions::revoke(app.pool(), &ada.id, &ada.session_id).await.unwrap(), "signed out");
     assert_eq!(app.get_profile(Some(&ada.access_token)).await.status, StatusCode::UNAUTHORIZED);
-    let rows: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM user_profiles").fetch_one(app.pool()).await.unwrap();
+    let rows: i64 = sqlx::query_scalar!(r#"SELECT count(*) AS "count!" FROM user_profiles"#)
+        .fetch_one(app.pool())
+        .await
+        .unwrap();
     assert_eq!(rows, 0);
 }
 
@@ -439,6 +447,6 @@ async fn deleting_the_user_removes_the_profile(pool: PgPool) {
     let (blobs, password) = (app.state.blobs.as_ref(), Some(ada.password.clone()));
     app.accounts().delete(blobs, &ada.id, &ada.session_id, password, &app.client()).await.unwrap();
     let owners: Vec<String> =
-        sqlx::query_scalar("SELECT user_id FROM user_profiles").fetch_all(app.pool()).await.unwrap();
+        sqlx::query_scalar!("SELECT user_id FROM user_profiles").fetch_all(app.pool()).await.unwrap();
     assert_eq!(owners, [bob.id.into_string()]);
 }
