@@ -216,15 +216,15 @@ async fn a_retry_after_kill_9_mid_stream_answers_once_the_dead_claim_lapses(pool
     assert_eq!(events.next().await.unwrap().name, "delta", "the answer is streaming");
     runner.kill();
 
-    let (claimed, reserved): (bool, i64) = sqlx::query_as(
-        "SELECT (SELECT reply_lease_until > now() FROM messages WHERE id = $1::uuid),
-                (SELECT count(*) FROM token_reservations)",
+    let left = sqlx::query!(
+        r#"SELECT (SELECT reply_lease_until > now() FROM messages WHERE id = $1::uuid) AS "claimed!",
+                (SELECT count(*) FROM token_reservations) AS "reserved!""#,
+        uuid::Uuid::parse_str(&question).unwrap(),
     )
-    .bind(&question)
     .fetch_one(&pool)
     .await
     .unwrap();
-    assert!(claimed && reserved == 1, "the dead runner left its claim and its reservation");
+    assert!(left.claimed && left.reserved == 1, "the dead runner left its claim and its reservation");
 
     let runner = Runner::start(&pool, &env, None).await;
     let retry_path = format!("/api/conversations/{conversation}/messages/{question}/retry");
@@ -245,7 +245,9 @@ async fn a_retry_after_kill_9_mid_stream_answers_once_the_dead_claim_lapses(pool
     assert_eq!(reply["reply"]["content"], quick.text());
     let (_, usage) = runner.call(reqwest::Method::GET, "/api/usage", Some(&token), None).await;
     assert_eq!(usage["tokens"]["used"], 42 + 3, "only the retry's tokens: the dead call's were given back");
-    let reserved: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM token_reservations").fetch_one(&pool).await.unwrap();
+    let reserved: i64 = sqlx::query_scalar!(r#"SELECT count(*) AS "count!" FROM token_reservations"#)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
     assert_eq!(reserved, 0);
 }
