@@ -5,6 +5,7 @@ use crate::common;
 use axum::http::StatusCode;
 use common::{ProfileRoutes, app, full_profile, invalid_fields, seed_000_profile};
 use primer_shared::domain::auth::sessions;
+use primer_shared::domain::ids::UserId;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
@@ -446,7 +447,9 @@ async fn deleting_the_user_removes_the_profile(pool: PgPool) {
     }
     let (blobs, password) = (app.state.blobs.as_ref(), Some(ada.password.clone()));
     app.accounts().delete(blobs, &ada.id, &ada.session_id, password, &app.client()).await.unwrap();
-    let owners: Vec<String> =
-        sqlx::query_scalar!("SELECT user_id FROM user_profiles").fetch_all(app.pool()).await.unwrap();
-    assert_eq!(owners, [bob.id.into_string()]);
+    let owners = sqlx::query_scalar!(r#"SELECT user_id AS "user_id: UserId" FROM user_profiles"#)
+        .fetch_all(app.pool())
+        .await
+        .unwrap();
+    assert_eq!(owners, [bob.id]);
 }
