@@ -15,7 +15,6 @@ use primer_shared::http::openapi as api;
 use primer_shared::{AppState, Error, FieldErrors, Result};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
-use uuid::Uuid;
 
 use crate::models::catalog;
 
@@ -40,8 +39,8 @@ fn system_prompt_of(caller: &Caller, raw: &str, errors: &mut FieldErrors) -> Opt
 
 /// An id in the path (a conversation's or a message's); one that is not a UUID names nothing,
 /// so it is a 404 like a missing one.
-pub(crate) fn resource_id<Id: From<Uuid>>(raw: &str) -> Result<Id> {
-    raw.parse().map(Id::from).map_err(|_| Error::NotFound)
+pub(crate) fn resource_id<Id: std::str::FromStr>(raw: &str) -> Result<Id> {
+    raw.parse().map_err(|_| Error::NotFound)
 }
 
 /// `{conversation}`.
