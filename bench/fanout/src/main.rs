@@ -433,6 +433,9 @@ async fn drive(spec: Spec) -> Result<Value, String> {
     if spec.instances.is_empty() {
         return Err("no instances".to_owned());
     }
+    if let Some(folder) = spec.log.parent() {
+        std::fs::create_dir_all(folder).map_err(|e| format!("{}: {e}", folder.display()))?;
+    }
     let log = OpenOptions::new()
         .create(true)
         .append(true)
