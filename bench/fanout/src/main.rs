@@ -28,7 +28,7 @@ use std::convert::Infallible;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
-use std::process::{ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -41,8 +41,7 @@ use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
-use tokio::process::{Child, Command};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::watch;
 
 const API_PREFIX: &str = "/2018-06-01/runtime";
 const REGION: &str = "us-east-1";
@@ -50,7 +49,9 @@ const ACCOUNT_ID: &str = "123456789012";
 const MEMORY_MB: u32 = 256;
 /// How long every instance has to ask for its first event (its cold start).
 const START_TIMEOUT: Duration = Duration::from_secs(30);
-/// How often overdue invocations are looked for: a hang is found within `timeout_s` + this.
+/// How often overdue invocations and ended bootstraps are looked for: a hang is found within
+/// `timeout_s` + this. (A poll, not tokio's process support: that feature, unified into the
+/// workspace's builds, would rebuild every crate on tokio for this one.)
 const WATCH_EVERY: Duration = Duration::from_millis(50);
 /// The first bytes of each kind's first answer that the result keeps as its sample.
 const SAMPLE_BYTES: usize = 300;
@@ -326,14 +327,14 @@ impl Instance {
     }
 }
 
-/// Binds the instance's Runtime API, spawns its bootstrap, and watches it; the sender kills it.
+/// Binds the instance's Runtime API and spawns its bootstrap.
 async fn start(
     spec: &InstanceSpec,
     index: usize,
     env: &BTreeMap<String, String>,
     log: &File,
     run: &Arc<Run>,
-) -> Result<(Arc<Instance>, oneshot::Sender<()>, tokio::task::JoinHandle<()>), String> {
+) -> Result<(Arc<Instance>, Child), String> {
     let listener =
         TcpListener::bind("127.0.0.1:0").await.map_err(|e| format!("binding a Runtime API: {e}"))?;
     let address = listener.local_addr().map_err(|e| e.to_string())?;
@@ -383,7 +384,7 @@ async fn start(
         ("_HANDLER", "bootstrap".to_owned()),
     ];
     let output = |log: &File| log.try_clone().map(Stdio::from).map_err(|e| format!("the log: {e}"));
-    let mut child: Child = Command::new(&binary)
+    let child = Command::new(&binary)
         .current_dir(&task_root)
         .env_clear()
         .envs(lambda_env)
@@ -391,18 +392,42 @@ async fn start(
         .stdin(Stdio::null())
         .stdout(output(log)?)
         .stderr(output(log)?)
-        .kill_on_drop(true)
         .spawn()
         .map_err(|e| format!("starting {}: {e}", binary.display()))?;
-    let (kill, killed) = oneshot::channel::<()>();
-    let watched = instance.clone();
-    let watcher = tokio::spawn(async move {
-        tokio::select! {
-            status = child.wait() => if let Ok(status) = status { watched.exited(status) },
-            _ = killed => { let _ = child.kill().await; }
+    Ok((instance, child))
+}
+
+/// The instances and their processes.
+struct Fleet(Vec<(Arc<Instance>, Child)>);
+
+impl Fleet {
+    /// Reports the bootstraps that ended since the last look.
+    fn reap(&mut self) {
+        for (instance, child) in &mut self.0 {
+            if instance.state.lock().unwrap().exited.is_none()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                instance.exited(status);
+            }
         }
-    });
-    Ok((instance, kill, watcher))
+    }
+
+    fn instances(&self) -> impl Iterator<Item = &Arc<Instance>> {
+        self.0.iter().map(|(instance, _)| instance)
+    }
+}
+
+impl Drop for Fleet {
+    /// Kills every bootstrap (on every way out of the run); these exits are not errors.
+    fn drop(&mut self) {
+        if let Some((instance, _)) = self.0.first() {
+            *instance.run.stopping.lock().unwrap() = true;
+        }
+        for (_, child) in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }
 
 fn fail(message: &str) -> ! {
@@ -448,33 +473,16 @@ async fn drive(spec: Spec) -> Result<Value, String> {
         timeout: Duration::from_secs_f64(spec.timeout_s),
         stopping: Mutex::new(false),
     });
-    let mut instances = Vec::new();
-    let mut kills = Vec::new();
-    let mut watchers = Vec::new();
-    let stop_all = |kills: Vec<oneshot::Sender<()>>| {
-        *run.stopping.lock().unwrap() = true;
-        for kill in kills {
-            let _ = kill.send(());
-        }
-    };
+    let mut fleet = Fleet(Vec::new());
     for (index, instance) in spec.instances.iter().enumerate() {
-        match start(instance, index, &spec.env, &log, &run).await {
-            Ok((instance, kill, watcher)) => {
-                instances.push(instance);
-                kills.push(kill);
-                watchers.push(watcher);
-            }
-            Err(message) => {
-                stop_all(kills);
-                return Err(message);
-            }
-        }
+        fleet.0.push(start(instance, index, &spec.env, &log, &run).await?);
     }
 
     // Ready once every instance asked for its first event.
     let started = Instant::now();
     loop {
-        let not_ready = instances.iter().find_map(|i| {
+        fleet.reap();
+        let not_ready = fleet.instances().find_map(|i| {
             let state = i.state.lock().unwrap();
             match (state.asked, state.exited) {
                 (true, _) => None,
@@ -483,19 +491,14 @@ async fn drive(spec: Spec) -> Result<Value, String> {
                     i.name,
                     state.init_error.as_ref().map(|e| format!("; init error {e}")).unwrap_or_default()
                 ))),
-                (false, None) => Some(Ok(&i.name)),
+                (false, None) => Some(Ok(i.name.clone())),
             }
         });
         match not_ready {
             None => break,
-            Some(Err(message)) => {
-                stop_all(kills);
-                return Err(message);
-            }
+            Some(Err(message)) => return Err(message),
             Some(Ok(name)) if started.elapsed() > START_TIMEOUT => {
-                let message = format!("{name} did not ask for an event within {} s", START_TIMEOUT.as_secs());
-                stop_all(kills);
-                return Err(message);
+                return Err(format!("{name} did not ask for an event within {} s", START_TIMEOUT.as_secs()));
             }
             Some(Ok(_)) => tokio::time::sleep(Duration::from_millis(10)).await,
         }
@@ -508,38 +511,31 @@ async fn drive(spec: Spec) -> Result<Value, String> {
     })
     .await;
     if !matches!(&go, Ok(Ok(line)) if line.trim() == "go") {
-        stop_all(kills);
         return Err("no `go` on stdin".to_owned());
     }
 
     let measure_from = Instant::now() + Duration::from_secs_f64(spec.warm_up_s);
     let stop_at = measure_from + Duration::from_secs_f64(spec.window_s);
     set_window.send_replace(Some(Window { measure_from, stop_at }));
-    // The hangs are found while waiting, not at the end.
-    let watched = instances.clone();
-    tokio::spawn(async move {
-        let mut every = tokio::time::interval(WATCH_EVERY);
-        loop {
-            every.tick().await;
-            let now = Instant::now();
-            for instance in &watched {
-                instance.expire(now);
-            }
-        }
-    });
-    tokio::time::sleep_until(stop_at.into()).await;
-    // No event is handed over from now on; each in flight is answered, expires or its bootstrap exits.
+    // Hangs and exits are found while waiting, not at the end. From stop_at no event is handed
+    // over; each in flight is answered, expires or its bootstrap exits.
     let drained_by = stop_at + run.timeout + 2 * WATCH_EVERY;
-    while Instant::now() < drained_by
-        && instances.iter().any(|i| !i.state.lock().unwrap().in_flight.is_empty())
-    {
-        tokio::time::sleep(Duration::from_millis(5)).await;
+    loop {
+        let now = Instant::now();
+        for instance in fleet.instances() {
+            instance.expire(now);
+        }
+        fleet.reap();
+        let in_flight = fleet.instances().any(|i| !i.state.lock().unwrap().in_flight.is_empty());
+        if now >= drained_by || (now >= stop_at && !in_flight) {
+            break;
+        }
+        let next_look =
+            if now < stop_at { (now + WATCH_EVERY).min(stop_at) } else { now + Duration::from_millis(5) };
+        tokio::time::sleep_until(next_look.into()).await;
     }
-    stop_all(kills);
-    for watcher in watchers {
-        let _ = tokio::time::timeout(Duration::from_secs(5), watcher).await;
-    }
-    let result = run.tally.lock().unwrap().result(instances.len(), spec.window_s);
+    drop(fleet);
+    let result = run.tally.lock().unwrap().result(spec.instances.len(), spec.window_s);
     Ok(result)
 }
 
