@@ -12,8 +12,9 @@ use common::{STUB_MODEL, create, id, model_at, post_message, retry, router, uuid
 use primer_shared::domain::conversations::{self, MessageContent, Owner, Posted};
 use primer_shared::domain::usage::{self, Allowance};
 use primer_shared::infra::model::ModelClient;
+use primer_shared::infra::telemetry;
 use primer_shared::test_util::fault_proxy::Fault;
-use primer_shared::test_util::{TestApp, test_config, through_fault_proxy};
+use primer_shared::test_util::{CapturedLog, TestApp, test_config, through_fault_proxy};
 use primer_shared::{AppState, Config};
 use serde_json::json;
 use sqlx::PgPool;
@@ -150,6 +151,15 @@ async fn a_dead_calls_reservation_is_given_back_when_its_claim_lapses(pool: PgPo
 /// lapse), so a retry answers at once.
 #[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn a_post_whose_database_stalls_gives_its_claim_up_once_it_answers_again(direct: PgPool) {
+    // What the app logged (the attempts at giving the claim up), said if the claim stays. The
+    // test's runtime has one thread, so the app's tasks log here too.
+    let captured = CapturedLog::default();
+    let writer = captured.clone();
+    let _logging = tracing::subscriber::set_default(telemetry::subscriber(
+        telemetry::filter_of(|_| None),
+        true,
+        move || writer.clone(),
+    ));
     let server = model(Duration::from_secs(2)).await;
     let (proxy, proxied) = through_fault_proxy(&direct).await;
     let state = AppState::new(test_config(), proxied).with_model(Some(std::sync::Arc::new(client(&server))));
@@ -180,9 +190,15 @@ async fn a_post_whose_database_stalls_gives_its_claim_up_once_it_answers_again(d
     proxy.set(Fault::None);
     // Well before the claim would lapse by itself (the function's 29 s and 2 more, from the
     // post), with room for a loaded machine's slow retries of the release.
-    let given_up = Instant::now() + Duration::from_secs(20);
+    let answering = Instant::now();
+    let given_up = answering + Duration::from_secs(20);
     while claim_of(&direct, &question).await.is_some() {
-        assert!(Instant::now() < given_up, "the claim was left to lapse");
+        assert!(
+            Instant::now() < given_up,
+            "the claim was left to lapse ({:.1} s after the database answered again); the app logged:\n{}",
+            answering.elapsed().as_secs_f64(),
+            captured.text()
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let retried = retry(&app, &user.access_token, &conversation, &question).await;
