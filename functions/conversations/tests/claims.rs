@@ -12,7 +12,6 @@ use common::{STUB_MODEL, create, id, model_at, post_message, retry, router, uuid
 use primer_shared::domain::conversations::{self, MessageContent, Owner, Posted};
 use primer_shared::domain::usage::{self, Allowance};
 use primer_shared::infra::model::ModelClient;
-use primer_shared::infra::telemetry;
 use primer_shared::test_util::fault_proxy::Fault;
 use primer_shared::test_util::{CapturedLog, TestApp, test_config, through_fault_proxy};
 use primer_shared::{AppState, Config};
@@ -153,13 +152,7 @@ async fn a_dead_calls_reservation_is_given_back_when_its_claim_lapses(pool: PgPo
 async fn a_post_whose_database_stalls_gives_its_claim_up_once_it_answers_again(direct: PgPool) {
     // What the app logged (the attempts at giving the claim up), said if the claim stays. The
     // test's runtime has one thread, so the app's tasks log here too.
-    let captured = CapturedLog::default();
-    let writer = captured.clone();
-    let _logging = tracing::subscriber::set_default(telemetry::subscriber(
-        telemetry::filter_of(|_| None),
-        true,
-        move || writer.clone(),
-    ));
+    let (captured, _logging) = CapturedLog::on_this_thread();
     let server = model(Duration::from_secs(2)).await;
     let (proxy, proxied) = through_fault_proxy(&direct).await;
     let state = AppState::new(test_config(), proxied).with_model(Some(std::sync::Arc::new(client(&server))));

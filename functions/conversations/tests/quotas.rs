@@ -12,7 +12,7 @@ use primer_shared::domain::usage::{self, UsageLimits};
 use primer_shared::infra::model::{ModelClient, TokenUsage};
 use primer_shared::test_util::model_stub::completion;
 use primer_shared::test_util::{CapturedLog, TestApp, TestResponse, test_config};
-use primer_shared::{AppState, Config, infra::telemetry};
+use primer_shared::{AppState, Config};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use wiremock::matchers::method;
@@ -193,13 +193,7 @@ async fn once_the_deployment_budget_is_spent_the_offline_tutor_answers_and_says_
     assert_eq!(first.json()["reply"]["ai_model"], STUB_MODEL);
     // Another reader, the same deployment: its budget is what is spent. The refusal is logged
     // as the line the model-budget alarm counts.
-    let captured = CapturedLog::default();
-    let writer = captured.clone();
-    let logging = tracing::subscriber::set_default(telemetry::subscriber(
-        telemetry::filter_of(|_| None),
-        true,
-        move || writer.clone(),
-    ));
+    let (captured, logging) = CapturedLog::on_this_thread();
     let second =
         post_message(&app, &grace, &id(&create(&app, &grace, json!({})).await), "What is a topic?").await;
     drop(logging);

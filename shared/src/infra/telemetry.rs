@@ -272,6 +272,14 @@ pub struct CapturedLog(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
 
 #[cfg(any(test, feature = "test-util"))]
 impl CapturedLog {
+    /// The lines this thread logs from now on, as Lambda's JSON at the default level (`info`),
+    /// until the guard is dropped. A test on a one-thread runtime captures its app's tasks too.
+    pub fn on_this_thread() -> (Self, tracing::subscriber::DefaultGuard) {
+        let captured = Self::default();
+        let guard = tracing::subscriber::set_default(subscriber(filter_of(|_| None), true, captured.clone()));
+        (captured, guard)
+    }
+
     /// Everything written so far.
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
