@@ -622,6 +622,14 @@ WHY_NOT = {
         "each reusing its argon2 memory, a slot held until its hash is done, and fewer round trips "
         "per login (18 -> 14: the check is released in the session's transaction, the login "
         "recorded with the hash's confirmation)",
+    "`GET /api/auth/me` / the stack's floor":
+        "the CPU per request (in the row) is larger in the runner and in PostgreSQL: a profile "
+        "spreads the runner's extra over the token check (7 % of its samples), the request's log "
+        "span (3 %), axum's and tower's layers and CORS, the ten-column answer's JSON and malloc, "
+        "with no single part to cut; PostgreSQL runs the session-and-user join of ten columns "
+        "against one row of three (docs/performance.md, Open); tried: one request layer instead "
+        "of three, jsonwebtoken's validation built once, the token's header read once, more "
+        "malloc arenas, other shapes of the session check",
     "cold first response, DB route (pooled), ms":
         "the janitor's event is a whole sweep (six statements on two connections, one per module "
         "that owns tables to clean, run at once), not one route; conversations-stream's is a "
@@ -642,6 +650,19 @@ WHY_NOT = {
         "randomisation",
 }
 
+
+
+def cpu_per_request(load: dict, server: str, said: str) -> str:
+    """Where a wrk load's CPU went, in µs per request: the server, PostgreSQL, and wrk (counted
+    under this script, whose child it is)."""
+    total_s = load["cpu_busy"] * load["seconds"] * (os.cpu_count() or 1)
+    share = load["cpu_share"]
+
+    def us(name: str) -> float:
+        return share.get(name, 0.0) * total_s / load["requests"] * 1e6
+
+    return (f"CPU per request {total_s / load['requests'] * 1e6:.0f} µs: {said} {us(server):.0f}, "
+            f"PostgreSQL {us('postgres'):.0f}, wrk {us('python3'):.0f}")
 
 
 def fault_note(run: dict) -> dict:
@@ -673,8 +694,10 @@ def report(results: dict) -> str:
         f"Better-Auth get-session {ba['rps']:,.0f} (p50 {ba['p50_ms']:.1f} ms)",
         "≥ 20 × the peer", f"{me['rps'] / ba['rps']:.1f} ×", me["rps"] >= 20 * ba["rps"], me, ba)
     floor = loads["floor"]
-    row("`GET /api/auth/me` / the stack's floor", f"{me['rps']:,.0f} req/s (p50 {me['p50_ms']:.1f} ms)",
-        f"axum + sqlx, one prepared SELECT, pool of 10: {floor['rps']:,.0f} (p50 {floor['p50_ms']:.1f} ms)",
+    row("`GET /api/auth/me` / the stack's floor",
+        f"{me['rps']:,.0f} req/s (p50 {me['p50_ms']:.1f} ms); {cpu_per_request(me, 'local', 'the runner')}",
+        f"axum + sqlx, one prepared SELECT, pool of 10: {floor['rps']:,.0f} (p50 {floor['p50_ms']:.1f} ms); "
+        f"{cpu_per_request(floor, 'bench-floor', 'the floor')}",
         "≥ 0.80 ×", f"{me['rps'] / floor['rps']:.2f} ×", me["rps"] >= 0.8 * floor["rps"], me, floor)
     row("DB statements on `me`", f"{st['me']:g} per request", "—", "1 round trip",
         f"{st['me']:g}", st["me"] <= 1)
