@@ -8,8 +8,8 @@ Everything runs on 127.0.0.1, and every load is bounded in time (wrk's -d) and c
 2. the local runner (DB_MAX_CONNECTIONS=10, direct URL): its memory at start, under 16 and
    64 concurrent logins and after; statements per request (pg_stat_statements) for `me` and a
    personalized-chapter cache hit; chapters made again over a sample of profile edits; wrk
-   loads for `me` (alternated with the stack's floor, bench/floor, on the same pool size),
-   logins, the cache hit and a tutor post;
+   loads for `me` (alternated with the stack's floor, bench/floor, on the same pool size: its
+   one SELECT, and `me`'s own statement), logins, the cache hit and a tutor post;
 3. Better-Auth's get-session under the same wrk load, over its own pool of 10;
 4. every function's bootstrap and the hello-world one behind a local Lambda Runtime API
    (bench/runtime_timer.py): size, init, cold first response, warm p50/p99, peak RSS.
@@ -21,6 +21,7 @@ function, and writes both to --out.
 from __future__ import annotations
 
 import argparse
+import base64
 import http.client
 import json
 import os
@@ -319,16 +320,18 @@ def runner_loads(args, results: dict) -> dict:
         auth = {"authorization": f"Bearer {token}"}
         loads = {}
         user_id = client.expect(200, "GET", "/api/auth/me", token=token)["user"]["id"]
+        session_id = claims_of(token)["sid"]
         # Alternated, twice each, the better of each kept: a neighbour's burst on the shared
         # machine then spoils one of two, not the ratio.
-        me_runs, floor_runs = [], []
+        runs = {"me": [], "floor": [], "floor_statement": []}
         for _ in range(2):
             log(f"wrk: GET /api/auth/me, {CONNECTIONS} connections, {SECONDS} s")
-            me_runs.append(wrk(f"{base}/api/auth/me", headers=auth, marker=f'"email":"{email}"'))
+            runs["me"].append(wrk(f"{base}/api/auth/me", headers=auth, marker=f'"email":"{email}"'))
             log("wrk: the floor (axum + sqlx, one prepared SELECT), same load")
-            floor_runs.append(floor_load(args, user_id, email))
-        loads["me"] = max(me_runs, key=lambda r: r["rps"])
-        loads["floor"] = max(floor_runs, key=lambda r: r["rps"])
+            runs["floor"].append(floor_load(args, f"/user/{user_id}", email))
+            log("wrk: the floor on `me`'s statement, same load")
+            runs["floor_statement"].append(floor_load(args, f"/session/{session_id}/user/{user_id}", email))
+        loads.update({name: max(done, key=lambda r: r["rps"]) for name, done in runs.items()})
         log("wrk: Better-Auth get-session, same load")
         loads["better_auth"] = better_auth_load(args)
         log("wrk: logins, 1 connection (latency) and 16 (throughput)")
@@ -407,16 +410,22 @@ def regeneration(client: Http, token: str) -> dict:
     return {"edits": len(PROFILE_EDITS), "chapters": len(ids), "remade": remade, "identical": identical}
 
 
-def floor_load(args, user_id: str, email: str) -> dict:
-    """bench/floor on the runner's database and pool size, under the `me` load."""
+def claims_of(token: str) -> dict:
+    """The claims of a JWT, unchecked (the bench's own token)."""
+    payload = token.split(".")[1]
+    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+
+
+def floor_load(args, path: str, email: str) -> dict:
+    """bench/floor's `path` on the runner's database and pool size, under the `me` load."""
     port = free_port()
     env = {"PATH": os.environ["PATH"], "DATABASE_URL": args.direct_url, "DB_MAX_CONNECTIONS": "10",
            "PORT": str(port)}
     server = subprocess.Popen([str(args.target / "bench-floor")], env=env, stdout=subprocess.DEVNULL,
                               stderr=open(args.out / "floor.log", "ab"), stdin=subprocess.DEVNULL)
     try:
-        wait_for(port, f"/user/{user_id}", server, "the floor server")
-        return wrk(f"http://127.0.0.1:{port}/user/{user_id}", marker=f'"email":"{email}"')
+        wait_for(port, path, server, "the floor server")
+        return wrk(f"http://127.0.0.1:{port}{path}", marker=f'"email":"{email}"')
     finally:
         stop(server)
 
@@ -623,7 +632,8 @@ WHY_NOT = {
         "per login (18 -> 14: the check is released in the session's transaction, the login "
         "recorded with the hash's confirmation)",
     "`GET /api/auth/me` / the stack's floor":
-        "the CPU per request (in the row) is larger in the runner and in PostgreSQL: a profile "
+        "the two rows below split the gap: `me`'s statement served bare, against the floor's, and "
+        "the stack around it, against that; the CPU per request (in the rows) is larger in the runner and in PostgreSQL: a profile "
         "spreads the runner's extra over the token check (7 % of its samples), the request's log "
         "span (3 %), axum's and tower's layers and CORS, the ten-column answer's JSON and malloc, "
         "with no single part to cut; PostgreSQL runs the session-and-user join of ten columns "
@@ -699,6 +709,17 @@ def report(results: dict) -> str:
         f"axum + sqlx, one prepared SELECT, pool of 10: {floor['rps']:,.0f} (p50 {floor['p50_ms']:.1f} ms); "
         f"{cpu_per_request(floor, 'bench-floor', 'the floor')}",
         "≥ 0.80 ×", f"{me['rps'] / floor['rps']:.2f} ×", me["rps"] >= 0.8 * floor["rps"], me, floor)
+    # The gap in two: what `me`'s statement costs against the floor's one SELECT, and what the
+    # stack around it costs against that statement served bare.
+    statement = loads["floor_statement"]
+    row("the floor on `me`'s statement / the floor",
+        f"the session joined with its user, ten columns, `me`'s answer: {statement['rps']:,.0f} req/s "
+        f"(p50 {statement['p50_ms']:.1f} ms); {cpu_per_request(statement, 'bench-floor', 'the floor')}",
+        f"the floor {floor['rps']:,.0f}", "—", f"{statement['rps'] / floor['rps']:.2f} ×", None, statement, floor)
+    row("`GET /api/auth/me` / the floor on `me`'s statement",
+        "the token, the hardened server, the request's layer (id, span, deadline, error shape), CORS",
+        f"the floor on `me`'s statement {statement['rps']:,.0f}", "—",
+        f"{me['rps'] / statement['rps']:.2f} ×", None, me, statement)
     row("DB statements on `me`", f"{st['me']:g} per request", "—", "1 round trip",
         f"{st['me']:g}", st["me"] <= 1)
     hit = loads["cache_hit"]
