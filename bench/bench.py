@@ -649,14 +649,16 @@ WHY_NOT = {
         "per login (18 -> 14: the check is released in the session's transaction, the login "
         "recorded with the hash's confirmation)",
     "`GET /api/auth/me` / the stack's floor":
-        "the two rows below split the gap: `me`'s statement served bare, against the floor's, and "
-        "the stack around it, against that; the CPU per request (in the rows) is larger in the runner and in PostgreSQL: a profile "
-        "spreads the runner's extra over the token check (7 % of its samples), the request's log "
-        "span (3 %), axum's and tower's layers and CORS, the ten-column answer's JSON and malloc, "
-        "with no single part to cut; PostgreSQL runs the session-and-user join of ten columns "
-        "against one row of three (docs/performance.md, Open); tried: one request layer instead "
-        "of three, jsonwebtoken's validation built once, the token's header read once, more "
-        "malloc arenas, other shapes of the session check",
+        "the two rows below split the gap: `me`'s statement served bare, against the floor's, "
+        "and the stack around it, against that; the CPU per request (in the rows) is larger in "
+        "the runner and in PostgreSQL: a profile spreads the runner's extra over the token check "
+        "(7 % of its samples), the request's log span (3 %), axum's and tower's layers and CORS, "
+        "the ten-column answer's JSON and malloc, with no single part to cut; PostgreSQL runs "
+        "the session-and-user join of ten columns against one row of three (docs/performance.md, "
+        "Open); tried: one request layer instead of three, jsonwebtoken's validation built once, "
+        "the token's header read once, more malloc arenas, other shapes of the session check, "
+        "and (to bound them, not kept) the runner without its span, CORS, hardened connection "
+        "and deadline: still under 0.80 × in three of four rounds",
     "cold first response, DB route (pooled), ms":
         "the janitor's event is a whole sweep (six statements on two connections, one per module "
         "that owns tables to clean, run at once), not one route; conversations-stream's is a "
