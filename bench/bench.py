@@ -3,8 +3,9 @@
 
 Everything runs on 127.0.0.1, and every load is bounded in time (wrk's -d) and concurrency:
 
-1. references: one PostgreSQL connect (pgbench -C, direct and through PgBouncer) and one
-   argon2id verify as a login runs it (the auth crate's `verify_timing` example);
+1. references: one PostgreSQL connect (pgbench -C, direct and through PgBouncer); one argon2id
+   verify as a login runs it (the auth crate's `verify_timing` example) is measured just
+   before the login loads it is the reference of;
 2. the local runner (DB_MAX_CONNECTIONS=10, direct URL): its memory at start, under 16 and
    64 concurrent logins and after; statements per request (pg_stat_statements) for `me` and a
    personalized-chapter cache hit; chapters made again over a sample of profile edits; wrk
@@ -334,6 +335,10 @@ def runner_loads(args, results: dict) -> dict:
         loads.update({name: max(done, key=lambda r: r["rps"]) for name, done in runs.items()})
         log("wrk: Better-Auth get-session, same load")
         loads["better_auth"] = better_auth_load(args)
+        # The login rows' reference, measured just before them: on this shared machine one core's
+        # speed drifts over minutes (one verify took 18 to 27 ms in runs of the same evening).
+        log("references: argon2id verify, just before the logins")
+        results["verify_ms"], results["verify_at_once_rps"] = verify_reference(args)
         log("wrk: logins, 1 connection (latency) and 16 (throughput)")
         # An account of their own: every login opens a session, and a user keeps at most
         # MAX_SESSIONS_PER_USER (100), the oldest ended first, so the loads would sign the
@@ -344,10 +349,20 @@ def runner_loads(args, results: dict) -> dict:
         wrong_body = json.dumps({"email": logins_email, "password": "not the password"})
         unknown_body = json.dumps({"email": "nobody@example.com", "password": "not the password"})
         unauthorized = dict(method="POST", headers=json_headers, status=401, marker='"unauthorized"')
-        loads["login_right_1"] = wrk(f"{base}/api/auth/login", 1, method="POST", body=login_body,
-                                     headers=json_headers, marker='"access_token"')
-        loads["login_wrong_1"] = wrk(f"{base}/api/auth/login", 1, body=wrong_body, **unauthorized)
-        loads["login_unknown_1"] = wrk(f"{base}/api/auth/login", 1, body=unknown_body, **unauthorized)
+        single = {
+            "right": lambda: wrk(f"{base}/api/auth/login", 1, method="POST", body=login_body,
+                                 headers=json_headers, marker='"access_token"'),
+            "wrong": lambda: wrk(f"{base}/api/auth/login", 1, body=wrong_body, **unauthorized),
+            "unknown": lambda: wrk(f"{base}/api/auth/login", 1, body=unknown_body, **unauthorized),
+        }
+        # Each kind twice, in mirrored order, so that a drift of the machine's speed during
+        # them weighs on every kind alike: the rows compare the kinds with each other.
+        order = ["right", "wrong", "unknown", "unknown", "wrong", "right"]
+        done = {kind: [] for kind in single}
+        for kind in order:
+            done[kind].append(single[kind]())
+        for kind, both in done.items():
+            loads[f"login_{kind}_1"] = paired(both)
         loads["login_right"] = wrk(f"{base}/api/auth/login", method="POST", body=login_body,
                                    headers=json_headers, marker='"access_token"')
         loads["login_wrong"] = wrk(f"{base}/api/auth/login", body=wrong_body, **unauthorized)
@@ -414,6 +429,27 @@ def claims_of(token: str) -> dict:
     """The claims of a JWT, unchecked (the bench's own token)."""
     payload = token.split(".")[1]
     return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+
+
+def verify_reference(args) -> tuple[float, float]:
+    """One argon2id verify as a login runs it (the median, ms), and verifies per second with one
+    per core at once (the auth crate's `verify_timing` example)."""
+    out = subprocess.run([str(args.target / "examples" / "verify_timing"), "30"], capture_output=True,
+                         text=True, check=True).stdout
+    return (float(re.search(r"median ([0-9.]+) ms", out).group(1)),
+            float(re.search(r"at once: ([0-9.]+) per second", out).group(1)))
+
+
+def paired(runs: list[dict]) -> dict:
+    """Loads of one kind run apart in time, as one: the mean of their p50s and throughputs, and
+    the faults of all of them."""
+    merged = dict(runs[0])
+    for key in ("p50_ms", "rps"):
+        merged[key] = statistics.mean(r[key] for r in runs)
+    for key in ("unexpected", "socket_errors", "requests"):
+        merged[key] = sum(r[key] for r in runs)
+    merged["sample"] = next((r["sample"] for r in runs if r["sample"]), "")
+    return merged
 
 
 def floor_load(args, path: str, email: str) -> dict:
@@ -931,13 +967,9 @@ def main() -> int:
         old.unlink()
 
     results = {"machine": machine(), "load_start": load_average(), "runs": args.runs, "warm": args.warm}
-    log("references: PostgreSQL connect, argon2id verify")
+    log("references: PostgreSQL connect")
     results["connect_direct_ms"] = connect_ms(args.direct_url)
     results["connect_pooled_ms"] = connect_ms(args.pooled_url)
-    out = subprocess.run([str(args.target / "examples" / "verify_timing"), "30"], capture_output=True,
-                         text=True, check=True).stdout
-    results["verify_ms"] = float(re.search(r"median ([0-9.]+) ms", out).group(1))
-    results["verify_at_once_rps"] = float(re.search(r"at once: ([0-9.]+) per second", out).group(1))
 
     seeds = runner_loads(args, results)
     cold_starts(args, seeds, results)
