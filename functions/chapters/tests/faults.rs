@@ -2,7 +2,8 @@
 //! the store or the model slow, gone or behind a sick network. A miss holds no transaction (and
 //! so no pooled server connection) while it generates; a store that hangs is a 503 within its
 //! time-out, leaving no row and no claim behind; a model that hangs gives way to the rules; a
-//! crashed request's claim holds the next reader up no longer than its work could have taken.
+//! crashed request's claim holds the next reader up no longer than its work could have taken;
+//! a claim whose ending fails is ended once the database answers again.
 
 use crate::common;
 
@@ -18,7 +19,7 @@ use primer_shared::infra::config::S3Config;
 use primer_shared::infra::model::{ModelClient, ModelConfig};
 use primer_shared::test_util::fault_proxy::{Fault, FaultProxy};
 use primer_shared::test_util::model_stub::completion;
-use primer_shared::test_util::{TestApp, test_config};
+use primer_shared::test_util::{TestApp, test_config, through_fault_proxy};
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 use wiremock::matchers::method;
@@ -274,4 +275,50 @@ async fn a_claim_left_by_a_crash_lapses_with_the_work_it_stood_for(pool: PgPool)
     assert_eq!(next.json()["cached"], false, "made again, by the next reader, after the claim lapsed");
     let waited = started.elapsed();
     assert!(waited <= lease + Duration::from_secs(3), "held up {waited:?} by a claim of {lease:?}");
+}
+
+/// The pooler resets every connection while the model writes a reader's chapter: the miss is a
+/// 503 (the chapter cannot be stored), and its own try at ending its claim fails; a task of its own keeps trying, so once
+/// the pooler takes connections again the claim's row is gone (not left to lapse, as a row
+/// that stays until the next claim), and the next read makes the chapter at once.
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
+async fn a_claim_whose_ending_fails_is_ended_once_the_database_answers_again(direct: PgPool) {
+    let server = slow_model(Duration::from_millis(1000)).await;
+    let (proxy, proxied) = through_fault_proxy(&direct).await;
+    let url = format!("{}/v1", server.uri()).parse().unwrap();
+    let client = ModelClient::new(ModelConfig::new("sk-test".to_owned().into(), url, "editor")).unwrap();
+    let state = AppState::new(test_config(), proxied).with_model(Some(Arc::new(client)));
+    let app = TestApp::on_its_own_pool(state, chapters::router);
+    import_fixture(app.pool()).await;
+    let (reader, _) = python_reader(&app, "reader@example.com").await;
+    let claims = || async {
+        sqlx::query_scalar!(r#"SELECT count(*) AS "count!" FROM personalization_claims"#)
+            .fetch_one(&direct)
+            .await
+            .unwrap()
+    };
+
+    let miss = {
+        let (app, token) = (app.clone(), reader.access_token.clone());
+        tokio::spawn(async move { app.get(PERSONALIZED_JSON, Some(&token)).await })
+    };
+    while claims().await == 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    proxy.set(Fault::Reset);
+    let missed = miss.await.unwrap();
+    assert_eq!(missed.status, StatusCode::SERVICE_UNAVAILABLE, "{}", missed.text());
+    assert_eq!(claims().await, 1, "the claim could not be ended yet");
+    // Time for the miss's own try at ending the claim to have failed, and a retry after it.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    proxy.set(Fault::None);
+    let answering = Instant::now();
+    while claims().await > 0 {
+        assert!(answering.elapsed() < Duration::from_secs(10), "the claim was left to lapse");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let next = app.get(PERSONALIZED_JSON, Some(&reader.access_token)).await;
+    assert_eq!(next.status, StatusCode::OK, "{}", next.text());
+    assert_eq!(next.json()["cached"], false, "made by the next read, at once");
 }

@@ -1,7 +1,7 @@
 //! Claims no longer than the work can live: a claim lasts until its request's function must have
 //! ended; a dead claimant's reservation is given back when its claim lapses; a request whose
-//! database stalls gives its claim up once it can; a JSON retry of a question a dead streamed
-//! request claimed says at once when to try again.
+//! database stalls, or whose first try at giving its claim up fails, gives it up once it can; a
+//! JSON retry of a question a dead streamed request claimed says at once when to try again.
 
 use crate::common;
 
@@ -183,6 +183,57 @@ async fn a_post_whose_database_stalls_gives_its_claim_up_once_it_answers_again(d
     proxy.set(Fault::None);
     // Well before the claim would lapse by itself (the function's 29 s and 2 more, from the
     // post), with room for a loaded machine's slow retries of the release.
+    let answering = Instant::now();
+    let given_up = answering + Duration::from_secs(20);
+    while claim_of(&direct, &question).await.is_some() {
+        assert!(
+            Instant::now() < given_up,
+            "the claim was left to lapse ({:.1} s after the database answered again); the app logged:\n{}",
+            answering.elapsed().as_secs_f64(),
+            captured.text()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let retried = retry(&app, &user.access_token, &conversation, &question).await;
+    assert_eq!(retried.status, StatusCode::CREATED, "{}", retried.text());
+}
+
+/// The pooler resets every connection after the question is stored, while the model thinks: the
+/// post fails at once (a 503), and so does its first try at giving the claim up; a task of its
+/// own keeps trying, so once the pooler takes connections again the claim is given up (not left
+/// to lapse), and a retry answers at once.
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
+async fn a_claim_whose_give_up_fails_is_given_up_once_the_database_answers_again(direct: PgPool) {
+    let (captured, _logging) = CapturedLog::on_this_thread();
+    let server = model(Duration::from_secs(1)).await;
+    let (proxy, proxied) = through_fault_proxy(&direct).await;
+    let state = AppState::new(test_config(), proxied).with_model(Some(std::sync::Arc::new(client(&server))));
+    let app = TestApp::on_its_own_pool(state, router);
+    let user = app.signed_up("ada@example.com").await;
+    let conversation = id(&create(&app, &user.access_token, json!({})).await);
+
+    let post = {
+        let (app, token, conversation) = (app.clone(), user.access_token.clone(), conversation.clone());
+        tokio::spawn(async move { post_message(&app, &token, &conversation, "What is a topic?").await })
+    };
+    let question = loop {
+        let stored: Option<uuid::Uuid> = sqlx::query_scalar!("SELECT id FROM messages WHERE sender = 'user'")
+            .fetch_optional(&direct)
+            .await
+            .unwrap();
+        if let Some(question) = stored {
+            break question.to_string();
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    proxy.set(Fault::Reset);
+    let answered = post.await.unwrap();
+    assert_eq!(answered.status, StatusCode::SERVICE_UNAVAILABLE, "{}", answered.text());
+    assert!(claim_of(&direct, &question).await.is_some(), "the claim could not be given up yet");
+    // Time for the post's own try at giving the claim up to have failed, and a retry after it.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    proxy.set(Fault::None);
     let answering = Instant::now();
     let given_up = answering + Duration::from_secs(20);
     while claim_of(&direct, &question).await.is_some() {

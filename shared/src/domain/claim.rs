@@ -5,8 +5,10 @@
 //! `personalize::cache`); it lasts until the request that took it must have ended, by its
 //! function's timeout, and [`CLAIM_MARGIN`] more. A request that fails gives its claim up at
 //! once; one that is dropped (its deadline passed, its client left with the runner) cannot wait
-//! for that, so [`give_up_in_background`] does it from a task of its own, trying again while the
-//! database does not answer, until the claim would have lapsed anyway.
+//! for that, nor can one whose own try fails, so [`give_up_in_background`] does it from a task
+//! of its own, trying again while the database does not answer, until the claim would have
+//! lapsed anyway. A claim counts as held until giving it up has succeeded: a try cut short with
+//! its request leaves it to that task too.
 
 use std::future::Future;
 use std::time::Duration;

@@ -540,11 +540,13 @@ impl ReplyClaim<'_> {
         self.held = false;
     }
 
-    /// Gives the claim up now. Should that fail, it lapses by itself.
+    /// Gives the claim up now. Until that has succeeded the claim is still held, so that one
+    /// that fails, or is cut short with the request, is given up from a task of its own as it
+    /// drops ([`claim::give_up_in_background`]).
     async fn give_up(mut self) {
-        self.held = false;
-        if let Err(e) = conversations::release_reply_claim(self.pool, self.message_id).await {
-            tracing::warn!(error = %ErrorChain(&e), "giving up a reply claim failed; it lapses by itself");
+        match conversations::release_reply_claim(self.pool, self.message_id).await {
+            Ok(()) => self.held = false,
+            Err(e) => tracing::warn!(error = %ErrorChain(&e), "giving up a reply claim failed; trying again"),
         }
     }
 }

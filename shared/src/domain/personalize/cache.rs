@@ -215,7 +215,7 @@ async fn find_or_make(
 }
 
 /// A claim this request holds on a key: ended when the chapter is made (or making it failed),
-/// and given up from a task of its own when the request is dropped first.
+/// and given up from a task of its own when the request is dropped first or ending it fails.
 struct Claim<'a> {
     pool: &'a PgPool,
     key: &'a ObjectKey,
@@ -225,9 +225,16 @@ struct Claim<'a> {
 }
 
 impl Claim<'_> {
+    /// Ends the claim now. Until that has succeeded the claim is still held, so that one that
+    /// fails, or is cut short with the request, is given up from a task of its own as it drops
+    /// ([`claim::give_up_in_background`]).
     async fn give_up(mut self) {
-        self.held = false;
-        release(self.pool, self.key).await;
+        match end_claim(self.pool, self.key).await {
+            Ok(()) => self.held = false,
+            Err(e) => {
+                tracing::warn!(key = %self.key, error = %ErrorChain(&e), "ending a personalization claim failed; trying again")
+            }
+        }
     }
 }
 
@@ -435,13 +442,6 @@ async fn claim(db: impl PgExecutor<'_>, key: &ObjectKey, lease: Duration) -> Res
     .execute(db)
     .await?;
     Ok(claimed.rows_affected() == 1)
-}
-
-/// Ends a claim. Should that fail, the claim lapses by itself.
-async fn release(db: impl PgExecutor<'_>, key: &ObjectKey) {
-    if let Err(e) = end_claim(db, key).await {
-        tracing::warn!(key = %key, error = %ErrorChain(&e), "ending a personalization claim failed");
-    }
 }
 
 async fn end_claim(db: impl PgExecutor<'_>, key: &ObjectKey) -> Result<()> {
