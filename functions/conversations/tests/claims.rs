@@ -12,8 +12,8 @@ use common::{STUB_MODEL, create, id, model_at, post_message, retry, router, uuid
 use primer_shared::domain::conversations::{self, MessageContent, Owner, Posted};
 use primer_shared::domain::usage::{self, Allowance};
 use primer_shared::infra::model::ModelClient;
-use primer_shared::test_util::fault_proxy::Fault;
-use primer_shared::test_util::{CapturedLog, TestApp, test_config, through_fault_proxy};
+use primer_shared::test_util::fault_proxy::{Fault, FaultProxy};
+use primer_shared::test_util::{CapturedLog, TestApp, TestResponse, test_config, through_fault_proxy};
 use primer_shared::{AppState, Config};
 use serde_json::json;
 use sqlx::PgPool;
@@ -145,29 +145,36 @@ async fn a_dead_calls_reservation_is_given_back_when_its_claim_lapses(pool: PgPo
     assert_eq!(reserved, 0);
 }
 
-/// The database stalls after the question is stored, while the model thinks: the post is a 503
-/// within its deadline, and once the database answers again its claim is given up (not left to
-/// lapse), so a retry answers at once.
-#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
-async fn a_post_whose_database_stalls_gives_its_claim_up_once_it_answers_again(direct: PgPool) {
-    // What the app logged (the attempts at giving the claim up), said if the claim stays. The
-    // test's runtime has one thread, so the app's tasks log here too.
-    let (captured, _logging) = CapturedLog::on_this_thread();
-    let server = model(Duration::from_secs(2)).await;
-    let (proxy, proxied) = through_fault_proxy(&direct).await;
+/// A post through a [`FaultProxy`] in front of the pooler, once its question is stored (and
+/// claimed), with what the app logs from the start (its tasks log on the test's one thread).
+struct ClaimedPost {
+    app: TestApp,
+    token: String,
+    conversation: String,
+    question: String,
+    proxy: FaultProxy,
+    post: tokio::task::JoinHandle<TestResponse>,
+    captured: CapturedLog,
+    _logging: tracing::subscriber::DefaultGuard,
+    _model: MockServer,
+}
+
+/// Posts a question the model answers after `model_delay`, and returns once it is stored.
+async fn claimed_post(direct: &PgPool, model_delay: Duration) -> ClaimedPost {
+    let (captured, logging) = CapturedLog::on_this_thread();
+    let server = model(model_delay).await;
+    let (proxy, proxied) = through_fault_proxy(direct).await;
     let state = AppState::new(test_config(), proxied).with_model(Some(std::sync::Arc::new(client(&server))));
     let app = TestApp::on_its_own_pool(state, router);
     let user = app.signed_up("ada@example.com").await;
     let conversation = id(&create(&app, &user.access_token, json!({})).await);
-
     let post = {
         let (app, token, conversation) = (app.clone(), user.access_token.clone(), conversation.clone());
         tokio::spawn(async move { post_message(&app, &token, &conversation, "What is a topic?").await })
     };
-    // Once the question is stored (and claimed), the network to the pooler stalls.
     let question = loop {
         let stored: Option<uuid::Uuid> = sqlx::query_scalar!("SELECT id FROM messages WHERE sender = 'user'")
-            .fetch_optional(&direct)
+            .fetch_optional(direct)
             .await
             .unwrap();
         if let Some(question) = stored {
@@ -175,27 +182,53 @@ async fn a_post_whose_database_stalls_gives_its_claim_up_once_it_answers_again(d
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     };
-    proxy.set(Fault::Stall);
-    let answered = post.await.unwrap();
-    assert_eq!(answered.status, StatusCode::SERVICE_UNAVAILABLE, "{}", answered.text());
-    assert!(claim_of(&direct, &question).await.is_some(), "the claim could not be given up yet");
-
-    proxy.set(Fault::None);
-    // Well before the claim would lapse by itself (the function's 29 s and 2 more, from the
-    // post), with room for a loaded machine's slow retries of the release.
-    let answering = Instant::now();
-    let given_up = answering + Duration::from_secs(20);
-    while claim_of(&direct, &question).await.is_some() {
-        assert!(
-            Instant::now() < given_up,
-            "the claim was left to lapse ({:.1} s after the database answered again); the app logged:\n{}",
-            answering.elapsed().as_secs_f64(),
-            captured.text()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    let token = user.access_token;
+    ClaimedPost {
+        app,
+        token,
+        conversation,
+        question,
+        proxy,
+        post,
+        captured,
+        _logging: logging,
+        _model: server,
     }
-    let retried = retry(&app, &user.access_token, &conversation, &question).await;
-    assert_eq!(retried.status, StatusCode::CREATED, "{}", retried.text());
+}
+
+impl ClaimedPost {
+    /// Lifts the fault, then waits until the claim is given up: well before it would lapse by
+    /// itself (the function's 29 s and 2 more, from the post), with room for a loaded machine's
+    /// slow retries; says what the app logged if it is not. Then a retry answers at once.
+    async fn is_given_up_once_the_database_answers(self, direct: &PgPool) {
+        self.proxy.set(Fault::None);
+        let answering = Instant::now();
+        let given_up = answering + Duration::from_secs(20);
+        while claim_of(direct, &self.question).await.is_some() {
+            assert!(
+                Instant::now() < given_up,
+                "the claim was left to lapse ({:.1} s after the database answered again); the app logged:\n{}",
+                answering.elapsed().as_secs_f64(),
+                self.captured.text()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let retried = retry(&self.app, &self.token, &self.conversation, &self.question).await;
+        assert_eq!(retried.status, StatusCode::CREATED, "{}", retried.text());
+    }
+}
+
+/// The database stalls after the question is stored, while the model thinks: the post is a 503
+/// within its deadline, and once the database answers again its claim is given up (not left to
+/// lapse), so a retry answers at once.
+#[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
+async fn a_post_whose_database_stalls_gives_its_claim_up_once_it_answers_again(direct: PgPool) {
+    let mut post = claimed_post(&direct, Duration::from_secs(2)).await;
+    post.proxy.set(Fault::Stall);
+    let answered = (&mut post.post).await.unwrap();
+    assert_eq!(answered.status, StatusCode::SERVICE_UNAVAILABLE, "{}", answered.text());
+    assert!(claim_of(&direct, &post.question).await.is_some(), "the claim could not be given up yet");
+    post.is_given_up_once_the_database_answers(&direct).await;
 }
 
 /// The pooler resets every connection after the question is stored, while the model thinks: the
@@ -204,49 +237,14 @@ async fn a_post_whose_database_stalls_gives_its_claim_up_once_it_answers_again(d
 /// to lapse), and a retry answers at once.
 #[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn a_claim_whose_give_up_fails_is_given_up_once_the_database_answers_again(direct: PgPool) {
-    let (captured, _logging) = CapturedLog::on_this_thread();
-    let server = model(Duration::from_secs(1)).await;
-    let (proxy, proxied) = through_fault_proxy(&direct).await;
-    let state = AppState::new(test_config(), proxied).with_model(Some(std::sync::Arc::new(client(&server))));
-    let app = TestApp::on_its_own_pool(state, router);
-    let user = app.signed_up("ada@example.com").await;
-    let conversation = id(&create(&app, &user.access_token, json!({})).await);
-
-    let post = {
-        let (app, token, conversation) = (app.clone(), user.access_token.clone(), conversation.clone());
-        tokio::spawn(async move { post_message(&app, &token, &conversation, "What is a topic?").await })
-    };
-    let question = loop {
-        let stored: Option<uuid::Uuid> = sqlx::query_scalar!("SELECT id FROM messages WHERE sender = 'user'")
-            .fetch_optional(&direct)
-            .await
-            .unwrap();
-        if let Some(question) = stored {
-            break question.to_string();
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    };
-    proxy.set(Fault::Reset);
-    let answered = post.await.unwrap();
+    let mut post = claimed_post(&direct, Duration::from_secs(1)).await;
+    post.proxy.set(Fault::Reset);
+    let answered = (&mut post.post).await.unwrap();
     assert_eq!(answered.status, StatusCode::SERVICE_UNAVAILABLE, "{}", answered.text());
-    assert!(claim_of(&direct, &question).await.is_some(), "the claim could not be given up yet");
+    assert!(claim_of(&direct, &post.question).await.is_some(), "the claim could not be given up yet");
     // Time for the post's own try at giving the claim up to have failed, and a retry after it.
     tokio::time::sleep(Duration::from_millis(1500)).await;
-
-    proxy.set(Fault::None);
-    let answering = Instant::now();
-    let given_up = answering + Duration::from_secs(20);
-    while claim_of(&direct, &question).await.is_some() {
-        assert!(
-            Instant::now() < given_up,
-            "the claim was left to lapse ({:.1} s after the database answered again); the app logged:\n{}",
-            answering.elapsed().as_secs_f64(),
-            captured.text()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let retried = retry(&app, &user.access_token, &conversation, &question).await;
-    assert_eq!(retried.status, StatusCode::CREATED, "{}", retried.text());
+    post.is_given_up_once_the_database_answers(&direct).await;
 }
 
 /// Every chunk to and from the pooler waits 2 s: a tutor post is a 503 within its deadline, not
