@@ -145,8 +145,9 @@ async fn a_dead_calls_reservation_is_given_back_when_its_claim_lapses(pool: PgPo
     assert_eq!(reserved, 0);
 }
 
-/// A post through a [`FaultProxy`] in front of the pooler, once its question is stored (and
-/// claimed), with what the app logs from the start (its tasks log on the test's one thread).
+/// A post through a [`FaultProxy`] in front of the pooler, once the model is asked (so the app
+/// knows it holds the question's claim), with what the app logs from the start (its tasks log
+/// on the test's one thread).
 struct ClaimedPost {
     app: TestApp,
     token: String,
@@ -159,7 +160,10 @@ struct ClaimedPost {
     _model: MockServer,
 }
 
-/// Posts a question the model answers after `model_delay`, and returns once it is stored.
+/// Posts a question the model answers after `model_delay`, and returns once the model is asked.
+/// Not as soon as the question is stored: its row shows once PostgreSQL has committed, before
+/// the app has the answer to its COMMIT, and a fault between the two leaves the app not knowing
+/// it took the claim (which then lapses by itself).
 async fn claimed_post(direct: &PgPool, model_delay: Duration) -> ClaimedPost {
     let (captured, logging) = CapturedLog::on_this_thread();
     let server = model(model_delay).await;
@@ -182,6 +186,9 @@ async fn claimed_post(direct: &PgPool, model_delay: Duration) -> ClaimedPost {
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     };
+    while server.received_requests().await.unwrap_or_default().is_empty() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let token = user.access_token;
     ClaimedPost {
         app,
@@ -200,7 +207,7 @@ impl ClaimedPost {
     /// Lifts the fault, then waits until the claim is given up: well before it would lapse by
     /// itself (the function's 29 s and 2 more, from the post), with room for a loaded machine's
     /// slow retries; says what the app logged if it is not. Then a retry answers at once.
-    async fn is_given_up_once_the_database_answers(self, direct: &PgPool) {
+    async fn expect_given_up_once_the_database_answers(self, direct: &PgPool) {
         self.proxy.set(Fault::None);
         let answering = Instant::now();
         let given_up = answering + Duration::from_secs(20);
@@ -218,7 +225,7 @@ impl ClaimedPost {
     }
 }
 
-/// The database stalls after the question is stored, while the model thinks: the post is a 503
+/// The database stalls after the question is claimed, while the model thinks: the post is a 503
 /// within its deadline, and once the database answers again its claim is given up (not left to
 /// lapse), so a retry answers at once.
 #[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
@@ -228,10 +235,10 @@ async fn a_post_whose_database_stalls_gives_its_claim_up_once_it_answers_again(d
     let answered = (&mut post.post).await.unwrap();
     assert_eq!(answered.status, StatusCode::SERVICE_UNAVAILABLE, "{}", answered.text());
     assert!(claim_of(&direct, &post.question).await.is_some(), "the claim could not be given up yet");
-    post.is_given_up_once_the_database_answers(&direct).await;
+    post.expect_given_up_once_the_database_answers(&direct).await;
 }
 
-/// The pooler resets every connection after the question is stored, while the model thinks: the
+/// The pooler resets every connection after the question is claimed, while the model thinks: the
 /// post fails at once (a 503), and so does its first try at giving the claim up; a task of its
 /// own keeps trying, so once the pooler takes connections again the claim is given up (not left
 /// to lapse), and a retry answers at once.
@@ -244,7 +251,7 @@ async fn a_claim_whose_give_up_fails_is_given_up_once_the_database_answers_again
     assert!(claim_of(&direct, &post.question).await.is_some(), "the claim could not be given up yet");
     // Time for the post's own try at giving the claim up to have failed, and a retry after it.
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    post.is_given_up_once_the_database_answers(&direct).await;
+    post.expect_given_up_once_the_database_answers(&direct).await;
 }
 
 /// Every chunk to and from the pooler waits 2 s: a tutor post is a 503 within its deadline, not
