@@ -38,13 +38,15 @@ async fn slow_model(delay: Duration) -> MockServer {
     server
 }
 
-fn app_with_model(pool: PgPool, server: &MockServer) -> TestApp {
+/// The app's state on `pool`, with the model at `server`.
+fn state_with_model(pool: PgPool, server: &MockServer) -> AppState {
     let url = format!("{}/v1", server.uri()).parse().unwrap();
     let client = ModelClient::new(ModelConfig::new("sk-test".to_owned().into(), url, "editor")).unwrap();
-    TestApp::with_state(
-        AppState::new(test_config(), pool).with_model(Some(Arc::new(client))),
-        chapters::router,
-    )
+    AppState::new(test_config(), pool).with_model(Some(Arc::new(client)))
+}
+
+fn app_with_model(pool: PgPool, server: &MockServer) -> TestApp {
+    TestApp::with_state(state_with_model(pool, server), chapters::router)
 }
 
 /// The transactions (backend, start) of this test's database sitting open doing nothing.
@@ -285,10 +287,7 @@ async fn a_claim_left_by_a_crash_lapses_with_the_work_it_stood_for(pool: PgPool)
 async fn a_claim_whose_ending_fails_is_ended_once_the_database_answers_again(direct: PgPool) {
     let server = slow_model(Duration::from_millis(1000)).await;
     let (proxy, proxied) = through_fault_proxy(&direct).await;
-    let url = format!("{}/v1", server.uri()).parse().unwrap();
-    let client = ModelClient::new(ModelConfig::new("sk-test".to_owned().into(), url, "editor")).unwrap();
-    let state = AppState::new(test_config(), proxied).with_model(Some(Arc::new(client)));
-    let app = TestApp::on_its_own_pool(state, chapters::router);
+    let app = TestApp::on_its_own_pool(state_with_model(proxied, &server), chapters::router);
     import_fixture(app.pool()).await;
     let (reader, _) = python_reader(&app, "reader@example.com").await;
     let claims = || async {
