@@ -204,6 +204,14 @@ async fn claimed_post(direct: &PgPool, model_delay: Duration) -> ClaimedPost {
 }
 
 impl ClaimedPost {
+    /// Puts `fault` on the pooler's network: the post is a 503, and its claim still held.
+    async fn fails_under(&mut self, fault: Fault, direct: &PgPool) {
+        self.proxy.set(fault);
+        let answered = (&mut self.post).await.unwrap();
+        assert_eq!(answered.status, StatusCode::SERVICE_UNAVAILABLE, "{}", answered.text());
+        assert!(claim_of(direct, &self.question).await.is_some(), "the claim could not be given up yet");
+    }
+
     /// Lifts the fault, then waits until the claim is given up: well before it would lapse by
     /// itself (the function's 29 s and 2 more, from the post), with room for a loaded machine's
     /// slow retries; says what the app logged if it is not. Then a retry answers at once.
@@ -231,10 +239,7 @@ impl ClaimedPost {
 #[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn a_post_whose_database_stalls_gives_its_claim_up_once_it_answers_again(direct: PgPool) {
     let mut post = claimed_post(&direct, Duration::from_secs(2)).await;
-    post.proxy.set(Fault::Stall);
-    let answered = (&mut post.post).await.unwrap();
-    assert_eq!(answered.status, StatusCode::SERVICE_UNAVAILABLE, "{}", answered.text());
-    assert!(claim_of(&direct, &post.question).await.is_some(), "the claim could not be given up yet");
+    post.fails_under(Fault::Stall, &direct).await;
     post.expect_given_up_once_the_database_answers(&direct).await;
 }
 
@@ -245,10 +250,7 @@ async fn a_post_whose_database_stalls_gives_its_claim_up_once_it_answers_again(d
 #[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn a_claim_whose_give_up_fails_is_given_up_once_the_database_answers_again(direct: PgPool) {
     let mut post = claimed_post(&direct, Duration::from_secs(1)).await;
-    post.proxy.set(Fault::Reset);
-    let answered = (&mut post.post).await.unwrap();
-    assert_eq!(answered.status, StatusCode::SERVICE_UNAVAILABLE, "{}", answered.text());
-    assert!(claim_of(&direct, &post.question).await.is_some(), "the claim could not be given up yet");
+    post.fails_under(Fault::Reset, &direct).await;
     // Time for the post's own try at giving the claim up to have failed, and a retry after it.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     post.expect_given_up_once_the_database_answers(&direct).await;
