@@ -19,7 +19,7 @@ use primer_shared::infra::config::S3Config;
 use primer_shared::infra::model::{ModelClient, ModelConfig};
 use primer_shared::test_util::fault_proxy::{Fault, FaultProxy};
 use primer_shared::test_util::model_stub::completion;
-use primer_shared::test_util::{TestApp, test_config, through_fault_proxy};
+use primer_shared::test_util::{CapturedLog, TestApp, test_config, through_fault_proxy};
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 use wiremock::matchers::method;
@@ -280,11 +280,13 @@ async fn a_claim_left_by_a_crash_lapses_with_the_work_it_stood_for(pool: PgPool)
 }
 
 /// The pooler resets every connection while the model writes a reader's chapter: the miss is a
-/// 503 (the chapter cannot be stored), and its own try at ending its claim fails; a task of its own keeps trying, so once
-/// the pooler takes connections again the claim's row is gone (not left to lapse, as a row
-/// that stays until the next claim), and the next read makes the chapter at once.
+/// 503 (the chapter cannot be stored), and its own try at ending its claim fails; a task of its
+/// own keeps trying, so once the pooler takes connections again the claim's row is gone (not left
+/// to lapse, as a row that stays until the next claim), and the next read makes the chapter at
+/// once.
 #[sqlx::test(migrator = "primer_shared::infra::db::MIGRATOR")]
 async fn a_claim_whose_ending_fails_is_ended_once_the_database_answers_again(direct: PgPool) {
+    let (captured, _logging) = CapturedLog::on_this_thread();
     let server = slow_model(Duration::from_millis(1000)).await;
     let (proxy, proxied) = through_fault_proxy(&direct).await;
     let app = TestApp::on_its_own_pool(state_with_model(proxied, &server), chapters::router);
@@ -301,9 +303,14 @@ async fn a_claim_whose_ending_fails_is_ended_once_the_database_answers_again(dir
         let (app, token) = (app.clone(), reader.access_token.clone());
         tokio::spawn(async move { app.get(PERSONALIZED_JSON, Some(&token)).await })
     };
-    while claims().await == 0 {
+    // The fault starts once the model is asked, when the app knows it holds the claim. The claim's
+    // row shows earlier, as soon as PostgreSQL commits it, and a fault before the app has the
+    // answer to that COMMIT leaves it not knowing it took the claim (which then lapses by itself).
+    while server.received_requests().await.unwrap_or_default().is_empty() {
+        assert!(!miss.is_finished(), "the miss ended before the model was asked");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    assert_eq!(claims().await, 1, "the model is asked under a claim");
     proxy.set(Fault::Reset);
     let missed = miss.await.unwrap();
     assert_eq!(missed.status, StatusCode::SERVICE_UNAVAILABLE, "{}", missed.text());
@@ -311,10 +318,17 @@ async fn a_claim_whose_ending_fails_is_ended_once_the_database_answers_again(dir
     // Time for the miss's own try at ending the claim to have failed, and a retry after it.
     tokio::time::sleep(Duration::from_millis(1500)).await;
 
+    // Well before the claim would lapse by itself (the 28 s the work may take, and 2 more), with
+    // room for a loaded machine's slow retries; says what the app logged if it is not ended.
     proxy.set(Fault::None);
     let answering = Instant::now();
     while claims().await > 0 {
-        assert!(answering.elapsed() < Duration::from_secs(10), "the claim was left to lapse");
+        assert!(
+            answering.elapsed() < Duration::from_secs(20),
+            "the claim was left to lapse ({:.1} s after the database answered again); the app logged:\n{}",
+            answering.elapsed().as_secs_f64(),
+            captured.text()
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let next = app.get(PERSONALIZED_JSON, Some(&reader.access_token)).await;
