@@ -695,6 +695,15 @@ WHY_NOT = {
         "the token's header read once, more malloc arenas, other shapes of the session check, "
         "and (to bound them, not kept) the runner without its span, CORS, hardened connection "
         "and deadline: still under 0.80 × in three of four rounds",
+    "fan-out throughput, 64 instances / the best N":
+        "not the pooler (no client queued in PgBouncer, its CPU per answer 13-20 % more at N = 64): "
+        "the bootstraps' CPU per answer is 11-51 % more at N = 64 than at N = 8 with as many "
+        "context switches and page faults per answer, most of it the kernel's at the end of a "
+        "switch, the rest their code slower everywhere at once: by a profile's reading, switching "
+        "among 67 processes on two vCPUs starts cold (TLB, caches), at a cost that follows the "
+        "host's load (0.78-1.02 × in rounds of the same half hour; docs/performance.md, \"Where "
+        "the fan-out's N = 64 loses its throughput\"); tried: one-thread bootstraps and driver, "
+        "each N twice in mirrored order",
     "cold first response, DB route (pooled), ms":
         "the janitor's event is a whole sweep (six statements on two connections, one per module "
         "that owns tables to clean, run at once), not one route; conversations-stream's is a "
