@@ -184,9 +184,11 @@ async fn claimed_post(direct: &PgPool, model_delay: Duration) -> ClaimedPost {
         if let Some(question) = stored {
             break question.to_string();
         }
+        assert!(!post.is_finished(), "the post ended before its question was stored");
         tokio::time::sleep(Duration::from_millis(10)).await;
     };
     while server.received_requests().await.unwrap_or_default().is_empty() {
+        assert!(!post.is_finished(), "the post ended before the model was asked");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let token = user.access_token;
