@@ -701,9 +701,10 @@ WHY_NOT = {
         "context switches and page faults per answer, most of it the kernel's at the end of a "
         "switch, the rest their code slower everywhere at once: by a profile's reading, switching "
         "among 67 processes on two vCPUs starts cold (TLB, caches), at a cost that follows the "
-        "host's load (0.78-1.02 × in rounds of the same half hour; docs/performance.md, \"Where "
-        "the fan-out's N = 64 loses its throughput\"); tried: one-thread bootstraps and driver, "
-        "each N twice in mirrored order",
+        "host's load (0.78-1.02 × in rounds of the same half hour, while any N alone drifts "
+        "10-25 % within minutes; docs/performance.md, \"Where the fan-out's N = 64 loses its "
+        "throughput\" and \"the fan-out's drift between passes\"); tried: one-thread bootstraps "
+        "and driver, each N twice in mirrored order",
     "cold first response, DB route (pooled), ms":
         "the janitor's event is a whole sweep (six statements on two connections, one per module "
         "that owns tables to clean, run at once), not one route; conversations-stream's is a "
