@@ -402,6 +402,25 @@ pub async fn statements_during<T>(pool: &PgPool, run: impl Future<Output = T>) -
     (output, count().await - before)
 }
 
+/// Waits until `ended` says the claim a failed request held is ended, from now (when the
+/// database answers again), polling every 50 ms. Fails after `within`, which a test sets well
+/// before the claim would lapse by itself, with what the app logged: its tries at ending it.
+pub async fn until_claim_ended<F>(within: Duration, captured: &CapturedLog, mut ended: impl FnMut() -> F)
+where
+    F: Future<Output = bool>,
+{
+    let answering = std::time::Instant::now();
+    while !ended().await {
+        assert!(
+            answering.elapsed() < within,
+            "the claim was left to lapse ({:.1} s after the database answered again); the app logged:\n{}",
+            answering.elapsed().as_secs_f64(),
+            captured.text()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Gives `user_id` the profile `document` (the shape of `PUT /api/profile`, which it must pass),
 /// replacing any they had, and returns its real `profile_hash`. Unlike the profile function it
 /// lets the two onboarding answers change ([`crate::domain::profile::overwrite`]), so a test can

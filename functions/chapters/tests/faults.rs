@@ -19,7 +19,7 @@ use primer_shared::infra::config::S3Config;
 use primer_shared::infra::model::{ModelClient, ModelConfig};
 use primer_shared::test_util::fault_proxy::{Fault, FaultProxy};
 use primer_shared::test_util::model_stub::completion;
-use primer_shared::test_util::{CapturedLog, TestApp, test_config, through_fault_proxy};
+use primer_shared::test_util::{CapturedLog, TestApp, test_config, through_fault_proxy, until_claim_ended};
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 use wiremock::matchers::method;
@@ -321,16 +321,7 @@ async fn a_claim_whose_ending_fails_is_ended_once_the_database_answers_again(dir
     // Well before the claim would lapse by itself (the 28 s the work may take, and 2 more), with
     // room for a loaded machine's slow retries; says what the app logged if it is not ended.
     proxy.set(Fault::None);
-    let answering = Instant::now();
-    while claims().await > 0 {
-        assert!(
-            answering.elapsed() < Duration::from_secs(20),
-            "the claim was left to lapse ({:.1} s after the database answered again); the app logged:\n{}",
-            answering.elapsed().as_secs_f64(),
-            captured.text()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    until_claim_ended(Duration::from_secs(20), &captured, || async { claims().await == 0 }).await;
     let next = app.get(PERSONALIZED_JSON, Some(&reader.access_token)).await;
     assert_eq!(next.status, StatusCode::OK, "{}", next.text());
     assert_eq!(next.json()["cached"], false, "made by the next read, at once");

@@ -13,7 +13,9 @@ use primer_shared::domain::conversations::{self, MessageContent, Owner, Posted};
 use primer_shared::domain::usage::{self, Allowance};
 use primer_shared::infra::model::ModelClient;
 use primer_shared::test_util::fault_proxy::{Fault, FaultProxy};
-use primer_shared::test_util::{CapturedLog, TestApp, TestResponse, test_config, through_fault_proxy};
+use primer_shared::test_util::{
+    CapturedLog, TestApp, TestResponse, test_config, through_fault_proxy, until_claim_ended,
+};
 use primer_shared::{AppState, Config};
 use serde_json::json;
 use sqlx::PgPool;
@@ -219,17 +221,11 @@ impl ClaimedPost {
     /// slow retries; says what the app logged if it is not. Then a retry answers at once.
     async fn expect_given_up_once_the_database_answers(self, direct: &PgPool) {
         self.proxy.set(Fault::None);
-        let answering = Instant::now();
-        let given_up = answering + Duration::from_secs(20);
-        while claim_of(direct, &self.question).await.is_some() {
-            assert!(
-                Instant::now() < given_up,
-                "the claim was left to lapse ({:.1} s after the database answered again); the app logged:\n{}",
-                answering.elapsed().as_secs_f64(),
-                self.captured.text()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let question = &self.question;
+        until_claim_ended(Duration::from_secs(20), &self.captured, || async {
+            claim_of(direct, question).await.is_none()
+        })
+        .await;
         let retried = retry(&self.app, &self.token, &self.conversation, &self.question).await;
         assert_eq!(retried.status, StatusCode::CREATED, "{}", retried.text());
     }
